@@ -1,0 +1,59 @@
+//! weir's stateless API node: every request is logged, tasks are accepted and
+//! answered, cached results are served, and workers are listed. All state lives
+//! in the store, so any number of nodes can run behind the load balancer.
+//!
+//! # Layout
+//! - [`app`]: the router; [`run`] serves it on a listener until shutdown.
+//! - [`state`]: [`AppState`] and [`ApiConfig`].
+//! - [`error`]: [`ApiError`], the one JSON error every handler returns.
+//! - [`body`]: [`body::JsonBody`], a JSON extractor with precise 4xx errors.
+//! - [`request_log`]: middleware that tags answers with the node id and logs requests.
+//! - `routes/`: one file per resource (`root`, `tasks`, `workers`, `health`).
+
+pub mod body;
+pub mod error;
+pub mod request_log;
+mod routes;
+pub mod state;
+
+use std::future::Future;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::{middleware, Router};
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+pub use state::{ApiConfig, AppState};
+
+/// The API's routes, with body limit and request logging applied.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(routes::root::hello))
+        .route("/requests/stats", get(routes::root::stats))
+        .route("/hash/{kind}", post(routes::tasks::submit_hash))
+        .route("/tasks", post(routes::tasks::submit))
+        .route("/tasks/{id}", get(routes::tasks::get))
+        .route("/workers", get(routes::workers::list))
+        .route("/health", get(routes::health::health))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_log::log_request,
+        ))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets in-flight
+/// requests finish.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,21 @@
+//! Handlers, one file per resource.
+
+pub mod health;
+pub mod root;
+pub mod tasks;
+pub mod workers;
+
+use axum::http::Uri;
+
+use crate::ApiError;
+
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound {
+        code: "not_found",
+        message: format!("no route for {}", crate::request_log::truncate(uri.path().to_owned(), 256)),
+    }
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,114 @@
+//! Tasks: `POST /tasks`, `POST /hash/{kind}`, `GET /tasks/{id}`.
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use weir_core::{Task, TaskId, TaskInsertParams, TaskKind};
+
+use crate::body::JsonBody;
+use crate::{ApiError, AppState};
+
+/// Upper bound on `max_attempts` a client may ask for.
+const MAX_ATTEMPTS_LIMIT: i32 = 100;
+
+/// The general submission form.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitTask {
+    #[serde(rename = "type")]
+    kind: String,
+    input: Value,
+    max_attempts: Option<i32>,
+    #[serde(default)]
+    priority: i32,
+    run_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /tasks {"type","input",...}`.
+pub async fn submit(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<SubmitTask>,
+) -> Result<Response, ApiError> {
+    let kind: TaskKind = body.kind.parse()?;
+    let max_attempts = body
+        .max_attempts
+        .unwrap_or(state.config.default_max_attempts);
+    if !(1..=MAX_ATTEMPTS_LIMIT).contains(&max_attempts) {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            format!("max_attempts must be from 1 to {MAX_ATTEMPTS_LIMIT}"),
+        ));
+    }
+    enqueue(&state, kind, body.input, max_attempts, body.priority, body.run_at).await
+}
+
+/// `POST /hash/{kind}` with `{"string": …}` (argon2 also takes its cost fields).
+pub async fn submit_hash(
+    State(state): State<AppState>,
+    Path(kind): Path<String>,
+    JsonBody(input): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let kind: TaskKind = kind.parse()?;
+    if kind == TaskKind::Sleep {
+        return Err(ApiError::bad_request(
+            "unknown_task_type",
+            "sleep is not a hash; submit it with POST /tasks",
+        ));
+    }
+    let attempts = state.config.default_max_attempts;
+    enqueue(&state, kind, input, attempts, 0, None).await
+}
+
+/// Validates, answers from the cache when it can, else queues the task.
+async fn enqueue(
+    state: &AppState,
+    kind: TaskKind,
+    input: Value,
+    max_attempts: i32,
+    priority: i32,
+    run_at: Option<DateTime<Utc>>,
+) -> Result<Response, ApiError> {
+    kind.validate_input(&input)?;
+    let now = Utc::now();
+    let cache_key = kind.cache_key(&input);
+    if let Some(key) = &cache_key {
+        if let Some(result) = state.store.cache_get(key, now).await? {
+            let body = json!({ "type": kind, "result": result, "source": "cache" });
+            return Ok((StatusCode::OK, Json(body)).into_response());
+        }
+    }
+    let task = state
+        .store
+        .task_insert(TaskInsertParams {
+            id: TaskId::new(),
+            kind,
+            input,
+            max_attempts,
+            priority,
+            cache_key,
+            run_at: run_at.unwrap_or(now),
+            now,
+        })
+        .await?;
+    let body = json!({ "task_id": task.id, "status": task.state, "type": task.kind });
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/tasks/{}", task.id))],
+        Json(body),
+    )
+        .into_response())
+}
+
+/// `GET /tasks/{id}`.
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Task>, ApiError> {
+    let not_found = || ApiError::NotFound {
+        code: "task_not_found",
+        message: "no task with that id".into(),
+    };
+    let id: TaskId = id.parse().map_err(|_| not_found())?;
+    state.store.task_get(id).await?.map(Json).ok_or_else(not_found)
+}

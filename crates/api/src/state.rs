@@ -1,0 +1,52 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir_core::Store;
+use weir_store::RequestLogWriter;
+
+/// An API node's settings.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// This node's id, sent as `X-Weir-Node` and stored with each logged request.
+    pub node_id: String,
+    /// Simulated processing time of `GET /`.
+    pub delay: Duration,
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Attempts a task gets unless the submission says otherwise.
+    pub default_max_attempts: i32,
+    /// A worker silent for longer than this is shown as offline.
+    pub worker_offline_after: Duration,
+}
+
+impl ApiConfig {
+    pub fn new(node_id: impl Into<String>) -> Self {
+        ApiConfig {
+            node_id: node_id.into(),
+            delay: Duration::ZERO,
+            max_body_bytes: 1024 * 1024,
+            default_max_attempts: 3,
+            worker_offline_after: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Shared by all handlers of one node. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<ApiConfig>,
+    pub store: Arc<dyn Store>,
+    pub request_log: RequestLogWriter,
+}
+
+impl AppState {
+    pub fn new(config: ApiConfig, store: Arc<dyn Store>, request_log: RequestLogWriter) -> Self {
+        AppState {
+            config: Arc::new(config),
+            store,
+            request_log,
+        }
+    }
+}

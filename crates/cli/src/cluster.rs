@@ -1,0 +1,154 @@
+//! lb + API nodes + workers in one process, over one store: what `weir up`
+//! runs, and what the end-to-end tests start.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use weir_api::{ApiConfig, AppState};
+use weir_core::Store;
+use weir_lb::{Lb, LbConfig};
+use weir_store::RequestLogWriter;
+use weir_worker::{WorkerConfig, WorkerReport};
+
+/// Most request-log rows one transaction writes.
+const REQUEST_LOG_MAX_BATCH: usize = 1024;
+/// How long an API node's log writer may take to flush after the node stops.
+const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What to run. `api`, `worker` and `lb` are templates: ids and backends are filled in.
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    pub listen: SocketAddr,
+    pub api_nodes: usize,
+    pub workers: usize,
+    pub api: ApiConfig,
+    pub worker: WorkerConfig,
+    pub lb: LbConfig,
+}
+
+/// A running cluster.
+pub struct Cluster {
+    /// Where the load balancer listens.
+    pub lb_addr: SocketAddr,
+    /// (node id, address) of each API node.
+    pub api_nodes: Vec<(String, SocketAddr)>,
+    pub worker_ids: Vec<String>,
+    pub lb: Arc<Lb>,
+    lb_stop: CancellationToken,
+    api_stop: CancellationToken,
+    worker_stop: CancellationToken,
+    lb_task: JoinHandle<std::io::Result<()>>,
+    api_tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    worker_tasks: Vec<JoinHandle<WorkerReport>>,
+}
+
+impl Cluster {
+    /// Binds every listener and starts every part.
+    pub async fn start(spec: ClusterSpec, store: Arc<dyn Store>) -> anyhow::Result<Cluster> {
+        let (lb_stop, api_stop, worker_stop) = (
+            CancellationToken::new(),
+            CancellationToken::new(),
+            CancellationToken::new(),
+        );
+        let mut api_nodes = Vec::new();
+        let mut api_tasks = Vec::new();
+        for i in 1..=spec.api_nodes {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .context("binding an API node")?;
+            let addr = listener.local_addr()?;
+            let mut config = spec.api.clone();
+            config.node_id = format!("api-{i}");
+            api_nodes.push((config.node_id.clone(), addr));
+            api_tasks.push(tokio::spawn(serve_api_node(
+                listener,
+                config,
+                store.clone(),
+                api_stop.clone().cancelled_owned(),
+            )));
+        }
+        let mut worker_ids = Vec::new();
+        let mut worker_tasks = Vec::new();
+        for i in 1..=spec.workers {
+            let mut config = spec.worker.clone();
+            config.worker_id = format!("worker-{i}");
+            worker_ids.push(config.worker_id.clone());
+            worker_tasks.push(tokio::spawn(weir_worker::run(
+                store.clone(),
+                config,
+                worker_stop.clone(),
+            )));
+        }
+        let mut lb_config = spec.lb.clone();
+        lb_config.backends = api_nodes
+            .iter()
+            .map(|(_, addr)| format!("http://{addr}"))
+            .collect();
+        let lb = Lb::new(lb_config).map_err(anyhow::Error::msg)?;
+        let listener = TcpListener::bind(spec.listen)
+            .await
+            .with_context(|| format!("binding the load balancer to {}", spec.listen))?;
+        let lb_addr = listener.local_addr()?;
+        let lb_task = tokio::spawn(weir_lb::run(
+            listener,
+            lb.clone(),
+            lb_stop.clone().cancelled_owned(),
+        ));
+        Ok(Cluster {
+            lb_addr,
+            api_nodes,
+            worker_ids,
+            lb,
+            lb_stop,
+            api_stop,
+            worker_stop,
+            lb_task,
+            api_tasks,
+            worker_tasks,
+        })
+    }
+
+    /// Stops front to back: the lb stops accepting and finishes its requests,
+    /// then the API nodes finish theirs and flush their logs, then the workers
+    /// drain.
+    pub async fn shutdown(self) -> anyhow::Result<Vec<WorkerReport>> {
+        self.lb_stop.cancel();
+        self.lb_task.await.context("lb task")??;
+        self.api_stop.cancel();
+        for task in self.api_tasks {
+            task.await.context("API node task")??;
+        }
+        self.worker_stop.cancel();
+        let mut reports = Vec::new();
+        for task in self.worker_tasks {
+            reports.push(task.await.context("worker task")?);
+        }
+        Ok(reports)
+    }
+}
+
+/// Runs one API node until `shutdown`, then waits for its request log to flush.
+pub async fn serve_api_node(
+    listener: TcpListener,
+    config: ApiConfig,
+    store: Arc<dyn Store>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (writer, writer_task) = RequestLogWriter::spawn(store.clone(), REQUEST_LOG_MAX_BATCH);
+    let node_id = config.node_id.clone();
+    let state = AppState::new(config, store, writer);
+    weir_api::run(listener, state, shutdown)
+        .await
+        .with_context(|| format!("API node {node_id}"))?;
+    // The writer ends once every handle is gone, after writing what it holds.
+    if tokio::time::timeout(LOG_FLUSH_TIMEOUT, writer_task).await.is_err() {
+        tracing::warn!(node = %node_id, "request log did not flush in time");
+    }
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! `weir migrate`: create or upgrade the schema, then exit.
+
+use anyhow::Context;
+
+use crate::config::StoreArgs;
+
+pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
+    let mut options = args.options(None)?;
+    options.migrate = true;
+    let store = weir_store::open(&options)
+        .await
+        .with_context(|| format!("migrating {}", options.database_url))?;
+    println!("weir: {} schema is up to date", store.backend());
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! One module per subcommand.
+
+mod api;
+mod lb;
+mod migrate;
+mod up;
+mod worker;
+
+use crate::config::Command;
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Up(args) => up::run(args).await,
+        Command::Lb(args) => lb::run(args).await,
+        Command::Api(args) => api::run(args).await,
+        Command::Worker(args) => worker::run(args).await,
+        Command::Migrate(args) => migrate::run(args).await,
+    }
+}

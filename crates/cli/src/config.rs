@@ -1,0 +1,221 @@
+//! The command line. Every flag can also be set by its `WEIR_*` env var; flags
+//! win over env. Durations take humane forms: `500ms`, `15s`, `1h`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use weir_lb::Strategy;
+
+use crate::logging::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about = "A request-and-task processing platform in one binary")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, env = "WEIR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The whole system in one process: lb, API nodes and workers on an embedded SQLite store.
+    Up(UpArgs),
+    /// The load balancer alone.
+    Lb(LbArgs),
+    /// One API node.
+    Api(ApiArgs),
+    /// One worker.
+    Worker(WorkerArgs),
+    /// Create or upgrade the database schema, then exit.
+    Migrate(StoreArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Database URL, e.g. sqlite://weir-data/weir.db.
+    #[arg(long, env = "WEIR_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Pooled database connections per process.
+    #[arg(long, env = "WEIR_DB_MAX_CONNECTIONS", default_value_t = 8)]
+    pub db_max_connections: u32,
+    /// Do not run migrations on start.
+    #[arg(long, env = "WEIR_NO_MIGRATE")]
+    pub no_migrate: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ApiNodeArgs {
+    /// Simulated processing time of `GET /`, in milliseconds.
+    #[arg(long, env = "WEIR_DELAY_MS", default_value_t = 0)]
+    pub delay_ms: u64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "WEIR_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Attempts a task gets unless its submission says otherwise.
+    #[arg(long, env = "WEIR_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: i32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerTuning {
+    /// Lease on a running task; renewed while it runs, rescued after it lapses.
+    #[arg(long, env = "WEIR_LEASE", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease: Duration,
+    /// How long a draining worker lets running tasks finish.
+    #[arg(long, env = "WEIR_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// How long md5/sha256 results stay in the shared cache.
+    #[arg(long, env = "WEIR_CACHE_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub cache_ttl: Duration,
+    /// How often an idle worker polls when no wake-up arrives.
+    #[arg(long, env = "WEIR_POLL_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BalancerArgs {
+    /// Selection strategy: round_robin or least_connections.
+    #[arg(long, env = "WEIR_STRATEGY", default_value = "round_robin", value_parser = parse_strategy)]
+    pub strategy: Strategy,
+    /// Bearer token for admin endpoints that change state (generated when empty).
+    #[arg(long, env = "WEIR_ADMIN_TOKEN")]
+    pub admin_token: Option<String>,
+    /// Time between active health checks.
+    #[arg(long, env = "WEIR_HEALTH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub health_interval: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// Where the load balancer listens.
+    #[arg(long, env = "WEIR_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// API nodes to run.
+    #[arg(long, env = "WEIR_API_NODES", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub api_nodes: u16,
+    /// Workers to run.
+    #[arg(long, env = "WEIR_WORKERS", default_value_t = 3, value_parser = clap::value_parser!(u16).range(0..=64))]
+    pub workers: u16,
+    /// Tasks each worker runs at once.
+    #[arg(long, env = "WEIR_WORKER_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_concurrency: u16,
+    /// Where the embedded store lives (created if missing).
+    #[arg(long, env = "WEIR_DATA_DIR", default_value = "weir-data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub api: ApiNodeArgs,
+    #[command(flatten)]
+    pub worker: WorkerTuning,
+    #[command(flatten)]
+    pub balancer: BalancerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LbArgs {
+    /// Where the load balancer listens.
+    #[arg(long, env = "WEIR_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Backend URLs, comma-separated: http://10.0.0.1:8081,http://10.0.0.2:8081.
+    #[arg(long, env = "WEIR_BACKENDS", value_delimiter = ',', required = true)]
+    pub backends: Vec<String>,
+    #[command(flatten)]
+    pub balancer: BalancerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// Where this API node listens.
+    #[arg(long, env = "WEIR_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// This node's id (default: api-<pid>).
+    #[arg(long, env = "WEIR_NODE_ID")]
+    pub node_id: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub api: ApiNodeArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// This worker's id (default: worker-<pid>).
+    #[arg(long, env = "WEIR_WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// Tasks run at once.
+    #[arg(long, env = "WEIR_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub worker: WorkerTuning,
+}
+
+fn parse_strategy(s: &str) -> Result<Strategy, String> {
+    s.parse()
+}
+
+impl StoreArgs {
+    /// The store options, with `default_url` when no URL was given.
+    pub fn options(&self, default_url: Option<String>) -> anyhow::Result<weir_store::StoreOptions> {
+        let url = self
+            .database_url
+            .clone()
+            .or(default_url)
+            .ok_or_else(|| anyhow::anyhow!("--database-url (or WEIR_DATABASE_URL) is required"))?;
+        let mut options = weir_store::StoreOptions::new(url);
+        options.max_connections = self.db_max_connections.max(1);
+        options.migrate = !self.no_migrate;
+        Ok(options)
+    }
+}
+
+impl ApiNodeArgs {
+    pub fn config(&self, node_id: String) -> weir_api::ApiConfig {
+        let mut config = weir_api::ApiConfig::new(node_id);
+        config.delay = Duration::from_millis(self.delay_ms);
+        config.max_body_bytes = self.max_body_bytes;
+        config.default_max_attempts = self.max_attempts.clamp(1, 100);
+        config
+    }
+}
+
+impl WorkerTuning {
+    pub fn config(&self, worker_id: String, concurrency: usize) -> weir_worker::WorkerConfig {
+        let mut config = weir_worker::WorkerConfig::new(worker_id);
+        config.concurrency = concurrency.max(1);
+        config.lease = self.lease;
+        config.shutdown_grace = self.shutdown_grace;
+        config.cache_ttl = self.cache_ttl;
+        config.poll_interval = self.poll_interval;
+        // Renew well inside the lease so one slow heartbeat never loses it.
+        config.heartbeat_interval = (self.lease / 5).clamp(Duration::from_millis(200), Duration::from_secs(5));
+        config
+    }
+}
+
+impl BalancerArgs {
+    /// The admin token given, or a fresh random one (and whether it was generated).
+    pub fn admin_token(&self) -> (String, bool) {
+        match &self.admin_token {
+            Some(t) if !t.is_empty() => (t.clone(), false),
+            _ => {
+                let bytes: [u8; 16] = rand::random();
+                (hex::encode(bytes), true)
+            }
+        }
+    }
+
+    pub fn config(&self, backends: Vec<String>, admin_token: String) -> weir_lb::LbConfig {
+        let mut config = weir_lb::LbConfig::new(backends);
+        config.strategy = self.strategy;
+        config.admin_token = admin_token;
+        config.health_interval = self.health_interval;
+        config
+    }
+}

@@ -1,0 +1,16 @@
+//! The `weir` binary's library half: command-line config, the in-process
+//! cluster `weir up` runs, and one module per subcommand. Kept in a library so
+//! the integration tests start exactly what the binary starts.
+//!
+//! # Layout
+//! - [`config`]: the command line (every flag also a `WEIR_*` env var).
+//! - [`cluster`]: [`cluster::Cluster`], lb + API nodes + workers in one process.
+//! - [`cmd`]: one module per subcommand (`up`, `lb`, `api`, `worker`, `migrate`).
+//! - [`signal`]: the shutdown signal (Ctrl-C or SIGTERM).
+//! - [`logging`]: tracing setup (`--log-format text|json`).
+
+pub mod cluster;
+pub mod cmd;
+pub mod config;
+pub mod logging;
+pub mod signal;

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real stack (lb, API nodes, workers) on ephemeral ports
+//! over a real SQLite file, driven over HTTP.
+
+mod bad_input;
+mod binary;
+mod request_log;
+mod support;
+mod tasks;
+mod workers;

@@ -1,0 +1,71 @@
+//! Tasks end to end: submit through the lb, a worker runs it, the result is
+//! readable, and deterministic results come from the cache the second time.
+
+use serde_json::{json, Value};
+
+use crate::support::{Stack, StackOptions};
+
+async fn submit_and_wait(stack: &Stack, path: &str, body: Value) -> Value {
+    let (status, accepted) = stack.post_json(path, &body).await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["status"], "queued");
+    let id = accepted["task_id"].as_str().unwrap().to_string();
+    let task = stack.wait_task(&id).await;
+    assert_eq!(task["id"], id.as_str());
+    task
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn md5_and_sha256_run_and_then_come_from_the_cache() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let task = submit_and_wait(&stack, "/hash/md5", json!({"string": "test_value"})).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert_eq!(task["type"], "md5");
+    assert_eq!(task["result"], json!({"md5": "8dd066a9072cfaca57bcedd7f233432f"}));
+    assert_eq!(task["attempts"], 1);
+    assert!(task["worker_id"].as_str().unwrap().starts_with("worker-"));
+    for field in ["created_at", "started_at", "completed_at"] {
+        assert!(task[field].is_string(), "{field} missing: {task}");
+    }
+
+    let (status, cached) = stack.post_json("/hash/md5", &json!({"string": "test_value"})).await;
+    assert_eq!(status, 200, "{cached}");
+    assert_eq!(cached["source"], "cache");
+    assert_eq!(cached["result"], json!({"md5": "8dd066a9072cfaca57bcedd7f233432f"}));
+
+    let task = submit_and_wait(&stack, "/hash/sha256", json!({"string": "test_value"})).await;
+    // Known answer, from `printf test_value | sha256sum`.
+    assert_eq!(
+        task["result"]["sha256"],
+        "4f7f6a4ae46676d9751fdccdf15ae1e6a200ed0de5653e06390148928c642006"
+    );
+    let (status, cached) = stack.post_json("/hash/sha256", &json!({"string": "test_value"})).await;
+    assert_eq!((status, cached["source"].as_str()), (200, Some("cache")));
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argon2_gives_a_phc_string_and_is_never_cached() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let body = json!({"string": "hunter2", "memory_kib": 256, "iterations": 1});
+    let first = submit_and_wait(&stack, "/hash/argon2", body.clone()).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let phc = first["result"]["argon2"].as_str().unwrap();
+    assert!(phc.starts_with("$argon2id$v=19$m=256,t=1,p=1$"), "{phc}");
+    // Random salt: a second run differs and is not served from the cache.
+    let second = submit_and_wait(&stack, "/hash/argon2", body).await;
+    assert_ne!(second["result"]["argon2"], first["result"]["argon2"]);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn general_form_runs_sleep_tasks() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let task = submit_and_wait(&stack, "/tasks", json!({"type": "sleep", "input": {"ms": 50}})).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert_eq!(task["result"], json!({"slept_ms": 50}));
+    let task = submit_and_wait(&stack, "/tasks", json!({"type": "md5", "input": {"string": "x"}, "priority": 3})).await;
+    assert_eq!(task["priority"], 3);
+    assert_eq!(task["result"]["md5"], "9dd4e461268c8034f5c8564e155c67a6");
+    stack.stop().await;
+}

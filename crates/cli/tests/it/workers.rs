@@ -1,0 +1,75 @@
+//! Workers: every task runs exactly once, work is shared, and the registry shows it.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::json;
+
+use crate::support::{poll, Stack, StackOptions};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tasks_each_run_exactly_once_across_workers() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let mut ids = Vec::new();
+    for i in 0..300 {
+        // A short sleep keeps every worker busy at once, so all of them claim.
+        let body = if i % 3 == 0 {
+            json!({"type": "sleep", "input": {"ms": 20}})
+        } else {
+            json!({"type": "md5", "input": {"string": format!("input-{i}")}})
+        };
+        let (status, accepted) = stack.post_json("/tasks", &body).await;
+        assert_eq!(status, 202, "{accepted}");
+        ids.push(accepted["task_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 300);
+
+    let mut by_worker: HashMap<String, i64> = HashMap::new();
+    for id in &ids {
+        let task = stack.wait_task(id).await;
+        assert_eq!(task["status"], "succeeded", "{task}");
+        assert_eq!(task["attempts"], 1, "task ran more than once: {task}");
+        *by_worker.entry(task["worker_id"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    assert_eq!(by_worker.len(), 3, "every worker should take a share: {by_worker:?}");
+
+    // The registry's counts reach the same total once the next heartbeats land.
+    let workers = poll(Duration::from_secs(10), || async {
+        let (_, body) = stack.get_json("/workers").await;
+        let workers = body["workers"].as_array().unwrap().clone();
+        let processed: i64 = workers.iter().map(|w| w["processed"].as_i64().unwrap()).sum();
+        (processed == 300).then_some(workers)
+    })
+    .await;
+    for w in &workers {
+        assert_eq!(w["status"], "online", "{w}");
+        assert_eq!(w["concurrency"], 4);
+        assert_eq!(w["failed"], 0);
+        assert!(w["last_heartbeat_at"].is_string());
+        assert_eq!(w["processed"].as_i64().unwrap(), by_worker[w["id"].as_str().unwrap()]);
+    }
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_show_running_tasks_and_go_offline_on_shutdown() {
+    let stack = Stack::start(StackOptions { workers: 1, ..StackOptions::default() }).await;
+    let (_, accepted) = stack.post_json("/tasks", &json!({"type": "sleep", "input": {"ms": 1500}})).await;
+    let id = accepted["task_id"].as_str().unwrap().to_string();
+    let worker = poll(Duration::from_secs(10), || async {
+        let (_, body) = stack.get_json("/workers").await;
+        let w = body["workers"][0].clone();
+        (w["current_task"] == id.as_str()).then_some(w)
+    })
+    .await;
+    assert_eq!(worker["active_tasks"], 1);
+    assert_eq!(worker["id"], "worker-1");
+
+    // Shutdown drains: the running task finishes rather than being lost.
+    let store = stack.store.clone();
+    let _dir = stack.stop().await;
+    let task = store.task_get(id.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(task.state, weir_core::TaskState::Succeeded);
+    let workers = store.worker_list().await.unwrap();
+    assert_eq!(workers[0].status, weir_core::WorkerStatus::Offline);
+}

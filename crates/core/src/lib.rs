@@ -1,0 +1,31 @@
+//! weir's domain: what a task, a worker and a logged request are, and the one
+//! interface every storage backend implements.
+//!
+//! This crate holds no I/O: no database driver, no HTTP, no runtime. The API
+//! nodes, the workers and the storage backends all speak in these types.
+//!
+//! # Layout
+//! - [`task`]: [`Task`], [`TaskId`], [`TaskState`] (and who moves a task out of each state).
+//! - [`kind`]: [`TaskKind`], input validation and cache keys for each kind.
+//! - [`retry`]: [`RetryPolicy`], exponential backoff with full jitter.
+//! - [`worker`]: a worker's registry row as the store keeps it.
+//! - [`request_log`]: one logged HTTP request, and per-node counts.
+//! - [`store`]: the [`Store`] trait, its params structs and [`StoreError`].
+
+pub mod kind;
+pub mod request_log;
+pub mod retry;
+pub mod store;
+pub mod task;
+pub mod worker;
+
+pub use kind::{InputError, TaskKind};
+pub use request_log::{NodeRequestCount, RequestLogEntry, RequestLogStats};
+pub use retry::RetryPolicy;
+pub use store::{
+    CacheWrite, CompletionOutcome, Store, StoreError, TaskClaimParams, TaskCompletion,
+    TaskInsertParams, TaskLeaseExtendParams, TaskOutcome, TaskReleaseParams, TaskRescueParams,
+    WorkerHeartbeatParams,
+};
+pub use task::{ClaimedTask, Task, TaskId, TaskState};
+pub use worker::{WorkerInfo, WorkerStatus};

@@ -1,0 +1,60 @@
+//! Backoff between a failed attempt and the next.
+
+use std::time::Duration;
+
+/// Exponential backoff with full jitter: the delay before attempt `n + 1` is drawn
+/// uniformly from `[0, min(cap, base * 2^(n-1))]`, so many tasks failing together do
+/// not all come back at the same instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The ceiling of the delay after failed attempt number `attempt` (1-based).
+    pub fn ceiling(&self, attempt: i32) -> Duration {
+        let exp = attempt.saturating_sub(1).clamp(0, 30) as u32;
+        self.base.saturating_mul(1u32 << exp).min(self.cap)
+    }
+
+    /// The delay after failed attempt `attempt`, given a uniform sample in `[0, 1)`.
+    pub fn delay(&self, attempt: i32, unit_sample: f64) -> Duration {
+        self.ceiling(attempt).mul_f64(unit_sample.clamp(0.0, 1.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ceiling_doubles_up_to_the_cap() {
+        let p = RetryPolicy {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+        };
+        assert_eq!(p.ceiling(1), Duration::from_millis(100));
+        assert_eq!(p.ceiling(2), Duration::from_millis(200));
+        assert_eq!(p.ceiling(4), Duration::from_millis(800));
+        assert_eq!(p.ceiling(5), Duration::from_secs(1));
+        assert_eq!(p.ceiling(1000), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn delay_is_jittered_within_the_ceiling() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.delay(3, 0.0), Duration::ZERO);
+        assert_eq!(p.delay(3, 0.5), Duration::from_secs(2));
+        assert!(p.delay(3, 0.999) < p.ceiling(3));
+    }
+}

@@ -1,0 +1,191 @@
+//! The one interface every storage backend implements.
+//!
+//! Methods are named noun_verb and take a params struct where they take more than
+//! an id, so adding a field does not break every backend. Time is passed in
+//! (`now`) rather than read inside, so lease and expiry behaviour is testable
+//! without sleeping.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use thiserror::Error;
+use tokio::sync::watch;
+
+use crate::{
+    ClaimedTask, RequestLogEntry, RequestLogStats, Task, TaskId, TaskKind, WorkerInfo,
+    WorkerStatus,
+};
+
+/// What went wrong in the store. Backends map their driver's errors onto these.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database is unreachable, refused a connection, or every pooled
+    /// connection stayed busy past the wait bound. Worth retrying later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The stored data could not be read back (a bug or a hand-edited row).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// Whether the same call may succeed if tried again later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// A new task.
+#[derive(Clone, Debug)]
+pub struct TaskInsertParams {
+    pub id: TaskId,
+    pub kind: TaskKind,
+    pub input: Value,
+    pub max_attempts: i32,
+    pub priority: i32,
+    /// Set for cacheable kinds: where the result is cached on success.
+    pub cache_key: Option<String>,
+    pub run_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+/// A worker asking for up to `max` runnable tasks.
+#[derive(Clone, Debug)]
+pub struct TaskClaimParams {
+    pub worker_id: String,
+    pub max: u32,
+    pub now: DateTime<Utc>,
+    /// How long the claim holds before the rescuer may take the tasks back.
+    pub lease: Duration,
+}
+
+/// Where a successful result is also cached.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CacheWrite {
+    pub key: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// How an attempt ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TaskOutcome {
+    /// The task is done; `cache` says where to cache its result too.
+    Succeeded {
+        result: Value,
+        cache: Option<CacheWrite>,
+    },
+    /// The attempt failed. With `retry_at` the task is queued again for then;
+    /// without, it is dead.
+    Failed {
+        error: String,
+        retry_at: Option<DateTime<Utc>>,
+    },
+}
+
+/// One attempt's report, fenced by the token its claim returned.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskCompletion {
+    pub id: TaskId,
+    pub lease_token: i64,
+    pub outcome: TaskOutcome,
+    pub now: DateTime<Utc>,
+}
+
+/// What the store did with one completion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompletionOutcome {
+    /// Recorded.
+    Applied,
+    /// Rejected: the task is no longer running under this lease token (it was
+    /// rescued and claimed again, or already completed).
+    LeaseLost,
+}
+
+/// A worker extending the leases of the tasks it runs.
+#[derive(Clone, Debug)]
+pub struct TaskLeaseExtendParams {
+    pub worker_id: String,
+    /// (task, lease token) pairs.
+    pub tasks: Vec<(TaskId, i64)>,
+    pub lease_expires_at: DateTime<Utc>,
+}
+
+/// Taking back tasks whose lease expired.
+#[derive(Clone, Debug)]
+pub struct TaskRescueParams {
+    pub now: DateTime<Utc>,
+}
+
+/// A draining worker handing tasks back to the queue unfinished.
+#[derive(Clone, Debug)]
+pub struct TaskReleaseParams {
+    /// (task, lease token) pairs.
+    pub tasks: Vec<(TaskId, i64)>,
+    pub now: DateTime<Utc>,
+}
+
+/// A worker's periodic report of itself.
+#[derive(Clone, Debug)]
+pub struct WorkerHeartbeatParams {
+    pub worker_id: String,
+    pub status: WorkerStatus,
+    pub concurrency: i32,
+    pub active_tasks: i32,
+    pub current_task: Option<String>,
+    pub processed: i64,
+    pub failed: i64,
+    pub started_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+/// The store: task queue, result cache, request log and worker registry.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The backend's name, e.g. `sqlite`.
+    fn backend(&self) -> &'static str;
+
+    /// Appends many request-log rows in one transaction.
+    async fn request_log_insert_many(&self, entries: &[RequestLogEntry])
+        -> Result<(), StoreError>;
+    /// Counts logged requests per node.
+    async fn request_log_stats(&self) -> Result<RequestLogStats, StoreError>;
+
+    /// Queues a task.
+    async fn task_insert(&self, params: TaskInsertParams) -> Result<Task, StoreError>;
+    /// Reads a task.
+    async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
+    /// Atomically moves up to `max` due tasks, highest priority first, to
+    /// `running` under a new lease; no task is handed to two claimers.
+    async fn task_claim(&self, params: TaskClaimParams) -> Result<Vec<ClaimedTask>, StoreError>;
+    /// Records many attempts' outcomes in one transaction, each fenced by its lease token.
+    async fn task_complete_many(
+        &self,
+        completions: &[TaskCompletion],
+    ) -> Result<Vec<CompletionOutcome>, StoreError>;
+    /// Pushes back the lease expiry of running tasks the worker still holds;
+    /// returns how many it still held.
+    async fn task_lease_extend(&self, params: TaskLeaseExtendParams) -> Result<u64, StoreError>;
+    /// Queues again (or kills, when out of attempts) running tasks whose lease expired.
+    async fn task_rescue_expired(&self, params: TaskRescueParams) -> Result<u64, StoreError>;
+    /// Queues running tasks again without counting the attempt as failed.
+    async fn task_release(&self, params: TaskReleaseParams) -> Result<u64, StoreError>;
+
+    /// A cached result, if present and not expired at `now`.
+    async fn cache_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<Value>, StoreError>;
+
+    /// Creates or updates the worker's registry row.
+    async fn worker_heartbeat(&self, params: WorkerHeartbeatParams) -> Result<(), StoreError>;
+    /// All workers, as last reported.
+    async fn worker_list(&self) -> Result<Vec<WorkerInfo>, StoreError>;
+
+    /// Changes whenever this process inserts a task, so idle workers in the same
+    /// process wake at once; workers elsewhere fall back to polling (backends with
+    /// a cross-process signal, such as LISTEN/NOTIFY, also bump it).
+    fn task_inserted(&self) -> watch::Receiver<u64>;
+}

@@ -1,0 +1,130 @@
+//! Tasks: the unit of work the queue holds.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::TaskKind;
+
+/// A task's id: a UUIDv7, so ids sort by creation time and index well.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(pub Uuid);
+
+impl TaskId {
+    /// A fresh, time-ordered id.
+    pub fn new() -> Self {
+        TaskId(Uuid::now_v7())
+    }
+}
+
+impl Default for TaskId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for TaskId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(TaskId)
+    }
+}
+
+/// Where a task is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Waiting for `run_at` and a free worker. A worker's claim moves it to `Running`.
+    Queued,
+    /// Held by one worker under a lease. The worker moves it to `Succeeded`, back to
+    /// `Queued` (retry, or release on drain) or to `Dead`; the rescuer moves it back to
+    /// `Queued` (or `Dead`) when the lease expires.
+    Running,
+    /// Finished with a result. Final.
+    Succeeded,
+    /// Failed on its last allowed attempt; the last error is kept. Final.
+    Dead,
+}
+
+impl TaskState {
+    /// The name stored in the database and shown by the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Running => "running",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Dead => "dead",
+        }
+    }
+
+    /// Whether the task will not change any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, TaskState::Succeeded | TaskState::Dead)
+    }
+}
+
+impl FromStr for TaskState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "queued" => TaskState::Queued,
+            "running" => TaskState::Running,
+            "succeeded" => TaskState::Succeeded,
+            "dead" => TaskState::Dead,
+            other => return Err(format!("unknown task state {other:?}")),
+        })
+    }
+}
+
+/// A task as the store keeps it and the API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: TaskId,
+    #[serde(rename = "type")]
+    pub kind: TaskKind,
+    pub input: Value,
+    #[serde(rename = "status")]
+    pub state: TaskState,
+    pub result: Option<Value>,
+    /// The last attempt's error, if it failed.
+    pub error: Option<String>,
+    /// Attempts started so far (a claim starts one).
+    pub attempts: i32,
+    pub max_attempts: i32,
+    /// Higher runs first.
+    pub priority: i32,
+    /// The worker that ran (or runs) the latest attempt.
+    pub worker_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// Not claimed before this moment.
+    pub run_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// What a worker gets from a claim: enough to run the task and to prove, when it
+/// reports back, that it still holds the lease.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimedTask {
+    pub id: TaskId,
+    pub kind: TaskKind,
+    pub input: Value,
+    /// This attempt's number, starting at 1.
+    pub attempt: i32,
+    pub max_attempts: i32,
+    /// Fencing token: grows with every claim of this task. A completion carrying an
+    /// older token is rejected, so a worker whose lease was lost cannot overwrite
+    /// the attempt that replaced it.
+    pub lease_token: i64,
+}

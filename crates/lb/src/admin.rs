@@ -1,0 +1,101 @@
+//! The admin API under `/lb/`: stats, the strategy, the backend list.
+//! Endpoints that change state need `Authorization: Bearer <admin token>`.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::proxy::json_error;
+use crate::selection::ActiveStrategy;
+use crate::server::Lb;
+use crate::Strategy;
+
+pub fn router(lb: Arc<Lb>) -> Router {
+    Router::new()
+        .route("/lb/stats", get(stats))
+        .route("/lb/strategy", get(get_strategy).put(put_strategy))
+        .route("/lb/backends", get(backends))
+        .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint") })
+        .method_not_allowed_fallback(|| async {
+            json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")
+        })
+        .with_state(lb)
+}
+
+async fn stats(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {
+    let backends: Vec<_> = lb.backends.snapshot().iter().map(|b| b.stats()).collect();
+    let total: u64 = backends.iter().map(|b| b.requests).sum();
+    Json(json!({
+        "strategy": lb.strategy.load().strategy.as_str(),
+        "total_requests": total,
+        "backends": backends,
+    }))
+}
+
+async fn backends(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {
+    let backends: Vec<_> = lb.backends.snapshot().iter().map(|b| b.stats()).collect();
+    Json(json!({ "backends": backends }))
+}
+
+async fn get_strategy(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {
+    let available: Vec<_> = Strategy::ALL.iter().map(|s| s.as_str()).collect();
+    Json(json!({ "strategy": lb.strategy.load().strategy.as_str(), "available": available }))
+}
+
+#[derive(Deserialize)]
+struct StrategyChange {
+    strategy: String,
+}
+
+async fn put_strategy(State(lb): State<Arc<Lb>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(denied) = authorize(&lb, &headers) {
+        return denied;
+    }
+    let change: StrategyChange = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                &format!("expected {{\"strategy\": NAME}}: {e}"),
+            )
+        }
+    };
+    let strategy: Strategy = match change.strategy.parse() {
+        Ok(s) => s,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, "unknown_strategy", &e),
+    };
+    lb.strategy.store(Arc::new(ActiveStrategy::new(strategy)));
+    tracing::info!(%strategy, "strategy switched");
+    Json(json!({ "strategy": strategy.as_str() })).into_response()
+}
+
+/// Checks the bearer token, comparing in constant time.
+fn authorize(lb: &Lb, headers: &HeaderMap) -> Result<(), Response<Body>> {
+    let expected = lb.config.admin_token.as_bytes();
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::as_bytes);
+    match given {
+        Some(given) if !expected.is_empty() && constant_time_eq(given, expected) => Ok(()),
+        Some(_) => Err(json_error(StatusCode::UNAUTHORIZED, "invalid_token", "the admin token is wrong")),
+        None => Err(json_error(
+            StatusCode::UNAUTHORIZED,
+            "missing_token",
+            "this endpoint needs Authorization: Bearer <admin token>",
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,185 @@
+//! Backends and the set the proxy selects from.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::uri::{Authority, Scheme};
+use serde::Serialize;
+
+/// One upstream API node, with the counters the strategies and stats read.
+#[derive(Debug)]
+pub struct Backend {
+    /// `host:port`; also the backend's id in the admin API.
+    pub authority: Authority,
+    pub scheme: Scheme,
+    in_flight: AtomicU64,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    healthy: AtomicBool,
+    consecutive_failures: AtomicU32,
+    consecutive_successes: AtomicU32,
+}
+
+/// A backend as `/lb/stats` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackendStats {
+    pub id: String,
+    pub url: String,
+    pub healthy: bool,
+    pub requests: u64,
+    pub in_flight: u64,
+    pub errors: u64,
+}
+
+impl Backend {
+    /// Parses `http://host:port` (a bare `host:port` is taken as http).
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let url = url.trim().trim_end_matches('/');
+        let with_scheme = if url.contains("://") {
+            url.to_string()
+        } else {
+            format!("http://{url}")
+        };
+        let uri: http::Uri = with_scheme
+            .parse()
+            .map_err(|e| format!("invalid backend URL {url:?}: {e}"))?;
+        if uri.scheme() != Some(&Scheme::HTTP) {
+            return Err(format!("backend {url:?}: only http:// backends are supported"));
+        }
+        if uri.path() != "/" && !uri.path().is_empty() {
+            return Err(format!("backend {url:?}: a backend URL has no path"));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("backend {url:?} has no host"))?;
+        Ok(Backend {
+            authority,
+            scheme: Scheme::HTTP,
+            in_flight: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+            consecutive_failures: AtomicU32::new(0),
+            consecutive_successes: AtomicU32::new(0),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        self.authority.as_str()
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request as started; the guard counts it finished when dropped
+    /// (after the response body has been streamed, or on error).
+    pub fn start_request(self: &Arc<Self>) -> InFlightGuard {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        InFlightGuard(self.clone())
+    }
+
+    pub fn record_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A health check (or a connect failure) failed; after `fall` in a row the
+    /// backend is marked down.
+    pub fn record_check_failure(&self, fall: u32) {
+        self.consecutive_successes.store(0, Ordering::Relaxed);
+        let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= fall && self.healthy.swap(false, Ordering::Relaxed) {
+            tracing::warn!(backend = %self.authority, "backend marked down");
+        }
+    }
+
+    /// The backend refused a connection: down at once, no need to wait for checks.
+    pub fn mark_down(&self) {
+        self.consecutive_successes.store(0, Ordering::Relaxed);
+        if self.healthy.swap(false, Ordering::Relaxed) {
+            tracing::warn!(backend = %self.authority, "backend unreachable; marked down");
+        }
+    }
+
+    /// A health check passed; after `rise` in a row a down backend is up again.
+    pub fn record_check_success(&self, rise: u32) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        let successes = self.consecutive_successes.fetch_add(1, Ordering::Relaxed) + 1;
+        if successes >= rise && !self.healthy.swap(true, Ordering::Relaxed) {
+            tracing::info!(backend = %self.authority, "backend marked up");
+        }
+    }
+
+    pub fn stats(&self) -> BackendStats {
+        BackendStats {
+            id: self.id().to_string(),
+            url: format!("{}://{}", self.scheme, self.authority),
+            healthy: self.is_healthy(),
+            requests: self.requests.load(Ordering::Relaxed),
+            in_flight: self.in_flight(),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Decrements a backend's in-flight count when dropped.
+#[derive(Debug)]
+pub struct InFlightGuard(Arc<Backend>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The current backends. Readers (every request) load a snapshot without
+/// locking; admin changes swap in a new list.
+#[derive(Debug, Default)]
+pub struct BackendSet {
+    backends: ArcSwap<Vec<Arc<Backend>>>,
+}
+
+impl BackendSet {
+    pub fn new(backends: Vec<Arc<Backend>>) -> Self {
+        BackendSet {
+            backends: ArcSwap::from_pointee(backends),
+        }
+    }
+
+    pub fn snapshot(&self) -> Arc<Vec<Arc<Backend>>> {
+        self.backends.load_full()
+    }
+
+    /// Adds a backend unless one with the same id exists; returns whether it was added.
+    pub fn add(&self, backend: Backend) -> bool {
+        let backend = Arc::new(backend);
+        let mut added = false;
+        self.backends.rcu(|current| {
+            added = !current.iter().any(|b| b.id() == backend.id());
+            let mut next = current.as_ref().clone();
+            if added {
+                next.push(backend.clone());
+            }
+            next
+        });
+        added
+    }
+
+    /// Removes a backend by id; returns whether it was there.
+    pub fn remove(&self, id: &str) -> bool {
+        let mut removed = false;
+        self.backends.rcu(|current| {
+            let next: Vec<_> = current.iter().filter(|b| b.id() != id).cloned().collect();
+            removed = next.len() != current.len();
+            next
+        });
+        removed
+    }
+}

@@ -1,0 +1,47 @@
+//! The load balancer's settings.
+
+use std::time::Duration;
+
+use crate::Strategy;
+
+/// How the load balancer behaves. Built by the CLI from flags, env and config file.
+#[derive(Clone, Debug)]
+pub struct LbConfig {
+    /// Backend base URLs, e.g. `http://127.0.0.1:8081`.
+    pub backends: Vec<String>,
+    /// Selection strategy at start.
+    pub strategy: Strategy,
+    /// Bearer token required by admin endpoints that change state.
+    pub admin_token: String,
+    /// Time between active health checks of each backend.
+    pub health_interval: Duration,
+    /// How long a health check may take.
+    pub health_timeout: Duration,
+    /// Consecutive failed checks that mark a backend down.
+    pub health_fall: u32,
+    /// Consecutive passed checks that mark it up again.
+    pub health_rise: u32,
+    /// Upstream TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// How long to wait for an upstream's response headers before answering 504.
+    pub upstream_timeout: Duration,
+    /// How long in-flight requests may take to finish after shutdown begins.
+    pub shutdown_grace: Duration,
+}
+
+impl LbConfig {
+    pub fn new(backends: Vec<String>) -> Self {
+        LbConfig {
+            backends,
+            strategy: Strategy::RoundRobin,
+            admin_token: String::new(),
+            health_interval: Duration::from_secs(2),
+            health_timeout: Duration::from_secs(1),
+            health_fall: 2,
+            health_rise: 2,
+            connect_timeout: Duration::from_secs(1),
+            upstream_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}

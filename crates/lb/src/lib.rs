@@ -1,0 +1,26 @@
+//! weir's HTTP load balancer: forwards every request to one of the API nodes by
+//! a strategy that can be switched at runtime, checks their health, retries
+//! idempotent requests that could not connect on another node, and serves its
+//! own admin API under `/lb/`.
+//!
+//! # Layout
+//! - [`config`]: [`LbConfig`].
+//! - [`backend`]: [`Backend`] (counters, health) and the lock-free [`BackendSet`].
+//! - [`selection`]: the [`selection::Selector`] trait, one file per strategy.
+//! - [`health`]: active health checks.
+//! - [`proxy`]: forwarding one request (headers, retries, errors).
+//! - [`admin`]: `/lb/stats`, `/lb/strategy`, `/lb/backends`.
+//! - [`server`]: accepting connections, graceful shutdown; [`run`].
+
+pub mod admin;
+pub mod backend;
+pub mod config;
+pub mod health;
+pub mod proxy;
+pub mod selection;
+pub mod server;
+
+pub use backend::{Backend, BackendSet};
+pub use config::LbConfig;
+pub use selection::Strategy;
+pub use server::{run, Lb};

@@ -1,0 +1,189 @@
+//! Forwarding one request to a backend and its answer back, unbuffered.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
+
+use crate::server::Lb;
+use crate::Backend;
+
+/// How many backends one request may try when connecting fails.
+const MAX_CONNECT_ATTEMPTS: usize = 3;
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Forwards `req` to a backend chosen by the active strategy and returns its
+/// answer, or a JSON 502/504 when none answers.
+pub async fn forward(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    append_forwarded_for(&mut parts.headers, peer);
+    parts
+        .headers
+        .insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    // A request without a body can be sent again if the first backend could not
+    // even be connected to; one with a body is streamed once.
+    let replayable = body.is_end_stream();
+    let mut body = Some(body);
+    let backends = lb.backends.snapshot();
+    let mut tried: Vec<&Arc<Backend>> = Vec::with_capacity(MAX_CONNECT_ATTEMPTS);
+
+    for _ in 0..MAX_CONNECT_ATTEMPTS.min(backends.len().max(1)) {
+        let Some(backend) = pick(lb, &backends, &tried) else {
+            break;
+        };
+        tried.push(backend);
+        let uri = match Uri::builder()
+            .scheme(backend.scheme.clone())
+            .authority(backend.authority.clone())
+            .path_and_query(path_and_query.clone())
+            .build()
+        {
+            Ok(uri) => uri,
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, "invalid_uri", &e.to_string()),
+        };
+        let upstream_body = match body.take() {
+            Some(b) if !replayable => Body::new(b),
+            _ => Body::empty(),
+        };
+        let mut upstream = Request::from_parts(parts.clone(), upstream_body);
+        *upstream.uri_mut() = uri;
+
+        let guard = backend.start_request();
+        let sent = tokio::time::timeout(lb.config.upstream_timeout, lb.client.request(upstream)).await;
+        match sent {
+            Ok(Ok(resp)) => {
+                if resp.status().is_server_error() {
+                    backend.record_error();
+                }
+                let (mut rparts, rbody) = resp.into_parts();
+                strip_hop_by_hop(&mut rparts.headers);
+                // The guard lives as long as the body stream, so least-connections
+                // counts a response as in flight until it has been sent.
+                let rbody = rbody.map_frame(move |frame| {
+                    let _in_flight = &guard;
+                    frame
+                });
+                return Response::from_parts(rparts, Body::new(rbody));
+            }
+            Ok(Err(e)) if e.is_connect() => {
+                backend.record_error();
+                backend.mark_down();
+                tracing::warn!(backend = %backend.authority, error = %e, "connect failed");
+                if !replayable {
+                    return json_error(StatusCode::BAD_GATEWAY, "backend_unreachable", "the chosen API node could not be reached");
+                }
+            }
+            Ok(Err(e)) => {
+                backend.record_error();
+                tracing::warn!(backend = %backend.authority, error = %e, "upstream failed");
+                return json_error(StatusCode::BAD_GATEWAY, "upstream_error", "the API node failed to answer");
+            }
+            Err(_) => {
+                backend.record_error();
+                return json_error(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the API node did not answer in time");
+            }
+        }
+    }
+    if tried.is_empty() {
+        json_error(StatusCode::BAD_GATEWAY, "no_backend", "no API node is configured")
+    } else {
+        json_error(StatusCode::BAD_GATEWAY, "backend_unreachable", "no API node could be reached")
+    }
+}
+
+/// A healthy backend not tried yet; if every backend is marked down, any untried
+/// one (a stale health verdict beats a certain 502).
+fn pick<'a>(lb: &Lb, backends: &'a [Arc<Backend>], tried: &[&Arc<Backend>]) -> Option<&'a Arc<Backend>> {
+    let active = lb.strategy.load();
+    let untried = |b: &Backend| !tried.iter().any(|t| std::ptr::eq(t.as_ref(), b));
+    active
+        .selector
+        .select(backends, &|b| b.is_healthy() && untried(b))
+        .or_else(|| active.selector.select(backends, &untried))
+        .map(|i| &backends[i])
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
+    let ip = peer.ip().to_string();
+    let value = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
+        _ => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert("x-forwarded-for", v);
+    }
+}
+
+/// `{"error":{"code","message"}}` with `status`.
+pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    let mut resp = Response::new(Body::from(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("x-kept", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn appends_to_forwarded_for() {
+        let mut h = HeaderMap::new();
+        let peer: SocketAddr = "10.1.2.3:5555".parse().unwrap();
+        append_forwarded_for(&mut h, peer);
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+        append_forwarded_for(&mut h, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3, 127.0.0.1");
+    }
+}

@@ -1,0 +1,55 @@
+//! Least connections: the eligible backend with the fewest requests in flight;
+//! ties go round robin so equal backends share the load.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use super::Selector;
+use crate::Backend;
+
+#[derive(Default)]
+pub struct LeastConnections {
+    tie_break: AtomicUsize,
+}
+
+impl Selector for LeastConnections {
+    fn select(&self, backends: &[Arc<Backend>], eligible: &dyn Fn(&Backend) -> bool) -> Option<usize> {
+        let n = backends.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.tie_break.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| (start + i) % n)
+            .filter(|&i| eligible(&backends[i]))
+            .min_by_key(|&i| backends[i].in_flight())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::selection::test_support::backends;
+
+    #[test]
+    fn picks_the_least_loaded_backend() {
+        let b = backends(3);
+        let _busy: Vec<_> = (0..5).map(|_| b[0].start_request()).collect();
+        let _one = b[2].start_request();
+        let lc = LeastConnections::default();
+        for _ in 0..5 {
+            assert_eq!(lc.select(&b, &|_| true), Some(1));
+        }
+    }
+
+    #[test]
+    fn spreads_ties() {
+        let b = backends(3);
+        let lc = LeastConnections::default();
+        let mut seen = [0; 3];
+        for _ in 0..30 {
+            seen[lc.select(&b, &|_| true).unwrap()] += 1;
+        }
+        assert_eq!(seen, [10, 10, 10]);
+    }
+}

@@ -1,0 +1,118 @@
+//! Accepting client connections (HTTP/1.1 and h2c) and shutting down gracefully.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::body::Body;
+use axum::Router;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::selection::ActiveStrategy;
+use crate::{admin, health, proxy, Backend, BackendSet, LbConfig};
+
+/// The load balancer's shared state.
+pub struct Lb {
+    pub config: LbConfig,
+    pub backends: BackendSet,
+    pub strategy: ArcSwap<ActiveStrategy>,
+    /// Pooled keep-alive connections to the backends.
+    pub client: Client<HttpConnector, Body>,
+}
+
+impl Lb {
+    /// Validates the config and builds the state.
+    pub fn new(config: LbConfig) -> Result<Arc<Self>, String> {
+        let backends = config
+            .backends
+            .iter()
+            .map(|url| Backend::parse(url).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Ok(Arc::new(Lb {
+            strategy: ArcSwap::from_pointee(ActiveStrategy::new(config.strategy)),
+            backends: BackendSet::new(backends),
+            config,
+            client,
+        }))
+    }
+}
+
+/// Serves until `shutdown` completes: stops accepting, lets open requests
+/// finish within the grace period, then returns.
+pub async fn run(
+    listener: TcpListener,
+    lb: Arc<Lb>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let health = tokio::spawn(health::run(lb.clone()));
+    let admin = admin::router(lb.clone());
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, don't spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let lb = lb.clone();
+        let admin = admin.clone();
+        let service = service_fn(move |req| handle(lb.clone(), admin.clone(), req, peer));
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "client connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    health.abort();
+    if tokio::time::timeout(lb.config.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over; closing remaining connections");
+    }
+    Ok(())
+}
+
+async fn handle(
+    lb: Arc<Lb>,
+    admin: Router,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path();
+    if path == "/lb" || path.starts_with("/lb/") {
+        return admin.oneshot(req.map(Body::new)).await;
+    }
+    Ok(proxy::forward(&lb, req, peer).await)
+}

@@ -1,0 +1,407 @@
+//! The embedded backend: one SQLite file in WAL mode.
+//!
+//! SQLite allows one writer at a time, so every write goes through a pool of
+//! exactly one connection (writers queue in the pool instead of spinning on
+//! `SQLITE_BUSY`), while reads use a separate pool of read-only connections that
+//! WAL lets run beside the writer. `synchronous = NORMAL` in WAL mode survives a
+//! killed process (what weir promises); only an OS crash or power loss may lose
+//! the last commits.
+
+mod rows;
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, SqlitePool};
+use tokio::sync::watch;
+use weir_core::{
+    ClaimedTask, CompletionOutcome, NodeRequestCount, RequestLogEntry, RequestLogStats, Store,
+    StoreError, Task, TaskClaimParams, TaskCompletion, TaskId, TaskInsertParams,
+    TaskLeaseExtendParams, TaskOutcome, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams,
+    WorkerInfo,
+};
+
+use crate::error::{from_sqlx, sqlite_contention};
+use crate::StoreOptions;
+use rows::{millis, task_from_row, worker_from_row, TASK_COLUMNS};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// SQLite allows at most 32766 bound parameters per statement; request-log
+/// inserts are chunked well below that.
+const REQUEST_ROWS_PER_STATEMENT: usize = 1_000;
+
+/// The SQLite store.
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    inserted: watch::Sender<u64>,
+}
+
+fn err(e: sqlx::Error) -> StoreError {
+    from_sqlx(e, sqlite_contention)
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file and runs migrations.
+    pub async fn open(options: &StoreOptions) -> Result<Self, StoreError> {
+        let connect = SqliteConnectOptions::from_str(&options.database_url)
+            .map_err(|e| StoreError::Internal(format!("bad sqlite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(options.acquire_timeout)
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.clone())
+            .await
+            .map_err(err)?;
+        if options.migrate {
+            MIGRATOR
+                .run(&writer)
+                .await
+                .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
+        }
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.read_only(true))
+            .await
+            .map_err(err)?;
+        let (inserted, _) = watch::channel(0);
+        Ok(SqliteStore {
+            writer,
+            reader,
+            inserted,
+        })
+    }
+
+    /// Runs pending migrations (idempotent).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR
+            .run(&self.writer)
+            .await
+            .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn request_log_insert_many(
+        &self,
+        entries: &[RequestLogEntry],
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await.map_err(err)?;
+        for chunk in entries.chunks(REQUEST_ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO requests (node_id, method, path, status, message, created_at) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(&e.node_id)
+                    .push_bind(&e.method)
+                    .push_bind(&e.path)
+                    .push_bind(i64::from(e.status))
+                    .push_bind(&e.message)
+                    .push_bind(millis(e.created_at));
+            });
+            q.build().execute(&mut *tx).await.map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    async fn request_log_stats(&self) -> Result<RequestLogStats, StoreError> {
+        let rows = sqlx::query("SELECT node_id, COUNT(*) FROM requests GROUP BY node_id")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(NodeRequestCount {
+                    node_id: r.try_get(0).map_err(err)?,
+                    count: r.try_get(1).map_err(err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn task_insert(&self, p: TaskInsertParams) -> Result<Task, StoreError> {
+        let sql = format!(
+            "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, run_at) \
+             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?) RETURNING {TASK_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(p.id.to_string())
+            .bind(p.kind.as_str())
+            .bind(p.input.to_string())
+            .bind(p.max_attempts)
+            .bind(p.priority)
+            .bind(&p.cache_key)
+            .bind(millis(p.now))
+            .bind(millis(p.run_at))
+            .fetch_one(&self.writer)
+            .await
+            .map_err(err)?;
+        self.inserted.send_modify(|n| *n = n.wrapping_add(1));
+        task_from_row(&row)
+    }
+
+    async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(err)?;
+        row.as_ref().map(task_from_row).transpose()
+    }
+
+    async fn task_claim(&self, p: TaskClaimParams) -> Result<Vec<ClaimedTask>, StoreError> {
+        if p.max == 0 {
+            return Ok(Vec::new());
+        }
+        let now = millis(p.now);
+        let expires = millis(lease_end(p.now, p.lease));
+        // One statement on the single writer connection: atomic, so no task is
+        // handed to two claimers.
+        let rows = sqlx::query(
+            "UPDATE tasks SET state = 'running', attempts = attempts + 1, \
+                 lease_token = lease_token + 1, worker_id = ?1, started_at = ?2, \
+                 lease_expires_at = ?3 \
+             WHERE id IN (SELECT id FROM tasks WHERE state = 'queued' AND run_at <= ?2 \
+                          ORDER BY priority DESC, run_at, id LIMIT ?4) \
+             RETURNING id, kind, input, attempts, max_attempts, lease_token",
+        )
+        .bind(&p.worker_id)
+        .bind(now)
+        .bind(expires)
+        .bind(i64::from(p.max))
+        .fetch_all(&self.writer)
+        .await
+        .map_err(err)?;
+        let mut claimed = rows
+            .iter()
+            .map(rows::claimed_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        // RETURNING order is unspecified; hand tasks out in claim order.
+        claimed.sort_by_key(|t| t.id);
+        Ok(claimed)
+    }
+
+    async fn task_complete_many(
+        &self,
+        completions: &[TaskCompletion],
+    ) -> Result<Vec<CompletionOutcome>, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(err)?;
+        let mut outcomes = Vec::with_capacity(completions.len());
+        for c in completions {
+            let now = millis(c.now);
+            let id = c.id.to_string();
+            let done = match &c.outcome {
+                TaskOutcome::Succeeded { result, cache } => {
+                    let result = result.to_string();
+                    let done = sqlx::query(
+                        "UPDATE tasks SET state = 'succeeded', result = ?, error = NULL, \
+                             completed_at = ?, lease_expires_at = NULL \
+                         WHERE id = ? AND lease_token = ? AND state = 'running'",
+                    )
+                    .bind(&result)
+                    .bind(now)
+                    .bind(&id)
+                    .bind(c.lease_token)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?
+                    .rows_affected()
+                        == 1;
+                    if let (true, Some(cache)) = (done, cache) {
+                        sqlx::query(
+                            "INSERT INTO cache (key, value, created_at, expires_at) VALUES (?, ?, ?, ?) \
+                             ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+                                 created_at = excluded.created_at, expires_at = excluded.expires_at",
+                        )
+                        .bind(&cache.key)
+                        .bind(&result)
+                        .bind(now)
+                        .bind(millis(cache.expires_at))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                    }
+                    done
+                }
+                TaskOutcome::Failed { error, retry_at } => {
+                    let (state, run_at, completed_at) = match retry_at {
+                        Some(at) => ("queued", Some(millis(*at)), None),
+                        None => ("dead", None, Some(now)),
+                    };
+                    sqlx::query(
+                        "UPDATE tasks SET state = ?, error = ?, run_at = COALESCE(?, run_at), \
+                             completed_at = ?, lease_expires_at = NULL \
+                         WHERE id = ? AND lease_token = ? AND state = 'running'",
+                    )
+                    .bind(state)
+                    .bind(error)
+                    .bind(run_at)
+                    .bind(completed_at)
+                    .bind(&id)
+                    .bind(c.lease_token)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?
+                    .rows_affected()
+                        == 1
+                }
+            };
+            outcomes.push(if done {
+                CompletionOutcome::Applied
+            } else {
+                CompletionOutcome::LeaseLost
+            });
+        }
+        tx.commit().await.map_err(err)?;
+        if completions
+            .iter()
+            .any(|c| matches!(c.outcome, TaskOutcome::Failed { retry_at: Some(_), .. }))
+        {
+            self.inserted.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(outcomes)
+    }
+
+    async fn task_lease_extend(&self, p: TaskLeaseExtendParams) -> Result<u64, StoreError> {
+        if p.tasks.is_empty() {
+            return Ok(0);
+        }
+        let mut q = QueryBuilder::new("UPDATE tasks SET lease_expires_at = ");
+        q.push_bind(millis(p.lease_expires_at))
+            .push(" WHERE state = 'running' AND worker_id = ")
+            .push_bind(&p.worker_id)
+            .push(" AND (id, lease_token) IN (VALUES ");
+        let mut sep = q.separated(", ");
+        for (id, token) in &p.tasks {
+            sep.push("(")
+                .push_bind_unseparated(id.to_string())
+                .push_unseparated(", ")
+                .push_bind_unseparated(*token)
+                .push_unseparated(")");
+        }
+        q.push(")");
+        let done = q.build().execute(&self.writer).await.map_err(err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn task_rescue_expired(&self, p: TaskRescueParams) -> Result<u64, StoreError> {
+        let now = millis(p.now);
+        let done = sqlx::query(
+            "UPDATE tasks SET \
+                 state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
+                 error = 'lease expired: the worker running this attempt stopped responding', \
+                 completed_at = CASE WHEN attempts >= max_attempts THEN ?1 ELSE NULL END, \
+                 lease_expires_at = NULL \
+             WHERE state = 'running' AND lease_expires_at < ?1",
+        )
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .map_err(err)?;
+        if done.rows_affected() > 0 {
+            self.inserted.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(done.rows_affected())
+    }
+
+    async fn task_release(&self, p: TaskReleaseParams) -> Result<u64, StoreError> {
+        let mut released = 0;
+        let mut tx = self.writer.begin().await.map_err(err)?;
+        for (id, token) in &p.tasks {
+            // The attempt did not fail: give it back so it does not count.
+            released += sqlx::query(
+                "UPDATE tasks SET state = 'queued', attempts = MAX(attempts - 1, 0), \
+                     run_at = ?, lease_expires_at = NULL \
+                 WHERE id = ? AND lease_token = ? AND state = 'running'",
+            )
+            .bind(millis(p.now))
+            .bind(id.to_string())
+            .bind(token)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(err)?;
+        if released > 0 {
+            self.inserted.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(released)
+    }
+
+    async fn cache_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<Value>, StoreError> {
+        let row = sqlx::query("SELECT value FROM cache WHERE key = ? AND expires_at > ?")
+            .bind(key)
+            .bind(millis(now))
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(err)?;
+        row.map(|r| {
+            let text: String = r.try_get(0).map_err(err)?;
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .transpose()
+    }
+
+    async fn worker_heartbeat(&self, p: WorkerHeartbeatParams) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO workers (id, status, concurrency, active_tasks, current_task, processed, \
+                 failed, started_at, last_heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+                 concurrency = excluded.concurrency, active_tasks = excluded.active_tasks, \
+                 current_task = excluded.current_task, processed = excluded.processed, \
+                 failed = excluded.failed, started_at = excluded.started_at, \
+                 last_heartbeat_at = excluded.last_heartbeat_at",
+        )
+        .bind(&p.worker_id)
+        .bind(p.status.as_str())
+        .bind(p.concurrency)
+        .bind(p.active_tasks)
+        .bind(&p.current_task)
+        .bind(p.processed)
+        .bind(p.failed)
+        .bind(millis(p.started_at))
+        .bind(millis(p.now))
+        .execute(&self.writer)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn worker_list(&self) -> Result<Vec<WorkerInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, status, concurrency, active_tasks, current_task, processed, failed, \
+                 started_at, last_heartbeat_at FROM workers ORDER BY id",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(err)?;
+        rows.iter().map(worker_from_row).collect()
+    }
+
+    fn task_inserted(&self) -> watch::Receiver<u64> {
+        self.inserted.subscribe()
+    }
+}
+
+fn lease_end(now: DateTime<Utc>, lease: std::time::Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
+}

@@ -1,0 +1,88 @@
+//! Reading SQLite rows back into domain types.
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+use weir_core::{ClaimedTask, StoreError, Task, TaskId, WorkerInfo, WorkerStatus};
+
+use super::err;
+
+pub const TASK_COLUMNS: &str = "id, kind, input, state, result, error, attempts, max_attempts, \
+    priority, worker_id, created_at, run_at, started_at, completed_at";
+
+pub fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn time(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
+}
+
+fn opt_time(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    ms.map(time).transpose()
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn json(text: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt("json column", e))
+}
+
+fn id(row: &SqliteRow) -> Result<TaskId, StoreError> {
+    let s: String = row.try_get("id").map_err(err)?;
+    s.parse().map_err(|e| corrupt("task id", e))
+}
+
+pub fn task_from_row(row: &SqliteRow) -> Result<Task, StoreError> {
+    let kind: String = row.try_get("kind").map_err(err)?;
+    let state: String = row.try_get("state").map_err(err)?;
+    let input: String = row.try_get("input").map_err(err)?;
+    let result: Option<String> = row.try_get("result").map_err(err)?;
+    Ok(Task {
+        id: id(row)?,
+        kind: kind.parse().map_err(|e| corrupt("task kind", e))?,
+        input: json(&input)?,
+        state: state.parse().map_err(|e| corrupt("task state", e))?,
+        result: result.as_deref().map(json).transpose()?,
+        error: row.try_get("error").map_err(err)?,
+        attempts: row.try_get("attempts").map_err(err)?,
+        max_attempts: row.try_get("max_attempts").map_err(err)?,
+        priority: row.try_get("priority").map_err(err)?,
+        worker_id: row.try_get("worker_id").map_err(err)?,
+        created_at: time(row.try_get("created_at").map_err(err)?)?,
+        run_at: time(row.try_get("run_at").map_err(err)?)?,
+        started_at: opt_time(row.try_get("started_at").map_err(err)?)?,
+        completed_at: opt_time(row.try_get("completed_at").map_err(err)?)?,
+    })
+}
+
+pub fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedTask, StoreError> {
+    let kind: String = row.try_get("kind").map_err(err)?;
+    let input: String = row.try_get("input").map_err(err)?;
+    Ok(ClaimedTask {
+        id: id(row)?,
+        kind: kind.parse().map_err(|e| corrupt("task kind", e))?,
+        input: json(&input)?,
+        attempt: row.try_get("attempts").map_err(err)?,
+        max_attempts: row.try_get("max_attempts").map_err(err)?,
+        lease_token: row.try_get("lease_token").map_err(err)?,
+    })
+}
+
+pub fn worker_from_row(row: &SqliteRow) -> Result<WorkerInfo, StoreError> {
+    let status: String = row.try_get("status").map_err(err)?;
+    Ok(WorkerInfo {
+        id: row.try_get("id").map_err(err)?,
+        status: WorkerStatus::parse(&status),
+        concurrency: row.try_get("concurrency").map_err(err)?,
+        active_tasks: row.try_get("active_tasks").map_err(err)?,
+        current_task: row.try_get("current_task").map_err(err)?,
+        processed: row.try_get("processed").map_err(err)?,
+        failed: row.try_get("failed").map_err(err)?,
+        started_at: time(row.try_get("started_at").map_err(err)?)?,
+        last_heartbeat_at: time(row.try_get("last_heartbeat_at").map_err(err)?)?,
+    })
+}

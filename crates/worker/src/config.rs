@@ -1,0 +1,46 @@
+//! A worker's settings.
+
+use std::time::Duration;
+
+use weir_core::RetryPolicy;
+
+/// How one worker behaves. Built by the CLI from flags, env and config file.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Unique id shown in `GET /workers` and stored on tasks it runs.
+    pub worker_id: String,
+    /// Tasks run at once.
+    pub concurrency: usize,
+    /// How long a claim holds without renewal; renewed every heartbeat.
+    pub lease: Duration,
+    /// How often an idle worker looks for work when no wake-up signal arrives
+    /// (tasks inserted by another process, retries coming due).
+    pub poll_interval: Duration,
+    /// How often the worker reports itself and renews its leases.
+    pub heartbeat_interval: Duration,
+    /// How often the worker looks for expired leases to rescue.
+    pub rescue_interval: Duration,
+    /// How long a draining worker lets running tasks finish before handing them back.
+    pub shutdown_grace: Duration,
+    /// How long cacheable results stay in the shared cache.
+    pub cache_ttl: Duration,
+    /// Backoff between failed attempts.
+    pub retry: RetryPolicy,
+}
+
+impl WorkerConfig {
+    /// Defaults for a worker named `worker_id`.
+    pub fn new(worker_id: impl Into<String>) -> Self {
+        WorkerConfig {
+            worker_id: worker_id.into(),
+            concurrency: 4,
+            lease: Duration::from_secs(15),
+            poll_interval: Duration::from_millis(500),
+            heartbeat_interval: Duration::from_secs(2),
+            rescue_interval: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(30),
+            cache_ttl: Duration::from_secs(3600),
+            retry: RetryPolicy::default(),
+        }
+    }
+}

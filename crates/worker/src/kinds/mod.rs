@@ -1,0 +1,93 @@
+//! Running each task kind. Every kind returns a JSON result or an error message.
+//! CPU-heavy work runs on the blocking pool so it never stalls the async runtime.
+
+mod argon2;
+mod hash;
+mod sleep;
+
+use serde_json::Value;
+use weir_core::TaskKind;
+
+/// Inputs larger than this are hashed on the blocking pool.
+const INLINE_HASH_MAX_BYTES: usize = 64 * 1024;
+
+/// Runs one task to completion.
+pub async fn execute(kind: TaskKind, input: &Value) -> Result<Value, String> {
+    match kind {
+        TaskKind::Md5 | TaskKind::Sha256 => {
+            let s = string_field(input)?;
+            if s.len() <= INLINE_HASH_MAX_BYTES {
+                Ok(hash::digest(kind, s.as_bytes()))
+            } else {
+                let s = s.to_owned();
+                tokio::task::spawn_blocking(move || hash::digest(kind, s.as_bytes()))
+                    .await
+                    .map_err(|e| format!("hashing failed: {e}"))
+            }
+        }
+        TaskKind::Argon2 => {
+            let params = argon2::Params::from_input(input)?;
+            let password = string_field(input)?.to_owned();
+            tokio::task::spawn_blocking(move || argon2::hash(&password, params))
+                .await
+                .map_err(|e| format!("argon2 failed: {e}"))?
+        }
+        TaskKind::Sleep => sleep::run(input).await,
+    }
+}
+
+fn string_field(input: &Value) -> Result<&str, String> {
+    input
+        .get("string")
+        .and_then(Value::as_str)
+        .ok_or_else(|| "input.string must be a string".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn md5_and_sha256_match_known_digests() {
+        let input = json!({"string": "test_value"});
+        assert_eq!(
+            execute(TaskKind::Md5, &input).await.unwrap(),
+            json!({"md5": "8dd066a9072cfaca57bcedd7f233432f"})
+        );
+        assert_eq!(
+            execute(TaskKind::Sha256, &json!({"string": "abc"})).await.unwrap(),
+            json!({"sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"})
+        );
+    }
+
+    #[tokio::test]
+    async fn large_inputs_hash_the_same_off_the_runtime() {
+        let big = "a".repeat(INLINE_HASH_MAX_BYTES + 1);
+        let got = execute(TaskKind::Md5, &json!({ "string": big.clone() }))
+            .await
+            .unwrap();
+        let want = hash::digest(TaskKind::Md5, big.as_bytes());
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn argon2_gives_a_verifiable_phc_string() {
+        let out = execute(
+            TaskKind::Argon2,
+            &json!({"string": "hunter2", "memory_kib": 64, "iterations": 1}),
+        )
+        .await
+        .unwrap();
+        let phc = out["argon2"].as_str().unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{phc}");
+        assert!(argon2::verify("hunter2", phc));
+        assert!(!argon2::verify("hunter3", phc));
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_an_error_not_a_panic() {
+        assert!(execute(TaskKind::Md5, &json!({})).await.is_err());
+        assert!(execute(TaskKind::Sleep, &json!({"ms": "x"})).await.is_err());
+    }
+}

@@ -1,0 +1,19 @@
+//! weir's workers: each claims tasks from the store under a lease, runs up to
+//! `concurrency` of them at once, reports outcomes in batches, heartbeats, and on
+//! shutdown drains: stops claiming, lets running tasks finish within a grace
+//! period, and hands back what is left.
+//!
+//! # Layout
+//! - [`config`]: [`WorkerConfig`] and its defaults.
+//! - [`worker`]: [`run`], the claim → execute → complete loop of one worker.
+//! - [`kinds`]: the code that runs each [`weir_core::TaskKind`].
+//! - [`maintenance`]: background services; [`maintenance::rescuer`] takes back
+//!   tasks whose lease expired.
+
+pub mod config;
+pub mod kinds;
+pub mod maintenance;
+pub mod worker;
+
+pub use config::WorkerConfig;
+pub use worker::{run, WorkerReport};

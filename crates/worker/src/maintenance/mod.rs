@@ -1,0 +1,3 @@
+//! Background services a worker runs beside its claim loop, one file each.
+
+pub mod rescuer;

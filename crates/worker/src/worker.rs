@@ -1,0 +1,266 @@
+//! One worker's loop: claim → execute → complete, with heartbeats and drain.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use tokio::task::JoinSet;
+use tokio::time::{interval, sleep, sleep_until, Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use weir_core::{
+    CacheWrite, ClaimedTask, CompletionOutcome, Store, TaskClaimParams, TaskCompletion,
+    TaskLeaseExtendParams, TaskOutcome, TaskReleaseParams, WorkerHeartbeatParams, WorkerStatus,
+};
+
+use crate::{kinds, maintenance, WorkerConfig};
+
+/// What a worker did before it stopped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Attempts that succeeded and were recorded.
+    pub processed: i64,
+    /// Attempts that failed.
+    pub failed: i64,
+    /// Tasks handed back to the queue unfinished at the end of the drain.
+    pub released: u64,
+}
+
+/// Runs one worker until `shutdown` is cancelled and the drain is over.
+pub async fn run(store: Arc<dyn Store>, config: WorkerConfig, shutdown: CancellationToken) -> WorkerReport {
+    let mut w = Worker {
+        store,
+        config,
+        started_at: Utc::now(),
+        running: JoinSet::new(),
+        held: HashMap::new(),
+        pending: Vec::new(),
+        report: WorkerReport::default(),
+    };
+    w.heartbeat(WorkerStatus::Online).await;
+    w.run_loop(shutdown).await;
+    w.report
+}
+
+struct Worker {
+    store: Arc<dyn Store>,
+    config: WorkerConfig,
+    started_at: DateTime<Utc>,
+    running: JoinSet<Result<serde_json::Value, String>>,
+    /// What each running tokio task is running, to complete or release it.
+    held: HashMap<tokio::task::Id, ClaimedTask>,
+    /// Completions not yet recorded (the store was unavailable); retried first.
+    pending: Vec<TaskCompletion>,
+    report: WorkerReport,
+}
+
+impl Worker {
+    async fn run_loop(&mut self, shutdown: CancellationToken) {
+        let mut inserted = self.store.task_inserted();
+        let mut heartbeat = interval(self.config.heartbeat_interval);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut rescue = interval(self.config.rescue_interval);
+        rescue.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut drain_deadline: Option<Instant> = None;
+        let mut claim_not_before = Instant::now();
+
+        loop {
+            self.flush_pending().await;
+            let draining = drain_deadline.is_some();
+            if !draining && Instant::now() >= claim_not_before {
+                if let Err(delay) = self.claim().await {
+                    claim_not_before = Instant::now() + delay;
+                }
+            }
+            if draining && self.running.is_empty() {
+                break;
+            }
+            let has_room = !draining && self.running.len() < self.config.concurrency;
+            tokio::select! {
+                _ = shutdown.cancelled(), if !draining => {
+                    tracing::info!(worker = %self.config.worker_id, running = self.running.len(), "draining");
+                    drain_deadline = Some(Instant::now() + self.config.shutdown_grace);
+                    self.heartbeat(WorkerStatus::Draining).await;
+                }
+                Some(joined) = self.running.join_next_with_id(), if !self.running.is_empty() => {
+                    self.finished(joined);
+                    while let Some(joined) = self.running.try_join_next_with_id() {
+                        self.finished(joined);
+                    }
+                }
+                changed = inserted.changed(), if has_room => {
+                    if changed.is_err() {
+                        // The store is gone; fall back to polling only.
+                        inserted = self.store.task_inserted();
+                        sleep(self.config.poll_interval).await;
+                    }
+                }
+                _ = sleep(self.config.poll_interval), if has_room => {}
+                _ = heartbeat.tick() => {
+                    let status = if draining { WorkerStatus::Draining } else { WorkerStatus::Online };
+                    self.heartbeat(status).await;
+                    self.extend_leases().await;
+                }
+                _ = rescue.tick(), if !draining => {
+                    maintenance::rescuer::rescue_once(&self.store).await;
+                }
+                _ = sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if draining => {
+                    self.release_unfinished().await;
+                    break;
+                }
+            }
+        }
+        self.flush_pending().await;
+        self.heartbeat(WorkerStatus::Offline).await;
+        tracing::info!(worker = %self.config.worker_id, processed = self.report.processed, "stopped");
+    }
+
+    /// Claims as many tasks as there is room for and starts them. On a store
+    /// error, returns how long to wait before claiming again.
+    async fn claim(&mut self) -> Result<(), Duration> {
+        let room = self.config.concurrency.saturating_sub(self.running.len());
+        if room == 0 {
+            return Ok(());
+        }
+        let params = TaskClaimParams {
+            worker_id: self.config.worker_id.clone(),
+            max: room as u32,
+            now: Utc::now(),
+            lease: self.config.lease,
+        };
+        match self.store.task_claim(params).await {
+            Ok(tasks) => {
+                for task in tasks {
+                    let (kind, input) = (task.kind, task.input.clone());
+                    let handle = self
+                        .running
+                        .spawn(async move { kinds::execute(kind, &input).await });
+                    self.held.insert(handle.id(), task);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(worker = %self.config.worker_id, error = %e, "claim failed");
+                Err(self.config.poll_interval)
+            }
+        }
+    }
+
+    /// Turns a finished execution into a pending completion.
+    fn finished(
+        &mut self,
+        joined: Result<(tokio::task::Id, Result<serde_json::Value, String>), tokio::task::JoinError>,
+    ) {
+        let (id, result) = match joined {
+            Ok((id, result)) => (id, result),
+            Err(e) if e.is_panic() => (e.id(), Err("the task panicked".to_string())),
+            // Cancelled: only during release, which handles the task itself.
+            Err(_) => return,
+        };
+        let Some(task) = self.held.remove(&id) else {
+            return;
+        };
+        let now = Utc::now();
+        let outcome = match result {
+            Ok(result) => {
+                self.report.processed += 1;
+                let cache = task.kind.cache_key(&task.input).map(|key| CacheWrite {
+                    key,
+                    expires_at: now + to_chrono(self.config.cache_ttl),
+                });
+                TaskOutcome::Succeeded { result, cache }
+            }
+            Err(error) => {
+                self.report.failed += 1;
+                let retry_at = (task.attempt < task.max_attempts).then(|| {
+                    let delay = self.config.retry.delay(task.attempt, rand::thread_rng().gen());
+                    now + to_chrono(delay)
+                });
+                tracing::info!(task = %task.id, attempt = task.attempt, %error, "attempt failed");
+                TaskOutcome::Failed { error, retry_at }
+            }
+        };
+        self.pending.push(TaskCompletion {
+            id: task.id,
+            lease_token: task.lease_token,
+            outcome,
+            now,
+        });
+    }
+
+    /// Records pending completions in one batch; keeps them on failure.
+    async fn flush_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        match self.store.task_complete_many(&self.pending).await {
+            Ok(outcomes) => {
+                for (c, o) in self.pending.iter().zip(outcomes) {
+                    if o == CompletionOutcome::LeaseLost {
+                        tracing::warn!(task = %c.id, "completion rejected: lease lost to another attempt");
+                    }
+                }
+                self.pending.clear();
+            }
+            Err(e) => {
+                tracing::warn!(worker = %self.config.worker_id, error = %e, pending = self.pending.len(), "recording completions failed; will retry");
+                sleep(self.config.poll_interval).await;
+            }
+        }
+    }
+
+    async fn extend_leases(&self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let params = TaskLeaseExtendParams {
+            worker_id: self.config.worker_id.clone(),
+            tasks: self.held.values().map(|t| (t.id, t.lease_token)).collect(),
+            lease_expires_at: Utc::now() + to_chrono(self.config.lease),
+        };
+        if let Err(e) = self.store.task_lease_extend(params).await {
+            tracing::warn!(worker = %self.config.worker_id, error = %e, "lease extension failed");
+        }
+    }
+
+    /// End of the grace period: stop what still runs and hand it back.
+    async fn release_unfinished(&mut self) {
+        self.running.abort_all();
+        while self.running.join_next().await.is_some() {}
+        let tasks: Vec<_> = self.held.drain().map(|(_, t)| (t.id, t.lease_token)).collect();
+        if tasks.is_empty() {
+            return;
+        }
+        let params = TaskReleaseParams {
+            tasks,
+            now: Utc::now(),
+        };
+        match self.store.task_release(params).await {
+            Ok(n) => self.report.released = n,
+            // The leases expire by themselves and the rescuer re-queues the tasks.
+            Err(e) => tracing::warn!(error = %e, "releasing tasks failed; their leases will expire"),
+        }
+    }
+
+    async fn heartbeat(&self, status: WorkerStatus) {
+        let params = WorkerHeartbeatParams {
+            worker_id: self.config.worker_id.clone(),
+            status,
+            concurrency: self.config.concurrency as i32,
+            active_tasks: self.held.len() as i32,
+            current_task: self.held.values().next().map(|t| t.id.to_string()),
+            processed: self.report.processed,
+            failed: self.report.failed,
+            started_at: self.started_at,
+            now: Utc::now(),
+        };
+        if let Err(e) = self.store.worker_heartbeat(params).await {
+            tracing::warn!(worker = %self.config.worker_id, error = %e, "heartbeat failed");
+        }
+    }
+}
+
+fn to_chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
