@@ -147,7 +147,10 @@ pub async fn serve_api_node(
         .await
         .with_context(|| format!("API node {node_id}"))?;
     // The writer ends once every handle is gone, after writing what it holds.
-    if tokio::time::timeout(LOG_FLUSH_TIMEOUT, writer_task).await.is_err() {
+    if tokio::time::timeout(LOG_FLUSH_TIMEOUT, writer_task)
+        .await
+        .is_err()
+    {
         tracing::warn!(node = %node_id, "request log did not flush in time");
     }
     Ok(())

@@ -11,7 +11,11 @@ use weir_lb::Strategy;
 use crate::logging::LogFormat;
 
 #[derive(Debug, Parser)]
-#[command(name = "weir", version, about = "A request-and-task processing platform in one binary")]
+#[command(
+    name = "weir",
+    version,
+    about = "A request-and-task processing platform in one binary"
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, env = "WEIR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -163,11 +167,10 @@ fn parse_strategy(s: &str) -> Result<Strategy, String> {
 impl StoreArgs {
     /// The store options, with `default_url` when no URL was given.
     pub fn options(&self, default_url: Option<String>) -> anyhow::Result<weir_store::StoreOptions> {
-        let url = self
-            .database_url
-            .clone()
-            .or(default_url)
-            .ok_or_else(|| anyhow::anyhow!("--database-url (or WEIR_DATABASE_URL) is required"))?;
+        let url =
+            self.database_url.clone().or(default_url).ok_or_else(|| {
+                anyhow::anyhow!("--database-url (or WEIR_DATABASE_URL) is required")
+            })?;
         let mut options = weir_store::StoreOptions::new(url);
         options.max_connections = self.db_max_connections.max(1);
         options.migrate = !self.no_migrate;
@@ -194,7 +197,8 @@ impl WorkerTuning {
         config.cache_ttl = self.cache_ttl;
         config.poll_interval = self.poll_interval;
         // Renew well inside the lease so one slow heartbeat never loses it.
-        config.heartbeat_interval = (self.lease / 5).clamp(Duration::from_millis(200), Duration::from_secs(5));
+        config.heartbeat_interval =
+            (self.lease / 5).clamp(Duration::from_millis(200), Duration::from_secs(5));
         config
     }
 }

@@ -73,10 +73,7 @@ impl TaskKind {
     /// Checks `input` has the shape this kind needs.
     pub fn validate_input(self, input: &Value) -> Result<(), InputError> {
         let obj = input.as_object().ok_or_else(|| {
-            InputError::Invalid(format!(
-                "input for {} must be a JSON object",
-                self.as_str()
-            ))
+            InputError::Invalid(format!("input for {} must be a JSON object", self.as_str()))
         })?;
         match self {
             TaskKind::Md5 | TaskKind::Sha256 => {
@@ -128,7 +125,11 @@ impl TaskKind {
             return None;
         }
         let s = input.get("string")?.as_str()?;
-        Some(format!("{}:{}", self.as_str(), hex::encode(Sha256::digest(s))))
+        Some(format!(
+            "{}:{}",
+            self.as_str(),
+            hex::encode(Sha256::digest(s))
+        ))
     }
 }
 
@@ -191,7 +192,9 @@ mod tests {
 
     #[test]
     fn validates_input_shapes() {
-        assert!(TaskKind::Md5.validate_input(&json!({"string": "x"})).is_ok());
+        assert!(TaskKind::Md5
+            .validate_input(&json!({"string": "x"}))
+            .is_ok());
         assert!(TaskKind::Md5.validate_input(&json!({})).is_err());
         assert!(TaskKind::Md5.validate_input(&json!({"string": 5})).is_err());
         assert!(TaskKind::Sha256.validate_input(&json!("x")).is_err());
@@ -216,6 +219,9 @@ mod tests {
         assert!(md5.starts_with("md5:"));
         assert_ne!(md5, sha);
         assert_eq!(TaskKind::Argon2.cache_key(&input), None);
-        assert_eq!(TaskKind::Md5.cache_key(&json!({"string": "other"})).as_deref() == Some(&md5), false);
+        assert_ne!(
+            TaskKind::Md5.cache_key(&json!({"string": "other"})),
+            Some(md5)
+        );
     }
 }

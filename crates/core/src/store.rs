@@ -14,8 +14,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::{
-    ClaimedTask, RequestLogEntry, RequestLogStats, Task, TaskId, TaskKind, WorkerInfo,
-    WorkerStatus,
+    ClaimedTask, RequestLogEntry, RequestLogStats, Task, TaskId, TaskKind, WorkerInfo, WorkerStatus,
 };
 
 /// What went wrong in the store. Backends map their driver's errors onto these.
@@ -151,8 +150,7 @@ pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     /// Appends many request-log rows in one transaction.
-    async fn request_log_insert_many(&self, entries: &[RequestLogEntry])
-        -> Result<(), StoreError>;
+    async fn request_log_insert_many(&self, entries: &[RequestLogEntry]) -> Result<(), StoreError>;
     /// Counts logged requests per node.
     async fn request_log_stats(&self) -> Result<RequestLogStats, StoreError>;
 

@@ -22,9 +22,15 @@ pub fn router(lb: Arc<Lb>) -> Router {
         .route("/lb/stats", get(stats))
         .route("/lb/strategy", get(get_strategy).put(put_strategy))
         .route("/lb/backends", get(backends))
-        .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint") })
+        .fallback(|| async {
+            json_error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint")
+        })
         .method_not_allowed_fallback(|| async {
-            json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")
+            json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed",
+            )
         })
         .with_state(lb)
 }
@@ -55,7 +61,7 @@ struct StrategyChange {
 }
 
 async fn put_strategy(State(lb): State<Arc<Lb>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(denied) = authorize(&lb, &headers) {
+    if let Some(denied) = unauthorized(&lb, &headers) {
         return denied;
     }
     let change: StrategyChange = match serde_json::from_slice(&body) {
@@ -77,8 +83,8 @@ async fn put_strategy(State(lb): State<Arc<Lb>>, headers: HeaderMap, body: Bytes
     Json(json!({ "strategy": strategy.as_str() })).into_response()
 }
 
-/// Checks the bearer token, comparing in constant time.
-fn authorize(lb: &Lb, headers: &HeaderMap) -> Result<(), Response<Body>> {
+/// Checks the bearer token, comparing in constant time; the 401 answer when it fails.
+fn unauthorized(lb: &Lb, headers: &HeaderMap) -> Option<Response<Body>> {
     let expected = lb.config.admin_token.as_bytes();
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -86,9 +92,13 @@ fn authorize(lb: &Lb, headers: &HeaderMap) -> Result<(), Response<Body>> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::as_bytes);
     match given {
-        Some(given) if !expected.is_empty() && constant_time_eq(given, expected) => Ok(()),
-        Some(_) => Err(json_error(StatusCode::UNAUTHORIZED, "invalid_token", "the admin token is wrong")),
-        None => Err(json_error(
+        Some(given) if !expected.is_empty() && constant_time_eq(given, expected) => None,
+        Some(_) => Some(json_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "the admin token is wrong",
+        )),
+        None => Some(json_error(
             StatusCode::UNAUTHORIZED,
             "missing_token",
             "this endpoint needs Authorization: Bearer <admin token>",

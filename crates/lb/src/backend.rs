@@ -45,7 +45,9 @@ impl Backend {
             .parse()
             .map_err(|e| format!("invalid backend URL {url:?}: {e}"))?;
         if uri.scheme() != Some(&Scheme::HTTP) {
-            return Err(format!("backend {url:?}: only http:// backends are supported"));
+            return Err(format!(
+                "backend {url:?}: only http:// backends are supported"
+            ));
         }
         if uri.path() != "/" && !uri.path().is_empty() {
             return Err(format!("backend {url:?}: a backend URL has no path"));

@@ -4,7 +4,7 @@
 //! own admin API under `/lb/`.
 //!
 //! # Layout
-//! - [`config`]: [`LbConfig`].
+//! - [`config`]: the balancer's settings, [`LbConfig`].
 //! - [`backend`]: [`Backend`] (counters, health) and the lock-free [`BackendSet`].
 //! - [`selection`]: the [`selection::Selector`] trait, one file per strategy.
 //! - [`health`]: active health checks.

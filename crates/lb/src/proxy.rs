@@ -69,7 +69,8 @@ pub async fn forward(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -> Respo
         *upstream.uri_mut() = uri;
 
         let guard = backend.start_request();
-        let sent = tokio::time::timeout(lb.config.upstream_timeout, lb.client.request(upstream)).await;
+        let sent =
+            tokio::time::timeout(lb.config.upstream_timeout, lb.client.request(upstream)).await;
         match sent {
             Ok(Ok(resp)) => {
                 if resp.status().is_server_error() {
@@ -90,30 +91,54 @@ pub async fn forward(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -> Respo
                 backend.mark_down();
                 tracing::warn!(backend = %backend.authority, error = %e, "connect failed");
                 if !replayable {
-                    return json_error(StatusCode::BAD_GATEWAY, "backend_unreachable", "the chosen API node could not be reached");
+                    return json_error(
+                        StatusCode::BAD_GATEWAY,
+                        "backend_unreachable",
+                        "the chosen API node could not be reached",
+                    );
                 }
             }
             Ok(Err(e)) => {
                 backend.record_error();
                 tracing::warn!(backend = %backend.authority, error = %e, "upstream failed");
-                return json_error(StatusCode::BAD_GATEWAY, "upstream_error", "the API node failed to answer");
+                return json_error(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    "the API node failed to answer",
+                );
             }
             Err(_) => {
                 backend.record_error();
-                return json_error(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the API node did not answer in time");
+                return json_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "the API node did not answer in time",
+                );
             }
         }
     }
     if tried.is_empty() {
-        json_error(StatusCode::BAD_GATEWAY, "no_backend", "no API node is configured")
+        json_error(
+            StatusCode::BAD_GATEWAY,
+            "no_backend",
+            "no API node is configured",
+        )
     } else {
-        json_error(StatusCode::BAD_GATEWAY, "backend_unreachable", "no API node could be reached")
+        json_error(
+            StatusCode::BAD_GATEWAY,
+            "backend_unreachable",
+            "no API node could be reached",
+        )
     }
 }
 
 /// A healthy backend not tried yet; if every backend is marked down, any untried
 /// one (a stale health verdict beats a certain 502).
-fn pick<'a>(lb: &Lb, backends: &'a [Arc<Backend>], tried: &[&Arc<Backend>]) -> Option<&'a Arc<Backend>> {
+fn pick<'a>(
+    lb: &Lb,
+    backends: &'a [Arc<Backend>],
+    tried: &[&Arc<Backend>],
+) -> Option<&'a Arc<Backend>> {
     let active = lb.strategy.load();
     let untried = |b: &Backend| !tried.iter().any(|t| std::ptr::eq(t.as_ref(), b));
     active
@@ -155,8 +180,10 @@ pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Bod
     let body = serde_json::json!({ "error": { "code": code, "message": message } });
     let mut resp = Response::new(Body::from(body.to_string()));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -167,7 +194,10 @@ mod tests {
     #[test]
     fn strips_hop_by_hop_and_connection_named_headers() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));

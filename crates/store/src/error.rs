@@ -25,8 +25,7 @@ pub fn from_sqlx(err: sqlx::Error, is_contention: fn(&str) -> bool) -> StoreErro
 
 /// SQLite's BUSY and LOCKED, with their extended codes (e.g. 517, BUSY_SNAPSHOT).
 pub fn sqlite_contention(code: &str) -> bool {
-    code.parse::<i32>()
-        .is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+    code.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
 }
 
 #[cfg(test)]

@@ -28,7 +28,11 @@ pub struct WorkerReport {
 }
 
 /// Runs one worker until `shutdown` is cancelled and the drain is over.
-pub async fn run(store: Arc<dyn Store>, config: WorkerConfig, shutdown: CancellationToken) -> WorkerReport {
+pub async fn run(
+    store: Arc<dyn Store>,
+    config: WorkerConfig,
+    shutdown: CancellationToken,
+) -> WorkerReport {
     let mut w = Worker {
         store,
         config,
@@ -150,7 +154,10 @@ impl Worker {
     /// Turns a finished execution into a pending completion.
     fn finished(
         &mut self,
-        joined: Result<(tokio::task::Id, Result<serde_json::Value, String>), tokio::task::JoinError>,
+        joined: Result<
+            (tokio::task::Id, Result<serde_json::Value, String>),
+            tokio::task::JoinError,
+        >,
     ) {
         let (id, result) = match joined {
             Ok((id, result)) => (id, result),
@@ -174,7 +181,10 @@ impl Worker {
             Err(error) => {
                 self.report.failed += 1;
                 let retry_at = (task.attempt < task.max_attempts).then(|| {
-                    let delay = self.config.retry.delay(task.attempt, rand::thread_rng().gen());
+                    let delay = self
+                        .config
+                        .retry
+                        .delay(task.attempt, rand::thread_rng().gen());
                     now + to_chrono(delay)
                 });
                 tracing::info!(task = %task.id, attempt = task.attempt, %error, "attempt failed");
@@ -228,7 +238,11 @@ impl Worker {
     async fn release_unfinished(&mut self) {
         self.running.abort_all();
         while self.running.join_next().await.is_some() {}
-        let tasks: Vec<_> = self.held.drain().map(|(_, t)| (t.id, t.lease_token)).collect();
+        let tasks: Vec<_> = self
+            .held
+            .drain()
+            .map(|(_, t)| (t.id, t.lease_token))
+            .collect();
         if tasks.is_empty() {
             return;
         }
@@ -239,7 +253,9 @@ impl Worker {
         match self.store.task_release(params).await {
             Ok(n) => self.report.released = n,
             // The leases expire by themselves and the rescuer re-queues the tasks.
-            Err(e) => tracing::warn!(error = %e, "releasing tasks failed; their leases will expire"),
+            Err(e) => {
+                tracing::warn!(error = %e, "releasing tasks failed; their leases will expire")
+            }
         }
     }
 

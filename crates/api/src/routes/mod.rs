@@ -12,7 +12,10 @@ use crate::ApiError;
 pub async fn not_found(uri: Uri) -> ApiError {
     ApiError::NotFound {
         code: "not_found",
-        message: format!("no route for {}", crate::request_log::truncate(uri.path().to_owned(), 256)),
+        message: format!(
+            "no route for {}",
+            crate::request_log::truncate(uri.path().to_owned(), 256)
+        ),
     }
 }
 

@@ -24,8 +24,7 @@ pub async fn hello(
     State(state): State<AppState>,
     query: Result<Query<HelloQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) =
-        query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     if !state.config.delay.is_zero() {
         tokio::time::sleep(state.config.delay).await;
     }

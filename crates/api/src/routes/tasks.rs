@@ -43,7 +43,15 @@ pub async fn submit(
             format!("max_attempts must be from 1 to {MAX_ATTEMPTS_LIMIT}"),
         ));
     }
-    enqueue(&state, kind, body.input, max_attempts, body.priority, body.run_at).await
+    enqueue(
+        &state,
+        kind,
+        body.input,
+        max_attempts,
+        body.priority,
+        body.run_at,
+    )
+    .await
 }
 
 /// `POST /hash/{kind}` with `{"string": …}` (argon2 also takes its cost fields).
@@ -104,11 +112,19 @@ async fn enqueue(
 }
 
 /// `GET /tasks/{id}`.
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Task>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Task>, ApiError> {
     let not_found = || ApiError::NotFound {
         code: "task_not_found",
         message: "no task with that id".into(),
     };
     let id: TaskId = id.parse().map_err(|_| not_found())?;
-    state.store.task_get(id).await?.map(Json).ok_or_else(not_found)
+    state
+        .store
+        .task_get(id)
+        .await?
+        .map(Json)
+        .ok_or_else(not_found)
 }

@@ -18,6 +18,15 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    println!("weir: {node_id} listening on http://{}", listener.local_addr()?);
-    serve_api_node(listener, args.api.config(node_id), store, crate::signal::shutdown()).await
+    println!(
+        "weir: {node_id} listening on http://{}",
+        listener.local_addr()?
+    );
+    serve_api_node(
+        listener,
+        args.api.config(node_id),
+        store,
+        crate::signal::shutdown(),
+    )
+    .await
 }

@@ -7,7 +7,9 @@ use crate::config::LbArgs;
 
 pub async fn run(args: LbArgs) -> anyhow::Result<()> {
     let (admin_token, generated) = args.balancer.admin_token();
-    let config = args.balancer.config(args.backends.clone(), admin_token.clone());
+    let config = args
+        .balancer
+        .config(args.backends.clone(), admin_token.clone());
     let lb = weir_lb::Lb::new(config).map_err(anyhow::Error::msg)?;
     let listener = TcpListener::bind(args.listen)
         .await

@@ -41,7 +41,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         args.worker_concurrency
     );
     if generated {
-        println!("weir: admin token {admin_token} (set --admin-token or WEIR_ADMIN_TOKEN to choose one)");
+        println!(
+            "weir: admin token {admin_token} (set --admin-token or WEIR_ADMIN_TOKEN to choose one)"
+        );
     }
     println!("weir: ready; Ctrl-C or SIGTERM stops");
 

@@ -14,7 +14,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .worker_id
         .clone()
         .unwrap_or_else(|| format!("worker-{}", std::process::id()));
-    let config = args.worker.config(worker_id.clone(), args.concurrency.into());
+    let config = args
+        .worker
+        .config(worker_id.clone(), args.concurrency.into());
     let stop = CancellationToken::new();
     let signal_stop = stop.clone();
     tokio::spawn(async move {

@@ -8,7 +8,12 @@ async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> Value
     assert_eq!(resp.status().as_u16(), status);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     body
 }
 
@@ -22,25 +27,105 @@ async fn api_rejects_bad_input_with_json_errors() {
     let http = &stack.http;
     let post = |path: &str, body: &str| http.post(stack.url(path)).body(body.to_string()).send();
 
-    let body = expect_error(post("/tasks", r#"{"type":"bcrypt","input":{}}"#).await.unwrap(), 400, "unknown_task_type").await;
-    assert!(body["error"]["message"].as_str().unwrap().contains("bcrypt"));
-    expect_error(post("/hash/bcrypt", r#"{"string":"x"}"#).await.unwrap(), 400, "unknown_task_type").await;
-    expect_error(post("/hash/md5", r#"{}"#).await.unwrap(), 400, "invalid_input").await;
-    expect_error(post("/hash/md5", r#"{"string": 42}"#).await.unwrap(), 400, "invalid_input").await;
-    expect_error(post("/tasks", r#"{"type":"md5"}"#).await.unwrap(), 400, "invalid_input").await;
-    expect_error(post("/tasks", r#"{"type":"sleep","input":{"ms":-5}}"#).await.unwrap(), 400, "invalid_input").await;
-    expect_error(post("/tasks", r#"{"type":"md5","input":{"string":"x"},"max_attempts":0}"#).await.unwrap(), 400, "invalid_input").await;
-    let body = expect_error(post("/hash/md5", "{\"string\":\n  \"x\"").await.unwrap(), 400, "invalid_json").await;
-    assert!(body["error"]["message"].as_str().unwrap().contains("line 2"), "{body}");
+    let body = expect_error(
+        post("/tasks", r#"{"type":"bcrypt","input":{}}"#)
+            .await
+            .unwrap(),
+        400,
+        "unknown_task_type",
+    )
+    .await;
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("bcrypt"));
+    expect_error(
+        post("/hash/bcrypt", r#"{"string":"x"}"#).await.unwrap(),
+        400,
+        "unknown_task_type",
+    )
+    .await;
+    expect_error(
+        post("/hash/md5", r#"{}"#).await.unwrap(),
+        400,
+        "invalid_input",
+    )
+    .await;
+    expect_error(
+        post("/hash/md5", r#"{"string": 42}"#).await.unwrap(),
+        400,
+        "invalid_input",
+    )
+    .await;
+    expect_error(
+        post("/tasks", r#"{"type":"md5"}"#).await.unwrap(),
+        400,
+        "invalid_input",
+    )
+    .await;
+    expect_error(
+        post("/tasks", r#"{"type":"sleep","input":{"ms":-5}}"#)
+            .await
+            .unwrap(),
+        400,
+        "invalid_input",
+    )
+    .await;
+    expect_error(
+        post(
+            "/tasks",
+            r#"{"type":"md5","input":{"string":"x"},"max_attempts":0}"#,
+        )
+        .await
+        .unwrap(),
+        400,
+        "invalid_input",
+    )
+    .await;
+    let body = expect_error(
+        post("/hash/md5", "{\"string\":\n  \"x\"").await.unwrap(),
+        400,
+        "invalid_json",
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 2"),
+        "{body}"
+    );
     expect_error(post("/hash/md5", "").await.unwrap(), 400, "missing_body").await;
     let big = format!(r#"{{"string":"{}"}}"#, "a".repeat(5000));
-    expect_error(post("/hash/md5", &big).await.unwrap(), 413, "payload_too_large").await;
+    expect_error(
+        post("/hash/md5", &big).await.unwrap(),
+        413,
+        "payload_too_large",
+    )
+    .await;
 
     let get = |path: &str| http.get(stack.url(path)).send();
-    expect_error(get("/tasks/not-a-uuid").await.unwrap(), 404, "task_not_found").await;
-    expect_error(get("/tasks/01a21027-8f4c-7416-9111-c422bdc01f66").await.unwrap(), 404, "task_not_found").await;
+    expect_error(
+        get("/tasks/not-a-uuid").await.unwrap(),
+        404,
+        "task_not_found",
+    )
+    .await;
+    expect_error(
+        get("/tasks/01a21027-8f4c-7416-9111-c422bdc01f66")
+            .await
+            .unwrap(),
+        404,
+        "task_not_found",
+    )
+    .await;
     expect_error(get("/nowhere").await.unwrap(), 404, "not_found").await;
-    expect_error(http.delete(stack.url("/workers")).send().await.unwrap(), 405, "method_not_allowed").await;
+    expect_error(
+        http.delete(stack.url("/workers")).send().await.unwrap(),
+        405,
+        "method_not_allowed",
+    )
+    .await;
     stack.stop().await;
 }
 
@@ -56,9 +141,26 @@ async fn lb_admin_rejects_bad_tokens_and_unknown_strategies() {
     };
     let lc = json!({"strategy": "least_connections"});
     expect_error(put(None, lc.clone()).await.unwrap(), 401, "missing_token").await;
-    expect_error(put(Some("wrong"), lc.clone()).await.unwrap(), 401, "invalid_token").await;
-    expect_error(put(Some(ADMIN_TOKEN), json!({"strategy": "fastest"})).await.unwrap(), 400, "unknown_strategy").await;
-    expect_error(put(Some(ADMIN_TOKEN), json!({"nope": 1})).await.unwrap(), 400, "invalid_json").await;
+    expect_error(
+        put(Some("wrong"), lc.clone()).await.unwrap(),
+        401,
+        "invalid_token",
+    )
+    .await;
+    expect_error(
+        put(Some(ADMIN_TOKEN), json!({"strategy": "fastest"}))
+            .await
+            .unwrap(),
+        400,
+        "unknown_strategy",
+    )
+    .await;
+    expect_error(
+        put(Some(ADMIN_TOKEN), json!({"nope": 1})).await.unwrap(),
+        400,
+        "invalid_json",
+    )
+    .await;
     let (_, before) = stack.get_json("/lb/strategy").await;
     assert_eq!(before["strategy"], "round_robin");
 

@@ -10,23 +10,36 @@ use crate::support::{Stack, StackOptions};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_root_logs_a_row_and_names_the_node() {
     let stack = Stack::start(StackOptions::default()).await;
-    let resp = stack.http.get(stack.url("/?message=hello")).send().await.unwrap();
+    let resp = stack
+        .http
+        .get(stack.url("/?message=hello"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let node = resp.headers()["x-weir-node"].to_str().unwrap().to_string();
     assert!(node.starts_with("api-"), "{node}");
-    assert_eq!(resp.text().await.unwrap(), format!("Written to DB by node {node}"));
+    assert_eq!(
+        resp.text().await.unwrap(),
+        format!("Written to DB by node {node}")
+    );
 
     // The row is committed before the answer: read the file directly.
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", stack.db_path.display()))
         .await
         .unwrap();
-    let row = sqlx::query("SELECT id, node_id, path, status, message, created_at FROM requests WHERE path = '/'")
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let row = sqlx::query(
+        "SELECT id, node_id, path, status, message, created_at FROM requests WHERE path = '/'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
     assert_eq!(row.get::<String, _>("node_id"), node);
     assert_eq!(row.get::<i64, _>("status"), 200);
-    assert_eq!(row.get::<Option<String>, _>("message").as_deref(), Some("hello"));
+    assert_eq!(
+        row.get::<Option<String>, _>("message").as_deref(),
+        Some("hello")
+    );
     assert!(row.get::<i64, _>("created_at") > 0);
     db.close().await;
 
@@ -54,7 +67,11 @@ async fn round_robin_spreads_delayed_load_evenly() {
         clients.spawn(async move {
             let mut nodes = Vec::new();
             for i in 0..4 {
-                let resp = http.get(format!("{url}/?message=c{c}-{i}")).send().await.unwrap();
+                let resp = http
+                    .get(format!("{url}/?message=c{c}-{i}"))
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(resp.status(), 200);
                 nodes.push(resp.headers()["x-weir-node"].to_str().unwrap().to_string());
             }
@@ -85,7 +102,10 @@ async fn round_robin_spreads_delayed_load_evenly() {
             (*count as f64 - mean).abs() <= mean * 0.10,
             "{node} logged {count} of 200: not within 10% of a fair share ({counts:?})"
         );
-        assert_eq!(served[*node], *count, "served and logged counts differ for {node}");
+        assert_eq!(
+            served[*node], *count,
+            "served and logged counts differ for {node}"
+        );
     }
     stack.stop().await;
 }

@@ -46,9 +46,12 @@ impl Stack {
     pub async fn start(opts: StackOptions) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let db_path = dir.path().join("weir.db");
-        let store = weir_store::open(&StoreOptions::new(format!("sqlite://{}", db_path.display())))
-            .await
-            .unwrap();
+        let store = weir_store::open(&StoreOptions::new(format!(
+            "sqlite://{}",
+            db_path.display()
+        )))
+        .await
+        .unwrap();
         let mut api = weir_api::ApiConfig::new("");
         api.delay = opts.delay;
         api.max_body_bytes = opts.max_body_bytes;
@@ -89,7 +92,13 @@ impl Stack {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
-        let resp = self.http.post(self.url(path)).json(body).send().await.unwrap();
+        let resp = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap())
     }
@@ -127,7 +136,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < until, "condition not met within {deadline:?}");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "condition not met within {deadline:?}"
+        );
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(100));
     }

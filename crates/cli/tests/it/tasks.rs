@@ -21,17 +21,25 @@ async fn md5_and_sha256_run_and_then_come_from_the_cache() {
     let task = submit_and_wait(&stack, "/hash/md5", json!({"string": "test_value"})).await;
     assert_eq!(task["status"], "succeeded", "{task}");
     assert_eq!(task["type"], "md5");
-    assert_eq!(task["result"], json!({"md5": "8dd066a9072cfaca57bcedd7f233432f"}));
+    assert_eq!(
+        task["result"],
+        json!({"md5": "8dd066a9072cfaca57bcedd7f233432f"})
+    );
     assert_eq!(task["attempts"], 1);
     assert!(task["worker_id"].as_str().unwrap().starts_with("worker-"));
     for field in ["created_at", "started_at", "completed_at"] {
         assert!(task[field].is_string(), "{field} missing: {task}");
     }
 
-    let (status, cached) = stack.post_json("/hash/md5", &json!({"string": "test_value"})).await;
+    let (status, cached) = stack
+        .post_json("/hash/md5", &json!({"string": "test_value"}))
+        .await;
     assert_eq!(status, 200, "{cached}");
     assert_eq!(cached["source"], "cache");
-    assert_eq!(cached["result"], json!({"md5": "8dd066a9072cfaca57bcedd7f233432f"}));
+    assert_eq!(
+        cached["result"],
+        json!({"md5": "8dd066a9072cfaca57bcedd7f233432f"})
+    );
 
     let task = submit_and_wait(&stack, "/hash/sha256", json!({"string": "test_value"})).await;
     // Known answer, from `printf test_value | sha256sum`.
@@ -39,7 +47,9 @@ async fn md5_and_sha256_run_and_then_come_from_the_cache() {
         task["result"]["sha256"],
         "4f7f6a4ae46676d9751fdccdf15ae1e6a200ed0de5653e06390148928c642006"
     );
-    let (status, cached) = stack.post_json("/hash/sha256", &json!({"string": "test_value"})).await;
+    let (status, cached) = stack
+        .post_json("/hash/sha256", &json!({"string": "test_value"}))
+        .await;
     assert_eq!((status, cached["source"].as_str()), (200, Some("cache")));
     stack.stop().await;
 }
@@ -61,10 +71,20 @@ async fn argon2_gives_a_phc_string_and_is_never_cached() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn general_form_runs_sleep_tasks() {
     let stack = Stack::start(StackOptions::default()).await;
-    let task = submit_and_wait(&stack, "/tasks", json!({"type": "sleep", "input": {"ms": 50}})).await;
+    let task = submit_and_wait(
+        &stack,
+        "/tasks",
+        json!({"type": "sleep", "input": {"ms": 50}}),
+    )
+    .await;
     assert_eq!(task["status"], "succeeded", "{task}");
     assert_eq!(task["result"], json!({"slept_ms": 50}));
-    let task = submit_and_wait(&stack, "/tasks", json!({"type": "md5", "input": {"string": "x"}, "priority": 3})).await;
+    let task = submit_and_wait(
+        &stack,
+        "/tasks",
+        json!({"type": "md5", "input": {"string": "x"}, "priority": 3}),
+    )
+    .await;
     assert_eq!(task["priority"], 3);
     assert_eq!(task["result"]["md5"], "9dd4e461268c8034f5c8564e155c67a6");
     stack.stop().await;

@@ -29,15 +29,24 @@ async fn many_tasks_each_run_exactly_once_across_workers() {
         let task = stack.wait_task(id).await;
         assert_eq!(task["status"], "succeeded", "{task}");
         assert_eq!(task["attempts"], 1, "task ran more than once: {task}");
-        *by_worker.entry(task["worker_id"].as_str().unwrap().to_string()).or_default() += 1;
+        *by_worker
+            .entry(task["worker_id"].as_str().unwrap().to_string())
+            .or_default() += 1;
     }
-    assert_eq!(by_worker.len(), 3, "every worker should take a share: {by_worker:?}");
+    assert_eq!(
+        by_worker.len(),
+        3,
+        "every worker should take a share: {by_worker:?}"
+    );
 
     // The registry's counts reach the same total once the next heartbeats land.
     let workers = poll(Duration::from_secs(10), || async {
         let (_, body) = stack.get_json("/workers").await;
         let workers = body["workers"].as_array().unwrap().clone();
-        let processed: i64 = workers.iter().map(|w| w["processed"].as_i64().unwrap()).sum();
+        let processed: i64 = workers
+            .iter()
+            .map(|w| w["processed"].as_i64().unwrap())
+            .sum();
         (processed == 300).then_some(workers)
     })
     .await;
@@ -46,15 +55,24 @@ async fn many_tasks_each_run_exactly_once_across_workers() {
         assert_eq!(w["concurrency"], 4);
         assert_eq!(w["failed"], 0);
         assert!(w["last_heartbeat_at"].is_string());
-        assert_eq!(w["processed"].as_i64().unwrap(), by_worker[w["id"].as_str().unwrap()]);
+        assert_eq!(
+            w["processed"].as_i64().unwrap(),
+            by_worker[w["id"].as_str().unwrap()]
+        );
     }
     stack.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_show_running_tasks_and_go_offline_on_shutdown() {
-    let stack = Stack::start(StackOptions { workers: 1, ..StackOptions::default() }).await;
-    let (_, accepted) = stack.post_json("/tasks", &json!({"type": "sleep", "input": {"ms": 1500}})).await;
+    let stack = Stack::start(StackOptions {
+        workers: 1,
+        ..StackOptions::default()
+    })
+    .await;
+    let (_, accepted) = stack
+        .post_json("/tasks", &json!({"type": "sleep", "input": {"ms": 1500}}))
+        .await;
     let id = accepted["task_id"].as_str().unwrap().to_string();
     let worker = poll(Duration::from_secs(10), || async {
         let (_, body) = stack.get_json("/workers").await;

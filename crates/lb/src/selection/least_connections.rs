@@ -13,7 +13,11 @@ pub struct LeastConnections {
 }
 
 impl Selector for LeastConnections {
-    fn select(&self, backends: &[Arc<Backend>], eligible: &dyn Fn(&Backend) -> bool) -> Option<usize> {
+    fn select(
+        &self,
+        backends: &[Arc<Backend>],
+        eligible: &dyn Fn(&Backend) -> bool,
+    ) -> Option<usize> {
         let n = backends.len();
         if n == 0 {
             return None;

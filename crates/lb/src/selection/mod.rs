@@ -17,8 +17,11 @@ use crate::Backend;
 pub trait Selector: Send + Sync {
     /// Index into `backends` of the chosen one, among those for which `eligible`
     /// holds; `None` when none is eligible.
-    fn select(&self, backends: &[Arc<Backend>], eligible: &dyn Fn(&Backend) -> bool)
-        -> Option<usize>;
+    fn select(
+        &self,
+        backends: &[Arc<Backend>],
+        eligible: &dyn Fn(&Backend) -> bool,
+    ) -> Option<usize>;
 }
 
 /// The strategies a user can name.

@@ -12,7 +12,11 @@ pub struct RoundRobin {
 }
 
 impl Selector for RoundRobin {
-    fn select(&self, backends: &[Arc<Backend>], eligible: &dyn Fn(&Backend) -> bool) -> Option<usize> {
+    fn select(
+        &self,
+        backends: &[Arc<Backend>],
+        eligible: &dyn Fn(&Backend) -> bool,
+    ) -> Option<usize> {
         let n = backends.len();
         if n == 0 {
             return None;

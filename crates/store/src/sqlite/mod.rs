@@ -96,10 +96,7 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
-    async fn request_log_insert_many(
-        &self,
-        entries: &[RequestLogEntry],
-    ) -> Result<(), StoreError> {
+    async fn request_log_insert_many(&self, entries: &[RequestLogEntry]) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -271,10 +268,15 @@ impl Store for SqliteStore {
             });
         }
         tx.commit().await.map_err(err)?;
-        if completions
-            .iter()
-            .any(|c| matches!(c.outcome, TaskOutcome::Failed { retry_at: Some(_), .. }))
-        {
+        if completions.iter().any(|c| {
+            matches!(
+                c.outcome,
+                TaskOutcome::Failed {
+                    retry_at: Some(_),
+                    ..
+                }
+            )
+        }) {
             self.inserted.send_modify(|n| *n = n.wrapping_add(1));
         }
         Ok(outcomes)

@@ -71,7 +71,10 @@ pub async fn claim_never_hands_a_task_to_two_workers(store: Arc<dyn Store>) {
         claimers.spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let got = store.task_claim(claim(&format!("w{w}"), 7, now)).await.unwrap();
+                let got = store
+                    .task_claim(claim(&format!("w{w}"), 7, now))
+                    .await
+                    .unwrap();
                 if got.is_empty() {
                     return mine;
                 }
@@ -102,7 +105,14 @@ pub async fn claim_orders_by_priority_then_run_at(store: Arc<dyn Store>) {
     }
     let mut order = Vec::new();
     for _ in 0..4 {
-        order.extend(store.task_claim(claim("w", 1, now)).await.unwrap().into_iter().map(|t| t.id));
+        order.extend(
+            store
+                .task_claim(claim("w", 1, now))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| t.id),
+        );
     }
     // Priority 5 first (older run_at first), then priority 0 by run_at.
     assert_eq!(order, vec![ids[3], ids[1], ids[0], ids[2]]);
@@ -114,7 +124,11 @@ pub async fn claim_skips_tasks_not_yet_due(store: Arc<dyn Store>) {
     p.run_at = now + chrono::Duration::seconds(60);
     let id = p.id;
     store.task_insert(p).await.unwrap();
-    assert!(store.task_claim(claim("w", 10, now)).await.unwrap().is_empty());
+    assert!(store
+        .task_claim(claim("w", 10, now))
+        .await
+        .unwrap()
+        .is_empty());
     let later = now + chrono::Duration::seconds(61);
     let got = store.task_claim(claim("w", 10, later)).await.unwrap();
     assert_eq!(got.len(), 1);
@@ -126,7 +140,11 @@ pub async fn complete_records_result_and_cache(store: Arc<dyn Store>) {
     let p = insert_params(TaskKind::Md5, "cached", now);
     let key = p.cache_key.clone().unwrap();
     store.task_insert(p).await.unwrap();
-    let t = store.task_claim(claim("w1", 1, now)).await.unwrap().remove(0);
+    let t = store
+        .task_claim(claim("w1", 1, now))
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(t.attempt, 1);
     let running = store.task_get(t.id).await.unwrap().unwrap();
     assert_eq!(running.state, TaskState::Running);
@@ -137,13 +155,19 @@ pub async fn complete_records_result_and_cache(store: Arc<dyn Store>) {
         key: key.clone(),
         expires_at: now + chrono::Duration::seconds(60),
     };
-    let out = store.task_complete_many(&[success(&t, now, Some(cache))]).await.unwrap();
+    let out = store
+        .task_complete_many(&[success(&t, now, Some(cache))])
+        .await
+        .unwrap();
     assert_eq!(out, vec![CompletionOutcome::Applied]);
     let done = store.task_get(t.id).await.unwrap().unwrap();
     assert_eq!(done.state, TaskState::Succeeded);
     assert_eq!(done.result, Some(json!({"md5": "x"})));
     assert!(done.completed_at.is_some());
-    assert_eq!(store.cache_get(&key, now).await.unwrap(), Some(json!({"md5": "x"})));
+    assert_eq!(
+        store.cache_get(&key, now).await.unwrap(),
+        Some(json!({"md5": "x"}))
+    );
     // Expired entries are not served.
     let after = now + chrono::Duration::seconds(61);
     assert!(store.cache_get(&key, after).await.unwrap().is_none());
@@ -151,35 +175,80 @@ pub async fn complete_records_result_and_cache(store: Arc<dyn Store>) {
 
 pub async fn stale_lease_token_is_rejected(store: Arc<dyn Store>) {
     let now = Utc::now();
-    store.task_insert(insert_params(TaskKind::Md5, "s", now)).await.unwrap();
-    let first = store.task_claim(claim("w1", 1, now)).await.unwrap().remove(0);
+    store
+        .task_insert(insert_params(TaskKind::Md5, "s", now))
+        .await
+        .unwrap();
+    let first = store
+        .task_claim(claim("w1", 1, now))
+        .await
+        .unwrap()
+        .remove(0);
     // The lease lapses; the rescuer re-queues; another worker claims it.
     let later = now + chrono::Duration::seconds(16);
-    assert_eq!(store.task_rescue_expired(TaskRescueParams { now: later }).await.unwrap(), 1);
-    let second = store.task_claim(claim("w2", 1, later)).await.unwrap().remove(0);
+    assert_eq!(
+        store
+            .task_rescue_expired(TaskRescueParams { now: later })
+            .await
+            .unwrap(),
+        1
+    );
+    let second = store
+        .task_claim(claim("w2", 1, later))
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(second.id, first.id);
     assert!(second.lease_token > first.lease_token);
     assert_eq!(second.attempt, 2);
 
-    let out = store.task_complete_many(&[success(&first, later, None)]).await.unwrap();
+    let out = store
+        .task_complete_many(&[success(&first, later, None)])
+        .await
+        .unwrap();
     assert_eq!(out, vec![CompletionOutcome::LeaseLost]);
-    assert_eq!(store.task_get(first.id).await.unwrap().unwrap().state, TaskState::Running);
-    let out = store.task_complete_many(&[success(&second, later, None)]).await.unwrap();
+    assert_eq!(
+        store.task_get(first.id).await.unwrap().unwrap().state,
+        TaskState::Running
+    );
+    let out = store
+        .task_complete_many(&[success(&second, later, None)])
+        .await
+        .unwrap();
     assert_eq!(out, vec![CompletionOutcome::Applied]);
     let done = store.task_get(first.id).await.unwrap().unwrap();
-    assert_eq!((done.state, done.worker_id.as_deref()), (TaskState::Succeeded, Some("w2")));
+    assert_eq!(
+        (done.state, done.worker_id.as_deref()),
+        (TaskState::Succeeded, Some("w2"))
+    );
 }
 
 pub async fn completing_twice_is_idempotent(store: Arc<dyn Store>) {
     let now = Utc::now();
-    store.task_insert(insert_params(TaskKind::Md5, "twice", now)).await.unwrap();
-    let t = store.task_claim(claim("w", 1, now)).await.unwrap().remove(0);
+    store
+        .task_insert(insert_params(TaskKind::Md5, "twice", now))
+        .await
+        .unwrap();
+    let t = store
+        .task_claim(claim("w", 1, now))
+        .await
+        .unwrap()
+        .remove(0);
     let c = success(&t, now, None);
-    let out = store.task_complete_many(&[c.clone(), c.clone()]).await.unwrap();
-    assert_eq!(out, vec![CompletionOutcome::Applied, CompletionOutcome::LeaseLost]);
+    let out = store
+        .task_complete_many(&[c.clone(), c.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![CompletionOutcome::Applied, CompletionOutcome::LeaseLost]
+    );
     let out = store.task_complete_many(&[c]).await.unwrap();
     assert_eq!(out, vec![CompletionOutcome::LeaseLost]);
-    assert_eq!(store.task_get(t.id).await.unwrap().unwrap().state, TaskState::Succeeded);
+    assert_eq!(
+        store.task_get(t.id).await.unwrap().unwrap().state,
+        TaskState::Succeeded
+    );
 }
 
 pub async fn failure_retries_then_dies(store: Arc<dyn Store>) {
@@ -189,7 +258,11 @@ pub async fn failure_retries_then_dies(store: Arc<dyn Store>) {
     let id = p.id;
     store.task_insert(p).await.unwrap();
 
-    let t = store.task_claim(claim("w", 1, now)).await.unwrap().remove(0);
+    let t = store
+        .task_claim(claim("w", 1, now))
+        .await
+        .unwrap()
+        .remove(0);
     let retry_at = now + chrono::Duration::seconds(5);
     let fail = |t: &ClaimedTask, now, retry_at| TaskCompletion {
         id: t.id,
@@ -200,16 +273,30 @@ pub async fn failure_retries_then_dies(store: Arc<dyn Store>) {
         },
         now,
     };
-    store.task_complete_many(&[fail(&t, now, Some(retry_at))]).await.unwrap();
+    store
+        .task_complete_many(&[fail(&t, now, Some(retry_at))])
+        .await
+        .unwrap();
     let queued = store.task_get(id).await.unwrap().unwrap();
     assert_eq!(queued.state, TaskState::Queued);
     assert_eq!(queued.error.as_deref(), Some("boom 1"));
     // Not before the backoff.
-    assert!(store.task_claim(claim("w", 1, now)).await.unwrap().is_empty());
+    assert!(store
+        .task_claim(claim("w", 1, now))
+        .await
+        .unwrap()
+        .is_empty());
     now = retry_at;
-    let t = store.task_claim(claim("w", 1, now)).await.unwrap().remove(0);
+    let t = store
+        .task_claim(claim("w", 1, now))
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(t.attempt, 2);
-    store.task_complete_many(&[fail(&t, now, None)]).await.unwrap();
+    store
+        .task_complete_many(&[fail(&t, now, None)])
+        .await
+        .unwrap();
     let dead = store.task_get(id).await.unwrap().unwrap();
     assert_eq!(dead.state, TaskState::Dead);
     assert_eq!(dead.attempts, 2);
@@ -222,14 +309,29 @@ pub async fn expired_lease_is_rescued(store: Arc<dyn Store>) {
     let mut last = insert_params(TaskKind::Md5, "last-try", now);
     last.max_attempts = 1;
     let last_id = last.id;
-    store.task_insert(insert_params(TaskKind::Md5, "r", now)).await.unwrap();
+    store
+        .task_insert(insert_params(TaskKind::Md5, "r", now))
+        .await
+        .unwrap();
     store.task_insert(last).await.unwrap();
     assert_eq!(store.task_claim(claim("w", 2, now)).await.unwrap().len(), 2);
     // Before expiry nothing is rescued.
     let early = now + chrono::Duration::seconds(14);
-    assert_eq!(store.task_rescue_expired(TaskRescueParams { now: early }).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .task_rescue_expired(TaskRescueParams { now: early })
+            .await
+            .unwrap(),
+        0
+    );
     let late = now + chrono::Duration::seconds(16);
-    assert_eq!(store.task_rescue_expired(TaskRescueParams { now: late }).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .task_rescue_expired(TaskRescueParams { now: late })
+            .await
+            .unwrap(),
+        2
+    );
     // The one with attempts left is queued again; the other is dead.
     let again = store.task_claim(claim("w2", 5, late)).await.unwrap();
     assert_eq!(again.len(), 1);
@@ -240,20 +342,37 @@ pub async fn expired_lease_is_rescued(store: Arc<dyn Store>) {
 
 pub async fn release_requeues_without_spending_an_attempt(store: Arc<dyn Store>) {
     let now = Utc::now();
-    store.task_insert(insert_params(TaskKind::Md5, "rel", now)).await.unwrap();
-    let t = store.task_claim(claim("w", 1, now)).await.unwrap().remove(0);
+    store
+        .task_insert(insert_params(TaskKind::Md5, "rel", now))
+        .await
+        .unwrap();
+    let t = store
+        .task_claim(claim("w", 1, now))
+        .await
+        .unwrap()
+        .remove(0);
     let n = store
-        .task_release(TaskReleaseParams { tasks: vec![(t.id, t.lease_token)], now })
+        .task_release(TaskReleaseParams {
+            tasks: vec![(t.id, t.lease_token)],
+            now,
+        })
         .await
         .unwrap();
     assert_eq!(n, 1);
     let task = store.task_get(t.id).await.unwrap().unwrap();
     assert_eq!((task.state, task.attempts), (TaskState::Queued, 0));
-    let again = store.task_claim(claim("w2", 1, now)).await.unwrap().remove(0);
+    let again = store
+        .task_claim(claim("w2", 1, now))
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(again.attempt, 1);
     // A stale release does nothing.
     let n = store
-        .task_release(TaskReleaseParams { tasks: vec![(t.id, t.lease_token)], now })
+        .task_release(TaskReleaseParams {
+            tasks: vec![(t.id, t.lease_token)],
+            now,
+        })
         .await
         .unwrap();
     assert_eq!(n, 0);
@@ -261,8 +380,15 @@ pub async fn release_requeues_without_spending_an_attempt(store: Arc<dyn Store>)
 
 pub async fn lease_extension_keeps_a_task_from_rescue(store: Arc<dyn Store>) {
     let now = Utc::now();
-    store.task_insert(insert_params(TaskKind::Md5, "ext", now)).await.unwrap();
-    let t = store.task_claim(claim("w", 1, now)).await.unwrap().remove(0);
+    store
+        .task_insert(insert_params(TaskKind::Md5, "ext", now))
+        .await
+        .unwrap();
+    let t = store
+        .task_claim(claim("w", 1, now))
+        .await
+        .unwrap()
+        .remove(0);
     let extended = store
         .task_lease_extend(TaskLeaseExtendParams {
             worker_id: "w".into(),
@@ -273,7 +399,13 @@ pub async fn lease_extension_keeps_a_task_from_rescue(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(extended, 1);
     let at_20s = now + chrono::Duration::seconds(20);
-    assert_eq!(store.task_rescue_expired(TaskRescueParams { now: at_20s }).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .task_rescue_expired(TaskRescueParams { now: at_20s })
+            .await
+            .unwrap(),
+        0
+    );
     // Another worker's id cannot extend it.
     let other = store
         .task_lease_extend(TaskLeaseExtendParams {
@@ -285,7 +417,13 @@ pub async fn lease_extension_keeps_a_task_from_rescue(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(other, 0);
     let at_31s = now + chrono::Duration::seconds(31);
-    assert_eq!(store.task_rescue_expired(TaskRescueParams { now: at_31s }).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .task_rescue_expired(TaskRescueParams { now: at_31s })
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 pub async fn request_log_counts_per_node(store: Arc<dyn Store>) {
@@ -297,7 +435,9 @@ pub async fn request_log_counts_per_node(store: Arc<dyn Store>) {
         message: Some(format!("m{i}")),
         created_at: Utc::now(),
     };
-    let batch: Vec<_> = (0..2500).map(|i| entry(if i % 5 == 0 { "b" } else { "a" }, i)).collect();
+    let batch: Vec<_> = (0..2500)
+        .map(|i| entry(if i % 5 == 0 { "b" } else { "a" }, i))
+        .collect();
     store.request_log_insert_many(&batch).await.unwrap();
     store.request_log_insert_many(&[]).await.unwrap();
     let stats = store.request_log_stats().await.unwrap();
@@ -319,8 +459,14 @@ pub async fn worker_heartbeat_upserts(store: Arc<dyn Store>) {
         started_at: now,
         now: Utc::now(),
     };
-    store.worker_heartbeat(beat(WorkerStatus::Online, 1)).await.unwrap();
-    store.worker_heartbeat(beat(WorkerStatus::Draining, 7)).await.unwrap();
+    store
+        .worker_heartbeat(beat(WorkerStatus::Online, 1))
+        .await
+        .unwrap();
+    store
+        .worker_heartbeat(beat(WorkerStatus::Draining, 7))
+        .await
+        .unwrap();
     let workers = store.worker_list().await.unwrap();
     assert_eq!(workers.len(), 1);
     assert_eq!(workers[0].status, WorkerStatus::Draining);
@@ -331,7 +477,10 @@ pub async fn worker_heartbeat_upserts(store: Arc<dyn Store>) {
 pub async fn insert_wakes_waiting_workers(store: Arc<dyn Store>) {
     let mut signal = store.task_inserted();
     signal.borrow_and_update();
-    store.task_insert(insert_params(TaskKind::Md5, "wake", Utc::now())).await.unwrap();
+    store
+        .task_insert(insert_params(TaskKind::Md5, "wake", Utc::now()))
+        .await
+        .unwrap();
     tokio::time::timeout(Duration::from_secs(5), signal.changed())
         .await
         .expect("no wake-up after insert")

@@ -56,7 +56,9 @@ mod tests {
             json!({"md5": "8dd066a9072cfaca57bcedd7f233432f"})
         );
         assert_eq!(
-            execute(TaskKind::Sha256, &json!({"string": "abc"})).await.unwrap(),
+            execute(TaskKind::Sha256, &json!({"string": "abc"}))
+                .await
+                .unwrap(),
             json!({"sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"})
         );
     }

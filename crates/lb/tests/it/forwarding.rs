@@ -1,0 +1,81 @@
+//! What the proxy does to a request and its answer.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use weir_lb::Strategy;
+
+use crate::support::{TestBackend, TestLb};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_path_query_and_headers_and_returns_the_answer_unchanged() {
+    let backend = TestBackend::start("b1", Duration::ZERO).await;
+    let lb = TestLb::start(vec![backend.url()], Strategy::RoundRobin).await;
+    let resp = reqwest::Client::new()
+        .get(format!("{}/echo?a=1&b=two", lb.base))
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-client", "c1")
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "must-not-pass")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-backend"], "b1");
+    assert_eq!(resp.headers()["x-custom"], "kept");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["query"], serde_json::json!([["a", "1"], ["b", "two"]]));
+    let h = &body["headers"];
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-client"], "c1");
+    assert!(
+        h.get("x-hop").is_none(),
+        "connection-named header passed: {h}"
+    );
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_large_bodies_both_ways() {
+    let backend = TestBackend::start("b1", Duration::ZERO).await;
+    let lb = TestLb::start(vec![backend.url()], Strategy::RoundRobin).await;
+    let payload: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/echo", lb.base))
+        .body(payload.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), payload.as_slice());
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_502_json_when_no_backend_answers() {
+    let dead = TestBackend::start("gone", Duration::ZERO).await;
+    let url = dead.url();
+    dead.kill().await;
+    let lb = TestLb::start(vec![url], Strategy::RoundRobin).await;
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        let resp = reqwest::Client::new()
+            .request(method, format!("{}/echo", lb.base))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 502);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "backend_unreachable", "{body}");
+    }
+    let stats: Value = reqwest::get(format!("{}/lb/stats", lb.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["backends"][0]["healthy"], false);
+    assert!(stats["backends"][0]["errors"].as_u64().unwrap() >= 2);
+    lb.stop().await;
+}

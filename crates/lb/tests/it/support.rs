@@ -1,0 +1,125 @@
+//! Tiny axum backends and an lb in front of them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use weir_lb::{Lb, LbConfig, Strategy};
+
+pub const TOKEN: &str = "lb-test-token";
+
+/// A backend that names itself, echoes what it got, and can be slow.
+pub struct TestBackend {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl TestBackend {
+    pub async fn start(name: &str, delay: Duration) -> TestBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .route("/echo", get(echo).post(echo_body))
+            .route("/work", get(work))
+            .with_state((name.to_string(), delay))
+            // The echo backend must take what the streaming test sends.
+            .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        TestBackend { addr, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the backend: its port refuses connections from now on.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+async fn echo(
+    State((name, _)): State<(String, Duration)>,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ([(&'static str, String); 2], Json<Value>) {
+    let headers: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
+        .collect();
+    (
+        [("x-backend", name.clone()), ("x-custom", "kept".into())],
+        Json(json!({ "backend": name, "headers": headers, "query": q })),
+    )
+}
+
+async fn echo_body(body: axum::body::Bytes) -> axum::body::Bytes {
+    body
+}
+
+async fn work(State((name, delay)): State<(String, Duration)>) -> String {
+    tokio::time::sleep(delay).await;
+    name
+}
+
+/// An lb in front of `backends`.
+pub struct TestLb {
+    pub base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl TestLb {
+    pub async fn start(backends: Vec<String>, strategy: Strategy) -> TestLb {
+        let mut config = LbConfig::new(backends);
+        config.strategy = strategy;
+        config.admin_token = TOKEN.into();
+        config.health_interval = Duration::from_millis(100);
+        config.health_timeout = Duration::from_millis(500);
+        let lb = Lb::new(config).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(weir_lb::run(listener, lb, async move {
+            let _ = rx.await;
+        }));
+        TestLb {
+            base,
+            stop: tx,
+            task,
+        }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Calls `check` until it returns `Some`, or panics after `deadline`.
+pub async fn poll<T, Fut: std::future::Future<Output = Option<T>>>(
+    deadline: Duration,
+    mut check: impl FnMut() -> Fut,
+) -> T {
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "condition not met within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
