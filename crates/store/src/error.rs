@@ -28,6 +28,15 @@ pub fn sqlite_contention(code: &str) -> bool {
     code.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
 }
 
+/// PostgreSQL's "busy or gone" SQLSTATEs: connection exceptions (class 08),
+/// too many connections and other resource limits (53xxx), the server shutting
+/// down or starting (57P01-57P03), and lock/serialization conflicts.
+pub fn postgres_contention(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "55P03")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +48,14 @@ mod tests {
         assert!(sqlite_contention("517"));
         assert!(!sqlite_contention("19"));
         assert!(!sqlite_contention("2067"));
+    }
+
+    #[test]
+    fn postgres_contention_codes() {
+        assert!(postgres_contention("53300"));
+        assert!(postgres_contention("57P01"));
+        assert!(postgres_contention("08006"));
+        assert!(!postgres_contention("23505"));
+        assert!(!postgres_contention("42P01"));
     }
 }

@@ -3,25 +3,29 @@
 //!
 //! # Layout
 //! - [`sqlite`]: the embedded backend (one file, WAL, one writer connection).
+//! - [`postgres`]: the shared backend (SKIP LOCKED batch claims, batched
+//!   completions, debounced NOTIFY wake-ups, a small hot table).
 //! - [`request_log_writer`]: [`RequestLogWriter`], group commit for the request log.
 //! - [`error`]: mapping driver errors onto [`weir_core::StoreError`].
 //! - [`open`]: picks a backend from a database URL.
 
 pub mod error;
 pub mod request_log_writer;
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use request_log_writer::RequestLogWriter;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 use weir_core::{Store, StoreError};
 
 /// How to open a store.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
-    /// `sqlite://path/to/file.db` (created if missing).
+    /// `sqlite://path/to/file.db` (created if missing) or `postgres://…`.
     pub database_url: String,
     /// Upper bound on pooled connections (readers, for SQLite).
     pub max_connections: u32,
@@ -47,9 +51,11 @@ pub async fn open(options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> 
     let url = options.database_url.as_str();
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(options).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(PostgresStore::open(options).await?))
     } else {
         Err(StoreError::Internal(format!(
-            "unsupported database URL {url:?}: expected sqlite://PATH"
+            "unsupported database URL {url:?}: expected sqlite://PATH or postgres://…"
         )))
     }
 }

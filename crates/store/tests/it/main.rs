@@ -1,4 +1,38 @@
 //! The store conformance suite: every queue promise, checked against every backend.
 
+/// Declares one test per conformance check, each on a fresh store from `$setup`
+/// (an async fn returning the store and a guard that cleans it up).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($setup:ident) => {
+        $crate::conformance_suite!($setup;
+            insert_then_get_round_trips,
+            claim_never_hands_a_task_to_two_workers,
+            claim_orders_by_priority_then_run_at,
+            claim_skips_tasks_not_yet_due,
+            complete_records_result_and_cache,
+            stale_lease_token_is_rejected,
+            completing_twice_is_idempotent,
+            failure_retries_then_dies,
+            expired_lease_is_rescued,
+            release_requeues_without_spending_an_attempt,
+            lease_extension_keeps_a_task_from_rescue,
+            request_log_counts_per_node,
+            worker_heartbeat_upserts,
+            insert_wakes_waiting_workers,
+        );
+    };
+    ($setup:ident; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (store, _guard) = $setup().await;
+                $crate::conformance::$name(store).await;
+            }
+        )*
+    };
+}
+
 mod conformance;
+mod postgres;
 mod sqlite;

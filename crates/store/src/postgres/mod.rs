@@ -1,0 +1,504 @@
+//! The shared backend: PostgreSQL, for many processes on many machines.
+//!
+//! The queue follows what the fastest PostgreSQL queues learned:
+//! - claims take a batch with `FOR UPDATE SKIP LOCKED`, so concurrent workers
+//!   never wait on each other's rows, and bump a per-task fencing token;
+//! - completions are written in batches, one statement for the whole batch
+//!   (arrays through `unnest`), each row fenced by its token;
+//! - the hot table holds only queued and running tasks: a finished task moves
+//!   to `tasks_finished` in the statement that records it;
+//! - workers elsewhere are woken by a debounced NOTIFY ([`notify`]), with
+//!   polling as the fallback.
+
+mod notify;
+mod rows;
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Row};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+use weir_core::{
+    ClaimedTask, CompletionOutcome, NodeRequestCount, RequestLogEntry, RequestLogStats, Store,
+    StoreError, Task, TaskClaimParams, TaskCompletion, TaskId, TaskInsertParams,
+    TaskLeaseExtendParams, TaskOutcome, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams,
+    WorkerInfo,
+};
+
+use crate::error::{from_sqlx, postgres_contention};
+use crate::StoreOptions;
+use rows::{claimed_from_row, task_from_row, worker_from_row, FINISHED_TASK_COLUMNS, LIVE_TASK_COLUMNS};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    pool: PgPool,
+    inserted: watch::Sender<u64>,
+    /// Pokes the NOTIFY producer after an insert.
+    poke: Arc<Notify>,
+    producer: JoinHandle<()>,
+    /// Started on the first `task_inserted` call: only workers listen.
+    listener: OnceLock<JoinHandle<()>>,
+}
+
+fn err(e: sqlx::Error) -> StoreError {
+    from_sqlx(e, postgres_contention)
+}
+
+impl PostgresStore {
+    /// Connects, and runs migrations unless told not to.
+    pub async fn open(options: &StoreOptions) -> Result<Self, StoreError> {
+        let connect = PgConnectOptions::from_str(&options.database_url)
+            .map_err(|e| StoreError::Internal(format!("bad postgres URL: {e}")))?
+            .application_name("weir");
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .min_connections(0)
+            .acquire_timeout(options.acquire_timeout)
+            // A connection the server dropped (restart, pg_terminate_backend)
+            // is found and replaced instead of failing the next caller.
+            .test_before_acquire(true)
+            .connect_lazy_with(connect);
+        if options.migrate {
+            MIGRATOR
+                .run(&pool)
+                .await
+                .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
+        } else {
+            // Fail fast on a wrong URL rather than on the first request.
+            sqlx::query("SELECT 1").execute(&pool).await.map_err(err)?;
+        }
+        let (inserted, _) = watch::channel(0);
+        let poke = Arc::new(Notify::new());
+        let producer = tokio::spawn(notify::run_producer(pool.clone(), poke.clone()));
+        Ok(PostgresStore {
+            pool,
+            inserted,
+            poke,
+            producer,
+            listener: OnceLock::new(),
+        })
+    }
+
+    /// The connection pool (tests and benchmarks inspect the database through it).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn wake_workers(&self) {
+        self.inserted.send_modify(|n| *n = n.wrapping_add(1));
+        self.poke.notify_one();
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.producer.abort();
+        if let Some(listener) = self.listener.get() {
+            listener.abort();
+        }
+    }
+}
+
+/// One batch of completions, as the arrays the completion statement unnests.
+#[derive(Default)]
+struct CompletionArrays {
+    ids: Vec<Uuid>,
+    tokens: Vec<i64>,
+    states: Vec<&'static str>,
+    results: Vec<Option<Value>>,
+    errors: Vec<Option<String>>,
+    run_ats: Vec<Option<DateTime<Utc>>>,
+    nows: Vec<DateTime<Utc>>,
+    /// Cache writes, one per key (the last wins), joined to applied successes.
+    cache: BTreeMap<String, (Uuid, DateTime<Utc>)>,
+}
+
+impl CompletionArrays {
+    fn new(completions: &[TaskCompletion]) -> Self {
+        let mut a = CompletionArrays::default();
+        for c in completions {
+            a.ids.push(c.id.0);
+            a.tokens.push(c.lease_token);
+            a.nows.push(c.now);
+            match &c.outcome {
+                TaskOutcome::Succeeded { result, cache } => {
+                    a.states.push("succeeded");
+                    a.results.push(Some(result.clone()));
+                    a.errors.push(None);
+                    a.run_ats.push(None);
+                    if let Some(cache) = cache {
+                        a.cache.insert(cache.key.clone(), (c.id.0, cache.expires_at));
+                    }
+                }
+                TaskOutcome::Failed { error, retry_at } => {
+                    a.states.push(if retry_at.is_some() { "queued" } else { "dead" });
+                    a.results.push(None);
+                    a.errors.push(Some(error.clone()));
+                    a.run_ats.push(*retry_at);
+                }
+            }
+        }
+        a
+    }
+}
+
+/// Records a batch of outcomes in one statement. Finished tasks move to
+/// `tasks_finished` (and successes with a cache key into `cache`); retries stay
+/// queued with their new `run_at`. Every row is fenced by its lease token.
+/// Returns the ids that were applied.
+const COMPLETE_MANY: &str = "\
+WITH c AS (
+    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[],
+                         $6::timestamptz[], $7::timestamptz[])
+        AS c(id, token, state, result, error, run_at, now)
+),
+finished AS (
+    DELETE FROM tasks t USING c
+    WHERE t.id = c.id AND t.lease_token = c.token AND t.state = 'running'
+      AND c.state IN ('succeeded', 'dead')
+    RETURNING t.id, t.kind, t.input, c.state, c.result, c.error, t.attempts, t.max_attempts,
+              t.priority, t.worker_id, t.created_at, t.run_at, t.started_at, c.now
+),
+archived AS (
+    INSERT INTO tasks_finished (id, kind, input, state, result, error, attempts, max_attempts,
+                                priority, worker_id, created_at, run_at, started_at, completed_at)
+    SELECT * FROM finished
+    RETURNING id
+),
+cached AS (
+    INSERT INTO cache (key, value, created_at, expires_at)
+    SELECT k.key, f.result, f.now, k.expires_at
+    FROM unnest($8::text[], $9::uuid[], $10::timestamptz[]) AS k(key, id, expires_at)
+    JOIN finished f ON f.id = k.id
+    ON CONFLICT (key) DO UPDATE
+        SET value = excluded.value, created_at = excluded.created_at, expires_at = excluded.expires_at
+),
+retried AS (
+    UPDATE tasks t SET state = 'queued', error = c.error, run_at = c.run_at,
+                       lease_expires_at = NULL
+    FROM c
+    WHERE t.id = c.id AND t.lease_token = c.token AND t.state = 'running' AND c.state = 'queued'
+    RETURNING t.id
+)
+SELECT id FROM archived UNION ALL SELECT id FROM retried";
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn request_log_insert_many(&self, entries: &[RequestLogEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut nodes = Vec::with_capacity(entries.len());
+        let mut methods = Vec::with_capacity(entries.len());
+        let mut paths = Vec::with_capacity(entries.len());
+        let mut statuses = Vec::with_capacity(entries.len());
+        let mut messages = Vec::with_capacity(entries.len());
+        let mut times = Vec::with_capacity(entries.len());
+        for e in entries {
+            nodes.push(e.node_id.as_str());
+            methods.push(e.method.as_str());
+            paths.push(e.path.as_str());
+            statuses.push(i32::from(e.status));
+            messages.push(e.message.as_deref());
+            times.push(e.created_at);
+        }
+        // One statement for the whole batch, whatever its size.
+        sqlx::query(
+            "INSERT INTO requests (node_id, method, path, status, message, created_at) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], \
+                                  $6::timestamptz[])",
+        )
+        .bind(nodes)
+        .bind(methods)
+        .bind(paths)
+        .bind(statuses)
+        .bind(messages)
+        .bind(times)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn request_log_stats(&self) -> Result<RequestLogStats, StoreError> {
+        let rows = sqlx::query("SELECT node_id, COUNT(*) FROM requests GROUP BY node_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(NodeRequestCount {
+                    node_id: r.try_get(0).map_err(err)?,
+                    count: r.try_get(1).map_err(err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn task_insert(&self, p: TaskInsertParams) -> Result<Task, StoreError> {
+        // Idempotent by id: a retry after a lost answer returns the same task.
+        let sql = format!(
+            "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, \
+                                created_at, run_at) \
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8) \
+             ON CONFLICT (id) DO NOTHING RETURNING {LIVE_TASK_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(p.id.0)
+            .bind(p.kind.as_str())
+            .bind(&p.input)
+            .bind(p.max_attempts)
+            .bind(p.priority)
+            .bind(&p.cache_key)
+            .bind(p.now)
+            .bind(p.run_at)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        let task = match row {
+            Some(row) => task_from_row(&row)?,
+            None => self
+                .task_get(p.id)
+                .await?
+                .ok_or_else(|| StoreError::Internal(format!("task {} vanished on insert", p.id)))?,
+        };
+        self.wake_workers();
+        Ok(task)
+    }
+
+    async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
+        // A task is in exactly one table at a time; the finished side is read
+        // first to not miss one that moves between the two reads.
+        let sql = format!(
+            "SELECT {FINISHED_TASK_COLUMNS} FROM tasks_finished WHERE id = $1 \
+             UNION ALL SELECT {LIVE_TASK_COLUMNS} FROM tasks WHERE id = $1 LIMIT 1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.as_ref().map(task_from_row).transpose()
+    }
+
+    async fn task_claim(&self, p: TaskClaimParams) -> Result<Vec<ClaimedTask>, StoreError> {
+        if p.max == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "WITH picked AS ( \
+                 SELECT id FROM tasks WHERE state = 'queued' AND run_at <= $2 \
+                 ORDER BY priority DESC, run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             UPDATE tasks t SET state = 'running', attempts = t.attempts + 1, \
+                 lease_token = t.lease_token + 1, worker_id = $1, started_at = $2, \
+                 lease_expires_at = $3 \
+             FROM picked WHERE t.id = picked.id \
+             RETURNING t.id, t.kind, t.input, t.attempts, t.max_attempts, t.lease_token, \
+                 t.priority, t.run_at",
+        )
+        .bind(&p.worker_id)
+        .bind(p.now)
+        .bind(lease_end(p.now, p.lease))
+        .bind(i64::from(p.max))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let priority: i32 = row.try_get("priority").map_err(err)?;
+            let run_at: DateTime<Utc> = row.try_get("run_at").map_err(err)?;
+            claimed.push((std::cmp::Reverse(priority), run_at, claimed_from_row(row)?));
+        }
+        // RETURNING order is unspecified; hand tasks out in claim order.
+        claimed.sort_by(|a, b| (a.0, a.1, a.2.id).cmp(&(b.0, b.1, b.2.id)));
+        Ok(claimed.into_iter().map(|(_, _, t)| t).collect())
+    }
+
+    async fn task_complete_many(
+        &self,
+        completions: &[TaskCompletion],
+    ) -> Result<Vec<CompletionOutcome>, StoreError> {
+        if completions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let a = CompletionArrays::new(completions);
+        let (cache_keys, (cache_ids, cache_expiry)): (Vec<String>, (Vec<Uuid>, Vec<DateTime<Utc>>)) =
+            a.cache.into_iter().map(|(k, (id, exp))| (k, (id, exp))).unzip();
+        let applied: Vec<Uuid> = sqlx::query_scalar(COMPLETE_MANY)
+            .bind(&a.ids)
+            .bind(&a.tokens)
+            .bind(&a.states)
+            .bind(&a.results)
+            .bind(&a.errors)
+            .bind(&a.run_ats)
+            .bind(&a.nows)
+            .bind(cache_keys)
+            .bind(cache_ids)
+            .bind(cache_expiry)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        let mut applied: std::collections::HashSet<Uuid> = applied.into_iter().collect();
+        if a.states.contains(&"queued") {
+            self.wake_workers();
+        }
+        Ok(a.ids
+            .iter()
+            .map(|id| {
+                // A task listed twice in one batch is applied once: the first wins.
+                if applied.remove(id) {
+                    CompletionOutcome::Applied
+                } else {
+                    CompletionOutcome::LeaseLost
+                }
+            })
+            .collect())
+    }
+
+    async fn task_lease_extend(&self, p: TaskLeaseExtendParams) -> Result<u64, StoreError> {
+        if p.tasks.is_empty() {
+            return Ok(0);
+        }
+        let (ids, tokens): (Vec<Uuid>, Vec<i64>) = p.tasks.iter().map(|(id, t)| (id.0, *t)).unzip();
+        let done = sqlx::query(
+            "UPDATE tasks t SET lease_expires_at = $1 \
+             FROM unnest($3::uuid[], $4::bigint[]) AS l(id, token) \
+             WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'running' \
+               AND t.worker_id = $2",
+        )
+        .bind(p.lease_expires_at)
+        .bind(&p.worker_id)
+        .bind(ids)
+        .bind(tokens)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn task_rescue_expired(&self, p: TaskRescueParams) -> Result<u64, StoreError> {
+        const LEASE_EXPIRED: &str = "lease expired: the worker running this attempt stopped responding";
+        let done: (i64, i64) = sqlx::query_as(
+            "WITH expired AS ( \
+                 SELECT id FROM tasks WHERE state = 'running' AND lease_expires_at < $1 \
+                 FOR UPDATE SKIP LOCKED), \
+             dead AS ( \
+                 DELETE FROM tasks t USING expired e \
+                 WHERE t.id = e.id AND t.attempts >= t.max_attempts \
+                 RETURNING t.id, t.kind, t.input, t.attempts, t.max_attempts, t.priority, \
+                           t.worker_id, t.created_at, t.run_at, t.started_at), \
+             archived AS ( \
+                 INSERT INTO tasks_finished (id, kind, input, state, result, error, attempts, \
+                     max_attempts, priority, worker_id, created_at, run_at, started_at, completed_at) \
+                 SELECT id, kind, input, 'dead', NULL, $2, attempts, max_attempts, priority, \
+                        worker_id, created_at, run_at, started_at, $1 FROM dead \
+                 RETURNING id), \
+             requeued AS ( \
+                 UPDATE tasks t SET state = 'queued', error = $2, lease_expires_at = NULL \
+                 FROM expired e WHERE t.id = e.id AND t.attempts < t.max_attempts \
+                 RETURNING t.id) \
+             SELECT (SELECT COUNT(*) FROM archived), (SELECT COUNT(*) FROM requeued)",
+        )
+        .bind(p.now)
+        .bind(LEASE_EXPIRED)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?;
+        if done.1 > 0 {
+            self.wake_workers();
+        }
+        Ok((done.0 + done.1) as u64)
+    }
+
+    async fn task_release(&self, p: TaskReleaseParams) -> Result<u64, StoreError> {
+        if p.tasks.is_empty() {
+            return Ok(0);
+        }
+        let (ids, tokens): (Vec<Uuid>, Vec<i64>) = p.tasks.iter().map(|(id, t)| (id.0, *t)).unzip();
+        // The attempt did not fail: give it back so it does not count.
+        let done = sqlx::query(
+            "UPDATE tasks t SET state = 'queued', attempts = GREATEST(t.attempts - 1, 0), \
+                 run_at = $1, lease_expires_at = NULL \
+             FROM unnest($2::uuid[], $3::bigint[]) AS r(id, token) \
+             WHERE t.id = r.id AND t.lease_token = r.token AND t.state = 'running'",
+        )
+        .bind(p.now)
+        .bind(ids)
+        .bind(tokens)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        if done.rows_affected() > 0 {
+            self.wake_workers();
+        }
+        Ok(done.rows_affected())
+    }
+
+    async fn cache_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<Value>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM cache WHERE key = $1 AND expires_at > $2")
+            .bind(key)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)
+    }
+
+    async fn worker_heartbeat(&self, p: WorkerHeartbeatParams) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO workers (id, status, concurrency, active_tasks, current_task, processed, \
+                 failed, started_at, last_heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+                 concurrency = excluded.concurrency, active_tasks = excluded.active_tasks, \
+                 current_task = excluded.current_task, processed = excluded.processed, \
+                 failed = excluded.failed, started_at = excluded.started_at, \
+                 last_heartbeat_at = excluded.last_heartbeat_at",
+        )
+        .bind(&p.worker_id)
+        .bind(p.status.as_str())
+        .bind(p.concurrency)
+        .bind(p.active_tasks)
+        .bind(&p.current_task)
+        .bind(p.processed)
+        .bind(p.failed)
+        .bind(p.started_at)
+        .bind(p.now)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn worker_list(&self) -> Result<Vec<WorkerInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, status, concurrency, active_tasks, current_task, processed, failed, \
+                 started_at, last_heartbeat_at FROM workers ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter().map(worker_from_row).collect()
+    }
+
+    fn task_inserted(&self) -> watch::Receiver<u64> {
+        self.listener
+            .get_or_init(|| tokio::spawn(notify::run_listener(self.pool.clone(), self.inserted.clone())));
+        self.inserted.subscribe()
+    }
+}
+
+fn lease_end(now: DateTime<Utc>, lease: std::time::Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
+}

@@ -1,0 +1,66 @@
+//! Reading PostgreSQL rows back into domain types.
+
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+use weir_core::{ClaimedTask, StoreError, Task, TaskId, WorkerInfo, WorkerStatus};
+
+use super::err;
+
+/// What `task_get` reads from either table; `tasks` has no result or
+/// completion time, so the live side selects NULLs for them.
+pub const LIVE_TASK_COLUMNS: &str = "id, kind, input, state, NULL::jsonb AS result, error, attempts, \
+    max_attempts, priority, worker_id, created_at, run_at, started_at, NULL::timestamptz AS completed_at";
+pub const FINISHED_TASK_COLUMNS: &str = "id, kind, input, state, result, error, attempts, \
+    max_attempts, priority, worker_id, created_at, run_at, started_at, completed_at";
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+pub fn task_from_row(row: &PgRow) -> Result<Task, StoreError> {
+    let kind: String = row.try_get("kind").map_err(err)?;
+    let state: String = row.try_get("state").map_err(err)?;
+    Ok(Task {
+        id: TaskId(row.try_get("id").map_err(err)?),
+        kind: kind.parse().map_err(|e| corrupt("task kind", e))?,
+        input: row.try_get("input").map_err(err)?,
+        state: state.parse().map_err(|e| corrupt("task state", e))?,
+        result: row.try_get("result").map_err(err)?,
+        error: row.try_get("error").map_err(err)?,
+        attempts: row.try_get("attempts").map_err(err)?,
+        max_attempts: row.try_get("max_attempts").map_err(err)?,
+        priority: row.try_get("priority").map_err(err)?,
+        worker_id: row.try_get("worker_id").map_err(err)?,
+        created_at: row.try_get("created_at").map_err(err)?,
+        run_at: row.try_get("run_at").map_err(err)?,
+        started_at: row.try_get("started_at").map_err(err)?,
+        completed_at: row.try_get("completed_at").map_err(err)?,
+    })
+}
+
+pub fn claimed_from_row(row: &PgRow) -> Result<ClaimedTask, StoreError> {
+    let kind: String = row.try_get("kind").map_err(err)?;
+    Ok(ClaimedTask {
+        id: TaskId(row.try_get("id").map_err(err)?),
+        kind: kind.parse().map_err(|e| corrupt("task kind", e))?,
+        input: row.try_get("input").map_err(err)?,
+        attempt: row.try_get("attempts").map_err(err)?,
+        max_attempts: row.try_get("max_attempts").map_err(err)?,
+        lease_token: row.try_get("lease_token").map_err(err)?,
+    })
+}
+
+pub fn worker_from_row(row: &PgRow) -> Result<WorkerInfo, StoreError> {
+    let status: String = row.try_get("status").map_err(err)?;
+    Ok(WorkerInfo {
+        id: row.try_get("id").map_err(err)?,
+        status: WorkerStatus::parse(&status),
+        concurrency: row.try_get("concurrency").map_err(err)?,
+        active_tasks: row.try_get("active_tasks").map_err(err)?,
+        current_task: row.try_get("current_task").map_err(err)?,
+        processed: row.try_get("processed").map_err(err)?,
+        failed: row.try_get("failed").map_err(err)?,
+        started_at: row.try_get("started_at").map_err(err)?,
+        last_heartbeat_at: row.try_get("last_heartbeat_at").map_err(err)?,
+    })
+}
