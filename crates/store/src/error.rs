@@ -34,7 +34,10 @@ pub fn sqlite_contention(code: &str) -> bool {
 pub fn postgres_contention(code: &str) -> bool {
     code.starts_with("08")
         || code.starts_with("53")
-        || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "55P03")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "55P03"
+        )
 }
 
 #[cfg(test)]

@@ -10,15 +10,15 @@
 //! - [`open`]: picks a backend from a database URL.
 
 pub mod error;
-pub mod request_log_writer;
 pub mod postgres;
+pub mod request_log_writer;
 pub mod sqlite;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use request_log_writer::RequestLogWriter;
 pub use postgres::PostgresStore;
+pub use request_log_writer::RequestLogWriter;
 pub use sqlite::SqliteStore;
 use weir_core::{Store, StoreError};
 

@@ -96,15 +96,20 @@ async fn connect(url: &str) -> PgConnection {
 
 /// Drops test databases left by runs that were killed before their guards ran.
 async fn drop_stale(conn: &mut PgConnection) {
-    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'weir\\_test\\_%'")
-        .fetch_all(&mut *conn)
-        .await
-        .unwrap_or_default();
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'weir\\_test\\_%'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap_or_default();
     let cutoff = uuid::Uuid::now_v7();
     let hour_ms = 3_600_000u64;
     for name in names {
-        let Ok(id) = uuid::Uuid::parse_str(&name[PREFIX.len()..]) else { continue };
-        let (Some(made), Some(now)) = (id.get_timestamp(), cutoff.get_timestamp()) else { continue };
+        let Ok(id) = uuid::Uuid::parse_str(&name[PREFIX.len()..]) else {
+            continue;
+        };
+        let (Some(made), Some(now)) = (id.get_timestamp(), cutoff.get_timestamp()) else {
+            continue;
+        };
         let (made_s, made_ns) = made.to_unix();
         let (now_s, now_ns) = now.to_unix();
         let age_ms = (now_s * 1000 + u64::from(now_ns) / 1_000_000)

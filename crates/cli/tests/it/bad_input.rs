@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{Stack, StackOptions, ADMIN_TOKEN};
+use crate::support::{Stack, StackOptions, StoreKind, ADMIN_TOKEN};
 
 async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(resp.status().as_u16(), status);
@@ -17,9 +17,9 @@ async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> Value
     body
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_rejects_bad_input_with_json_errors() {
+async fn api_rejects_bad_input_with_json_errors(store: StoreKind) {
     let stack = Stack::start(StackOptions {
+        store,
         max_body_bytes: 4096,
         ..StackOptions::default()
     })
@@ -129,9 +129,8 @@ async fn api_rejects_bad_input_with_json_errors() {
     stack.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lb_admin_rejects_bad_tokens_and_unknown_strategies() {
-    let stack = Stack::start(StackOptions::default()).await;
+async fn lb_admin_rejects_bad_tokens_and_unknown_strategies(store: StoreKind) {
+    let stack = Stack::start(StackOptions::on(store)).await;
     let put = |token: Option<&str>, body: Value| {
         let mut req = stack.http.put(stack.url("/lb/strategy")).json(&body);
         if let Some(t) = token {
@@ -178,3 +177,8 @@ async fn lb_admin_rejects_bad_tokens_and_unknown_strategies() {
     }
     stack.stop().await;
 }
+
+crate::for_each_store!(
+    api_rejects_bad_input_with_json_errors,
+    lb_admin_rejects_bad_tokens_and_unknown_strategies
+);

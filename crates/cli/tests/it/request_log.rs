@@ -3,13 +3,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use sqlx::Row;
+use crate::support::{Stack, StackOptions, StoreKind};
 
-use crate::support::{Stack, StackOptions};
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn get_root_logs_a_row_and_names_the_node() {
-    let stack = Stack::start(StackOptions::default()).await;
+async fn get_root_logs_a_row_and_names_the_node(store: StoreKind) {
+    let stack = Stack::start(StackOptions::on(store)).await;
     let resp = stack
         .http
         .get(stack.url("/?message=hello"))
@@ -24,24 +21,13 @@ async fn get_root_logs_a_row_and_names_the_node() {
         format!("Written to DB by node {node}")
     );
 
-    // The row is committed before the answer: read the file directly.
-    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", stack.db_path.display()))
-        .await
-        .unwrap();
-    let row = sqlx::query(
-        "SELECT id, node_id, path, status, message, created_at FROM requests WHERE path = '/'",
-    )
-    .fetch_one(&db)
-    .await
-    .unwrap();
-    assert_eq!(row.get::<String, _>("node_id"), node);
-    assert_eq!(row.get::<i64, _>("status"), 200);
-    assert_eq!(
-        row.get::<Option<String>, _>("message").as_deref(),
-        Some("hello")
-    );
-    assert!(row.get::<i64, _>("created_at") > 0);
-    db.close().await;
+    // The row is committed before the answer: read the database directly.
+    let rows = stack.request_rows("/").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].node_id, node);
+    assert_eq!(rows[0].status, 200);
+    assert_eq!(rows[0].message.as_deref(), Some("hello"));
+    assert!(rows[0].created_at_ms > 0);
 
     let (status, stats) = stack.get_json("/requests/stats").await;
     assert_eq!(status, 200);
@@ -52,10 +38,10 @@ async fn get_root_logs_a_row_and_names_the_node() {
 /// The seeds' check: 200 requests from 50 clients against nodes that take a
 /// while; every request logged, counts per node even under round robin, and the
 /// nodes work concurrently (far below the 200 × delay a serial system needs).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_robin_spreads_delayed_load_evenly() {
+async fn round_robin_spreads_delayed_load_evenly(store: StoreKind) {
     let delay = Duration::from_millis(300);
     let stack = Stack::start(StackOptions {
+        store,
         delay,
         ..StackOptions::default()
     })
@@ -109,3 +95,8 @@ async fn round_robin_spreads_delayed_load_evenly() {
     }
     stack.stop().await;
 }
+
+crate::for_each_store!(
+    get_root_logs_a_row_and_names_the_node,
+    round_robin_spreads_delayed_load_evenly
+);

@@ -9,11 +9,55 @@ use tempfile::TempDir;
 use weir::cluster::{Cluster, ClusterSpec};
 use weir_core::Store;
 use weir_store::StoreOptions;
+use weir_testkit::PgDatabase;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+/// Which store a stack runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// A fresh SQLite file in a temp dir.
+    Sqlite,
+    /// A fresh database on the test PostgreSQL server.
+    Postgres,
+}
+
+/// Declares each named test, `async fn name(store: StoreKind)`, once per store:
+/// `module::sqlite::name` and `module::postgres::name`.
+#[macro_export]
+macro_rules! for_each_store {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::StoreKind::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::StoreKind::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// A request-log row as the test reads it straight from the database.
+#[derive(Debug)]
+pub struct RequestRow {
+    pub node_id: String,
+    pub status: i64,
+    pub message: Option<String>,
+    pub created_at_ms: i64,
+}
+
 /// What to start; defaults mirror `weir up` with faster worker timings.
 pub struct StackOptions {
+    pub store: StoreKind,
     pub api_nodes: usize,
     pub workers: usize,
     pub worker_concurrency: usize,
@@ -24,6 +68,7 @@ pub struct StackOptions {
 impl Default for StackOptions {
     fn default() -> Self {
         StackOptions {
+            store: StoreKind::Sqlite,
             api_nodes: 3,
             workers: 3,
             worker_concurrency: 4,
@@ -33,25 +78,49 @@ impl Default for StackOptions {
     }
 }
 
+/// Keeps a stopped stack's database alive.
+pub struct StoreGuard {
+    _dir: TempDir,
+    _pg: Option<PgDatabase>,
+}
+
+impl StackOptions {
+    /// Options for a stack on `store`, otherwise default.
+    pub fn on(store: StoreKind) -> StackOptions {
+        StackOptions {
+            store,
+            ..StackOptions::default()
+        }
+    }
+}
+
 pub struct Stack {
     pub base: String,
     pub http: reqwest::Client,
     pub store: Arc<dyn Store>,
-    pub db_path: std::path::PathBuf,
+    /// The store's URL, for reading it directly.
+    pub database_url: String,
     cluster: Option<Cluster>,
     _dir: TempDir,
+    _pg: Option<PgDatabase>,
 }
 
 impl Stack {
     pub async fn start(opts: StackOptions) -> Stack {
         let dir = tempfile::tempdir().unwrap();
-        let db_path = dir.path().join("weir.db");
-        let store = weir_store::open(&StoreOptions::new(format!(
-            "sqlite://{}",
-            db_path.display()
-        )))
-        .await
-        .unwrap();
+        let (database_url, pg) = match opts.store {
+            StoreKind::Sqlite => (
+                format!("sqlite://{}", dir.path().join("weir.db").display()),
+                None,
+            ),
+            StoreKind::Postgres => {
+                let db = PgDatabase::create().await;
+                (db.url().to_string(), Some(db))
+            }
+        };
+        let store = weir_store::open(&StoreOptions::new(database_url.clone()))
+            .await
+            .unwrap();
         let mut api = weir_api::ApiConfig::new("");
         api.delay = opts.delay;
         api.max_body_bytes = opts.max_body_bytes;
@@ -75,9 +144,10 @@ impl Stack {
             base: format!("http://{}", cluster.lb_addr),
             http: reqwest::Client::new(),
             store,
-            db_path,
+            database_url,
             cluster: Some(cluster),
             _dir: dir,
+            _pg: pg,
         }
     }
 
@@ -103,6 +173,40 @@ impl Stack {
         (status, resp.json().await.unwrap())
     }
 
+    /// The request-log rows for `path`, read straight from the database.
+    pub async fn request_rows(&self, path: &str) -> Vec<RequestRow> {
+        use sqlx::Row;
+        const SQL: &str =
+            "SELECT node_id, status, message, created_at FROM requests WHERE path = $1 ORDER BY id";
+        if self.database_url.starts_with("sqlite:") {
+            let db = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
+            let rows = sqlx::query(SQL).bind(path).fetch_all(&db).await.unwrap();
+            db.close().await;
+            rows.iter()
+                .map(|r| RequestRow {
+                    node_id: r.get("node_id"),
+                    status: r.get("status"),
+                    message: r.get("message"),
+                    created_at_ms: r.get("created_at"),
+                })
+                .collect()
+        } else {
+            let db = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+            let rows = sqlx::query(SQL).bind(path).fetch_all(&db).await.unwrap();
+            db.close().await;
+            rows.iter()
+                .map(|r| RequestRow {
+                    node_id: r.get("node_id"),
+                    status: i64::from(r.get::<i32, _>("status")),
+                    message: r.get("message"),
+                    created_at_ms: r
+                        .get::<chrono::DateTime<chrono::Utc>, _>("created_at")
+                        .timestamp_millis(),
+                })
+                .collect()
+        }
+    }
+
     /// Polls `GET /tasks/{id}` until the task is final.
     pub async fn wait_task(&self, id: &str) -> Value {
         let path = format!("/tasks/{id}");
@@ -114,13 +218,16 @@ impl Stack {
         .await
     }
 
-    /// Shuts the cluster down; returns the temp dir so the caller can still
-    /// read the store afterwards.
-    pub async fn stop(mut self) -> TempDir {
+    /// Shuts the cluster down; the returned guard keeps the store's database
+    /// (file or PostgreSQL database) until dropped, so the caller can still read it.
+    pub async fn stop(mut self) -> StoreGuard {
         if let Some(cluster) = self.cluster.take() {
             cluster.shutdown().await.unwrap();
         }
-        self._dir
+        StoreGuard {
+            _dir: self._dir,
+            _pg: self._pg,
+        }
     }
 }
 

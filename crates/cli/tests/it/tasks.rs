@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{Stack, StackOptions};
+use crate::support::{Stack, StackOptions, StoreKind};
 
 async fn submit_and_wait(stack: &Stack, path: &str, body: Value) -> Value {
     let (status, accepted) = stack.post_json(path, &body).await;
@@ -15,9 +15,8 @@ async fn submit_and_wait(stack: &Stack, path: &str, body: Value) -> Value {
     task
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn md5_and_sha256_run_and_then_come_from_the_cache() {
-    let stack = Stack::start(StackOptions::default()).await;
+async fn md5_and_sha256_run_and_then_come_from_the_cache(store: StoreKind) {
+    let stack = Stack::start(StackOptions::on(store)).await;
     let task = submit_and_wait(&stack, "/hash/md5", json!({"string": "test_value"})).await;
     assert_eq!(task["status"], "succeeded", "{task}");
     assert_eq!(task["type"], "md5");
@@ -54,9 +53,8 @@ async fn md5_and_sha256_run_and_then_come_from_the_cache() {
     stack.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn argon2_gives_a_phc_string_and_is_never_cached() {
-    let stack = Stack::start(StackOptions::default()).await;
+async fn argon2_gives_a_phc_string_and_is_never_cached(store: StoreKind) {
+    let stack = Stack::start(StackOptions::on(store)).await;
     let body = json!({"string": "hunter2", "memory_kib": 256, "iterations": 1});
     let first = submit_and_wait(&stack, "/hash/argon2", body.clone()).await;
     assert_eq!(first["status"], "succeeded", "{first}");
@@ -68,9 +66,8 @@ async fn argon2_gives_a_phc_string_and_is_never_cached() {
     stack.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn general_form_runs_sleep_tasks() {
-    let stack = Stack::start(StackOptions::default()).await;
+async fn general_form_runs_sleep_tasks(store: StoreKind) {
+    let stack = Stack::start(StackOptions::on(store)).await;
     let task = submit_and_wait(
         &stack,
         "/tasks",
@@ -89,3 +86,9 @@ async fn general_form_runs_sleep_tasks() {
     assert_eq!(task["result"]["md5"], "9dd4e461268c8034f5c8564e155c67a6");
     stack.stop().await;
 }
+
+crate::for_each_store!(
+    md5_and_sha256_run_and_then_come_from_the_cache,
+    argon2_gives_a_phc_string_and_is_never_cached,
+    general_form_runs_sleep_tasks
+);

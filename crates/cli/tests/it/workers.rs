@@ -4,12 +4,11 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
 
-use crate::support::{poll, Stack, StackOptions};
+use crate::support::{poll, Stack, StackOptions, StoreKind};
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_tasks_each_run_exactly_once_across_workers() {
-    let stack = Stack::start(StackOptions::default()).await;
+async fn many_tasks_each_run_exactly_once_across_workers(store: StoreKind) {
+    let stack = Stack::start(StackOptions::on(store)).await;
     let mut ids = Vec::new();
     for i in 0..300 {
         // A short sleep keeps every worker busy at once, so all of them claim.
@@ -63,9 +62,9 @@ async fn many_tasks_each_run_exactly_once_across_workers() {
     stack.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_show_running_tasks_and_go_offline_on_shutdown() {
+async fn workers_show_running_tasks_and_go_offline_on_shutdown(store: StoreKind) {
     let stack = Stack::start(StackOptions {
+        store,
         workers: 1,
         ..StackOptions::default()
     })
@@ -91,3 +90,8 @@ async fn workers_show_running_tasks_and_go_offline_on_shutdown() {
     let workers = store.worker_list().await.unwrap();
     assert_eq!(workers[0].status, weir_core::WorkerStatus::Offline);
 }
+
+crate::for_each_store!(
+    many_tasks_each_run_exactly_once_across_workers,
+    workers_show_running_tasks_and_go_offline_on_shutdown
+);

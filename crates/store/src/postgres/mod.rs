@@ -34,7 +34,9 @@ use weir_core::{
 
 use crate::error::{from_sqlx, postgres_contention};
 use crate::StoreOptions;
-use rows::{claimed_from_row, task_from_row, worker_from_row, FINISHED_TASK_COLUMNS, LIVE_TASK_COLUMNS};
+use rows::{
+    claimed_from_row, task_from_row, worker_from_row, FINISHED_TASK_COLUMNS, LIVE_TASK_COLUMNS,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -136,11 +138,13 @@ impl CompletionArrays {
                     a.errors.push(None);
                     a.run_ats.push(None);
                     if let Some(cache) = cache {
-                        a.cache.insert(cache.key.clone(), (c.id.0, cache.expires_at));
+                        a.cache
+                            .insert(cache.key.clone(), (c.id.0, cache.expires_at));
                     }
                 }
                 TaskOutcome::Failed { error, retry_at } => {
-                    a.states.push(if retry_at.is_some() { "queued" } else { "dead" });
+                    a.states
+                        .push(if retry_at.is_some() { "queued" } else { "dead" });
                     a.results.push(None);
                     a.errors.push(Some(error.clone()));
                     a.run_ats.push(*retry_at);
@@ -335,8 +339,14 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         let a = CompletionArrays::new(completions);
-        let (cache_keys, (cache_ids, cache_expiry)): (Vec<String>, (Vec<Uuid>, Vec<DateTime<Utc>>)) =
-            a.cache.into_iter().map(|(k, (id, exp))| (k, (id, exp))).unzip();
+        let (cache_keys, (cache_ids, cache_expiry)): (
+            Vec<String>,
+            (Vec<Uuid>, Vec<DateTime<Utc>>),
+        ) = a
+            .cache
+            .into_iter()
+            .map(|(k, (id, exp))| (k, (id, exp)))
+            .unzip();
         let applied: Vec<Uuid> = sqlx::query_scalar(COMPLETE_MANY)
             .bind(&a.ids)
             .bind(&a.tokens)
@@ -390,7 +400,8 @@ impl Store for PostgresStore {
     }
 
     async fn task_rescue_expired(&self, p: TaskRescueParams) -> Result<u64, StoreError> {
-        const LEASE_EXPIRED: &str = "lease expired: the worker running this attempt stopped responding";
+        const LEASE_EXPIRED: &str =
+            "lease expired: the worker running this attempt stopped responding";
         let done: (i64, i64) = sqlx::query_as(
             "WITH expired AS ( \
                  SELECT id FROM tasks WHERE state = 'running' AND lease_expires_at < $1 \
@@ -493,8 +504,12 @@ impl Store for PostgresStore {
     }
 
     fn task_inserted(&self) -> watch::Receiver<u64> {
-        self.listener
-            .get_or_init(|| tokio::spawn(notify::run_listener(self.pool.clone(), self.inserted.clone())));
+        self.listener.get_or_init(|| {
+            tokio::spawn(notify::run_listener(
+                self.pool.clone(),
+                self.inserted.clone(),
+            ))
+        });
         self.inserted.subscribe()
     }
 }

@@ -9,7 +9,9 @@ use weir_testkit::PgDatabase;
 /// A fresh store on its own database (dropped with the returned guard).
 async fn setup() -> (Arc<dyn Store>, PgDatabase) {
     let db = PgDatabase::create().await;
-    let store = PostgresStore::open(&StoreOptions::new(db.url())).await.unwrap();
+    let store = PostgresStore::open(&StoreOptions::new(db.url()))
+        .await
+        .unwrap();
     (Arc::new(store), db)
 }
 
