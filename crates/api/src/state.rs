@@ -19,6 +19,9 @@ pub struct ApiConfig {
     pub default_max_attempts: i32,
     /// A worker silent for longer than this is shown as offline.
     pub worker_offline_after: Duration,
+    /// How long a request retries a busy or unreachable database before it
+    /// answers 503 database_busy.
+    pub db_busy_timeout: Duration,
 }
 
 impl ApiConfig {
@@ -29,6 +32,7 @@ impl ApiConfig {
             max_body_bytes: 1024 * 1024,
             default_max_attempts: 3,
             worker_offline_after: Duration::from_secs(10),
+            db_busy_timeout: Duration::from_secs(3),
         }
     }
 }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use weir_api::{ApiConfig, AppState};
 use weir_core::Store;
 use weir_lb::{Lb, LbConfig};
-use weir_store::RequestLogWriter;
+use weir_store::{BusyRetry, BusyRetryStore, RequestLogWriter};
 use weir_worker::{WorkerConfig, WorkerReport};
 
 /// Most request-log rows one transaction writes.
@@ -140,6 +140,13 @@ pub async fn serve_api_node(
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Requests ride out a busy or restarting database for a bounded time,
+    // then get 503 database_busy.
+    let retry = BusyRetry {
+        budget: config.db_busy_timeout,
+        ..BusyRetry::default()
+    };
+    let store = BusyRetryStore::wrap(store, retry);
     let (writer, writer_task) = RequestLogWriter::spawn(store.clone(), REQUEST_LOG_MAX_BATCH);
     let node_id = config.node_id.clone();
     let state = AppState::new(config, store, writer);

@@ -46,6 +46,10 @@ pub struct StoreArgs {
     /// Pooled database connections per process.
     #[arg(long, env = "WEIR_DB_MAX_CONNECTIONS", default_value_t = 8)]
     pub db_max_connections: u32,
+    /// How long a caller waits for a pooled connection; API requests also retry
+    /// a busy or unreachable database this long before answering 503.
+    #[arg(long, env = "WEIR_DB_BUSY_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub db_busy_timeout: Duration,
     /// Do not run migrations on start.
     #[arg(long, env = "WEIR_NO_MIGRATE")]
     pub no_migrate: bool,
@@ -174,13 +178,15 @@ impl StoreArgs {
         let mut options = weir_store::StoreOptions::new(url);
         options.max_connections = self.db_max_connections.max(1);
         options.migrate = !self.no_migrate;
+        options.acquire_timeout = self.db_busy_timeout;
         Ok(options)
     }
 }
 
 impl ApiNodeArgs {
-    pub fn config(&self, node_id: String) -> weir_api::ApiConfig {
+    pub fn config(&self, node_id: String, db_busy_timeout: Duration) -> weir_api::ApiConfig {
         let mut config = weir_api::ApiConfig::new(node_id);
+        config.db_busy_timeout = db_busy_timeout;
         config.delay = Duration::from_millis(self.delay_ms);
         config.max_body_bytes = self.max_body_bytes;
         config.default_max_attempts = self.max_attempts.clamp(1, 100);

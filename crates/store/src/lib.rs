@@ -6,9 +6,11 @@
 //! - [`postgres`]: the shared backend (SKIP LOCKED batch claims, batched
 //!   completions, debounced NOTIFY wake-ups, a small hot table).
 //! - [`request_log_writer`]: [`RequestLogWriter`], group commit for the request log.
+//! - [`busy_retry`]: [`BusyRetryStore`], retrying calls through a busy database within a budget.
 //! - [`error`]: mapping driver errors onto [`weir_core::StoreError`].
 //! - [`open`]: picks a backend from a database URL.
 
+pub mod busy_retry;
 pub mod error;
 pub mod postgres;
 pub mod request_log_writer;
@@ -17,6 +19,7 @@ pub mod sqlite;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use busy_retry::{BusyRetry, BusyRetryStore};
 pub use postgres::PostgresStore;
 pub use request_log_writer::RequestLogWriter;
 pub use sqlite::SqliteStore;

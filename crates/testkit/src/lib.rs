@@ -26,6 +26,8 @@ pub fn admin_url() -> String {
 pub struct PgDatabase {
     name: String,
     url: String,
+    /// A login role that owns the database, when one was made.
+    owner: Option<String>,
 }
 
 impl PgDatabase {
@@ -46,7 +48,62 @@ impl PgDatabase {
             .database(&name)
             .to_url_lossy()
             .to_string();
-        PgDatabase { name, url }
+        PgDatabase {
+            name,
+            url,
+            owner: None,
+        }
+    }
+
+    /// Makes a login role with `CONNECTION LIMIT limit` that owns this database
+    /// (so it can migrate it) and returns a URL that connects as it. Tests use
+    /// it to make the server refuse connections; see [`PgDatabase::admin`].
+    pub async fn owner_role_url(&mut self, limit: i32) -> String {
+        let role = format!("{}_owner", self.name);
+        let mut conn = connect(&admin_url()).await;
+        for sql in [
+            format!("CREATE ROLE {role} LOGIN CONNECTION LIMIT {limit}"),
+            format!("ALTER DATABASE {} OWNER TO {role}", self.name),
+        ] {
+            sqlx::query(&sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        let _ = conn.close().await;
+        self.owner = Some(role.clone());
+        PgConnectOptions::from_str(&self.url)
+            .expect("the test database URL parses")
+            .username(&role)
+            .to_url_lossy()
+            .to_string()
+    }
+
+    /// The owner role's name, if one was made.
+    pub fn owner_role(&self) -> Option<&str> {
+        self.owner.as_deref()
+    }
+
+    /// A connection to the server as the admin, to change limits or end
+    /// sessions while a test runs.
+    pub async fn admin(&self) -> PgConnection {
+        connect(&admin_url()).await
+    }
+
+    /// Ends every session on this database (as a server restart would), except
+    /// the caller's own.
+    pub async fn terminate_sessions(&self) -> u64 {
+        let mut conn = self.admin().await;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()) t",
+        )
+        .bind(&self.name)
+        .fetch_one(&mut conn)
+        .await
+        .expect("terminating sessions");
+        let _ = conn.close().await;
+        n as u64
     }
 
     /// The database's connection URL.
@@ -65,6 +122,7 @@ impl Drop for PgDatabase {
         // Drop runs outside async; a short-lived runtime on its own thread
         // works whether or not the test's runtime is still alive.
         let name = self.name.clone();
+        let owner = self.owner.clone();
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -77,6 +135,11 @@ impl Drop for PgDatabase {
                     .await;
                 if let Err(e) = dropped {
                     eprintln!("could not drop test database {name}: {e}");
+                }
+                if let Some(role) = owner {
+                    let _ = sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
+                        .execute(&mut conn)
+                        .await;
                 }
                 let _ = conn.close().await;
             });
@@ -116,6 +179,9 @@ async fn drop_stale(conn: &mut PgConnection) {
             .saturating_sub(made_s * 1000 + u64::from(made_ns) / 1_000_000);
         if age_ms > hour_ms {
             let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut *conn)
+                .await;
+            let _ = sqlx::query(&format!("DROP ROLE IF EXISTS {name}_owner"))
                 .execute(&mut *conn)
                 .await;
         }

@@ -24,7 +24,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     );
     serve_api_node(
         listener,
-        args.api.config(node_id),
+        args.api.config(node_id, args.store.db_busy_timeout),
         store,
         crate::signal::shutdown(),
     )

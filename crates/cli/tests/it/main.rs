@@ -3,6 +3,8 @@
 
 mod bad_input;
 mod binary;
+mod db_outages;
+mod processes;
 mod request_log;
 mod support;
 mod tasks;

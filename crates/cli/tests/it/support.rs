@@ -63,6 +63,12 @@ pub struct StackOptions {
     pub worker_concurrency: usize,
     pub delay: Duration,
     pub max_body_bytes: usize,
+    /// PostgreSQL only: connect as a role limited to this many connections.
+    pub pg_connection_limit: Option<i32>,
+    /// Pooled connections (shared by every part of the in-process stack).
+    pub db_max_connections: u32,
+    /// How long API requests ride out a busy database before 503.
+    pub db_busy_timeout: Duration,
 }
 
 impl Default for StackOptions {
@@ -74,6 +80,9 @@ impl Default for StackOptions {
             worker_concurrency: 4,
             delay: Duration::ZERO,
             max_body_bytes: 1024 * 1024,
+            pg_connection_limit: None,
+            db_max_connections: 8,
+            db_busy_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -114,16 +123,22 @@ impl Stack {
                 None,
             ),
             StoreKind::Postgres => {
-                let db = PgDatabase::create().await;
-                (db.url().to_string(), Some(db))
+                let mut db = PgDatabase::create().await;
+                let url = match opts.pg_connection_limit {
+                    Some(limit) => db.owner_role_url(limit).await,
+                    None => db.url().to_string(),
+                };
+                (url, Some(db))
             }
         };
-        let store = weir_store::open(&StoreOptions::new(database_url.clone()))
-            .await
-            .unwrap();
+        let mut store_options = StoreOptions::new(database_url.clone());
+        store_options.max_connections = opts.db_max_connections;
+        store_options.acquire_timeout = opts.db_busy_timeout;
+        let store = weir_store::open(&store_options).await.unwrap();
         let mut api = weir_api::ApiConfig::new("");
         api.delay = opts.delay;
         api.max_body_bytes = opts.max_body_bytes;
+        api.db_busy_timeout = opts.db_busy_timeout;
         let mut worker = weir_worker::WorkerConfig::new("");
         worker.concurrency = opts.worker_concurrency;
         worker.poll_interval = Duration::from_millis(100);
@@ -149,6 +164,11 @@ impl Stack {
             _dir: dir,
             _pg: pg,
         }
+    }
+
+    /// The PostgreSQL test database, on a PostgreSQL stack.
+    pub fn pg(&self) -> &PgDatabase {
+        self._pg.as_ref().expect("a PostgreSQL stack")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -155,6 +155,20 @@ impl CompletionArrays {
     }
 }
 
+/// Claims up to `$4` due tasks for worker `$1` at `$2`, lease until `$3`.
+/// Walks the partial index `tasks_claim` in order and skips rows other
+/// claimers hold, so concurrent workers never queue behind each other.
+pub const TASK_CLAIM_SQL: &str = "\
+WITH picked AS (
+    SELECT id FROM tasks WHERE state = 'queued' AND run_at <= $2
+    ORDER BY priority DESC, run_at, id LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE tasks t SET state = 'running', attempts = t.attempts + 1, lease_token = t.lease_token + 1,
+                   worker_id = $1, started_at = $2, lease_expires_at = $3
+FROM picked WHERE t.id = picked.id
+RETURNING t.id, t.kind, t.input, t.attempts, t.max_attempts, t.lease_token, t.priority, t.run_at";
+
 /// Records a batch of outcomes in one statement. Finished tasks move to
 /// `tasks_finished` (and successes with a cache key into `cache`); retries stay
 /// queued with their new `run_at`. Every row is fenced by its lease token.
@@ -302,24 +316,14 @@ impl Store for PostgresStore {
         if p.max == 0 {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(
-            "WITH picked AS ( \
-                 SELECT id FROM tasks WHERE state = 'queued' AND run_at <= $2 \
-                 ORDER BY priority DESC, run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-             UPDATE tasks t SET state = 'running', attempts = t.attempts + 1, \
-                 lease_token = t.lease_token + 1, worker_id = $1, started_at = $2, \
-                 lease_expires_at = $3 \
-             FROM picked WHERE t.id = picked.id \
-             RETURNING t.id, t.kind, t.input, t.attempts, t.max_attempts, t.lease_token, \
-                 t.priority, t.run_at",
-        )
-        .bind(&p.worker_id)
-        .bind(p.now)
-        .bind(lease_end(p.now, p.lease))
-        .bind(i64::from(p.max))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(err)?;
+        let rows = sqlx::query(TASK_CLAIM_SQL)
+            .bind(&p.worker_id)
+            .bind(p.now)
+            .bind(lease_end(p.now, p.lease))
+            .bind(i64::from(p.max))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
         let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
             let priority: i32 = row.try_get("priority").map_err(err)?;
@@ -327,7 +331,7 @@ impl Store for PostgresStore {
             claimed.push((std::cmp::Reverse(priority), run_at, claimed_from_row(row)?));
         }
         // RETURNING order is unspecified; hand tasks out in claim order.
-        claimed.sort_by(|a, b| (a.0, a.1, a.2.id).cmp(&(b.0, b.1, b.2.id)));
+        claimed.sort_by_key(|(priority, run_at, t)| (*priority, *run_at, t.id));
         Ok(claimed.into_iter().map(|(_, _, t)| t).collect())
     }
 
@@ -342,11 +346,7 @@ impl Store for PostgresStore {
         let (cache_keys, (cache_ids, cache_expiry)): (
             Vec<String>,
             (Vec<Uuid>, Vec<DateTime<Utc>>),
-        ) = a
-            .cache
-            .into_iter()
-            .map(|(k, (id, exp))| (k, (id, exp)))
-            .unzip();
+        ) = a.cache.into_iter().unzip();
         let applied: Vec<Uuid> = sqlx::query_scalar(COMPLETE_MANY)
             .bind(&a.ids)
             .bind(&a.tokens)

@@ -5,8 +5,6 @@ use std::sync::Arc;
 use weir_core::Store;
 use weir_store::{SqliteStore, StoreOptions};
 
-use crate::conformance;
-
 /// A fresh store in its own temp dir (kept alive by the returned guard).
 async fn setup() -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();

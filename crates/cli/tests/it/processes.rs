@@ -1,0 +1,246 @@
+//! weir as separate processes — 1 lb, 3 API nodes, 3 workers — sharing one
+//! PostgreSQL database, as it runs across machines.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt};
+use serde_json::{json, Value};
+use weir_testkit::PgDatabase;
+
+use crate::support::poll;
+
+/// One `weir` process; SIGKILLed on drop if still running.
+pub struct WeirProcess {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl WeirProcess {
+    /// Starts `weir ARGS` and waits until it prints a line containing `ready_marker`;
+    /// returns the process and that line.
+    pub fn start(args: &[&str], ready_marker: &str) -> (WeirProcess, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut process = WeirProcess { child, lines };
+        let line = process.wait_line(ready_marker);
+        (process, line)
+    }
+
+    /// The next printed line containing `marker` (panics after a minute).
+    pub fn wait_line(&mut self, marker: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("weir never printed {marker:?}"));
+            if line.contains(marker) {
+                return line;
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let code = self.child.wait().unwrap();
+        assert!(code.success(), "weir exited with {code}");
+    }
+}
+
+impl Drop for WeirProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The address in a "… listening on http://ADDR" line.
+pub fn listening_url(line: &str) -> String {
+    let at = line.find("http://").expect("an address");
+    line[at..].split_whitespace().next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_processes_share_postgres_and_lose_nothing() {
+    const TASKS: usize = 2_000;
+    let db = PgDatabase::create().await;
+    let url = db.url().to_string();
+    let migrate = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["migrate", "--database-url", &url])
+        .status()
+        .unwrap();
+    assert!(migrate.success());
+
+    let mut apis = Vec::new();
+    let mut backends = Vec::new();
+    for i in 1..=3 {
+        let id = format!("api-{i}");
+        let (p, line) = WeirProcess::start(
+            &[
+                "api",
+                "--listen",
+                "127.0.0.1:0",
+                "--node-id",
+                &id,
+                "--database-url",
+                &url,
+                "--no-migrate",
+            ],
+            "listening on",
+        );
+        backends.push(listening_url(&line));
+        apis.push(p);
+    }
+    let mut workers = Vec::new();
+    for i in 1..=3 {
+        let id = format!("worker-{i}");
+        let (p, _) = WeirProcess::start(
+            &[
+                "worker",
+                "--worker-id",
+                &id,
+                "--concurrency",
+                "4",
+                "--database-url",
+                &url,
+                "--no-migrate",
+            ],
+            "running up to",
+        );
+        workers.push(p);
+    }
+    let (lb, line) = WeirProcess::start(
+        &[
+            "lb",
+            "--listen",
+            "127.0.0.1:0",
+            "--backends",
+            &backends.join(","),
+            "--admin-token",
+            "t",
+        ],
+        "listening on",
+    );
+    let base = listening_url(&line);
+
+    // 2,000 md5 tasks of distinct inputs, 50 clients at a time.
+    let http = reqwest::Client::new();
+    let ids: Vec<String> = stream::iter(0..TASKS)
+        .map(|i| {
+            let (http, base) = (http.clone(), base.clone());
+            async move {
+                let resp = http
+                    .post(format!("{base}/hash/md5"))
+                    .json(&json!({"string": format!("multi-process-{i}")}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 202);
+                let body: Value = resp.json().await.unwrap();
+                body["task_id"].as_str().unwrap().to_string()
+            }
+        })
+        .buffer_unordered(50)
+        .collect()
+        .await;
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), TASKS);
+
+    // Every task succeeds, each on its first and only attempt.
+    let pool = Arc::new(sqlx::PgPool::connect(&url).await.unwrap());
+    let succeeded = poll(Duration::from_secs(120), || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM tasks_finished WHERE state = 'succeeded' AND attempts = 1",
+            )
+            .fetch_one(&*pool)
+            .await
+            .unwrap();
+            (n as usize == TASKS).then_some(n)
+        }
+    })
+    .await;
+    assert_eq!(succeeded as usize, TASKS);
+    let (live, other): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM tasks), \
+                (SELECT COUNT(*) FROM tasks_finished WHERE state <> 'succeeded' OR attempts <> 1)",
+    )
+    .fetch_one(&*pool)
+    .await
+    .unwrap();
+    assert_eq!((live, other), (0, 0));
+    // Spot-check results through the lb.
+    for id in ids.iter().step_by(400) {
+        let task: Value = http
+            .get(format!("{base}/tasks/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(task["status"], "succeeded", "{task}");
+        assert_eq!(task["result"]["md5"].as_str().unwrap().len(), 32);
+    }
+
+    // Workers drain and report their counts: every one did a share, and the
+    // shares add up to exactly the tasks (none run twice).
+    lb.terminate();
+    for w in workers {
+        w.terminate();
+    }
+    for a in apis {
+        a.terminate();
+    }
+    let shares: Vec<(String, i64)> =
+        sqlx::query_as("SELECT id, processed FROM workers ORDER BY id")
+            .fetch_all(&*pool)
+            .await
+            .unwrap();
+    assert_eq!(shares.len(), 3, "{shares:?}");
+    assert!(shares.iter().all(|(_, n)| *n > 0), "{shares:?}");
+    assert_eq!(
+        shares.iter().map(|(_, n)| n).sum::<i64>() as usize,
+        TASKS,
+        "{shares:?}"
+    );
+
+    // Every request is in the log, and every API node served a share.
+    let per_node: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT node_id, COUNT(*) FROM requests WHERE path = '/hash/md5' GROUP BY node_id ORDER BY node_id",
+    )
+    .fetch_all(&*pool)
+    .await
+    .unwrap();
+    assert_eq!(per_node.len(), 3, "{per_node:?}");
+    assert!(per_node.iter().all(|(_, n)| *n > 0), "{per_node:?}");
+    assert_eq!(
+        per_node.iter().map(|(_, n)| n).sum::<i64>() as usize,
+        TASKS,
+        "{per_node:?}"
+    );
+    pool.close().await;
+}
