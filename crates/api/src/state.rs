@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir_core::Store;
-use weir_store::RequestLogWriter;
+use weir_store::{RequestLogWriter, TaskInsertWriter};
 
 /// An API node's settings.
 #[derive(Clone, Debug)]
@@ -43,14 +43,22 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     pub store: Arc<dyn Store>,
     pub request_log: RequestLogWriter,
+    /// Submissions go through group commit: one insert for many concurrent tasks.
+    pub task_inserts: TaskInsertWriter,
 }
 
 impl AppState {
-    pub fn new(config: ApiConfig, store: Arc<dyn Store>, request_log: RequestLogWriter) -> Self {
+    pub fn new(
+        config: ApiConfig,
+        store: Arc<dyn Store>,
+        request_log: RequestLogWriter,
+        task_inserts: TaskInsertWriter,
+    ) -> Self {
         AppState {
             config: Arc::new(config),
             store,
             request_log,
+            task_inserts,
         }
     }
 }

@@ -13,11 +13,13 @@ use tokio_util::sync::CancellationToken;
 use weir_api::{ApiConfig, AppState};
 use weir_core::Store;
 use weir_lb::{Lb, LbConfig};
-use weir_store::{BusyRetry, BusyRetryStore, RequestLogWriter};
+use weir_store::{BusyRetry, BusyRetryStore, RequestLogWriter, TaskInsertWriter};
 use weir_worker::{WorkerConfig, WorkerReport};
 
 /// Most request-log rows one transaction writes.
 const REQUEST_LOG_MAX_BATCH: usize = 1024;
+/// Most task submissions one transaction writes.
+const TASK_INSERT_MAX_BATCH: usize = 512;
 /// How long an API node's log writer may take to flush after the node stops.
 const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -149,15 +151,18 @@ pub async fn serve_api_node(
     let store = BusyRetryStore::wrap(store, retry);
     let (writer, writer_task) = RequestLogWriter::spawn(store.clone(), REQUEST_LOG_MAX_BATCH);
     let node_id = config.node_id.clone();
-    let state = AppState::new(config, store, writer);
+    let (task_inserts, inserts_task) =
+        TaskInsertWriter::spawn_tasks(store.clone(), TASK_INSERT_MAX_BATCH);
+    let state = AppState::new(config, store, writer, task_inserts);
     weir_api::run(listener, state, shutdown)
         .await
         .with_context(|| format!("API node {node_id}"))?;
-    // The writer ends once every handle is gone, after writing what it holds.
-    if tokio::time::timeout(LOG_FLUSH_TIMEOUT, writer_task)
-        .await
-        .is_err()
-    {
+    // The writers end once every handle is gone, after writing what they hold.
+    let flushed = tokio::time::timeout(LOG_FLUSH_TIMEOUT, async {
+        let _ = inserts_task.await;
+        let _ = writer_task.await;
+    });
+    if flushed.await.is_err() {
         tracing::warn!(node = %node_id, "request log did not flush in time");
     }
     Ok(())

@@ -36,6 +36,58 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate(StoreArgs),
+    /// Load-test a running system.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Submit many md5 tasks through the lb; tasks/s and submit-to-start latency.
+    Tasks(BenchTasksArgs),
+    /// One task at a time into an idle system; how fast a worker starts it.
+    Idle(BenchIdleArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchTarget {
+    /// The system to load: the lb's URL.
+    #[arg(
+        long,
+        env = "WEIR_BENCH_TARGET",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub target: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchTasksArgs {
+    #[command(flatten)]
+    pub target: BenchTarget,
+    /// Tasks to submit.
+    #[arg(long, default_value_t = 10_000)]
+    pub tasks: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// How long to wait for the last task.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchIdleArgs {
+    #[command(flatten)]
+    pub target: BenchTarget,
+    /// Tasks to submit, one at a time.
+    #[arg(long, default_value_t = 200)]
+    pub samples: usize,
+    /// Pause before each submission, so the workers are idle.
+    #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+    pub gap: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -156,6 +156,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Queues a task.
     async fn task_insert(&self, params: TaskInsertParams) -> Result<Task, StoreError>;
+    /// Queues many tasks in one transaction. Idempotent by id: a task already
+    /// present is left as it is.
+    async fn task_insert_many(&self, params: &[TaskInsertParams]) -> Result<(), StoreError>;
     /// Reads a task.
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
     /// Atomically moves up to `max` due tasks, highest priority first, to

@@ -108,6 +108,10 @@ impl Store for BusyRetryStore {
         self.call(|| self.inner.task_insert(params.clone())).await
     }
 
+    async fn task_insert_many(&self, params: &[TaskInsertParams]) -> Result<(), StoreError> {
+        self.call(|| self.inner.task_insert_many(params)).await
+    }
+
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
         self.call(|| self.inner.task_get(id)).await
     }
@@ -218,6 +222,9 @@ mod tests {
             unreachable!()
         }
         async fn task_insert(&self, _: TaskInsertParams) -> Result<Task, StoreError> {
+            unreachable!()
+        }
+        async fn task_insert_many(&self, _: &[TaskInsertParams]) -> Result<(), StoreError> {
             unreachable!()
         }
         async fn task_get(&self, _: TaskId) -> Result<Option<Task>, StoreError> {

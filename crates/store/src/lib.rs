@@ -5,23 +5,24 @@
 //! - [`sqlite`]: the embedded backend (one file, WAL, one writer connection).
 //! - [`postgres`]: the shared backend (SKIP LOCKED batch claims, batched
 //!   completions, debounced NOTIFY wake-ups, a small hot table).
-//! - [`request_log_writer`]: [`RequestLogWriter`], group commit for the request log.
+//! - [`group_commit`]: [`RequestLogWriter`] and [`TaskInsertWriter`], group commit
+//!   for request-log rows and task submissions.
 //! - [`busy_retry`]: [`BusyRetryStore`], retrying calls through a busy database within a budget.
 //! - [`error`]: mapping driver errors onto [`weir_core::StoreError`].
 //! - [`open`]: picks a backend from a database URL.
 
 pub mod busy_retry;
 pub mod error;
+pub mod group_commit;
 pub mod postgres;
-pub mod request_log_writer;
 pub mod sqlite;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use busy_retry::{BusyRetry, BusyRetryStore};
+pub use group_commit::{GroupCommit, RequestLogWriter, TaskInsertWriter};
 pub use postgres::PostgresStore;
-pub use request_log_writer::RequestLogWriter;
 pub use sqlite::SqliteStore;
 use weir_core::{Store, StoreError};
 

@@ -6,10 +6,12 @@
 //! # Layout
 //! - [`config`]: [`WorkerConfig`] and its defaults.
 //! - [`worker`]: [`run`], the claim → execute → complete loop of one worker.
+//! - [`completer`]: records finished attempts in batches, off the claim path.
 //! - [`kinds`]: the code that runs each [`weir_core::TaskKind`].
 //! - [`maintenance`]: background services; [`maintenance::rescuer`] takes back
 //!   tasks whose lease expired.
 
+pub mod completer;
 pub mod config;
 pub mod kinds;
 pub mod maintenance;

@@ -10,10 +10,11 @@ use tokio::task::JoinSet;
 use tokio::time::{interval, sleep, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use weir_core::{
-    CacheWrite, ClaimedTask, CompletionOutcome, Store, TaskClaimParams, TaskCompletion,
-    TaskLeaseExtendParams, TaskOutcome, TaskReleaseParams, WorkerHeartbeatParams, WorkerStatus,
+    CacheWrite, ClaimedTask, Store, TaskClaimParams, TaskCompletion, TaskLeaseExtendParams,
+    TaskOutcome, TaskReleaseParams, WorkerHeartbeatParams, WorkerStatus,
 };
 
+use crate::completer::Completer;
 use crate::{kinds, maintenance, WorkerConfig};
 
 /// What a worker did before it stopped.
@@ -33,13 +34,18 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: CancellationToken,
 ) -> WorkerReport {
+    let completer = Completer::spawn(
+        store.clone(),
+        config.worker_id.clone(),
+        config.poll_interval,
+    );
     let mut w = Worker {
         store,
         config,
         started_at: Utc::now(),
         running: JoinSet::new(),
         held: HashMap::new(),
-        pending: Vec::new(),
+        completer: Some(completer),
         report: WorkerReport::default(),
     };
     w.heartbeat(WorkerStatus::Online).await;
@@ -54,8 +60,8 @@ struct Worker {
     running: JoinSet<Result<serde_json::Value, String>>,
     /// What each running tokio task is running, to complete or release it.
     held: HashMap<tokio::task::Id, ClaimedTask>,
-    /// Completions not yet recorded (the store was unavailable); retried first.
-    pending: Vec<TaskCompletion>,
+    /// Records finished attempts in batches; taken at the end of the drain.
+    completer: Option<Completer>,
     report: WorkerReport,
 }
 
@@ -70,7 +76,6 @@ impl Worker {
         let mut claim_not_before = Instant::now();
 
         loop {
-            self.flush_pending().await;
             let draining = drain_deadline.is_some();
             if !draining && Instant::now() >= claim_not_before {
                 if let Err(delay) = self.claim().await {
@@ -115,7 +120,9 @@ impl Worker {
                 }
             }
         }
-        self.flush_pending().await;
+        if let Some(completer) = self.completer.take() {
+            completer.finish(self.config.shutdown_grace).await;
+        }
         self.heartbeat(WorkerStatus::Offline).await;
         tracing::info!(worker = %self.config.worker_id, processed = self.report.processed, "stopped");
     }
@@ -191,32 +198,13 @@ impl Worker {
                 TaskOutcome::Failed { error, retry_at }
             }
         };
-        self.pending.push(TaskCompletion {
-            id: task.id,
-            lease_token: task.lease_token,
-            outcome,
-            now,
-        });
-    }
-
-    /// Records pending completions in one batch; keeps them on failure.
-    async fn flush_pending(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        match self.store.task_complete_many(&self.pending).await {
-            Ok(outcomes) => {
-                for (c, o) in self.pending.iter().zip(outcomes) {
-                    if o == CompletionOutcome::LeaseLost {
-                        tracing::warn!(task = %c.id, "completion rejected: lease lost to another attempt");
-                    }
-                }
-                self.pending.clear();
-            }
-            Err(e) => {
-                tracing::warn!(worker = %self.config.worker_id, error = %e, pending = self.pending.len(), "recording completions failed; will retry");
-                sleep(self.config.poll_interval).await;
-            }
+        if let Some(completer) = &self.completer {
+            completer.send(TaskCompletion {
+                id: task.id,
+                lease_token: task.lease_token,
+                outcome,
+                now,
+            });
         }
     }
 

@@ -7,7 +7,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use weir_core::{Task, TaskId, TaskInsertParams, TaskKind};
+use weir_core::{Task, TaskId, TaskInsertParams, TaskKind, TaskState};
 
 use crate::body::JsonBody;
 use crate::{ApiError, AppState};
@@ -89,10 +89,12 @@ async fn enqueue(
             return Ok((StatusCode::OK, Json(body)).into_response());
         }
     }
-    let task = state
-        .store
-        .task_insert(TaskInsertParams {
-            id: TaskId::new(),
+    let id = TaskId::new();
+    // Acknowledged only once committed: what weir accepted is durable.
+    state
+        .task_inserts
+        .write(TaskInsertParams {
+            id,
             kind,
             input,
             max_attempts,
@@ -102,10 +104,10 @@ async fn enqueue(
             now,
         })
         .await?;
-    let body = json!({ "task_id": task.id, "status": task.state, "type": task.kind });
+    let body = json!({ "task_id": id, "status": TaskState::Queued, "type": kind });
     Ok((
         StatusCode::ACCEPTED,
-        [(header::LOCATION, format!("/tasks/{}", task.id))],
+        [(header::LOCATION, format!("/tasks/{id}"))],
         Json(body),
     )
         .into_response())

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod api;
+mod bench;
 mod lb;
 mod migrate;
 mod up;
@@ -15,5 +16,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Api(args) => api::run(args).await,
         Command::Worker(args) => worker::run(args).await,
         Command::Migrate(args) => migrate::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }

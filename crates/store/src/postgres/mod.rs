@@ -297,6 +297,57 @@ impl Store for PostgresStore {
         Ok(task)
     }
 
+    async fn task_insert_many(&self, params: &[TaskInsertParams]) -> Result<(), StoreError> {
+        if params.is_empty() {
+            return Ok(());
+        }
+        let n = params.len();
+        let (mut ids, mut kinds, mut inputs, mut attempts) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut priorities, mut cache_keys, mut created, mut run_at) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for p in params {
+            ids.push(p.id.0);
+            kinds.push(p.kind.as_str());
+            inputs.push(&p.input);
+            attempts.push(p.max_attempts);
+            priorities.push(p.priority);
+            cache_keys.push(p.cache_key.as_deref());
+            created.push(p.now);
+            run_at.push(p.run_at);
+        }
+        sqlx::query(
+            "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, \
+                                created_at, run_at) \
+             SELECT id, kind, input, 'queued', max_attempts, priority, cache_key, created_at, run_at \
+             FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int[], $5::int[], $6::text[], \
+                         $7::timestamptz[], $8::timestamptz[]) \
+                 AS t(id, kind, input, max_attempts, priority, cache_key, created_at, run_at) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(ids)
+        .bind(kinds)
+        .bind(inputs)
+        .bind(attempts)
+        .bind(priorities)
+        .bind(cache_keys)
+        .bind(created)
+        .bind(run_at)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        self.wake_workers();
+        Ok(())
+    }
+
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
         // A task is in exactly one table at a time; the finished side is read
         // first to not miss one that moves between the two reads.

@@ -33,6 +33,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// SQLite allows at most 32766 bound parameters per statement; request-log
 /// inserts are chunked well below that.
 const REQUEST_ROWS_PER_STATEMENT: usize = 1_000;
+/// Task rows bind 9 parameters each.
+const TASK_ROWS_PER_STATEMENT: usize = 1_000;
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -152,6 +154,35 @@ impl Store for SqliteStore {
             .map_err(err)?;
         self.inserted.send_modify(|n| *n = n.wrapping_add(1));
         task_from_row(&row)
+    }
+
+    async fn task_insert_many(&self, params: &[TaskInsertParams]) -> Result<(), StoreError> {
+        if params.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await.map_err(err)?;
+        for chunk in params.chunks(TASK_ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, \
+                 created_at, run_at) ",
+            );
+            q.push_values(chunk, |mut b, p| {
+                b.push_bind(p.id.to_string())
+                    .push_bind(p.kind.as_str())
+                    .push_bind(p.input.to_string())
+                    .push_bind("queued")
+                    .push_bind(p.max_attempts)
+                    .push_bind(p.priority)
+                    .push_bind(&p.cache_key)
+                    .push_bind(millis(p.now))
+                    .push_bind(millis(p.run_at));
+            });
+            q.push(" ON CONFLICT (id) DO NOTHING");
+            q.build().execute(&mut *tx).await.map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
+        self.inserted.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(())
     }
 
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {

@@ -486,3 +486,25 @@ pub async fn insert_wakes_waiting_workers(store: Arc<dyn Store>) {
         .expect("no wake-up after insert")
         .unwrap();
 }
+
+pub async fn insert_many_is_one_batch_and_idempotent(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let batch: Vec<TaskInsertParams> = (0..50)
+        .map(|i| insert_params(TaskKind::Md5, &format!("many-{i}"), now))
+        .collect();
+    store.task_insert_many(&batch).await.unwrap();
+    // Again, as a retry after a lost answer would: nothing doubles.
+    store.task_insert_many(&batch).await.unwrap();
+    for p in &batch {
+        let t = store.task_get(p.id).await.unwrap().unwrap();
+        assert_eq!(t.state, TaskState::Queued);
+        assert_eq!(t.input, p.input);
+        assert_eq!(t.kind, TaskKind::Md5);
+    }
+    let claimed = store.task_claim(claim("w", 100, now)).await.unwrap();
+    assert_eq!(claimed.len(), 50);
+    assert_eq!(
+        claimed.iter().map(|t| t.id).collect::<HashSet<_>>(),
+        batch.iter().map(|p| p.id).collect::<HashSet<_>>()
+    );
+}

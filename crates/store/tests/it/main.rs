@@ -7,6 +7,7 @@ macro_rules! conformance_suite {
     ($setup:ident) => {
         $crate::conformance_suite!($setup;
             insert_then_get_round_trips,
+            insert_many_is_one_batch_and_idempotent,
             claim_never_hands_a_task_to_two_workers,
             claim_orders_by_priority_then_run_at,
             claim_skips_tasks_not_yet_due,

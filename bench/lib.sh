@@ -1,0 +1,73 @@
+# Shared helpers for the bench scripts (sourced, not run).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WEIR="$ROOT/target/release/weir"
+PG_ADMIN="${WEIR_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+PG_BASE="${PG_ADMIN%/*}"
+WORK="$(mktemp -d /tmp/weir-bench.XXXXXX)"
+PIDS=()
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+build_weir() { (cd "$ROOT" && cargo build --release -q); }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_http() { # url
+    for _ in $(seq 1 200); do
+        curl -s -o /dev/null "$1" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "bench: $1 never answered" >&2; return 1
+}
+
+fresh_db() { # name → URL of a fresh, empty database
+    psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null 2>&1
+    psql "$PG_ADMIN" -qc "CREATE DATABASE $1" >/dev/null
+    echo "$PG_BASE/$1"
+}
+
+drop_db() { psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null 2>&1 || true; }
+
+# Starts `weir up` on $1 (a database URL, or "sqlite") with the remaining args;
+# sets UP_PID and UP_URL.
+start_weir_up() {
+    local db=$1; shift
+    local port; port=$(free_port)
+    local args=(up --listen "127.0.0.1:$port" --data-dir "$WORK/data-$port" --admin-token bench)
+    [ "$db" != sqlite ] && args+=(--database-url "$db")
+    RUST_LOG=warn "$WEIR" "${args[@]}" "$@" >"$WORK/up-$port.log" 2>&1 &
+    UP_PID=$!
+    PIDS+=("$UP_PID")
+    UP_URL="http://127.0.0.1:$port"
+    for _ in $(seq 1 200); do grep -q ready "$WORK/up-$port.log" && return 0; sleep 0.05; done
+    cat "$WORK/up-$port.log" >&2; return 1
+}
+
+stop_pid() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# Runs wrk; prints "requests_per_sec p50_ms p99_ms total_requests non2xx".
+run_wrk() { # url duration connections
+    local out; out=$(wrk -t2 -c"$3" -d"$2" --latency "$1")
+    local rps p50 p99 total non2xx
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    total=$(awk '/requests in/ {print $1}' <<<"$out")
+    non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+    echo "$rps $(to_ms "$p50") $(to_ms "$p99") $total ${non2xx:-0}"
+}
+
+to_ms() { # wrk latency like 1.23ms / 850.00us / 1.02s → ms
+    python3 -c 'import sys,re
+v=sys.argv[1]; m=re.match(r"([\d.]+)(us|ms|s)",v)
+n=float(m.group(1)); u=m.group(2)
+print(round(n/1000 if u=="us" else n*1000 if u=="s" else n,2))' "$1"
+}
+
+ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2]):.2f}')" "$1" "$2"; }

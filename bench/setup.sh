@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the benchmarks run beside weir: wrk (load), nginx and the seeds'
+# Python stack (gunicorn + Flask + psycopg2) in a venv under target/bench-venv.
+# Idempotent; run by every bench script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v wrk >/dev/null || need_apt+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "bench/setup: installing ${need_apt[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+    # The benchmarks start their own nginx; the packaged service is not wanted.
+    (service nginx stop || true) >/dev/null 2>&1
+fi
+
+VENV=target/bench-venv
+if [ ! -x "$VENV/bin/gunicorn" ]; then
+    echo "bench/setup: creating $VENV (gunicorn, flask, psycopg2-binary)" >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q gunicorn flask psycopg2-binary
+fi
+bash scripts/ensure-services.sh

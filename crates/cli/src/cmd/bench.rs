@@ -1,0 +1,47 @@
+//! `weir bench`: load-test a running system.
+
+use weir_bench::{idle, tasks};
+
+use crate::config::BenchCommand;
+
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    // Distinct inputs per run, so no task is answered from an earlier run's cache.
+    let run_id = format!("{:x}", rand::random::<u64>());
+    match command {
+        BenchCommand::Tasks(args) => {
+            let report = tasks::run(&tasks::TasksBench {
+                target: args.target.target.trim_end_matches('/').to_string(),
+                tasks: args.tasks,
+                concurrency: args.concurrency.max(1),
+                run_id,
+                timeout: args.timeout,
+            })
+            .await?;
+            if args.target.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "tasks: {} md5 tasks, {:.0} tasks/s end to end ({:.0} submits/s)",
+                    report.tasks, report.tasks_per_sec, report.submit_per_sec
+                );
+                println!("submit-to-start: {}", report.submit_to_start);
+                println!("submit round trip: {}", report.submit_rtt);
+            }
+        }
+        BenchCommand::Idle(args) => {
+            let report = idle::run(&idle::IdleBench {
+                target: args.target.target.trim_end_matches('/').to_string(),
+                samples: args.samples.max(1),
+                gap: args.gap,
+                run_id,
+            })
+            .await?;
+            if args.target.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("idle submit-to-start: {}", report.submit_to_start);
+            }
+        }
+    }
+    Ok(())
+}

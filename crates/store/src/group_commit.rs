@@ -1,0 +1,120 @@
+//! Group commit: many concurrent writers, few transactions.
+//!
+//! Every API request appends a request-log row, and every submission inserts a
+//! task; one transaction per row caps a node at the database's commit rate
+//! (SQLite has one writer; PostgreSQL flushes its WAL per commit). Instead,
+//! callers hand rows to one writer task per kind, which takes whatever has
+//! queued up (up to `max_batch`), writes it in one statement and transaction,
+//! and then answers every caller. Under light load a batch is one row and adds
+//! no delay; under heavy load batches grow by themselves while the previous
+//! commit runs.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use weir_core::{RequestLogEntry, Store, StoreError, TaskInsertParams};
+
+/// Rows waiting for the writer; past this, callers wait (back-pressure) rather
+/// than memory growing without bound.
+const QUEUE_CAPACITY: usize = 16_384;
+
+type Ack = oneshot::Sender<Result<(), StoreError>>;
+type WriteFuture = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+type WriteFn<T> = Box<dyn Fn(Arc<dyn Store>, Vec<T>) -> WriteFuture + Send>;
+
+/// Handle to a writer task. Cheap to clone; the task ends (after writing
+/// everything queued) when the last handle is dropped.
+pub struct GroupCommit<T> {
+    tx: mpsc::Sender<(T, Option<Ack>)>,
+}
+
+impl<T> Clone for GroupCommit<T> {
+    fn clone(&self) -> Self {
+        GroupCommit {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+/// Group commit for the request log.
+pub type RequestLogWriter = GroupCommit<RequestLogEntry>;
+/// Group commit for task submissions.
+pub type TaskInsertWriter = GroupCommit<TaskInsertParams>;
+
+impl GroupCommit<RequestLogEntry> {
+    /// Starts the request-log writer on the current runtime.
+    pub fn spawn(store: Arc<dyn Store>, max_batch: usize) -> (Self, JoinHandle<()>) {
+        Self::spawn_with(
+            store,
+            max_batch,
+            Box::new(|store, rows| {
+                Box::pin(async move { store.request_log_insert_many(&rows).await })
+            }),
+        )
+    }
+}
+
+impl GroupCommit<TaskInsertParams> {
+    /// Starts the task-insert writer on the current runtime.
+    pub fn spawn_tasks(store: Arc<dyn Store>, max_batch: usize) -> (Self, JoinHandle<()>) {
+        Self::spawn_with(
+            store,
+            max_batch,
+            Box::new(|store, rows| Box::pin(async move { store.task_insert_many(&rows).await })),
+        )
+    }
+}
+
+impl<T: Send + 'static> GroupCommit<T> {
+    fn spawn_with(
+        store: Arc<dyn Store>,
+        max_batch: usize,
+        write: WriteFn<T>,
+    ) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let handle = tokio::spawn(write_loop(store, rx, max_batch.max(1), write));
+        (GroupCommit { tx }, handle)
+    }
+
+    /// Appends a row and waits until it is committed.
+    pub async fn write(&self, row: T) -> Result<(), StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send((row, Some(ack)))
+            .await
+            .map_err(|_| StoreError::Unavailable("group-commit writer stopped".into()))?;
+        done.await
+            .map_err(|_| StoreError::Unavailable("group-commit writer stopped".into()))?
+    }
+
+    /// Appends a row without waiting for the commit (for requests whose answer
+    /// does not depend on the row). Waits only if the queue is full.
+    pub async fn write_detached(&self, row: T) {
+        if self.tx.send((row, None)).await.is_err() {
+            tracing::warn!("group-commit writer stopped; a row was not written");
+        }
+    }
+}
+
+async fn write_loop<T>(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<(T, Option<Ack>)>,
+    max_batch: usize,
+    write: WriteFn<T>,
+) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut batch, max_batch).await > 0 {
+        let (rows, acks): (Vec<T>, Vec<Option<Ack>>) = batch.drain(..).unzip();
+        let n = rows.len();
+        let result = write(store.clone(), rows).await;
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, rows = n, "group-commit batch failed");
+        }
+        for ack in acks.into_iter().flatten() {
+            let _ = ack.send(result.clone());
+        }
+    }
+}
