@@ -138,9 +138,13 @@ pub struct WorkerTuning {
 
 #[derive(Debug, Clone, Args)]
 pub struct BalancerArgs {
-    /// Selection strategy: round_robin or least_connections.
+    /// Selection strategy: round_robin, weighted_round_robin, least_connections,
+    /// power_of_two_choices, consistent_hash or peak_ewma.
     #[arg(long, env = "WEIR_STRATEGY", default_value = "round_robin", value_parser = parse_strategy)]
     pub strategy: Strategy,
+    /// What consistent_hash keys on: client_ip or header:NAME.
+    #[arg(long, env = "WEIR_HASH_KEY", default_value = "client_ip")]
+    pub hash_key: weir_lb::HashKey,
     /// Bearer token for admin endpoints that change state (generated when empty).
     #[arg(long, env = "WEIR_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
@@ -181,7 +185,8 @@ pub struct LbArgs {
     /// Where the load balancer listens.
     #[arg(long, env = "WEIR_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Backend URLs, comma-separated: http://10.0.0.1:8081,http://10.0.0.2:8081.
+    /// Backend URLs with optional weights, comma-separated:
+    /// http://10.0.0.1:8081=5,http://10.0.0.2:8081.
     #[arg(long, env = "WEIR_BACKENDS", value_delimiter = ',', required = true)]
     pub backends: Vec<String>,
     #[command(flatten)]
@@ -276,6 +281,7 @@ impl BalancerArgs {
     pub fn config(&self, backends: Vec<String>, admin_token: String) -> weir_lb::LbConfig {
         let mut config = weir_lb::LbConfig::new(backends);
         config.strategy = self.strategy;
+        config.hash_key = self.hash_key.clone();
         config.admin_token = admin_token;
         config.health_interval = self.health_interval;
         config

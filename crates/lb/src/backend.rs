@@ -1,7 +1,8 @@
 //! Backends and the set the proxy selects from.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use http::uri::{Authority, Scheme};
@@ -19,6 +20,30 @@ pub struct Backend {
     healthy: AtomicBool,
     consecutive_failures: AtomicU32,
     consecutive_successes: AtomicU32,
+    /// Relative share under `weighted_round_robin` (and `consistent_hash`).
+    pub weight: u32,
+    /// Smooth weighted round robin's running weight; only touched under that
+    /// selector's lock.
+    pub(crate) smooth_weight: AtomicI64,
+    /// Peak-EWMA latency in nanoseconds, and when it was last updated
+    /// (nanoseconds since the process's first use of it).
+    ewma_ns: AtomicU64,
+    ewma_at: AtomicU64,
+}
+
+/// Weights a backend may have.
+pub const MAX_WEIGHT: u32 = 1000;
+/// How fast peak-EWMA forgets: a sample's weight halves about every 7 s.
+const EWMA_DECAY: Duration = Duration::from_secs(10);
+/// What peak-EWMA assumes of a backend it has no sample of yet.
+const EWMA_DEFAULT: Duration = Duration::from_millis(5);
+/// What a fast refusal (429, or 503 with Retry-After) counts as: a refusal
+/// must make a backend look loaded, not fast.
+const REFUSAL_PENALTY: Duration = Duration::from_secs(1);
+
+fn clock_ns() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
 /// A backend as `/lb/stats` shows it.
@@ -30,11 +55,25 @@ pub struct BackendStats {
     pub requests: u64,
     pub in_flight: u64,
     pub errors: u64,
+    pub weight: u32,
+    /// Peak-EWMA latency, in milliseconds.
+    pub latency_ewma_ms: f64,
 }
 
 impl Backend {
-    /// Parses `http://host:port` (a bare `host:port` is taken as http).
-    pub fn parse(url: &str) -> Result<Self, String> {
+    /// Parses `http://host:port[=WEIGHT]` (a bare `host:port` is taken as http).
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let (url, weight) = match spec.trim().rsplit_once('=') {
+            Some((url, w)) => {
+                let weight = w
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|w| (1..=MAX_WEIGHT).contains(w))
+                    .ok_or_else(|| format!("backend {spec:?}: weight must be 1..={MAX_WEIGHT}"))?;
+                (url, weight)
+            }
+            None => (spec.trim(), 1),
+        };
         let url = url.trim().trim_end_matches('/');
         let with_scheme = if url.contains("://") {
             url.to_string()
@@ -65,7 +104,46 @@ impl Backend {
             healthy: AtomicBool::new(true),
             consecutive_failures: AtomicU32::new(0),
             consecutive_successes: AtomicU32::new(0),
+            weight,
+            smooth_weight: AtomicI64::new(0),
+            ewma_ns: AtomicU64::new(0),
+            ewma_at: AtomicU64::new(0),
         })
+    }
+
+    /// Feeds one response time into the peak-EWMA: a slower sample than the
+    /// average takes over at once (peak), faster ones pull it down gradually.
+    pub fn record_latency(&self, sample: Duration) {
+        let sample_ns = sample.as_nanos().min(u128::from(u64::MAX)) as u64;
+        let now = clock_ns();
+        let last = self.ewma_at.swap(now, Ordering::Relaxed);
+        let current = self.ewma_ns.load(Ordering::Relaxed);
+        let next = if current == 0 || sample_ns > current {
+            sample_ns
+        } else {
+            let elapsed = now.saturating_sub(last) as f64;
+            let keep = (-elapsed / EWMA_DECAY.as_nanos() as f64).exp();
+            (current as f64 * keep + sample_ns as f64 * (1.0 - keep)) as u64
+        };
+        self.ewma_ns.store(next, Ordering::Relaxed);
+    }
+
+    /// A fast refusal (429, or 503 with Retry-After): load, not speed.
+    pub fn record_refusal(&self) {
+        self.record_latency(REFUSAL_PENALTY);
+    }
+
+    /// Peak-EWMA latency, or a default before the first sample.
+    pub fn latency_ewma(&self) -> Duration {
+        match self.ewma_ns.load(Ordering::Relaxed) {
+            0 => EWMA_DEFAULT,
+            ns => Duration::from_nanos(ns),
+        }
+    }
+
+    /// Expected cost of one more request: latency × (requests in flight + 1).
+    pub fn ewma_cost(&self) -> f64 {
+        self.latency_ewma().as_secs_f64() * (self.in_flight() + 1) as f64
     }
 
     pub fn id(&self) -> &str {
@@ -127,6 +205,8 @@ impl Backend {
             requests: self.requests.load(Ordering::Relaxed),
             in_flight: self.in_flight(),
             errors: self.errors.load(Ordering::Relaxed),
+            weight: self.weight,
+            latency_ewma_ms: self.latency_ewma().as_secs_f64() * 1000.0,
         }
     }
 }

@@ -1,8 +1,48 @@
 //! The load balancer's settings.
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
+use http::HeaderName;
+
 use crate::Strategy;
+
+/// What `consistent_hash` keys on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum HashKey {
+    /// The connecting client's IP.
+    #[default]
+    ClientIp,
+    /// A request header's value (falling back to the client IP when absent).
+    Header(HeaderName),
+}
+
+impl FromStr for HashKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "client_ip" => Ok(HashKey::ClientIp),
+            _ => match s.strip_prefix("header:") {
+                Some(name) => HeaderName::from_bytes(name.trim().as_bytes())
+                    .map(HashKey::Header)
+                    .map_err(|_| format!("invalid header name {name:?}")),
+                None => Err(format!(
+                    "hash key must be client_ip or header:NAME, not {s:?}"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HashKey::ClientIp => f.write_str("client_ip"),
+            HashKey::Header(name) => write!(f, "header:{name}"),
+        }
+    }
+}
 
 /// How the load balancer behaves. Built by the CLI from flags, env and config file.
 #[derive(Clone, Debug)]
@@ -11,6 +51,8 @@ pub struct LbConfig {
     pub backends: Vec<String>,
     /// Selection strategy at start.
     pub strategy: Strategy,
+    /// What `consistent_hash` keys on.
+    pub hash_key: HashKey,
     /// Bearer token required by admin endpoints that change state.
     pub admin_token: String,
     /// Time between active health checks of each backend.
@@ -34,6 +76,7 @@ impl LbConfig {
         LbConfig {
             backends,
             strategy: Strategy::RoundRobin,
+            hash_key: HashKey::ClientIp,
             admin_token: String::new(),
             health_interval: Duration::from_secs(2),
             health_timeout: Duration::from_secs(1),

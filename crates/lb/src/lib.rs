@@ -21,6 +21,6 @@ pub mod selection;
 pub mod server;
 
 pub use backend::{Backend, BackendSet};
-pub use config::LbConfig;
+pub use config::{HashKey, LbConfig};
 pub use selection::Strategy;
 pub use server::{run, Lb};

@@ -9,6 +9,8 @@ use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 
+use crate::config::HashKey;
+use crate::selection::{hash_key as hash_key_bytes, Pick};
 use crate::server::Lb;
 use crate::Backend;
 
@@ -30,6 +32,7 @@ const HOP_BY_HOP: [&str; 7] = [
 /// answer, or a JSON 502/504 when none answers.
 pub async fn forward(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
+    let key = affinity_key(&lb.config.hash_key, &parts.headers, peer);
     strip_hop_by_hop(&mut parts.headers);
     append_forwarded_for(&mut parts.headers, peer);
     parts
@@ -48,7 +51,7 @@ pub async fn forward(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -> Respo
     let mut tried: Vec<&Arc<Backend>> = Vec::with_capacity(MAX_CONNECT_ATTEMPTS);
 
     for _ in 0..MAX_CONNECT_ATTEMPTS.min(backends.len().max(1)) {
-        let Some(backend) = pick(lb, &backends, &tried) else {
+        let Some(backend) = pick(lb, &backends, &tried, key) else {
             break;
         };
         tried.push(backend);
@@ -69,11 +72,21 @@ pub async fn forward(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -> Respo
         *upstream.uri_mut() = uri;
 
         let guard = backend.start_request();
+        let started = std::time::Instant::now();
         let sent =
             tokio::time::timeout(lb.config.upstream_timeout, lb.client.request(upstream)).await;
         match sent {
             Ok(Ok(resp)) => {
-                if resp.status().is_server_error() {
+                backend.record_latency(started.elapsed());
+                let status = resp.status();
+                if status == StatusCode::TOO_MANY_REQUESTS
+                    || (status == StatusCode::SERVICE_UNAVAILABLE
+                        && resp.headers().contains_key(header::RETRY_AFTER))
+                {
+                    // A fast refusal is load, not speed.
+                    backend.record_refusal();
+                }
+                if status.is_server_error() {
                     backend.record_error();
                 }
                 let (mut rparts, rbody) = resp.into_parts();
@@ -138,14 +151,44 @@ fn pick<'a>(
     lb: &Lb,
     backends: &'a [Arc<Backend>],
     tried: &[&Arc<Backend>],
+    key: u64,
 ) -> Option<&'a Arc<Backend>> {
     let active = lb.strategy.load();
     let untried = |b: &Backend| !tried.iter().any(|t| std::ptr::eq(t.as_ref(), b));
+    let healthy_untried = |b: &Backend| b.is_healthy() && untried(b);
     active
         .selector
-        .select(backends, &|b| b.is_healthy() && untried(b))
-        .or_else(|| active.selector.select(backends, &untried))
+        .select(
+            backends,
+            &Pick {
+                key,
+                eligible: &healthy_untried,
+            },
+        )
+        .or_else(|| {
+            active.selector.select(
+                backends,
+                &Pick {
+                    key,
+                    eligible: &untried,
+                },
+            )
+        })
         .map(|i| &backends[i])
+}
+
+/// The request's affinity key for `consistent_hash`: the named header's value
+/// when configured and present, else the client's IP.
+fn affinity_key(hash_key: &HashKey, headers: &HeaderMap, peer: SocketAddr) -> u64 {
+    if let HashKey::Header(name) = hash_key {
+        if let Some(v) = headers.get(name) {
+            return hash_key_bytes(v.as_bytes());
+        }
+    }
+    match peer.ip() {
+        std::net::IpAddr::V4(ip) => hash_key_bytes(&ip.octets()),
+        std::net::IpAddr::V6(ip) => hash_key_bytes(&ip.octets()),
+    }
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::Selector;
+use super::{Pick, Selector};
 use crate::Backend;
 
 #[derive(Default)]
@@ -13,11 +13,7 @@ pub struct LeastConnections {
 }
 
 impl Selector for LeastConnections {
-    fn select(
-        &self,
-        backends: &[Arc<Backend>],
-        eligible: &dyn Fn(&Backend) -> bool,
-    ) -> Option<usize> {
+    fn select(&self, backends: &[Arc<Backend>], pick: &Pick) -> Option<usize> {
         let n = backends.len();
         if n == 0 {
             return None;
@@ -25,7 +21,7 @@ impl Selector for LeastConnections {
         let start = self.tie_break.fetch_add(1, Ordering::Relaxed);
         (0..n)
             .map(|i| (start + i) % n)
-            .filter(|&i| eligible(&backends[i]))
+            .filter(|&i| (pick.eligible)(&backends[i]))
             .min_by_key(|&i| backends[i].in_flight())
     }
 }
@@ -42,7 +38,7 @@ mod tests {
         let _one = b[2].start_request();
         let lc = LeastConnections::default();
         for _ in 0..5 {
-            assert_eq!(lc.select(&b, &|_| true), Some(1));
+            assert_eq!(lc.select(&b, &Pick::any(0)), Some(1));
         }
     }
 
@@ -52,7 +48,7 @@ mod tests {
         let lc = LeastConnections::default();
         let mut seen = [0; 3];
         for _ in 0..30 {
-            seen[lc.select(&b, &|_| true).unwrap()] += 1;
+            seen[lc.select(&b, &Pick::any(0)).unwrap()] += 1;
         }
         assert_eq!(seen, [10, 10, 10]);
     }

@@ -1,27 +1,50 @@
 //! Selection strategies: which backend gets the next request. One file per
 //! strategy behind one trait; the active one is swapped at runtime.
 
+mod consistent_hash;
 mod least_connections;
+mod peak_ewma;
+mod power_of_two;
 mod round_robin;
+mod weighted_round_robin;
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+pub use consistent_hash::{hash_key, ConsistentHash};
 pub use least_connections::LeastConnections;
+pub use peak_ewma::PeakEwma;
+pub use power_of_two::PowerOfTwoChoices;
 pub use round_robin::RoundRobin;
+pub use weighted_round_robin::WeightedRoundRobin;
 
 use crate::Backend;
 
+/// What a selector knows of the request it places.
+pub struct Pick<'a> {
+    /// Hash of the request's affinity key (client IP, or a named header), read
+    /// by `consistent_hash`.
+    pub key: u64,
+    /// Which backends may be chosen (healthy, not draining, not tried yet…).
+    pub eligible: &'a dyn Fn(&Backend) -> bool,
+}
+
+impl Pick<'_> {
+    /// Any backend, for key `key`.
+    pub fn any(key: u64) -> Pick<'static> {
+        Pick {
+            key,
+            eligible: &|_| true,
+        }
+    }
+}
+
 /// Picks a backend for one request.
 pub trait Selector: Send + Sync {
-    /// Index into `backends` of the chosen one, among those for which `eligible`
-    /// holds; `None` when none is eligible.
-    fn select(
-        &self,
-        backends: &[Arc<Backend>],
-        eligible: &dyn Fn(&Backend) -> bool,
-    ) -> Option<usize>;
+    /// Index into `backends` of the chosen one, among those `pick.eligible`
+    /// allows; `None` when none is eligible.
+    fn select(&self, backends: &[Arc<Backend>], pick: &Pick) -> Option<usize>;
 }
 
 /// The strategies a user can name.
@@ -29,17 +52,37 @@ pub trait Selector: Send + Sync {
 pub enum Strategy {
     /// Each backend in turn.
     RoundRobin,
+    /// Each backend in proportion to its weight, smoothly interleaved (nginx's algorithm).
+    WeightedRoundRobin,
     /// The backend with the fewest requests in flight.
     LeastConnections,
+    /// The less loaded of two random picks.
+    PowerOfTwoChoices,
+    /// The same key (client IP or a header) to the same backend; when one of n
+    /// backends leaves, only its ~1/n of keys move.
+    ConsistentHash,
+    /// Latency-aware: the lower of two random picks' peak-EWMA latency × load.
+    PeakEwma,
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 2] = [Strategy::RoundRobin, Strategy::LeastConnections];
+    pub const ALL: [Strategy; 6] = [
+        Strategy::RoundRobin,
+        Strategy::WeightedRoundRobin,
+        Strategy::LeastConnections,
+        Strategy::PowerOfTwoChoices,
+        Strategy::ConsistentHash,
+        Strategy::PeakEwma,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Strategy::RoundRobin => "round_robin",
+            Strategy::WeightedRoundRobin => "weighted_round_robin",
             Strategy::LeastConnections => "least_connections",
+            Strategy::PowerOfTwoChoices => "power_of_two_choices",
+            Strategy::ConsistentHash => "consistent_hash",
+            Strategy::PeakEwma => "peak_ewma",
         }
     }
 
@@ -47,7 +90,11 @@ impl Strategy {
     pub fn selector(self) -> Box<dyn Selector> {
         match self {
             Strategy::RoundRobin => Box::new(RoundRobin::default()),
+            Strategy::WeightedRoundRobin => Box::new(WeightedRoundRobin::default()),
             Strategy::LeastConnections => Box::new(LeastConnections::default()),
+            Strategy::PowerOfTwoChoices => Box::new(PowerOfTwoChoices),
+            Strategy::ConsistentHash => Box::new(ConsistentHash),
+            Strategy::PeakEwma => Box::new(PeakEwma),
         }
     }
 }
@@ -93,6 +140,13 @@ impl ActiveStrategy {
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::*;
+
+    /// Eligible indices, in order, for selectors that pick at random.
+    pub fn eligible_indices(backends: &[Arc<Backend>], pick: &Pick) -> Vec<usize> {
+        (0..backends.len())
+            .filter(|&i| (pick.eligible)(&backends[i]))
+            .collect()
+    }
 
     pub fn backends(n: usize) -> Vec<Arc<Backend>> {
         (0..n)

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::Selector;
+use super::{Pick, Selector};
 use crate::Backend;
 
 #[derive(Default)]
@@ -12,11 +12,7 @@ pub struct RoundRobin {
 }
 
 impl Selector for RoundRobin {
-    fn select(
-        &self,
-        backends: &[Arc<Backend>],
-        eligible: &dyn Fn(&Backend) -> bool,
-    ) -> Option<usize> {
+    fn select(&self, backends: &[Arc<Backend>], pick: &Pick) -> Option<usize> {
         let n = backends.len();
         if n == 0 {
             return None;
@@ -24,7 +20,7 @@ impl Selector for RoundRobin {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n)
             .map(|i| (start + i) % n)
-            .find(|&i| eligible(&backends[i]))
+            .find(|&i| (pick.eligible)(&backends[i]))
     }
 }
 
@@ -37,7 +33,9 @@ mod tests {
     fn visits_each_backend_in_turn() {
         let b = backends(3);
         let rr = RoundRobin::default();
-        let picks: Vec<_> = (0..6).map(|_| rr.select(&b, &|_| true).unwrap()).collect();
+        let picks: Vec<_> = (0..6)
+            .map(|_| rr.select(&b, &Pick::any(0)).unwrap())
+            .collect();
         assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
     }
 
@@ -46,9 +44,27 @@ mod tests {
         let b = backends(3);
         let rr = RoundRobin::default();
         let picks: Vec<_> = (0..4)
-            .map(|_| rr.select(&b, &|x| x.id() != b[1].id()).unwrap())
+            .map(|_| {
+                rr.select(
+                    &b,
+                    &Pick {
+                        key: 0,
+                        eligible: &|x| x.id() != b[1].id(),
+                    },
+                )
+                .unwrap()
+            })
             .collect();
         assert!(!picks.contains(&1));
-        assert_eq!(rr.select(&b, &|_| false), None);
+        assert_eq!(
+            rr.select(
+                &b,
+                &Pick {
+                    key: 0,
+                    eligible: &|_| false
+                }
+            ),
+            None
+        );
     }
 }

@@ -70,3 +70,123 @@ async fn least_connections_avoids_a_slow_backend() {
     assert!(f >= 4 * s, "fast {f} vs slow {s}");
     lb.stop().await;
 }
+
+async fn names(backends: &[(&str, Duration)]) -> Vec<TestBackend> {
+    let mut started = Vec::new();
+    for (name, delay) in backends {
+        started.push(TestBackend::start(name, *delay).await);
+    }
+    started
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_round_robin_interleaves_5_1_1_like_nginx() {
+    let b = names(&[
+        ("a", Duration::ZERO),
+        ("b", Duration::ZERO),
+        ("c", Duration::ZERO),
+    ])
+    .await;
+    let urls = vec![
+        format!("{}=5", b[0].url()),
+        format!("{}=1", b[1].url()),
+        format!("{}=1", b[2].url()),
+    ];
+    let lb = TestLb::start(urls, Strategy::WeightedRoundRobin).await;
+    let http = reqwest::Client::new();
+    let mut seq = String::new();
+    for _ in 0..14 {
+        seq += &http
+            .get(format!("{}/work", lb.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    }
+    assert_eq!(seq, "aabacaaaabacaa");
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_hash_keeps_each_key_on_one_backend() {
+    let b = names(&[
+        ("a", Duration::ZERO),
+        ("b", Duration::ZERO),
+        ("c", Duration::ZERO),
+    ])
+    .await;
+    let lb = TestLb::start_with(b.iter().map(|b| b.url()).collect(), |c| {
+        c.strategy = Strategy::ConsistentHash;
+        c.hash_key = "header:x-tenant".parse().unwrap();
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let mut owners = HashMap::new();
+    for tenant in 0..60 {
+        for _ in 0..4 {
+            let name = http
+                .get(format!("{}/work", lb.base))
+                .header("x-tenant", format!("tenant-{tenant}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let owner = owners.entry(tenant).or_insert_with(|| name.clone());
+            assert_eq!(*owner, name, "tenant-{tenant} moved");
+        }
+    }
+    let used: std::collections::HashSet<_> = owners.values().collect();
+    assert_eq!(used.len(), 3, "keys spread over every backend: {owners:?}");
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peak_ewma_and_power_of_two_avoid_a_slow_backend() {
+    for strategy in [Strategy::PeakEwma, Strategy::PowerOfTwoChoices] {
+        let b = names(&[
+            ("slow", Duration::from_millis(200)),
+            ("f1", Duration::from_millis(2)),
+            ("f2", Duration::from_millis(2)),
+        ])
+        .await;
+        let lb = TestLb::start(b.iter().map(|b| b.url()).collect(), strategy).await;
+        let counts = spread(&lb, 6, 20).await;
+        let slow = counts.get("slow").copied().unwrap_or(0);
+        // Round robin would send it 40 of 120.
+        assert!(slow <= 15, "{strategy}: {counts:?}");
+        lb.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_strategy_can_be_switched_to_at_runtime() {
+    let b = names(&[("a", Duration::ZERO), ("b", Duration::ZERO)]).await;
+    let lb = TestLb::start(b.iter().map(|b| b.url()).collect(), Strategy::RoundRobin).await;
+    let http = reqwest::Client::new();
+    for strategy in Strategy::ALL {
+        let resp = http
+            .put(format!("{}/lb/strategy", lb.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({"strategy": strategy.as_str()}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let shown: serde_json::Value = http
+            .get(format!("{}/lb/strategy", lb.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(shown["strategy"], strategy.as_str());
+        let resp = http.get(format!("{}/work", lb.base)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{strategy}");
+    }
+    lb.stop().await;
+}

@@ -81,11 +81,16 @@ pub struct TestLb {
 
 impl TestLb {
     pub async fn start(backends: Vec<String>, strategy: Strategy) -> TestLb {
+        Self::start_with(backends, |c| c.strategy = strategy).await
+    }
+
+    /// An lb whose test defaults `adjust` changes.
+    pub async fn start_with(backends: Vec<String>, adjust: impl FnOnce(&mut LbConfig)) -> TestLb {
         let mut config = LbConfig::new(backends);
-        config.strategy = strategy;
         config.admin_token = TOKEN.into();
         config.health_interval = Duration::from_millis(100);
         config.health_timeout = Duration::from_millis(500);
+        adjust(&mut config);
         let lb = Lb::new(config).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
