@@ -141,13 +141,6 @@ impl ActiveStrategy {
 pub(crate) mod test_support {
     use super::*;
 
-    /// Eligible indices, in order, for selectors that pick at random.
-    pub fn eligible_indices(backends: &[Arc<Backend>], pick: &Pick) -> Vec<usize> {
-        (0..backends.len())
-            .filter(|&i| (pick.eligible)(&backends[i]))
-            .collect()
-    }
-
     pub fn backends(n: usize) -> Vec<Arc<Backend>> {
         (0..n)
             .map(|i| Arc::new(Backend::parse(&format!("http://127.0.0.1:{}", 9000 + i)).unwrap()))
