@@ -148,6 +148,19 @@ pub struct BalancerArgs {
     /// Bearer token for admin endpoints that change state (generated when empty).
     #[arg(long, env = "WEIR_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
+    /// Requests per second each client IP may make (unlimited when absent).
+    #[arg(long, env = "WEIR_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+    /// Requests a client may make at once above the rate (default: the rate).
+    #[arg(long, env = "WEIR_RATE_BURST")]
+    pub rate_burst: Option<u32>,
+    /// A per-route limit, `[METHOD ]PATH_PREFIX=RATE[:BURST]`, e.g. `POST /hash/=10:20`;
+    /// repeatable, first match wins.
+    #[arg(long = "rate-limit-route", env = "WEIR_RATE_LIMIT_ROUTES", value_delimiter = ';', value_parser = parse_route_limit)]
+    pub rate_limit_routes: Vec<weir_lb::ratelimit::RouteLimit>,
+    /// Proxies (CIDRs) whose X-Forwarded-For names the client, comma-separated; none by default.
+    #[arg(long, env = "WEIR_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Time between active health checks.
     #[arg(long, env = "WEIR_HEALTH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub health_interval: Duration,
@@ -225,6 +238,35 @@ fn parse_strategy(s: &str) -> Result<Strategy, String> {
     s.parse()
 }
 
+fn parse_route_limit(s: &str) -> Result<weir_lb::ratelimit::RouteLimit, String> {
+    let (route, rate) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("expected [METHOD ]PATH_PREFIX=RATE[:BURST], got {s:?}"))?;
+    let (method, prefix) = match route.trim().split_once(' ') {
+        Some((m, p)) => (
+            Some(
+                http::Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                    .map_err(|e| e.to_string())?,
+            ),
+            p.trim(),
+        ),
+        None => (None, route.trim()),
+    };
+    let (per_second, burst) = match rate.split_once(':') {
+        Some((r, b)) => (r.trim().parse(), b.trim().parse()),
+        None => (rate.trim().parse(), rate.trim().parse()),
+    };
+    let (per_second, burst): (u32, u32) = (
+        per_second.map_err(|_| format!("bad rate in {s:?}"))?,
+        burst.map_err(|_| format!("bad burst in {s:?}"))?,
+    );
+    Ok(weir_lb::ratelimit::RouteLimit {
+        method,
+        path_prefix: prefix.to_string(),
+        policy: weir_lb::ratelimit::RatePolicy { per_second, burst },
+    })
+}
+
 impl StoreArgs {
     /// The store options, with `default_url` when no URL was given.
     pub fn options(&self, default_url: Option<String>) -> anyhow::Result<weir_store::StoreOptions> {
@@ -284,6 +326,16 @@ impl BalancerArgs {
         config.hash_key = self.hash_key.clone();
         config.admin_token = admin_token;
         config.health_interval = self.health_interval;
+        config.rate_limit = weir_lb::ratelimit::RateLimitConfig {
+            default: self
+                .rate_limit
+                .map(|per_second| weir_lb::ratelimit::RatePolicy {
+                    per_second,
+                    burst: self.rate_burst.unwrap_or(per_second),
+                }),
+            routes: self.rate_limit_routes.clone(),
+        };
+        config.trusted_proxies = self.trusted_proxies.clone();
         config
     }
 }

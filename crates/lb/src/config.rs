@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 
+use crate::ratelimit::RateLimitConfig;
 use crate::Strategy;
 
 /// What `consistent_hash` keys on.
@@ -69,6 +70,10 @@ pub struct LbConfig {
     pub upstream_timeout: Duration,
     /// How long in-flight requests may take to finish after shutdown begins.
     pub shutdown_grace: Duration,
+    /// Per-client rate limits (none by default).
+    pub rate_limit: RateLimitConfig,
+    /// Proxies whose `X-Forwarded-For` is believed (none by default).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl LbConfig {
@@ -85,6 +90,8 @@ impl LbConfig {
             connect_timeout: Duration::from_secs(1),
             upstream_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
+            rate_limit: RateLimitConfig::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod backend;
 pub mod config;
 pub mod health;
 pub mod proxy;
+pub mod ratelimit;
 pub mod selection;
 pub mod server;
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use axum::body::Body;
 use axum::Router;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -19,8 +19,12 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+use crate::ratelimit::{RateLimits, Verdict};
 use crate::selection::ActiveStrategy;
 use crate::{admin, health, proxy, Backend, BackendSet, LbConfig};
+
+/// How often idle clients' rate-limit state is dropped.
+const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The load balancer's shared state.
 pub struct Lb {
@@ -29,6 +33,7 @@ pub struct Lb {
     pub strategy: ArcSwap<ActiveStrategy>,
     /// Pooled keep-alive connections to the backends.
     pub client: Client<HttpConnector, Body>,
+    pub rate_limits: RateLimits,
 }
 
 impl Lb {
@@ -45,7 +50,10 @@ impl Lb {
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(256)
             .build(connector);
+        let rate_limits =
+            RateLimits::new(config.rate_limit.clone(), config.trusted_proxies.clone())?;
         Ok(Arc::new(Lb {
+            rate_limits,
             strategy: ArcSwap::from_pointee(ActiveStrategy::new(config.strategy)),
             backends: BackendSet::new(backends),
             config,
@@ -62,6 +70,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let health = tokio::spawn(health::run(lb.clone()));
+    let housekeeping = tokio::spawn(housekeep(lb.clone()));
     let admin = admin::router(lb.clone());
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
@@ -95,6 +104,7 @@ pub async fn run(
     }
     drop(listener);
     health.abort();
+    housekeeping.abort();
     if tokio::time::timeout(lb.config.shutdown_grace, graceful.shutdown())
         .await
         .is_err()
@@ -114,5 +124,37 @@ async fn handle(
     if path == "/lb" || path.starts_with("/lb/") {
         return admin.oneshot(req.map(Body::new)).await;
     }
-    Ok(proxy::forward(&lb, req, peer).await)
+    let client = lb.rate_limits.client_ip(peer.ip(), req.headers());
+    match lb.rate_limits.check(client, req.method(), path) {
+        Verdict::Unlimited => Ok(proxy::forward(&lb, req, peer).await),
+        Verdict::Allowed(headers) => {
+            let mut resp = proxy::forward(&lb, req, peer).await;
+            resp.headers_mut().extend(headers);
+            Ok(resp)
+        }
+        Verdict::Limited {
+            retry_after,
+            headers,
+        } => {
+            let mut resp = proxy::json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                &format!(
+                    "too many requests from {client}; retry in {:.1} s",
+                    retry_after.as_secs_f64()
+                ),
+            );
+            resp.headers_mut().extend(headers);
+            Ok(resp)
+        }
+    }
+}
+
+/// Drops idle clients' rate-limit state now and then.
+async fn housekeep(lb: Arc<Lb>) {
+    let mut every = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    loop {
+        every.tick().await;
+        lb.rate_limits.housekeep();
+    }
 }

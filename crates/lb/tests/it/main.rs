@@ -2,5 +2,6 @@
 
 mod failover;
 mod forwarding;
+mod rate_limits;
 mod strategies;
 mod support;

@@ -1,0 +1,118 @@
+//! Per-client rate limits through real traffic.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use weir_lb::ratelimit::{RateLimitConfig, RatePolicy, RouteLimit};
+
+use crate::support::{TestBackend, TestLb, TOKEN};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_limit_gets_429_with_retry_after_and_draft_headers() {
+    let backend = TestBackend::start("a", Duration::ZERO).await;
+    let lb = TestLb::start_with(vec![backend.url()], |c| {
+        c.rate_limit = RateLimitConfig {
+            default: Some(RatePolicy {
+                per_second: 1,
+                burst: 5,
+            }),
+            routes: vec![RouteLimit {
+                method: Some(http::Method::POST),
+                path_prefix: "/echo".into(),
+                policy: RatePolicy {
+                    per_second: 1,
+                    burst: 1,
+                },
+            }],
+        };
+    })
+    .await;
+    let http = reqwest::Client::new();
+    for i in 0..5 {
+        let resp = http.get(format!("{}/work", lb.base)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "request {i}");
+        assert_eq!(resp.headers()["ratelimit-policy"], "\"default\";q=5;w=5");
+        assert!(resp.headers()["ratelimit"]
+            .to_str()
+            .unwrap()
+            .starts_with("\"default\";r="));
+    }
+    let resp = http.get(format!("{}/work", lb.base)).send().await.unwrap();
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    assert_eq!(resp.headers()["ratelimit"], "\"default\";r=0;t=1");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+
+    // The stricter route has its own bucket.
+    let post = || http.post(format!("{}/echo", lb.base)).body("x").send();
+    assert_eq!(post().await.unwrap().status(), 200);
+    assert_eq!(post().await.unwrap().status(), 429);
+
+    // The admin API shows the policy and who is limited.
+    let shown: Value = http
+        .get(format!("{}/lb/rate-limits", lb.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["policy"]["default"]["per_second"], 1);
+    assert_eq!(shown["limited_clients"][0]["client"], "127.0.0.1");
+    assert!(shown["limited_clients"][0]["rejected"].as_u64().unwrap() >= 2);
+
+    // Changing limits needs the token; lifting them lets the client through.
+    let lift = json!({"default": null, "routes": []});
+    let denied = http
+        .put(format!("{}/lb/rate-limits", lb.base))
+        .json(&lift)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+    let bad = http
+        .put(format!("{}/lb/rate-limits", lb.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"default": {"per_second": 0, "burst": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let ok = http
+        .put(format!("{}/lb/rate-limits", lb.base))
+        .bearer_auth(TOKEN)
+        .json(&lift)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let resp = http.get(format!("{}/work", lb.base)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("ratelimit").is_none());
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_counts_only_from_trusted_proxies() {
+    let backend = TestBackend::start("a", Duration::ZERO).await;
+    let lb = TestLb::start_with(vec![backend.url()], |c| {
+        c.rate_limit.default = Some(RatePolicy {
+            per_second: 1,
+            burst: 1,
+        });
+        c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let get = |client: &'static str| {
+        http.get(format!("{}/work", lb.base))
+            .header("x-forwarded-for", client)
+            .send()
+    };
+    // Each client behind the trusted proxy has its own bucket.
+    assert_eq!(get("203.0.113.1").await.unwrap().status(), 200);
+    assert_eq!(get("203.0.113.1").await.unwrap().status(), 429);
+    assert_eq!(get("203.0.113.2").await.unwrap().status(), 200);
+    lb.stop().await;
+}
