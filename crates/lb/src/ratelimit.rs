@@ -265,7 +265,7 @@ impl RateLimits {
             .filter(|(_, (_, at))| at.elapsed() < LIMITED_SHOWN_FOR)
             .map(|(ip, (n, at))| (*ip, *n, at.elapsed().as_secs_f64()))
             .collect();
-        out.sort_by(|a, b| b.1.cmp(&a.1));
+        out.sort_by_key(|e| std::cmp::Reverse(e.1));
         out
     }
 
