@@ -200,7 +200,7 @@ pub struct LbArgs {
     pub listen: SocketAddr,
     /// Backend URLs with optional weights, comma-separated:
     /// http://10.0.0.1:8081=5,http://10.0.0.2:8081.
-    #[arg(long, env = "WEIR_BACKENDS", value_delimiter = ',', required = true)]
+    #[arg(long, env = "WEIR_BACKENDS", value_delimiter = ',')]
     pub backends: Vec<String>,
     #[command(flatten)]
     pub balancer: BalancerArgs,
@@ -214,6 +214,15 @@ pub struct ApiArgs {
     /// This node's id (default: api-<pid>).
     #[arg(long, env = "WEIR_NODE_ID")]
     pub node_id: Option<String>,
+    /// A running lb to join at start and leave (drain, then deregister) on shutdown.
+    #[arg(long, env = "WEIR_REGISTER_WITH")]
+    pub register_with: Option<String>,
+    /// The URL the lb reaches this node at (default: http://<listen address>).
+    #[arg(long, env = "WEIR_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+    /// The lb's admin token, for --register-with.
+    #[arg(long, env = "WEIR_ADMIN_TOKEN")]
+    pub admin_token: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]

@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`config`]: the command line (every flag also a `WEIR_*` env var).
 //! - [`cluster`]: [`cluster::Cluster`], lb + API nodes + workers in one process.
-//! - [`cmd`]: one module per subcommand (`up`, `lb`, `api`, `worker`, `migrate`).
+//! - [`cmd`]: one module per subcommand (`up`, `lb`, `api`, `worker`, `migrate`, `bench`).
+//! - [`registration`]: `weir api --register-with`, joining and leaving a running lb.
 //! - [`signal`]: the shutdown signal (Ctrl-C or SIGTERM).
 //! - [`logging`]: tracing setup (`--log-format text|json`).
 
@@ -13,4 +14,5 @@ pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod logging;
+pub mod registration;
 pub mod signal;

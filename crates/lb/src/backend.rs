@@ -18,6 +18,8 @@ pub struct Backend {
     requests: AtomicU64,
     errors: AtomicU64,
     healthy: AtomicBool,
+    /// Draining: listed, but no new requests.
+    draining: AtomicBool,
     consecutive_failures: AtomicU32,
     consecutive_successes: AtomicU32,
     /// Relative share under `weighted_round_robin` (and `consistent_hash`).
@@ -52,6 +54,7 @@ pub struct BackendStats {
     pub id: String,
     pub url: String,
     pub healthy: bool,
+    pub draining: bool,
     pub requests: u64,
     pub in_flight: u64,
     pub errors: u64,
@@ -102,6 +105,7 @@ impl Backend {
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
             consecutive_failures: AtomicU32::new(0),
             consecutive_successes: AtomicU32::new(0),
             weight,
@@ -158,6 +162,14 @@ impl Backend {
         self.healthy.load(Ordering::Relaxed)
     }
 
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn set_draining(&self, draining: bool) {
+        self.draining.store(draining, Ordering::Relaxed);
+    }
+
     /// Counts a request as started; the guard counts it finished when dropped
     /// (after the response body has been streamed, or on error).
     pub fn start_request(self: &Arc<Self>) -> InFlightGuard {
@@ -202,6 +214,7 @@ impl Backend {
             id: self.id().to_string(),
             url: format!("{}://{}", self.scheme, self.authority),
             healthy: self.is_healthy(),
+            draining: self.is_draining(),
             requests: self.requests.load(Ordering::Relaxed),
             in_flight: self.in_flight(),
             errors: self.errors.load(Ordering::Relaxed),

@@ -154,7 +154,9 @@ fn pick<'a>(
     key: u64,
 ) -> Option<&'a Arc<Backend>> {
     let active = lb.strategy.load();
-    let untried = |b: &Backend| !tried.iter().any(|t| std::ptr::eq(t.as_ref(), b));
+    // A draining backend gets nothing new, even when it is the last one left.
+    let untried =
+        |b: &Backend| !b.is_draining() && !tried.iter().any(|t| std::ptr::eq(t.as_ref(), b));
     let healthy_untried = |b: &Backend| b.is_healthy() && untried(b);
     active
         .selector

@@ -5,6 +5,7 @@ use tokio::net::TcpListener;
 
 use crate::cluster::serve_api_node;
 use crate::config::ApiArgs;
+use crate::registration::Registration;
 
 pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let options = args.store.options(None)?;
@@ -18,15 +19,43 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    println!(
-        "weir: {node_id} listening on http://{}",
-        listener.local_addr()?
-    );
-    serve_api_node(
+    let local = listener.local_addr()?;
+    println!("weir: {node_id} listening on http://{local}");
+    let registration = match &args.register_with {
+        Some(lb) => {
+            let advertise = args
+                .advertise_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{local}"));
+            let token = args.admin_token.as_deref().unwrap_or_default();
+            let r = Registration::register(lb, token, &advertise).await?;
+            println!("weir: {node_id} registered with {lb} as {advertise}");
+            Some(r)
+        }
+        None => None,
+    };
+    // On a signal: drain at the lb first (no new requests), then stop serving
+    // (in-flight requests finish), then leave the lb.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut serving = tokio::spawn(serve_api_node(
         listener,
         args.api.config(node_id, args.store.db_busy_timeout),
         store,
-        crate::signal::shutdown(),
-    )
-    .await
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    tokio::select! {
+        _ = crate::signal::shutdown() => {}
+        ended = &mut serving => return ended.context("API node task")?,
+    }
+    if let Some(r) = &registration {
+        r.drain().await;
+    }
+    let _ = stop_tx.send(());
+    let served = serving.await.context("API node task")?;
+    if let Some(r) = &registration {
+        r.deregister().await;
+    }
+    served
 }

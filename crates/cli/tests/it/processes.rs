@@ -244,3 +244,47 @@ async fn separate_processes_share_postgres_and_lose_nothing() {
     );
     pool.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_node_registers_with_the_lb_and_leaves_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("weir.db").display());
+    let (lb, line) = WeirProcess::start(
+        &["lb", "--listen", "127.0.0.1:0", "--admin-token", "t"],
+        "listening on",
+    );
+    let base = listening_url(&line);
+    let (api, _) = WeirProcess::start(
+        &[
+            "api",
+            "--listen",
+            "127.0.0.1:0",
+            "--node-id",
+            "api-r",
+            "--database-url",
+            &db,
+            "--register-with",
+            &base,
+            "--admin-token",
+            "t",
+        ],
+        "registered with",
+    );
+    let resp = reqwest::get(format!("{base}/?message=joined"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-weir-node"], "api-r");
+
+    api.terminate();
+    let list: Value = reqwest::get(format!("{base}/lb/backends"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["backends"], json!([]), "{list}");
+    let resp = reqwest::get(format!("{base}/")).await.unwrap();
+    assert_eq!(resp.status(), 502);
+    lb.terminate();
+}

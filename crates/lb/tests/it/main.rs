@@ -1,5 +1,6 @@
 //! The load balancer against tiny real backends on ephemeral ports.
 
+mod backends;
 mod failover;
 mod forwarding;
 mod rate_limits;

@@ -1,5 +1,8 @@
-//! The admin API under `/lb/`: stats, the strategy, the backend list.
+//! The admin API under `/lb/`: stats, the strategy, the backends, rate limits.
 //! Endpoints that change state need `Authorization: Bearer <admin token>`.
+
+mod backends;
+mod rate_limits;
 
 use std::sync::Arc;
 
@@ -13,7 +16,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::proxy::json_error;
-use crate::ratelimit::RateLimitConfig;
 use crate::selection::ActiveStrategy;
 use crate::server::Lb;
 use crate::Strategy;
@@ -22,8 +24,16 @@ pub fn router(lb: Arc<Lb>) -> Router {
     Router::new()
         .route("/lb/stats", get(stats))
         .route("/lb/strategy", get(get_strategy).put(put_strategy))
-        .route("/lb/backends", get(backends))
-        .route("/lb/rate-limits", get(get_rate_limits).put(put_rate_limits))
+        .route("/lb/backends", get(backends::list).post(backends::add))
+        .route("/lb/backends/{id}", axum::routing::delete(backends::remove))
+        .route(
+            "/lb/backends/{id}/drain",
+            axum::routing::post(backends::drain),
+        )
+        .route(
+            "/lb/rate-limits",
+            get(rate_limits::get_rate_limits).put(rate_limits::put_rate_limits),
+        )
         .fallback(|| async {
             json_error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint")
         })
@@ -45,11 +55,6 @@ async fn stats(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {
         "total_requests": total,
         "backends": backends,
     }))
-}
-
-async fn backends(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {
-    let backends: Vec<_> = lb.backends.snapshot().iter().map(|b| b.stats()).collect();
-    Json(json!({ "backends": backends }))
 }
 
 async fn get_strategy(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {
@@ -86,7 +91,7 @@ async fn put_strategy(State(lb): State<Arc<Lb>>, headers: HeaderMap, body: Bytes
 }
 
 /// Checks the bearer token, comparing in constant time; the 401 answer when it fails.
-fn unauthorized(lb: &Lb, headers: &HeaderMap) -> Option<Response<Body>> {
+pub(crate) fn unauthorized(lb: &Lb, headers: &HeaderMap) -> Option<Response<Body>> {
     let expected = lb.config.admin_token.as_bytes();
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -110,46 +115,4 @@ fn unauthorized(lb: &Lb, headers: &HeaderMap) -> Option<Response<Body>> {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn get_rate_limits(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {
-    let limited: Vec<_> = lb
-        .rate_limits
-        .limited_clients()
-        .into_iter()
-        .map(|(ip, rejected, ago)| json!({"client": ip.to_string(), "rejected": rejected, "last_rejected_secs_ago": ago}))
-        .collect();
-    let trusted: Vec<_> = lb
-        .rate_limits
-        .trusted_proxies()
-        .iter()
-        .map(|n| n.to_string())
-        .collect();
-    Json(json!({
-        "policy": lb.rate_limits.config(),
-        "trusted_proxies": trusted,
-        "tracked_clients": lb.rate_limits.tracked_clients(),
-        "limited_clients": limited,
-    }))
-}
-
-async fn put_rate_limits(State(lb): State<Arc<Lb>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(denied) = unauthorized(&lb, &headers) {
-        return denied;
-    }
-    let config: RateLimitConfig = match serde_json::from_slice(&body) {
-        Ok(c) => c,
-        Err(e) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                &format!("expected {{\"default\": {{\"per_second\", \"burst\"}} | null, \"routes\": [...]}}: {e}"),
-            )
-        }
-    };
-    if let Err(e) = lb.rate_limits.set(config.clone()) {
-        return json_error(StatusCode::BAD_REQUEST, "invalid_rate_limit", &e);
-    }
-    tracing::info!(?config, "rate limits changed");
-    Json(json!({ "policy": config })).into_response()
 }

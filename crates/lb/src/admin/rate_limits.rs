@@ -1,0 +1,61 @@
+//! `/lb/rate-limits`: the policy, who is limited, changing it at runtime.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::unauthorized;
+use crate::proxy::json_error;
+use crate::ratelimit::RateLimitConfig;
+use crate::server::Lb;
+
+pub async fn get_rate_limits(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {
+    let limited: Vec<_> = lb
+        .rate_limits
+        .limited_clients()
+        .into_iter()
+        .map(|(ip, rejected, ago)| json!({"client": ip.to_string(), "rejected": rejected, "last_rejected_secs_ago": ago}))
+        .collect();
+    let trusted: Vec<_> = lb
+        .rate_limits
+        .trusted_proxies()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    Json(json!({
+        "policy": lb.rate_limits.config(),
+        "trusted_proxies": trusted,
+        "tracked_clients": lb.rate_limits.tracked_clients(),
+        "limited_clients": limited,
+    }))
+}
+
+pub async fn put_rate_limits(
+    State(lb): State<Arc<Lb>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(denied) = unauthorized(&lb, &headers) {
+        return denied;
+    }
+    let config: RateLimitConfig = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                &format!("expected {{\"default\": {{\"per_second\", \"burst\"}} | null, \"routes\": [...]}}: {e}"),
+            )
+        }
+    };
+    if let Err(e) = lb.rate_limits.set(config.clone()) {
+        return json_error(StatusCode::BAD_REQUEST, "invalid_rate_limit", &e);
+    }
+    tracing::info!(?config, "rate limits changed");
+    Json(json!({ "policy": config })).into_response()
+}
