@@ -148,6 +148,24 @@ pub struct BalancerArgs {
     /// Bearer token for admin endpoints that change state (generated when empty).
     #[arg(long, env = "WEIR_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
+    /// Most client connections open at once (the lb stops accepting past it).
+    #[arg(long, env = "WEIR_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Most requests in flight per backend (unlimited when absent).
+    #[arg(long, env = "WEIR_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<u64>,
+    /// Requests that may wait for a backend slot when all are full; past it, 503 at once.
+    #[arg(long, env = "WEIR_QUEUE_SIZE", default_value_t = 256)]
+    pub queue_size: usize,
+    /// How long a request waits for a backend slot before 503.
+    #[arg(long, env = "WEIR_QUEUE_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub queue_timeout: Duration,
+    /// How long a client may take to send its request headers.
+    #[arg(long, env = "WEIR_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+    /// How long the lb waits for a backend's response headers before 504.
+    #[arg(long, env = "WEIR_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub upstream_timeout: Duration,
     /// Requests per second each client IP may make (unlimited when absent).
     #[arg(long, env = "WEIR_RATE_LIMIT")]
     pub rate_limit: Option<u32>,
@@ -345,6 +363,12 @@ impl BalancerArgs {
             routes: self.rate_limit_routes.clone(),
         };
         config.trusted_proxies = self.trusted_proxies.clone();
+        config.max_connections = self.max_connections.max(1);
+        config.max_in_flight = self.max_in_flight.filter(|n| *n > 0);
+        config.queue_size = self.queue_size;
+        config.queue_timeout = self.queue_timeout;
+        config.header_read_timeout = self.header_read_timeout;
+        config.upstream_timeout = self.upstream_timeout;
         config
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use http::uri::{Authority, Scheme};
 use serde::Serialize;
+use tokio::sync::Notify;
 
 /// One upstream API node, with the counters the strategies and stats read.
 #[derive(Debug)]
@@ -31,6 +32,9 @@ pub struct Backend {
     /// (nanoseconds since the process's first use of it).
     ewma_ns: AtomicU64,
     ewma_at: AtomicU64,
+    /// Woken when a request on this backend ends, for requests queued for a
+    /// free slot; shared by every backend of one set.
+    slot_freed: OnceLock<Arc<Notify>>,
 }
 
 /// Weights a backend may have.
@@ -112,6 +116,7 @@ impl Backend {
             smooth_weight: AtomicI64::new(0),
             ewma_ns: AtomicU64::new(0),
             ewma_at: AtomicU64::new(0),
+            slot_freed: OnceLock::new(),
         })
     }
 
@@ -231,6 +236,9 @@ pub struct InFlightGuard(Arc<Backend>);
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(n) = self.0.slot_freed.get() {
+            n.notify_one();
+        }
     }
 }
 
@@ -239,13 +247,24 @@ impl Drop for InFlightGuard {
 #[derive(Debug, Default)]
 pub struct BackendSet {
     backends: ArcSwap<Vec<Arc<Backend>>>,
+    slot_freed: Arc<Notify>,
 }
 
 impl BackendSet {
     pub fn new(backends: Vec<Arc<Backend>>) -> Self {
+        let slot_freed = Arc::new(Notify::new());
+        for b in &backends {
+            let _ = b.slot_freed.set(slot_freed.clone());
+        }
         BackendSet {
             backends: ArcSwap::from_pointee(backends),
+            slot_freed,
         }
+    }
+
+    /// Completes when some request on some backend ends (or spuriously).
+    pub async fn slot_freed(&self) {
+        self.slot_freed.notified().await
     }
 
     pub fn snapshot(&self) -> Arc<Vec<Arc<Backend>>> {
@@ -254,6 +273,7 @@ impl BackendSet {
 
     /// Adds a backend unless one with the same id exists; returns whether it was added.
     pub fn add(&self, backend: Backend) -> bool {
+        let _ = backend.slot_freed.set(self.slot_freed.clone());
         let backend = Arc::new(backend);
         let mut added = false;
         self.backends.rcu(|current| {

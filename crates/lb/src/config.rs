@@ -70,6 +70,20 @@ pub struct LbConfig {
     pub upstream_timeout: Duration,
     /// How long in-flight requests may take to finish after shutdown begins.
     pub shutdown_grace: Duration,
+    /// Most client connections open at once; past it the lb stops accepting
+    /// (new connections wait in the kernel's backlog).
+    pub max_connections: usize,
+    /// Most requests in flight on one backend (unlimited when `None`).
+    pub max_in_flight: Option<u64>,
+    /// Requests that may wait for a free backend slot when every backend is at
+    /// `max_in_flight`; past it, 503 at once.
+    pub queue_size: usize,
+    /// How long a queued request waits before 503.
+    pub queue_timeout: Duration,
+    /// How long a client may take to send a request's headers (slowloris).
+    pub header_read_timeout: Duration,
+    /// How long an idle pooled connection to a backend is kept.
+    pub upstream_idle_timeout: Duration,
     /// Per-client rate limits (none by default).
     pub rate_limit: RateLimitConfig,
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
@@ -90,6 +104,12 @@ impl LbConfig {
             connect_timeout: Duration::from_secs(1),
             upstream_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
+            max_connections: 10_000,
+            max_in_flight: None,
+            queue_size: 256,
+            queue_timeout: Duration::from_secs(1),
+            header_read_timeout: Duration::from_secs(10),
+            upstream_idle_timeout: Duration::from_secs(90),
             rate_limit: RateLimitConfig::default(),
             trusted_proxies: Vec::new(),
         }

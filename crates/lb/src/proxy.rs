@@ -1,6 +1,7 @@
 //! Forwarding one request to a backend and its answer back, unbuffered.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -51,8 +52,10 @@ pub async fn forward(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -> Respo
     let mut tried: Vec<&Arc<Backend>> = Vec::with_capacity(MAX_CONNECT_ATTEMPTS);
 
     for _ in 0..MAX_CONNECT_ATTEMPTS.min(backends.len().max(1)) {
-        let Some(backend) = pick(lb, &backends, &tried, key) else {
-            break;
+        let backend = match pick_or_queue(lb, &backends, &tried, key).await {
+            Ok(Some(b)) => b,
+            Ok(None) => break,
+            Err(overloaded) => return overloaded,
         };
         tried.push(backend);
         let uri = match Uri::builder()
@@ -145,6 +148,63 @@ pub async fn forward(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -> Respo
     }
 }
 
+/// A backend by [`pick`]; when every backend is at `max_in_flight`, waits in a
+/// short bounded queue for a slot, and answers 503 with Retry-After at once
+/// when the queue is full or the wait runs out — latency stays bounded under
+/// overload instead of growing with it.
+async fn pick_or_queue<'a>(
+    lb: &Lb,
+    backends: &'a [Arc<Backend>],
+    tried: &[&Arc<Backend>],
+    key: u64,
+) -> Result<Option<&'a Arc<Backend>>, Response<Body>> {
+    if let Some(b) = pick(lb, backends, tried, key) {
+        return Ok(Some(b));
+    }
+    let Some(cap) = lb.config.max_in_flight else {
+        return Ok(None);
+    };
+    let saturated = backends
+        .iter()
+        .any(|b| !b.is_draining() && b.in_flight() >= cap);
+    if !saturated {
+        return Ok(None);
+    }
+    let overloaded = || {
+        let mut resp = json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "every API node is at capacity; retry shortly",
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        resp
+    };
+    if lb.queued.fetch_add(1, Ordering::AcqRel) >= lb.config.queue_size {
+        lb.queued.fetch_sub(1, Ordering::AcqRel);
+        lb.rejected_overload.fetch_add(1, Ordering::Relaxed);
+        return Err(overloaded());
+    }
+    let deadline = tokio::time::Instant::now() + lb.config.queue_timeout;
+    let picked = loop {
+        let freed = lb.backends.slot_freed();
+        if let Some(b) = pick(lb, backends, tried, key) {
+            break Some(b);
+        }
+        if tokio::time::timeout_at(deadline, freed).await.is_err() {
+            break pick(lb, backends, tried, key);
+        }
+    };
+    lb.queued.fetch_sub(1, Ordering::AcqRel);
+    match picked {
+        Some(b) => Ok(Some(b)),
+        None => {
+            lb.rejected_overload.fetch_add(1, Ordering::Relaxed);
+            Err(overloaded())
+        }
+    }
+}
+
 /// A healthy backend not tried yet; if every backend is marked down, any untried
 /// one (a stale health verdict beats a certain 502).
 fn pick<'a>(
@@ -155,8 +215,12 @@ fn pick<'a>(
 ) -> Option<&'a Arc<Backend>> {
     let active = lb.strategy.load();
     // A draining backend gets nothing new, even when it is the last one left.
-    let untried =
-        |b: &Backend| !b.is_draining() && !tried.iter().any(|t| std::ptr::eq(t.as_ref(), b));
+    let cap = lb.config.max_in_flight.unwrap_or(u64::MAX);
+    let untried = |b: &Backend| {
+        !b.is_draining()
+            && b.in_flight() < cap
+            && !tried.iter().any(|t| std::ptr::eq(t.as_ref(), b))
+    };
     let healthy_untried = |b: &Backend| b.is_healthy() && untried(b);
     active
         .selector

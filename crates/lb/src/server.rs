@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -13,10 +14,11 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 use crate::ratelimit::{RateLimits, Verdict};
@@ -34,6 +36,12 @@ pub struct Lb {
     /// Pooled keep-alive connections to the backends.
     pub client: Client<HttpConnector, Body>,
     pub rate_limits: RateLimits,
+    /// Requests waiting for a backend slot.
+    pub queued: AtomicUsize,
+    /// Requests refused with 503 because every backend was at capacity.
+    pub rejected_overload: AtomicU64,
+    /// Requests refused with 429 by the rate limits.
+    pub rejected_rate_limit: AtomicU64,
 }
 
 impl Lb {
@@ -49,11 +57,16 @@ impl Lb {
         connector.set_connect_timeout(Some(config.connect_timeout));
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(256)
+            .pool_idle_timeout(config.upstream_idle_timeout)
+            .pool_timer(TokioTimer::new())
             .build(connector);
         let rate_limits =
             RateLimits::new(config.rate_limit.clone(), config.trusted_proxies.clone())?;
         Ok(Arc::new(Lb {
             rate_limits,
+            queued: AtomicUsize::new(0),
+            rejected_overload: AtomicU64::new(0),
+            rejected_rate_limit: AtomicU64::new(0),
             strategy: ArcSwap::from_pointee(ActiveStrategy::new(config.strategy)),
             backends: BackendSet::new(backends),
             config,
@@ -73,9 +86,24 @@ pub async fn run(
     let housekeeping = tokio::spawn(housekeep(lb.clone()));
     let admin = admin::router(lb.clone());
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(lb.config.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let connections = Arc::new(Semaphore::new(lb.config.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
+        // At the connection cap, stop accepting: new clients wait in the
+        // kernel's backlog instead of starving the ones being served.
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -97,6 +125,7 @@ pub async fn run(
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %peer, "client connection ended with an error");
             }
@@ -136,6 +165,7 @@ async fn handle(
             retry_after,
             headers,
         } => {
+            lb.rejected_rate_limit.fetch_add(1, Ordering::Relaxed);
             let mut resp = proxy::json_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",

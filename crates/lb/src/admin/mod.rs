@@ -53,6 +53,9 @@ async fn stats(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {
     Json(json!({
         "strategy": lb.strategy.load().strategy.as_str(),
         "total_requests": total,
+        "queued": lb.queued.load(std::sync::atomic::Ordering::Relaxed),
+        "rejected_overload": lb.rejected_overload.load(std::sync::atomic::Ordering::Relaxed),
+        "rejected_rate_limit": lb.rejected_rate_limit.load(std::sync::atomic::Ordering::Relaxed),
         "backends": backends,
     }))
 }

@@ -3,6 +3,7 @@
 mod backends;
 mod failover;
 mod forwarding;
+mod overload;
 mod rate_limits;
 mod strategies;
 mod support;

@@ -1,0 +1,135 @@
+//! Overload protection: bounded in-flight per backend, a short bounded queue,
+//! 503 with Retry-After at once beyond it; connection cap; slowloris timeout.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use weir_lb::Strategy;
+
+use crate::support::{TestBackend, TestLb};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saturated_backends_answer_503_at_once_instead_of_queueing_forever() {
+    let slow = TestBackend::start("slow", Duration::from_secs(2)).await;
+    let lb = TestLb::start_with(vec![slow.url()], |c| {
+        c.strategy = Strategy::LeastConnections;
+        c.max_in_flight = Some(2);
+        c.queue_size = 2;
+        c.queue_timeout = Duration::from_millis(100);
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let answers = join_all((0..10).map(|_| {
+        let (http, url) = (http.clone(), format!("{}/work", lb.base));
+        async move {
+            let resp = http.get(url).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let retry_after = resp.headers().get("retry-after").cloned();
+            let body = resp.text().await.unwrap();
+            (status, retry_after, body, started.elapsed())
+        }
+    }))
+    .await;
+    let ok: Vec<_> = answers.iter().filter(|a| a.0 == 200).collect();
+    let refused: Vec<_> = answers.iter().filter(|a| a.0 == 503).collect();
+    assert_eq!((ok.len(), refused.len()), (2, 8), "{answers:?}");
+    for (_, retry_after, body, took) in &refused {
+        assert_eq!(retry_after.as_ref().unwrap(), "1");
+        let body: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["error"]["code"], "overloaded");
+        // Refused long before the slow backend would have answered.
+        assert!(*took < Duration::from_millis(1500), "{took:?}");
+    }
+    let stats: Value = http
+        .get(format!("{}/lb/stats", lb.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["rejected_overload"], 8);
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_requests_get_the_next_free_slot() {
+    let backend = TestBackend::start("b", Duration::from_millis(100)).await;
+    let lb = TestLb::start_with(vec![backend.url()], |c| {
+        c.max_in_flight = Some(2);
+        c.queue_size = 8;
+        c.queue_timeout = Duration::from_secs(10);
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let statuses = join_all((0..8).map(|_| {
+        let (http, url) = (http.clone(), format!("{}/work", lb.base));
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    }))
+    .await;
+    assert_eq!(statuses, vec![200; 8]);
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let backend = TestBackend::start("b", Duration::ZERO).await;
+    let lb = TestLb::start_with(vec![backend.url()], |c| {
+        c.header_read_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let addr = lb.base.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(b"GET /work HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    // The lb closes the connection (with or without a 408) instead of waiting forever.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "connection still open after the header timeout"
+    );
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_connection_cap_new_clients_wait_for_a_free_one() {
+    let backend = TestBackend::start("b", Duration::ZERO).await;
+    let lb = TestLb::start_with(vec![backend.url()], |c| c.max_connections = 1).await;
+    let first = reqwest::Client::new();
+    assert_eq!(
+        first
+            .get(format!("{}/work", lb.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // `first` keeps its connection open; a second client is not served meanwhile.
+    let second = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let waited = second.get(format!("{}/work", lb.base)).send().await;
+    assert!(
+        waited.is_err(),
+        "a second connection was served past the cap"
+    );
+    drop(first);
+    let third = reqwest::Client::new();
+    crate::support::poll(Duration::from_secs(10), || async {
+        let r = third
+            .get(format!("{}/work", lb.base))
+            .timeout(Duration::from_millis(500))
+            .send()
+            .await;
+        r.ok().filter(|r| r.status() == 200)
+    })
+    .await;
+    lb.stop().await;
+}
