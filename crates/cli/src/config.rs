@@ -166,6 +166,9 @@ pub struct BalancerArgs {
     /// How long the lb waits for a backend's response headers before 504.
     #[arg(long, env = "WEIR_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub upstream_timeout: Duration,
+    /// Log one structured line per proxied request (use with --log-format json).
+    #[arg(long, env = "WEIR_ACCESS_LOG")]
+    pub access_log: bool,
     /// Requests per second each client IP may make (unlimited when absent).
     #[arg(long, env = "WEIR_RATE_LIMIT")]
     pub rate_limit: Option<u32>,
@@ -369,6 +372,7 @@ impl BalancerArgs {
         config.queue_timeout = self.queue_timeout;
         config.header_read_timeout = self.header_read_timeout;
         config.upstream_timeout = self.upstream_timeout;
+        config.access_log = self.access_log;
         config
     }
 }

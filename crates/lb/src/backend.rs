@@ -9,6 +9,8 @@ use http::uri::{Authority, Scheme};
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::latency::LatencyHistogram;
+
 /// One upstream API node, with the counters the strategies and stats read.
 #[derive(Debug)]
 pub struct Backend {
@@ -35,6 +37,8 @@ pub struct Backend {
     /// Woken when a request on this backend ends, for requests queued for a
     /// free slot; shared by every backend of one set.
     slot_freed: OnceLock<Arc<Notify>>,
+    /// Time to response headers, for p50/p99.
+    pub latency: LatencyHistogram,
 }
 
 /// Weights a backend may have.
@@ -65,6 +69,9 @@ pub struct BackendStats {
     pub weight: u32,
     /// Peak-EWMA latency, in milliseconds.
     pub latency_ewma_ms: f64,
+    /// Time to response headers since start, in milliseconds (absent before any).
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
 }
 
 impl Backend {
@@ -117,12 +124,18 @@ impl Backend {
             ewma_ns: AtomicU64::new(0),
             ewma_at: AtomicU64::new(0),
             slot_freed: OnceLock::new(),
+            latency: LatencyHistogram::default(),
         })
     }
 
     /// Feeds one response time into the peak-EWMA: a slower sample than the
     /// average takes over at once (peak), faster ones pull it down gradually.
     pub fn record_latency(&self, sample: Duration) {
+        self.latency.record(sample);
+        self.ewma_sample(sample);
+    }
+
+    fn ewma_sample(&self, sample: Duration) {
         let sample_ns = sample.as_nanos().min(u128::from(u64::MAX)) as u64;
         let now = clock_ns();
         let last = self.ewma_at.swap(now, Ordering::Relaxed);
@@ -137,9 +150,10 @@ impl Backend {
         self.ewma_ns.store(next, Ordering::Relaxed);
     }
 
-    /// A fast refusal (429, or 503 with Retry-After): load, not speed.
+    /// A fast refusal (429, or 503 with Retry-After): load, not speed. Charged
+    /// to the EWMA only; the histogram keeps the real response time.
     pub fn record_refusal(&self) {
-        self.record_latency(REFUSAL_PENALTY);
+        self.ewma_sample(REFUSAL_PENALTY);
     }
 
     /// Peak-EWMA latency, or a default before the first sample.
@@ -225,6 +239,11 @@ impl Backend {
             errors: self.errors.load(Ordering::Relaxed),
             weight: self.weight,
             latency_ewma_ms: self.latency_ewma().as_secs_f64() * 1000.0,
+            latency_p50_ms: self.latency.quantile(0.5).map(|d| d.as_secs_f64() * 1000.0),
+            latency_p99_ms: self
+                .latency
+                .quantile(0.99)
+                .map(|d| d.as_secs_f64() * 1000.0),
         }
     }
 }

@@ -84,6 +84,8 @@ pub struct LbConfig {
     pub header_read_timeout: Duration,
     /// How long an idle pooled connection to a backend is kept.
     pub upstream_idle_timeout: Duration,
+    /// Log one structured line per proxied request (target `weir_lb::access`).
+    pub access_log: bool,
     /// Per-client rate limits (none by default).
     pub rate_limit: RateLimitConfig,
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
@@ -110,6 +112,7 @@ impl LbConfig {
             queue_timeout: Duration::from_secs(1),
             header_read_timeout: Duration::from_secs(10),
             upstream_idle_timeout: Duration::from_secs(90),
+            access_log: false,
             rate_limit: RateLimitConfig::default(),
             trusted_proxies: Vec::new(),
         }

@@ -16,6 +16,7 @@ pub mod admin;
 pub mod backend;
 pub mod config;
 pub mod health;
+pub mod latency;
 pub mod proxy;
 pub mod ratelimit;
 pub mod selection;

@@ -30,8 +30,47 @@ const HOP_BY_HOP: [&str; 7] = [
 ];
 
 /// Forwards `req` to a backend chosen by the active strategy and returns its
-/// answer, or a JSON 502/504 when none answers.
-pub async fn forward(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+/// answer, or a JSON 502/503/504 when none answers. Every request carries an
+/// `X-Request-Id` (the client's, or a fresh one) to the backend and back.
+pub async fn forward(lb: &Lb, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let request_id = match req.headers().get(REQUEST_ID) {
+        Some(v) if !v.is_empty() && v.len() <= 128 => v.clone(),
+        _ => {
+            let fresh = HeaderValue::from_str(&uuid::Uuid::new_v4().simple().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("-"));
+            req.headers_mut().insert(REQUEST_ID, fresh.clone());
+            fresh
+        }
+    };
+    let access = lb.config.access_log.then(|| {
+        (
+            req.method().clone(),
+            req.uri().clone(),
+            std::time::Instant::now(),
+        )
+    });
+    let mut resp = forward_to_backend(lb, req, peer).await;
+    resp.headers_mut()
+        .entry(REQUEST_ID)
+        .or_insert(request_id.clone());
+    if let Some((method, uri, started)) = access {
+        tracing::info!(
+            target: "weir_lb::access",
+            client = %peer.ip(),
+            %method,
+            path = uri.path(),
+            status = resp.status().as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            request_id = request_id.to_str().unwrap_or("-"),
+            "request"
+        );
+    }
+    resp
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
     let key = affinity_key(&lb.config.hash_key, &parts.headers, peer);
     strip_hop_by_hop(&mut parts.headers);

@@ -2,6 +2,7 @@
 //! Endpoints that change state need `Authorization: Bearer <admin token>`.
 
 mod backends;
+mod metrics;
 mod rate_limits;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::Strategy;
 pub fn router(lb: Arc<Lb>) -> Router {
     Router::new()
         .route("/lb/stats", get(stats))
+        .route("/lb/metrics", get(metrics::render))
         .route("/lb/strategy", get(get_strategy).put(put_strategy))
         .route("/lb/backends", get(backends::list).post(backends::add))
         .route("/lb/backends/{id}", axum::routing::delete(backends::remove))

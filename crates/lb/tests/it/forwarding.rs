@@ -79,3 +79,81 @@ async fn answers_502_json_when_no_backend_answers() {
     assert!(stats["backends"][0]["errors"].as_u64().unwrap() >= 2);
     lb.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_carries_a_request_id_both_ways() {
+    let backend = TestBackend::start("b1", Duration::ZERO).await;
+    let lb = TestLb::start(vec![backend.url()], Strategy::RoundRobin).await;
+    let http = reqwest::Client::new();
+    // None given: one is made, sent to the backend and returned.
+    let resp = http.get(format!("{}/echo", lb.base)).send().await.unwrap();
+    let returned = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(returned.len() >= 16, "{returned}");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["headers"]["x-request-id"], returned.as_str());
+    // One given: kept as it is.
+    let resp = http
+        .get(format!("{}/echo", lb.base))
+        .header("x-request-id", "client-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "client-42");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["headers"]["x-request-id"], "client-42");
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_and_prometheus_metrics_show_each_backend() {
+    let backend = TestBackend::start("b1", Duration::from_millis(5)).await;
+    let lb = TestLb::start(vec![backend.url()], Strategy::RoundRobin).await;
+    let http = reqwest::Client::new();
+    for _ in 0..20 {
+        assert_eq!(
+            http.get(format!("{}/work", lb.base))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    let stats: Value = http
+        .get(format!("{}/lb/stats", lb.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let b = &stats["backends"][0];
+    assert_eq!(b["requests"], 20);
+    let p50 = b["latency_p50_ms"].as_f64().unwrap();
+    let p99 = b["latency_p99_ms"].as_f64().unwrap();
+    assert!(p50 >= 4.0 && p99 >= p50, "{b}");
+
+    let resp = http
+        .get(format!("{}/lb/metrics", lb.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = resp.text().await.unwrap();
+    let id = backend.url().trim_start_matches("http://").to_string();
+    assert!(
+        text.contains(&format!(
+            "weir_lb_backend_requests_total{{backend=\"{id}\"}} 20"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("weir_lb_backend_latency_seconds{"), "{text}");
+    assert!(
+        text.contains("weir_lb_rejected_total{reason=\"overload\"} 0"),
+        "{text}"
+    );
+    lb.stop().await;
+}

@@ -1,0 +1,59 @@
+//! `/lb/metrics`: the balancer's counters in Prometheus text format.
+//!
+//! The hot path only bumps atomics; a scrape copies them into a recorder of
+//! this balancer's own (the `metrics` facade with the Prometheus exporter,
+//! never installed globally) and renders it.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use metrics::{counter, gauge};
+use metrics_exporter_prometheus::PrometheusBuilder;
+
+use crate::server::Lb;
+
+pub async fn render(State(lb): State<Arc<Lb>>) -> Response {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::with_local_recorder(&recorder, || {
+        for b in lb.backends.snapshot().iter() {
+            let s = b.stats();
+            let id = s.id.clone();
+            counter!("weir_lb_backend_requests_total", "backend" => id.clone())
+                .absolute(s.requests);
+            counter!("weir_lb_backend_errors_total", "backend" => id.clone()).absolute(s.errors);
+            gauge!("weir_lb_backend_in_flight", "backend" => id.clone()).set(s.in_flight as f64);
+            gauge!("weir_lb_backend_healthy", "backend" => id.clone()).set(if s.healthy {
+                1.0
+            } else {
+                0.0
+            });
+            gauge!("weir_lb_backend_draining", "backend" => id.clone()).set(if s.draining {
+                1.0
+            } else {
+                0.0
+            });
+            gauge!("weir_lb_backend_latency_ewma_seconds", "backend" => id.clone())
+                .set(s.latency_ewma_ms / 1000.0);
+            for (q, v) in [("0.5", s.latency_p50_ms), ("0.99", s.latency_p99_ms)] {
+                if let Some(ms) = v {
+                    gauge!("weir_lb_backend_latency_seconds", "backend" => id.clone(), "quantile" => q).set(ms / 1000.0);
+                }
+            }
+        }
+        gauge!("weir_lb_queued_requests").set(lb.queued.load(Ordering::Relaxed) as f64);
+        counter!("weir_lb_rejected_total", "reason" => "overload")
+            .absolute(lb.rejected_overload.load(Ordering::Relaxed));
+        counter!("weir_lb_rejected_total", "reason" => "rate_limit")
+            .absolute(lb.rejected_rate_limit.load(Ordering::Relaxed));
+        gauge!("weir_lb_rate_limit_tracked_clients").set(lb.rate_limits.tracked_clients() as f64);
+    });
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response()
+}
