@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v wrk >/dev/null || need_apt+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "bench/setup: installing ${need_apt[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
@@ -15,6 +16,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
     # The benchmarks start their own nginx; the packaged service is not wanted.
     (service nginx stop || true) >/dev/null 2>&1
+    (service haproxy stop || true) >/dev/null 2>&1
 fi
 
 VENV=target/bench-venv

@@ -30,7 +30,7 @@ async fn probe(lb: &Lb, authority: &str) -> bool {
     let Ok(req) = Request::get(uri).body(axum::body::Body::empty()) else {
         return false;
     };
-    match tokio::time::timeout(lb.config.health_timeout, lb.client.request(req)).await {
+    match tokio::time::timeout(lb.config.health_timeout, lb.client().request(req)).await {
         Ok(Ok(resp)) => resp.status().is_success(),
         _ => false,
     }

@@ -25,4 +25,4 @@ pub mod server;
 pub use backend::{Backend, BackendSet};
 pub use config::{HashKey, LbConfig};
 pub use selection::Strategy;
-pub use server::{run, Lb};
+pub use server::{run, serve, spawn_background, Lb};

@@ -36,8 +36,7 @@ pub async fn forward(lb: &Lb, mut req: Request<Incoming>, peer: SocketAddr) -> R
     let request_id = match req.headers().get(REQUEST_ID) {
         Some(v) if !v.is_empty() && v.len() <= 128 => v.clone(),
         _ => {
-            let fresh = HeaderValue::from_str(&uuid::Uuid::new_v4().simple().to_string())
-                .unwrap_or_else(|_| HeaderValue::from_static("-"));
+            let fresh = next_request_id();
             req.headers_mut().insert(REQUEST_ID, fresh.clone());
             fresh
         }
@@ -69,6 +68,27 @@ pub async fn forward(lb: &Lb, mut req: Request<Incoming>, peer: SocketAddr) -> R
 }
 
 const REQUEST_ID: &str = "x-request-id";
+
+/// A fresh request id: a random per-process prefix and a counter, so making one
+/// costs an atomic add, not a trip to the kernel's random source.
+fn next_request_id() -> HeaderValue {
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(rand::random);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut buf = [0u8; 32];
+    let hex = b"0123456789abcdef";
+    for (i, b) in prefix
+        .to_be_bytes()
+        .iter()
+        .chain(n.to_be_bytes().iter())
+        .enumerate()
+    {
+        buf[i * 2] = hex[usize::from(b >> 4)];
+        buf[i * 2 + 1] = hex[usize::from(b & 0xf)];
+    }
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
 
 async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
@@ -116,7 +136,7 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
         let guard = backend.start_request();
         let started = std::time::Instant::now();
         let sent =
-            tokio::time::timeout(lb.config.upstream_timeout, lb.client.request(upstream)).await;
+            tokio::time::timeout(lb.config.upstream_timeout, lb.client().request(upstream)).await;
         match sent {
             Ok(Ok(resp)) => {
                 backend.record_latency(started.elapsed());

@@ -33,8 +33,8 @@ pub struct Lb {
     pub config: LbConfig,
     pub backends: BackendSet,
     pub strategy: ArcSwap<ActiveStrategy>,
-    /// Pooled keep-alive connections to the backends.
-    pub client: Client<HttpConnector, Body>,
+    /// Tells this balancer's per-thread connection pools apart.
+    id: u64,
     pub rate_limits: RateLimits,
     /// Requests waiting for a backend slot.
     pub queued: AtomicUsize,
@@ -52,14 +52,6 @@ impl Lb {
             .iter()
             .map(|url| Backend::parse(url).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(256)
-            .pool_idle_timeout(config.upstream_idle_timeout)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
         let rate_limits =
             RateLimits::new(config.rate_limit.clone(), config.trusted_proxies.clone())?;
         Ok(Arc::new(Lb {
@@ -70,9 +62,40 @@ impl Lb {
             strategy: ArcSwap::from_pointee(ActiveStrategy::new(config.strategy)),
             backends: BackendSet::new(backends),
             config,
-            client,
+            id: NEXT_LB_ID.fetch_add(1, Ordering::Relaxed),
         }))
     }
+
+    /// This thread's pooled keep-alive client to the backends. Each thread has
+    /// its own pool, so a request and its upstream connection stay on one
+    /// thread: no lock shared across threads, no cross-thread wake-ups.
+    pub fn client(&self) -> Client<HttpConnector, Body> {
+        CLIENTS.with(|clients| {
+            clients
+                .borrow_mut()
+                .entry(self.id)
+                .or_insert_with(|| {
+                    let mut connector = HttpConnector::new();
+                    connector.set_nodelay(true);
+                    connector.set_connect_timeout(Some(self.config.connect_timeout));
+                    Client::builder(TokioExecutor::new())
+                        .pool_max_idle_per_host(256)
+                        .pool_idle_timeout(self.config.upstream_idle_timeout)
+                        .pool_timer(TokioTimer::new())
+                        .build(connector)
+                })
+                .clone()
+        })
+    }
+}
+
+static NEXT_LB_ID: AtomicU64 = AtomicU64::new(0);
+
+type UpstreamClient = Client<HttpConnector, Body>;
+
+thread_local! {
+    static CLIENTS: std::cell::RefCell<std::collections::HashMap<u64, UpstreamClient>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
 /// Serves until `shutdown` completes: stops accepting, lets open requests
@@ -82,8 +105,31 @@ pub async fn run(
     lb: Arc<Lb>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let health = tokio::spawn(health::run(lb.clone()));
-    let housekeeping = tokio::spawn(housekeep(lb.clone()));
+    let background = spawn_background(&lb);
+    let served = serve(listener, lb, shutdown).await;
+    background.abort();
+    served
+}
+
+/// The balancer's background services: health checks and housekeeping.
+/// Aborted when the returned handle is.
+pub fn spawn_background(lb: &Arc<Lb>) -> tokio::task::AbortHandle {
+    let lb = lb.clone();
+    tokio::spawn(async move {
+        tokio::join!(health::run(lb.clone()), housekeep(lb));
+    })
+    .abort_handle()
+}
+
+/// Accepts and serves connections on `listener` until `shutdown` completes,
+/// without the background services: several of these (one per core, each on
+/// its own single-threaded runtime and `SO_REUSEPORT` listener) can share one
+/// [`Lb`] next to one [`spawn_background`].
+pub async fn serve(
+    listener: TcpListener,
+    lb: Arc<Lb>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let admin = admin::router(lb.clone());
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -132,8 +178,6 @@ pub async fn run(
         });
     }
     drop(listener);
-    health.abort();
-    housekeeping.abort();
     if tokio::time::timeout(lb.config.shutdown_grace, graceful.shutdown())
         .await
         .is_err()

@@ -1,7 +1,16 @@
-//! `weir lb`: the load balancer alone.
+//! `weir lb`: the load balancer alone, one single-threaded runtime per core.
+//!
+//! Each serving thread has its own `SO_REUSEPORT` listener (the kernel spreads
+//! connections), its own runtime and its own upstream connection pool, so a
+//! request never crosses threads: no cross-thread wake-ups, no shared pool
+//! lock. The backend set, stats, strategy and rate limits are shared (atomics
+//! and lock-free swaps). Health checks and housekeeping run on the main runtime.
+
+use std::net::SocketAddr;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::watch;
 
 use crate::config::LbArgs;
 
@@ -11,13 +20,73 @@ pub async fn run(args: LbArgs) -> anyhow::Result<()> {
         .balancer
         .config(args.backends.clone(), admin_token.clone());
     let lb = weir_lb::Lb::new(config).map_err(anyhow::Error::msg)?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    println!("weir: lb listening on http://{}", listener.local_addr()?);
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    // The first listener fixes the port (it may be 0); the others join it.
+    let first =
+        reuseport_listener(args.listen).with_context(|| format!("binding {}", args.listen))?;
+    let addr = first.local_addr()?;
+    println!("weir: lb listening on http://{addr} ({threads} threads)");
     if generated {
         println!("weir: admin token {admin_token}");
     }
-    weir_lb::run(listener, lb, crate::signal::shutdown()).await?;
+
+    let background = weir_lb::spawn_background(&lb);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut listeners = vec![first.into_std()?];
+    for _ in 1..threads {
+        listeners.push(reuseport_listener(addr)?.into_std()?);
+    }
+    let mut workers = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let (lb, mut stop) = (lb.clone(), stop_rx.clone());
+        let worker = std::thread::Builder::new()
+            .name(format!("weir-lb-{i}"))
+            .spawn(move || -> anyhow::Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("building a serving runtime")?;
+                rt.block_on(async move {
+                    let listener = TcpListener::from_std(listener)?;
+                    let shutdown = async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    };
+                    weir_lb::serve(listener, lb, shutdown).await
+                })?;
+                Ok(())
+            })
+            .context("starting a serving thread")?;
+        workers.push(worker);
+    }
+    crate::signal::shutdown().await;
+    let _ = stop_tx.send(true);
+    let joined = tokio::task::spawn_blocking(move || {
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .map_err(|_| anyhow::anyhow!("a serving thread panicked"))?
+            })
+            .collect::<anyhow::Result<Vec<()>>>()
+    })
+    .await?;
+    background.abort();
+    joined?;
     Ok(())
+}
+
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
