@@ -10,6 +10,7 @@
 //! - [`health`]: active health checks.
 //! - [`proxy`]: forwarding one request (headers, retries, errors).
 //! - [`admin`]: `/lb/stats`, `/lb/strategy`, `/lb/backends`.
+//! - [`upstream`]: per-thread keep-alive pools to the backends.
 //! - [`server`]: accepting connections, graceful shutdown; [`run`].
 
 pub mod admin;
@@ -21,6 +22,7 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod selection;
 pub mod server;
+pub mod upstream;
 
 pub use backend::{Backend, BackendSet};
 pub use config::{HashKey, LbConfig};

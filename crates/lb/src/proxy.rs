@@ -13,6 +13,7 @@ use hyper::body::{Body as _, Incoming};
 use crate::config::HashKey;
 use crate::selection::{hash_key as hash_key_bytes, Pick};
 use crate::server::Lb;
+use crate::upstream::{self, UpstreamError};
 use crate::Backend;
 
 /// How many backends one request may try when connecting fails.
@@ -117,26 +118,32 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
             Err(overloaded) => return overloaded,
         };
         tried.push(backend);
-        let uri = match Uri::builder()
-            .scheme(backend.scheme.clone())
-            .authority(backend.authority.clone())
-            .path_and_query(path_and_query.clone())
-            .build()
-        {
-            Ok(uri) => uri,
-            Err(e) => return json_error(StatusCode::BAD_REQUEST, "invalid_uri", &e.to_string()),
-        };
         let upstream_body = match body.take() {
             Some(b) if !replayable => Body::new(b),
             _ => Body::empty(),
         };
+        // HTTP/1.1 to the backend: origin-form target, the client's Host kept.
         let mut upstream = Request::from_parts(parts.clone(), upstream_body);
-        *upstream.uri_mut() = uri;
+        *upstream.uri_mut() = Uri::from(path_and_query.clone());
+        *upstream.version_mut() = http::Version::HTTP_11;
+        if !upstream.headers().contains_key(header::HOST) {
+            if let Ok(host) = HeaderValue::from_str(backend.authority.as_str()) {
+                upstream.headers_mut().insert(header::HOST, host);
+            }
+        }
 
         let guard = backend.start_request();
         let started = std::time::Instant::now();
-        let sent =
-            tokio::time::timeout(lb.config.upstream_timeout, lb.client().request(upstream)).await;
+        let sent = tokio::time::timeout(
+            lb.config.upstream_timeout,
+            upstream::send(
+                backend.authority.as_str(),
+                upstream,
+                lb.config.connect_timeout,
+                lb.config.upstream_idle_timeout,
+            ),
+        )
+        .await;
         match sent {
             Ok(Ok(resp)) => {
                 backend.record_latency(started.elapsed());
@@ -161,7 +168,7 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
                 });
                 return Response::from_parts(rparts, Body::new(rbody));
             }
-            Ok(Err(e)) if e.is_connect() => {
+            Ok(Err(e @ UpstreamError::Connect(_))) => {
                 backend.record_error();
                 backend.mark_down();
                 tracing::warn!(backend = %backend.authority, error = %e, "connect failed");

@@ -94,12 +94,13 @@ async fn connection_cap_waits_then_answers_503_and_recovers() {
         );
     }
 
-    // Connections allowed again: the node reconnects by itself.
-    sqlx::query(&format!("ALTER ROLE {role} CONNECTION LIMIT 2"))
+    // Connections allowed again (with room for the worker's LISTEN session
+    // too): the node reconnects by itself.
+    sqlx::query(&format!("ALTER ROLE {role} CONNECTION LIMIT 4"))
         .execute(&mut admin)
         .await
         .unwrap();
-    let id = poll(Duration::from_secs(30), || async {
+    let id = poll(Duration::from_secs(60), || async {
         let (status, _, _, id) = submit(&stack.http, &stack.base, "after-recovery").await;
         (status == 202).then_some(id).flatten()
     })
