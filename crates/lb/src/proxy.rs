@@ -93,7 +93,12 @@ fn next_request_id() -> HeaderValue {
 
 async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
-    let key = affinity_key(&lb.config.hash_key, &parts.headers, peer);
+    // Only consistent hashing reads the key; don't hash for the others.
+    let key = if lb.strategy.load().strategy == crate::Strategy::ConsistentHash {
+        affinity_key(&lb.config.hash_key, &parts.headers, peer)
+    } else {
+        0
+    };
     strip_hop_by_hop(&mut parts.headers);
     append_forwarded_for(&mut parts.headers, peer);
     parts
@@ -110,8 +115,14 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
     let mut body = Some(body);
     let backends = lb.backends.snapshot();
     let mut tried: Vec<&Arc<Backend>> = Vec::with_capacity(MAX_CONNECT_ATTEMPTS);
+    let attempts = if replayable {
+        MAX_CONNECT_ATTEMPTS.min(backends.len().max(1))
+    } else {
+        1
+    };
+    let mut parts = Some(parts);
 
-    for _ in 0..MAX_CONNECT_ATTEMPTS.min(backends.len().max(1)) {
+    for attempt in 1..=attempts {
         let backend = match pick_or_queue(lb, &backends, &tried, key).await {
             Ok(Some(b)) => b,
             Ok(None) => break,
@@ -123,7 +134,14 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
             _ => Body::empty(),
         };
         // HTTP/1.1 to the backend: origin-form target, the client's Host kept.
-        let mut upstream = Request::from_parts(parts.clone(), upstream_body);
+        // The last attempt takes the request head; earlier ones copy it.
+        let head = if attempt == attempts {
+            parts.take()
+        } else {
+            parts.clone()
+        };
+        let Some(head) = head else { break };
+        let mut upstream = Request::from_parts(head, upstream_body);
         *upstream.uri_mut() = Uri::from(path_and_query.clone());
         *upstream.version_mut() = http::Version::HTTP_11;
         if !upstream.headers().contains_key(header::HOST) {
@@ -324,6 +342,16 @@ fn affinity_key(hash_key: &HashKey, headers: &HeaderMap, peer: SocketAddr) -> u6
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        remove_connection_named(headers);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Removes the headers a `Connection` header names (RFC 9110 §7.6.1).
+fn remove_connection_named(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -332,9 +360,6 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
     for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
         headers.remove(name);
     }
 }
