@@ -166,6 +166,13 @@ pub struct BalancerArgs {
     /// How long the lb waits for a backend's response headers before 504.
     #[arg(long, env = "WEIR_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub upstream_timeout: Duration,
+    /// Consecutive 5xx answers that take a backend out of rotation for a while
+    /// (connect failures do at once).
+    #[arg(long, env = "WEIR_EJECT_AFTER", default_value_t = 5)]
+    pub eject_after: u32,
+    /// Most backends out of rotation at once, in percent.
+    #[arg(long, env = "WEIR_MAX_EJECTION_PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub max_ejection_percent: u32,
     /// Log one structured line per proxied request (use with --log-format json).
     #[arg(long, env = "WEIR_ACCESS_LOG")]
     pub access_log: bool,
@@ -376,6 +383,8 @@ impl BalancerArgs {
         config.header_read_timeout = self.header_read_timeout;
         config.upstream_timeout = self.upstream_timeout;
         config.access_log = self.access_log;
+        config.ejection.eject_after = self.eject_after.max(1);
+        config.ejection.max_ejection_percent = self.max_ejection_percent;
         config
     }
 }

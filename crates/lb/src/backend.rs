@@ -39,6 +39,12 @@ pub struct Backend {
     slot_freed: OnceLock<Arc<Notify>>,
     /// Time to response headers, for p50/p99.
     pub latency: LatencyHistogram,
+    /// Failed requests in a row (passive health).
+    consecutive_errors: AtomicU32,
+    /// Ejected until this `clock_ns` (0: not ejected), and how often so far.
+    ejected_until: AtomicU64,
+    ejections: AtomicU32,
+    ejected_length_ns: AtomicU64,
 }
 
 /// Weights a backend may have.
@@ -51,7 +57,8 @@ const EWMA_DEFAULT: Duration = Duration::from_millis(5);
 /// must make a backend look loaded, not fast.
 const REFUSAL_PENALTY: Duration = Duration::from_secs(1);
 
-fn clock_ns() -> u64 {
+/// Nanoseconds since the process first asked (a monotonic clock).
+pub(crate) fn clock_ns() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
@@ -62,6 +69,7 @@ pub struct BackendStats {
     pub id: String,
     pub url: String,
     pub healthy: bool,
+    pub ejected: bool,
     pub draining: bool,
     pub requests: u64,
     pub in_flight: u64,
@@ -125,6 +133,10 @@ impl Backend {
             ewma_at: AtomicU64::new(0),
             slot_freed: OnceLock::new(),
             latency: LatencyHistogram::default(),
+            consecutive_errors: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+            ejections: AtomicU32::new(0),
+            ejected_length_ns: AtomicU64::new(0),
         })
     }
 
@@ -181,6 +193,42 @@ impl Backend {
         self.healthy.load(Ordering::Relaxed)
     }
 
+    /// Out of rotation after failing requests (see [`crate::outlier`]).
+    pub fn is_ejected(&self) -> bool {
+        self.ejected_until.load(Ordering::Relaxed) > clock_ns()
+    }
+
+    /// Whether the selector may pick it: healthy, not ejected.
+    pub fn is_available(&self) -> bool {
+        self.is_healthy() && !self.is_ejected()
+    }
+
+    pub(crate) fn note_failure(&self) -> u32 {
+        self.consecutive_errors.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub fn note_success(&self) {
+        if self.consecutive_errors.load(Ordering::Relaxed) != 0 {
+            self.consecutive_errors.store(0, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn note_ejection(&self) -> u32 {
+        self.ejections.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn eject_for(&self, length: Duration) {
+        let ns = length.as_nanos().min(u128::from(u64::MAX / 2)) as u64;
+        self.ejected_length_ns.store(ns, Ordering::Relaxed);
+        self.ejected_until.store(clock_ns() + ns, Ordering::Relaxed);
+        self.consecutive_errors.store(0, Ordering::Relaxed);
+    }
+
+    /// Length of the latest ejection.
+    pub fn ejected_for(&self) -> Duration {
+        Duration::from_nanos(self.ejected_length_ns.load(Ordering::Relaxed))
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
@@ -233,6 +281,7 @@ impl Backend {
             id: self.id().to_string(),
             url: format!("{}://{}", self.scheme, self.authority),
             healthy: self.is_healthy(),
+            ejected: self.is_ejected(),
             draining: self.is_draining(),
             requests: self.requests.load(Ordering::Relaxed),
             in_flight: self.in_flight(),

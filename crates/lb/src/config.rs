@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 
+use crate::outlier::EjectionConfig;
 use crate::ratelimit::RateLimitConfig;
 use crate::Strategy;
 
@@ -84,6 +85,12 @@ pub struct LbConfig {
     pub header_read_timeout: Duration,
     /// How long an idle pooled connection to a backend is kept.
     pub upstream_idle_timeout: Duration,
+    /// Passive health: when failing backends are taken out of rotation.
+    pub ejection: EjectionConfig,
+    /// Retries may add at most this share of requests, in percent...
+    pub retry_budget_percent: u64,
+    /// ...but at least this many per second.
+    pub retry_budget_min_per_second: u64,
     /// Log one structured line per proxied request (target `weir_lb::access`).
     pub access_log: bool,
     /// Per-client rate limits (none by default).
@@ -113,6 +120,9 @@ impl LbConfig {
             header_read_timeout: Duration::from_secs(10),
             upstream_idle_timeout: Duration::from_secs(90),
             access_log: false,
+            ejection: EjectionConfig::default(),
+            retry_budget_percent: 20,
+            retry_budget_min_per_second: 3,
             rate_limit: RateLimitConfig::default(),
             trusted_proxies: Vec::new(),
         }

@@ -8,6 +8,7 @@
 //! - [`backend`]: [`Backend`] (counters, health) and the lock-free [`BackendSet`].
 //! - [`selection`]: the [`selection::Selector`] trait, one file per strategy.
 //! - [`health`]: active health checks.
+//! - [`outlier`]: passive health — outlier ejection with a cap, and the retry budget.
 //! - [`proxy`]: forwarding one request (headers, retries, errors).
 //! - [`admin`]: `/lb/stats`, `/lb/strategy`, `/lb/backends`.
 //! - [`upstream`]: per-thread keep-alive pools to the backends.
@@ -18,6 +19,7 @@ pub mod backend;
 pub mod config;
 pub mod health;
 pub mod latency;
+pub mod outlier;
 pub mod proxy;
 pub mod ratelimit;
 pub mod selection;

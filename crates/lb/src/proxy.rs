@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 
 use crate::config::HashKey;
+use crate::outlier;
 use crate::selection::{hash_key as hash_key_bytes, Pick};
 use crate::server::Lb;
 use crate::upstream::{self, UpstreamError};
@@ -121,8 +122,16 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
         1
     };
     let mut parts = Some(parts);
+    lb.retry_budget.record_request();
 
     for attempt in 1..=attempts {
+        if attempt > 1 && !lb.retry_budget.try_retry() {
+            return json_error(
+                StatusCode::BAD_GATEWAY,
+                "backend_unreachable",
+                "the chosen API node could not be reached (retry budget spent)",
+            );
+        }
         let backend = match pick_or_queue(lb, &backends, &tried, key).await {
             Ok(Some(b)) => b,
             Ok(None) => break,
@@ -175,6 +184,9 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
                 }
                 if status.is_server_error() {
                     backend.record_error();
+                    outlier::record_failure(&lb.config.ejection, &backends, backend, false);
+                } else {
+                    backend.note_success();
                 }
                 let (mut rparts, rbody) = resp.into_parts();
                 strip_hop_by_hop(&mut rparts.headers);
@@ -188,7 +200,7 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
             }
             Ok(Err(e @ UpstreamError::Connect(_))) => {
                 backend.record_error();
-                backend.mark_down();
+                outlier::record_failure(&lb.config.ejection, &backends, backend, true);
                 tracing::warn!(backend = %backend.authority, error = %e, "connect failed");
                 if !replayable {
                     return json_error(
@@ -305,7 +317,7 @@ fn pick<'a>(
             && b.in_flight() < cap
             && !tried.iter().any(|t| std::ptr::eq(t.as_ref(), b))
     };
-    let healthy_untried = |b: &Backend| b.is_healthy() && untried(b);
+    let healthy_untried = |b: &Backend| b.is_available() && untried(b);
     active
         .selector
         .select(

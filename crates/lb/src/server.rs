@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
+use crate::outlier::RetryBudget;
 use crate::ratelimit::{RateLimits, Verdict};
 use crate::selection::ActiveStrategy;
 use crate::{admin, health, proxy, Backend, BackendSet, LbConfig};
@@ -36,6 +37,8 @@ pub struct Lb {
     /// Tells this balancer's per-thread connection pools apart.
     id: u64,
     pub rate_limits: RateLimits,
+    /// Retries left this second.
+    pub retry_budget: RetryBudget,
     /// Requests waiting for a backend slot.
     pub queued: AtomicUsize,
     /// Requests refused with 503 because every backend was at capacity.
@@ -56,6 +59,10 @@ impl Lb {
             RateLimits::new(config.rate_limit.clone(), config.trusted_proxies.clone())?;
         Ok(Arc::new(Lb {
             rate_limits,
+            retry_budget: RetryBudget::new(
+                config.retry_budget_percent,
+                config.retry_budget_min_per_second,
+            ),
             queued: AtomicUsize::new(0),
             rejected_overload: AtomicU64::new(0),
             rejected_rate_limit: AtomicU64::new(0),

@@ -30,14 +30,16 @@ async fn a_dead_backend_costs_no_idempotent_request() {
         assert_eq!(resp.status(), 200);
         assert_ne!(resp.text().await.unwrap(), "b");
     }
+    // The first connect failure ejected it (passive health), before any check.
     let s = stats(&lb).await;
-    let down: Vec<_> = s["backends"]
+    let out: Vec<_> = s["backends"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|b| b["healthy"] == false)
+        .filter(|b| b["ejected"] == true || b["healthy"] == false)
         .collect();
-    assert_eq!(down.len(), 1, "{s}");
+    assert_eq!(out.len(), 1, "{s}");
+    assert!(s["backends"][1]["errors"].as_u64().unwrap() <= 2, "{s}");
     lb.stop().await;
 }
 
@@ -63,5 +65,91 @@ async fn health_checks_mark_a_backend_down_and_up_again() {
     })
     .await;
     revived.abort();
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_answering_5xx_is_ejected_and_the_rest_serve() {
+    let good = TestBackend::start("good", Duration::ZERO).await;
+    let bad = TestBackend::failing("bad").await;
+    let lb = TestLb::start(vec![good.url(), bad.url()], Strategy::RoundRobin).await;
+    let http = reqwest::Client::new();
+    let mut failed = 0;
+    for _ in 0..40 {
+        if http
+            .get(format!("{}/work", lb.base))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 500
+        {
+            failed += 1;
+        }
+    }
+    // Five 500s in a row eject it; after that every request is served.
+    assert_eq!(failed, 5, "failed {failed}");
+    let s = stats(&lb).await;
+    let bad_stats = s["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == bad.url().trim_start_matches("http://"))
+        .unwrap()
+        .clone();
+    assert_eq!(bad_stats["ejected"], true, "{s}");
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_backend_under_load_costs_at_most_its_in_flight_requests() {
+    let a = TestBackend::start("a", Duration::from_millis(20)).await;
+    let b = TestBackend::start("b", Duration::from_millis(20)).await;
+    let c = TestBackend::start("c", Duration::from_millis(20)).await;
+    let lb = TestLb::start(vec![a.url(), b.url(), c.url()], Strategy::RoundRobin).await;
+    let http = reqwest::Client::new();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (http, url, stop) = (http.clone(), format!("{}/work", lb.base), stop.clone());
+        clients.spawn(async move {
+            let (mut ok, mut failed) = (0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match http.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed)
+        });
+    }
+    // Let load build, then kill b (its connections drop, like SIGKILL).
+    poll(Duration::from_secs(10), || async {
+        let s = stats(&lb).await;
+        (s["total_requests"].as_u64().unwrap() > 100).then_some(())
+    })
+    .await;
+    let in_flight_on_b = stats(&lb).await["backends"][1]["in_flight"]
+        .as_u64()
+        .unwrap();
+    b.kill().await;
+    poll(Duration::from_secs(10), || async {
+        let s = stats(&lb).await;
+        (s["total_requests"].as_u64().unwrap() > 400).then_some(())
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, 0);
+    while let Some(r) = clients.join_next().await {
+        let (o, f) = r.unwrap();
+        ok += o;
+        failed += f;
+    }
+    // Only requests already on b when it died may fail (8 clients bound it).
+    assert!(
+        failed as u64 <= in_flight_on_b.max(8),
+        "failed {failed}, ok {ok}"
+    );
+    assert!(ok > 300);
     lb.stop().await;
 }

@@ -31,9 +31,25 @@ impl TestBackend {
             .with_state((name.to_string(), delay))
             // The echo backend must take what the streaming test sends.
             .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024));
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let task = tokio::spawn(serve_killable(listener, app));
+        TestBackend { addr, task }
+    }
+
+    /// A backend whose `/work` always answers 500 (its health check passes).
+    pub async fn failing(name: &str) -> TestBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let name = name.to_string();
+        let app = Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .route(
+                "/work",
+                get(move || {
+                    let name = name.clone();
+                    async move { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, name) }
+                }),
+            );
+        let task = tokio::spawn(serve_killable(listener, app));
         TestBackend { addr, task }
     }
 
@@ -42,6 +58,7 @@ impl TestBackend {
     }
 
     /// Stops the backend: its port refuses connections from now on.
+    /// Stops at once, dropping every open connection (as SIGKILL would).
     pub async fn kill(self) {
         self.task.abort();
         let _ = self.task.await;
@@ -126,5 +143,24 @@ pub async fn poll<T, Fut: std::future::Future<Output = Option<T>>>(
             "condition not met within {deadline:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Serves `app`, owning every connection, so aborting the task drops them all
+/// (unlike `axum::serve`, whose connection tasks outlive it).
+async fn serve_killable(listener: TcpListener, app: Router) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        connections.spawn(async move {
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+        });
+        while connections.try_join_next().is_some() {}
     }
 }
