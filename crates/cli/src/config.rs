@@ -17,6 +17,9 @@ use crate::logging::LogFormat;
     about = "A request-and-task processing platform in one binary"
 )]
 pub struct Cli {
+    /// A TOML file of settings (keys are flag names); flags and env win over it.
+    #[arg(long, env = "WEIR_CONFIG", global = true)]
+    pub config: Option<std::path::PathBuf>,
     /// Log format on stderr.
     #[arg(long, env = "WEIR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`config`]: the command line (every flag also a `WEIR_*` env var).
+//! - [`config_file`]: `--config FILE`, TOML settings under flags and env.
 //! - [`cluster`]: [`cluster::Cluster`], lb + API nodes + workers in one process.
 //! - [`cmd`]: one module per subcommand (`up`, `lb`, `api`, `worker`, `migrate`, `bench`).
 //! - [`registration`]: `weir api --register-with`, joining and leaving a running lb.
@@ -13,6 +14,7 @@
 pub mod cluster;
 pub mod cmd;
 pub mod config;
+pub mod config_file;
 pub mod logging;
 pub mod registration;
 pub mod signal;

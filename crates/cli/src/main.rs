@@ -11,6 +11,24 @@ use weir::config::Cli;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // The config file fills in env vars not already set: flags > env > file.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(path) = weir::config_file::config_path(&args) {
+        match weir::config_file::read(std::path::Path::new(&path)) {
+            Ok(vars) => {
+                for (var, value) in vars {
+                    if std::env::var_os(&var).is_none() {
+                        // Single-threaded here: nothing else reads the environment yet.
+                        std::env::set_var(var, value);
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("weir: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let cli = Cli::parse();
     weir::logging::init(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {

@@ -288,3 +288,71 @@ async fn api_node_registers_with_the_lb_and_leaves_on_sigterm() {
     assert_eq!(resp.status(), 502);
     lb.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lb_reads_a_toml_config_file_under_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weir.toml");
+    std::fs::write(
+        &file,
+        "strategy = \"least_connections\"\nrate-limit = 7\nrate-burst = 9\nbackends = [\"http://127.0.0.1:9\"]\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let (lb, line) = WeirProcess::start(
+        &[
+            "lb",
+            "--config",
+            file,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-token",
+            "t",
+        ],
+        "listening on",
+    );
+    let base = listening_url(&line);
+    let strategy: Value = reqwest::get(format!("{base}/lb/strategy"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(strategy["strategy"], "least_connections");
+    let limits: Value = reqwest::get(format!("{base}/lb/rate-limits"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        limits["policy"]["default"],
+        json!({"per_second": 7, "burst": 9})
+    );
+    lb.terminate();
+
+    // A flag beats the file.
+    let (lb, line) = WeirProcess::start(
+        &[
+            "lb",
+            "--config",
+            file,
+            "--strategy",
+            "peak_ewma",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-token",
+            "t",
+        ],
+        "listening on",
+    );
+    let base = listening_url(&line);
+    let strategy: Value = reqwest::get(format!("{base}/lb/strategy"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(strategy["strategy"], "peak_ewma");
+    lb.terminate();
+}

@@ -163,3 +163,20 @@ async fn stats_and_prometheus_metrics_show_each_backend() {
     );
     lb.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_http2_cleartext_clients() {
+    let backend = TestBackend::start("b1", Duration::ZERO).await;
+    let lb = TestLb::start(vec![backend.url()], Strategy::RoundRobin).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let resp = h2.get(format!("{}/work", lb.base)).send().await.unwrap();
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "b1");
+    }
+    lb.stop().await;
+}
