@@ -6,11 +6,15 @@
 //!   timestamps.
 //! - [`idle`]: one task at a time into an idle system: how fast a sleeping
 //!   worker wakes.
+//! - [`http`]: constant-rate HTTP load with latency from each request's due time.
+//! - [`upstream`]: a trivial (optionally slow, optionally failing) upstream for lb benchmarks.
 //! - [`report`]: latency summaries.
 
+pub mod http;
 pub mod idle;
 pub mod report;
 pub mod tasks;
+pub mod upstream;
 
 use std::time::Duration;
 

@@ -50,6 +50,40 @@ pub enum BenchCommand {
     Tasks(BenchTasksArgs),
     /// One task at a time into an idle system; how fast a worker starts it.
     Idle(BenchIdleArgs),
+    /// Constant-rate GET load on a URL; latency measured from each request's due time.
+    Http(BenchHttpArgs),
+    /// A trivial upstream for lb benchmarks, optionally slow and failing.
+    Upstream(BenchUpstreamArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchHttpArgs {
+    /// The URL to GET.
+    #[arg(long)]
+    pub url: String,
+    /// Requests per second.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u32,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Connections the schedule is spread over.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchUpstreamArgs {
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Added to every answer.
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
+    /// Share of answers that are 500, in percent.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_percent: f64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -168,11 +168,18 @@ impl Backend {
         self.ewma_sample(REFUSAL_PENALTY);
     }
 
-    /// Peak-EWMA latency, or a default before the first sample.
+    /// Peak-EWMA latency, or a default before the first sample. A backend
+    /// that gets no traffic sees its estimate decay with time (as Finagle's
+    /// does), so one that was slow is tried again eventually rather than
+    /// shunned forever.
     pub fn latency_ewma(&self) -> Duration {
         match self.ewma_ns.load(Ordering::Relaxed) {
             0 => EWMA_DEFAULT,
-            ns => Duration::from_nanos(ns),
+            ns => {
+                let idle = clock_ns().saturating_sub(self.ewma_at.load(Ordering::Relaxed)) as f64;
+                let keep = (-idle / EWMA_DECAY.as_nanos() as f64).exp();
+                Duration::from_nanos((ns as f64 * keep) as u64)
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 //! `weir bench`: load-test a running system.
 
-use weir_bench::{idle, tasks};
+use weir_bench::{http, idle, tasks, upstream};
 
 use crate::config::BenchCommand;
 
@@ -40,6 +40,35 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 println!("idle submit-to-start: {}", report.submit_to_start);
+            }
+        }
+        BenchCommand::Http(args) => {
+            let report = http::run(&http::RateBench {
+                url: args.url,
+                rate: args.rate,
+                duration: args.duration,
+                connections: args.connections,
+            })
+            .await;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{} requests: {}", report.requests, report.latency);
+                println!("statuses (0 = transport error): {:?}", report.statuses);
+            }
+        }
+        BenchCommand::Upstream(args) => {
+            let spec = upstream::UpstreamSpec {
+                listen: args.listen,
+                delay: std::time::Duration::from_millis(args.delay_ms),
+                error_per_mille: (args.error_percent * 10.0).round().clamp(0.0, 1000.0) as u64,
+            };
+            let serving = upstream::run(spec, |addr| {
+                println!("weir: upstream listening on http://{addr}")
+            });
+            tokio::select! {
+                served = serving => served?,
+                _ = crate::signal::shutdown() => {}
             }
         }
     }
