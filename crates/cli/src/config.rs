@@ -210,6 +210,10 @@ pub struct BalancerArgs {
     /// Most backends out of rotation at once, in percent.
     #[arg(long, env = "WEIR_MAX_EJECTION_PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub max_ejection_percent: u32,
+    /// A backend coming back (health up, ejection over) gets a traffic share
+    /// rising over this window (0s: off).
+    #[arg(long, env = "WEIR_SLOW_START", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub slow_start: Duration,
     /// Log one structured line per proxied request (use with --log-format json).
     #[arg(long, env = "WEIR_ACCESS_LOG")]
     pub access_log: bool,
@@ -420,6 +424,7 @@ impl BalancerArgs {
         config.header_read_timeout = self.header_read_timeout;
         config.upstream_timeout = self.upstream_timeout;
         config.access_log = self.access_log;
+        config.slow_start = self.slow_start;
         config.ejection.eject_after = self.eject_after.max(1);
         config.ejection.max_ejection_percent = self.max_ejection_percent;
         config

@@ -45,6 +45,9 @@ pub struct Backend {
     ejected_until: AtomicU64,
     ejections: AtomicU32,
     ejected_length_ns: AtomicU64,
+    /// When it last came back (health up, or its ejection ending), as
+    /// `clock_ns`; 0 when it never left. Drives slow start.
+    returned_at: AtomicU64,
 }
 
 /// Weights a backend may have.
@@ -137,6 +140,7 @@ impl Backend {
             ejected_until: AtomicU64::new(0),
             ejections: AtomicU32::new(0),
             ejected_length_ns: AtomicU64::new(0),
+            returned_at: AtomicU64::new(0),
         })
     }
 
@@ -210,6 +214,22 @@ impl Backend {
         self.is_healthy() && !self.is_ejected()
     }
 
+    /// Slow start: the share of the traffic it would get that a backend which
+    /// just came back is given — rising linearly from 10% to all of it over
+    /// `window`, so a cold or barely recovered node is not flooded at once.
+    pub fn slow_start_share(&self, window: Duration) -> f64 {
+        let returned = self.returned_at.load(Ordering::Relaxed);
+        if returned == 0 || window.is_zero() {
+            return 1.0;
+        }
+        let now = clock_ns();
+        if now < returned {
+            return 1.0;
+        }
+        let elapsed = (now - returned) as f64 / window.as_nanos() as f64;
+        elapsed.clamp(0.1, 1.0)
+    }
+
     pub(crate) fn note_failure(&self) -> u32 {
         self.consecutive_errors.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -228,6 +248,7 @@ impl Backend {
         let ns = length.as_nanos().min(u128::from(u64::MAX / 2)) as u64;
         self.ejected_length_ns.store(ns, Ordering::Relaxed);
         self.ejected_until.store(clock_ns() + ns, Ordering::Relaxed);
+        self.returned_at.store(clock_ns() + ns, Ordering::Relaxed);
         self.consecutive_errors.store(0, Ordering::Relaxed);
     }
 
@@ -279,6 +300,7 @@ impl Backend {
         self.consecutive_failures.store(0, Ordering::Relaxed);
         let successes = self.consecutive_successes.fetch_add(1, Ordering::Relaxed) + 1;
         if successes >= rise && !self.healthy.swap(true, Ordering::Relaxed) {
+            self.returned_at.store(clock_ns(), Ordering::Relaxed);
             tracing::info!(backend = %self.authority, "backend marked up");
         }
     }

@@ -87,6 +87,8 @@ pub struct LbConfig {
     pub upstream_idle_timeout: Duration,
     /// Passive health: when failing backends are taken out of rotation.
     pub ejection: EjectionConfig,
+    /// A backend coming back gets a share of traffic rising over this window.
+    pub slow_start: Duration,
     /// Retries may add at most this share of requests, in percent...
     pub retry_budget_percent: u64,
     /// ...but at least this many per second.
@@ -121,6 +123,7 @@ impl LbConfig {
             upstream_idle_timeout: Duration::from_secs(90),
             access_log: false,
             ejection: EjectionConfig::default(),
+            slow_start: Duration::from_secs(10),
             retry_budget_percent: 20,
             retry_budget_min_per_second: 3,
             rate_limit: RateLimitConfig::default(),

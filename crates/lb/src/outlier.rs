@@ -177,6 +177,26 @@ mod tests {
     }
 
     #[test]
+    fn a_returning_backend_ramps_up() {
+        let b = backends(2);
+        let config = EjectionConfig {
+            base_ejection: Duration::from_millis(1),
+            ..EjectionConfig::default()
+        };
+        let window = Duration::from_secs(10);
+        assert_eq!(b[0].slow_start_share(window), 1.0, "never left: full share");
+        assert!(record_failure(&config, &b, &b[0], true));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while b[0].is_ejected() {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::yield_now();
+        }
+        let share = b[0].slow_start_share(window);
+        assert!((0.1..0.2).contains(&share), "just back: {share}");
+        assert_eq!(b[0].slow_start_share(Duration::from_nanos(1)), 1.0);
+    }
+
+    #[test]
     fn retry_budget_is_a_share_of_requests_with_a_floor() {
         let budget = RetryBudget::new(20, 3);
         // Few requests: the floor allows 3.

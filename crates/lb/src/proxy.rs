@@ -317,7 +317,15 @@ fn pick<'a>(
             && b.in_flight() < cap
             && !tried.iter().any(|t| std::ptr::eq(t.as_ref(), b))
     };
-    let healthy_untried = |b: &Backend| b.is_available() && untried(b);
+    let slow_start = lb.config.slow_start;
+    let healthy_untried = |b: &Backend| {
+        b.is_available()
+            && untried(b)
+            && (slow_start.is_zero() || {
+                let share = b.slow_start_share(slow_start);
+                share >= 1.0 || rand::random::<f64>() < share
+            })
+    };
     active
         .selector
         .select(
