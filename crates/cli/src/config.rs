@@ -271,6 +271,9 @@ pub struct LbArgs {
     /// http://10.0.0.1:8081=5,http://10.0.0.2:8081.
     #[arg(long, env = "WEIR_BACKENDS", value_delimiter = ',')]
     pub backends: Vec<String>,
+    /// Serve the admin API (`/lb/*`) here instead of on --listen.
+    #[arg(long, env = "WEIR_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// Serving threads, each with its own runtime and listener (0: one per core).
     #[arg(long, env = "WEIR_LB_THREADS", default_value_t = 0)]
     pub threads: usize,

@@ -93,6 +93,9 @@ pub struct LbConfig {
     pub retry_budget_percent: u64,
     /// ...but at least this many per second.
     pub retry_budget_min_per_second: u64,
+    /// Serve `/lb/*` on the main listener (off when the admin API has a
+    /// listener of its own; `/lb/*` is then proxied like any path).
+    pub admin_on_main: bool,
     /// Log one structured line per proxied request (target `weir_lb::access`).
     pub access_log: bool,
     /// Per-client rate limits (none by default).
@@ -122,6 +125,7 @@ impl LbConfig {
             header_read_timeout: Duration::from_secs(10),
             upstream_idle_timeout: Duration::from_secs(90),
             access_log: false,
+            admin_on_main: true,
             ejection: EjectionConfig::default(),
             slow_start: Duration::from_secs(10),
             retry_budget_percent: 20,

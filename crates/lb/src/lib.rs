@@ -29,4 +29,4 @@ pub mod upstream;
 pub use backend::{Backend, BackendSet};
 pub use config::{HashKey, LbConfig};
 pub use selection::Strategy;
-pub use server::{run, serve, spawn_background, Lb};
+pub use server::{run, serve, serve_admin, spawn_background, Lb};

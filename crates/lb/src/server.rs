@@ -118,6 +118,17 @@ pub async fn run(
     served
 }
 
+/// Serves only the admin API (`--admin-listen`), until `shutdown` completes.
+pub async fn serve_admin(
+    listener: TcpListener,
+    lb: Arc<Lb>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, admin::router(lb))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// The balancer's background services: health checks and housekeeping.
 /// Aborted when the returned handle is.
 pub fn spawn_background(lb: &Arc<Lb>) -> tokio::task::AbortHandle {
@@ -201,7 +212,7 @@ async fn handle(
     peer: SocketAddr,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path();
-    if path == "/lb" || path.starts_with("/lb/") {
+    if lb.config.admin_on_main && (path == "/lb" || path.starts_with("/lb/")) {
         return admin.oneshot(req.map(Body::new)).await;
     }
     let client = lb.rate_limits.client_ip(peer.ip(), req.headers());

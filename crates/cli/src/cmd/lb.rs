@@ -16,9 +16,10 @@ use crate::config::LbArgs;
 
 pub async fn run(args: LbArgs) -> anyhow::Result<()> {
     let (admin_token, generated) = args.balancer.admin_token();
-    let config = args
+    let mut config = args
         .balancer
         .config(args.backends.clone(), admin_token.clone());
+    config.admin_on_main = args.admin_listen.is_none();
     let lb = weir_lb::Lb::new(config).map_err(anyhow::Error::msg)?;
     let threads = match args.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -35,6 +36,23 @@ pub async fn run(args: LbArgs) -> anyhow::Result<()> {
 
     let background = weir_lb::spawn_background(&lb);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let admin = match args.admin_listen {
+        Some(admin_addr) => {
+            let listener = TcpListener::bind(admin_addr)
+                .await
+                .with_context(|| format!("binding the admin listener {admin_addr}"))?;
+            println!("weir: lb admin API on http://{}", listener.local_addr()?);
+            let mut stop = stop_rx.clone();
+            Some(tokio::spawn(weir_lb::serve_admin(
+                listener,
+                lb.clone(),
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            )))
+        }
+        None => None,
+    };
     let mut listeners = vec![first.into_std()?];
     for _ in 1..threads {
         listeners.push(reuseport_listener(addr)?.into_std()?);
@@ -74,6 +92,9 @@ pub async fn run(args: LbArgs) -> anyhow::Result<()> {
     })
     .await?;
     background.abort();
+    if let Some(admin) = admin {
+        admin.await??;
+    }
     joined?;
     Ok(())
 }

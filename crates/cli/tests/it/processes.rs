@@ -356,3 +356,40 @@ async fn lb_reads_a_toml_config_file_under_flags() {
     assert_eq!(strategy["strategy"], "peak_ewma");
     lb.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_can_move_to_its_own_listener() {
+    let (upstream, line) = WeirProcess::start(
+        &["bench", "upstream", "--listen", "127.0.0.1:0"],
+        "listening on",
+    );
+    let backend = listening_url(&line);
+    let (mut lb, line) = WeirProcess::start(
+        &[
+            "lb",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--admin-token",
+            "t",
+            "--backends",
+            &backend,
+        ],
+        "listening on",
+    );
+    let base = listening_url(&line);
+    let admin = listening_url(&lb.wait_line("admin API on"));
+    let stats: Value = reqwest::get(format!("{admin}/lb/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["backends"][0]["url"], backend.as_str());
+    // On the public port, /lb/* is just another path for the backends.
+    let resp = reqwest::get(format!("{base}/lb/stats")).await.unwrap();
+    assert_eq!(resp.text().await.unwrap(), "ok");
+    lb.terminate();
+    upstream.terminate();
+}
