@@ -54,6 +54,25 @@ pub enum BenchCommand {
     Http(BenchHttpArgs),
     /// A trivial upstream for lb benchmarks, optionally slow and failing.
     Upstream(BenchUpstreamArgs),
+    /// Insert many no-op tasks straight into a store, then time workers draining them.
+    Burndown(BenchBurndownArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchBurndownArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(long, default_value_t = 100_000)]
+    pub tasks: usize,
+    /// Workers, in this process.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Tasks each worker runs at once.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

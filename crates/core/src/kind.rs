@@ -33,14 +33,22 @@ pub enum TaskKind {
     Argon2,
     /// `{"ms": N}`: simulated slow work.
     Sleep,
+    /// `{}` → `{}`: no work at all, for measuring the queue itself.
+    Noop,
+    /// `{"fail_times": N}`: fails its first N attempts, then succeeds — for
+    /// tests and demos of retries and dead letters.
+    Flaky,
 }
+
+/// The most failures a `flaky` task may ask for.
+pub const MAX_FLAKY_FAILURES: u64 = 100;
 
 /// Input a client sent that weir will not queue.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InputError {
     /// The task type is not one weir knows.
-    #[error("unknown task type {0:?}; known types: md5, sha256, argon2, sleep")]
+    #[error("unknown task type {0:?}; known types: md5, sha256, argon2, sleep, noop, flaky")]
     UnknownKind(String),
     /// The input does not have the shape the kind needs.
     #[error("{0}")]
@@ -48,11 +56,13 @@ pub enum InputError {
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 4] = [
+    pub const ALL: [TaskKind; 6] = [
         TaskKind::Md5,
         TaskKind::Sha256,
         TaskKind::Argon2,
         TaskKind::Sleep,
+        TaskKind::Noop,
+        TaskKind::Flaky,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +71,8 @@ impl TaskKind {
             TaskKind::Sha256 => "sha256",
             TaskKind::Argon2 => "argon2",
             TaskKind::Sleep => "sleep",
+            TaskKind::Noop => "noop",
+            TaskKind::Flaky => "flaky",
         }
     }
 
@@ -112,6 +124,10 @@ impl TaskKind {
                         )))
                     }
                 }
+            }
+            TaskKind::Noop => {}
+            TaskKind::Flaky => {
+                bounded(obj.get("fail_times"), "fail_times", 0, MAX_FLAKY_FAILURES)?;
             }
         }
         Ok(())

@@ -23,7 +23,7 @@ pub use kind::{InputError, TaskKind};
 pub use request_log::{NodeRequestCount, RequestLogEntry, RequestLogStats};
 pub use retry::RetryPolicy;
 pub use store::{
-    CacheWrite, CompletionOutcome, Store, StoreError, TaskClaimParams, TaskCompletion,
+    CacheWrite, CompletionOutcome, Store, StoreError, TaskClaimParams, TaskCompletion, TaskCounts,
     TaskInsertParams, TaskLeaseExtendParams, TaskOutcome, TaskReleaseParams, TaskRescueParams,
     WorkerHeartbeatParams,
 };

@@ -143,6 +143,41 @@ pub struct WorkerHeartbeatParams {
     pub now: DateTime<Utc>,
 }
 
+/// How many tasks are in each state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TaskCounts {
+    pub queued: i64,
+    pub running: i64,
+    pub succeeded: i64,
+    pub dead: i64,
+}
+
+impl TaskCounts {
+    /// Tasks not finished yet.
+    pub fn pending(&self) -> i64 {
+        self.queued + self.running
+    }
+
+    pub(crate) fn add(&mut self, state: &str, n: i64) {
+        match state {
+            "queued" => self.queued += n,
+            "running" => self.running += n,
+            "succeeded" => self.succeeded += n,
+            "dead" => self.dead += n,
+            _ => {}
+        }
+    }
+
+    /// Counts from (state, count) rows.
+    pub fn from_rows(rows: impl IntoIterator<Item = (String, i64)>) -> Self {
+        let mut c = TaskCounts::default();
+        for (state, n) in rows {
+            c.add(&state, n);
+        }
+        c
+    }
+}
+
 /// The store: task queue, result cache, request log and worker registry.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -159,6 +194,8 @@ pub trait Store: Send + Sync + 'static {
     /// Queues many tasks in one transaction. Idempotent by id: a task already
     /// present is left as it is.
     async fn task_insert_many(&self, params: &[TaskInsertParams]) -> Result<(), StoreError>;
+    /// How many tasks are in each state.
+    async fn task_counts(&self) -> Result<TaskCounts, StoreError>;
     /// Reads a task.
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
     /// Atomically moves up to `max` due tasks, highest priority first, to

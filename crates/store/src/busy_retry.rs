@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use weir_core::{
     ClaimedTask, CompletionOutcome, RequestLogEntry, RequestLogStats, RetryPolicy, Store,
-    StoreError, Task, TaskClaimParams, TaskCompletion, TaskId, TaskInsertParams,
+    StoreError, Task, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
     TaskLeaseExtendParams, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams, WorkerInfo,
 };
 
@@ -110,6 +110,10 @@ impl Store for BusyRetryStore {
 
     async fn task_insert_many(&self, params: &[TaskInsertParams]) -> Result<(), StoreError> {
         self.call(|| self.inner.task_insert_many(params)).await
+    }
+
+    async fn task_counts(&self) -> Result<TaskCounts, StoreError> {
+        self.call(|| self.inner.task_counts()).await
     }
 
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
@@ -225,6 +229,9 @@ mod tests {
             unreachable!()
         }
         async fn task_insert_many(&self, _: &[TaskInsertParams]) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn task_counts(&self) -> Result<TaskCounts, StoreError> {
             unreachable!()
         }
         async fn task_get(&self, _: TaskId) -> Result<Option<Task>, StoreError> {

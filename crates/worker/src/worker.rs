@@ -143,10 +143,10 @@ impl Worker {
         match self.store.task_claim(params).await {
             Ok(tasks) => {
                 for task in tasks {
-                    let (kind, input) = (task.kind, task.input.clone());
+                    let (kind, input, attempt) = (task.kind, task.input.clone(), task.attempt);
                     let handle = self
                         .running
-                        .spawn(async move { kinds::execute(kind, &input).await });
+                        .spawn(async move { kinds::execute(kind, &input, attempt).await });
                     self.held.insert(handle.id(), task);
                 }
                 Ok(())

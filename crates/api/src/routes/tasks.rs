@@ -61,10 +61,13 @@ pub async fn submit_hash(
     JsonBody(input): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let kind: TaskKind = kind.parse()?;
-    if kind == TaskKind::Sleep {
+    if !matches!(kind, TaskKind::Md5 | TaskKind::Sha256 | TaskKind::Argon2) {
         return Err(ApiError::bad_request(
             "unknown_task_type",
-            "sleep is not a hash; submit it with POST /tasks",
+            format!(
+                "{} is not a hash; submit it with POST /tasks",
+                kind.as_str()
+            ),
         ));
     }
     let attempts = state.config.default_max_attempts;

@@ -57,6 +57,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 println!("statuses (0 = transport error): {:?}", report.statuses);
             }
         }
+        BenchCommand::Burndown(args) => super::burndown::run(args).await?,
         BenchCommand::Upstream(args) => {
             let spec = upstream::UpstreamSpec {
                 listen: args.listen,

@@ -2,6 +2,7 @@
 
 mod api;
 mod bench;
+mod burndown;
 mod lb;
 mod migrate;
 mod up;

@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 use weir_core::{
     ClaimedTask, CompletionOutcome, NodeRequestCount, RequestLogEntry, RequestLogStats, Store,
-    StoreError, Task, TaskClaimParams, TaskCompletion, TaskId, TaskInsertParams,
+    StoreError, Task, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
     TaskLeaseExtendParams, TaskOutcome, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams,
     WorkerInfo,
 };
@@ -346,6 +346,17 @@ impl Store for PostgresStore {
         .map_err(err)?;
         self.wake_workers();
         Ok(())
+    }
+
+    async fn task_counts(&self) -> Result<TaskCounts, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, COUNT(*) FROM tasks GROUP BY state \
+             UNION ALL SELECT state, COUNT(*) FROM tasks_finished GROUP BY state",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(TaskCounts::from_rows(rows))
     }
 
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {

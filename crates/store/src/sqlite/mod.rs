@@ -19,7 +19,7 @@ use sqlx::{QueryBuilder, Row, SqlitePool};
 use tokio::sync::watch;
 use weir_core::{
     ClaimedTask, CompletionOutcome, NodeRequestCount, RequestLogEntry, RequestLogStats, Store,
-    StoreError, Task, TaskClaimParams, TaskCompletion, TaskId, TaskInsertParams,
+    StoreError, Task, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
     TaskLeaseExtendParams, TaskOutcome, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams,
     WorkerInfo,
 };
@@ -183,6 +183,15 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(err)?;
         self.inserted.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
+    }
+
+    async fn task_counts(&self) -> Result<TaskCounts, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM tasks GROUP BY state")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(err)?;
+        Ok(TaskCounts::from_rows(rows))
     }
 
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {

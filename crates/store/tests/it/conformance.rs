@@ -508,3 +508,21 @@ pub async fn insert_many_is_one_batch_and_idempotent(store: Arc<dyn Store>) {
         batch.iter().map(|p| p.id).collect::<HashSet<_>>()
     );
 }
+
+pub async fn task_counts_follow_states(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    for i in 0..4 {
+        store
+            .task_insert(insert_params(TaskKind::Md5, &format!("count-{i}"), now))
+            .await
+            .unwrap();
+    }
+    let claimed = store.task_claim(claim("w", 2, now)).await.unwrap();
+    store
+        .task_complete_many(&[success(&claimed[0], now, None)])
+        .await
+        .unwrap();
+    let c = store.task_counts().await.unwrap();
+    assert_eq!((c.queued, c.running, c.succeeded, c.dead), (2, 1, 1, 0));
+    assert_eq!(c.pending(), 3);
+}

@@ -21,6 +21,7 @@ macro_rules! conformance_suite {
             request_log_counts_per_node,
             worker_heartbeat_upserts,
             insert_wakes_waiting_workers,
+            task_counts_follow_states,
         );
     };
     ($setup:ident; $($name:ident),* $(,)?) => {

@@ -11,8 +11,8 @@ use weir_core::TaskKind;
 /// Inputs larger than this are hashed on the blocking pool.
 const INLINE_HASH_MAX_BYTES: usize = 64 * 1024;
 
-/// Runs one task to completion.
-pub async fn execute(kind: TaskKind, input: &Value) -> Result<Value, String> {
+/// Runs one attempt (`attempt` counts from 1) to completion.
+pub async fn execute(kind: TaskKind, input: &Value, attempt: i32) -> Result<Value, String> {
     match kind {
         TaskKind::Md5 | TaskKind::Sha256 => {
             let s = string_field(input)?;
@@ -33,6 +33,17 @@ pub async fn execute(kind: TaskKind, input: &Value) -> Result<Value, String> {
                 .map_err(|e| format!("argon2 failed: {e}"))?
         }
         TaskKind::Sleep => sleep::run(input).await,
+        TaskKind::Noop => Ok(Value::Object(Default::default())),
+        TaskKind::Flaky => {
+            let fail_times = input.get("fail_times").and_then(Value::as_u64).unwrap_or(0);
+            if u64::try_from(attempt).unwrap_or(0) <= fail_times {
+                Err(format!(
+                    "flaky: attempt {attempt} of the first {fail_times} fails on purpose"
+                ))
+            } else {
+                Ok(serde_json::json!({ "succeeded_on_attempt": attempt }))
+            }
+        }
     }
 }
 
@@ -52,11 +63,11 @@ mod tests {
     async fn md5_and_sha256_match_known_digests() {
         let input = json!({"string": "test_value"});
         assert_eq!(
-            execute(TaskKind::Md5, &input).await.unwrap(),
+            execute(TaskKind::Md5, &input, 1).await.unwrap(),
             json!({"md5": "8dd066a9072cfaca57bcedd7f233432f"})
         );
         assert_eq!(
-            execute(TaskKind::Sha256, &json!({"string": "abc"}))
+            execute(TaskKind::Sha256, &json!({"string": "abc"}), 1)
                 .await
                 .unwrap(),
             json!({"sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"})
@@ -66,7 +77,7 @@ mod tests {
     #[tokio::test]
     async fn large_inputs_hash_the_same_off_the_runtime() {
         let big = "a".repeat(INLINE_HASH_MAX_BYTES + 1);
-        let got = execute(TaskKind::Md5, &json!({ "string": big.clone() }))
+        let got = execute(TaskKind::Md5, &json!({ "string": big.clone() }), 1)
             .await
             .unwrap();
         let want = hash::digest(TaskKind::Md5, big.as_bytes());
@@ -78,6 +89,7 @@ mod tests {
         let out = execute(
             TaskKind::Argon2,
             &json!({"string": "hunter2", "memory_kib": 64, "iterations": 1}),
+            1,
         )
         .await
         .unwrap();
@@ -89,7 +101,24 @@ mod tests {
 
     #[tokio::test]
     async fn bad_input_is_an_error_not_a_panic() {
-        assert!(execute(TaskKind::Md5, &json!({})).await.is_err());
-        assert!(execute(TaskKind::Sleep, &json!({"ms": "x"})).await.is_err());
+        assert!(execute(TaskKind::Md5, &json!({}), 1).await.is_err());
+        assert!(execute(TaskKind::Sleep, &json!({"ms": "x"}), 1)
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn flaky_fails_its_first_attempts_then_succeeds() {
+        let input = json!({"fail_times": 2});
+        assert!(execute(TaskKind::Flaky, &input, 1).await.is_err());
+        assert!(execute(TaskKind::Flaky, &input, 2).await.is_err());
+        assert_eq!(
+            execute(TaskKind::Flaky, &input, 3).await.unwrap(),
+            json!({"succeeded_on_attempt": 3})
+        );
+        assert_eq!(
+            execute(TaskKind::Noop, &json!({}), 1).await.unwrap(),
+            json!({})
+        );
     }
 }

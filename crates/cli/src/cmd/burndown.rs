@@ -1,0 +1,105 @@
+//! `weir bench burndown`: River's burn-down — insert many no-op tasks, then
+//! let workers drain them, and time both. The workers run in this process on
+//! the real store, so what is measured is the queue: claim, complete, commit.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use weir_core::{TaskId, TaskInsertParams, TaskKind};
+
+use crate::config::BenchBurndownArgs;
+
+/// Rows one insert statement carries.
+const INSERT_BATCH: usize = 5_000;
+
+#[derive(Serialize)]
+struct BurndownReport {
+    backend: &'static str,
+    tasks: usize,
+    workers: usize,
+    concurrency: usize,
+    insert_per_sec: f64,
+    work_per_sec: f64,
+}
+
+pub async fn run(args: BenchBurndownArgs) -> anyhow::Result<()> {
+    let options = args.store.options(None)?;
+    let store = weir_store::open(&options)
+        .await
+        .with_context(|| format!("opening {}", options.database_url))?;
+    let before = store.task_counts().await?;
+    anyhow::ensure!(
+        before.pending() == 0,
+        "the store already holds {} unfinished tasks",
+        before.pending()
+    );
+
+    let started = Instant::now();
+    let now = Utc::now();
+    let mut left = args.tasks;
+    while left > 0 {
+        let n = left.min(INSERT_BATCH);
+        let batch: Vec<TaskInsertParams> = (0..n)
+            .map(|_| TaskInsertParams {
+                id: TaskId::new(),
+                kind: TaskKind::Noop,
+                input: json!({}),
+                max_attempts: 3,
+                priority: 0,
+                cache_key: None,
+                run_at: now,
+                now,
+            })
+            .collect();
+        store.task_insert_many(&batch).await?;
+        left -= n;
+    }
+    let insert_secs = started.elapsed().as_secs_f64();
+
+    let stop = CancellationToken::new();
+    let mut workers = Vec::new();
+    let started = Instant::now();
+    for i in 0..args.workers.max(1) {
+        let mut config = weir_worker::WorkerConfig::new(format!("burndown-{i}"));
+        config.concurrency = args.concurrency.max(1);
+        config.poll_interval = Duration::from_millis(50);
+        workers.push(tokio::spawn(weir_worker::run(
+            store.clone(),
+            config,
+            stop.clone(),
+        )));
+    }
+    loop {
+        let counts = store.task_counts().await?;
+        if counts.pending() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let work_secs = started.elapsed().as_secs_f64();
+    stop.cancel();
+    for w in workers {
+        w.await?;
+    }
+    let report = BurndownReport {
+        backend: store.backend(),
+        tasks: args.tasks,
+        workers: args.workers.max(1),
+        concurrency: args.concurrency.max(1),
+        insert_per_sec: args.tasks as f64 / insert_secs.max(1e-9),
+        work_per_sec: args.tasks as f64 / work_secs.max(1e-9),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "burndown on {}: {} noop tasks inserted at {:.0}/s, worked at {:.0}/s ({} workers x {})",
+            report.backend, report.tasks, report.insert_per_sec, report.work_per_sec, report.workers, report.concurrency
+        );
+    }
+    Ok(())
+}
