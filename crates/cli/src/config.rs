@@ -174,6 +174,9 @@ pub struct ApiNodeArgs {
     /// Attempts a task gets unless its submission says otherwise.
     #[arg(long, env = "WEIR_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: i32,
+    /// A worker silent this long is shown as offline.
+    #[arg(long, env = "WEIR_WORKER_OFFLINE_AFTER", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub worker_offline_after: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -187,6 +190,9 @@ pub struct WorkerTuning {
     /// How long md5/sha256 results stay in the shared cache.
     #[arg(long, env = "WEIR_CACHE_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub cache_ttl: Duration,
+    /// How often each worker looks for tasks whose lease lapsed (a crashed worker's).
+    #[arg(long, env = "WEIR_RESCUE_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub rescue_interval: Duration,
     /// How often an idle worker polls when no wake-up arrives.
     #[arg(long, env = "WEIR_POLL_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
@@ -392,6 +398,7 @@ impl ApiNodeArgs {
         config.delay = Duration::from_millis(self.delay_ms);
         config.max_body_bytes = self.max_body_bytes;
         config.default_max_attempts = self.max_attempts.clamp(1, 100);
+        config.worker_offline_after = self.worker_offline_after;
         config
     }
 }
@@ -404,6 +411,7 @@ impl WorkerTuning {
         config.shutdown_grace = self.shutdown_grace;
         config.cache_ttl = self.cache_ttl;
         config.poll_interval = self.poll_interval;
+        config.rescue_interval = self.rescue_interval;
         // Renew well inside the lease so one slow heartbeat never loses it.
         config.heartbeat_interval =
             (self.lease / 5).clamp(Duration::from_millis(200), Duration::from_secs(5));

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod binary;
+mod crashes;
 mod db_outages;
 mod processes;
 mod request_log;

@@ -56,6 +56,12 @@ impl WeirProcess {
         }
     }
 
+    /// SIGKILL: no drain, no goodbye.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(mut self) {
         let status = Command::new("kill")
