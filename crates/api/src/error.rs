@@ -18,6 +18,9 @@ pub enum ApiError {
     /// 404: no such resource.
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
+    /// 409: the resource is in a state the request does not apply to.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     /// 405.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -44,6 +47,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
+            ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")

@@ -33,7 +33,11 @@ pub fn app(state: AppState) -> Router {
         .route("/requests/stats", get(routes::root::stats))
         .route("/hash/{kind}", post(routes::tasks::submit_hash))
         .route("/tasks", post(routes::tasks::submit))
-        .route("/tasks/{id}", get(routes::tasks::get))
+        .route(
+            "/tasks/{id}",
+            get(routes::tasks::get).delete(routes::tasks::cancel),
+        )
+        .route("/tasks/{id}/retry", post(routes::tasks::retry))
         .route("/workers", get(routes::workers::list))
         .route("/health", get(routes::health::health))
         .fallback(routes::not_found)

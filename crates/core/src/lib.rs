@@ -23,9 +23,9 @@ pub use kind::{InputError, TaskKind};
 pub use request_log::{NodeRequestCount, RequestLogEntry, RequestLogStats};
 pub use retry::RetryPolicy;
 pub use store::{
-    CacheWrite, CompletionOutcome, Store, StoreError, TaskClaimParams, TaskCompletion, TaskCounts,
-    TaskInsertParams, TaskLeaseExtendParams, TaskOutcome, TaskReleaseParams, TaskRescueParams,
-    WorkerHeartbeatParams,
+    CacheWrite, CompletionOutcome, Store, StoreError, TaskChange, TaskClaimParams, TaskCompletion,
+    TaskCounts, TaskInsertParams, TaskLeaseExtendParams, TaskOutcome, TaskReleaseParams,
+    TaskRescueParams, WorkerHeartbeatParams,
 };
 pub use task::{ClaimedTask, Task, TaskId, TaskState};
 pub use worker::{WorkerInfo, WorkerStatus};

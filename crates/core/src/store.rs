@@ -14,7 +14,8 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::{
-    ClaimedTask, RequestLogEntry, RequestLogStats, Task, TaskId, TaskKind, WorkerInfo, WorkerStatus,
+    ClaimedTask, RequestLogEntry, RequestLogStats, Task, TaskId, TaskKind, TaskState, WorkerInfo,
+    WorkerStatus,
 };
 
 /// What went wrong in the store. Backends map their driver's errors onto these.
@@ -143,6 +144,17 @@ pub struct WorkerHeartbeatParams {
     pub now: DateTime<Utc>,
 }
 
+/// What a user's change to one task came to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TaskChange {
+    /// Done; the task as it is now.
+    Changed(Task),
+    /// No such task.
+    NotFound,
+    /// The task is in a state the change does not apply to.
+    WrongState(TaskState),
+}
+
 /// How many tasks are in each state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TaskCounts {
@@ -150,6 +162,7 @@ pub struct TaskCounts {
     pub running: i64,
     pub succeeded: i64,
     pub dead: i64,
+    pub cancelled: i64,
 }
 
 impl TaskCounts {
@@ -164,6 +177,7 @@ impl TaskCounts {
             "running" => self.running += n,
             "succeeded" => self.succeeded += n,
             "dead" => self.dead += n,
+            "cancelled" => self.cancelled += n,
             _ => {}
         }
     }
@@ -194,6 +208,11 @@ pub trait Store: Send + Sync + 'static {
     /// Queues many tasks in one transaction. Idempotent by id: a task already
     /// present is left as it is.
     async fn task_insert_many(&self, params: &[TaskInsertParams]) -> Result<(), StoreError>;
+    /// Queues a dead task again with a fresh set of attempts.
+    async fn task_retry(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError>;
+    /// Cancels a queued or running task. A running attempt is fenced off: its
+    /// lease token changes, so its completion and lease renewals are refused.
+    async fn task_cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError>;
     /// How many tasks are in each state.
     async fn task_counts(&self) -> Result<TaskCounts, StoreError>;
     /// Reads a task.

@@ -53,8 +53,11 @@ pub enum TaskState {
     Running,
     /// Finished with a result. Final.
     Succeeded,
-    /// Failed on its last allowed attempt; the last error is kept. Final.
+    /// Failed on its last allowed attempt; the last error is kept. Final
+    /// (unless retried by hand).
     Dead,
+    /// Cancelled by a user before it finished. Final.
+    Cancelled,
 }
 
 impl TaskState {
@@ -65,12 +68,16 @@ impl TaskState {
             TaskState::Running => "running",
             TaskState::Succeeded => "succeeded",
             TaskState::Dead => "dead",
+            TaskState::Cancelled => "cancelled",
         }
     }
 
     /// Whether the task will not change any more.
     pub fn is_final(self) -> bool {
-        matches!(self, TaskState::Succeeded | TaskState::Dead)
+        matches!(
+            self,
+            TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled
+        )
     }
 }
 
@@ -82,6 +89,7 @@ impl FromStr for TaskState {
             "running" => TaskState::Running,
             "succeeded" => TaskState::Succeeded,
             "dead" => TaskState::Dead,
+            "cancelled" => TaskState::Cancelled,
             other => return Err(format!("unknown task state {other:?}")),
         })
     }

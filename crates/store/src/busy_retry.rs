@@ -23,8 +23,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use weir_core::{
     ClaimedTask, CompletionOutcome, RequestLogEntry, RequestLogStats, RetryPolicy, Store,
-    StoreError, Task, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
-    TaskLeaseExtendParams, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams, WorkerInfo,
+    StoreError, Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
+    TaskInsertParams, TaskLeaseExtendParams, TaskReleaseParams, TaskRescueParams,
+    WorkerHeartbeatParams, WorkerInfo,
 };
 
 /// How long and how often to retry.
@@ -110,6 +111,14 @@ impl Store for BusyRetryStore {
 
     async fn task_insert_many(&self, params: &[TaskInsertParams]) -> Result<(), StoreError> {
         self.call(|| self.inner.task_insert_many(params)).await
+    }
+
+    async fn task_retry(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError> {
+        self.call(|| self.inner.task_retry(id, now)).await
+    }
+
+    async fn task_cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError> {
+        self.call(|| self.inner.task_cancel(id, now)).await
     }
 
     async fn task_counts(&self) -> Result<TaskCounts, StoreError> {
@@ -229,6 +238,12 @@ mod tests {
             unreachable!()
         }
         async fn task_insert_many(&self, _: &[TaskInsertParams]) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn task_retry(&self, _: TaskId, _: DateTime<Utc>) -> Result<TaskChange, StoreError> {
+            unreachable!()
+        }
+        async fn task_cancel(&self, _: TaskId, _: DateTime<Utc>) -> Result<TaskChange, StoreError> {
             unreachable!()
         }
         async fn task_counts(&self) -> Result<TaskCounts, StoreError> {

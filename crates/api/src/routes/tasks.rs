@@ -7,7 +7,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use weir_core::{Task, TaskId, TaskInsertParams, TaskKind, TaskState};
+use weir_core::{Task, TaskChange, TaskId, TaskInsertParams, TaskKind, TaskState};
 
 use crate::body::JsonBody;
 use crate::{ApiError, AppState};
@@ -116,15 +116,18 @@ async fn enqueue(
         .into_response())
 }
 
+fn not_found() -> ApiError {
+    ApiError::NotFound {
+        code: "task_not_found",
+        message: "no task with that id".into(),
+    }
+}
+
 /// `GET /tasks/{id}`.
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Task>, ApiError> {
-    let not_found = || ApiError::NotFound {
-        code: "task_not_found",
-        message: "no task with that id".into(),
-    };
     let id: TaskId = id.parse().map_err(|_| not_found())?;
     state
         .store
@@ -132,4 +135,37 @@ pub async fn get(
         .await?
         .map(Json)
         .ok_or_else(not_found)
+}
+
+/// `POST /tasks/{id}/retry`: a dead task queued again with fresh attempts.
+pub async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Task>, ApiError> {
+    let id: TaskId = id.parse().map_err(|_| not_found())?;
+    match state.store.task_retry(id, Utc::now()).await? {
+        TaskChange::Changed(task) => Ok(Json(task)),
+        TaskChange::NotFound => Err(not_found()),
+        TaskChange::WrongState(s) => Err(ApiError::Conflict {
+            code: "task_not_dead",
+            message: format!("only dead tasks can be retried; this one is {}", s.as_str()),
+        }),
+    }
+}
+
+/// `DELETE /tasks/{id}`: cancels a queued task; a running one is fenced off
+/// (its result will be refused) and shown as cancelled at once.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Task>, ApiError> {
+    let id: TaskId = id.parse().map_err(|_| not_found())?;
+    match state.store.task_cancel(id, Utc::now()).await? {
+        TaskChange::Changed(task) => Ok(Json(task)),
+        TaskChange::NotFound => Err(not_found()),
+        TaskChange::WrongState(s) => Err(ApiError::Conflict {
+            code: "task_finished",
+            message: format!("the task is already {}", s.as_str()),
+        }),
+    }
 }

@@ -87,8 +87,100 @@ async fn general_form_runs_sleep_tasks(store: StoreKind) {
     stack.stop().await;
 }
 
+async fn failing_tasks_retry_die_and_can_be_retried_or_cancelled(store: StoreKind) {
+    let stack = Stack::start(StackOptions::on(store)).await;
+    // Fails once, succeeds on the second attempt.
+    let task = submit_and_wait(
+        &stack,
+        "/tasks",
+        json!({"type": "flaky", "input": {"fail_times": 1}, "max_attempts": 3}),
+    )
+    .await;
+    assert_eq!(
+        (task["status"].as_str(), task["attempts"].as_i64()),
+        (Some("succeeded"), Some(2)),
+        "{task}"
+    );
+
+    // Out of attempts: dead, with the last error.
+    let dead = submit_and_wait(
+        &stack,
+        "/tasks",
+        json!({"type": "flaky", "input": {"fail_times": 50}, "max_attempts": 2}),
+    )
+    .await;
+    assert_eq!(dead["status"], "dead", "{dead}");
+    assert!(
+        dead["error"].as_str().unwrap().contains("fails on purpose"),
+        "{dead}"
+    );
+    let id = dead["id"].as_str().unwrap();
+    let http = &stack.http;
+    let retried = http
+        .post(stack.url(&format!("/tasks/{id}/retry")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), 200);
+    let again = stack.wait_task(id).await;
+    assert_eq!(
+        (again["status"].as_str(), again["attempts"].as_i64()),
+        (Some("dead"), Some(2)),
+        "{again}"
+    );
+
+    // Retrying a task that is not dead, or one that does not exist.
+    let ok_id = task["id"].as_str().unwrap();
+    let resp = http
+        .post(stack.url(&format!("/tasks/{ok_id}/retry")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "task_not_dead"
+    );
+    let resp = http
+        .post(stack.url(&format!("/tasks/{}/retry", weir_core::TaskId::new())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+
+    // Cancel a task due in an hour; then it is finished and cannot be cancelled again.
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (status, accepted) = stack
+        .post_json(
+            "/tasks",
+            &json!({"type": "noop", "input": {}, "run_at": later}),
+        )
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["task_id"].as_str().unwrap();
+    let resp = http
+        .delete(stack.url(&format!("/tasks/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["status"], "cancelled");
+    let resp = http
+        .delete(stack.url(&format!("/tasks/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "task_finished"
+    );
+    stack.stop().await;
+}
+
 crate::for_each_store!(
     md5_and_sha256_run_and_then_come_from_the_cache,
     argon2_gives_a_phc_string_and_is_never_cached,
-    general_form_runs_sleep_tasks
+    general_form_runs_sleep_tasks,
+    failing_tasks_retry_die_and_can_be_retried_or_cancelled
 );

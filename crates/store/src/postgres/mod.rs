@@ -27,9 +27,9 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 use weir_core::{
     ClaimedTask, CompletionOutcome, NodeRequestCount, RequestLogEntry, RequestLogStats, Store,
-    StoreError, Task, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
-    TaskLeaseExtendParams, TaskOutcome, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams,
-    WorkerInfo,
+    StoreError, Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
+    TaskInsertParams, TaskLeaseExtendParams, TaskOutcome, TaskReleaseParams, TaskRescueParams,
+    WorkerHeartbeatParams, WorkerInfo,
 };
 
 use crate::error::{from_sqlx, postgres_contention};
@@ -93,6 +93,14 @@ impl PostgresStore {
     /// The connection pool (tests and benchmarks inspect the database through it).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Why a change did not apply: the task is missing or in another state.
+    async fn unchanged(&self, id: TaskId) -> Result<TaskChange, StoreError> {
+        Ok(match self.task_get(id).await? {
+            Some(t) => TaskChange::WrongState(t.state),
+            None => TaskChange::NotFound,
+        })
     }
 
     fn wake_workers(&self) {
@@ -346,6 +354,56 @@ impl Store for PostgresStore {
         .map_err(err)?;
         self.wake_workers();
         Ok(())
+    }
+
+    async fn task_retry(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError> {
+        // Back into the hot table. tasks_finished keeps no lease token, so the
+        // new one starts from the clock (in ms): above any token an attempt of
+        // the task's earlier life can hold, so such a late completion stays fenced off.
+        let sql = format!(
+            "WITH moved AS (DELETE FROM tasks_finished WHERE id = $1 AND state = 'dead' RETURNING *) \
+             INSERT INTO tasks (id, kind, input, state, error, attempts, max_attempts, priority, \
+                                worker_id, lease_token, created_at, run_at, started_at) \
+             SELECT id, kind, input, 'queued', error, 0, max_attempts, priority, worker_id, \
+                    (extract(epoch FROM $2::timestamptz) * 1000)::bigint, created_at, $2, started_at \
+             FROM moved RETURNING {LIVE_TASK_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        match row {
+            Some(row) => {
+                self.wake_workers();
+                Ok(TaskChange::Changed(task_from_row(&row)?))
+            }
+            None => self.unchanged(id).await,
+        }
+    }
+
+    async fn task_cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError> {
+        // Out of the hot table: a running attempt's completion and lease
+        // renewals no longer find their row, so they are refused.
+        let sql = format!(
+            "WITH moved AS (DELETE FROM tasks WHERE id = $1 RETURNING *) \
+             INSERT INTO tasks_finished (id, kind, input, state, result, error, attempts, max_attempts, \
+                                         priority, worker_id, created_at, run_at, started_at, completed_at) \
+             SELECT id, kind, input, 'cancelled', NULL, error, attempts, max_attempts, priority, \
+                    worker_id, created_at, run_at, started_at, $2 FROM moved \
+             RETURNING {FINISHED_TASK_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        match row {
+            Some(row) => Ok(TaskChange::Changed(task_from_row(&row)?)),
+            None => self.unchanged(id).await,
+        }
     }
 
     async fn task_counts(&self) -> Result<TaskCounts, StoreError> {

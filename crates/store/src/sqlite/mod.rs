@@ -19,9 +19,9 @@ use sqlx::{QueryBuilder, Row, SqlitePool};
 use tokio::sync::watch;
 use weir_core::{
     ClaimedTask, CompletionOutcome, NodeRequestCount, RequestLogEntry, RequestLogStats, Store,
-    StoreError, Task, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
-    TaskLeaseExtendParams, TaskOutcome, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams,
-    WorkerInfo,
+    StoreError, Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
+    TaskInsertParams, TaskLeaseExtendParams, TaskOutcome, TaskReleaseParams, TaskRescueParams,
+    WorkerHeartbeatParams, WorkerInfo,
 };
 
 use crate::error::{from_sqlx, sqlite_contention};
@@ -80,6 +80,14 @@ impl SqliteStore {
             writer,
             reader,
             inserted,
+        })
+    }
+
+    /// Why a change did not apply: the task is missing or in another state.
+    async fn unchanged(&self, id: TaskId) -> Result<TaskChange, StoreError> {
+        Ok(match self.task_get(id).await? {
+            Some(t) => TaskChange::WrongState(t.state),
+            None => TaskChange::NotFound,
         })
     }
 
@@ -183,6 +191,46 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(err)?;
         self.inserted.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
+    }
+
+    async fn task_retry(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError> {
+        let sql = format!(
+            "UPDATE tasks SET state = 'queued', attempts = 0, run_at = ?, completed_at = NULL, \
+                 lease_expires_at = NULL \
+             WHERE id = ? AND state = 'dead' RETURNING {TASK_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(millis(now))
+            .bind(id.to_string())
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(err)?;
+        match row {
+            Some(row) => {
+                self.inserted.send_modify(|n| *n = n.wrapping_add(1));
+                Ok(TaskChange::Changed(task_from_row(&row)?))
+            }
+            None => self.unchanged(id).await,
+        }
+    }
+
+    async fn task_cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError> {
+        // The lease token moves on, so a running attempt's completion is refused.
+        let sql = format!(
+            "UPDATE tasks SET state = 'cancelled', completed_at = ?, lease_token = lease_token + 1, \
+                 lease_expires_at = NULL \
+             WHERE id = ? AND state IN ('queued', 'running') RETURNING {TASK_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(millis(now))
+            .bind(id.to_string())
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(err)?;
+        match row {
+            Some(row) => Ok(TaskChange::Changed(task_from_row(&row)?)),
+            None => self.unchanged(id).await,
+        }
     }
 
     async fn task_counts(&self) -> Result<TaskCounts, StoreError> {

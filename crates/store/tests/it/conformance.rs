@@ -526,3 +526,79 @@ pub async fn task_counts_follow_states(store: Arc<dyn Store>) {
     assert_eq!((c.queued, c.running, c.succeeded, c.dead), (2, 1, 1, 0));
     assert_eq!(c.pending(), 3);
 }
+
+pub async fn dead_tasks_can_be_retried_and_queued_ones_cancelled(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let mut p = insert_params(TaskKind::Md5, "retry-me", now);
+    p.max_attempts = 1;
+    let id = p.id;
+    store.task_insert(p).await.unwrap();
+    let t = store
+        .task_claim(claim("w", 1, now))
+        .await
+        .unwrap()
+        .remove(0);
+    let failed = TaskCompletion {
+        id,
+        lease_token: t.lease_token,
+        outcome: TaskOutcome::Failed {
+            error: "boom".into(),
+            retry_at: None,
+        },
+        now,
+    };
+    store.task_complete_many(&[failed]).await.unwrap();
+    assert_eq!(
+        store.task_get(id).await.unwrap().unwrap().state,
+        TaskState::Dead
+    );
+
+    // Retry: queued again, a fresh set of attempts, the last error kept.
+    let TaskChange::Changed(retried) = store.task_retry(id, now).await.unwrap() else {
+        panic!("retry did not apply");
+    };
+    assert_eq!((retried.state, retried.attempts), (TaskState::Queued, 0));
+    assert_eq!(retried.error.as_deref(), Some("boom"));
+    assert_eq!(
+        store.task_retry(id, now).await.unwrap(),
+        TaskChange::WrongState(TaskState::Queued)
+    );
+    assert_eq!(
+        store.task_retry(TaskId::new(), now).await.unwrap(),
+        TaskChange::NotFound
+    );
+    // The old attempt's token cannot complete the new life.
+    let again = store
+        .task_claim(claim("w2", 1, now))
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(again.lease_token > t.lease_token);
+    let stale = success(&t, now, None);
+    assert_eq!(
+        store.task_complete_many(&[stale]).await.unwrap(),
+        vec![CompletionOutcome::LeaseLost]
+    );
+
+    // Cancel the running one: its completion is refused afterwards.
+    let TaskChange::Changed(cancelled) = store.task_cancel(id, now).await.unwrap() else {
+        panic!("cancel did not apply");
+    };
+    assert_eq!(cancelled.state, TaskState::Cancelled);
+    assert_eq!(
+        store
+            .task_complete_many(&[success(&again, now, None)])
+            .await
+            .unwrap(),
+        vec![CompletionOutcome::LeaseLost]
+    );
+    assert_eq!(
+        store.task_get(id).await.unwrap().unwrap().state,
+        TaskState::Cancelled
+    );
+    assert_eq!(
+        store.task_cancel(id, now).await.unwrap(),
+        TaskChange::WrongState(TaskState::Cancelled)
+    );
+    assert_eq!(store.task_counts().await.unwrap().cancelled, 1);
+}

@@ -22,6 +22,7 @@ macro_rules! conformance_suite {
             worker_heartbeat_upserts,
             insert_wakes_waiting_workers,
             task_counts_follow_states,
+            dead_tasks_can_be_retried_and_queued_ones_cancelled,
         );
     };
     ($setup:ident; $($name:ident),* $(,)?) => {
