@@ -273,6 +273,19 @@ impl Backend {
         InFlightGuard(self.clone())
     }
 
+    /// Like [`Backend::start_request`], but only while fewer than `cap`
+    /// requests are in flight — checked and counted in one atomic step, so two
+    /// requests racing for the last slot cannot both take it.
+    pub fn try_start_request(self: &Arc<Self>, cap: u64) -> Option<InFlightGuard> {
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        Some(InFlightGuard(self.clone()))
+    }
+
     pub fn record_error(&self) {
         self.errors.fetch_add(1, Ordering::Relaxed);
     }

@@ -10,6 +10,7 @@ use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 
+use crate::backend::InFlightGuard;
 use crate::config::HashKey;
 use crate::outlier;
 use crate::selection::{hash_key as hash_key_bytes, Pick};
@@ -132,8 +133,8 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
                 "the chosen API node could not be reached (retry budget spent)",
             );
         }
-        let backend = match pick_or_queue(lb, &backends, &tried, key).await {
-            Ok(Some(b)) => b,
+        let (backend, guard) = match pick_or_queue(lb, &backends, &tried, key).await {
+            Ok(Some(reserved)) => reserved,
             Ok(None) => break,
             Err(overloaded) => return overloaded,
         };
@@ -159,7 +160,6 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
             }
         }
 
-        let guard = backend.start_request();
         let started = std::time::Instant::now();
         let sent = tokio::time::timeout(
             lb.config.upstream_timeout,
@@ -253,8 +253,8 @@ async fn pick_or_queue<'a>(
     backends: &'a [Arc<Backend>],
     tried: &[&Arc<Backend>],
     key: u64,
-) -> Result<Option<&'a Arc<Backend>>, Response<Body>> {
-    if let Some(b) = pick(lb, backends, tried, key) {
+) -> Result<Option<(&'a Arc<Backend>, InFlightGuard)>, Response<Body>> {
+    if let Some(b) = reserve(lb, backends, tried, key) {
         return Ok(Some(b));
     }
     let Some(cap) = lb.config.max_in_flight else {
@@ -284,11 +284,11 @@ async fn pick_or_queue<'a>(
     let deadline = tokio::time::Instant::now() + lb.config.queue_timeout;
     let picked = loop {
         let freed = lb.backends.slot_freed();
-        if let Some(b) = pick(lb, backends, tried, key) {
+        if let Some(b) = reserve(lb, backends, tried, key) {
             break Some(b);
         }
         if tokio::time::timeout_at(deadline, freed).await.is_err() {
-            break pick(lb, backends, tried, key);
+            break reserve(lb, backends, tried, key);
         }
     };
     lb.queued.fetch_sub(1, Ordering::AcqRel);
@@ -299,6 +299,29 @@ async fn pick_or_queue<'a>(
             Err(overloaded())
         }
     }
+}
+
+/// A backend by [`pick`], with its in-flight slot taken. Under a
+/// `max_in_flight` cap, another request may take the slot between the pick and
+/// the reservation; then it picks again.
+fn reserve<'a>(
+    lb: &Lb,
+    backends: &'a [Arc<Backend>],
+    tried: &[&Arc<Backend>],
+    key: u64,
+) -> Option<(&'a Arc<Backend>, InFlightGuard)> {
+    for _ in 0..backends.len().max(1) * 2 {
+        let b = pick(lb, backends, tried, key)?;
+        match lb.config.max_in_flight {
+            None => return Some((b, b.start_request())),
+            Some(cap) => {
+                if let Some(guard) = b.try_start_request(cap) {
+                    return Some((b, guard));
+                }
+            }
+        }
+    }
+    None
 }
 
 /// A healthy backend not tried yet; if every backend is marked down, any untried
