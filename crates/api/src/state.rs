@@ -22,6 +22,8 @@ pub struct ApiConfig {
     /// How long a request retries a busy or unreachable database before it
     /// answers 503 database_busy.
     pub db_busy_timeout: Duration,
+    /// How long an idempotency key keeps returning the same task.
+    pub idempotency_window: Duration,
 }
 
 impl ApiConfig {
@@ -33,6 +35,7 @@ impl ApiConfig {
             default_max_attempts: 3,
             worker_offline_after: Duration::from_secs(10),
             db_busy_timeout: Duration::from_secs(3),
+            idempotency_window: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -208,6 +208,15 @@ pub trait Store: Send + Sync + 'static {
     /// Queues many tasks in one transaction. Idempotent by id: a task already
     /// present is left as it is.
     async fn task_insert_many(&self, params: &[TaskInsertParams]) -> Result<(), StoreError>;
+    /// Queues a task under an idempotency key: the first call with a key
+    /// inserts the task; later calls within `window` of it return that task
+    /// instead (`false`: not created now). Safe under concurrent calls.
+    async fn task_insert_idempotent(
+        &self,
+        params: TaskInsertParams,
+        key: &str,
+        window: Duration,
+    ) -> Result<(Task, bool), StoreError>;
     /// Queues a dead task again with a fresh set of attempts.
     async fn task_retry(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError>;
     /// Cancels a queued or running task. A running attempt is fenced off: its

@@ -113,6 +113,19 @@ impl Store for BusyRetryStore {
         self.call(|| self.inner.task_insert_many(params)).await
     }
 
+    async fn task_insert_idempotent(
+        &self,
+        params: TaskInsertParams,
+        key: &str,
+        window: Duration,
+    ) -> Result<(Task, bool), StoreError> {
+        self.call(|| {
+            self.inner
+                .task_insert_idempotent(params.clone(), key, window)
+        })
+        .await
+    }
+
     async fn task_retry(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError> {
         self.call(|| self.inner.task_retry(id, now)).await
     }
@@ -238,6 +251,14 @@ mod tests {
             unreachable!()
         }
         async fn task_insert_many(&self, _: &[TaskInsertParams]) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn task_insert_idempotent(
+            &self,
+            _: TaskInsertParams,
+            _: &str,
+            _: Duration,
+        ) -> Result<(Task, bool), StoreError> {
             unreachable!()
         }
         async fn task_retry(&self, _: TaskId, _: DateTime<Utc>) -> Result<TaskChange, StoreError> {

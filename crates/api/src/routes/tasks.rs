@@ -1,7 +1,7 @@
 //! Tasks: `POST /tasks`, `POST /hash/{kind}`, `GET /tasks/{id}`.
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -26,11 +26,62 @@ pub struct SubmitTask {
     #[serde(default)]
     priority: i32,
     run_at: Option<DateTime<Utc>>,
+    /// Same key within the idempotency window → the same task.
+    idempotency_key: Option<String>,
+}
+
+/// Longest idempotency key accepted.
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+
+/// One task to queue, however it was submitted.
+struct Submission {
+    kind: TaskKind,
+    input: Value,
+    max_attempts: i32,
+    priority: i32,
+    run_at: Option<DateTime<Utc>>,
+    idempotency_key: Option<String>,
+}
+
+/// The key from the `Idempotency-Key` header or the body's field (they must agree).
+fn idempotency_key(headers: &HeaderMap, field: Option<String>) -> Result<Option<String>, ApiError> {
+    let header = match headers.get("idempotency-key") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_idempotency_key",
+                        "Idempotency-Key must be visible ASCII",
+                    )
+                })?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let key = match (header, field) {
+        (Some(h), Some(f)) if h != f => {
+            return Err(ApiError::bad_request(
+                "invalid_idempotency_key",
+                "the Idempotency-Key header and the idempotency_key field differ",
+            ))
+        }
+        (h, f) => h.or(f),
+    };
+    match key {
+        Some(k) if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_BYTES => {
+            Err(ApiError::bad_request(
+                "invalid_idempotency_key",
+                format!("an idempotency key is 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes"),
+            ))
+        }
+        k => Ok(k),
+    }
 }
 
 /// `POST /tasks {"type","input",...}`.
 pub async fn submit(
     State(state): State<AppState>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<SubmitTask>,
 ) -> Result<Response, ApiError> {
     let kind: TaskKind = body.kind.parse()?;
@@ -43,13 +94,17 @@ pub async fn submit(
             format!("max_attempts must be from 1 to {MAX_ATTEMPTS_LIMIT}"),
         ));
     }
+    let idempotency_key = idempotency_key(&headers, body.idempotency_key)?;
     enqueue(
         &state,
-        kind,
-        body.input,
-        max_attempts,
-        body.priority,
-        body.run_at,
+        Submission {
+            kind,
+            input: body.input,
+            max_attempts,
+            priority: body.priority,
+            run_at: body.run_at,
+            idempotency_key,
+        },
     )
     .await
 }
@@ -58,6 +113,7 @@ pub async fn submit(
 pub async fn submit_hash(
     State(state): State<AppState>,
     Path(kind): Path<String>,
+    headers: HeaderMap,
     JsonBody(input): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let kind: TaskKind = kind.parse()?;
@@ -70,19 +126,28 @@ pub async fn submit_hash(
             ),
         ));
     }
-    let attempts = state.config.default_max_attempts;
-    enqueue(&state, kind, input, attempts, 0, None).await
+    let idempotency_key = idempotency_key(&headers, None)?;
+    let submission = Submission {
+        kind,
+        input,
+        max_attempts: state.config.default_max_attempts,
+        priority: 0,
+        run_at: None,
+        idempotency_key,
+    };
+    enqueue(&state, submission).await
 }
 
 /// Validates, answers from the cache when it can, else queues the task.
-async fn enqueue(
-    state: &AppState,
-    kind: TaskKind,
-    input: Value,
-    max_attempts: i32,
-    priority: i32,
-    run_at: Option<DateTime<Utc>>,
-) -> Result<Response, ApiError> {
+async fn enqueue(state: &AppState, s: Submission) -> Result<Response, ApiError> {
+    let Submission {
+        kind,
+        input,
+        max_attempts,
+        priority,
+        run_at,
+        idempotency_key,
+    } = s;
     kind.validate_input(&input)?;
     let now = Utc::now();
     let cache_key = kind.cache_key(&input);
@@ -93,20 +158,43 @@ async fn enqueue(
         }
     }
     let id = TaskId::new();
+    let params = TaskInsertParams {
+        id,
+        kind,
+        input,
+        max_attempts,
+        priority,
+        cache_key,
+        run_at: run_at.unwrap_or(now),
+        now,
+    };
+    if let Some(key) = idempotency_key {
+        let (task, created) = state
+            .store
+            .task_insert_idempotent(params, &key, state.config.idempotency_window)
+            .await?;
+        let body = json!({ "task_id": task.id, "status": task.state, "type": task.kind });
+        let status = if created {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        };
+        let mut resp = (
+            status,
+            [(header::LOCATION, format!("/tasks/{}", task.id))],
+            Json(body),
+        )
+            .into_response();
+        if !created {
+            resp.headers_mut().insert(
+                "idempotent-replayed",
+                header::HeaderValue::from_static("true"),
+            );
+        }
+        return Ok(resp);
+    }
     // Acknowledged only once committed: what weir accepted is durable.
-    state
-        .task_inserts
-        .write(TaskInsertParams {
-            id,
-            kind,
-            input,
-            max_attempts,
-            priority,
-            cache_key,
-            run_at: run_at.unwrap_or(now),
-            now,
-        })
-        .await?;
+    state.task_inserts.write(params).await?;
     let body = json!({ "task_id": id, "status": TaskState::Queued, "type": kind });
     Ok((
         StatusCode::ACCEPTED,

@@ -178,7 +178,53 @@ async fn failing_tasks_retry_die_and_can_be_retried_or_cancelled(store: StoreKin
     stack.stop().await;
 }
 
+async fn an_idempotency_key_gives_the_same_task_again(store: StoreKind) {
+    let stack = Stack::start(StackOptions::on(store)).await;
+    let http = &stack.http;
+    let submit = |key: &'static str| {
+        http.post(stack.url("/tasks"))
+            .header("idempotency-key", key)
+            .json(&json!({"type": "sleep", "input": {"ms": 10}}))
+            .send()
+    };
+    let first = submit("order-17").await.unwrap();
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    // A client retrying after a lost answer: same task, told it is a replay.
+    let again = submit("order-17").await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["task_id"], first["task_id"]);
+    // The body field works too, and a different key is a different task.
+    let (status, other) = stack
+        .post_json(
+            "/tasks",
+            &json!({"type": "sleep", "input": {"ms": 10}, "idempotency_key": "order-18"}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    assert_ne!(other["task_id"], first["task_id"]);
+    // Header and field must agree.
+    let resp = http
+        .post(stack.url("/tasks"))
+        .header("idempotency-key", "a")
+        .json(&json!({"type": "noop", "input": {}, "idempotency_key": "b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "invalid_idempotency_key"
+    );
+    let done = stack.wait_task(first["task_id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded");
+    stack.stop().await;
+}
+
 crate::for_each_store!(
+    an_idempotency_key_gives_the_same_task_again,
     md5_and_sha256_run_and_then_come_from_the_cache,
     argon2_gives_a_phc_string_and_is_never_cached,
     general_form_runs_sleep_tasks,

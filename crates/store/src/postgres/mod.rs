@@ -356,6 +356,69 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn task_insert_idempotent(
+        &self,
+        p: TaskInsertParams,
+        key: &str,
+        window: std::time::Duration,
+    ) -> Result<(Task, bool), StoreError> {
+        let oldest = p.now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE key = $1 AND created_at < $2")
+            .bind(key)
+            .bind(oldest)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        // A concurrent call with the same key waits here on the unique index
+        // until the first commits, then finds its row.
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (key, task_id, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(p.id.0)
+        .bind(p.now)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected()
+            == 1;
+        if !claimed {
+            let existing: Uuid =
+                sqlx::query_scalar("SELECT task_id FROM idempotency_keys WHERE key = $1")
+                    .bind(key)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            let id = TaskId(existing);
+            let task = self.task_get(id).await?.ok_or_else(|| {
+                StoreError::Corrupt(format!("idempotency key names missing task {id}"))
+            })?;
+            return Ok((task, false));
+        }
+        let sql = format!(
+            "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, run_at) \
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8) RETURNING {LIVE_TASK_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(p.id.0)
+            .bind(p.kind.as_str())
+            .bind(&p.input)
+            .bind(p.max_attempts)
+            .bind(p.priority)
+            .bind(&p.cache_key)
+            .bind(p.now)
+            .bind(p.run_at)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        self.wake_workers();
+        Ok((task_from_row(&row)?, true))
+    }
+
     async fn task_retry(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError> {
         // Back into the hot table. tasks_finished keeps no lease token, so the
         // new one starts from the clock (in ms): above any token an attempt of

@@ -193,6 +193,70 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn task_insert_idempotent(
+        &self,
+        p: TaskInsertParams,
+        key: &str,
+        window: std::time::Duration,
+    ) -> Result<(Task, bool), StoreError> {
+        let now = millis(p.now);
+        let oldest = now - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let mut tx = self.writer.begin().await.map_err(err)?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE key = ? AND created_at < ?")
+            .bind(key)
+            .bind(oldest)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (key, task_id, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(p.id.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected()
+            == 1;
+        if !claimed {
+            let existing: String =
+                sqlx::query_scalar("SELECT task_id FROM idempotency_keys WHERE key = ?")
+                    .bind(key)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            let id: TaskId = existing
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("idempotency key's task id: {e}")))?;
+            let task = self.task_get(id).await?.ok_or_else(|| {
+                StoreError::Corrupt(format!("idempotency key names missing task {id}"))
+            })?;
+            return Ok((task, false));
+        }
+        let sql = format!(
+            "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, run_at) \
+             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?) RETURNING {TASK_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(p.id.to_string())
+            .bind(p.kind.as_str())
+            .bind(p.input.to_string())
+            .bind(p.max_attempts)
+            .bind(p.priority)
+            .bind(&p.cache_key)
+            .bind(now)
+            .bind(millis(p.run_at))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        self.inserted.send_modify(|n| *n = n.wrapping_add(1));
+        Ok((task_from_row(&row)?, true))
+    }
+
     async fn task_retry(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError> {
         let sql = format!(
             "UPDATE tasks SET state = 'queued', attempts = 0, run_at = ?, completed_at = NULL, \

@@ -602,3 +602,53 @@ pub async fn dead_tasks_can_be_retried_and_queued_ones_cancelled(store: Arc<dyn 
     );
     assert_eq!(store.task_counts().await.unwrap().cancelled, 1);
 }
+
+pub async fn idempotency_keys_return_the_same_task(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let window = Duration::from_secs(24 * 3600);
+    let first = insert_params(TaskKind::Md5, "once", now);
+    let (task, created) = store
+        .task_insert_idempotent(first.clone(), "key-1", window)
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(task.id, first.id);
+    // The same key again (a client retrying): the same task, nothing new.
+    let second = insert_params(TaskKind::Md5, "once", now);
+    let (again, created) = store
+        .task_insert_idempotent(second, "key-1", window)
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(again.id, first.id);
+    assert_eq!(store.task_counts().await.unwrap().queued, 1);
+    // Concurrent calls with one key make one task.
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let p = insert_params(TaskKind::Md5, &format!("race-{i}"), now);
+                store
+                    .task_insert_idempotent(p, "key-race", window)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    let mut made = 0;
+    for c in calls {
+        let (t, created) = c.await.unwrap();
+        ids.insert(t.id);
+        made += usize::from(created);
+    }
+    assert_eq!((ids.len(), made), (1, 1));
+    // Past the window the key is free again.
+    let later = now + chrono::Duration::hours(25);
+    let (fresh, created) = store
+        .task_insert_idempotent(insert_params(TaskKind::Md5, "once", later), "key-1", window)
+        .await
+        .unwrap();
+    assert!(created);
+    assert_ne!(fresh.id, first.id);
+}

@@ -23,6 +23,7 @@ macro_rules! conformance_suite {
             insert_wakes_waiting_workers,
             task_counts_follow_states,
             dead_tasks_can_be_retried_and_queued_ones_cancelled,
+            idempotency_keys_return_the_same_task,
         );
     };
     ($setup:ident; $($name:ident),* $(,)?) => {
