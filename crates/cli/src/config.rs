@@ -193,6 +193,12 @@ pub struct WorkerTuning {
     /// How often each worker looks for tasks whose lease lapsed (a crashed worker's).
     #[arg(long, env = "WEIR_RESCUE_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub rescue_interval: Duration,
+    /// Finished tasks are deleted this long after they finished.
+    #[arg(long, env = "WEIR_RETENTION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+    /// How often the maintenance leader cleans (old tasks, expired cache, silent workers).
+    #[arg(long, env = "WEIR_MAINTENANCE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub maintenance_interval: Duration,
     /// How often an idle worker polls when no wake-up arrives.
     #[arg(long, env = "WEIR_POLL_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
@@ -412,6 +418,8 @@ impl WorkerTuning {
         config.cache_ttl = self.cache_ttl;
         config.poll_interval = self.poll_interval;
         config.rescue_interval = self.rescue_interval;
+        config.retention = self.retention;
+        config.maintenance_interval = self.maintenance_interval.max(Duration::from_millis(100));
         // Renew well inside the lease so one slow heartbeat never loses it.
         config.heartbeat_interval =
             (self.lease / 5).clamp(Duration::from_millis(200), Duration::from_secs(5));

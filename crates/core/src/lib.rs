@@ -23,7 +23,8 @@ pub use kind::{InputError, TaskKind};
 pub use request_log::{NodeRequestCount, RequestLogEntry, RequestLogStats};
 pub use retry::RetryPolicy;
 pub use store::{
-    CacheWrite, CompletionOutcome, Store, StoreError, TaskChange, TaskClaimParams, TaskCompletion,
+    CacheWrite, CompletionOutcome, LeaderAcquireParams, MaintenancePruneParams,
+    MaintenancePruneReport, Store, StoreError, TaskChange, TaskClaimParams, TaskCompletion,
     TaskCounts, TaskInsertParams, TaskLeaseExtendParams, TaskOutcome, TaskReleaseParams,
     TaskRescueParams, WorkerHeartbeatParams,
 };

@@ -144,6 +144,38 @@ pub struct WorkerHeartbeatParams {
     pub now: DateTime<Utc>,
 }
 
+/// A node asking to hold (or keep holding) a leader lease.
+#[derive(Clone, Debug)]
+pub struct LeaderAcquireParams {
+    /// The role, e.g. `maintenance`.
+    pub name: String,
+    pub holder: String,
+    pub now: DateTime<Utc>,
+    /// How long the lease lasts unless renewed.
+    pub ttl: Duration,
+}
+
+/// Housekeeping the maintenance leader does.
+#[derive(Clone, Debug)]
+pub struct MaintenancePruneParams {
+    /// Finished tasks completed before this are deleted.
+    pub finished_before: DateTime<Utc>,
+    /// Cache entries expired at this moment are deleted.
+    pub now: DateTime<Utc>,
+    /// Workers silent since before this are marked offline.
+    pub workers_silent_since: DateTime<Utc>,
+    /// Most rows deleted per kind in one call (keeps transactions short).
+    pub limit: i64,
+}
+
+/// What a prune pass removed or changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MaintenancePruneReport {
+    pub tasks_deleted: u64,
+    pub cache_deleted: u64,
+    pub workers_marked_offline: u64,
+}
+
 /// What a user's change to one task came to.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TaskChange {
@@ -222,6 +254,14 @@ pub trait Store: Send + Sync + 'static {
     /// Cancels a queued or running task. A running attempt is fenced off: its
     /// lease token changes, so its completion and lease renewals are refused.
     async fn task_cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError>;
+    /// Takes or renews the named leader lease; true when `holder` holds it.
+    async fn leader_acquire(&self, params: LeaderAcquireParams) -> Result<bool, StoreError>;
+    /// Deletes old finished tasks and expired cache entries, marks silent
+    /// workers offline.
+    async fn maintenance_prune(
+        &self,
+        params: MaintenancePruneParams,
+    ) -> Result<MaintenancePruneReport, StoreError>;
     /// How many tasks are in each state.
     async fn task_counts(&self) -> Result<TaskCounts, StoreError>;
     /// Reads a task.

@@ -22,10 +22,10 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use weir_core::{
-    ClaimedTask, CompletionOutcome, RequestLogEntry, RequestLogStats, RetryPolicy, Store,
-    StoreError, Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
-    TaskInsertParams, TaskLeaseExtendParams, TaskReleaseParams, TaskRescueParams,
-    WorkerHeartbeatParams, WorkerInfo,
+    ClaimedTask, CompletionOutcome, LeaderAcquireParams, MaintenancePruneParams,
+    MaintenancePruneReport, RequestLogEntry, RequestLogStats, RetryPolicy, Store, StoreError, Task,
+    TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
+    TaskLeaseExtendParams, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams, WorkerInfo,
 };
 
 /// How long and how often to retry.
@@ -132,6 +132,19 @@ impl Store for BusyRetryStore {
 
     async fn task_cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError> {
         self.call(|| self.inner.task_cancel(id, now)).await
+    }
+
+    async fn leader_acquire(&self, params: LeaderAcquireParams) -> Result<bool, StoreError> {
+        self.call(|| self.inner.leader_acquire(params.clone()))
+            .await
+    }
+
+    async fn maintenance_prune(
+        &self,
+        params: MaintenancePruneParams,
+    ) -> Result<MaintenancePruneReport, StoreError> {
+        self.call(|| self.inner.maintenance_prune(params.clone()))
+            .await
     }
 
     async fn task_counts(&self) -> Result<TaskCounts, StoreError> {
@@ -265,6 +278,15 @@ mod tests {
             unreachable!()
         }
         async fn task_cancel(&self, _: TaskId, _: DateTime<Utc>) -> Result<TaskChange, StoreError> {
+            unreachable!()
+        }
+        async fn leader_acquire(&self, _: LeaderAcquireParams) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+        async fn maintenance_prune(
+            &self,
+            _: MaintenancePruneParams,
+        ) -> Result<MaintenancePruneReport, StoreError> {
             unreachable!()
         }
         async fn task_counts(&self) -> Result<TaskCounts, StoreError> {

@@ -26,6 +26,12 @@ pub struct WorkerConfig {
     pub cache_ttl: Duration,
     /// Backoff between failed attempts.
     pub retry: RetryPolicy,
+    /// How often the cleaner runs (only on the maintenance leader).
+    pub maintenance_interval: Duration,
+    /// Finished tasks are deleted this long after they finished.
+    pub retention: Duration,
+    /// A worker silent this long is marked offline by the cleaner.
+    pub worker_offline_after: Duration,
 }
 
 impl WorkerConfig {
@@ -41,6 +47,9 @@ impl WorkerConfig {
             shutdown_grace: Duration::from_secs(30),
             cache_ttl: Duration::from_secs(3600),
             retry: RetryPolicy::default(),
+            maintenance_interval: Duration::from_secs(30),
+            retention: Duration::from_secs(24 * 3600),
+            worker_offline_after: Duration::from_secs(30),
         }
     }
 }

@@ -9,7 +9,8 @@
 //! - [`completer`]: records finished attempts in batches, off the claim path.
 //! - [`kinds`]: the code that runs each [`weir_core::TaskKind`].
 //! - [`maintenance`]: background services; [`maintenance::rescuer`] takes back
-//!   tasks whose lease expired.
+//!   tasks whose lease expired, [`maintenance::cleaner`] (on the leader only)
+//!   deletes old finished tasks and expired cache entries.
 
 pub mod completer;
 pub mod config;

@@ -72,6 +72,8 @@ impl Worker {
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut rescue = interval(self.config.rescue_interval);
         rescue.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut clean = interval(self.config.maintenance_interval);
+        clean.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut drain_deadline: Option<Instant> = None;
         let mut claim_not_before = Instant::now();
 
@@ -113,6 +115,9 @@ impl Worker {
                 }
                 _ = rescue.tick(), if !draining => {
                     maintenance::rescuer::rescue_once(&self.store).await;
+                }
+                _ = clean.tick(), if !draining => {
+                    maintenance::cleaner::clean_once(&self.store, &self.config).await;
                 }
                 _ = sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if draining => {
                     self.release_unfinished().await;

@@ -69,6 +69,10 @@ pub struct StackOptions {
     pub db_max_connections: u32,
     /// How long API requests ride out a busy database before 503.
     pub db_busy_timeout: Duration,
+    /// Finished tasks are deleted this long after finishing (worker default when None).
+    pub retention: Option<Duration>,
+    /// How often the maintenance leader cleans (worker default when None).
+    pub maintenance_interval: Option<Duration>,
 }
 
 impl Default for StackOptions {
@@ -83,6 +87,8 @@ impl Default for StackOptions {
             pg_connection_limit: None,
             db_max_connections: 8,
             db_busy_timeout: Duration::from_secs(3),
+            retention: None,
+            maintenance_interval: None,
         }
     }
 }
@@ -144,6 +150,12 @@ impl Stack {
         worker.poll_interval = Duration::from_millis(100);
         worker.heartbeat_interval = Duration::from_millis(200);
         worker.shutdown_grace = Duration::from_secs(5);
+        if let Some(r) = opts.retention {
+            worker.retention = r;
+        }
+        if let Some(i) = opts.maintenance_interval {
+            worker.maintenance_interval = i;
+        }
         let mut lb = weir_lb::LbConfig::new(Vec::new());
         lb.admin_token = ADMIN_TOKEN.into();
         let spec = ClusterSpec {

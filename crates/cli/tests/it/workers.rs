@@ -91,7 +91,34 @@ async fn workers_show_running_tasks_and_go_offline_on_shutdown(store: StoreKind)
     assert_eq!(workers[0].status, weir_core::WorkerStatus::Offline);
 }
 
+async fn finished_tasks_are_deleted_after_the_retention(store: StoreKind) {
+    let stack = Stack::start(StackOptions {
+        store,
+        retention: Some(Duration::ZERO),
+        maintenance_interval: Some(Duration::from_millis(100)),
+        ..StackOptions::default()
+    })
+    .await;
+    let (_, accepted) = stack
+        .post_json("/tasks", &json!({"type": "noop", "input": {}}))
+        .await;
+    let id = accepted["task_id"].as_str().unwrap().to_string();
+    // Finished, then gone once the maintenance leader's next pass runs.
+    poll(Duration::from_secs(20), || async {
+        let resp = stack
+            .http
+            .get(stack.url(&format!("/tasks/{id}")))
+            .send()
+            .await
+            .unwrap();
+        (resp.status() == 404).then_some(())
+    })
+    .await;
+    stack.stop().await;
+}
+
 crate::for_each_store!(
+    finished_tasks_are_deleted_after_the_retention,
     many_tasks_each_run_exactly_once_across_workers,
     workers_show_running_tasks_and_go_offline_on_shutdown
 );

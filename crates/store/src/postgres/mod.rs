@@ -26,10 +26,11 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 use weir_core::{
-    ClaimedTask, CompletionOutcome, NodeRequestCount, RequestLogEntry, RequestLogStats, Store,
-    StoreError, Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
-    TaskInsertParams, TaskLeaseExtendParams, TaskOutcome, TaskReleaseParams, TaskRescueParams,
-    WorkerHeartbeatParams, WorkerInfo,
+    ClaimedTask, CompletionOutcome, LeaderAcquireParams, MaintenancePruneParams,
+    MaintenancePruneReport, NodeRequestCount, RequestLogEntry, RequestLogStats, Store, StoreError,
+    Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
+    TaskLeaseExtendParams, TaskOutcome, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams,
+    WorkerInfo,
 };
 
 use crate::error::{from_sqlx, postgres_contention};
@@ -467,6 +468,65 @@ impl Store for PostgresStore {
             Some(row) => Ok(TaskChange::Changed(task_from_row(&row)?)),
             None => self.unchanged(id).await,
         }
+    }
+
+    async fn leader_acquire(&self, p: LeaderAcquireParams) -> Result<bool, StoreError> {
+        // Take it when free or expired; renew it when already ours.
+        let holder: Option<String> = sqlx::query_scalar(
+            "INSERT INTO leaders (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leaders.holder = excluded.holder OR leaders.expires_at < $4 \
+             RETURNING holder",
+        )
+        .bind(&p.name)
+        .bind(&p.holder)
+        .bind(lease_end(p.now, p.ttl))
+        .bind(p.now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(holder.as_deref() == Some(p.holder.as_str()))
+    }
+
+    async fn maintenance_prune(
+        &self,
+        p: MaintenancePruneParams,
+    ) -> Result<MaintenancePruneReport, StoreError> {
+        // Finished tasks live in tasks_finished: deleting old ones never
+        // touches the hot table.
+        let tasks_deleted = sqlx::query(
+            "DELETE FROM tasks_finished WHERE id IN (SELECT id FROM tasks_finished \
+             WHERE completed_at < $1 ORDER BY completed_at LIMIT $2)",
+        )
+        .bind(p.finished_before)
+        .bind(p.limit)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        let cache_deleted = sqlx::query(
+            "DELETE FROM cache WHERE key IN (SELECT key FROM cache WHERE expires_at <= $1 LIMIT $2)",
+        )
+        .bind(p.now)
+        .bind(p.limit)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        let workers_marked_offline = sqlx::query(
+            "UPDATE workers SET status = 'offline', active_tasks = 0, current_task = NULL \
+             WHERE status <> 'offline' AND last_heartbeat_at < $1",
+        )
+        .bind(p.workers_silent_since)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        Ok(MaintenancePruneReport {
+            tasks_deleted,
+            cache_deleted,
+            workers_marked_offline,
+        })
     }
 
     async fn task_counts(&self) -> Result<TaskCounts, StoreError> {

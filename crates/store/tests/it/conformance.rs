@@ -652,3 +652,104 @@ pub async fn idempotency_keys_return_the_same_task(store: Arc<dyn Store>) {
     assert!(created);
     assert_ne!(fresh.id, first.id);
 }
+
+pub async fn one_leader_at_a_time_until_its_lease_expires(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let ask = |holder: &str, at: DateTime<Utc>| LeaderAcquireParams {
+        name: "maintenance".into(),
+        holder: holder.into(),
+        now: at,
+        ttl: Duration::from_secs(30),
+    };
+    assert!(store.leader_acquire(ask("a", now)).await.unwrap());
+    assert!(!store.leader_acquire(ask("b", now)).await.unwrap());
+    // The holder renews.
+    let later = now + chrono::Duration::seconds(20);
+    assert!(store.leader_acquire(ask("a", later)).await.unwrap());
+    assert!(!store.leader_acquire(ask("b", later)).await.unwrap());
+    // A silent holder loses it once the lease runs out.
+    let after = later + chrono::Duration::seconds(31);
+    assert!(store.leader_acquire(ask("b", after)).await.unwrap());
+    assert!(!store.leader_acquire(ask("a", after)).await.unwrap());
+}
+
+pub async fn prune_removes_old_finished_tasks_expired_cache_and_silent_workers(
+    store: Arc<dyn Store>,
+) {
+    let now = Utc::now();
+    let done = insert_params(TaskKind::Md5, "old", now);
+    let waiting = insert_params(TaskKind::Md5, "waiting", now + chrono::Duration::hours(2));
+    let (done_id, waiting_id) = (done.id, waiting.id);
+    store.task_insert(done).await.unwrap();
+    let mut w = waiting;
+    w.run_at = now + chrono::Duration::hours(2);
+    store.task_insert(w).await.unwrap();
+    let t = store
+        .task_claim(claim("w", 1, now))
+        .await
+        .unwrap()
+        .remove(0);
+    let cache = CacheWrite {
+        key: "md5:old".into(),
+        expires_at: now + chrono::Duration::minutes(1),
+    };
+    store
+        .task_complete_many(&[success(&t, now, Some(cache))])
+        .await
+        .unwrap();
+    store
+        .worker_heartbeat(WorkerHeartbeatParams {
+            worker_id: "silent".into(),
+            status: WorkerStatus::Online,
+            concurrency: 1,
+            active_tasks: 0,
+            current_task: None,
+            processed: 0,
+            failed: 0,
+            started_at: now,
+            now,
+        })
+        .await
+        .unwrap();
+
+    // Nothing is old enough yet.
+    let report = store
+        .maintenance_prune(MaintenancePruneParams {
+            finished_before: now - chrono::Duration::hours(1),
+            now,
+            workers_silent_since: now - chrono::Duration::minutes(1),
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(report, MaintenancePruneReport::default());
+
+    let later = now + chrono::Duration::hours(2);
+    let report = store
+        .maintenance_prune(MaintenancePruneParams {
+            finished_before: later - chrono::Duration::hours(1),
+            now: later,
+            workers_silent_since: later - chrono::Duration::minutes(1),
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            report.tasks_deleted,
+            report.cache_deleted,
+            report.workers_marked_offline
+        ),
+        (1, 1, 1)
+    );
+    assert!(store.task_get(done_id).await.unwrap().is_none());
+    assert!(
+        store.task_get(waiting_id).await.unwrap().is_some(),
+        "unfinished tasks stay"
+    );
+    assert!(store.cache_get("md5:old", now).await.unwrap().is_none());
+    assert_eq!(
+        store.worker_list().await.unwrap()[0].status,
+        WorkerStatus::Offline
+    );
+}

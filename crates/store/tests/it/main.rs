@@ -24,6 +24,8 @@ macro_rules! conformance_suite {
             task_counts_follow_states,
             dead_tasks_can_be_retried_and_queued_ones_cancelled,
             idempotency_keys_return_the_same_task,
+            one_leader_at_a_time_until_its_lease_expires,
+            prune_removes_old_finished_tasks_expired_cache_and_silent_workers,
         );
     };
     ($setup:ident; $($name:ident),* $(,)?) => {
