@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod binary;
+mod chaos;
 mod crashes;
 mod db_outages;
 mod processes;

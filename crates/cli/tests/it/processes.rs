@@ -26,7 +26,7 @@ impl WeirProcess {
     pub fn start(args: &[&str], ready_marker: &str) -> (WeirProcess, String) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
