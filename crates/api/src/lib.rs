@@ -32,7 +32,10 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(routes::root::hello))
         .route("/requests/stats", get(routes::root::stats))
         .route("/hash/{kind}", post(routes::tasks::submit_hash))
-        .route("/tasks", post(routes::tasks::submit))
+        .route(
+            "/tasks",
+            post(routes::tasks::submit).get(routes::tasks::list),
+        )
         .route(
             "/tasks/{id}",
             get(routes::tasks::get).delete(routes::tasks::cancel),

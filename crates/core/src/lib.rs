@@ -25,8 +25,8 @@ pub use retry::RetryPolicy;
 pub use store::{
     CacheWrite, CompletionOutcome, LeaderAcquireParams, MaintenancePruneParams,
     MaintenancePruneReport, Store, StoreError, TaskChange, TaskClaimParams, TaskCompletion,
-    TaskCounts, TaskInsertParams, TaskLeaseExtendParams, TaskOutcome, TaskReleaseParams,
-    TaskRescueParams, WorkerHeartbeatParams,
+    TaskCounts, TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskOutcome,
+    TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams,
 };
 pub use task::{ClaimedTask, Task, TaskId, TaskState};
 pub use worker::{WorkerInfo, WorkerStatus};

@@ -176,6 +176,16 @@ pub struct MaintenancePruneReport {
     pub workers_marked_offline: u64,
 }
 
+/// A page of tasks, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct TaskListParams {
+    pub state: Option<TaskState>,
+    pub kind: Option<TaskKind>,
+    /// Only tasks older than this one (the previous page's last id).
+    pub before: Option<TaskId>,
+    pub limit: i64,
+}
+
 /// What a user's change to one task came to.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TaskChange {
@@ -262,6 +272,8 @@ pub trait Store: Send + Sync + 'static {
         &self,
         params: MaintenancePruneParams,
     ) -> Result<MaintenancePruneReport, StoreError>;
+    /// Tasks matching the filters, newest first (ids are time-ordered).
+    async fn task_list(&self, params: TaskListParams) -> Result<Vec<Task>, StoreError>;
     /// How many tasks are in each state.
     async fn task_counts(&self) -> Result<TaskCounts, StoreError>;
     /// Reads a task.

@@ -25,7 +25,8 @@ use weir_core::{
     ClaimedTask, CompletionOutcome, LeaderAcquireParams, MaintenancePruneParams,
     MaintenancePruneReport, RequestLogEntry, RequestLogStats, RetryPolicy, Store, StoreError, Task,
     TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
-    TaskLeaseExtendParams, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams, WorkerInfo,
+    TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskRescueParams,
+    WorkerHeartbeatParams, WorkerInfo,
 };
 
 /// How long and how often to retry.
@@ -145,6 +146,10 @@ impl Store for BusyRetryStore {
     ) -> Result<MaintenancePruneReport, StoreError> {
         self.call(|| self.inner.maintenance_prune(params.clone()))
             .await
+    }
+
+    async fn task_list(&self, params: TaskListParams) -> Result<Vec<Task>, StoreError> {
+        self.call(|| self.inner.task_list(params.clone())).await
     }
 
     async fn task_counts(&self) -> Result<TaskCounts, StoreError> {
@@ -287,6 +292,9 @@ mod tests {
             &self,
             _: MaintenancePruneParams,
         ) -> Result<MaintenancePruneReport, StoreError> {
+            unreachable!()
+        }
+        async fn task_list(&self, _: TaskListParams) -> Result<Vec<Task>, StoreError> {
             unreachable!()
         }
         async fn task_counts(&self) -> Result<TaskCounts, StoreError> {

@@ -7,7 +7,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use weir_core::{Task, TaskChange, TaskId, TaskInsertParams, TaskKind, TaskState};
+use weir_core::{Task, TaskChange, TaskId, TaskInsertParams, TaskKind, TaskListParams, TaskState};
 
 use crate::body::JsonBody;
 use crate::{ApiError, AppState};
@@ -256,4 +256,60 @@ pub async fn cancel(
             message: format!("the task is already {}", s.as_str()),
         }),
     }
+}
+
+/// Most tasks one `GET /tasks` page holds.
+const MAX_PAGE: i64 = 500;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// `GET /tasks?status=&type=&limit=&cursor=`: newest first; `next_cursor`
+/// fetches the next page (absent on the last one).
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let axum::extract::Query(q) =
+        query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let status = q
+        .status
+        .map(|s| s.parse::<TaskState>())
+        .transpose()
+        .map_err(|e| ApiError::bad_request("invalid_query", e))?;
+    let kind = q.kind.map(|k| k.parse::<TaskKind>()).transpose()?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be from 1 to {MAX_PAGE}"),
+        ));
+    }
+    let before = q
+        .cursor
+        .map(|c| c.parse::<TaskId>())
+        .transpose()
+        .map_err(|_| {
+            ApiError::bad_request("invalid_query", "cursor is not one this API gave out")
+        })?;
+    let tasks = state
+        .store
+        .task_list(TaskListParams {
+            state: status,
+            kind,
+            before,
+            limit,
+        })
+        .await?;
+    let next_cursor = (tasks.len() as i64 == limit)
+        .then(|| tasks.last().map(|t| t.id))
+        .flatten();
+    Ok(Json(json!({ "tasks": tasks, "next_cursor": next_cursor })))
 }

@@ -223,7 +223,58 @@ async fn an_idempotency_key_gives_the_same_task_again(store: StoreKind) {
     stack.stop().await;
 }
 
+async fn tasks_are_listed_newest_first_page_by_page(store: StoreKind) {
+    let stack = Stack::start(StackOptions {
+        store,
+        workers: 0,
+        ..StackOptions::default()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let kind = if i % 2 == 0 { "noop" } else { "sleep" };
+        let input = if i % 2 == 0 {
+            json!({})
+        } else {
+            json!({"ms": 1})
+        };
+        let (_, accepted) = stack
+            .post_json("/tasks", &json!({"type": kind, "input": input}))
+            .await;
+        ids.push(accepted["task_id"].as_str().unwrap().to_string());
+    }
+    let (status, page) = stack.get_json("/tasks?limit=2").await;
+    assert_eq!(status, 200, "{page}");
+    let got: Vec<&str> = page["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, vec![ids[4].as_str(), ids[3].as_str()]);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (_, next) = stack
+        .get_json(&format!("/tasks?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(next["tasks"][0]["id"], ids[2].as_str());
+    let (_, noops) = stack.get_json("/tasks?type=noop&status=queued").await;
+    assert_eq!(noops["tasks"].as_array().unwrap().len(), 3);
+    assert!(noops["next_cursor"].is_null());
+    for bad in [
+        "/tasks?status=nope",
+        "/tasks?type=nope",
+        "/tasks?limit=0",
+        "/tasks?cursor=zzz",
+        "/tasks?color=red",
+    ] {
+        let resp = stack.http.get(stack.url(bad)).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{bad}");
+    }
+    stack.stop().await;
+}
+
 crate::for_each_store!(
+    tasks_are_listed_newest_first_page_by_page,
     an_idempotency_key_gives_the_same_task_again,
     md5_and_sha256_run_and_then_come_from_the_cache,
     argon2_gives_a_phc_string_and_is_never_cached,

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Row};
+use sqlx::{PgPool, QueryBuilder, Row};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -29,8 +29,8 @@ use weir_core::{
     ClaimedTask, CompletionOutcome, LeaderAcquireParams, MaintenancePruneParams,
     MaintenancePruneReport, NodeRequestCount, RequestLogEntry, RequestLogStats, Store, StoreError,
     Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
-    TaskLeaseExtendParams, TaskOutcome, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams,
-    WorkerInfo,
+    TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskReleaseParams, TaskRescueParams,
+    TaskState, WorkerHeartbeatParams, WorkerInfo,
 };
 
 use crate::error::{from_sqlx, postgres_contention};
@@ -527,6 +527,43 @@ impl Store for PostgresStore {
             cache_deleted,
             workers_marked_offline,
         })
+    }
+
+    async fn task_list(&self, p: TaskListParams) -> Result<Vec<Task>, StoreError> {
+        // Live and finished tasks are in different tables; a state filter
+        // picks one, no filter reads both.
+        let live = !matches!(p.state, Some(s) if s.is_final());
+        let finished = !matches!(p.state, Some(TaskState::Queued | TaskState::Running));
+        let mut q = QueryBuilder::new("SELECT * FROM (");
+        let mut first = true;
+        for (table, columns, wanted) in [
+            ("tasks", LIVE_TASK_COLUMNS, live),
+            ("tasks_finished", FINISHED_TASK_COLUMNS, finished),
+        ] {
+            if !wanted {
+                continue;
+            }
+            if !first {
+                q.push(" UNION ALL ");
+            }
+            first = false;
+            q.push(format!("(SELECT {columns} FROM {table} WHERE TRUE"));
+            if let Some(state) = p.state {
+                q.push(" AND state = ").push_bind(state.as_str());
+            }
+            if let Some(kind) = p.kind {
+                q.push(" AND kind = ").push_bind(kind.as_str());
+            }
+            if let Some(before) = p.before {
+                q.push(" AND id < ").push_bind(before.0);
+            }
+            q.push(" ORDER BY id DESC LIMIT ")
+                .push_bind(p.limit)
+                .push(")");
+        }
+        q.push(") t ORDER BY id DESC LIMIT ").push_bind(p.limit);
+        let rows = q.build().fetch_all(&self.pool).await.map_err(err)?;
+        rows.iter().map(task_from_row).collect()
     }
 
     async fn task_counts(&self) -> Result<TaskCounts, StoreError> {

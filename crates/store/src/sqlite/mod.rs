@@ -21,8 +21,8 @@ use weir_core::{
     ClaimedTask, CompletionOutcome, LeaderAcquireParams, MaintenancePruneParams,
     MaintenancePruneReport, NodeRequestCount, RequestLogEntry, RequestLogStats, Store, StoreError,
     Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
-    TaskLeaseExtendParams, TaskOutcome, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams,
-    WorkerInfo,
+    TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskReleaseParams, TaskRescueParams,
+    WorkerHeartbeatParams, WorkerInfo,
 };
 
 use crate::error::{from_sqlx, sqlite_contention};
@@ -355,6 +355,22 @@ impl Store for SqliteStore {
             cache_deleted,
             workers_marked_offline,
         })
+    }
+
+    async fn task_list(&self, p: TaskListParams) -> Result<Vec<Task>, StoreError> {
+        let mut q = QueryBuilder::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1"));
+        if let Some(state) = p.state {
+            q.push(" AND state = ").push_bind(state.as_str());
+        }
+        if let Some(kind) = p.kind {
+            q.push(" AND kind = ").push_bind(kind.as_str());
+        }
+        if let Some(before) = p.before {
+            q.push(" AND id < ").push_bind(before.to_string());
+        }
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(p.limit);
+        let rows = q.build().fetch_all(&self.reader).await.map_err(err)?;
+        rows.iter().map(task_from_row).collect()
     }
 
     async fn task_counts(&self) -> Result<TaskCounts, StoreError> {

@@ -753,3 +753,70 @@ pub async fn prune_removes_old_finished_tasks_expired_cache_and_silent_workers(
         WorkerStatus::Offline
     );
 }
+
+pub async fn tasks_list_newest_first_with_filters_and_a_cursor(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let p = insert_params(
+            if i % 2 == 0 {
+                TaskKind::Md5
+            } else {
+                TaskKind::Sha256
+            },
+            &format!("list-{i}"),
+            now,
+        );
+        ids.push(p.id);
+        store.task_insert(p).await.unwrap();
+    }
+    // Finish the oldest one.
+    let t = store
+        .task_claim(claim("w", 1, now))
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .task_complete_many(&[success(&t, now, None)])
+        .await
+        .unwrap();
+
+    let page = |state, kind, before, limit| TaskListParams {
+        state,
+        kind,
+        before,
+        limit,
+    };
+    let all = store.task_list(page(None, None, None, 10)).await.unwrap();
+    let newest_first: Vec<TaskId> = ids.iter().rev().copied().collect();
+    assert_eq!(all.iter().map(|t| t.id).collect::<Vec<_>>(), newest_first);
+    // Pages of two, following the cursor.
+    let first = store.task_list(page(None, None, None, 2)).await.unwrap();
+    let second = store
+        .task_list(page(None, None, Some(first[1].id), 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        second.iter().map(|t| t.id).collect::<Vec<_>>(),
+        newest_first[2..4].to_vec()
+    );
+    // Filters.
+    let done = store
+        .task_list(page(Some(TaskState::Succeeded), None, None, 10))
+        .await
+        .unwrap();
+    assert_eq!(done.iter().map(|t| t.id).collect::<Vec<_>>(), vec![ids[0]]);
+    let sha = store
+        .task_list(page(None, Some(TaskKind::Sha256), None, 10))
+        .await
+        .unwrap();
+    assert_eq!(sha.len(), 2);
+    let queued_md5 = store
+        .task_list(page(Some(TaskState::Queued), Some(TaskKind::Md5), None, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        queued_md5.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![ids[4], ids[2]]
+    );
+}
