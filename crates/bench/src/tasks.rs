@@ -24,6 +24,8 @@ pub struct TasksBench {
     pub run_id: String,
     /// How long to wait for the last task.
     pub timeout: Duration,
+    /// Submit at this fixed rate (tasks/s) instead of as fast as the clients can.
+    pub rate: Option<f64>,
 }
 
 /// What it measured.
@@ -51,7 +53,13 @@ pub async fn run(b: &TasksBench) -> Result<TasksReport, BenchError> {
         .map(|i| {
             let (http, url) = (http.clone(), url.clone());
             let input = format!("bench-{}-{i}", b.run_id);
+            let due = b
+                .rate
+                .map(|r| started + Duration::from_secs_f64(i as f64 / r.max(1.0)));
             async move {
+                if let Some(due) = due {
+                    tokio::time::sleep_until(due.into()).await;
+                }
                 let t0 = Instant::now();
                 let (_, body) = json_call(
                     http.post(&url).json(&json!({"string": input})),

@@ -132,6 +132,9 @@ pub struct BenchTasksArgs {
     /// How long to wait for the last task.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Submit at this fixed rate (tasks/s) rather than as fast as possible.
+    #[arg(long)]
+    pub rate: Option<f64>,
 }
 
 #[derive(Debug, Clone, Args)]

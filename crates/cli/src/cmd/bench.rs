@@ -15,6 +15,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 concurrency: args.concurrency.max(1),
                 run_id,
                 timeout: args.timeout,
+                rate: args.rate,
             })
             .await?;
             if args.target.json {
