@@ -28,5 +28,5 @@ pub use store::{
     TaskCounts, TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskOutcome,
     TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams,
 };
-pub use task::{ClaimedTask, Task, TaskId, TaskState};
+pub use task::{AttemptError, ClaimedTask, Task, TaskId, TaskState};
 pub use worker::{WorkerInfo, WorkerStatus};

@@ -119,6 +119,17 @@ pub struct Task {
     pub run_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// Every failed attempt, oldest first.
+    pub errors: Vec<AttemptError>,
+}
+
+/// One failed attempt, as kept on its task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptError {
+    pub attempt: i32,
+    pub error: String,
+    pub at: DateTime<Utc>,
+    pub worker_id: Option<String>,
 }
 
 /// What a worker gets from a claim: enough to run the task and to prove, when it

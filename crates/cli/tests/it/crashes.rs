@@ -86,6 +86,15 @@ async fn worker_killed_mid_task_is_rescued(store: StoreKind) {
     .await;
     assert_eq!(done["attempts"], 2, "{done}");
     assert_eq!(done["worker_id"], "rescuer", "{done}");
+    // The lost attempt is on record.
+    assert_eq!(done["errors"][0]["worker_id"], "doomed", "{done}");
+    assert!(
+        done["errors"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("lease expired"),
+        "{done}"
+    );
 
     poll(Duration::from_secs(30), || async {
         let w: Value = http

@@ -193,11 +193,16 @@ finished AS (
     WHERE t.id = c.id AND t.lease_token = c.token AND t.state = 'running'
       AND c.state IN ('succeeded', 'dead')
     RETURNING t.id, t.kind, t.input, c.state, c.result, c.error, t.attempts, t.max_attempts,
-              t.priority, t.worker_id, t.created_at, t.run_at, t.started_at, c.now
+              t.priority, t.worker_id, t.created_at, t.run_at, t.started_at, c.now,
+              CASE WHEN c.state = 'dead'
+                   THEN t.errors || jsonb_build_array(jsonb_build_object('attempt', t.attempts,
+                            'error', c.error, 'at', c.now, 'worker_id', t.worker_id))
+                   ELSE t.errors END AS errors
 ),
 archived AS (
     INSERT INTO tasks_finished (id, kind, input, state, result, error, attempts, max_attempts,
-                                priority, worker_id, created_at, run_at, started_at, completed_at)
+                                priority, worker_id, created_at, run_at, started_at, completed_at,
+                                errors)
     SELECT * FROM finished
     RETURNING id
 ),
@@ -211,7 +216,9 @@ cached AS (
 ),
 retried AS (
     UPDATE tasks t SET state = 'queued', error = c.error, run_at = c.run_at,
-                       lease_expires_at = NULL
+                       lease_expires_at = NULL,
+                       errors = t.errors || jsonb_build_array(jsonb_build_object('attempt', t.attempts,
+                           'error', c.error, 'at', c.now, 'worker_id', t.worker_id))
     FROM c
     WHERE t.id = c.id AND t.lease_token = c.token AND t.state = 'running' AND c.state = 'queued'
     RETURNING t.id
@@ -427,9 +434,10 @@ impl Store for PostgresStore {
         let sql = format!(
             "WITH moved AS (DELETE FROM tasks_finished WHERE id = $1 AND state = 'dead' RETURNING *) \
              INSERT INTO tasks (id, kind, input, state, error, attempts, max_attempts, priority, \
-                                worker_id, lease_token, created_at, run_at, started_at) \
+                                worker_id, lease_token, created_at, run_at, started_at, errors) \
              SELECT id, kind, input, 'queued', error, 0, max_attempts, priority, worker_id, \
-                    (extract(epoch FROM $2::timestamptz) * 1000)::bigint, created_at, $2, started_at \
+                    (extract(epoch FROM $2::timestamptz) * 1000)::bigint, created_at, $2, started_at, \
+                    errors \
              FROM moved RETURNING {LIVE_TASK_COLUMNS}"
         );
         let row = sqlx::query(&sql)
@@ -453,9 +461,10 @@ impl Store for PostgresStore {
         let sql = format!(
             "WITH moved AS (DELETE FROM tasks WHERE id = $1 RETURNING *) \
              INSERT INTO tasks_finished (id, kind, input, state, result, error, attempts, max_attempts, \
-                                         priority, worker_id, created_at, run_at, started_at, completed_at) \
+                                         priority, worker_id, created_at, run_at, started_at, completed_at, \
+                                         errors) \
              SELECT id, kind, input, 'cancelled', NULL, error, attempts, max_attempts, priority, \
-                    worker_id, created_at, run_at, started_at, $2 FROM moved \
+                    worker_id, created_at, run_at, started_at, $2, errors FROM moved \
              RETURNING {FINISHED_TASK_COLUMNS}"
         );
         let row = sqlx::query(&sql)
@@ -690,15 +699,21 @@ impl Store for PostgresStore {
                  DELETE FROM tasks t USING expired e \
                  WHERE t.id = e.id AND t.attempts >= t.max_attempts \
                  RETURNING t.id, t.kind, t.input, t.attempts, t.max_attempts, t.priority, \
-                           t.worker_id, t.created_at, t.run_at, t.started_at), \
+                           t.worker_id, t.created_at, t.run_at, t.started_at, t.errors), \
              archived AS ( \
                  INSERT INTO tasks_finished (id, kind, input, state, result, error, attempts, \
-                     max_attempts, priority, worker_id, created_at, run_at, started_at, completed_at) \
+                     max_attempts, priority, worker_id, created_at, run_at, started_at, completed_at, \
+                     errors) \
                  SELECT id, kind, input, 'dead', NULL, $2, attempts, max_attempts, priority, \
-                        worker_id, created_at, run_at, started_at, $1 FROM dead \
+                        worker_id, created_at, run_at, started_at, $1, \
+                        errors || jsonb_build_array(jsonb_build_object('attempt', attempts, \
+                            'error', $2::text, 'at', $1::timestamptz, 'worker_id', worker_id)) \
+                 FROM dead \
                  RETURNING id), \
              requeued AS ( \
-                 UPDATE tasks t SET state = 'queued', error = $2, lease_expires_at = NULL \
+                 UPDATE tasks t SET state = 'queued', error = $2, lease_expires_at = NULL, \
+                     errors = t.errors || jsonb_build_array(jsonb_build_object('attempt', t.attempts, \
+                         'error', $2::text, 'at', $1::timestamptz, 'worker_id', t.worker_id)) \
                  FROM expired e WHERE t.id = e.id AND t.attempts < t.max_attempts \
                  RETURNING t.id) \
              SELECT (SELECT COUNT(*) FROM archived), (SELECT COUNT(*) FROM requeued)",

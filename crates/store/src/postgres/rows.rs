@@ -9,9 +9,9 @@ use super::err;
 /// What `task_get` reads from either table; `tasks` has no result or
 /// completion time, so the live side selects NULLs for them.
 pub const LIVE_TASK_COLUMNS: &str = "id, kind, input, state, NULL::jsonb AS result, error, attempts, \
-    max_attempts, priority, worker_id, created_at, run_at, started_at, NULL::timestamptz AS completed_at";
+    max_attempts, priority, worker_id, created_at, run_at, started_at, NULL::timestamptz AS completed_at, errors";
 pub const FINISHED_TASK_COLUMNS: &str = "id, kind, input, state, result, error, attempts, \
-    max_attempts, priority, worker_id, created_at, run_at, started_at, completed_at";
+    max_attempts, priority, worker_id, created_at, run_at, started_at, completed_at, errors";
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
@@ -35,6 +35,10 @@ pub fn task_from_row(row: &PgRow) -> Result<Task, StoreError> {
         run_at: row.try_get("run_at").map_err(err)?,
         started_at: row.try_get("started_at").map_err(err)?,
         completed_at: row.try_get("completed_at").map_err(err)?,
+        errors: {
+            let v: serde_json::Value = row.try_get("errors").map_err(err)?;
+            serde_json::from_value(v).map_err(|e| corrupt("errors column", e))?
+        },
     })
 }
 

@@ -31,6 +31,9 @@ use rows::{millis, task_from_row, worker_from_row, TASK_COLUMNS};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// What a rescued attempt's error says.
+const LEASE_EXPIRED: &str = "lease expired: the worker running this attempt stopped responding";
+
 /// SQLite allows at most 32766 bound parameters per statement; request-log
 /// inserts are chunked well below that.
 const REQUEST_ROWS_PER_STATEMENT: usize = 1_000;
@@ -473,13 +476,17 @@ impl Store for SqliteStore {
                     };
                     sqlx::query(
                         "UPDATE tasks SET state = ?, error = ?, run_at = COALESCE(?, run_at), \
-                             completed_at = ?, lease_expires_at = NULL \
+                             completed_at = ?, lease_expires_at = NULL, \
+                             errors = json_insert(errors, '$[#]', json_object('attempt', attempts, \
+                                 'error', ?, 'at', ?, 'worker_id', worker_id)) \
                          WHERE id = ? AND lease_token = ? AND state = 'running'",
                     )
                     .bind(state)
                     .bind(error)
                     .bind(run_at)
                     .bind(completed_at)
+                    .bind(error)
+                    .bind(c.now.to_rfc3339())
                     .bind(&id)
                     .bind(c.lease_token)
                     .execute(&mut *tx)
@@ -537,12 +544,16 @@ impl Store for SqliteStore {
         let done = sqlx::query(
             "UPDATE tasks SET \
                  state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
-                 error = 'lease expired: the worker running this attempt stopped responding', \
+                 error = ?3, \
                  completed_at = CASE WHEN attempts >= max_attempts THEN ?1 ELSE NULL END, \
-                 lease_expires_at = NULL \
+                 lease_expires_at = NULL, \
+                 errors = json_insert(errors, '$[#]', json_object('attempt', attempts, \
+                     'error', ?3, 'at', ?2, 'worker_id', worker_id)) \
              WHERE state = 'running' AND lease_expires_at < ?1",
         )
         .bind(now)
+        .bind(p.now.to_rfc3339())
+        .bind(LEASE_EXPIRED)
         .execute(&self.writer)
         .await
         .map_err(err)?;

@@ -8,7 +8,7 @@ use weir_core::{ClaimedTask, StoreError, Task, TaskId, WorkerInfo, WorkerStatus}
 use super::err;
 
 pub const TASK_COLUMNS: &str = "id, kind, input, state, result, error, attempts, max_attempts, \
-    priority, worker_id, created_at, run_at, started_at, completed_at";
+    priority, worker_id, created_at, run_at, started_at, completed_at, errors";
 
 pub fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -56,6 +56,10 @@ pub fn task_from_row(row: &SqliteRow) -> Result<Task, StoreError> {
         run_at: time(row.try_get("run_at").map_err(err)?)?,
         started_at: opt_time(row.try_get("started_at").map_err(err)?)?,
         completed_at: opt_time(row.try_get("completed_at").map_err(err)?)?,
+        errors: {
+            let text: String = row.try_get("errors").map_err(err)?;
+            serde_json::from_str(&text).map_err(|e| corrupt("errors column", e))?
+        },
     })
 }
 

@@ -302,6 +302,16 @@ pub async fn failure_retries_then_dies(store: Arc<dyn Store>) {
     assert_eq!(dead.attempts, 2);
     assert_eq!(dead.error.as_deref(), Some("boom 2"));
     assert!(dead.completed_at.is_some());
+    // Every attempt's error is kept, oldest first.
+    let history: Vec<(i32, &str, Option<&str>)> = dead
+        .errors
+        .iter()
+        .map(|e| (e.attempt, e.error.as_str(), e.worker_id.as_deref()))
+        .collect();
+    assert_eq!(
+        history,
+        vec![(1, "boom 1", Some("w")), (2, "boom 2", Some("w"))]
+    );
 }
 
 pub async fn expired_lease_is_rescued(store: Arc<dyn Store>) {
