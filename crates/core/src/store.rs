@@ -190,7 +190,7 @@ pub struct TaskListParams {
 #[derive(Clone, Debug, PartialEq)]
 pub enum TaskChange {
     /// Done; the task as it is now.
-    Changed(Task),
+    Changed(Box<Task>),
     /// No such task.
     NotFound,
     /// The task is in a state the change does not apply to.

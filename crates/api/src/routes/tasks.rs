@@ -232,7 +232,7 @@ pub async fn retry(
 ) -> Result<Json<Task>, ApiError> {
     let id: TaskId = id.parse().map_err(|_| not_found())?;
     match state.store.task_retry(id, Utc::now()).await? {
-        TaskChange::Changed(task) => Ok(Json(task)),
+        TaskChange::Changed(task) => Ok(Json(*task)),
         TaskChange::NotFound => Err(not_found()),
         TaskChange::WrongState(s) => Err(ApiError::Conflict {
             code: "task_not_dead",
@@ -249,7 +249,7 @@ pub async fn cancel(
 ) -> Result<Json<Task>, ApiError> {
     let id: TaskId = id.parse().map_err(|_| not_found())?;
     match state.store.task_cancel(id, Utc::now()).await? {
-        TaskChange::Changed(task) => Ok(Json(task)),
+        TaskChange::Changed(task) => Ok(Json(*task)),
         TaskChange::NotFound => Err(not_found()),
         TaskChange::WrongState(s) => Err(ApiError::Conflict {
             code: "task_finished",

@@ -449,7 +449,7 @@ impl Store for PostgresStore {
         match row {
             Some(row) => {
                 self.wake_workers();
-                Ok(TaskChange::Changed(task_from_row(&row)?))
+                Ok(TaskChange::Changed(Box::new(task_from_row(&row)?)))
             }
             None => self.unchanged(id).await,
         }
@@ -474,7 +474,7 @@ impl Store for PostgresStore {
             .await
             .map_err(err)?;
         match row {
-            Some(row) => Ok(TaskChange::Changed(task_from_row(&row)?)),
+            Some(row) => Ok(TaskChange::Changed(Box::new(task_from_row(&row)?))),
             None => self.unchanged(id).await,
         }
     }

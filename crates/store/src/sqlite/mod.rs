@@ -276,7 +276,7 @@ impl Store for SqliteStore {
         match row {
             Some(row) => {
                 self.inserted.send_modify(|n| *n = n.wrapping_add(1));
-                Ok(TaskChange::Changed(task_from_row(&row)?))
+                Ok(TaskChange::Changed(Box::new(task_from_row(&row)?)))
             }
             None => self.unchanged(id).await,
         }
@@ -296,7 +296,7 @@ impl Store for SqliteStore {
             .await
             .map_err(err)?;
         match row {
-            Some(row) => Ok(TaskChange::Changed(task_from_row(&row)?)),
+            Some(row) => Ok(TaskChange::Changed(Box::new(task_from_row(&row)?))),
             None => self.unchanged(id).await,
         }
     }
