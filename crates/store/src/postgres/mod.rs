@@ -10,10 +10,14 @@
 //! - workers elsewhere are woken by a debounced NOTIFY ([`notify`]), with
 //!   polling as the fallback.
 
+mod batch;
+
+pub use batch::TASK_CLAIM_SQL;
+use batch::{CompletionArrays, COMPLETE_MANY};
 mod notify;
 mod rows;
+mod steering;
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
@@ -21,7 +25,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, QueryBuilder, Row};
+use sqlx::{PgPool, Row};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -29,8 +33,8 @@ use weir_core::{
     ClaimedTask, CompletionOutcome, LeaderAcquireParams, MaintenancePruneParams,
     MaintenancePruneReport, NodeRequestCount, RequestLogEntry, RequestLogStats, Store, StoreError,
     Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
-    TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskReleaseParams, TaskRescueParams,
-    TaskState, WorkerHeartbeatParams, WorkerInfo,
+    TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskRescueParams,
+    WorkerHeartbeatParams, WorkerInfo,
 };
 
 use crate::error::{from_sqlx, postgres_contention};
@@ -118,112 +122,6 @@ impl Drop for PostgresStore {
         }
     }
 }
-
-/// One batch of completions, as the arrays the completion statement unnests.
-#[derive(Default)]
-struct CompletionArrays {
-    ids: Vec<Uuid>,
-    tokens: Vec<i64>,
-    states: Vec<&'static str>,
-    results: Vec<Option<Value>>,
-    errors: Vec<Option<String>>,
-    run_ats: Vec<Option<DateTime<Utc>>>,
-    nows: Vec<DateTime<Utc>>,
-    /// Cache writes, one per key (the last wins), joined to applied successes.
-    cache: BTreeMap<String, (Uuid, DateTime<Utc>)>,
-}
-
-impl CompletionArrays {
-    fn new(completions: &[TaskCompletion]) -> Self {
-        let mut a = CompletionArrays::default();
-        for c in completions {
-            a.ids.push(c.id.0);
-            a.tokens.push(c.lease_token);
-            a.nows.push(c.now);
-            match &c.outcome {
-                TaskOutcome::Succeeded { result, cache } => {
-                    a.states.push("succeeded");
-                    a.results.push(Some(result.clone()));
-                    a.errors.push(None);
-                    a.run_ats.push(None);
-                    if let Some(cache) = cache {
-                        a.cache
-                            .insert(cache.key.clone(), (c.id.0, cache.expires_at));
-                    }
-                }
-                TaskOutcome::Failed { error, retry_at } => {
-                    a.states
-                        .push(if retry_at.is_some() { "queued" } else { "dead" });
-                    a.results.push(None);
-                    a.errors.push(Some(error.clone()));
-                    a.run_ats.push(*retry_at);
-                }
-            }
-        }
-        a
-    }
-}
-
-/// Claims up to `$4` due tasks for worker `$1` at `$2`, lease until `$3`.
-/// Walks the partial index `tasks_claim` in order and skips rows other
-/// claimers hold, so concurrent workers never queue behind each other.
-pub const TASK_CLAIM_SQL: &str = "\
-WITH picked AS (
-    SELECT id FROM tasks WHERE state = 'queued' AND run_at <= $2
-    ORDER BY priority DESC, run_at, id LIMIT $4
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE tasks t SET state = 'running', attempts = t.attempts + 1, lease_token = t.lease_token + 1,
-                   worker_id = $1, started_at = $2, lease_expires_at = $3
-FROM picked WHERE t.id = picked.id
-RETURNING t.id, t.kind, t.input, t.attempts, t.max_attempts, t.lease_token, t.priority, t.run_at";
-
-/// Records a batch of outcomes in one statement. Finished tasks move to
-/// `tasks_finished` (and successes with a cache key into `cache`); retries stay
-/// queued with their new `run_at`. Every row is fenced by its lease token.
-/// Returns the ids that were applied.
-const COMPLETE_MANY: &str = "\
-WITH c AS (
-    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[],
-                         $6::timestamptz[], $7::timestamptz[])
-        AS c(id, token, state, result, error, run_at, now)
-),
-finished AS (
-    DELETE FROM tasks t USING c
-    WHERE t.id = c.id AND t.lease_token = c.token AND t.state = 'running'
-      AND c.state IN ('succeeded', 'dead')
-    RETURNING t.id, t.kind, t.input, c.state, c.result, c.error, t.attempts, t.max_attempts,
-              t.priority, t.worker_id, t.created_at, t.run_at, t.started_at, c.now,
-              CASE WHEN c.state = 'dead'
-                   THEN t.errors || jsonb_build_array(jsonb_build_object('attempt', t.attempts,
-                            'error', c.error, 'at', c.now, 'worker_id', t.worker_id))
-                   ELSE t.errors END AS errors
-),
-archived AS (
-    INSERT INTO tasks_finished (id, kind, input, state, result, error, attempts, max_attempts,
-                                priority, worker_id, created_at, run_at, started_at, completed_at,
-                                errors)
-    SELECT * FROM finished
-    RETURNING id
-),
-cached AS (
-    INSERT INTO cache (key, value, created_at, expires_at)
-    SELECT k.key, f.result, f.now, k.expires_at
-    FROM unnest($8::text[], $9::uuid[], $10::timestamptz[]) AS k(key, id, expires_at)
-    JOIN finished f ON f.id = k.id
-    ON CONFLICT (key) DO UPDATE
-        SET value = excluded.value, created_at = excluded.created_at, expires_at = excluded.expires_at
-),
-retried AS (
-    UPDATE tasks t SET state = 'queued', error = c.error, run_at = c.run_at,
-                       lease_expires_at = NULL,
-                       errors = t.errors || jsonb_build_array(jsonb_build_object('attempt', t.attempts,
-                           'error', c.error, 'at', c.now, 'worker_id', t.worker_id))
-    FROM c
-    WHERE t.id = c.id AND t.lease_token = c.token AND t.state = 'running' AND c.state = 'queued'
-    RETURNING t.id
-)
-SELECT id FROM archived UNION ALL SELECT id FROM retried";
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -370,209 +268,30 @@ impl Store for PostgresStore {
         key: &str,
         window: std::time::Duration,
     ) -> Result<(Task, bool), StoreError> {
-        let oldest = p.now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
-        let mut tx = self.pool.begin().await.map_err(err)?;
-        sqlx::query("DELETE FROM idempotency_keys WHERE key = $1 AND created_at < $2")
-            .bind(key)
-            .bind(oldest)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        // A concurrent call with the same key waits here on the unique index
-        // until the first commits, then finds its row.
-        let claimed = sqlx::query(
-            "INSERT INTO idempotency_keys (key, task_id, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(p.id.0)
-        .bind(p.now)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?
-        .rows_affected()
-            == 1;
-        if !claimed {
-            let existing: Uuid =
-                sqlx::query_scalar("SELECT task_id FROM idempotency_keys WHERE key = $1")
-                    .bind(key)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(err)?;
-            tx.commit().await.map_err(err)?;
-            let id = TaskId(existing);
-            let task = self.task_get(id).await?.ok_or_else(|| {
-                StoreError::Corrupt(format!("idempotency key names missing task {id}"))
-            })?;
-            return Ok((task, false));
-        }
-        let sql = format!(
-            "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, run_at) \
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8) RETURNING {LIVE_TASK_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(p.id.0)
-            .bind(p.kind.as_str())
-            .bind(&p.input)
-            .bind(p.max_attempts)
-            .bind(p.priority)
-            .bind(&p.cache_key)
-            .bind(p.now)
-            .bind(p.run_at)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(err)?;
-        tx.commit().await.map_err(err)?;
-        self.wake_workers();
-        Ok((task_from_row(&row)?, true))
+        self.idempotent_insert(p, key, window).await
     }
 
     async fn task_retry(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError> {
-        // Back into the hot table. tasks_finished keeps no lease token, so the
-        // new one starts from the clock (in ms): above any token an attempt of
-        // the task's earlier life can hold, so such a late completion stays fenced off.
-        let sql = format!(
-            "WITH moved AS (DELETE FROM tasks_finished WHERE id = $1 AND state = 'dead' RETURNING *) \
-             INSERT INTO tasks (id, kind, input, state, error, attempts, max_attempts, priority, \
-                                worker_id, lease_token, created_at, run_at, started_at, errors) \
-             SELECT id, kind, input, 'queued', error, 0, max_attempts, priority, worker_id, \
-                    (extract(epoch FROM $2::timestamptz) * 1000)::bigint, created_at, $2, started_at, \
-                    errors \
-             FROM moved RETURNING {LIVE_TASK_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(id.0)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(err)?;
-        match row {
-            Some(row) => {
-                self.wake_workers();
-                Ok(TaskChange::Changed(Box::new(task_from_row(&row)?)))
-            }
-            None => self.unchanged(id).await,
-        }
+        self.retry_dead(id, now).await
     }
 
     async fn task_cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError> {
-        // Out of the hot table: a running attempt's completion and lease
-        // renewals no longer find their row, so they are refused.
-        let sql = format!(
-            "WITH moved AS (DELETE FROM tasks WHERE id = $1 RETURNING *) \
-             INSERT INTO tasks_finished (id, kind, input, state, result, error, attempts, max_attempts, \
-                                         priority, worker_id, created_at, run_at, started_at, completed_at, \
-                                         errors) \
-             SELECT id, kind, input, 'cancelled', NULL, error, attempts, max_attempts, priority, \
-                    worker_id, created_at, run_at, started_at, $2, errors FROM moved \
-             RETURNING {FINISHED_TASK_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(id.0)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(err)?;
-        match row {
-            Some(row) => Ok(TaskChange::Changed(Box::new(task_from_row(&row)?))),
-            None => self.unchanged(id).await,
-        }
+        self.cancel_unfinished(id, now).await
     }
 
     async fn leader_acquire(&self, p: LeaderAcquireParams) -> Result<bool, StoreError> {
-        // Take it when free or expired; renew it when already ours.
-        let holder: Option<String> = sqlx::query_scalar(
-            "INSERT INTO leaders (name, holder, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
-             WHERE leaders.holder = excluded.holder OR leaders.expires_at < $4 \
-             RETURNING holder",
-        )
-        .bind(&p.name)
-        .bind(&p.holder)
-        .bind(lease_end(p.now, p.ttl))
-        .bind(p.now)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(err)?;
-        Ok(holder.as_deref() == Some(p.holder.as_str()))
+        self.acquire_leader(p).await
     }
 
     async fn maintenance_prune(
         &self,
         p: MaintenancePruneParams,
     ) -> Result<MaintenancePruneReport, StoreError> {
-        // Finished tasks live in tasks_finished: deleting old ones never
-        // touches the hot table.
-        let tasks_deleted = sqlx::query(
-            "DELETE FROM tasks_finished WHERE id IN (SELECT id FROM tasks_finished \
-             WHERE completed_at < $1 ORDER BY completed_at LIMIT $2)",
-        )
-        .bind(p.finished_before)
-        .bind(p.limit)
-        .execute(&self.pool)
-        .await
-        .map_err(err)?
-        .rows_affected();
-        let cache_deleted = sqlx::query(
-            "DELETE FROM cache WHERE key IN (SELECT key FROM cache WHERE expires_at <= $1 LIMIT $2)",
-        )
-        .bind(p.now)
-        .bind(p.limit)
-        .execute(&self.pool)
-        .await
-        .map_err(err)?
-        .rows_affected();
-        let workers_marked_offline = sqlx::query(
-            "UPDATE workers SET status = 'offline', active_tasks = 0, current_task = NULL \
-             WHERE status <> 'offline' AND last_heartbeat_at < $1",
-        )
-        .bind(p.workers_silent_since)
-        .execute(&self.pool)
-        .await
-        .map_err(err)?
-        .rows_affected();
-        Ok(MaintenancePruneReport {
-            tasks_deleted,
-            cache_deleted,
-            workers_marked_offline,
-        })
+        self.prune(p).await
     }
 
     async fn task_list(&self, p: TaskListParams) -> Result<Vec<Task>, StoreError> {
-        // Live and finished tasks are in different tables; a state filter
-        // picks one, no filter reads both.
-        let live = !matches!(p.state, Some(s) if s.is_final());
-        let finished = !matches!(p.state, Some(TaskState::Queued | TaskState::Running));
-        let mut q = QueryBuilder::new("SELECT * FROM (");
-        let mut first = true;
-        for (table, columns, wanted) in [
-            ("tasks", LIVE_TASK_COLUMNS, live),
-            ("tasks_finished", FINISHED_TASK_COLUMNS, finished),
-        ] {
-            if !wanted {
-                continue;
-            }
-            if !first {
-                q.push(" UNION ALL ");
-            }
-            first = false;
-            q.push(format!("(SELECT {columns} FROM {table} WHERE TRUE"));
-            if let Some(state) = p.state {
-                q.push(" AND state = ").push_bind(state.as_str());
-            }
-            if let Some(kind) = p.kind {
-                q.push(" AND kind = ").push_bind(kind.as_str());
-            }
-            if let Some(before) = p.before {
-                q.push(" AND id < ").push_bind(before.0);
-            }
-            q.push(" ORDER BY id DESC LIMIT ")
-                .push_bind(p.limit)
-                .push(")");
-        }
-        q.push(") t ORDER BY id DESC LIMIT ").push_bind(p.limit);
-        let rows = q.build().fetch_all(&self.pool).await.map_err(err)?;
-        rows.iter().map(task_from_row).collect()
+        self.list_page(p).await
     }
 
     async fn task_counts(&self) -> Result<TaskCounts, StoreError> {

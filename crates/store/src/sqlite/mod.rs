@@ -8,6 +8,7 @@
 //! the last commits.
 
 mod rows;
+mod steering;
 
 use std::str::FromStr;
 
@@ -203,177 +204,30 @@ impl Store for SqliteStore {
         key: &str,
         window: std::time::Duration,
     ) -> Result<(Task, bool), StoreError> {
-        let now = millis(p.now);
-        let oldest = now - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-        let mut tx = self.writer.begin().await.map_err(err)?;
-        sqlx::query("DELETE FROM idempotency_keys WHERE key = ? AND created_at < ?")
-            .bind(key)
-            .bind(oldest)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        let claimed = sqlx::query(
-            "INSERT INTO idempotency_keys (key, task_id, created_at) VALUES (?, ?, ?) \
-             ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(p.id.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?
-        .rows_affected()
-            == 1;
-        if !claimed {
-            let existing: String =
-                sqlx::query_scalar("SELECT task_id FROM idempotency_keys WHERE key = ?")
-                    .bind(key)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(err)?;
-            tx.commit().await.map_err(err)?;
-            let id: TaskId = existing
-                .parse()
-                .map_err(|e| StoreError::Corrupt(format!("idempotency key's task id: {e}")))?;
-            let task = self.task_get(id).await?.ok_or_else(|| {
-                StoreError::Corrupt(format!("idempotency key names missing task {id}"))
-            })?;
-            return Ok((task, false));
-        }
-        let sql = format!(
-            "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, run_at) \
-             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?) RETURNING {TASK_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(p.id.to_string())
-            .bind(p.kind.as_str())
-            .bind(p.input.to_string())
-            .bind(p.max_attempts)
-            .bind(p.priority)
-            .bind(&p.cache_key)
-            .bind(now)
-            .bind(millis(p.run_at))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(err)?;
-        tx.commit().await.map_err(err)?;
-        self.inserted.send_modify(|n| *n = n.wrapping_add(1));
-        Ok((task_from_row(&row)?, true))
+        self.idempotent_insert(p, key, window).await
     }
 
     async fn task_retry(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError> {
-        let sql = format!(
-            "UPDATE tasks SET state = 'queued', attempts = 0, run_at = ?, completed_at = NULL, \
-                 lease_expires_at = NULL \
-             WHERE id = ? AND state = 'dead' RETURNING {TASK_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(millis(now))
-            .bind(id.to_string())
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(err)?;
-        match row {
-            Some(row) => {
-                self.inserted.send_modify(|n| *n = n.wrapping_add(1));
-                Ok(TaskChange::Changed(Box::new(task_from_row(&row)?)))
-            }
-            None => self.unchanged(id).await,
-        }
+        self.retry_dead(id, now).await
     }
 
     async fn task_cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError> {
-        // The lease token moves on, so a running attempt's completion is refused.
-        let sql = format!(
-            "UPDATE tasks SET state = 'cancelled', completed_at = ?, lease_token = lease_token + 1, \
-                 lease_expires_at = NULL \
-             WHERE id = ? AND state IN ('queued', 'running') RETURNING {TASK_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(millis(now))
-            .bind(id.to_string())
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(err)?;
-        match row {
-            Some(row) => Ok(TaskChange::Changed(Box::new(task_from_row(&row)?))),
-            None => self.unchanged(id).await,
-        }
+        self.cancel_unfinished(id, now).await
     }
 
     async fn leader_acquire(&self, p: LeaderAcquireParams) -> Result<bool, StoreError> {
-        let now = millis(p.now);
-        let until = millis(lease_end(p.now, p.ttl));
-        // Take it when free or expired; renew it when already ours.
-        let holder: Option<String> = sqlx::query_scalar(
-            "INSERT INTO leaders (name, holder, expires_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
-             WHERE leaders.holder = excluded.holder OR leaders.expires_at < ?4 \
-             RETURNING holder",
-        )
-        .bind(&p.name)
-        .bind(&p.holder)
-        .bind(until)
-        .bind(now)
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(err)?;
-        Ok(holder.as_deref() == Some(p.holder.as_str()))
+        self.acquire_leader(p).await
     }
 
     async fn maintenance_prune(
         &self,
         p: MaintenancePruneParams,
     ) -> Result<MaintenancePruneReport, StoreError> {
-        let tasks_deleted = sqlx::query(
-            "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks \
-             WHERE state IN ('succeeded', 'dead', 'cancelled') AND completed_at < ? LIMIT ?)",
-        )
-        .bind(millis(p.finished_before))
-        .bind(p.limit)
-        .execute(&self.writer)
-        .await
-        .map_err(err)?
-        .rows_affected();
-        let cache_deleted = sqlx::query(
-            "DELETE FROM cache WHERE key IN (SELECT key FROM cache WHERE expires_at <= ? LIMIT ?)",
-        )
-        .bind(millis(p.now))
-        .bind(p.limit)
-        .execute(&self.writer)
-        .await
-        .map_err(err)?
-        .rows_affected();
-        let workers_marked_offline = sqlx::query(
-            "UPDATE workers SET status = 'offline', active_tasks = 0, current_task = NULL \
-             WHERE status <> 'offline' AND last_heartbeat_at < ?",
-        )
-        .bind(millis(p.workers_silent_since))
-        .execute(&self.writer)
-        .await
-        .map_err(err)?
-        .rows_affected();
-        Ok(MaintenancePruneReport {
-            tasks_deleted,
-            cache_deleted,
-            workers_marked_offline,
-        })
+        self.prune(p).await
     }
 
     async fn task_list(&self, p: TaskListParams) -> Result<Vec<Task>, StoreError> {
-        let mut q = QueryBuilder::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1"));
-        if let Some(state) = p.state {
-            q.push(" AND state = ").push_bind(state.as_str());
-        }
-        if let Some(kind) = p.kind {
-            q.push(" AND kind = ").push_bind(kind.as_str());
-        }
-        if let Some(before) = p.before {
-            q.push(" AND id < ").push_bind(before.to_string());
-        }
-        q.push(" ORDER BY id DESC LIMIT ").push_bind(p.limit);
-        let rows = q.build().fetch_all(&self.reader).await.map_err(err)?;
-        rows.iter().map(task_from_row).collect()
+        self.list_page(p).await
     }
 
     async fn task_counts(&self) -> Result<TaskCounts, StoreError> {

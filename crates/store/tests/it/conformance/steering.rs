@@ -1,0 +1,323 @@
+//! What every backend must do for users steering tasks and for maintenance:
+//! counts, retry and cancel, idempotency keys, the leader lease, pruning, listing.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use weir_core::*;
+
+use super::{claim, insert_params, success};
+
+pub async fn task_counts_follow_states(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    for i in 0..4 {
+        store
+            .task_insert(insert_params(TaskKind::Md5, &format!("count-{i}"), now))
+            .await
+            .unwrap();
+    }
+    let claimed = store.task_claim(claim("w", 2, now)).await.unwrap();
+    store
+        .task_complete_many(&[success(&claimed[0], now, None)])
+        .await
+        .unwrap();
+    let c = store.task_counts().await.unwrap();
+    assert_eq!((c.queued, c.running, c.succeeded, c.dead), (2, 1, 1, 0));
+    assert_eq!(c.pending(), 3);
+}
+
+pub async fn dead_tasks_can_be_retried_and_queued_ones_cancelled(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let mut p = insert_params(TaskKind::Md5, "retry-me", now);
+    p.max_attempts = 1;
+    let id = p.id;
+    store.task_insert(p).await.unwrap();
+    let t = store
+        .task_claim(claim("w", 1, now))
+        .await
+        .unwrap()
+        .remove(0);
+    let failed = TaskCompletion {
+        id,
+        lease_token: t.lease_token,
+        outcome: TaskOutcome::Failed {
+            error: "boom".into(),
+            retry_at: None,
+        },
+        now,
+    };
+    store.task_complete_many(&[failed]).await.unwrap();
+    assert_eq!(
+        store.task_get(id).await.unwrap().unwrap().state,
+        TaskState::Dead
+    );
+
+    // Retry: queued again, a fresh set of attempts, the last error kept.
+    let TaskChange::Changed(retried) = store.task_retry(id, now).await.unwrap() else {
+        panic!("retry did not apply");
+    };
+    assert_eq!((retried.state, retried.attempts), (TaskState::Queued, 0));
+    assert_eq!(retried.error.as_deref(), Some("boom"));
+    assert_eq!(
+        store.task_retry(id, now).await.unwrap(),
+        TaskChange::WrongState(TaskState::Queued)
+    );
+    assert_eq!(
+        store.task_retry(TaskId::new(), now).await.unwrap(),
+        TaskChange::NotFound
+    );
+    // The old attempt's token cannot complete the new life.
+    let again = store
+        .task_claim(claim("w2", 1, now))
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(again.lease_token > t.lease_token);
+    let stale = success(&t, now, None);
+    assert_eq!(
+        store.task_complete_many(&[stale]).await.unwrap(),
+        vec![CompletionOutcome::LeaseLost]
+    );
+
+    // Cancel the running one: its completion is refused afterwards.
+    let TaskChange::Changed(cancelled) = store.task_cancel(id, now).await.unwrap() else {
+        panic!("cancel did not apply");
+    };
+    assert_eq!(cancelled.state, TaskState::Cancelled);
+    assert_eq!(
+        store
+            .task_complete_many(&[success(&again, now, None)])
+            .await
+            .unwrap(),
+        vec![CompletionOutcome::LeaseLost]
+    );
+    assert_eq!(
+        store.task_get(id).await.unwrap().unwrap().state,
+        TaskState::Cancelled
+    );
+    assert_eq!(
+        store.task_cancel(id, now).await.unwrap(),
+        TaskChange::WrongState(TaskState::Cancelled)
+    );
+    assert_eq!(store.task_counts().await.unwrap().cancelled, 1);
+}
+
+pub async fn idempotency_keys_return_the_same_task(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let window = Duration::from_secs(24 * 3600);
+    let first = insert_params(TaskKind::Md5, "once", now);
+    let (task, created) = store
+        .task_insert_idempotent(first.clone(), "key-1", window)
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(task.id, first.id);
+    // The same key again (a client retrying): the same task, nothing new.
+    let second = insert_params(TaskKind::Md5, "once", now);
+    let (again, created) = store
+        .task_insert_idempotent(second, "key-1", window)
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(again.id, first.id);
+    assert_eq!(store.task_counts().await.unwrap().queued, 1);
+    // Concurrent calls with one key make one task.
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let p = insert_params(TaskKind::Md5, &format!("race-{i}"), now);
+                store
+                    .task_insert_idempotent(p, "key-race", window)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    let mut made = 0;
+    for c in calls {
+        let (t, created) = c.await.unwrap();
+        ids.insert(t.id);
+        made += usize::from(created);
+    }
+    assert_eq!((ids.len(), made), (1, 1));
+    // Past the window the key is free again.
+    let later = now + chrono::Duration::hours(25);
+    let (fresh, created) = store
+        .task_insert_idempotent(insert_params(TaskKind::Md5, "once", later), "key-1", window)
+        .await
+        .unwrap();
+    assert!(created);
+    assert_ne!(fresh.id, first.id);
+}
+
+pub async fn one_leader_at_a_time_until_its_lease_expires(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let ask = |holder: &str, at: DateTime<Utc>| LeaderAcquireParams {
+        name: "maintenance".into(),
+        holder: holder.into(),
+        now: at,
+        ttl: Duration::from_secs(30),
+    };
+    assert!(store.leader_acquire(ask("a", now)).await.unwrap());
+    assert!(!store.leader_acquire(ask("b", now)).await.unwrap());
+    // The holder renews.
+    let later = now + chrono::Duration::seconds(20);
+    assert!(store.leader_acquire(ask("a", later)).await.unwrap());
+    assert!(!store.leader_acquire(ask("b", later)).await.unwrap());
+    // A silent holder loses it once the lease runs out.
+    let after = later + chrono::Duration::seconds(31);
+    assert!(store.leader_acquire(ask("b", after)).await.unwrap());
+    assert!(!store.leader_acquire(ask("a", after)).await.unwrap());
+}
+
+pub async fn prune_removes_old_finished_tasks_expired_cache_and_silent_workers(
+    store: Arc<dyn Store>,
+) {
+    let now = Utc::now();
+    let done = insert_params(TaskKind::Md5, "old", now);
+    let waiting = insert_params(TaskKind::Md5, "waiting", now + chrono::Duration::hours(2));
+    let (done_id, waiting_id) = (done.id, waiting.id);
+    store.task_insert(done).await.unwrap();
+    let mut w = waiting;
+    w.run_at = now + chrono::Duration::hours(2);
+    store.task_insert(w).await.unwrap();
+    let t = store
+        .task_claim(claim("w", 1, now))
+        .await
+        .unwrap()
+        .remove(0);
+    let cache = CacheWrite {
+        key: "md5:old".into(),
+        expires_at: now + chrono::Duration::minutes(1),
+    };
+    store
+        .task_complete_many(&[success(&t, now, Some(cache))])
+        .await
+        .unwrap();
+    store
+        .worker_heartbeat(WorkerHeartbeatParams {
+            worker_id: "silent".into(),
+            status: WorkerStatus::Online,
+            concurrency: 1,
+            active_tasks: 0,
+            current_task: None,
+            processed: 0,
+            failed: 0,
+            started_at: now,
+            now,
+        })
+        .await
+        .unwrap();
+
+    // Nothing is old enough yet.
+    let report = store
+        .maintenance_prune(MaintenancePruneParams {
+            finished_before: now - chrono::Duration::hours(1),
+            now,
+            workers_silent_since: now - chrono::Duration::minutes(1),
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(report, MaintenancePruneReport::default());
+
+    let later = now + chrono::Duration::hours(2);
+    let report = store
+        .maintenance_prune(MaintenancePruneParams {
+            finished_before: later - chrono::Duration::hours(1),
+            now: later,
+            workers_silent_since: later - chrono::Duration::minutes(1),
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            report.tasks_deleted,
+            report.cache_deleted,
+            report.workers_marked_offline
+        ),
+        (1, 1, 1)
+    );
+    assert!(store.task_get(done_id).await.unwrap().is_none());
+    assert!(
+        store.task_get(waiting_id).await.unwrap().is_some(),
+        "unfinished tasks stay"
+    );
+    assert!(store.cache_get("md5:old", now).await.unwrap().is_none());
+    assert_eq!(
+        store.worker_list().await.unwrap()[0].status,
+        WorkerStatus::Offline
+    );
+}
+
+pub async fn tasks_list_newest_first_with_filters_and_a_cursor(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let p = insert_params(
+            if i % 2 == 0 {
+                TaskKind::Md5
+            } else {
+                TaskKind::Sha256
+            },
+            &format!("list-{i}"),
+            now,
+        );
+        ids.push(p.id);
+        store.task_insert(p).await.unwrap();
+    }
+    // Finish the oldest one.
+    let t = store
+        .task_claim(claim("w", 1, now))
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .task_complete_many(&[success(&t, now, None)])
+        .await
+        .unwrap();
+
+    let page = |state, kind, before, limit| TaskListParams {
+        state,
+        kind,
+        before,
+        limit,
+    };
+    let all = store.task_list(page(None, None, None, 10)).await.unwrap();
+    let newest_first: Vec<TaskId> = ids.iter().rev().copied().collect();
+    assert_eq!(all.iter().map(|t| t.id).collect::<Vec<_>>(), newest_first);
+    // Pages of two, following the cursor.
+    let first = store.task_list(page(None, None, None, 2)).await.unwrap();
+    let second = store
+        .task_list(page(None, None, Some(first[1].id), 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        second.iter().map(|t| t.id).collect::<Vec<_>>(),
+        newest_first[2..4].to_vec()
+    );
+    // Filters.
+    let done = store
+        .task_list(page(Some(TaskState::Succeeded), None, None, 10))
+        .await
+        .unwrap();
+    assert_eq!(done.iter().map(|t| t.id).collect::<Vec<_>>(), vec![ids[0]]);
+    let sha = store
+        .task_list(page(None, Some(TaskKind::Sha256), None, 10))
+        .await
+        .unwrap();
+    assert_eq!(sha.len(), 2);
+    let queued_md5 = store
+        .task_list(page(Some(TaskState::Queued), Some(TaskKind::Md5), None, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        queued_md5.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![ids[4], ids[2]]
+    );
+}
