@@ -287,8 +287,12 @@ pub trait Store: Send + Sync + 'static {
         completions: &[TaskCompletion],
     ) -> Result<Vec<CompletionOutcome>, StoreError>;
     /// Pushes back the lease expiry of running tasks the worker still holds;
-    /// returns how many it still held.
-    async fn task_lease_extend(&self, params: TaskLeaseExtendParams) -> Result<u64, StoreError>;
+    /// returns those (the others were cancelled, or rescued and claimed again:
+    /// the worker should stop running them).
+    async fn task_lease_extend(
+        &self,
+        params: TaskLeaseExtendParams,
+    ) -> Result<Vec<TaskId>, StoreError>;
     /// Queues again (or kills, when out of attempts) running tasks whose lease expired.
     async fn task_rescue_expired(&self, params: TaskRescueParams) -> Result<u64, StoreError>;
     /// Queues running tasks again without counting the attempt as failed.

@@ -172,7 +172,10 @@ impl Store for BusyRetryStore {
             .await
     }
 
-    async fn task_lease_extend(&self, params: TaskLeaseExtendParams) -> Result<u64, StoreError> {
+    async fn task_lease_extend(
+        &self,
+        params: TaskLeaseExtendParams,
+    ) -> Result<Vec<TaskId>, StoreError> {
         self.call(|| self.inner.task_lease_extend(params.clone()))
             .await
     }
@@ -312,7 +315,10 @@ mod tests {
         ) -> Result<Vec<CompletionOutcome>, StoreError> {
             unreachable!()
         }
-        async fn task_lease_extend(&self, _: TaskLeaseExtendParams) -> Result<u64, StoreError> {
+        async fn task_lease_extend(
+            &self,
+            _: TaskLeaseExtendParams,
+        ) -> Result<Vec<TaskId>, StoreError> {
             unreachable!()
         }
         async fn task_rescue_expired(&self, _: TaskRescueParams) -> Result<u64, StoreError> {

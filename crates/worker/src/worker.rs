@@ -45,6 +45,7 @@ pub async fn run(
         started_at: Utc::now(),
         running: JoinSet::new(),
         held: HashMap::new(),
+        aborts: HashMap::new(),
         completer: Some(completer),
         report: WorkerReport::default(),
     };
@@ -60,6 +61,8 @@ struct Worker {
     running: JoinSet<Result<serde_json::Value, String>>,
     /// What each running tokio task is running, to complete or release it.
     held: HashMap<tokio::task::Id, ClaimedTask>,
+    /// How to stop each running tokio task (a cancelled or lost task).
+    aborts: HashMap<tokio::task::Id, tokio::task::AbortHandle>,
     /// Records finished attempts in batches; taken at the end of the drain.
     completer: Option<Completer>,
     report: WorkerReport,
@@ -153,6 +156,7 @@ impl Worker {
                         .running
                         .spawn(async move { kinds::execute(kind, &input, attempt).await });
                     self.held.insert(handle.id(), task);
+                    self.aborts.insert(handle.id(), handle);
                 }
                 Ok(())
             }
@@ -177,6 +181,7 @@ impl Worker {
             // Cancelled: only during release, which handles the task itself.
             Err(_) => return,
         };
+        self.aborts.remove(&id);
         let Some(task) = self.held.remove(&id) else {
             return;
         };
@@ -213,7 +218,10 @@ impl Worker {
         }
     }
 
-    async fn extend_leases(&self) {
+    /// Renews the leases of running tasks; stops the ones this worker no
+    /// longer holds (cancelled by a user, or rescued and handed to another
+    /// worker) — their results would be refused anyway.
+    async fn extend_leases(&mut self) {
         if self.held.is_empty() {
             return;
         }
@@ -222,14 +230,33 @@ impl Worker {
             tasks: self.held.values().map(|t| (t.id, t.lease_token)).collect(),
             lease_expires_at: Utc::now() + to_chrono(self.config.lease),
         };
-        if let Err(e) = self.store.task_lease_extend(params).await {
-            tracing::warn!(worker = %self.config.worker_id, error = %e, "lease extension failed");
+        match self.store.task_lease_extend(params).await {
+            Ok(still_held) => {
+                let lost: Vec<tokio::task::Id> = self
+                    .held
+                    .iter()
+                    .filter(|(_, t)| !still_held.contains(&t.id))
+                    .map(|(tid, _)| *tid)
+                    .collect();
+                for tid in lost {
+                    if let Some(task) = self.held.remove(&tid) {
+                        tracing::info!(task = %task.id, "no longer held (cancelled or rescued); stopping it");
+                    }
+                    if let Some(abort) = self.aborts.remove(&tid) {
+                        abort.abort();
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(worker = %self.config.worker_id, error = %e, "lease extension failed");
+            }
         }
     }
 
     /// End of the grace period: stop what still runs and hand it back.
     async fn release_unfinished(&mut self) {
         self.running.abort_all();
+        self.aborts.clear();
         while self.running.join_next().await.is_some() {}
         let tasks: Vec<_> = self
             .held

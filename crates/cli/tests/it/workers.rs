@@ -117,7 +117,43 @@ async fn finished_tasks_are_deleted_after_the_retention(store: StoreKind) {
     stack.stop().await;
 }
 
+async fn cancelling_a_running_task_stops_it(store: StoreKind) {
+    let stack = Stack::start(StackOptions {
+        store,
+        workers: 1,
+        ..StackOptions::default()
+    })
+    .await;
+    let (_, accepted) = stack
+        .post_json("/tasks", &json!({"type": "sleep", "input": {"ms": 60000}}))
+        .await;
+    let id = accepted["task_id"].as_str().unwrap().to_string();
+    poll(Duration::from_secs(10), || async {
+        let (_, t) = stack.get_json(&format!("/tasks/{id}")).await;
+        (t["status"] == "running").then_some(())
+    })
+    .await;
+    let resp = stack
+        .http
+        .delete(stack.url(&format!("/tasks/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // The worker learns at its next lease renewal and stops the sleep, long
+    // before the minute is up.
+    poll(Duration::from_secs(10), || async {
+        let (_, body) = stack.get_json("/workers").await;
+        (body["workers"][0]["active_tasks"] == 0).then_some(())
+    })
+    .await;
+    let (_, t) = stack.get_json(&format!("/tasks/{id}")).await;
+    assert_eq!(t["status"], "cancelled");
+    stack.stop().await;
+}
+
 crate::for_each_store!(
+    cancelling_a_running_task_stops_it,
     finished_tasks_are_deleted_after_the_retention,
     many_tasks_each_run_exactly_once_across_workers,
     workers_show_running_tasks_and_go_offline_on_shutdown

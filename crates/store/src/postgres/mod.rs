@@ -386,25 +386,26 @@ impl Store for PostgresStore {
             .collect())
     }
 
-    async fn task_lease_extend(&self, p: TaskLeaseExtendParams) -> Result<u64, StoreError> {
+    async fn task_lease_extend(&self, p: TaskLeaseExtendParams) -> Result<Vec<TaskId>, StoreError> {
         if p.tasks.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let (ids, tokens): (Vec<Uuid>, Vec<i64>) = p.tasks.iter().map(|(id, t)| (id.0, *t)).unzip();
-        let done = sqlx::query(
+        let held: Vec<Uuid> = sqlx::query_scalar(
             "UPDATE tasks t SET lease_expires_at = $1 \
              FROM unnest($3::uuid[], $4::bigint[]) AS l(id, token) \
              WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'running' \
-               AND t.worker_id = $2",
+               AND t.worker_id = $2 \
+             RETURNING t.id",
         )
         .bind(p.lease_expires_at)
         .bind(&p.worker_id)
         .bind(ids)
         .bind(tokens)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await
         .map_err(err)?;
-        Ok(done.rows_affected())
+        Ok(held.into_iter().map(TaskId).collect())
     }
 
     async fn task_rescue_expired(&self, p: TaskRescueParams) -> Result<u64, StoreError> {

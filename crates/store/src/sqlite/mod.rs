@@ -371,9 +371,9 @@ impl Store for SqliteStore {
         Ok(outcomes)
     }
 
-    async fn task_lease_extend(&self, p: TaskLeaseExtendParams) -> Result<u64, StoreError> {
+    async fn task_lease_extend(&self, p: TaskLeaseExtendParams) -> Result<Vec<TaskId>, StoreError> {
         if p.tasks.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let mut q = QueryBuilder::new("UPDATE tasks SET lease_expires_at = ");
         q.push_bind(millis(p.lease_expires_at))
@@ -388,9 +388,18 @@ impl Store for SqliteStore {
                 .push_bind_unseparated(*token)
                 .push_unseparated(")");
         }
-        q.push(")");
-        let done = q.build().execute(&self.writer).await.map_err(err)?;
-        Ok(done.rows_affected())
+        q.push(") RETURNING id");
+        let ids: Vec<String> = q
+            .build_query_scalar()
+            .fetch_all(&self.writer)
+            .await
+            .map_err(err)?;
+        ids.iter()
+            .map(|id| {
+                id.parse()
+                    .map_err(|e| StoreError::Corrupt(format!("task id: {e}")))
+            })
+            .collect()
     }
 
     async fn task_rescue_expired(&self, p: TaskRescueParams) -> Result<u64, StoreError> {
