@@ -114,6 +114,8 @@ pub struct TaskLeaseExtendParams {
     /// (task, lease token) pairs.
     pub tasks: Vec<(TaskId, i64)>,
     pub lease_expires_at: DateTime<Utc>,
+    /// Progress (0-100) reported by tasks that report it.
+    pub progress: Vec<(TaskId, i16)>,
 }
 
 /// Taking back tasks whose lease expired.

@@ -121,6 +121,9 @@ pub struct Task {
     pub completed_at: Option<DateTime<Utc>>,
     /// Every failed attempt, oldest first.
     pub errors: Vec<AttemptError>,
+    /// How far the running attempt says it is, 0-100 (100 once succeeded;
+    /// absent for kinds that do not report).
+    pub progress: Option<i16>,
 }
 
 /// One failed attempt, as kept on its task.

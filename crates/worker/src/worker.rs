@@ -61,8 +61,9 @@ struct Worker {
     running: JoinSet<Result<serde_json::Value, String>>,
     /// What each running tokio task is running, to complete or release it.
     held: HashMap<tokio::task::Id, ClaimedTask>,
-    /// How to stop each running tokio task (a cancelled or lost task).
-    aborts: HashMap<tokio::task::Id, tokio::task::AbortHandle>,
+    /// How to stop each running tokio task (a cancelled or lost task), and
+    /// where it reports progress.
+    aborts: HashMap<tokio::task::Id, (tokio::task::AbortHandle, kinds::Progress)>,
     /// Records finished attempts in batches; taken at the end of the drain.
     completer: Option<Completer>,
     report: WorkerReport,
@@ -152,11 +153,13 @@ impl Worker {
             Ok(tasks) => {
                 for task in tasks {
                     let (kind, input, attempt) = (task.kind, task.input.clone(), task.attempt);
-                    let handle = self
-                        .running
-                        .spawn(async move { kinds::execute(kind, &input, attempt).await });
+                    let progress = kinds::Progress::default();
+                    let reporter = progress.clone();
+                    let handle = self.running.spawn(async move {
+                        kinds::execute(kind, &input, attempt, &reporter).await
+                    });
                     self.held.insert(handle.id(), task);
-                    self.aborts.insert(handle.id(), handle);
+                    self.aborts.insert(handle.id(), (handle, progress));
                 }
                 Ok(())
             }
@@ -229,6 +232,14 @@ impl Worker {
             worker_id: self.config.worker_id.clone(),
             tasks: self.held.values().map(|t| (t.id, t.lease_token)).collect(),
             lease_expires_at: Utc::now() + to_chrono(self.config.lease),
+            progress: self
+                .held
+                .iter()
+                .filter_map(|(tid, t)| {
+                    let p = self.aborts.get(tid)?.1.get()?;
+                    Some((t.id, p))
+                })
+                .collect(),
         };
         match self.store.task_lease_extend(params).await {
             Ok(still_held) => {
@@ -242,7 +253,7 @@ impl Worker {
                     if let Some(task) = self.held.remove(&tid) {
                         tracing::info!(task = %task.id, "no longer held (cancelled or rescued); stopping it");
                     }
-                    if let Some(abort) = self.aborts.remove(&tid) {
+                    if let Some((abort, _)) = self.aborts.remove(&tid) {
                         abort.abort();
                     }
                 }

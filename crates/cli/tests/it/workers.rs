@@ -152,7 +152,30 @@ async fn cancelling_a_running_task_stops_it(store: StoreKind) {
     stack.stop().await;
 }
 
+async fn long_tasks_show_their_progress(store: StoreKind) {
+    let stack = Stack::start(StackOptions::on(store)).await;
+    let (_, accepted) = stack
+        .post_json("/tasks", &json!({"type": "sleep", "input": {"ms": 3000}}))
+        .await;
+    let id = accepted["task_id"].as_str().unwrap().to_string();
+    let midway = poll(Duration::from_secs(10), || async {
+        let (_, t) = stack.get_json(&format!("/tasks/{id}")).await;
+        let p = t["progress"].as_i64()?;
+        (t["status"] == "running" && (1..100).contains(&p)).then_some(p)
+    })
+    .await;
+    assert!((1..100).contains(&midway));
+    let done = stack.wait_task(&id).await;
+    assert_eq!(
+        (done["status"].as_str(), done["progress"].as_i64()),
+        (Some("succeeded"), Some(100)),
+        "{done}"
+    );
+    stack.stop().await;
+}
+
 crate::for_each_store!(
+    long_tasks_show_their_progress,
     cancelling_a_running_task_stops_it,
     finished_tasks_are_deleted_after_the_retention,
     many_tasks_each_run_exactly_once_across_workers,

@@ -405,6 +405,21 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(err)?;
+        if !p.progress.is_empty() {
+            let (ids, progress): (Vec<Uuid>, Vec<i16>) =
+                p.progress.iter().map(|(id, v)| (id.0, *v)).unzip();
+            sqlx::query(
+                "UPDATE tasks t SET progress = r.progress \
+                 FROM unnest($1::uuid[], $2::smallint[]) AS r(id, progress) \
+                 WHERE t.id = r.id AND t.state = 'running' AND t.worker_id = $3",
+            )
+            .bind(ids)
+            .bind(progress)
+            .bind(&p.worker_id)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        }
         Ok(held.into_iter().map(TaskId).collect())
     }
 

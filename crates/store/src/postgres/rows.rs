@@ -9,9 +9,10 @@ use super::err;
 /// What `task_get` reads from either table; `tasks` has no result or
 /// completion time, so the live side selects NULLs for them.
 pub const LIVE_TASK_COLUMNS: &str = "id, kind, input, state, NULL::jsonb AS result, error, attempts, \
-    max_attempts, priority, worker_id, created_at, run_at, started_at, NULL::timestamptz AS completed_at, errors";
+    max_attempts, priority, worker_id, created_at, run_at, started_at, NULL::timestamptz AS completed_at, errors, progress";
 pub const FINISHED_TASK_COLUMNS: &str = "id, kind, input, state, result, error, attempts, \
-    max_attempts, priority, worker_id, created_at, run_at, started_at, completed_at, errors";
+    max_attempts, priority, worker_id, created_at, run_at, started_at, completed_at, errors, \
+    NULL::smallint AS progress";
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
@@ -38,6 +39,11 @@ pub fn task_from_row(row: &PgRow) -> Result<Task, StoreError> {
         errors: {
             let v: serde_json::Value = row.try_get("errors").map_err(err)?;
             serde_json::from_value(v).map_err(|e| corrupt("errors column", e))?
+        },
+        progress: if state == "succeeded" {
+            Some(100)
+        } else {
+            row.try_get("progress").map_err(err)?
         },
     })
 }

@@ -389,11 +389,22 @@ impl Store for SqliteStore {
                 .push_unseparated(")");
         }
         q.push(") RETURNING id");
+        let mut tx = self.writer.begin().await.map_err(err)?;
         let ids: Vec<String> = q
             .build_query_scalar()
-            .fetch_all(&self.writer)
+            .fetch_all(&mut *tx)
             .await
             .map_err(err)?;
+        for (id, progress) in &p.progress {
+            sqlx::query("UPDATE tasks SET progress = ? WHERE id = ? AND state = 'running' AND worker_id = ?")
+                .bind(i64::from(*progress))
+                .bind(id.to_string())
+                .bind(&p.worker_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
         ids.iter()
             .map(|id| {
                 id.parse()

@@ -8,7 +8,7 @@ use weir_core::{ClaimedTask, StoreError, Task, TaskId, WorkerInfo, WorkerStatus}
 use super::err;
 
 pub const TASK_COLUMNS: &str = "id, kind, input, state, result, error, attempts, max_attempts, \
-    priority, worker_id, created_at, run_at, started_at, completed_at, errors";
+    priority, worker_id, created_at, run_at, started_at, completed_at, errors, progress";
 
 pub fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -59,6 +59,13 @@ pub fn task_from_row(row: &SqliteRow) -> Result<Task, StoreError> {
         errors: {
             let text: String = row.try_get("errors").map_err(err)?;
             serde_json::from_str(&text).map_err(|e| corrupt("errors column", e))?
+        },
+        progress: if state == "succeeded" {
+            Some(100)
+        } else {
+            row.try_get::<Option<i64>, _>("progress")
+                .map_err(err)?
+                .map(|p| p.clamp(0, 100) as i16)
         },
     })
 }

@@ -5,14 +5,45 @@ mod argon2;
 mod hash;
 mod sleep;
 
+use std::sync::atomic::{AtomicI16, Ordering};
+use std::sync::Arc;
+
 use serde_json::Value;
 use weir_core::TaskKind;
+
+/// Where a running task reports how far it is (0-100); -1 until it reports.
+#[derive(Clone, Debug)]
+pub struct Progress(Arc<AtomicI16>);
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress(Arc::new(AtomicI16::new(-1)))
+    }
+}
+
+impl Progress {
+    pub fn set(&self, percent: u8) {
+        self.0.store(i16::from(percent.min(100)), Ordering::Relaxed);
+    }
+
+    /// The last report, if any.
+    pub fn get(&self) -> Option<i16> {
+        let p = self.0.load(Ordering::Relaxed);
+        (p >= 0).then_some(p)
+    }
+}
 
 /// Inputs larger than this are hashed on the blocking pool.
 const INLINE_HASH_MAX_BYTES: usize = 64 * 1024;
 
-/// Runs one attempt (`attempt` counts from 1) to completion.
-pub async fn execute(kind: TaskKind, input: &Value, attempt: i32) -> Result<Value, String> {
+/// Runs one attempt (`attempt` counts from 1) to completion, reporting
+/// progress through `progress` where the kind can tell.
+pub async fn execute(
+    kind: TaskKind,
+    input: &Value,
+    attempt: i32,
+    progress: &Progress,
+) -> Result<Value, String> {
     match kind {
         TaskKind::Md5 | TaskKind::Sha256 => {
             let s = string_field(input)?;
@@ -32,7 +63,7 @@ pub async fn execute(kind: TaskKind, input: &Value, attempt: i32) -> Result<Valu
                 .await
                 .map_err(|e| format!("argon2 failed: {e}"))?
         }
-        TaskKind::Sleep => sleep::run(input).await,
+        TaskKind::Sleep => sleep::run(input, progress).await,
         TaskKind::Noop => Ok(Value::Object(Default::default())),
         TaskKind::Flaky => {
             let fail_times = input.get("fail_times").and_then(Value::as_u64).unwrap_or(0);
@@ -63,13 +94,20 @@ mod tests {
     async fn md5_and_sha256_match_known_digests() {
         let input = json!({"string": "test_value"});
         assert_eq!(
-            execute(TaskKind::Md5, &input, 1).await.unwrap(),
+            execute(TaskKind::Md5, &input, 1, &Progress::default())
+                .await
+                .unwrap(),
             json!({"md5": "8dd066a9072cfaca57bcedd7f233432f"})
         );
         assert_eq!(
-            execute(TaskKind::Sha256, &json!({"string": "abc"}), 1)
-                .await
-                .unwrap(),
+            execute(
+                TaskKind::Sha256,
+                &json!({"string": "abc"}),
+                1,
+                &Progress::default()
+            )
+            .await
+            .unwrap(),
             json!({"sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"})
         );
     }
@@ -77,9 +115,14 @@ mod tests {
     #[tokio::test]
     async fn large_inputs_hash_the_same_off_the_runtime() {
         let big = "a".repeat(INLINE_HASH_MAX_BYTES + 1);
-        let got = execute(TaskKind::Md5, &json!({ "string": big.clone() }), 1)
-            .await
-            .unwrap();
+        let got = execute(
+            TaskKind::Md5,
+            &json!({ "string": big.clone() }),
+            1,
+            &Progress::default(),
+        )
+        .await
+        .unwrap();
         let want = hash::digest(TaskKind::Md5, big.as_bytes());
         assert_eq!(got, want);
     }
@@ -90,6 +133,7 @@ mod tests {
             TaskKind::Argon2,
             &json!({"string": "hunter2", "memory_kib": 64, "iterations": 1}),
             1,
+            &Progress::default(),
         )
         .await
         .unwrap();
@@ -101,23 +145,48 @@ mod tests {
 
     #[tokio::test]
     async fn bad_input_is_an_error_not_a_panic() {
-        assert!(execute(TaskKind::Md5, &json!({}), 1).await.is_err());
-        assert!(execute(TaskKind::Sleep, &json!({"ms": "x"}), 1)
+        assert!(execute(TaskKind::Md5, &json!({}), 1, &Progress::default())
             .await
             .is_err());
+        assert!(execute(
+            TaskKind::Sleep,
+            &json!({"ms": "x"}),
+            1,
+            &Progress::default()
+        )
+        .await
+        .is_err());
+    }
+
+    #[tokio::test]
+    async fn sleep_reports_progress_up_to_100() {
+        let progress = Progress::default();
+        assert_eq!(progress.get(), None);
+        execute(TaskKind::Sleep, &json!({"ms": 40}), 1, &progress)
+            .await
+            .unwrap();
+        assert_eq!(progress.get(), Some(100));
     }
 
     #[tokio::test]
     async fn flaky_fails_its_first_attempts_then_succeeds() {
         let input = json!({"fail_times": 2});
-        assert!(execute(TaskKind::Flaky, &input, 1).await.is_err());
-        assert!(execute(TaskKind::Flaky, &input, 2).await.is_err());
+        assert!(execute(TaskKind::Flaky, &input, 1, &Progress::default())
+            .await
+            .is_err());
+        assert!(execute(TaskKind::Flaky, &input, 2, &Progress::default())
+            .await
+            .is_err());
         assert_eq!(
-            execute(TaskKind::Flaky, &input, 3).await.unwrap(),
+            execute(TaskKind::Flaky, &input, 3, &Progress::default())
+                .await
+                .unwrap(),
             json!({"succeeded_on_attempt": 3})
         );
         assert_eq!(
-            execute(TaskKind::Noop, &json!({}), 1).await.unwrap(),
+            execute(TaskKind::Noop, &json!({}), 1, &Progress::default())
+                .await
+                .unwrap(),
             json!({})
         );
     }

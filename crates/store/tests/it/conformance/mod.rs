@@ -411,10 +411,15 @@ pub async fn lease_extension_keeps_a_task_from_rescue(store: Arc<dyn Store>) {
             worker_id: "w".into(),
             tasks: vec![(t.id, t.lease_token)],
             lease_expires_at: now + chrono::Duration::seconds(30),
+            progress: vec![(t.id, 40)],
         })
         .await
         .unwrap();
     assert_eq!(extended, vec![t.id]);
+    assert_eq!(
+        store.task_get(t.id).await.unwrap().unwrap().progress,
+        Some(40)
+    );
     let at_20s = now + chrono::Duration::seconds(20);
     assert_eq!(
         store
@@ -429,10 +434,16 @@ pub async fn lease_extension_keeps_a_task_from_rescue(store: Arc<dyn Store>) {
             worker_id: "intruder".into(),
             tasks: vec![(t.id, t.lease_token)],
             lease_expires_at: now + chrono::Duration::seconds(300),
+            progress: vec![(t.id, 90)],
         })
         .await
         .unwrap();
     assert!(other.is_empty());
+    // …nor report its progress.
+    assert_eq!(
+        store.task_get(t.id).await.unwrap().unwrap().progress,
+        Some(40)
+    );
     let at_31s = now + chrono::Duration::seconds(31);
     assert_eq!(
         store
