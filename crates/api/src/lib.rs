@@ -42,6 +42,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/tasks/{id}/retry", post(routes::tasks::retry))
         .route("/workers", get(routes::workers::list))
+        .route("/cache/stats", get(routes::cache::stats))
         .route("/health", get(routes::health::health))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

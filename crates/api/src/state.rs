@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir_core::Store;
-use weir_store::{RequestLogWriter, TaskInsertWriter};
+use weir_store::{CacheAccessRecorder, RequestLogWriter, TaskInsertWriter};
 
 /// An API node's settings.
 #[derive(Clone, Debug)]
@@ -48,6 +48,8 @@ pub struct AppState {
     pub request_log: RequestLogWriter,
     /// Submissions go through group commit: one insert for many concurrent tasks.
     pub task_inserts: TaskInsertWriter,
+    /// Cache hits and misses, recorded in batches.
+    pub cache_access: CacheAccessRecorder,
 }
 
 impl AppState {
@@ -56,12 +58,14 @@ impl AppState {
         store: Arc<dyn Store>,
         request_log: RequestLogWriter,
         task_inserts: TaskInsertWriter,
+        cache_access: CacheAccessRecorder,
     ) -> Self {
         AppState {
             config: Arc::new(config),
             store,
             request_log,
             task_inserts,
+            cache_access,
         }
     }
 }

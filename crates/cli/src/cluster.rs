@@ -13,11 +13,15 @@ use tokio_util::sync::CancellationToken;
 use weir_api::{ApiConfig, AppState};
 use weir_core::Store;
 use weir_lb::{Lb, LbConfig};
-use weir_store::{BusyRetry, BusyRetryStore, RequestLogWriter, TaskInsertWriter};
+use weir_store::{
+    BusyRetry, BusyRetryStore, CacheAccessRecorder, RequestLogWriter, TaskInsertWriter,
+};
 use weir_worker::{WorkerConfig, WorkerReport};
 
 /// Most request-log rows one transaction writes.
 const REQUEST_LOG_MAX_BATCH: usize = 1024;
+/// How often an API node records the cache reads it gathered.
+const CACHE_STATS_FLUSH: Duration = Duration::from_millis(500);
 /// Most task submissions one transaction writes.
 const TASK_INSERT_MAX_BATCH: usize = 512;
 /// How long an API node's log writer may take to flush after the node stops.
@@ -153,7 +157,9 @@ pub async fn serve_api_node(
     let node_id = config.node_id.clone();
     let (task_inserts, inserts_task) =
         TaskInsertWriter::spawn_tasks(store.clone(), TASK_INSERT_MAX_BATCH);
-    let state = AppState::new(config, store, writer, task_inserts);
+    let (cache_access, cache_access_task) =
+        CacheAccessRecorder::spawn(store.clone(), CACHE_STATS_FLUSH);
+    let state = AppState::new(config, store, writer, task_inserts, cache_access);
     weir_api::run(listener, state, shutdown)
         .await
         .with_context(|| format!("API node {node_id}"))?;
@@ -161,6 +167,7 @@ pub async fn serve_api_node(
     let flushed = tokio::time::timeout(LOG_FLUSH_TIMEOUT, async {
         let _ = inserts_task.await;
         let _ = writer_task.await;
+        let _ = cache_access_task.await;
     });
     if flushed.await.is_err() {
         tracing::warn!(node = %node_id, "request log did not flush in time");

@@ -23,10 +23,11 @@ pub use kind::{InputError, TaskKind};
 pub use request_log::{NodeRequestCount, RequestLogEntry, RequestLogStats};
 pub use retry::RetryPolicy;
 pub use store::{
-    CacheWrite, CompletionOutcome, LeaderAcquireParams, MaintenancePruneParams,
-    MaintenancePruneReport, Store, StoreError, TaskChange, TaskClaimParams, TaskCompletion,
-    TaskCounts, TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskOutcome,
-    TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams,
+    CacheAccessParams, CacheEntryStats, CacheStats, CacheWrite, CompletionOutcome,
+    LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, Store, StoreError,
+    TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskInsertParams,
+    TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskReleaseParams, TaskRescueParams,
+    WorkerHeartbeatParams,
 };
 pub use task::{AttemptError, ClaimedTask, Task, TaskId, TaskState};
 pub use worker::{WorkerInfo, WorkerStatus};

@@ -188,6 +188,34 @@ pub struct TaskListParams {
     pub limit: i64,
 }
 
+/// Cache reads gathered by an API node, recorded in one call.
+#[derive(Clone, Debug, Default)]
+pub struct CacheAccessParams {
+    /// (key, reads, last read) per entry read.
+    pub hits: Vec<(String, i64, DateTime<Utc>)>,
+    /// Lookups that found nothing.
+    pub misses: i64,
+}
+
+/// One cache entry as `/cache/stats` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CacheEntryStats {
+    pub key: String,
+    pub access_count: i64,
+    pub last_accessed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The shared cache's counters and its most read entries.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    pub entries: i64,
+    pub hits: i64,
+    pub misses: i64,
+    pub top: Vec<CacheEntryStats>,
+}
+
 /// What a user's change to one task came to.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TaskChange {
@@ -302,6 +330,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// A cached result, if present and not expired at `now`.
     async fn cache_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<Value>, StoreError>;
+
+    /// Records cache reads: per-entry access counts and the hit/miss counters.
+    async fn cache_record_access(&self, params: &CacheAccessParams) -> Result<(), StoreError>;
+    /// The cache's counters and its `top` most read entries.
+    async fn cache_stats(&self, top: i64) -> Result<CacheStats, StoreError>;
 
     /// Creates or updates the worker's registry row.
     async fn worker_heartbeat(&self, params: WorkerHeartbeatParams) -> Result<(), StoreError>;

@@ -22,10 +22,10 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use weir_core::{
-    ClaimedTask, CompletionOutcome, LeaderAcquireParams, MaintenancePruneParams,
-    MaintenancePruneReport, RequestLogEntry, RequestLogStats, RetryPolicy, Store, StoreError, Task,
-    TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
-    TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskRescueParams,
+    CacheAccessParams, CacheStats, ClaimedTask, CompletionOutcome, LeaderAcquireParams,
+    MaintenancePruneParams, MaintenancePruneReport, RequestLogEntry, RequestLogStats, RetryPolicy,
+    Store, StoreError, Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
+    TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskRescueParams,
     WorkerHeartbeatParams, WorkerInfo,
 };
 
@@ -193,6 +193,14 @@ impl Store for BusyRetryStore {
         self.call(|| self.inner.cache_get(key, now)).await
     }
 
+    async fn cache_record_access(&self, params: &CacheAccessParams) -> Result<(), StoreError> {
+        self.call(|| self.inner.cache_record_access(params)).await
+    }
+
+    async fn cache_stats(&self, top: i64) -> Result<CacheStats, StoreError> {
+        self.call(|| self.inner.cache_stats(top)).await
+    }
+
     async fn worker_heartbeat(&self, params: WorkerHeartbeatParams) -> Result<(), StoreError> {
         self.call(|| self.inner.worker_heartbeat(params.clone()))
             .await
@@ -328,6 +336,12 @@ mod tests {
             unreachable!()
         }
         async fn cache_get(&self, _: &str, _: DateTime<Utc>) -> Result<Option<Value>, StoreError> {
+            unreachable!()
+        }
+        async fn cache_record_access(&self, _: &CacheAccessParams) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn cache_stats(&self, _: i64) -> Result<CacheStats, StoreError> {
             unreachable!()
         }
         async fn worker_heartbeat(&self, _: WorkerHeartbeatParams) -> Result<(), StoreError> {

@@ -8,10 +8,12 @@
 //! - [`group_commit`]: [`RequestLogWriter`] and [`TaskInsertWriter`], group commit
 //!   for request-log rows and task submissions.
 //! - [`busy_retry`]: [`BusyRetryStore`], retrying calls through a busy database within a budget.
+//! - [`cache_access`]: [`CacheAccessRecorder`], cache hit/miss statistics in batches.
 //! - [`error`]: mapping driver errors onto [`weir_core::StoreError`].
 //! - [`open`]: picks a backend from a database URL.
 
 pub mod busy_retry;
+pub mod cache_access;
 pub mod error;
 pub mod group_commit;
 pub mod postgres;
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use busy_retry::{BusyRetry, BusyRetryStore};
+pub use cache_access::CacheAccessRecorder;
 pub use group_commit::{GroupCommit, RequestLogWriter, TaskInsertWriter};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

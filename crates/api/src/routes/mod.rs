@@ -1,5 +1,6 @@
 //! Handlers, one file per resource.
 
+pub mod cache;
 pub mod health;
 pub mod root;
 pub mod tasks;

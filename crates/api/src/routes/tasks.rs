@@ -153,9 +153,11 @@ async fn enqueue(state: &AppState, s: Submission) -> Result<Response, ApiError> 
     let cache_key = kind.cache_key(&input);
     if let Some(key) = &cache_key {
         if let Some(result) = state.store.cache_get(key, now).await? {
+            state.cache_access.hit(key);
             let body = json!({ "type": kind, "result": result, "source": "cache" });
             return Ok((StatusCode::OK, Json(body)).into_response());
         }
+        state.cache_access.miss();
     }
     let id = TaskId::new();
     let params = TaskInsertParams {

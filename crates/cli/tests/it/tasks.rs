@@ -50,6 +50,22 @@ async fn md5_and_sha256_run_and_then_come_from_the_cache(store: StoreKind) {
         .post_json("/hash/sha256", &json!({"string": "test_value"}))
         .await;
     assert_eq!((status, cached["source"].as_str()), (200, Some("cache")));
+
+    // The cache counted it: two misses (first submissions), two hits, and
+    // one read on each entry (recorded in batches, so poll).
+    let stats = crate::support::poll(std::time::Duration::from_secs(10), || async {
+        let (_, s) = stack.get_json("/cache/stats").await;
+        (s["hits"] == 2 && s["misses"] == 2).then_some(s)
+    })
+    .await;
+    assert_eq!(stats["entries"], 2, "{stats}");
+    assert_eq!(stats["hit_ratio"], 0.5, "{stats}");
+    let top = stats["top"].as_array().unwrap();
+    assert!(
+        top.iter()
+            .all(|e| e["access_count"] == 1 && e["last_accessed_at"].is_string()),
+        "{stats}"
+    );
     stack.stop().await;
 }
 

@@ -30,11 +30,11 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 use weir_core::{
-    ClaimedTask, CompletionOutcome, LeaderAcquireParams, MaintenancePruneParams,
-    MaintenancePruneReport, NodeRequestCount, RequestLogEntry, RequestLogStats, Store, StoreError,
-    Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
-    TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskRescueParams,
-    WorkerHeartbeatParams, WorkerInfo,
+    CacheAccessParams, CacheEntryStats, CacheStats, ClaimedTask, CompletionOutcome,
+    LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, NodeRequestCount,
+    RequestLogEntry, RequestLogStats, Store, StoreError, Task, TaskChange, TaskClaimParams,
+    TaskCompletion, TaskCounts, TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams,
+    TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams, WorkerInfo,
 };
 
 use crate::error::{from_sqlx, postgres_contention};
@@ -495,6 +495,80 @@ impl Store for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(err)
+    }
+
+    async fn cache_record_access(&self, p: &CacheAccessParams) -> Result<(), StoreError> {
+        if p.hits.is_empty() && p.misses == 0 {
+            return Ok(());
+        }
+        let mut keys = Vec::with_capacity(p.hits.len());
+        let mut counts = Vec::with_capacity(p.hits.len());
+        let mut times = Vec::with_capacity(p.hits.len());
+        for (key, n, at) in &p.hits {
+            keys.push(key.as_str());
+            counts.push(*n);
+            times.push(*at);
+        }
+        let hits: i64 = counts.iter().sum();
+        sqlx::query(
+            "WITH accessed AS ( \
+                 UPDATE cache c SET access_count = c.access_count + a.n, \
+                     last_accessed_at = GREATEST(c.last_accessed_at, a.at) \
+                 FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS a(key, n, at) \
+                 WHERE c.key = a.key) \
+             UPDATE cache_counters SET hits = hits + $4, misses = misses + $5 WHERE id = 1",
+        )
+        .bind(keys)
+        .bind(counts)
+        .bind(times)
+        .bind(hits)
+        .bind(p.misses)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn cache_stats(&self, top: i64) -> Result<CacheStats, StoreError> {
+        let (entries, hits, misses): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM cache), hits, misses FROM cache_counters WHERE id = 1",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?;
+        let rows: Vec<(
+            String,
+            i64,
+            Option<DateTime<Utc>>,
+            DateTime<Utc>,
+            DateTime<Utc>,
+        )> = sqlx::query_as(
+            "SELECT key, access_count, last_accessed_at, created_at, expires_at FROM cache \
+                 ORDER BY access_count DESC, key LIMIT $1",
+        )
+        .bind(top)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(CacheStats {
+            entries,
+            hits,
+            misses,
+            top: rows
+                .into_iter()
+                .map(
+                    |(key, access_count, last_accessed_at, created_at, expires_at)| {
+                        CacheEntryStats {
+                            key,
+                            access_count,
+                            last_accessed_at,
+                            created_at,
+                            expires_at,
+                        }
+                    },
+                )
+                .collect(),
+        })
     }
 
     async fn worker_heartbeat(&self, p: WorkerHeartbeatParams) -> Result<(), StoreError> {

@@ -19,11 +19,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, SqlitePool};
 use tokio::sync::watch;
 use weir_core::{
-    ClaimedTask, CompletionOutcome, LeaderAcquireParams, MaintenancePruneParams,
-    MaintenancePruneReport, NodeRequestCount, RequestLogEntry, RequestLogStats, Store, StoreError,
-    Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
-    TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskReleaseParams, TaskRescueParams,
-    WorkerHeartbeatParams, WorkerInfo,
+    CacheAccessParams, CacheEntryStats, CacheStats, ClaimedTask, CompletionOutcome,
+    LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, NodeRequestCount,
+    RequestLogEntry, RequestLogStats, Store, StoreError, Task, TaskChange, TaskClaimParams,
+    TaskCompletion, TaskCounts, TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams,
+    TaskOutcome, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams, WorkerInfo,
 };
 
 use crate::error::{from_sqlx, sqlite_contention};
@@ -474,6 +474,73 @@ impl Store for SqliteStore {
             serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
         })
         .transpose()
+    }
+
+    async fn cache_record_access(&self, p: &CacheAccessParams) -> Result<(), StoreError> {
+        if p.hits.is_empty() && p.misses == 0 {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await.map_err(err)?;
+        let mut hits = 0;
+        for (key, n, at) in &p.hits {
+            hits += n;
+            sqlx::query(
+                "UPDATE cache SET access_count = access_count + ?, \
+                     last_accessed_at = MAX(COALESCE(last_accessed_at, 0), ?) WHERE key = ?",
+            )
+            .bind(n)
+            .bind(millis(*at))
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        sqlx::query("UPDATE cache_counters SET hits = hits + ?, misses = misses + ? WHERE id = 1")
+            .bind(hits)
+            .bind(p.misses)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn cache_stats(&self, top: i64) -> Result<CacheStats, StoreError> {
+        let (entries, hits, misses): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM cache), hits, misses FROM cache_counters WHERE id = 1",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(err)?;
+        let rows: Vec<(String, i64, Option<i64>, i64, i64)> = sqlx::query_as(
+            "SELECT key, access_count, last_accessed_at, created_at, expires_at FROM cache \
+             ORDER BY access_count DESC, key LIMIT ?",
+        )
+        .bind(top)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(err)?;
+        let time = |ms: i64| {
+            DateTime::from_timestamp_millis(ms)
+                .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
+        };
+        let top = rows
+            .into_iter()
+            .map(|(key, access_count, last, created, expires)| {
+                Ok(CacheEntryStats {
+                    key,
+                    access_count,
+                    last_accessed_at: last.map(time).transpose()?,
+                    created_at: time(created)?,
+                    expires_at: time(expires)?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(CacheStats {
+            entries,
+            hits,
+            misses,
+            top,
+        })
     }
 
     async fn worker_heartbeat(&self, p: WorkerHeartbeatParams) -> Result<(), StoreError> {

@@ -27,6 +27,7 @@ macro_rules! conformance_suite {
             one_leader_at_a_time_until_its_lease_expires,
             prune_removes_old_finished_tasks_expired_cache_and_silent_workers,
             tasks_list_newest_first_with_filters_and_a_cursor,
+            cache_counts_hits_misses_and_reads_per_entry,
         );
     };
     ($setup:ident; $($name:ident),* $(,)?) => {

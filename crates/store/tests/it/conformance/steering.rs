@@ -321,3 +321,53 @@ pub async fn tasks_list_newest_first_with_filters_and_a_cursor(store: Arc<dyn St
         vec![ids[4], ids[2]]
     );
 }
+
+pub async fn cache_counts_hits_misses_and_reads_per_entry(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    for (i, key) in ["md5:a", "md5:b"].iter().enumerate() {
+        let mut p = insert_params(TaskKind::Md5, &format!("cache-{i}"), now);
+        p.cache_key = Some(key.to_string());
+        store.task_insert(p).await.unwrap();
+    }
+    let claimed = store.task_claim(claim("w", 2, now)).await.unwrap();
+    let done: Vec<TaskCompletion> = claimed
+        .iter()
+        .zip(["md5:a", "md5:b"])
+        .map(|(t, key)| {
+            success(
+                t,
+                now,
+                Some(CacheWrite {
+                    key: key.into(),
+                    expires_at: now + chrono::Duration::hours(1),
+                }),
+            )
+        })
+        .collect();
+    store.task_complete_many(&done).await.unwrap();
+    let later = now + chrono::Duration::seconds(5);
+    store
+        .cache_record_access(&CacheAccessParams {
+            hits: vec![("md5:b".into(), 3, later), ("md5:a".into(), 1, now)],
+            misses: 2,
+        })
+        .await
+        .unwrap();
+    store
+        .cache_record_access(&CacheAccessParams {
+            hits: vec![("md5:b".into(), 1, now)],
+            misses: 1,
+        })
+        .await
+        .unwrap();
+    let stats = store.cache_stats(10).await.unwrap();
+    assert_eq!((stats.entries, stats.hits, stats.misses), (2, 5, 3));
+    assert_eq!(stats.top[0].key, "md5:b");
+    assert_eq!(stats.top[0].access_count, 4);
+    // The latest read wins, even when reported out of order.
+    assert_eq!(
+        stats.top[0].last_accessed_at.unwrap().timestamp_millis(),
+        later.timestamp_millis()
+    );
+    assert_eq!(stats.top[1].access_count, 1);
+}
