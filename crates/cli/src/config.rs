@@ -30,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// The whole system in one process: lb, API nodes and workers on an embedded SQLite store.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// The load balancer alone.
     Lb(LbArgs),
     /// One API node.
@@ -196,6 +196,13 @@ pub struct WorkerTuning {
     /// How often each worker looks for tasks whose lease lapsed (a crashed worker's).
     #[arg(long, env = "WEIR_RESCUE_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub rescue_interval: Duration,
+    /// Backoff between failed attempts: first ceiling and cap, `BASE:CAP`
+    /// (full jitter below the ceiling, which doubles per attempt).
+    #[arg(long, env = "WEIR_RETRY_BACKOFF", default_value = "1s:5m", value_parser = parse_backoff)]
+    pub retry_backoff: weir_core::RetryPolicy,
+    /// Backoff for one task type, `TYPE=BASE:CAP`; repeatable (`;`-separated in env).
+    #[arg(long = "retry-backoff-for", env = "WEIR_RETRY_BACKOFF_FOR", value_delimiter = ';', value_parser = parse_kind_backoff)]
+    pub retry_backoff_for: Vec<(weir_core::TaskKind, weir_core::RetryPolicy)>,
     /// Finished tasks are deleted this long after they finished.
     #[arg(long, env = "WEIR_RETENTION", default_value = "24h", value_parser = humantime::parse_duration)]
     pub retention: Duration,
@@ -356,6 +363,31 @@ fn parse_strategy(s: &str) -> Result<Strategy, String> {
     s.parse()
 }
 
+fn parse_backoff(s: &str) -> Result<weir_core::RetryPolicy, String> {
+    let (base, cap) = s
+        .split_once(':')
+        .ok_or_else(|| format!("expected BASE:CAP like 1s:5m, got {s:?}"))?;
+    let base = humantime::parse_duration(base.trim()).map_err(|e| format!("{base:?}: {e}"))?;
+    let cap = humantime::parse_duration(cap.trim()).map_err(|e| format!("{cap:?}: {e}"))?;
+    if base.is_zero() || cap < base {
+        return Err(format!(
+            "backoff {s:?}: the base must be above zero and the cap at least the base"
+        ));
+    }
+    Ok(weir_core::RetryPolicy { base, cap })
+}
+
+fn parse_kind_backoff(s: &str) -> Result<(weir_core::TaskKind, weir_core::RetryPolicy), String> {
+    let (kind, backoff) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected TYPE=BASE:CAP like flaky=100ms:2s, got {s:?}"))?;
+    let kind: weir_core::TaskKind = kind
+        .trim()
+        .parse()
+        .map_err(|e: weir_core::InputError| e.to_string())?;
+    Ok((kind, parse_backoff(backoff)?))
+}
+
 fn parse_route_limit(s: &str) -> Result<weir_lb::ratelimit::RouteLimit, String> {
     let (route, rate) = s
         .rsplit_once('=')
@@ -421,6 +453,8 @@ impl WorkerTuning {
         config.cache_ttl = self.cache_ttl;
         config.poll_interval = self.poll_interval;
         config.rescue_interval = self.rescue_interval;
+        config.retry = self.retry_backoff;
+        config.retry_by_kind = self.retry_backoff_for.iter().copied().collect();
         config.retention = self.retention;
         config.maintenance_interval = self.maintenance_interval.max(Duration::from_millis(100));
         // Renew well inside the lease so one slow heartbeat never loses it.
@@ -469,5 +503,36 @@ impl BalancerArgs {
         config.ejection.eject_after = self.eject_after.max(1);
         config.ejection.max_ejection_percent = self.max_ejection_percent;
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn backoffs_parse_with_their_task_type() {
+        let (kind, p) = parse_kind_backoff("flaky=100ms:2s").unwrap();
+        assert_eq!(kind, weir_core::TaskKind::Flaky);
+        assert_eq!(
+            (p.base, p.cap),
+            (Duration::from_millis(100), Duration::from_secs(2))
+        );
+        assert!(parse_kind_backoff("nope=1s:2s").is_err());
+        assert!(parse_backoff("2s:1s").is_err(), "cap below base");
+        assert!(parse_backoff("0s:1s").is_err());
+        assert!(parse_backoff("1s").is_err());
+    }
+
+    #[test]
+    fn route_limits_parse() {
+        let r = parse_route_limit("POST /hash/=10:20").unwrap();
+        assert_eq!(r.method, Some(http::Method::POST));
+        assert_eq!(r.path_prefix, "/hash/");
+        assert_eq!((r.policy.per_second, r.policy.burst), (10, 20));
+        assert_eq!(parse_route_limit("/x=5").unwrap().policy.burst, 5);
+        assert!(parse_route_limit("/x").is_err());
     }
 }

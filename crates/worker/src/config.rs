@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use weir_core::RetryPolicy;
+use std::collections::HashMap;
+
+use weir_core::{RetryPolicy, TaskKind};
 
 /// How one worker behaves. Built by the CLI from flags, env and config file.
 #[derive(Clone, Debug)]
@@ -26,6 +28,8 @@ pub struct WorkerConfig {
     pub cache_ttl: Duration,
     /// Backoff between failed attempts.
     pub retry: RetryPolicy,
+    /// Backoff for particular task kinds, overriding `retry`.
+    pub retry_by_kind: HashMap<TaskKind, RetryPolicy>,
     /// How often the cleaner runs (only on the maintenance leader).
     pub maintenance_interval: Duration,
     /// Finished tasks are deleted this long after they finished.
@@ -35,6 +39,11 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// The backoff for a kind: its own, or the default.
+    pub fn retry_for(&self, kind: TaskKind) -> RetryPolicy {
+        self.retry_by_kind.get(&kind).copied().unwrap_or(self.retry)
+    }
+
     /// Defaults for a worker named `worker_id`.
     pub fn new(worker_id: impl Into<String>) -> Self {
         WorkerConfig {
@@ -47,9 +56,29 @@ impl WorkerConfig {
             shutdown_grace: Duration::from_secs(30),
             cache_ttl: Duration::from_secs(3600),
             retry: RetryPolicy::default(),
+            retry_by_kind: HashMap::new(),
             maintenance_interval: Duration::from_secs(30),
             retention: Duration::from_secs(24 * 3600),
             worker_offline_after: Duration::from_secs(30),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_kinds_own_backoff_wins() {
+        let mut c = WorkerConfig::new("w");
+        let fast = RetryPolicy {
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(100),
+        };
+        c.retry_by_kind.insert(TaskKind::Flaky, fast);
+        assert_eq!(c.retry_for(TaskKind::Flaky), fast);
+        assert_eq!(c.retry_for(TaskKind::Md5), RetryPolicy::default());
     }
 }

@@ -203,7 +203,7 @@ impl Worker {
                 let retry_at = (task.attempt < task.max_attempts).then(|| {
                     let delay = self
                         .config
-                        .retry
+                        .retry_for(task.kind)
                         .delay(task.attempt, rand::thread_rng().gen());
                     now + to_chrono(delay)
                 });

@@ -12,7 +12,7 @@ use crate::config::Command;
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Up(args) => up::run(args).await,
+        Command::Up(args) => up::run(*args).await,
         Command::Lb(args) => lb::run(args).await,
         Command::Api(args) => api::run(args).await,
         Command::Worker(args) => worker::run(args).await,
