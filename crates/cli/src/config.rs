@@ -203,6 +203,10 @@ pub struct WorkerTuning {
     /// Backoff for one task type, `TYPE=BASE:CAP`; repeatable (`;`-separated in env).
     #[arg(long = "retry-backoff-for", env = "WEIR_RETRY_BACKOFF_FOR", value_delimiter = ';', value_parser = parse_kind_backoff)]
     pub retry_backoff_for: Vec<(weir_core::TaskKind, weir_core::RetryPolicy)>,
+    /// A periodic job, `NAME|CRON|TYPE|INPUT` (cron with 5 fields, or 6 with
+    /// seconds first); repeatable (`;`-separated in env). Queued by one node.
+    #[arg(long = "periodic", env = "WEIR_PERIODIC", value_delimiter = ';')]
+    pub periodic: Vec<weir_worker::maintenance::scheduler::PeriodicJob>,
     /// Finished tasks are deleted this long after they finished.
     #[arg(long, env = "WEIR_RETENTION", default_value = "24h", value_parser = humantime::parse_duration)]
     pub retention: Duration,
@@ -454,6 +458,7 @@ impl WorkerTuning {
         config.poll_interval = self.poll_interval;
         config.rescue_interval = self.rescue_interval;
         config.retry = self.retry_backoff;
+        config.periodic = self.periodic.clone();
         config.retry_by_kind = self.retry_backoff_for.iter().copied().collect();
         config.retention = self.retention;
         config.maintenance_interval = self.maintenance_interval.max(Duration::from_millis(100));

@@ -36,6 +36,10 @@ pub struct WorkerConfig {
     pub retention: Duration,
     /// A worker silent this long is marked offline by the cleaner.
     pub worker_offline_after: Duration,
+    /// Periodic jobs; queued by whichever worker holds the scheduler lease.
+    pub periodic: Vec<crate::maintenance::scheduler::PeriodicJob>,
+    /// How often the scheduler looks for due slots.
+    pub scheduler_interval: Duration,
 }
 
 impl WorkerConfig {
@@ -60,6 +64,8 @@ impl WorkerConfig {
             maintenance_interval: Duration::from_secs(30),
             retention: Duration::from_secs(24 * 3600),
             worker_offline_after: Duration::from_secs(30),
+            periodic: Vec::new(),
+            scheduler_interval: Duration::from_secs(1),
         }
     }
 }

@@ -78,6 +78,10 @@ impl Worker {
         rescue.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut clean = interval(self.config.maintenance_interval);
         clean.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut schedule = interval(self.config.scheduler_interval);
+        schedule.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut scheduler = maintenance::scheduler::Scheduler::default();
+        let has_jobs = !self.config.periodic.is_empty();
         let mut drain_deadline: Option<Instant> = None;
         let mut claim_not_before = Instant::now();
 
@@ -122,6 +126,11 @@ impl Worker {
                 }
                 _ = clean.tick(), if !draining => {
                     maintenance::cleaner::clean_once(&self.store, &self.config).await;
+                }
+                _ = schedule.tick(), if !draining && has_jobs => {
+                    scheduler
+                        .tick(&self.store, &self.config.worker_id, &self.config.periodic, self.config.scheduler_interval)
+                        .await;
                 }
                 _ = sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if draining => {
                     self.release_unfinished().await;

@@ -73,6 +73,8 @@ pub struct StackOptions {
     pub retention: Option<Duration>,
     /// How often the maintenance leader cleans (worker default when None).
     pub maintenance_interval: Option<Duration>,
+    /// Periodic jobs, `NAME|CRON|TYPE|INPUT`.
+    pub periodic: Vec<&'static str>,
 }
 
 impl Default for StackOptions {
@@ -89,6 +91,7 @@ impl Default for StackOptions {
             db_busy_timeout: Duration::from_secs(3),
             retention: None,
             maintenance_interval: None,
+            periodic: Vec::new(),
         }
     }
 }
@@ -156,6 +159,8 @@ impl Stack {
         if let Some(i) = opts.maintenance_interval {
             worker.maintenance_interval = i;
         }
+        worker.periodic = opts.periodic.iter().map(|j| j.parse().unwrap()).collect();
+        worker.scheduler_interval = Duration::from_millis(200);
         let mut lb = weir_lb::LbConfig::new(Vec::new());
         lb.admin_token = ADMIN_TOKEN.into();
         let spec = ClusterSpec {

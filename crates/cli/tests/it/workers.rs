@@ -174,7 +174,36 @@ async fn long_tasks_show_their_progress(store: StoreKind) {
     stack.stop().await;
 }
 
+async fn periodic_jobs_run_once_per_slot_across_workers(store: StoreKind) {
+    // Three workers all tick the scheduler; one slot must still be one task.
+    let stack = Stack::start(StackOptions {
+        store,
+        workers: 3,
+        periodic: vec!["heartbeat|* * * * * *|noop|{}"],
+        ..StackOptions::default()
+    })
+    .await;
+    let tasks = poll(Duration::from_secs(20), || async {
+        let (_, page) = stack.get_json("/tasks?type=noop&limit=500").await;
+        let tasks = page["tasks"].as_array()?.clone();
+        (tasks.len() >= 3).then_some(tasks)
+    })
+    .await;
+    let slots: Vec<&str> = tasks
+        .iter()
+        .map(|t| t["run_at"].as_str().unwrap())
+        .collect();
+    let unique: HashSet<&str> = slots.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        slots.len(),
+        "a slot was queued twice: {slots:?}"
+    );
+    stack.stop().await;
+}
+
 crate::for_each_store!(
+    periodic_jobs_run_once_per_slot_across_workers,
     long_tasks_show_their_progress,
     cancelling_a_running_task_stops_it,
     finished_tasks_are_deleted_after_the_retention,

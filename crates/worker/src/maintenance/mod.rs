@@ -2,3 +2,4 @@
 
 pub mod cleaner;
 pub mod rescuer;
+pub mod scheduler;
