@@ -40,6 +40,7 @@ pub fn app(state: AppState) -> Router {
             "/tasks/{id}",
             get(routes::tasks::get).delete(routes::tasks::cancel),
         )
+        .route("/tasks/stats", get(routes::tasks::stats))
         .route("/tasks/{id}/retry", post(routes::tasks::retry))
         .route("/workers", get(routes::workers::list))
         .route("/cache/stats", get(routes::cache::stats))

@@ -42,6 +42,22 @@ pub enum Command {
     /// Load-test a running system.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The cluster at a glance: nodes, workers, tasks, cache, and verdicts.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// The lb's URL.
+    #[arg(
+        long,
+        env = "WEIR_STATUS_TARGET",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub target: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,7 @@
 //! - [`cluster`]: [`cluster::Cluster`], lb + API nodes + workers in one process.
 //! - [`cmd`]: one module per subcommand (`up`, `lb`, `api`, `worker`, `migrate`, `bench`).
 //! - [`registration`]: `weir api --register-with`, joining and leaving a running lb.
+//! - [`status`]: `weir status`, the cluster at a glance with verdicts.
 //! - [`signal`]: the shutdown signal (Ctrl-C or SIGTERM).
 //! - [`logging`]: tracing setup (`--log-format text|json`).
 
@@ -18,3 +19,4 @@ pub mod config_file;
 pub mod logging;
 pub mod registration;
 pub mod signal;
+pub mod status;

@@ -315,3 +315,15 @@ pub async fn list(
         .flatten();
     Ok(Json(json!({ "tasks": tasks, "next_cursor": next_cursor })))
 }
+
+/// `GET /tasks/stats`: how many tasks are in each state.
+pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let c = state.store.task_counts().await?;
+    Ok(Json(json!({
+        "queued": c.queued,
+        "running": c.running,
+        "succeeded": c.succeeded,
+        "dead": c.dead,
+        "cancelled": c.cancelled,
+    })))
+}

@@ -8,6 +8,7 @@ mod crashes;
 mod db_outages;
 mod processes;
 mod request_log;
+mod status;
 mod support;
 mod tasks;
 mod workers;

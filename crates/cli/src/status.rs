@@ -1,0 +1,185 @@
+//! `weir status`: the cluster at a glance, from its load balancer — nodes,
+//! workers, tasks by state, the cache — with a verdict on balance and backlog.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// A node's share may stray this far from the fair share and still count as balanced.
+const BALANCE_TOLERANCE: f64 = 0.2;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub strategy: String,
+    pub nodes: Vec<Value>,
+    pub workers: Vec<Value>,
+    pub tasks: Value,
+    pub cache: Value,
+    pub verdicts: Vec<String>,
+}
+
+async fn get(http: &reqwest::Client, url: String) -> anyhow::Result<Value> {
+    let resp = http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "{url} answered {}",
+        resp.status()
+    );
+    Ok(resp.json().await?)
+}
+
+/// Reads the cluster behind the lb at `target`.
+pub async fn collect(target: &str) -> anyhow::Result<Status> {
+    let target = target.trim_end_matches('/');
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let lb = get(&http, format!("{target}/lb/stats")).await?;
+    let workers = get(&http, format!("{target}/workers")).await?;
+    let tasks = get(&http, format!("{target}/tasks/stats")).await?;
+    let cache = get(&http, format!("{target}/cache/stats")).await?;
+    let nodes = lb["backends"].as_array().cloned().unwrap_or_default();
+    let workers = workers["workers"].as_array().cloned().unwrap_or_default();
+    let verdicts = verdicts(&nodes, &workers, &tasks);
+    Ok(Status {
+        strategy: lb["strategy"].as_str().unwrap_or("?").to_string(),
+        nodes,
+        workers,
+        tasks,
+        cache,
+        verdicts,
+    })
+}
+
+/// Plain-language findings: balance across nodes and workers, and the backlog.
+fn verdicts(nodes: &[Value], workers: &[Value], tasks: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let shares = |counts: Vec<f64>, what: &str, out: &mut Vec<String>| {
+        let total: f64 = counts.iter().sum();
+        if counts.len() < 2 || total < 20.0 {
+            return;
+        }
+        let fair = total / counts.len() as f64;
+        let worst = counts
+            .iter()
+            .map(|c| (c - fair).abs() / fair)
+            .fold(0.0, f64::max);
+        if worst <= BALANCE_TOLERANCE {
+            out.push(format!(
+                "{what}: balanced (every share within {:.0}% of fair)",
+                worst * 100.0
+            ));
+        } else {
+            out.push(format!(
+                "{what}: unbalanced (a share is {:.0}% off fair)",
+                worst * 100.0
+            ));
+        }
+    };
+    let healthy: Vec<&Value> = nodes.iter().filter(|n| n["healthy"] == true).collect();
+    if healthy.len() < nodes.len() {
+        out.push(format!(
+            "nodes: {} of {} healthy",
+            healthy.len(),
+            nodes.len()
+        ));
+    }
+    shares(
+        nodes
+            .iter()
+            .map(|n| n["requests"].as_f64().unwrap_or(0.0))
+            .collect(),
+        "nodes",
+        &mut out,
+    );
+    let online: Vec<&Value> = workers
+        .iter()
+        .filter(|w| w["status"] != "offline")
+        .collect();
+    shares(
+        online
+            .iter()
+            .map(|w| w["processed"].as_f64().unwrap_or(0.0))
+            .collect(),
+        "workers",
+        &mut out,
+    );
+    let queued = tasks["queued"].as_i64().unwrap_or(0);
+    let capacity: i64 = online
+        .iter()
+        .map(|w| w["concurrency"].as_i64().unwrap_or(0))
+        .sum();
+    let busy: i64 = online
+        .iter()
+        .map(|w| w["active_tasks"].as_i64().unwrap_or(0))
+        .sum();
+    if online.is_empty() && queued > 0 {
+        out.push(format!(
+            "queue: {queued} tasks waiting and no worker online: start workers"
+        ));
+    } else if queued > capacity && busy >= capacity {
+        out.push(format!(
+            "queue: {queued} waiting with every worker slot busy ({busy}/{capacity}): add workers or concurrency"
+        ));
+    } else {
+        out.push(format!(
+            "queue: {queued} waiting, {busy}/{capacity} worker slots busy"
+        ));
+    }
+    out
+}
+
+/// The status as text.
+pub fn render(s: &Status) -> String {
+    let mut out = format!("strategy {}\n\nnodes\n", s.strategy);
+    for n in &s.nodes {
+        out += &format!(
+            "  {:<24} {:<9} requests {:>8}  in flight {:>4}  errors {:>5}  p99 {}\n",
+            n["id"].as_str().unwrap_or("?"),
+            if n["healthy"] == true {
+                "healthy"
+            } else {
+                "DOWN"
+            },
+            n["requests"],
+            n["in_flight"],
+            n["errors"],
+            n["latency_p99_ms"]
+                .as_f64()
+                .map_or("-".into(), |v| format!("{v:.1} ms")),
+        );
+    }
+    out += "\nworkers\n";
+    for w in &s.workers {
+        out += &format!(
+            "  {:<24} {:<9} active {:>3}/{:<3} processed {:>8}  failed {:>6}\n",
+            w["id"].as_str().unwrap_or("?"),
+            w["status"].as_str().unwrap_or("?"),
+            w["active_tasks"],
+            w["concurrency"],
+            w["processed"],
+            w["failed"],
+        );
+    }
+    out += &format!(
+        "\ntasks   queued {}  running {}  succeeded {}  dead {}  cancelled {}\n",
+        s.tasks["queued"],
+        s.tasks["running"],
+        s.tasks["succeeded"],
+        s.tasks["dead"],
+        s.tasks["cancelled"]
+    );
+    out += &format!(
+        "cache   entries {}  hits {}  misses {}\n\n",
+        s.cache["entries"], s.cache["hits"], s.cache["misses"]
+    );
+    for v in &s.verdicts {
+        out += &format!("- {v}\n");
+    }
+    out
+}
