@@ -140,7 +140,7 @@ pub fn render(s: &Status) -> String {
     for n in &s.nodes {
         out += &format!(
             "  {:<24} {:<9} requests {:>8}  in flight {:>4}  errors {:>5}  p99 {}\n",
-            n["id"].as_str().unwrap_or("?"),
+            n["node"].as_str().or(n["id"].as_str()).unwrap_or("?"),
             if n["healthy"] == true {
                 "healthy"
             } else {

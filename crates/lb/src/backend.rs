@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use http::uri::{Authority, Scheme};
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -48,6 +48,8 @@ pub struct Backend {
     /// When it last came back (health up, or its ejection ending), as
     /// `clock_ns`; 0 when it never left. Drives slow start.
     returned_at: AtomicU64,
+    /// The name the node gives itself (its `X-Weir-Node` answer header), once seen.
+    node_name: ArcSwapOption<String>,
 }
 
 /// Weights a backend may have.
@@ -71,6 +73,8 @@ pub(crate) fn clock_ns() -> u64 {
 pub struct BackendStats {
     pub id: String,
     pub url: String,
+    /// The node's own name (`X-Weir-Node`), once it has answered.
+    pub node: Option<String>,
     pub healthy: bool,
     pub ejected: bool,
     pub draining: bool,
@@ -141,6 +145,7 @@ impl Backend {
             ejections: AtomicU32::new(0),
             ejected_length_ns: AtomicU64::new(0),
             returned_at: AtomicU64::new(0),
+            node_name: ArcSwapOption::empty(),
         })
     }
 
@@ -286,6 +291,17 @@ impl Backend {
         Some(InFlightGuard(self.clone()))
     }
 
+    /// Remembers the node's name from an answer's `X-Weir-Node` header
+    /// (a read and compare per answer; a write only when it changes).
+    pub fn note_node_name(&self, name: &[u8]) {
+        let current = self.node_name.load();
+        if current.as_deref().map(String::as_bytes) != Some(name) {
+            if let Ok(name) = std::str::from_utf8(name) {
+                self.node_name.store(Some(Arc::new(name.to_string())));
+            }
+        }
+    }
+
     pub fn record_error(&self) {
         self.errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -322,6 +338,7 @@ impl Backend {
         BackendStats {
             id: self.id().to_string(),
             url: format!("{}://{}", self.scheme, self.authority),
+            node: self.node_name.load_full().map(|n| n.as_ref().clone()),
             healthy: self.is_healthy(),
             ejected: self.is_ejected(),
             draining: self.is_draining(),

@@ -174,6 +174,9 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
         match sent {
             Ok(Ok(resp)) => {
                 backend.record_latency(started.elapsed());
+                if let Some(name) = resp.headers().get("x-weir-node") {
+                    backend.note_node_name(name.as_bytes());
+                }
                 let status = resp.status();
                 if status == StatusCode::TOO_MANY_REQUESTS
                     || (status == StatusCode::SERVICE_UNAVAILABLE

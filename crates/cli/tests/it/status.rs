@@ -28,6 +28,14 @@ async fn status_shows_nodes_workers_tasks_and_a_balance_verdict(store: StoreKind
     .await;
     assert_eq!(status.strategy, "round_robin");
     assert_eq!(status.nodes.len(), 3);
+    // The lb learned each node's own name from its answers.
+    let mut names: Vec<&str> = status
+        .nodes
+        .iter()
+        .map(|n| n["node"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["api-1", "api-2", "api-3"]);
     assert_eq!(status.workers.len(), 3);
     assert!(
         status
@@ -47,7 +55,7 @@ async fn status_shows_nodes_workers_tasks_and_a_balance_verdict(store: StoreKind
     );
     let text = weir::status::render(&status);
     assert!(
-        text.contains("127.0.0.1:") && text.contains("worker-1") && text.contains("succeeded 1"),
+        text.contains("api-1") && text.contains("worker-1") && text.contains("succeeded 1"),
         "{text}"
     );
     stack.stop().await;
