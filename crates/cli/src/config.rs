@@ -58,6 +58,9 @@ pub struct StatusArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Refresh in place at this interval until Ctrl-C (e.g. `--watch 2s`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub watch: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,14 +18,33 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Worker(args) => worker::run(args).await,
         Command::Migrate(args) => migrate::run(args).await,
         Command::Bench(args) => bench::run(args).await,
-        Command::Status(args) => {
-            let status = crate::status::collect(&args.target).await?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
-            } else {
-                print!("{}", crate::status::render(&status));
-            }
-            Ok(())
+        Command::Status(args) => status(args).await,
+    }
+}
+
+async fn status(args: crate::config::StatusArgs) -> anyhow::Result<()> {
+    let Some(every) = args.watch else {
+        let status = crate::status::collect(&args.target).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        } else {
+            print!("{}", crate::status::render(&status));
+        }
+        return Ok(());
+    };
+    let stop = crate::signal::shutdown();
+    tokio::pin!(stop);
+    loop {
+        // Clear the screen and redraw; an unreachable cluster is shown, not fatal.
+        let shown = match crate::status::collect(&args.target).await {
+            Ok(s) if args.json => serde_json::to_string(&s)?,
+            Ok(s) => crate::status::render(&s),
+            Err(e) => format!("weir status: {e:#}\n"),
+        };
+        print!("\x1b[2J\x1b[H{shown}");
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = &mut stop => return Ok(()),
         }
     }
 }

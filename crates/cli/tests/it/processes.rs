@@ -399,3 +399,20 @@ async fn admin_api_can_move_to_its_own_listener() {
     lb.terminate();
     upstream.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_redraws_until_sigterm_even_when_the_cluster_is_away() {
+    // Nothing listens on port 9 here: every redraw shows the error, none is fatal.
+    let (mut watch, _) = WeirProcess::start(
+        &[
+            "status",
+            "--target",
+            "http://127.0.0.1:9",
+            "--watch",
+            "100ms",
+        ],
+        "weir status:",
+    );
+    watch.wait_line("weir status:");
+    watch.terminate();
+}
