@@ -12,10 +12,9 @@ use futures_util::stream::{self, StreamExt};
 use md5::{Digest, Md5};
 use rand::Rng;
 use serde_json::{json, Value};
-use weir_testkit::PgDatabase;
 
 use crate::processes::{listening_url, WeirProcess};
-use crate::support::{poll, StoreKind};
+use crate::support::{poll, SharedDb, StoreKind};
 
 const TASKS: usize = 5_000;
 
@@ -56,15 +55,8 @@ fn submission(i: usize) -> Value {
 }
 
 async fn tasks_survive_workers_killed_at_random(store: StoreKind) {
-    let dir = tempfile::tempdir().unwrap();
-    let pg = match store {
-        StoreKind::Postgres => Some(PgDatabase::create().await),
-        StoreKind::Sqlite => None,
-    };
-    let url = match &pg {
-        Some(db) => db.url().to_string(),
-        None => format!("sqlite://{}", dir.path().join("weir.db").display()),
-    };
+    let db = SharedDb::create(store).await;
+    let url = db.url.clone();
     assert!(Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["migrate", "--database-url", &url])
         .status()

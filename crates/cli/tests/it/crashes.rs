@@ -6,21 +6,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use weir_testkit::PgDatabase;
 
 use crate::processes::{listening_url, WeirProcess};
-use crate::support::{poll, StoreKind};
+use crate::support::{poll, SharedDb, StoreKind};
 
 async fn worker_killed_mid_task_is_rescued(store: StoreKind) {
-    let dir = tempfile::tempdir().unwrap();
-    let pg = match store {
-        StoreKind::Postgres => Some(PgDatabase::create().await),
-        StoreKind::Sqlite => None,
-    };
-    let url = match &pg {
-        Some(db) => db.url().to_string(),
-        None => format!("sqlite://{}", dir.path().join("weir.db").display()),
-    };
+    let db = SharedDb::create(store).await;
+    let url = db.url.clone();
     let migrated = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["migrate", "--database-url", &url])
         .status()
@@ -120,15 +112,8 @@ async fn worker_killed_mid_task_is_rescued(store: StoreKind) {
 /// period, hands it back unfinished (the attempt not counted), goes offline and
 /// exits 0; another worker runs the task.
 async fn drained_worker_hands_its_task_back(store: StoreKind) {
-    let dir = tempfile::tempdir().unwrap();
-    let pg = match store {
-        StoreKind::Postgres => Some(PgDatabase::create().await),
-        StoreKind::Sqlite => None,
-    };
-    let url = match &pg {
-        Some(db) => db.url().to_string(),
-        None => format!("sqlite://{}", dir.path().join("weir.db").display()),
-    };
+    let db = SharedDb::create(store).await;
+    let url = db.url.clone();
     let (api, line) = WeirProcess::start(
         &[
             "api",

@@ -96,6 +96,33 @@ impl Default for StackOptions {
     }
 }
 
+/// A fresh database for separate `weir` processes to share (a SQLite file or
+/// a PostgreSQL database); dropped with the guard.
+pub struct SharedDb {
+    pub url: String,
+    _dir: TempDir,
+    _pg: Option<PgDatabase>,
+}
+
+impl SharedDb {
+    pub async fn create(store: StoreKind) -> SharedDb {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = match store {
+            StoreKind::Postgres => Some(PgDatabase::create().await),
+            StoreKind::Sqlite => None,
+        };
+        let url = match &pg {
+            Some(db) => db.url().to_string(),
+            None => format!("sqlite://{}", dir.path().join("weir.db").display()),
+        };
+        SharedDb {
+            url,
+            _dir: dir,
+            _pg: pg,
+        }
+    }
+}
+
 /// Keeps a stopped stack's database alive.
 pub struct StoreGuard {
     _dir: TempDir,
