@@ -176,6 +176,8 @@ pub struct MaintenancePruneReport {
     pub tasks_deleted: u64,
     pub cache_deleted: u64,
     pub workers_marked_offline: u64,
+    /// Idempotency keys older than the retention (their tasks are gone).
+    pub idempotency_keys_deleted: u64,
 }
 
 /// A page of tasks, newest first.

@@ -17,6 +17,7 @@ pub mod cache_access;
 pub mod error;
 pub mod group_commit;
 pub mod postgres;
+mod shared;
 pub mod sqlite;
 
 use std::sync::Arc;

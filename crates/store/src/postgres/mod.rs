@@ -38,6 +38,7 @@ use weir_core::{
 };
 
 use crate::error::{from_sqlx, postgres_contention};
+use crate::shared::lease_end;
 use crate::StoreOptions;
 use rows::{
     claimed_from_row, task_from_row, worker_from_row, FINISHED_TASK_COLUMNS, LIVE_TASK_COLUMNS,
@@ -98,14 +99,6 @@ impl PostgresStore {
     /// The connection pool (tests and benchmarks inspect the database through it).
     pub fn pool(&self) -> &PgPool {
         &self.pool
-    }
-
-    /// Why a change did not apply: the task is missing or in another state.
-    async fn unchanged(&self, id: TaskId) -> Result<TaskChange, StoreError> {
-        Ok(match self.task_get(id).await? {
-            Some(t) => TaskChange::WrongState(t.state),
-            None => TaskChange::NotFound,
-        })
     }
 
     fn wake_workers(&self) {
@@ -616,8 +609,4 @@ impl Store for PostgresStore {
         });
         self.inserted.subscribe()
     }
-}
-
-fn lease_end(now: DateTime<Utc>, lease: std::time::Duration) -> DateTime<Utc> {
-    now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
 }

@@ -10,7 +10,8 @@ use weir_core::{
 };
 
 use super::rows::{task_from_row, FINISHED_TASK_COLUMNS, LIVE_TASK_COLUMNS};
-use super::{err, lease_end, PostgresStore};
+use super::{err, PostgresStore};
+use crate::shared::{lease_end, unchanged};
 
 impl PostgresStore {
     pub(super) async fn idempotent_insert(
@@ -21,12 +22,17 @@ impl PostgresStore {
     ) -> Result<(Task, bool), StoreError> {
         let oldest = p.now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
         let mut tx = self.pool.begin().await.map_err(err)?;
-        sqlx::query("DELETE FROM idempotency_keys WHERE key = $1 AND created_at < $2")
-            .bind(key)
-            .bind(oldest)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
+        // A key past its window, or whose task the cleaner has deleted, is free again.
+        sqlx::query(
+            "DELETE FROM idempotency_keys k WHERE k.key = $1 AND (k.created_at < $2 \
+                 OR (NOT EXISTS (SELECT 1 FROM tasks WHERE id = k.task_id) \
+                     AND NOT EXISTS (SELECT 1 FROM tasks_finished WHERE id = k.task_id)))",
+        )
+        .bind(key)
+        .bind(oldest)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
         // A concurrent call with the same key waits here on the unique index
         // until the first commits, then finds its row.
         let claimed = sqlx::query(
@@ -104,7 +110,7 @@ impl PostgresStore {
                 self.wake_workers();
                 Ok(TaskChange::Changed(Box::new(task_from_row(&row)?)))
             }
-            None => self.unchanged(id).await,
+            None => unchanged(self, id).await,
         }
     }
 
@@ -132,7 +138,7 @@ impl PostgresStore {
             .map_err(err)?;
         match row {
             Some(row) => Ok(TaskChange::Changed(Box::new(task_from_row(&row)?))),
-            None => self.unchanged(id).await,
+            None => unchanged(self, id).await,
         }
     }
 
@@ -170,6 +176,17 @@ impl PostgresStore {
         .await
         .map_err(err)?
         .rows_affected();
+        // Keys of tasks past the retention: their tasks are gone (or going).
+        let idempotency_keys_deleted = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys \
+             WHERE created_at < $1 LIMIT $2)",
+        )
+        .bind(p.finished_before)
+        .bind(p.limit)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?
+        .rows_affected();
         let cache_deleted = sqlx::query(
             "DELETE FROM cache WHERE key IN (SELECT key FROM cache WHERE expires_at <= $1 LIMIT $2)",
         )
@@ -192,6 +209,7 @@ impl PostgresStore {
             tasks_deleted,
             cache_deleted,
             workers_marked_offline,
+            idempotency_keys_deleted,
         })
     }
 

@@ -27,6 +27,7 @@ use weir_core::{
 };
 
 use crate::error::{from_sqlx, sqlite_contention};
+use crate::shared::lease_end;
 use crate::StoreOptions;
 use rows::{millis, task_from_row, worker_from_row, TASK_COLUMNS};
 
@@ -85,14 +86,6 @@ impl SqliteStore {
             writer,
             reader,
             inserted,
-        })
-    }
-
-    /// Why a change did not apply: the task is missing or in another state.
-    async fn unchanged(&self, id: TaskId) -> Result<TaskChange, StoreError> {
-        Ok(match self.task_get(id).await? {
-            Some(t) => TaskChange::WrongState(t.state),
-            None => TaskChange::NotFound,
         })
     }
 
@@ -582,8 +575,4 @@ impl Store for SqliteStore {
     fn task_inserted(&self) -> watch::Receiver<u64> {
         self.inserted.subscribe()
     }
-}
-
-fn lease_end(now: DateTime<Utc>, lease: std::time::Duration) -> DateTime<Utc> {
-    now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
 }

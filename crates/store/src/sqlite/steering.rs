@@ -9,7 +9,8 @@ use weir_core::{
 };
 
 use super::rows::{millis, task_from_row, TASK_COLUMNS};
-use super::{err, lease_end, SqliteStore};
+use super::{err, SqliteStore};
+use crate::shared::{lease_end, unchanged};
 
 impl SqliteStore {
     pub(super) async fn idempotent_insert(
@@ -21,12 +22,16 @@ impl SqliteStore {
         let now = millis(p.now);
         let oldest = now - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
         let mut tx = self.writer.begin().await.map_err(err)?;
-        sqlx::query("DELETE FROM idempotency_keys WHERE key = ? AND created_at < ?")
-            .bind(key)
-            .bind(oldest)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
+        // A key past its window, or whose task the cleaner has deleted, is free again.
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE key = ?1 AND (created_at < ?2 \
+                 OR NOT EXISTS (SELECT 1 FROM tasks WHERE id = idempotency_keys.task_id))",
+        )
+        .bind(key)
+        .bind(oldest)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
         let claimed = sqlx::query(
             "INSERT INTO idempotency_keys (key, task_id, created_at) VALUES (?, ?, ?) \
              ON CONFLICT (key) DO NOTHING",
@@ -97,7 +102,7 @@ impl SqliteStore {
                 self.inserted.send_modify(|n| *n = n.wrapping_add(1));
                 Ok(TaskChange::Changed(Box::new(task_from_row(&row)?)))
             }
-            None => self.unchanged(id).await,
+            None => unchanged(self, id).await,
         }
     }
 
@@ -120,7 +125,7 @@ impl SqliteStore {
             .map_err(err)?;
         match row {
             Some(row) => Ok(TaskChange::Changed(Box::new(task_from_row(&row)?))),
-            None => self.unchanged(id).await,
+            None => unchanged(self, id).await,
         }
     }
 
@@ -158,6 +163,17 @@ impl SqliteStore {
         .await
         .map_err(err)?
         .rows_affected();
+        // Keys of tasks past the retention: their tasks are gone (or going).
+        let idempotency_keys_deleted = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys \
+             WHERE created_at < ? LIMIT ?)",
+        )
+        .bind(millis(p.finished_before))
+        .bind(p.limit)
+        .execute(&self.writer)
+        .await
+        .map_err(err)?
+        .rows_affected();
         let cache_deleted = sqlx::query(
             "DELETE FROM cache WHERE key IN (SELECT key FROM cache WHERE expires_at <= ? LIMIT ?)",
         )
@@ -180,6 +196,7 @@ impl SqliteStore {
             tasks_deleted,
             cache_deleted,
             workers_marked_offline,
+            idempotency_keys_deleted,
         })
     }
 

@@ -28,6 +28,7 @@ macro_rules! conformance_suite {
             prune_removes_old_finished_tasks_expired_cache_and_silent_workers,
             tasks_list_newest_first_with_filters_and_a_cursor,
             cache_counts_hits_misses_and_reads_per_entry,
+            idempotency_key_of_a_pruned_task_queues_a_new_one,
         );
     };
     ($setup:ident; $($name:ident),* $(,)?) => {

@@ -41,11 +41,18 @@ pub async fn clean_once(store: &Arc<dyn Store>, config: &WorkerConfig) -> bool {
         limit: PRUNE_BATCH,
     };
     match store.maintenance_prune(params).await {
-        Ok(r) if r.tasks_deleted + r.cache_deleted + r.workers_marked_offline > 0 => {
+        Ok(r)
+            if r.tasks_deleted
+                + r.cache_deleted
+                + r.workers_marked_offline
+                + r.idempotency_keys_deleted
+                > 0 =>
+        {
             tracing::info!(
                 tasks = r.tasks_deleted,
                 cache = r.cache_deleted,
                 workers_offline = r.workers_marked_offline,
+                idempotency_keys = r.idempotency_keys_deleted,
                 "maintenance pass"
             );
         }

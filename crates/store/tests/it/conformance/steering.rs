@@ -371,3 +371,80 @@ pub async fn cache_counts_hits_misses_and_reads_per_entry(store: Arc<dyn Store>)
     );
     assert_eq!(stats.top[1].access_count, 1);
 }
+
+/// Regression: a key whose task the cleaner deleted named a missing task, so a
+/// replayed submission failed with a corrupt-row error instead of queueing anew.
+pub async fn idempotency_key_of_a_pruned_task_queues_a_new_one(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let window = Duration::from_secs(24 * 3600);
+    let prune = |finished_before: DateTime<Utc>| MaintenancePruneParams {
+        finished_before,
+        now: finished_before,
+        workers_silent_since: finished_before,
+        limit: 100,
+    };
+    // Keys as old as the retention go with their tasks.
+    let first = insert_params(TaskKind::Md5, "pruned", now);
+    store
+        .task_insert_idempotent(first.clone(), "key-pruned", window)
+        .await
+        .unwrap();
+    let t = store
+        .task_claim(claim("w", 1, now))
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .task_complete_many(&[success(&t, now, None)])
+        .await
+        .unwrap();
+    let later = now + chrono::Duration::hours(2);
+    let report = store
+        .maintenance_prune(prune(later - chrono::Duration::hours(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.tasks_deleted, report.idempotency_keys_deleted),
+        (1, 1)
+    );
+    let (again, created) = store
+        .task_insert_idempotent(
+            insert_params(TaskKind::Md5, "pruned", later),
+            "key-pruned",
+            window,
+        )
+        .await
+        .unwrap();
+    assert!(created);
+    assert_ne!(again.id, first.id);
+
+    // A key that outlives its task (the task finished, and was deleted, before
+    // the key's own age reached the retention) must not break a replay either.
+    let third = insert_params(TaskKind::Md5, "vanished", later);
+    store
+        .task_insert_idempotent(third.clone(), "key-vanished", window)
+        .await
+        .unwrap();
+    store
+        .task_cancel(third.id, later - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    let wiped = store
+        .maintenance_prune(prune(later - chrono::Duration::minutes(30)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (wiped.tasks_deleted, wiped.idempotency_keys_deleted),
+        (1, 0)
+    );
+    let (fresh, created) = store
+        .task_insert_idempotent(
+            insert_params(TaskKind::Md5, "vanished", later),
+            "key-vanished",
+            window,
+        )
+        .await
+        .unwrap();
+    assert!(created, "the key's task is gone: a new one is queued");
+    assert_ne!(fresh.id, third.id);
+}
