@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the benchmarks run beside weir: wrk (load), nginx and the seeds'
-# Python stack (gunicorn + Flask + psycopg2) in a venv under target/bench-venv.
+# Python stacks (gunicorn + Flask + psycopg2; FastAPI + uvicorn + asyncpg + redis)
+# in a venv under target/bench-venv.
 # Idempotent; run by every bench script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,5 +25,9 @@ if [ ! -x "$VENV/bin/gunicorn" ]; then
     echo "bench/setup: creating $VENV (gunicorn, flask, psycopg2-binary)" >&2
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q gunicorn flask psycopg2-binary
+fi
+if [ ! -x "$VENV/bin/uvicorn" ]; then
+    echo "bench/setup: adding fastapi, uvicorn, asyncpg, redis to $VENV" >&2
+    "$VENV/bin/pip" install -q fastapi 'uvicorn[standard]' asyncpg redis
 fi
 bash scripts/ensure-services.sh

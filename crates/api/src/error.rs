@@ -27,6 +27,12 @@ pub enum ApiError {
     /// 413: the body is over the configured limit.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// 413: more events in one request than configured.
+    #[error("the body holds {count} events; at most {max} are accepted per request")]
+    TooManyEvents { count: usize, max: usize },
+    /// 503 with Retry-After: a dependency other than the database is full or away.
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String },
     /// 503 with Retry-After: the database is busy or unreachable.
     #[error("the database is busy or unreachable; retry shortly")]
     DatabaseBusy,
@@ -52,6 +58,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
+            ApiError::TooManyEvents { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_events"),
+            ApiError::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             ApiError::DatabaseBusy => (StatusCode::SERVICE_UNAVAILABLE, "database_busy"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -1,6 +1,8 @@
 //! weir's stateless API node: every request is logged, tasks are accepted and
 //! answered, cached results are served, and workers are listed. All state lives
 //! in the store, so any number of nodes can run behind the load balancer.
+//! Events sent to `POST /write` are stored directly or through a Redis buffer
+//! (see `weir_ingest`).
 //!
 //! # Layout
 //! - [`app`]: the router; [`run`] serves it on a listener until shutdown.
@@ -8,7 +10,8 @@
 //! - [`error`]: [`ApiError`], the one JSON error every handler returns.
 //! - [`body`]: [`body::JsonBody`], a JSON extractor with precise 4xx errors.
 //! - [`request_log`]: middleware that tags answers with the node id and logs requests.
-//! - `routes/`: one file per resource (`root`, `tasks`, `workers`, `health`).
+//! - `routes/`: one file per resource (`root`, `tasks`, `events`, `cache`,
+//!   `workers`, `health`).
 
 pub mod body;
 pub mod error;
@@ -24,7 +27,7 @@ use axum::{middleware, Router};
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
-pub use state::{ApiConfig, AppState};
+pub use state::{ApiConfig, AppState, EventSink};
 
 /// The API's routes, with body limit and request logging applied.
 pub fn app(state: AppState) -> Router {
@@ -44,6 +47,12 @@ pub fn app(state: AppState) -> Router {
         .route("/tasks/{id}/retry", post(routes::tasks::retry))
         .route("/workers", get(routes::workers::list))
         .route("/cache/stats", get(routes::cache::stats))
+        .route(
+            "/write",
+            post(routes::events::write).layer(DefaultBodyLimit::max(state.config.max_write_bytes)),
+        )
+        .route("/messages", get(routes::events::latest))
+        .route("/messages/count", get(routes::events::count))
         .route("/health", get(routes::health::health))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

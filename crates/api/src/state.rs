@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir_core::Store;
-use weir_store::{CacheAccessRecorder, RequestLogWriter, TaskInsertWriter};
+use weir_ingest::{BufferConfig, EventBuffer};
+use weir_store::{CacheAccessRecorder, EventWriter, RequestLogWriter, TaskInsertWriter};
 
 /// An API node's settings.
 #[derive(Clone, Debug)]
@@ -24,6 +25,12 @@ pub struct ApiConfig {
     pub db_busy_timeout: Duration,
     /// How long an idempotency key keeps returning the same task.
     pub idempotency_window: Duration,
+    /// Largest `POST /write` body; larger ones get 413.
+    pub max_write_bytes: usize,
+    /// Most events in one `POST /write`.
+    pub max_write_events: usize,
+    /// Buffered ingest through Redis; `None`: events are stored directly.
+    pub ingest_buffer: Option<BufferConfig>,
 }
 
 impl ApiConfig {
@@ -36,8 +43,20 @@ impl ApiConfig {
             worker_offline_after: Duration::from_secs(10),
             db_busy_timeout: Duration::from_secs(3),
             idempotency_window: Duration::from_secs(24 * 3600),
+            max_write_bytes: 16 * 1024 * 1024,
+            max_write_events: 100_000,
+            ingest_buffer: None,
         }
     }
+}
+
+/// Where `POST /write` puts events: the durability mode.
+#[derive(Clone)]
+pub enum EventSink {
+    /// Stored through group commit; 202 after the commit.
+    Direct(EventWriter),
+    /// Appended to a Redis Stream; 202 once Redis has it. Workers store them.
+    Buffered(EventBuffer),
 }
 
 /// Shared by all handlers of one node. Cheap to clone.
@@ -50,6 +69,7 @@ pub struct AppState {
     pub task_inserts: TaskInsertWriter,
     /// Cache hits and misses, recorded in batches.
     pub cache_access: CacheAccessRecorder,
+    pub events: EventSink,
 }
 
 impl AppState {
@@ -59,6 +79,7 @@ impl AppState {
         request_log: RequestLogWriter,
         task_inserts: TaskInsertWriter,
         cache_access: CacheAccessRecorder,
+        events: EventSink,
     ) -> Self {
         AppState {
             config: Arc::new(config),
@@ -66,6 +87,7 @@ impl AppState {
             request_log,
             task_inserts,
             cache_access,
+            events,
         }
     }
 }

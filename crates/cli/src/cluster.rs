@@ -10,11 +10,13 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use weir_api::EventSink;
 use weir_api::{ApiConfig, AppState};
 use weir_core::Store;
+use weir_ingest::EventBuffer;
 use weir_lb::{Lb, LbConfig};
 use weir_store::{
-    BusyRetry, BusyRetryStore, CacheAccessRecorder, RequestLogWriter, TaskInsertWriter,
+    BusyRetry, BusyRetryStore, CacheAccessRecorder, EventWriter, RequestLogWriter, TaskInsertWriter,
 };
 use weir_worker::{WorkerConfig, WorkerReport};
 
@@ -24,6 +26,8 @@ const REQUEST_LOG_MAX_BATCH: usize = 1024;
 const CACHE_STATS_FLUSH: Duration = Duration::from_millis(500);
 /// Most task submissions one transaction writes.
 const TASK_INSERT_MAX_BATCH: usize = 512;
+/// Most `POST /write` requests whose events one transaction writes.
+const EVENT_MAX_BATCH: usize = 256;
 /// How long an API node's log writer may take to flush after the node stops.
 const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -52,6 +56,7 @@ pub struct Cluster {
     lb_task: JoinHandle<std::io::Result<()>>,
     api_tasks: Vec<JoinHandle<anyhow::Result<()>>>,
     worker_tasks: Vec<JoinHandle<WorkerReport>>,
+    consumer_tasks: Vec<JoinHandle<()>>,
 }
 
 impl Cluster {
@@ -81,10 +86,18 @@ impl Cluster {
         }
         let mut worker_ids = Vec::new();
         let mut worker_tasks = Vec::new();
+        let mut consumer_tasks = Vec::new();
         for i in 1..=spec.workers {
             let mut config = spec.worker.clone();
             config.worker_id = format!("worker-{i}");
             worker_ids.push(config.worker_id.clone());
+            if let Some(buffer) = &spec.api.ingest_buffer {
+                consumer_tasks.push(spawn_ingest_consumer(
+                    store.clone(),
+                    buffer.consumer(config.worker_id.clone()),
+                    worker_stop.clone(),
+                ));
+            }
             worker_tasks.push(tokio::spawn(weir_worker::run(
                 store.clone(),
                 config,
@@ -117,6 +130,7 @@ impl Cluster {
             lb_task,
             api_tasks,
             worker_tasks,
+            consumer_tasks,
         })
     }
 
@@ -134,6 +148,9 @@ impl Cluster {
         let mut reports = Vec::new();
         for task in self.worker_tasks {
             reports.push(task.await.context("worker task")?);
+        }
+        for task in self.consumer_tasks {
+            task.await.context("ingest consumer task")?;
         }
         Ok(reports)
     }
@@ -159,12 +176,25 @@ pub async fn serve_api_node(
         TaskInsertWriter::spawn_tasks(store.clone(), TASK_INSERT_MAX_BATCH);
     let (cache_access, cache_access_task) =
         CacheAccessRecorder::spawn(store.clone(), CACHE_STATS_FLUSH);
-    let state = AppState::new(config, store, writer, task_inserts, cache_access);
+    let (events, events_task) = match &config.ingest_buffer {
+        Some(b) => (
+            EventSink::Buffered(EventBuffer::connect(&b.redis_url, &b.stream, b.max_len).await?),
+            None,
+        ),
+        None => {
+            let (writer, task) = EventWriter::spawn_events(store.clone(), EVENT_MAX_BATCH);
+            (EventSink::Direct(writer), Some(task))
+        }
+    };
+    let state = AppState::new(config, store, writer, task_inserts, cache_access, events);
     weir_api::run(listener, state, shutdown)
         .await
         .with_context(|| format!("API node {node_id}"))?;
     // The writers end once every handle is gone, after writing what they hold.
     let flushed = tokio::time::timeout(LOG_FLUSH_TIMEOUT, async {
+        if let Some(task) = events_task {
+            let _ = task.await;
+        }
         let _ = inserts_task.await;
         let _ = writer_task.await;
         let _ = cache_access_task.await;
@@ -173,4 +203,24 @@ pub async fn serve_api_node(
         tracing::warn!(node = %node_id, "request log did not flush in time");
     }
     Ok(())
+}
+
+/// Runs a buffered-ingest consumer beside a worker, until `stop`.
+pub fn spawn_ingest_consumer(
+    store: Arc<dyn Store>,
+    config: weir_ingest::ConsumerConfig,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let name = config.consumer.clone();
+        match weir_ingest::consumer::run(store, config, stop).await {
+            Ok(report) => tracing::info!(
+                consumer = %name,
+                entries = report.entries,
+                events = report.events,
+                "ingest consumer stopped"
+            ),
+            Err(e) => tracing::error!(consumer = %name, error = %e, "ingest consumer failed"),
+        }
+    })
 }

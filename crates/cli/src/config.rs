@@ -199,6 +199,52 @@ pub struct ApiNodeArgs {
     /// A worker silent this long is shown as offline.
     #[arg(long, env = "WEIR_WORKER_OFFLINE_AFTER", default_value = "10s", value_parser = humantime::parse_duration)]
     pub worker_offline_after: Duration,
+    /// Largest `POST /write` body, in bytes.
+    #[arg(long, env = "WEIR_MAX_WRITE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_write_bytes: usize,
+    /// Most events in one `POST /write`.
+    #[arg(long, env = "WEIR_MAX_WRITE_EVENTS", default_value_t = 100_000)]
+    pub max_write_events: usize,
+    #[command(flatten)]
+    pub ingest: IngestArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IngestArgs {
+    /// How `POST /write` stores events: `direct` (group commit, 202 after the
+    /// database commit) or `buffered` (Redis Stream, 202 once Redis has it;
+    /// workers move events to the database).
+    #[arg(long, env = "WEIR_INGEST_MODE", default_value = "direct", value_parser = ["direct", "buffered"])]
+    pub ingest_mode: String,
+    /// Redis, for buffered ingest.
+    #[arg(long, env = "WEIR_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// The Redis Stream buffered events go through.
+    #[arg(long, env = "WEIR_INGEST_STREAM", default_value = weir_ingest::DEFAULT_STREAM)]
+    pub ingest_stream: String,
+    /// Most batches waiting in the stream; past it `POST /write` answers 503.
+    #[arg(long, env = "WEIR_INGEST_BUFFER_MAX", default_value_t = 100_000)]
+    pub ingest_buffer_max: u64,
+    /// A batch pending on a silent consumer this long is taken over by another.
+    #[arg(long, env = "WEIR_INGEST_CLAIM_IDLE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub ingest_claim_idle: Duration,
+}
+
+impl IngestArgs {
+    /// The buffer's settings in buffered mode; `None` in direct mode.
+    pub fn buffer(&self) -> anyhow::Result<Option<weir_ingest::BufferConfig>> {
+        if self.ingest_mode != "buffered" {
+            return Ok(None);
+        }
+        let url = self.redis_url.clone().ok_or_else(|| {
+            anyhow::anyhow!("--ingest-mode buffered needs --redis-url (or WEIR_REDIS_URL)")
+        })?;
+        let mut b = weir_ingest::BufferConfig::new(url);
+        b.stream = self.ingest_stream.clone();
+        b.max_len = self.ingest_buffer_max;
+        b.claim_idle = self.ingest_claim_idle;
+        Ok(Some(b))
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -380,6 +426,8 @@ pub struct WorkerArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub worker: WorkerTuning,
+    #[command(flatten)]
+    pub ingest: IngestArgs,
 }
 
 fn parse_strategy(s: &str) -> Result<Strategy, String> {
@@ -456,14 +504,21 @@ impl StoreArgs {
 }
 
 impl ApiNodeArgs {
-    pub fn config(&self, node_id: String, db_busy_timeout: Duration) -> weir_api::ApiConfig {
+    pub fn config(
+        &self,
+        node_id: String,
+        db_busy_timeout: Duration,
+    ) -> anyhow::Result<weir_api::ApiConfig> {
         let mut config = weir_api::ApiConfig::new(node_id);
+        config.max_write_bytes = self.max_write_bytes;
+        config.max_write_events = self.max_write_events.max(1);
+        config.ingest_buffer = self.ingest.buffer()?;
         config.db_busy_timeout = db_busy_timeout;
         config.delay = Duration::from_millis(self.delay_ms);
         config.max_body_bytes = self.max_body_bytes;
         config.default_max_attempts = self.max_attempts.clamp(1, 100);
         config.worker_offline_after = self.worker_offline_after;
-        config
+        Ok(config)
     }
 }
 

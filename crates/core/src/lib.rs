@@ -10,8 +10,10 @@
 //! - [`retry`]: [`RetryPolicy`], exponential backoff with full jitter.
 //! - [`worker`]: a worker's registry row as the store keeps it.
 //! - [`request_log`]: one logged HTTP request, and per-node counts.
+//! - [`event`]: ingested events ([`NewEvent`] on the way in, [`StoredEvent`] out).
 //! - [`store`]: the [`Store`] trait, its params structs and [`StoreError`].
 
+pub mod event;
 pub mod kind;
 pub mod request_log;
 pub mod retry;
@@ -19,6 +21,7 @@ pub mod store;
 pub mod task;
 pub mod worker;
 
+pub use event::{NewEvent, StoredEvent};
 pub use kind::{InputError, TaskKind};
 pub use request_log::{NodeRequestCount, RequestLogEntry, RequestLogStats};
 pub use retry::RetryPolicy;

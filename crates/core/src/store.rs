@@ -14,8 +14,8 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::{
-    ClaimedTask, RequestLogEntry, RequestLogStats, Task, TaskId, TaskKind, TaskState, WorkerInfo,
-    WorkerStatus,
+    ClaimedTask, NewEvent, RequestLogEntry, RequestLogStats, StoredEvent, Task, TaskId, TaskKind,
+    TaskState, WorkerInfo, WorkerStatus,
 };
 
 /// What went wrong in the store. Backends map their driver's errors onto these.
@@ -337,6 +337,14 @@ pub trait Store: Send + Sync + 'static {
     async fn cache_record_access(&self, params: &CacheAccessParams) -> Result<(), StoreError>;
     /// The cache's counters and its `top` most read entries.
     async fn cache_stats(&self, top: i64) -> Result<CacheStats, StoreError>;
+
+    /// Stores events in one transaction; an event whose id is already stored
+    /// is skipped. Returns how many were new.
+    async fn event_insert_many(&self, events: &[NewEvent]) -> Result<u64, StoreError>;
+    /// The latest `limit` events, newest first.
+    async fn event_list_latest(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError>;
+    /// How many events are stored.
+    async fn event_count(&self) -> Result<i64, StoreError>;
 
     /// Creates or updates the worker's registry row.
     async fn worker_heartbeat(&self, params: WorkerHeartbeatParams) -> Result<(), StoreError>;

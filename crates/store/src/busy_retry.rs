@@ -23,10 +23,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use weir_core::{
     CacheAccessParams, CacheStats, ClaimedTask, CompletionOutcome, LeaderAcquireParams,
-    MaintenancePruneParams, MaintenancePruneReport, RequestLogEntry, RequestLogStats, RetryPolicy,
-    Store, StoreError, Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
-    TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskRescueParams,
-    WorkerHeartbeatParams, WorkerInfo,
+    MaintenancePruneParams, MaintenancePruneReport, NewEvent, RequestLogEntry, RequestLogStats,
+    RetryPolicy, Store, StoreError, StoredEvent, Task, TaskChange, TaskClaimParams, TaskCompletion,
+    TaskCounts, TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams,
+    TaskRescueParams, WorkerHeartbeatParams, WorkerInfo,
 };
 
 /// How long and how often to retry.
@@ -201,6 +201,18 @@ impl Store for BusyRetryStore {
         self.call(|| self.inner.cache_stats(top)).await
     }
 
+    async fn event_insert_many(&self, events: &[NewEvent]) -> Result<u64, StoreError> {
+        self.call(|| self.inner.event_insert_many(events)).await
+    }
+
+    async fn event_list_latest(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        self.call(|| self.inner.event_list_latest(limit)).await
+    }
+
+    async fn event_count(&self) -> Result<i64, StoreError> {
+        self.call(|| self.inner.event_count()).await
+    }
+
     async fn worker_heartbeat(&self, params: WorkerHeartbeatParams) -> Result<(), StoreError> {
         self.call(|| self.inner.worker_heartbeat(params.clone()))
             .await
@@ -342,6 +354,15 @@ mod tests {
             unreachable!()
         }
         async fn cache_stats(&self, _: i64) -> Result<CacheStats, StoreError> {
+            unreachable!()
+        }
+        async fn event_insert_many(&self, _: &[NewEvent]) -> Result<u64, StoreError> {
+            unreachable!()
+        }
+        async fn event_list_latest(&self, _: i64) -> Result<Vec<StoredEvent>, StoreError> {
+            unreachable!()
+        }
+        async fn event_count(&self) -> Result<i64, StoreError> {
             unreachable!()
         }
         async fn worker_heartbeat(&self, _: WorkerHeartbeatParams) -> Result<(), StoreError> {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use weir_core::{RequestLogEntry, Store, StoreError, TaskInsertParams};
+use weir_core::{NewEvent, RequestLogEntry, Store, StoreError, TaskInsertParams};
 
 /// Rows waiting for the writer; past this, callers wait (back-pressure) rather
 /// than memory growing without bound.
@@ -43,6 +43,9 @@ impl<T> Clone for GroupCommit<T> {
 pub type RequestLogWriter = GroupCommit<RequestLogEntry>;
 /// Group commit for task submissions.
 pub type TaskInsertWriter = GroupCommit<TaskInsertParams>;
+/// Group commit for ingested events: one item is one request's events, so a
+/// request's batch is committed whole or not at all.
+pub type EventWriter = GroupCommit<Vec<NewEvent>>;
 
 impl GroupCommit<RequestLogEntry> {
     /// Starts the request-log writer on the current runtime.
@@ -64,6 +67,23 @@ impl GroupCommit<TaskInsertParams> {
             store,
             max_batch,
             Box::new(|store, rows| Box::pin(async move { store.task_insert_many(&rows).await })),
+        )
+    }
+}
+
+impl GroupCommit<Vec<NewEvent>> {
+    /// Starts the event writer on the current runtime. `max_batch` counts
+    /// requests; their events go to the store in one call.
+    pub fn spawn_events(store: Arc<dyn Store>, max_batch: usize) -> (Self, JoinHandle<()>) {
+        Self::spawn_with(
+            store,
+            max_batch,
+            Box::new(|store, batches| {
+                Box::pin(async move {
+                    let events: Vec<NewEvent> = batches.into_iter().flatten().collect();
+                    store.event_insert_many(&events).await.map(|_| ())
+                })
+            }),
         )
     }
 }

@@ -5,8 +5,8 @@
 //! - [`sqlite`]: the embedded backend (one file, WAL, one writer connection).
 //! - [`postgres`]: the shared backend (SKIP LOCKED batch claims, batched
 //!   completions, debounced NOTIFY wake-ups, a small hot table).
-//! - [`group_commit`]: [`RequestLogWriter`] and [`TaskInsertWriter`], group commit
-//!   for request-log rows and task submissions.
+//! - [`group_commit`]: [`RequestLogWriter`], [`TaskInsertWriter`] and
+//!   [`EventWriter`], group commit for request-log rows, task submissions and events.
 //! - [`busy_retry`]: [`BusyRetryStore`], retrying calls through a busy database within a budget.
 //! - [`cache_access`]: [`CacheAccessRecorder`], cache hit/miss statistics in batches.
 //! - [`error`]: mapping driver errors onto [`weir_core::StoreError`].
@@ -25,7 +25,7 @@ use std::time::Duration;
 
 pub use busy_retry::{BusyRetry, BusyRetryStore};
 pub use cache_access::CacheAccessRecorder;
-pub use group_commit::{GroupCommit, RequestLogWriter, TaskInsertWriter};
+pub use group_commit::{EventWriter, GroupCommit, RequestLogWriter, TaskInsertWriter};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 use weir_core::{Store, StoreError};

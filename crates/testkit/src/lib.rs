@@ -187,3 +187,63 @@ async fn drop_stale(conn: &mut PgConnection) {
         }
     }
 }
+
+/// The Redis tests use unless `WEIR_TEST_REDIS_URL` names another.
+pub const DEFAULT_TEST_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// The Redis server tests use.
+pub fn redis_url() -> String {
+    std::env::var("WEIR_TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_TEST_REDIS_URL.into())
+}
+
+/// A key prefix of one's own on the test Redis; every key under it is
+/// deleted on drop, even when the test fails. The server may hold other
+/// runs' keys: tests only ever touch keys under their prefix.
+pub struct RedisPrefix {
+    prefix: String,
+}
+
+impl RedisPrefix {
+    pub fn create() -> RedisPrefix {
+        let prefix = format!("weir-test:{}:", uuid::Uuid::now_v7().simple());
+        // Fail early, with a hint, when Redis is not there.
+        let client = redis::Client::open(redis_url()).expect("a valid WEIR_TEST_REDIS_URL");
+        if let Err(e) = client.get_connection() {
+            panic!(
+                "cannot reach the test Redis at {}: {e}\n\
+                 (run scripts/ensure-services.sh, or point WEIR_TEST_REDIS_URL at a server)",
+                redis_url()
+            );
+        }
+        RedisPrefix { prefix }
+    }
+
+    /// `name` under this prefix.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> String {
+        redis_url()
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(redis_url()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let pattern = format!("{}*", self.prefix);
+        let keys: Vec<String> = match redis::cmd("KEYS").arg(&pattern).query(&mut conn) {
+            Ok(keys) => keys,
+            Err(_) => return,
+        };
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query(&mut conn);
+        }
+    }
+}

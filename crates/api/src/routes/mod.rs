@@ -1,6 +1,7 @@
 //! Handlers, one file per resource.
 
 pub mod cache;
+pub mod events;
 pub mod health;
 pub mod root;
 pub mod tasks;

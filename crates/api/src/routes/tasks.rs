@@ -44,7 +44,10 @@ struct Submission {
 }
 
 /// The key from the `Idempotency-Key` header or the body's field (they must agree).
-fn idempotency_key(headers: &HeaderMap, field: Option<String>) -> Result<Option<String>, ApiError> {
+pub(crate) fn idempotency_key(
+    headers: &HeaderMap,
+    field: Option<String>,
+) -> Result<Option<String>, ApiError> {
     let header = match headers.get("idempotency-key") {
         Some(v) => Some(
             v.to_str()

@@ -9,6 +9,7 @@ use crate::registration::Registration;
 
 pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let options = args.store.options(None)?;
+    let config = args.api.config(String::new(), args.store.db_busy_timeout)?;
     let store = weir_store::open(&options)
         .await
         .with_context(|| format!("opening {}", options.database_url))?;
@@ -39,7 +40,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut serving = tokio::spawn(serve_api_node(
         listener,
-        args.api.config(node_id, args.store.db_busy_timeout),
+        weir_api::ApiConfig { node_id, ..config },
         store,
         async move {
             let _ = stop_rx.await;

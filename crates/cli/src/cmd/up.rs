@@ -18,7 +18,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         listen: args.listen,
         api_nodes: args.api_nodes.into(),
         workers: args.workers.into(),
-        api: args.api.config(String::new(), args.store.db_busy_timeout),
+        api: args.api.config(String::new(), args.store.db_busy_timeout)?,
         worker: args
             .worker
             .config(String::new(), args.worker_concurrency.into()),

@@ -24,7 +24,22 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         signal_stop.cancel();
     });
     println!("weir: {worker_id} running up to {} tasks", args.concurrency);
+    // In buffered ingest, each worker is also a consumer of the event stream.
+    let consumer = args.ingest.buffer()?.map(|b| {
+        println!(
+            "weir: {worker_id} moving buffered events from {} to the database",
+            b.stream
+        );
+        crate::cluster::spawn_ingest_consumer(
+            store.clone(),
+            b.consumer(worker_id.clone()),
+            stop.clone(),
+        )
+    });
     let report = weir_worker::run(store, config, stop).await;
+    if let Some(consumer) = consumer {
+        consumer.await.context("ingest consumer task")?;
+    }
     println!(
         "weir: {worker_id} stopped: {} processed, {} failed, {} released",
         report.processed, report.failed, report.released

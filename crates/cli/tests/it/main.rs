@@ -6,6 +6,8 @@ mod binary;
 mod chaos;
 mod crashes;
 mod db_outages;
+mod events;
+mod ingest_crashes;
 mod processes;
 mod request_log;
 mod status;

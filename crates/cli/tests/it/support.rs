@@ -75,6 +75,12 @@ pub struct StackOptions {
     pub maintenance_interval: Option<Duration>,
     /// Periodic jobs, `NAME|CRON|TYPE|INPUT`.
     pub periodic: Vec<&'static str>,
+    /// Buffered ingest through this Redis stream (direct when None).
+    pub ingest_buffer: Option<weir_ingest::BufferConfig>,
+    /// Largest `POST /write` body.
+    pub max_write_bytes: usize,
+    /// Most events per `POST /write`.
+    pub max_write_events: usize,
 }
 
 impl Default for StackOptions {
@@ -92,6 +98,9 @@ impl Default for StackOptions {
             retention: None,
             maintenance_interval: None,
             periodic: Vec::new(),
+            ingest_buffer: None,
+            max_write_bytes: 16 * 1024 * 1024,
+            max_write_events: 100_000,
         }
     }
 }
@@ -175,6 +184,9 @@ impl Stack {
         api.delay = opts.delay;
         api.max_body_bytes = opts.max_body_bytes;
         api.db_busy_timeout = opts.db_busy_timeout;
+        api.ingest_buffer = opts.ingest_buffer.clone();
+        api.max_write_bytes = opts.max_write_bytes;
+        api.max_write_events = opts.max_write_events;
         let mut worker = weir_worker::WorkerConfig::new("");
         worker.concurrency = opts.worker_concurrency;
         worker.poll_interval = Duration::from_millis(100);

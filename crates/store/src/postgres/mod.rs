@@ -14,6 +14,7 @@ mod batch;
 
 pub use batch::TASK_CLAIM_SQL;
 use batch::{CompletionArrays, COMPLETE_MANY};
+mod events;
 mod notify;
 mod rows;
 mod steering;
@@ -31,10 +32,11 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 use weir_core::{
     CacheAccessParams, CacheEntryStats, CacheStats, ClaimedTask, CompletionOutcome,
-    LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, NodeRequestCount,
-    RequestLogEntry, RequestLogStats, Store, StoreError, Task, TaskChange, TaskClaimParams,
-    TaskCompletion, TaskCounts, TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams,
-    TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams, WorkerInfo,
+    LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, NewEvent,
+    NodeRequestCount, RequestLogEntry, RequestLogStats, Store, StoreError, StoredEvent, Task,
+    TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
+    TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskRescueParams,
+    WorkerHeartbeatParams, WorkerInfo,
 };
 
 use crate::error::{from_sqlx, postgres_contention};
@@ -562,6 +564,18 @@ impl Store for PostgresStore {
                 )
                 .collect(),
         })
+    }
+
+    async fn event_insert_many(&self, events: &[NewEvent]) -> Result<u64, StoreError> {
+        events::insert_many(&self.pool, events).await
+    }
+
+    async fn event_list_latest(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        events::list_latest(&self.pool, limit).await
+    }
+
+    async fn event_count(&self) -> Result<i64, StoreError> {
+        events::count(&self.pool).await
     }
 
     async fn worker_heartbeat(&self, p: WorkerHeartbeatParams) -> Result<(), StoreError> {

@@ -7,6 +7,7 @@
 //! killed process (what weir promises); only an OS crash or power loss may lose
 //! the last commits.
 
+mod events;
 mod rows;
 mod steering;
 
@@ -20,10 +21,11 @@ use sqlx::{QueryBuilder, Row, SqlitePool};
 use tokio::sync::watch;
 use weir_core::{
     CacheAccessParams, CacheEntryStats, CacheStats, ClaimedTask, CompletionOutcome,
-    LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, NodeRequestCount,
-    RequestLogEntry, RequestLogStats, Store, StoreError, Task, TaskChange, TaskClaimParams,
-    TaskCompletion, TaskCounts, TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams,
-    TaskOutcome, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams, WorkerInfo,
+    LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, NewEvent,
+    NodeRequestCount, RequestLogEntry, RequestLogStats, Store, StoreError, StoredEvent, Task,
+    TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
+    TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskReleaseParams, TaskRescueParams,
+    WorkerHeartbeatParams, WorkerInfo,
 };
 
 use crate::error::{from_sqlx, sqlite_contention};
@@ -534,6 +536,18 @@ impl Store for SqliteStore {
             misses,
             top,
         })
+    }
+
+    async fn event_insert_many(&self, events: &[NewEvent]) -> Result<u64, StoreError> {
+        events::insert_many(&self.writer, events).await
+    }
+
+    async fn event_list_latest(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        events::list_latest(&self.reader, limit).await
+    }
+
+    async fn event_count(&self) -> Result<i64, StoreError> {
+        events::count(&self.reader).await
     }
 
     async fn worker_heartbeat(&self, p: WorkerHeartbeatParams) -> Result<(), StoreError> {

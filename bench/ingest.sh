@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Event ingest (POST /write) into PostgreSQL, side by side in one run:
+#   raw      one COPY of 100,000 events from one client (psql \copy): the ceiling
+#   python   the seeds' stack: FastAPI under gunicorn (2 uvicorn workers) → Redis
+#            Stream → an asyncpg consumer bulk-inserting (executemany)
+#   direct   weir api, group commit into PostgreSQL, 202 after the commit
+#   buffered weir api → Redis Stream → weir worker's consumer → PostgreSQL
+# Two loads, wrk -t2: one event per POST (-c64), and NDJSON batches of 500 (-c8).
+# Prints events/s acknowledged (202s × events per request / duration), the
+# seconds from the end of the load until every acknowledged event is visible
+# in PostgreSQL, and weir's ratios (to the Python stack; to raw COPY).
+# Usage: bench/ingest.sh [duration, default 15s]
+source "$(dirname "$0")/lib.sh"
+DURATION=${1:-15s}
+bash "$ROOT/bench/setup.sh" >&2
+build_weir
+VENV="$ROOT/target/bench-venv"
+REDIS_URL=${WEIR_BENCH_REDIS_URL:-redis://127.0.0.1:6379}
+secs() { python3 -c "import sys; print(float(sys.argv[1].rstrip('s')))" "$DURATION"; }
+count() { psql "$1" -Atqc "SELECT COUNT(*) FROM events"; }
+
+# The request bodies.
+echo '{"level":"info","service":"checkout","msg":"order placed","order":12345,"ms":17}' >"$WORK/one.json"
+python3 - "$WORK/batch.ndjson" <<'PY'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(500):
+        f.write(json.dumps({"level": "info", "service": "checkout", "msg": "order placed", "order": i, "ms": 17}) + "\n")
+PY
+post_script() { # body file, content type → a wrk script path
+    local lua="$WORK/post-$(basename "$1").lua"
+    python3 - "$1" "$2" >"$lua" <<'PY'
+import sys
+body = open(sys.argv[1]).read()
+print('wrk.method = "POST"')
+print('wrk.headers["Content-Type"] = "%s"' % sys.argv[2])
+print('wrk.body = %s' % ("[==[" + body + "]==]"))
+PY
+    echo "$lua"
+}
+ONE_LUA=$(post_script "$WORK/one.json" application/json)
+BATCH_LUA=$(post_script "$WORK/batch.ndjson" application/x-ndjson)
+
+# Runs wrk with a POST script; prints "events_per_sec acked_requests p99_ms".
+load() { # url lua connections events_per_request
+    local out; out=$(wrk -t2 -c"$3" -d"$DURATION" --latency -s "$2" "$1")
+    local total non2xx p99
+    total=$(awk '/requests in/ {print $1}' <<<"$out")
+    non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out"); non2xx=${non2xx:-0}
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    local acked=$((total - non2xx))
+    echo "$(python3 -c "print(round($acked * $4 / $(secs)))") $((acked * $4)) $(to_ms "$p99")"
+}
+
+# Seconds until `count` reaches $2 (gives up after 120 s).
+visible_after() { # db_url expected
+    local start; start=$(date +%s.%N)
+    for _ in $(seq 1 2400); do
+        [ "$(count "$1")" -ge "$2" ] && break
+        sleep 0.05
+    done
+    python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 2))" "$start" "$(date +%s.%N)"
+}
+
+truncate_events() { psql "$1" -qc "TRUNCATE events" >/dev/null; }
+
+DB=$(fresh_db weir_bench_ingest)
+"$WEIR" migrate --database-url "$DB" >/dev/null
+
+# --- raw COPY ----------------------------------------------------------------------
+python3 - "$WORK/copy.tsv" <<'PY'
+import json, sys, uuid
+with open(sys.argv[1], "w") as f:
+    for i in range(100_000):
+        body = json.dumps({"level": "info", "service": "checkout", "msg": "order placed", "order": i, "ms": 17})
+        f.write(f"{uuid.uuid4()}\t{body}\t2026-11-25 00:00:00+00\n")
+PY
+start=$(date +%s.%N)
+psql "$DB" -qc "\\copy events (id, body, received_at) FROM '$WORK/copy.tsv'"
+raw_eps=$(python3 -c "import sys; print(round(100000 / (float(sys.argv[2]) - float(sys.argv[1]))))" "$start" "$(date +%s.%N)")
+truncate_events "$DB"
+
+# --- the seeds' Python stack ------------------------------------------------------------
+redis-cli -u "$REDIS_URL" DEL py:events >/dev/null
+PY_PORT=$(free_port)
+(cd "$ROOT/bench/peers" && REDIS_URL="$REDIS_URL" exec "$VENV/bin/gunicorn" -w 2 -k uvicorn.workers.UvicornWorker \
+    -b "127.0.0.1:$PY_PORT" --log-level warning fastapi_ingest:app) &
+PIDS+=($!)
+(cd "$ROOT/bench/peers" && REDIS_URL="$REDIS_URL" DATABASE_URL="$DB" exec "$VENV/bin/python" asyncpg_consumer.py) &
+PIDS+=($!)
+for _ in $(seq 1 200); do curl -s -o /dev/null -X POST -d '{}' "http://127.0.0.1:$PY_PORT/write" && break; sleep 0.05; done
+visible_after "$DB" 1 >/dev/null  # the consumer is up
+truncate_events "$DB"
+read -r py_eps py_acked py_p99 < <(load "http://127.0.0.1:$PY_PORT/write" "$ONE_LUA" 64 1)
+py_vis=$(visible_after "$DB" "$py_acked")
+for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+PIDS=()
+truncate_events "$DB"
+
+# --- weir ---------------------------------------------------------------------------
+# start_weir_api MODE → sets API_URL (and a worker in buffered mode)
+start_weir_api() {
+    local port; port=$(free_port)
+    local stream="weir-bench:events:$port"
+    local ingest=(--ingest-mode "$1" --redis-url "$REDIS_URL" --ingest-stream "$stream")
+    RUST_LOG=warn "$WEIR" api --listen "127.0.0.1:$port" --database-url "$DB" "${ingest[@]}" >"$WORK/api-$port.log" 2>&1 &
+    PIDS+=($!)
+    if [ "$1" = buffered ]; then
+        RUST_LOG=warn "$WEIR" worker --database-url "$DB" "${ingest[@]}" >"$WORK/worker-$port.log" 2>&1 &
+        PIDS+=($!)
+    fi
+    API_URL="http://127.0.0.1:$port"
+    wait_http "$API_URL/health"
+}
+stop_weir() {
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    PIDS=()
+}
+
+declare -A EPS VIS P99
+for mode in direct buffered; do
+    for shape in one batch; do
+        start_weir_api "$mode"
+        if [ "$shape" = one ]; then lua=$ONE_LUA; c=64; per=1; else lua=$BATCH_LUA; c=8; per=500; fi
+        read -r eps acked p99 < <(load "$API_URL/write" "$lua" "$c" "$per")
+        EPS[$mode-$shape]=$eps
+        P99[$mode-$shape]=$p99
+        VIS[$mode-$shape]=$(visible_after "$DB" "$acked")
+        stop_weir
+        truncate_events "$DB"
+    done
+done
+drop_db weir_bench_ingest
+
+echo
+echo "event ingest into PostgreSQL, wrk -t2, $DURATION per run (events/s acknowledged; s until all visible after the load)"
+printf '%-44s %12s %8s %10s\n' "" "events/s" "p99 ms" "visible s"
+printf '%-44s %12s %8s %10s\n' "raw: one COPY of 100,000 events" "$raw_eps" "-" "-"
+printf '%-44s %12s %8s %10s\n' "python: FastAPI+Redis+asyncpg, 1/POST, -c64" "$py_eps" "$py_p99" "$py_vis"
+for mode in direct buffered; do
+    printf '%-44s %12s %8s %10s\n' "weir $mode, 1 event/POST, -c64" "${EPS[$mode-one]}" "${P99[$mode-one]}" "${VIS[$mode-one]}"
+    printf '%-44s %12s %8s %10s\n' "weir $mode, NDJSON 500/POST, -c8" "${EPS[$mode-batch]}" "${P99[$mode-batch]}" "${VIS[$mode-batch]}"
+done
+echo
+for mode in direct buffered; do
+    echo "weir $mode: 1/POST $(ratio "${EPS[$mode-one]}" "$py_eps")x the Python stack (floor 5x, goal 10x);" \
+        "NDJSON 500 $(python3 -c "print(round(100*${EPS[$mode-batch]}/$raw_eps))")% of raw COPY (floor 35%, goal 50%)"
+done

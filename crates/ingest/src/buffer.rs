@@ -1,0 +1,148 @@
+//! The producer side of buffered ingest: an API node appends each accepted
+//! batch to a Redis Stream as one entry, and answers 202 once Redis has it.
+//!
+//! The stream is bounded without ever dropping an entry: consumers delete
+//! entries once they are committed to the database, so the stream's length is
+//! the backlog, and an append that would grow it past `max_len` is refused
+//! (the API answers 503 with Retry-After). The check and the append are one
+//! Lua script, so concurrent API nodes cannot overshoot together.
+
+use chrono::{DateTime, Utc};
+use redis::aio::ConnectionManager;
+use weir_core::NewEvent;
+
+use crate::IngestError;
+
+/// Appends the entry unless the stream already holds `ARGV[1]` entries.
+const APPEND_SCRIPT: &str = r"
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then
+    return false
+end
+return redis.call('XADD', KEYS[1], '*', 'events', ARGV[2])
+";
+
+/// The field each stream entry keeps its batch in.
+pub(crate) const EVENTS_FIELD: &str = "events";
+
+/// A handle to the stream, cheap to clone.
+#[derive(Clone)]
+pub struct EventBuffer {
+    conn: ConnectionManager,
+    stream: String,
+    max_len: u64,
+    script: redis::Script,
+}
+
+impl EventBuffer {
+    /// Connects to Redis at `url`; the stream is created by the first append.
+    pub async fn connect(url: &str, stream: &str, max_len: u64) -> Result<Self, IngestError> {
+        let conn = crate::connect(url).await?;
+        Ok(EventBuffer {
+            conn,
+            stream: stream.to_owned(),
+            max_len: max_len.max(1),
+            script: redis::Script::new(APPEND_SCRIPT),
+        })
+    }
+
+    /// Appends one request's events as one entry. `Err(Full)` when the
+    /// backlog is at its bound; nothing was appended then.
+    pub async fn append(&self, events: &[NewEvent]) -> Result<(), IngestError> {
+        let entry = encode(events);
+        let mut conn = self.conn.clone();
+        let id: Option<String> = self
+            .script
+            .key(&self.stream)
+            .arg(self.max_len)
+            .arg(entry)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(IngestError::from_redis)?;
+        match id {
+            Some(_) => Ok(()),
+            None => Err(IngestError::Full {
+                max_len: self.max_len,
+            }),
+        }
+    }
+
+    /// Entries waiting in the stream (appended, not yet committed).
+    pub async fn backlog(&self) -> Result<u64, IngestError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("XLEN")
+            .arg(&self.stream)
+            .query_async(&mut conn)
+            .await
+            .map_err(IngestError::from_redis)
+    }
+}
+
+/// One entry's text: `[{"id":…,"at":micros,"body":{…}},…]`. Bodies are
+/// already-validated JSON objects, so they are written as they are.
+pub(crate) fn encode(events: &[NewEvent]) -> String {
+    let size: usize = events.iter().map(|e| e.body.len() + e.id.len() + 48).sum();
+    let mut out = String::with_capacity(size + 2);
+    out.push('[');
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"id\":");
+        // A string's JSON encoding cannot fail.
+        out.push_str(&serde_json::to_string(&e.id).unwrap_or_default());
+        out.push_str(",\"at\":");
+        out.push_str(&e.received_at.timestamp_micros().to_string());
+        out.push_str(",\"body\":");
+        out.push_str(&e.body);
+        out.push('}');
+    }
+    out.push(']');
+    out
+}
+
+#[derive(serde::Deserialize)]
+struct WireEvent {
+    id: String,
+    at: i64,
+    body: Box<serde_json::value::RawValue>,
+}
+
+/// The events of one entry, as [`encode`] wrote them.
+pub(crate) fn decode(entry: &[u8]) -> Result<Vec<NewEvent>, String> {
+    let wire: Vec<WireEvent> = serde_json::from_slice(entry).map_err(|e| e.to_string())?;
+    wire.into_iter()
+        .map(|w| {
+            let received_at = DateTime::<Utc>::from_timestamp_micros(w.at)
+                .ok_or_else(|| format!("timestamp {} out of range", w.at))?;
+            Ok(NewEvent {
+                id: w.id,
+                body: w.body.get().to_owned(),
+                received_at,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_decodes_to_the_events_encoded() {
+        let at = DateTime::<Utc>::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+        let events = vec![
+            NewEvent {
+                id: "a \"quoted\" id".into(),
+                body: r#"{"id":"a \"quoted\" id","n":[1,2]}"#.into(),
+                received_at: at,
+            },
+            NewEvent {
+                id: "b".into(),
+                body: "{}".into(),
+                received_at: at,
+            },
+        ];
+        assert_eq!(decode(encode(&events).as_bytes()).unwrap(), events);
+        assert!(decode(b"[{\"id\":1}]").is_err());
+    }
+}
