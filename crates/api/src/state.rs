@@ -59,9 +59,13 @@ pub enum EventSink {
     Buffered(EventBuffer),
 }
 
-/// Shared by all handlers of one node. Cheap to clone.
+/// Shared by all handlers of one node. Cheap to clone: one reference count
+/// (axum clones the state for every request and every layer).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] points to.
+pub struct Shared {
     pub config: Arc<ApiConfig>,
     pub store: Arc<dyn Store>,
     pub request_log: RequestLogWriter,
@@ -81,13 +85,20 @@ impl AppState {
         cache_access: CacheAccessRecorder,
         events: EventSink,
     ) -> Self {
-        AppState {
+        AppState(Arc::new(Shared {
             config: Arc::new(config),
             store,
             request_log,
             task_inserts,
             cache_access,
             events,
-        }
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }

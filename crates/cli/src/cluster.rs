@@ -92,11 +92,13 @@ impl Cluster {
             config.worker_id = format!("worker-{i}");
             worker_ids.push(config.worker_id.clone());
             if let Some(buffer) = &spec.api.ingest_buffer {
-                consumer_tasks.push(spawn_ingest_consumer(
-                    store.clone(),
-                    buffer.consumer(config.worker_id.clone()),
-                    worker_stop.clone(),
-                ));
+                for consumer in buffer.consumers(&config.worker_id) {
+                    consumer_tasks.push(spawn_ingest_consumer(
+                        store.clone(),
+                        consumer,
+                        worker_stop.clone(),
+                    ));
+                }
             }
             worker_tasks.push(tokio::spawn(weir_worker::run(
                 store.clone(),

@@ -228,6 +228,9 @@ pub struct IngestArgs {
     /// A batch pending on a silent consumer this long is taken over by another.
     #[arg(long, env = "WEIR_INGEST_CLAIM_IDLE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub ingest_claim_idle: Duration,
+    /// Stream consumers each worker runs (each commits its own batches).
+    #[arg(long, env = "WEIR_INGEST_CONSUMERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub ingest_consumers: u16,
 }
 
 impl IngestArgs {
@@ -243,6 +246,7 @@ impl IngestArgs {
         b.stream = self.ingest_stream.clone();
         b.max_len = self.ingest_buffer_max;
         b.claim_idle = self.ingest_claim_idle;
+        b.consumers_per_worker = self.ingest_consumers.into();
         Ok(Some(b))
     }
 }

@@ -45,6 +45,9 @@ pub struct BufferConfig {
     pub max_len: u64,
     /// Entries pending on a consumer this long are taken over by another.
     pub claim_idle: Duration,
+    /// Consumers each worker runs: each writes its own batches, so the
+    /// database parses and indexes several at once.
+    pub consumers_per_worker: usize,
 }
 
 impl BufferConfig {
@@ -54,7 +57,15 @@ impl BufferConfig {
             stream: DEFAULT_STREAM.into(),
             max_len: 100_000,
             claim_idle: Duration::from_secs(30),
+            consumers_per_worker: 2,
         }
+    }
+
+    /// The consumers a worker named `worker` runs.
+    pub fn consumers(&self, worker: &str) -> Vec<ConsumerConfig> {
+        (1..=self.consumers_per_worker.max(1))
+            .map(|i| self.consumer(format!("{worker}/{i}")))
+            .collect()
     }
 
     /// The settings of a consumer named `consumer` reading this buffer.

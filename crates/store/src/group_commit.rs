@@ -7,23 +7,28 @@
 //! queued up (up to `max_batch`), writes it in one statement and transaction,
 //! and then answers every caller. Under light load a batch is one row and adds
 //! no delay; under heavy load batches grow by themselves while the previous
-//! commit runs.
+//! commit runs. A writer may run several such loops over one queue
+//! (`pipelines`): while one batch commits, the next is gathered and sent, so
+//! a node is not capped at one batch per commit round trip.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
 use weir_core::{NewEvent, RequestLogEntry, Store, StoreError, TaskInsertParams};
 
 /// Rows waiting for the writer; past this, callers wait (back-pressure) rather
 /// than memory growing without bound.
 const QUEUE_CAPACITY: usize = 16_384;
+/// Event batches committing at once: ingest is bound by commit round trips
+/// (the database flushes its log per commit), so a few overlap.
+const EVENT_PIPELINES: usize = 3;
 
 type Ack = oneshot::Sender<Result<(), StoreError>>;
 type WriteFuture = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
-type WriteFn<T> = Box<dyn Fn(Arc<dyn Store>, Vec<T>) -> WriteFuture + Send>;
+type WriteFn<T> = Box<dyn Fn(Arc<dyn Store>, Vec<T>) -> WriteFuture + Send + Sync>;
 
 /// Handle to a writer task. Cheap to clone; the task ends (after writing
 /// everything queued) when the last handle is dropped.
@@ -53,6 +58,7 @@ impl GroupCommit<RequestLogEntry> {
         Self::spawn_with(
             store,
             max_batch,
+            1,
             Box::new(|store, rows| {
                 Box::pin(async move { store.request_log_insert_many(&rows).await })
             }),
@@ -66,6 +72,7 @@ impl GroupCommit<TaskInsertParams> {
         Self::spawn_with(
             store,
             max_batch,
+            1,
             Box::new(|store, rows| Box::pin(async move { store.task_insert_many(&rows).await })),
         )
     }
@@ -78,6 +85,7 @@ impl GroupCommit<Vec<NewEvent>> {
         Self::spawn_with(
             store,
             max_batch,
+            EVENT_PIPELINES,
             Box::new(|store, batches| {
                 Box::pin(async move {
                     let events: Vec<NewEvent> = batches.into_iter().flatten().collect();
@@ -92,10 +100,27 @@ impl<T: Send + 'static> GroupCommit<T> {
     fn spawn_with(
         store: Arc<dyn Store>,
         max_batch: usize,
+        pipelines: usize,
         write: WriteFn<T>,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let handle = tokio::spawn(write_loop(store, rx, max_batch.max(1), write));
+        let rx = Arc::new(Mutex::new(rx));
+        let write = Arc::new(write);
+        let loops: Vec<_> = (0..pipelines.max(1))
+            .map(|_| {
+                tokio::spawn(write_loop(
+                    store.clone(),
+                    rx.clone(),
+                    max_batch.max(1),
+                    write.clone(),
+                ))
+            })
+            .collect();
+        let handle = tokio::spawn(async move {
+            for l in loops {
+                let _ = l.await;
+            }
+        });
         (GroupCommit { tx }, handle)
     }
 
@@ -119,14 +144,17 @@ impl<T: Send + 'static> GroupCommit<T> {
     }
 }
 
+type SharedReceiver<T> = Arc<Mutex<mpsc::Receiver<(T, Option<Ack>)>>>;
+
 async fn write_loop<T>(
     store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<(T, Option<Ack>)>,
+    rx: SharedReceiver<T>,
     max_batch: usize,
-    write: WriteFn<T>,
+    write: Arc<WriteFn<T>>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
-    while rx.recv_many(&mut batch, max_batch).await > 0 {
+    // The lock is held only while gathering; the commit runs without it.
+    while rx.lock().await.recv_many(&mut batch, max_batch).await > 0 {
         let (rows, acks): (Vec<T>, Vec<Option<Ack>>) = batch.drain(..).unzip();
         let n = rows.len();
         let result = write(store.clone(), rows).await;

@@ -39,7 +39,7 @@ pub(super) async fn insert_many(pool: &PgPool, events: &[NewEvent]) -> Result<u6
 
 pub(super) async fn list_latest(pool: &PgPool, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
     let rows = sqlx::query(
-        "SELECT id, received_at, body FROM events ORDER BY received_at DESC, seq DESC LIMIT $1",
+        "SELECT id, received_at, body FROM events ORDER BY received_at DESC, id DESC LIMIT $1",
     )
     .bind(limit)
     .fetch_all(pool)
