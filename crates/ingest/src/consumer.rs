@@ -45,7 +45,7 @@ impl ConsumerConfig {
             stream: crate::DEFAULT_STREAM.into(),
             group: crate::DEFAULT_GROUP.into(),
             consumer: consumer.into(),
-            read_count: 64,
+            read_count: 16,
             block: Duration::from_millis(500),
             claim_idle: Duration::from_secs(30),
         }
