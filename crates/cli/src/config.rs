@@ -285,6 +285,60 @@ pub struct WorkerTuning {
     /// How often an idle worker polls when no wake-up arrives.
     #[arg(long, env = "WEIR_POLL_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
+    /// Only claim from these queues (default: every queue).
+    #[arg(long, env = "WEIR_QUEUES", value_delimiter = ',')]
+    pub queues: Vec<String>,
+    /// A queue's cluster-wide limits, `NAME=concurrency:N,rate:R,burst:B`
+    /// (any of the three); repeatable (`;`-separated in env). Kept in the store.
+    #[arg(long = "queue-limit", env = "WEIR_QUEUE_LIMIT", value_delimiter = ';', value_parser = parse_queue_limit)]
+    pub queue_limit: Vec<weir_core::QueueLimits>,
+    /// Most running tasks per `concurrency_key`, across the cluster.
+    #[arg(long, env = "WEIR_CONCURRENCY_KEY_LIMIT", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=100_000))]
+    pub concurrency_key_limit: i32,
+}
+
+fn parse_queue_limit(s: &str) -> Result<weir_core::QueueLimits, String> {
+    let (name, spec) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=concurrency:N,rate:R,burst:B, got {s:?}"))?;
+    let mut limits = weir_core::QueueLimits {
+        name: name.trim().to_string(),
+        concurrency: None,
+        rate_per_second: None,
+        burst: None,
+    };
+    if limits.name.is_empty() {
+        return Err(format!("queue limit {s:?} names no queue"));
+    }
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = part
+            .split_once(':')
+            .ok_or_else(|| format!("expected KEY:VALUE in {part:?}"))?;
+        let bad = |_| format!("bad number in {part:?}");
+        match key.trim() {
+            "concurrency" => limits.concurrency = Some(value.trim().parse().map_err(bad)?),
+            "rate" => {
+                let rate: f64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("bad rate in {part:?}"))?;
+                if !(rate > 0.0 && rate.is_finite()) {
+                    return Err(format!("rate must be above 0 in {part:?}"));
+                }
+                limits.rate_per_second = Some(rate);
+            }
+            "burst" => limits.burst = Some(value.trim().parse().map_err(bad)?),
+            other => {
+                return Err(format!(
+                    "unknown queue limit {other:?} (concurrency, rate, burst)"
+                ))
+            }
+        }
+    }
+    if limits.concurrency.is_some_and(|c| c < 1) || limits.burst.is_some_and(|b| b < 1) {
+        return Err(format!("limits in {s:?} must be at least 1"));
+    }
+    Ok(limits)
 }
 
 #[derive(Debug, Clone, Args)]
@@ -540,6 +594,9 @@ impl WorkerTuning {
         config.retry_by_kind = self.retry_backoff_for.iter().copied().collect();
         config.retention = self.retention;
         config.maintenance_interval = self.maintenance_interval.max(Duration::from_millis(100));
+        config.queues = (!self.queues.is_empty()).then(|| self.queues.clone());
+        config.queue_limits = self.queue_limit.clone();
+        config.concurrency_key_limit = self.concurrency_key_limit;
         // Renew well inside the lease so one slow heartbeat never loses it.
         config.heartbeat_interval =
             (self.lease / 5).clamp(Duration::from_millis(200), Duration::from_secs(5));

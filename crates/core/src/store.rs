@@ -53,6 +53,10 @@ pub struct TaskInsertParams {
     pub cache_key: Option<String>,
     pub run_at: DateTime<Utc>,
     pub now: DateTime<Utc>,
+    /// The named queue (`default` unless given).
+    pub queue: String,
+    /// At most the claimer's `key_limit` tasks with the same key run at once.
+    pub concurrency_key: Option<String>,
 }
 
 /// A worker asking for up to `max` runnable tasks.
@@ -63,6 +67,22 @@ pub struct TaskClaimParams {
     pub now: DateTime<Utc>,
     /// How long the claim holds before the rescuer may take the tasks back.
     pub lease: Duration,
+    /// Only these queues; `None`: every queue.
+    pub queues: Option<Vec<String>>,
+    /// Most running tasks per concurrency key, across the cluster.
+    pub key_limit: i32,
+}
+
+/// A queue's limits, shared by every worker (kept in the store).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QueueLimits {
+    pub name: String,
+    /// Most tasks of this queue running at once, across the cluster.
+    pub concurrency: Option<i32>,
+    /// Most tasks of this queue started per second, across the cluster
+    /// (a token bucket holding up to `burst`).
+    pub rate_per_second: Option<f64>,
+    pub burst: Option<i32>,
 }
 
 /// Where a successful result is also cached.
@@ -308,10 +328,15 @@ pub trait Store: Send + Sync + 'static {
     async fn task_list(&self, params: TaskListParams) -> Result<Vec<Task>, StoreError>;
     /// How many tasks are in each state.
     async fn task_counts(&self) -> Result<TaskCounts, StoreError>;
+    /// Sets (or, with no limits, clears) a queue's limits.
+    async fn queue_configure(&self, limits: &QueueLimits) -> Result<(), StoreError>;
+    /// Every queue with limits.
+    async fn queue_list(&self) -> Result<Vec<QueueLimits>, StoreError>;
     /// Reads a task.
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
     /// Atomically moves up to `max` due tasks, highest priority first, to
-    /// `running` under a new lease; no task is handed to two claimers.
+    /// `running` under a new lease; no task is handed to two claimers. Queue
+    /// limits (concurrency, rate) and per-key limits hold across claimers.
     async fn task_claim(&self, params: TaskClaimParams) -> Result<Vec<ClaimedTask>, StoreError>;
     /// Records many attempts' outcomes in one transaction, each fenced by its lease token.
     async fn task_complete_many(

@@ -124,6 +124,9 @@ pub struct Task {
     /// How far the running attempt says it is, 0-100 (100 once succeeded;
     /// absent for kinds that do not report).
     pub progress: Option<i16>,
+    /// The named queue it waits in.
+    pub queue: String,
+    pub concurrency_key: Option<String>,
 }
 
 /// One failed attempt, as kept on its task.

@@ -23,10 +23,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use weir_core::{
     CacheAccessParams, CacheStats, ClaimedTask, CompletionOutcome, LeaderAcquireParams,
-    MaintenancePruneParams, MaintenancePruneReport, NewEvent, RequestLogEntry, RequestLogStats,
-    RetryPolicy, Store, StoreError, StoredEvent, Task, TaskChange, TaskClaimParams, TaskCompletion,
-    TaskCounts, TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams,
-    TaskRescueParams, WorkerHeartbeatParams, WorkerInfo,
+    MaintenancePruneParams, MaintenancePruneReport, NewEvent, QueueLimits, RequestLogEntry,
+    RequestLogStats, RetryPolicy, Store, StoreError, StoredEvent, Task, TaskChange,
+    TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams, TaskLeaseExtendParams,
+    TaskListParams, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams, WorkerInfo,
 };
 
 /// How long and how often to retry.
@@ -154,6 +154,14 @@ impl Store for BusyRetryStore {
 
     async fn task_counts(&self) -> Result<TaskCounts, StoreError> {
         self.call(|| self.inner.task_counts()).await
+    }
+
+    async fn queue_configure(&self, limits: &QueueLimits) -> Result<(), StoreError> {
+        self.call(|| self.inner.queue_configure(limits)).await
+    }
+
+    async fn queue_list(&self) -> Result<Vec<QueueLimits>, StoreError> {
+        self.call(|| self.inner.queue_list()).await
     }
 
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
@@ -321,6 +329,12 @@ mod tests {
             unreachable!()
         }
         async fn task_counts(&self) -> Result<TaskCounts, StoreError> {
+            unreachable!()
+        }
+        async fn queue_configure(&self, _: &QueueLimits) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn queue_list(&self) -> Result<Vec<QueueLimits>, StoreError> {
             unreachable!()
         }
         async fn task_get(&self, _: TaskId) -> Result<Option<Task>, StoreError> {

@@ -15,3 +15,23 @@ pub(crate) async fn unchanged(store: &dyn Store, id: TaskId) -> Result<TaskChang
         None => TaskChange::NotFound,
     })
 }
+
+/// A rate limit's token bucket after refilling from `refilled_at` to `now`:
+/// `rate` tokens a second, holding at most `burst` (default: one second's
+/// worth, at least 1). A bucket never refilled starts full.
+pub(crate) fn refill(
+    tokens: f64,
+    refilled_at: Option<DateTime<Utc>>,
+    rate: f64,
+    burst: Option<i32>,
+    now: DateTime<Utc>,
+) -> f64 {
+    let cap = burst.map_or(rate.max(1.0), |b| f64::from(b.max(1)));
+    match refilled_at {
+        None => cap,
+        Some(at) => {
+            let secs = (now - at).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
+            (tokens + rate * secs.max(0.0)).min(cap)
+        }
+    }
+}

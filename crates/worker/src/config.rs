@@ -40,6 +40,12 @@ pub struct WorkerConfig {
     pub periodic: Vec<crate::maintenance::scheduler::PeriodicJob>,
     /// How often the scheduler looks for due slots.
     pub scheduler_interval: Duration,
+    /// Only these queues (`None`: every queue).
+    pub queues: Option<Vec<String>>,
+    /// Queue limits this worker sets in the store at start (shared by all).
+    pub queue_limits: Vec<weir_core::QueueLimits>,
+    /// Most running tasks per concurrency key, across the cluster.
+    pub concurrency_key_limit: i32,
 }
 
 impl WorkerConfig {
@@ -66,6 +72,9 @@ impl WorkerConfig {
             worker_offline_after: Duration::from_secs(30),
             periodic: Vec::new(),
             scheduler_interval: Duration::from_secs(1),
+            queues: None,
+            queue_limits: Vec::new(),
+            concurrency_key_limit: 1,
         }
     }
 }

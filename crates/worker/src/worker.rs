@@ -49,6 +49,12 @@ pub async fn run(
         completer: Some(completer),
         report: WorkerReport::default(),
     };
+    // Queue limits live in the store, so every worker enforces the same ones.
+    for limits in &w.config.queue_limits {
+        if let Err(e) = w.store.queue_configure(limits).await {
+            tracing::error!(queue = %limits.name, error = %e, "could not set queue limits");
+        }
+    }
     w.heartbeat(WorkerStatus::Online).await;
     w.run_loop(shutdown).await;
     w.report
@@ -157,6 +163,8 @@ impl Worker {
             max: room as u32,
             now: Utc::now(),
             lease: self.config.lease,
+            queues: self.config.queues.clone(),
+            key_limit: self.config.concurrency_key_limit,
         };
         match self.store.task_claim(params).await {
             Ok(tasks) => {

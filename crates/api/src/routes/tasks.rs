@@ -28,6 +28,46 @@ pub struct SubmitTask {
     run_at: Option<DateTime<Utc>>,
     /// Same key within the idempotency window → the same task.
     idempotency_key: Option<String>,
+    /// A named queue (default `default`).
+    queue: Option<String>,
+    /// At most the workers' key limit of tasks with this key run at once.
+    concurrency_key: Option<String>,
+}
+
+/// Longest queue name accepted.
+const MAX_QUEUE_NAME_BYTES: usize = 64;
+/// Longest concurrency key accepted.
+const MAX_CONCURRENCY_KEY_BYTES: usize = 255;
+
+/// A queue name: 1 to 64 of `A-Za-z0-9_.:-`.
+fn valid_queue(queue: Option<String>) -> Result<String, ApiError> {
+    let Some(q) = queue else {
+        return Ok("default".into());
+    };
+    let ok = !q.is_empty()
+        && q.len() <= MAX_QUEUE_NAME_BYTES
+        && q.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+    if ok {
+        Ok(q)
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_queue",
+            format!("a queue name is 1 to {MAX_QUEUE_NAME_BYTES} of A-Z a-z 0-9 _ . : -"),
+        ))
+    }
+}
+
+fn valid_concurrency_key(key: Option<String>) -> Result<Option<String>, ApiError> {
+    match key {
+        Some(k) if k.is_empty() || k.len() > MAX_CONCURRENCY_KEY_BYTES => {
+            Err(ApiError::bad_request(
+                "invalid_concurrency_key",
+                format!("a concurrency key is 1 to {MAX_CONCURRENCY_KEY_BYTES} bytes"),
+            ))
+        }
+        k => Ok(k),
+    }
 }
 
 /// Longest idempotency key accepted.
@@ -41,6 +81,8 @@ struct Submission {
     priority: i32,
     run_at: Option<DateTime<Utc>>,
     idempotency_key: Option<String>,
+    queue: String,
+    concurrency_key: Option<String>,
 }
 
 /// The key from the `Idempotency-Key` header or the body's field (they must agree).
@@ -107,6 +149,8 @@ pub async fn submit(
             priority: body.priority,
             run_at: body.run_at,
             idempotency_key,
+            queue: valid_queue(body.queue)?,
+            concurrency_key: valid_concurrency_key(body.concurrency_key)?,
         },
     )
     .await
@@ -137,6 +181,8 @@ pub async fn submit_hash(
         priority: 0,
         run_at: None,
         idempotency_key,
+        queue: "default".into(),
+        concurrency_key: None,
     };
     enqueue(&state, submission).await
 }
@@ -150,6 +196,8 @@ async fn enqueue(state: &AppState, s: Submission) -> Result<Response, ApiError> 
         priority,
         run_at,
         idempotency_key,
+        queue,
+        concurrency_key,
     } = s;
     kind.validate_input(&input)?;
     let now = Utc::now();
@@ -172,6 +220,8 @@ async fn enqueue(state: &AppState, s: Submission) -> Result<Response, ApiError> 
         cache_key,
         run_at: run_at.unwrap_or(now),
         now,
+        queue,
+        concurrency_key,
     };
     if let Some(key) = idempotency_key {
         let (task, created) = state

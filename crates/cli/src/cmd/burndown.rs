@@ -53,6 +53,8 @@ pub async fn run(args: BenchBurndownArgs) -> anyhow::Result<()> {
                 cache_key: None,
                 run_at: now,
                 now,
+                queue: "default".into(),
+                concurrency_key: None,
             })
             .collect();
         store.task_insert_many(&batch).await?;

@@ -9,6 +9,7 @@ mod db_outages;
 mod events;
 mod ingest_crashes;
 mod processes;
+mod queues;
 mod request_log;
 mod status;
 mod support;

@@ -81,6 +81,10 @@ pub struct StackOptions {
     pub max_write_bytes: usize,
     /// Most events per `POST /write`.
     pub max_write_events: usize,
+    /// Queue limits the workers set.
+    pub queue_limits: Vec<weir_core::QueueLimits>,
+    /// Most running tasks per concurrency key.
+    pub concurrency_key_limit: i32,
 }
 
 impl Default for StackOptions {
@@ -101,6 +105,8 @@ impl Default for StackOptions {
             ingest_buffer: None,
             max_write_bytes: 16 * 1024 * 1024,
             max_write_events: 100_000,
+            queue_limits: Vec::new(),
+            concurrency_key_limit: 1,
         }
     }
 }
@@ -200,6 +206,8 @@ impl Stack {
         }
         worker.periodic = opts.periodic.iter().map(|j| j.parse().unwrap()).collect();
         worker.scheduler_interval = Duration::from_millis(200);
+        worker.queue_limits = opts.queue_limits.clone();
+        worker.concurrency_key_limit = opts.concurrency_key_limit;
         let mut lb = weir_lb::LbConfig::new(Vec::new());
         lb.admin_token = ADMIN_TOKEN.into();
         let spec = ClusterSpec {

@@ -53,20 +53,6 @@ impl CompletionArrays {
     }
 }
 
-/// Claims up to `$4` due tasks for worker `$1` at `$2`, lease until `$3`.
-/// Walks the partial index `tasks_claim` in order and skips rows other
-/// claimers hold, so concurrent workers never queue behind each other.
-pub const TASK_CLAIM_SQL: &str = "\
-WITH picked AS (
-    SELECT id FROM tasks WHERE state = 'queued' AND run_at <= $2
-    ORDER BY priority DESC, run_at, id LIMIT $4
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE tasks t SET state = 'running', attempts = t.attempts + 1, lease_token = t.lease_token + 1,
-                   worker_id = $1, started_at = $2, lease_expires_at = $3
-FROM picked WHERE t.id = picked.id
-RETURNING t.id, t.kind, t.input, t.attempts, t.max_attempts, t.lease_token, t.priority, t.run_at";
-
 /// Records a batch of outcomes in one statement. Finished tasks move to
 /// `tasks_finished` (and successes with a cache key into `cache`); retries stay
 /// queued with their new `run_at`. Every row is fenced by its lease token.
@@ -83,6 +69,7 @@ finished AS (
       AND c.state IN ('succeeded', 'dead')
     RETURNING t.id, t.kind, t.input, c.state, c.result, c.error, t.attempts, t.max_attempts,
               t.priority, t.worker_id, t.created_at, t.run_at, t.started_at, c.now,
+              t.queue, t.concurrency_key,
               CASE WHEN c.state = 'dead'
                    THEN t.errors || jsonb_build_array(jsonb_build_object('attempt', t.attempts,
                             'error', c.error, 'at', c.now, 'worker_id', t.worker_id))
@@ -91,7 +78,7 @@ finished AS (
 archived AS (
     INSERT INTO tasks_finished (id, kind, input, state, result, error, attempts, max_attempts,
                                 priority, worker_id, created_at, run_at, started_at, completed_at,
-                                errors)
+                                queue, concurrency_key, errors)
     SELECT * FROM finished
     RETURNING id
 ),

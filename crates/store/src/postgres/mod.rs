@@ -11,9 +11,10 @@
 //!   polling as the fallback.
 
 mod batch;
+mod claim;
 
-pub use batch::TASK_CLAIM_SQL;
 use batch::{CompletionArrays, COMPLETE_MANY};
+pub use claim::TASK_CLAIM_SQL;
 mod events;
 mod notify;
 mod rows;
@@ -33,18 +34,15 @@ use uuid::Uuid;
 use weir_core::{
     CacheAccessParams, CacheEntryStats, CacheStats, ClaimedTask, CompletionOutcome,
     LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, NewEvent,
-    NodeRequestCount, RequestLogEntry, RequestLogStats, Store, StoreError, StoredEvent, Task,
-    TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
-    TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskRescueParams,
+    NodeRequestCount, QueueLimits, RequestLogEntry, RequestLogStats, Store, StoreError,
+    StoredEvent, Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
+    TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskRescueParams,
     WorkerHeartbeatParams, WorkerInfo,
 };
 
 use crate::error::{from_sqlx, postgres_contention};
-use crate::shared::lease_end;
 use crate::StoreOptions;
-use rows::{
-    claimed_from_row, task_from_row, worker_from_row, FINISHED_TASK_COLUMNS, LIVE_TASK_COLUMNS,
-};
+use rows::{task_from_row, worker_from_row, FINISHED_TASK_COLUMNS, LIVE_TASK_COLUMNS};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -179,8 +177,8 @@ impl Store for PostgresStore {
         // Idempotent by id: a retry after a lost answer returns the same task.
         let sql = format!(
             "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, \
-                                created_at, run_at) \
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8) \
+                                created_at, run_at, queue, concurrency_key) \
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (id) DO NOTHING RETURNING {LIVE_TASK_COLUMNS}"
         );
         let row = sqlx::query(&sql)
@@ -192,6 +190,8 @@ impl Store for PostgresStore {
             .bind(&p.cache_key)
             .bind(p.now)
             .bind(p.run_at)
+            .bind(&p.queue)
+            .bind(&p.concurrency_key)
             .fetch_optional(&self.pool)
             .await
             .map_err(err)?;
@@ -223,6 +223,7 @@ impl Store for PostgresStore {
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
+        let (mut queues, mut keys) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for p in params {
             ids.push(p.id.0);
             kinds.push(p.kind.as_str());
@@ -232,14 +233,18 @@ impl Store for PostgresStore {
             cache_keys.push(p.cache_key.as_deref());
             created.push(p.now);
             run_at.push(p.run_at);
+            queues.push(p.queue.as_str());
+            keys.push(p.concurrency_key.as_deref());
         }
         sqlx::query(
             "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, \
-                                created_at, run_at) \
-             SELECT id, kind, input, 'queued', max_attempts, priority, cache_key, created_at, run_at \
+                                created_at, run_at, queue, concurrency_key) \
+             SELECT id, kind, input, 'queued', max_attempts, priority, cache_key, created_at, run_at, \
+                    queue, concurrency_key \
              FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int[], $5::int[], $6::text[], \
-                         $7::timestamptz[], $8::timestamptz[]) \
-                 AS t(id, kind, input, max_attempts, priority, cache_key, created_at, run_at) \
+                         $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[]) \
+                 AS t(id, kind, input, max_attempts, priority, cache_key, created_at, run_at, \
+                      queue, concurrency_key) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(ids)
@@ -250,6 +255,8 @@ impl Store for PostgresStore {
         .bind(cache_keys)
         .bind(created)
         .bind(run_at)
+        .bind(queues)
+        .bind(keys)
         .execute(&self.pool)
         .await
         .map_err(err)?;
@@ -319,23 +326,45 @@ impl Store for PostgresStore {
         if p.max == 0 {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(TASK_CLAIM_SQL)
-            .bind(&p.worker_id)
-            .bind(p.now)
-            .bind(lease_end(p.now, p.lease))
-            .bind(i64::from(p.max))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(err)?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let priority: i32 = row.try_get("priority").map_err(err)?;
-            let run_at: DateTime<Utc> = row.try_get("run_at").map_err(err)?;
-            claimed.push((std::cmp::Reverse(priority), run_at, claimed_from_row(row)?));
-        }
-        // RETURNING order is unspecified; hand tasks out in claim order.
-        claimed.sort_by_key(|(priority, run_at, t)| (*priority, *run_at, t.id));
-        Ok(claimed.into_iter().map(|(_, _, t)| t).collect())
+        self.claim(&p).await
+    }
+
+    async fn queue_configure(&self, q: &QueueLimits) -> Result<(), StoreError> {
+        // A new rate starts with a full bucket (`refilled_at` NULL).
+        sqlx::query(
+            "INSERT INTO queues (name, concurrency, rate_per_second, burst, tokens, refilled_at) \
+             VALUES ($1, $2, $3, $4, 0, NULL) \
+             ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency, \
+                 rate_per_second = excluded.rate_per_second, burst = excluded.burst",
+        )
+        .bind(&q.name)
+        .bind(q.concurrency)
+        .bind(q.rate_per_second)
+        .bind(q.burst)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn queue_list(&self) -> Result<Vec<QueueLimits>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, concurrency, rate_per_second, burst FROM queues \
+             WHERE concurrency IS NOT NULL OR rate_per_second IS NOT NULL ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(QueueLimits {
+                    name: r.try_get(0).map_err(err)?,
+                    concurrency: r.try_get(1).map_err(err)?,
+                    rate_per_second: r.try_get(2).map_err(err)?,
+                    burst: r.try_get(3).map_err(err)?,
+                })
+            })
+            .collect()
     }
 
     async fn task_complete_many(
@@ -429,13 +458,14 @@ impl Store for PostgresStore {
                  DELETE FROM tasks t USING expired e \
                  WHERE t.id = e.id AND t.attempts >= t.max_attempts \
                  RETURNING t.id, t.kind, t.input, t.attempts, t.max_attempts, t.priority, \
-                           t.worker_id, t.created_at, t.run_at, t.started_at, t.errors), \
+                           t.worker_id, t.created_at, t.run_at, t.started_at, t.errors, \
+                           t.queue, t.concurrency_key), \
              archived AS ( \
                  INSERT INTO tasks_finished (id, kind, input, state, result, error, attempts, \
                      max_attempts, priority, worker_id, created_at, run_at, started_at, completed_at, \
-                     errors) \
+                     queue, concurrency_key, errors) \
                  SELECT id, kind, input, 'dead', NULL, $2, attempts, max_attempts, priority, \
-                        worker_id, created_at, run_at, started_at, $1, \
+                        worker_id, created_at, run_at, started_at, $1, queue, concurrency_key, \
                         errors || jsonb_build_array(jsonb_build_object('attempt', attempts, \
                             'error', $2::text, 'at', $1::timestamptz, 'worker_id', worker_id)) \
                  FROM dead \

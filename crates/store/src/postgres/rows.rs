@@ -9,10 +9,11 @@ use super::err;
 /// What `task_get` reads from either table; `tasks` has no result or
 /// completion time, so the live side selects NULLs for them.
 pub const LIVE_TASK_COLUMNS: &str = "id, kind, input, state, NULL::jsonb AS result, error, attempts, \
-    max_attempts, priority, worker_id, created_at, run_at, started_at, NULL::timestamptz AS completed_at, errors, progress";
+    max_attempts, priority, worker_id, created_at, run_at, started_at, NULL::timestamptz AS completed_at, errors, progress, \
+    queue, concurrency_key";
 pub const FINISHED_TASK_COLUMNS: &str = "id, kind, input, state, result, error, attempts, \
     max_attempts, priority, worker_id, created_at, run_at, started_at, completed_at, errors, \
-    NULL::smallint AS progress";
+    NULL::smallint AS progress, queue, concurrency_key";
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
@@ -45,6 +46,8 @@ pub fn task_from_row(row: &PgRow) -> Result<Task, StoreError> {
         } else {
             row.try_get("progress").map_err(err)?
         },
+        queue: row.try_get("queue").map_err(err)?,
+        concurrency_key: row.try_get("concurrency_key").map_err(err)?,
     })
 }
 

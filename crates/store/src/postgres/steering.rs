@@ -62,8 +62,9 @@ impl PostgresStore {
             return Ok((task, false));
         }
         let sql = format!(
-            "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, run_at) \
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8) RETURNING {LIVE_TASK_COLUMNS}"
+            "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, \
+                                run_at, queue, concurrency_key) \
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10) RETURNING {LIVE_TASK_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(p.id.0)
@@ -74,6 +75,8 @@ impl PostgresStore {
             .bind(&p.cache_key)
             .bind(p.now)
             .bind(p.run_at)
+            .bind(&p.queue)
+            .bind(&p.concurrency_key)
             .fetch_one(&mut *tx)
             .await
             .map_err(err)?;
@@ -93,10 +96,11 @@ impl PostgresStore {
         let sql = format!(
             "WITH moved AS (DELETE FROM tasks_finished WHERE id = $1 AND state = 'dead' RETURNING *) \
              INSERT INTO tasks (id, kind, input, state, error, attempts, max_attempts, priority, \
-                                worker_id, lease_token, created_at, run_at, started_at, errors) \
+                                worker_id, lease_token, created_at, run_at, started_at, errors, \
+                                queue, concurrency_key) \
              SELECT id, kind, input, 'queued', error, 0, max_attempts, priority, worker_id, \
                     (extract(epoch FROM $2::timestamptz) * 1000)::bigint, created_at, $2, started_at, \
-                    errors \
+                    errors, queue, concurrency_key \
              FROM moved RETURNING {LIVE_TASK_COLUMNS}"
         );
         let row = sqlx::query(&sql)
@@ -125,9 +129,10 @@ impl PostgresStore {
             "WITH moved AS (DELETE FROM tasks WHERE id = $1 RETURNING *) \
              INSERT INTO tasks_finished (id, kind, input, state, result, error, attempts, max_attempts, \
                                          priority, worker_id, created_at, run_at, started_at, completed_at, \
-                                         errors) \
+                                         errors, queue, concurrency_key) \
              SELECT id, kind, input, 'cancelled', NULL, error, attempts, max_attempts, priority, \
-                    worker_id, created_at, run_at, started_at, $2, errors FROM moved \
+                    worker_id, created_at, run_at, started_at, $2, errors, queue, concurrency_key \
+             FROM moved \
              RETURNING {FINISHED_TASK_COLUMNS}"
         );
         let row = sqlx::query(&sql)

@@ -7,6 +7,7 @@
 //! killed process (what weir promises); only an OS crash or power loss may lose
 //! the last commits.
 
+mod claim;
 mod events;
 mod rows;
 mod steering;
@@ -22,14 +23,13 @@ use tokio::sync::watch;
 use weir_core::{
     CacheAccessParams, CacheEntryStats, CacheStats, ClaimedTask, CompletionOutcome,
     LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, NewEvent,
-    NodeRequestCount, RequestLogEntry, RequestLogStats, Store, StoreError, StoredEvent, Task,
-    TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
-    TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskReleaseParams, TaskRescueParams,
-    WorkerHeartbeatParams, WorkerInfo,
+    NodeRequestCount, QueueLimits, RequestLogEntry, RequestLogStats, Store, StoreError,
+    StoredEvent, Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
+    TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskReleaseParams,
+    TaskRescueParams, WorkerHeartbeatParams, WorkerInfo,
 };
 
 use crate::error::{from_sqlx, sqlite_contention};
-use crate::shared::lease_end;
 use crate::StoreOptions;
 use rows::{millis, task_from_row, worker_from_row, TASK_COLUMNS};
 
@@ -41,7 +41,7 @@ const LEASE_EXPIRED: &str = "lease expired: the worker running this attempt stop
 /// SQLite allows at most 32766 bound parameters per statement; request-log
 /// inserts are chunked well below that.
 const REQUEST_ROWS_PER_STATEMENT: usize = 1_000;
-/// Task rows bind 9 parameters each.
+/// Task rows bind 11 parameters each.
 const TASK_ROWS_PER_STATEMENT: usize = 1_000;
 
 /// The SQLite store.
@@ -145,8 +145,9 @@ impl Store for SqliteStore {
 
     async fn task_insert(&self, p: TaskInsertParams) -> Result<Task, StoreError> {
         let sql = format!(
-            "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, run_at) \
-             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?) RETURNING {TASK_COLUMNS}"
+            "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, \
+                                run_at, queue, concurrency_key) \
+             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) RETURNING {TASK_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(p.id.to_string())
@@ -157,6 +158,8 @@ impl Store for SqliteStore {
             .bind(&p.cache_key)
             .bind(millis(p.now))
             .bind(millis(p.run_at))
+            .bind(&p.queue)
+            .bind(&p.concurrency_key)
             .fetch_one(&self.writer)
             .await
             .map_err(err)?;
@@ -172,7 +175,7 @@ impl Store for SqliteStore {
         for chunk in params.chunks(TASK_ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::new(
                 "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, \
-                 created_at, run_at) ",
+                 created_at, run_at, queue, concurrency_key) ",
             );
             q.push_values(chunk, |mut b, p| {
                 b.push_bind(p.id.to_string())
@@ -183,7 +186,9 @@ impl Store for SqliteStore {
                     .push_bind(p.priority)
                     .push_bind(&p.cache_key)
                     .push_bind(millis(p.now))
-                    .push_bind(millis(p.run_at));
+                    .push_bind(millis(p.run_at))
+                    .push_bind(&p.queue)
+                    .push_bind(&p.concurrency_key);
             });
             q.push(" ON CONFLICT (id) DO NOTHING");
             q.build().execute(&mut *tx).await.map_err(err)?;
@@ -248,32 +253,44 @@ impl Store for SqliteStore {
         if p.max == 0 {
             return Ok(Vec::new());
         }
-        let now = millis(p.now);
-        let expires = millis(lease_end(p.now, p.lease));
-        // One statement on the single writer connection: atomic, so no task is
-        // handed to two claimers.
-        let rows = sqlx::query(
-            "UPDATE tasks SET state = 'running', attempts = attempts + 1, \
-                 lease_token = lease_token + 1, worker_id = ?1, started_at = ?2, \
-                 lease_expires_at = ?3 \
-             WHERE id IN (SELECT id FROM tasks WHERE state = 'queued' AND run_at <= ?2 \
-                          ORDER BY priority DESC, run_at, id LIMIT ?4) \
-             RETURNING id, kind, input, attempts, max_attempts, lease_token",
+        self.claim(&p).await
+    }
+
+    async fn queue_configure(&self, q: &QueueLimits) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO queues (name, concurrency, rate_per_second, burst, tokens, refilled_at) \
+             VALUES (?, ?, ?, ?, 0, NULL) \
+             ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency, \
+                 rate_per_second = excluded.rate_per_second, burst = excluded.burst",
         )
-        .bind(&p.worker_id)
-        .bind(now)
-        .bind(expires)
-        .bind(i64::from(p.max))
-        .fetch_all(&self.writer)
+        .bind(&q.name)
+        .bind(q.concurrency)
+        .bind(q.rate_per_second)
+        .bind(q.burst)
+        .execute(&self.writer)
         .await
         .map_err(err)?;
-        let mut claimed = rows
-            .iter()
-            .map(rows::claimed_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        // RETURNING order is unspecified; hand tasks out in claim order.
-        claimed.sort_by_key(|t| t.id);
-        Ok(claimed)
+        Ok(())
+    }
+
+    async fn queue_list(&self) -> Result<Vec<QueueLimits>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, concurrency, rate_per_second, burst FROM queues \
+             WHERE concurrency IS NOT NULL OR rate_per_second IS NOT NULL ORDER BY name",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(QueueLimits {
+                    name: r.try_get(0).map_err(err)?,
+                    concurrency: r.try_get(1).map_err(err)?,
+                    rate_per_second: r.try_get(2).map_err(err)?,
+                    burst: r.try_get(3).map_err(err)?,
+                })
+            })
+            .collect()
     }
 
     async fn task_complete_many(

@@ -8,7 +8,8 @@ use weir_core::{ClaimedTask, StoreError, Task, TaskId, WorkerInfo, WorkerStatus}
 use super::err;
 
 pub const TASK_COLUMNS: &str = "id, kind, input, state, result, error, attempts, max_attempts, \
-    priority, worker_id, created_at, run_at, started_at, completed_at, errors, progress";
+    priority, worker_id, created_at, run_at, started_at, completed_at, errors, progress, queue, \
+    concurrency_key";
 
 pub fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -67,6 +68,8 @@ pub fn task_from_row(row: &SqliteRow) -> Result<Task, StoreError> {
                 .map_err(err)?
                 .map(|p| p.clamp(0, 100) as i16)
         },
+        queue: row.try_get("queue").map_err(err)?,
+        concurrency_key: row.try_get("concurrency_key").map_err(err)?,
     })
 }
 

@@ -61,8 +61,9 @@ impl SqliteStore {
             return Ok((task, false));
         }
         let sql = format!(
-            "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, run_at) \
-             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?) RETURNING {TASK_COLUMNS}"
+            "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, \
+                                run_at, queue, concurrency_key) \
+             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) RETURNING {TASK_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(p.id.to_string())
@@ -73,6 +74,8 @@ impl SqliteStore {
             .bind(&p.cache_key)
             .bind(now)
             .bind(millis(p.run_at))
+            .bind(&p.queue)
+            .bind(&p.concurrency_key)
             .fetch_one(&mut *tx)
             .await
             .map_err(err)?;

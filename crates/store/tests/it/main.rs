@@ -29,6 +29,10 @@ macro_rules! conformance_suite {
             tasks_list_newest_first_with_filters_and_a_cursor,
             cache_counts_hits_misses_and_reads_per_entry,
             idempotency_key_of_a_pruned_task_queues_a_new_one,
+            queue_concurrency_limit_holds_across_claimers,
+            queue_rate_limit_spends_tokens_and_refills,
+            concurrency_key_limits_running_tasks_per_key,
+            workers_claim_only_their_queues,
         );
     };
     ($setup:ident; $($name:ident),* $(,)?) => {

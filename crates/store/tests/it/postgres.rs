@@ -42,6 +42,7 @@ async fn claim_query_uses_the_claim_index() {
             .bind(chrono::Utc::now())
             .bind(chrono::Utc::now())
             .bind(10i64)
+            .bind(None::<Vec<String>>)
             .fetch_all(pool)
             .await
             .unwrap();

@@ -125,6 +125,8 @@ impl Scheduler {
                     priority: 0,
                     run_at: slot,
                     now,
+                    queue: "default".into(),
+                    concurrency_key: None,
                 };
                 let key = format!("periodic:{}:{}", job.name, slot.to_rfc3339());
                 if let Err(e) = store

@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use weir_core::*;
 
+mod limits;
 mod steering;
+pub use limits::*;
 pub use steering::*;
 
 pub(crate) fn insert_params(kind: TaskKind, s: &str, now: DateTime<Utc>) -> TaskInsertParams {
@@ -22,6 +24,8 @@ pub(crate) fn insert_params(kind: TaskKind, s: &str, now: DateTime<Utc>) -> Task
         priority: 0,
         run_at: now,
         now,
+        queue: "default".into(),
+        concurrency_key: None,
     }
 }
 
@@ -31,6 +35,8 @@ pub(crate) fn claim(worker: &str, max: u32, now: DateTime<Utc>) -> TaskClaimPara
         max,
         now,
         lease: Duration::from_secs(15),
+        queues: None,
+        key_limit: 1,
     }
 }
 

@@ -1,0 +1,14 @@
+-- Named queues with cluster-wide limits, and concurrency keys.
+ALTER TABLE tasks ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE tasks ADD COLUMN concurrency_key TEXT;
+CREATE INDEX tasks_concurrency_key ON tasks (concurrency_key, state) WHERE concurrency_key IS NOT NULL;
+CREATE INDEX tasks_running_queue ON tasks (queue) WHERE state = 'running';
+-- Limits per queue; `tokens`/`refilled_at` (ms) are the rate limit's bucket.
+CREATE TABLE queues (
+    name            TEXT PRIMARY KEY,
+    concurrency     INTEGER,
+    rate_per_second REAL,
+    burst           INTEGER,
+    tokens          REAL    NOT NULL DEFAULT 0,
+    refilled_at     INTEGER
+);
