@@ -35,3 +35,59 @@ pub(crate) fn refill(
         }
     }
 }
+
+/// The names of queues with limits, re-read at most once a second: the claim
+/// query needs them as constants (a list the planner cannot see makes it give
+/// up the claim index). A limit set elsewhere applies within a second; one set
+/// through this store applies at once.
+#[derive(Default)]
+pub(crate) struct LimitedQueues {
+    cached: std::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
+}
+
+impl LimitedQueues {
+    const TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    pub(crate) fn get(&self) -> Option<Vec<String>> {
+        let cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cached {
+            Some((at, names)) if at.elapsed() < Self::TTL => Some(names.clone()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn set(&self, names: Vec<String>) {
+        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), names));
+    }
+
+    pub(crate) fn invalidate(&self) {
+        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// `'a', 'b'` for an SQL `IN (…)` list; quotes doubled, so any name is safe.
+pub(crate) fn sql_string_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("'{}'", n.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The fast claim's extra conditions: no key, not in a limited queue, in
+/// one of the claimer's queues. Names are inlined as constants.
+pub(crate) fn fast_claim_filter(limited: &[String], only: Option<&[String]>) -> String {
+    let mut filter = String::from("concurrency_key IS NULL");
+    if !limited.is_empty() {
+        filter.push_str(&format!(" AND queue NOT IN ({})", sql_string_list(limited)));
+    }
+    if let Some(only) = only {
+        if only.is_empty() {
+            filter.push_str(" AND FALSE");
+        } else {
+            filter.push_str(&format!(" AND queue IN ({})", sql_string_list(only)));
+        }
+    }
+    filter
+}

@@ -1,6 +1,12 @@
 -- Named queues with cluster-wide limits, and concurrency keys.
 ALTER TABLE tasks ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
 ALTER TABLE tasks ADD COLUMN concurrency_key TEXT;
+-- The fast claim takes only tasks without a key; an index whose predicate
+-- says so keeps the planner on it even before statistics exist (a bare
+-- `IS NULL` filter is guessed at 0.5% of rows, which made it sort the table).
+DROP INDEX tasks_claim;
+CREATE INDEX tasks_claim ON tasks (priority DESC, run_at, id)
+    WHERE state = 'queued' AND concurrency_key IS NULL;
 ALTER TABLE tasks_finished ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
 ALTER TABLE tasks_finished ADD COLUMN concurrency_key TEXT;
 -- Counting a key's running tasks, and finding its queued ones.

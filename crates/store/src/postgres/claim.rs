@@ -21,14 +21,12 @@ use super::rows::claimed_from_row;
 use super::{err, PostgresStore};
 use crate::shared::lease_end;
 
-/// Tasks no limit touches.
+/// Tasks no limit touches; `{filter}` is [`crate::shared::fast_claim_filter`].
+/// Walks the partial index `tasks_claim` in order and skips rows other
+/// claimers hold, so concurrent workers never queue behind each other.
 pub const TASK_CLAIM_SQL: &str = "\
 WITH picked AS (
-    SELECT id FROM tasks WHERE state = 'queued' AND run_at <= $2
-      AND concurrency_key IS NULL
-      AND ($5::text[] IS NULL OR queue = ANY($5))
-      AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = tasks.queue
-                      AND (q.concurrency IS NOT NULL OR q.rate_per_second IS NOT NULL))
+    SELECT id FROM tasks WHERE state = 'queued' AND run_at <= $2 AND {filter}
     ORDER BY priority DESC, run_at, id LIMIT $4
     FOR UPDATE SKIP LOCKED
 )
@@ -72,17 +70,23 @@ fn collect(rows: &[sqlx::postgres::PgRow], into: &mut Vec<Claimed>) -> Result<()
 impl PostgresStore {
     pub(super) async fn claim(&self, p: &TaskClaimParams) -> Result<Vec<ClaimedTask>, StoreError> {
         let mut claimed = Vec::with_capacity(p.max as usize);
-        let rows = sqlx::query(TASK_CLAIM_SQL)
+        let limited = self.limited_queues().await?;
+        let sql = TASK_CLAIM_SQL.replace(
+            "{filter}",
+            &crate::shared::fast_claim_filter(&limited, p.queues.as_deref()),
+        );
+        let rows = sqlx::query(&sql)
             .bind(&p.worker_id)
             .bind(p.now)
             .bind(lease_end(p.now, p.lease))
             .bind(i64::from(p.max))
-            .bind(&p.queues)
             .fetch_all(self.pool())
             .await
             .map_err(err)?;
         collect(&rows, &mut claimed)?;
-        if claimed.len() < p.max as usize && self.limits_may_apply(p).await? {
+        if claimed.len() < p.max as usize
+            && (!limited.is_empty() || self.keyed_tasks_due(p).await?)
+        {
             let room = p.max as i64 - claimed.len() as i64;
             let mut tx = self.pool().begin().await.map_err(err)?;
             claim_limited(&mut tx, p, room, &mut claimed).await?;
@@ -93,19 +97,31 @@ impl PostgresStore {
         Ok(claimed.into_iter().map(|(_, _, t)| t).collect())
     }
 
-    /// Whether any queue has limits or any due task has a key (cheap: the
-    /// queues table is tiny and keyed tasks are indexed).
-    async fn limits_may_apply(&self, p: &TaskClaimParams) -> Result<bool, StoreError> {
+    /// Whether a due task has a key (cheap: keyed tasks are indexed).
+    async fn keyed_tasks_due(&self, p: &TaskClaimParams) -> Result<bool, StoreError> {
         sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM queues \
-                            WHERE concurrency IS NOT NULL OR rate_per_second IS NOT NULL) \
-                 OR EXISTS (SELECT 1 FROM tasks WHERE concurrency_key IS NOT NULL \
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE concurrency_key IS NOT NULL \
                             AND state = 'queued' AND run_at <= $1)",
         )
         .bind(p.now)
         .fetch_one(self.pool())
         .await
         .map_err(err)
+    }
+
+    /// Names of queues with limits (cached for a second).
+    pub(super) async fn limited_queues(&self) -> Result<Vec<String>, StoreError> {
+        if let Some(names) = self.limited.get() {
+            return Ok(names);
+        }
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM queues WHERE concurrency IS NOT NULL OR rate_per_second IS NOT NULL",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(err)?;
+        self.limited.set(names.clone());
+        Ok(names)
     }
 }
 

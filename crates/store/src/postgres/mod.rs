@@ -55,6 +55,8 @@ pub struct PostgresStore {
     producer: JoinHandle<()>,
     /// Started on the first `task_inserted` call: only workers listen.
     listener: OnceLock<JoinHandle<()>>,
+    /// Queues with limits, for the fast claim.
+    limited: crate::shared::LimitedQueues,
 }
 
 fn err(e: sqlx::Error) -> StoreError {
@@ -93,6 +95,7 @@ impl PostgresStore {
             poke,
             producer,
             listener: OnceLock::new(),
+            limited: Default::default(),
         })
     }
 
@@ -344,6 +347,7 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await
         .map_err(err)?;
+        self.limited.invalidate();
         Ok(())
     }
 

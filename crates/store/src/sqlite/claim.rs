@@ -11,16 +11,12 @@ use super::rows::{claimed_from_row, millis, time};
 use super::{err, SqliteStore};
 use crate::shared::lease_end;
 
-/// Tasks with no key in queues without limits. `?5`: the claimer's queues as
-/// a JSON array, or NULL for all.
+/// Tasks no limit touches; `{filter}` is [`crate::shared::fast_claim_filter`].
 const FAST_CLAIM_SQL: &str = "\
 UPDATE tasks SET state = 'running', attempts = attempts + 1, lease_token = lease_token + 1,
                  worker_id = ?1, started_at = ?2, lease_expires_at = ?3
 WHERE id IN (
-    SELECT id FROM tasks WHERE state = 'queued' AND run_at <= ?2 AND concurrency_key IS NULL
-      AND (?5 IS NULL OR queue IN (SELECT value FROM json_each(?5)))
-      AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = tasks.queue
-                      AND (q.concurrency IS NOT NULL OR q.rate_per_second IS NOT NULL))
+    SELECT id FROM tasks WHERE state = 'queued' AND run_at <= ?2 AND {filter}
     ORDER BY priority DESC, run_at, id LIMIT ?4)
 RETURNING id, kind, input, attempts, max_attempts, lease_token";
 
@@ -60,12 +56,16 @@ impl SqliteStore {
             now: millis(p.now),
             expires: millis(lease_end(p.now, p.lease)),
         };
-        let rows = sqlx::query(FAST_CLAIM_SQL)
+        let limited = self.limited_queues().await?;
+        let sql = FAST_CLAIM_SQL.replace(
+            "{filter}",
+            &crate::shared::fast_claim_filter(&limited, p.queues.as_deref()),
+        );
+        let rows = sqlx::query(&sql)
             .bind(&p.worker_id)
             .bind(c.now)
             .bind(c.expires)
             .bind(i64::from(p.max))
-            .bind(&c.queues_json)
             .fetch_all(&self.writer)
             .await
             .map_err(err)?;
@@ -73,7 +73,9 @@ impl SqliteStore {
             .iter()
             .map(claimed_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        if claimed.len() < p.max as usize && self.limits_may_apply(c.now).await? {
+        if claimed.len() < p.max as usize
+            && (!limited.is_empty() || self.keyed_tasks_due(c.now).await?)
+        {
             let room = i64::from(p.max) - claimed.len() as i64;
             // IMMEDIATE: take the write lock up front, so another process's
             // writer cannot slip in between the counts and the claims.
@@ -90,18 +92,31 @@ impl SqliteStore {
         Ok(claimed)
     }
 
-    /// Whether any queue has limits or any due task has a key.
-    async fn limits_may_apply(&self, now: i64) -> Result<bool, StoreError> {
+    /// Whether a due task has a key.
+    async fn keyed_tasks_due(&self, now: i64) -> Result<bool, StoreError> {
         sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM queues \
-                            WHERE concurrency IS NOT NULL OR rate_per_second IS NOT NULL) \
-                 OR EXISTS (SELECT 1 FROM tasks WHERE concurrency_key IS NOT NULL \
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE concurrency_key IS NOT NULL \
                             AND state = 'queued' AND run_at <= ?)",
         )
         .bind(now)
         .fetch_one(&self.reader)
         .await
         .map_err(err)
+    }
+
+    /// Names of queues with limits (cached for a second).
+    async fn limited_queues(&self) -> Result<Vec<String>, StoreError> {
+        if let Some(names) = self.limited.get() {
+            return Ok(names);
+        }
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM queues WHERE concurrency IS NOT NULL OR rate_per_second IS NOT NULL",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(err)?;
+        self.limited.set(names.clone());
+        Ok(names)
     }
 }
 

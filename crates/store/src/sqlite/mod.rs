@@ -49,6 +49,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     inserted: watch::Sender<u64>,
+    /// Queues with limits, for the fast claim.
+    limited: crate::shared::LimitedQueues,
 }
 
 fn err(e: sqlx::Error) -> StoreError {
@@ -88,6 +90,7 @@ impl SqliteStore {
             writer,
             reader,
             inserted,
+            limited: Default::default(),
         })
     }
 
@@ -270,6 +273,7 @@ impl Store for SqliteStore {
         .execute(&self.writer)
         .await
         .map_err(err)?;
+        self.limited.invalidate();
         Ok(())
     }
 

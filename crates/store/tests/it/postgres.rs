@@ -36,16 +36,20 @@ async fn claim_query_uses_the_claim_index() {
     .await
     .unwrap();
     sqlx::query("ANALYZE tasks").execute(pool).await.unwrap();
-    let plan: Vec<String> =
-        sqlx::query_scalar(&format!("EXPLAIN {}", weir_store::postgres::TASK_CLAIM_SQL))
-            .bind("w")
-            .bind(chrono::Utc::now())
-            .bind(chrono::Utc::now())
-            .bind(10i64)
-            .bind(None::<Vec<String>>)
-            .fetch_all(pool)
-            .await
-            .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(&format!(
+        "EXPLAIN {}",
+        weir_store::postgres::TASK_CLAIM_SQL.replace(
+            "{filter}",
+            "concurrency_key IS NULL AND queue NOT IN ('limited')"
+        )
+    ))
+    .bind("w")
+    .bind(chrono::Utc::now())
+    .bind(chrono::Utc::now())
+    .bind(10i64)
+    .fetch_all(pool)
+    .await
+    .unwrap();
     let plan = plan.join("\n");
     assert!(
         plan.contains("tasks_claim"),
