@@ -20,7 +20,56 @@ impl Default for RetryPolicy {
     }
 }
 
+/// How a policy is shown and given: `{"base_ms": 1000, "cap_ms": 300000}`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Millis {
+    base_ms: u64,
+    cap_ms: u64,
+}
+
+impl serde::Serialize for RetryPolicy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Millis {
+            base_ms: self.base.as_millis() as u64,
+            cap_ms: self.cap.as_millis() as u64,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RetryPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m = Millis::deserialize(d)?;
+        Ok(RetryPolicy {
+            base: Duration::from_millis(m.base_ms),
+            cap: Duration::from_millis(m.cap_ms),
+        })
+    }
+}
+
 impl RetryPolicy {
+    /// A policy from stored milliseconds; `None` unless both are there.
+    pub fn from_millis(base_ms: Option<i64>, cap_ms: Option<i64>) -> Option<RetryPolicy> {
+        match (base_ms, cap_ms) {
+            (Some(b), Some(c)) if b > 0 && c >= b => Some(RetryPolicy {
+                base: Duration::from_millis(b as u64),
+                cap: Duration::from_millis(c as u64),
+            }),
+            _ => None,
+        }
+    }
+
+    /// (base, cap) in milliseconds, for storing.
+    pub fn to_millis(policy: Option<RetryPolicy>) -> (Option<i64>, Option<i64>) {
+        match policy {
+            Some(p) => (
+                Some(p.base.as_millis() as i64),
+                Some(p.cap.as_millis() as i64),
+            ),
+            None => (None, None),
+        }
+    }
+
     /// The ceiling of the delay after failed attempt number `attempt` (1-based).
     pub fn ceiling(&self, attempt: i32) -> Duration {
         let exp = attempt.saturating_sub(1).clamp(0, 30) as u32;

@@ -57,6 +57,8 @@ pub struct TaskInsertParams {
     pub queue: String,
     /// At most the claimer's `key_limit` tasks with the same key run at once.
     pub concurrency_key: Option<String>,
+    /// This task's own backoff between attempts (else the worker's for its kind).
+    pub backoff: Option<crate::RetryPolicy>,
 }
 
 /// A worker asking for up to `max` runnable tasks.

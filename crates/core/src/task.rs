@@ -127,6 +127,8 @@ pub struct Task {
     /// The named queue it waits in.
     pub queue: String,
     pub concurrency_key: Option<String>,
+    /// The backoff given at submission (`None`: the workers' for its type).
+    pub retry_backoff: Option<crate::RetryPolicy>,
 }
 
 /// One failed attempt, as kept on its task.
@@ -152,4 +154,6 @@ pub struct ClaimedTask {
     /// older token is rejected, so a worker whose lease was lost cannot overwrite
     /// the attempt that replaced it.
     pub lease_token: i64,
+    /// The task's own backoff, if its submission gave one.
+    pub backoff: Option<crate::RetryPolicy>,
 }

@@ -218,10 +218,11 @@ impl Worker {
             Err(error) => {
                 self.report.failed += 1;
                 let retry_at = (task.attempt < task.max_attempts).then(|| {
-                    let delay = self
-                        .config
-                        .retry_for(task.kind)
-                        .delay(task.attempt, rand::thread_rng().gen());
+                    // The submission's own backoff wins over the type's.
+                    let policy = task
+                        .backoff
+                        .unwrap_or_else(|| self.config.retry_for(task.kind));
+                    let delay = policy.delay(task.attempt, rand::thread_rng().gen());
                     now + to_chrono(delay)
                 });
                 tracing::info!(task = %task.id, attempt = task.attempt, %error, "attempt failed");

@@ -7,7 +7,9 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use weir_core::{Task, TaskChange, TaskId, TaskInsertParams, TaskKind, TaskListParams, TaskState};
+use weir_core::{
+    RetryPolicy, Task, TaskChange, TaskId, TaskInsertParams, TaskKind, TaskListParams, TaskState,
+};
 
 use crate::body::JsonBody;
 use crate::{ApiError, AppState};
@@ -32,6 +34,8 @@ pub struct SubmitTask {
     queue: Option<String>,
     /// At most the workers' key limit of tasks with this key run at once.
     concurrency_key: Option<String>,
+    /// This task's backoff between attempts, `BASE:CAP` like `100ms:30s`.
+    retry_backoff: Option<String>,
 }
 
 /// Longest queue name accepted.
@@ -70,6 +74,30 @@ fn valid_concurrency_key(key: Option<String>) -> Result<Option<String>, ApiError
     }
 }
 
+/// Longest backoff cap a submission may ask for.
+const MAX_BACKOFF_CAP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// `BASE:CAP`, e.g. `100ms:30s`: full jitter below a ceiling that starts at
+/// BASE and doubles per attempt up to CAP.
+fn valid_backoff(spec: Option<String>) -> Result<Option<RetryPolicy>, ApiError> {
+    let Some(spec) = spec else {
+        return Ok(None);
+    };
+    let invalid = |why: String| ApiError::bad_request("invalid_retry_backoff", why);
+    let (base, cap) = spec
+        .split_once(':')
+        .ok_or_else(|| invalid(format!("expected BASE:CAP like 100ms:30s, got {spec:?}")))?;
+    let parse =
+        |s: &str| humantime::parse_duration(s.trim()).map_err(|e| invalid(format!("{s:?}: {e}")));
+    let (base, cap) = (parse(base)?, parse(cap)?);
+    if base.as_millis() < 1 || cap < base || cap > MAX_BACKOFF_CAP {
+        return Err(invalid(
+            "the base must be at least 1ms, the cap at least the base and at most 24h".into(),
+        ));
+    }
+    Ok(Some(RetryPolicy { base, cap }))
+}
+
 /// Longest idempotency key accepted.
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
 
@@ -83,6 +111,7 @@ struct Submission {
     idempotency_key: Option<String>,
     queue: String,
     concurrency_key: Option<String>,
+    backoff: Option<RetryPolicy>,
 }
 
 /// The key from the `Idempotency-Key` header or the body's field (they must agree).
@@ -151,6 +180,7 @@ pub async fn submit(
             idempotency_key,
             queue: valid_queue(body.queue)?,
             concurrency_key: valid_concurrency_key(body.concurrency_key)?,
+            backoff: valid_backoff(body.retry_backoff)?,
         },
     )
     .await
@@ -183,6 +213,7 @@ pub async fn submit_hash(
         idempotency_key,
         queue: "default".into(),
         concurrency_key: None,
+        backoff: None,
     };
     enqueue(&state, submission).await
 }
@@ -198,6 +229,7 @@ async fn enqueue(state: &AppState, s: Submission) -> Result<Response, ApiError> 
         idempotency_key,
         queue,
         concurrency_key,
+        backoff,
     } = s;
     kind.validate_input(&input)?;
     let now = Utc::now();
@@ -222,6 +254,7 @@ async fn enqueue(state: &AppState, s: Submission) -> Result<Response, ApiError> 
         now,
         queue,
         concurrency_key,
+        backoff,
     };
     if let Some(key) = idempotency_key {
         let (task, created) = state

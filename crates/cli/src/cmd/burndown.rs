@@ -55,6 +55,7 @@ pub async fn run(args: BenchBurndownArgs) -> anyhow::Result<()> {
                 now,
                 queue: "default".into(),
                 concurrency_key: None,
+                backoff: None,
             })
             .collect();
         store.task_insert_many(&batch).await?;

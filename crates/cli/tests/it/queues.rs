@@ -1,6 +1,7 @@
-//! Named queues and concurrency keys through the whole stack: a queue limited
+//! Scheduling a submission controls, through the whole stack: a queue limited
 //! to one running task never runs two at once across three workers, nor does
-//! a concurrency key; both are shown on the task; bad names are refused.
+//! a concurrency key; a submission's own backoff beats the workers'; all are
+//! shown on the task; bad values are refused.
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -128,7 +129,34 @@ async fn bad_queue_names_and_keys_are_refused(store: StoreKind) {
     stack.stop().await;
 }
 
+async fn a_submissions_backoff_beats_the_workers(store: StoreKind) {
+    let mut opts = StackOptions::on(store);
+    // Workers wait up to an hour between attempts unless told otherwise.
+    opts.retry = Some(weir_core::RetryPolicy {
+        base: std::time::Duration::from_secs(3600),
+        cap: std::time::Duration::from_secs(3600),
+    });
+    let stack = Stack::start(opts).await;
+    let id = submit(
+        &stack,
+        json!({"type": "flaky", "input": {"fail_times": 2}, "max_attempts": 3,
+               "retry_backoff": "5ms:10ms"}),
+    )
+    .await;
+    let t = stack.wait_task(&id).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["attempts"], 3, "{t}");
+    assert_eq!(
+        t["retry_backoff"],
+        json!({"base_ms": 5, "cap_ms": 10}),
+        "{t}"
+    );
+    assert_eq!(t["errors"].as_array().unwrap().len(), 2, "{t}");
+    stack.stop().await;
+}
+
 crate::for_each_store!(
     a_limited_queue_and_a_concurrency_key_run_one_at_a_time,
     bad_queue_names_and_keys_are_refused,
+    a_submissions_backoff_beats_the_workers,
 );

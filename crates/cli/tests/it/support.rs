@@ -85,6 +85,8 @@ pub struct StackOptions {
     pub queue_limits: Vec<weir_core::QueueLimits>,
     /// Most running tasks per concurrency key.
     pub concurrency_key_limit: i32,
+    /// The workers' default backoff (the worker default when None).
+    pub retry: Option<weir_core::RetryPolicy>,
 }
 
 impl Default for StackOptions {
@@ -107,6 +109,7 @@ impl Default for StackOptions {
             max_write_events: 100_000,
             queue_limits: Vec::new(),
             concurrency_key_limit: 1,
+            retry: None,
         }
     }
 }
@@ -208,6 +211,9 @@ impl Stack {
         worker.scheduler_interval = Duration::from_millis(200);
         worker.queue_limits = opts.queue_limits.clone();
         worker.concurrency_key_limit = opts.concurrency_key_limit;
+        if let Some(retry) = opts.retry {
+            worker.retry = retry;
+        }
         let mut lb = weir_lb::LbConfig::new(Vec::new());
         lb.admin_token = ADMIN_TOKEN.into();
         let spec = ClusterSpec {

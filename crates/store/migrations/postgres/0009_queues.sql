@@ -22,3 +22,8 @@ CREATE TABLE queues (
     tokens          DOUBLE PRECISION NOT NULL DEFAULT 0,
     refilled_at     TIMESTAMPTZ
 );
+-- A submission's own backoff between attempts (NULL: the workers' for its type).
+ALTER TABLE tasks ADD COLUMN backoff_base_ms BIGINT;
+ALTER TABLE tasks ADD COLUMN backoff_cap_ms BIGINT;
+ALTER TABLE tasks_finished ADD COLUMN backoff_base_ms BIGINT;
+ALTER TABLE tasks_finished ADD COLUMN backoff_cap_ms BIGINT;

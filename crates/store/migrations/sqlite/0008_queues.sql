@@ -18,3 +18,6 @@ CREATE TABLE queues (
     tokens          REAL    NOT NULL DEFAULT 0,
     refilled_at     INTEGER
 );
+-- A submission's own backoff between attempts (NULL: the workers' for its type).
+ALTER TABLE tasks ADD COLUMN backoff_base_ms INTEGER;
+ALTER TABLE tasks ADD COLUMN backoff_cap_ms INTEGER;

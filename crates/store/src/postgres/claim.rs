@@ -33,7 +33,8 @@ WITH picked AS (
 UPDATE tasks t SET state = 'running', attempts = t.attempts + 1, lease_token = t.lease_token + 1,
                    worker_id = $1, started_at = $2, lease_expires_at = $3
 FROM picked WHERE t.id = picked.id
-RETURNING t.id, t.kind, t.input, t.attempts, t.max_attempts, t.lease_token, t.priority, t.run_at";
+RETURNING t.id, t.kind, t.input, t.attempts, t.max_attempts, t.lease_token, t.priority, t.run_at,
+          t.backoff_base_ms, t.backoff_cap_ms";
 
 /// Tasks of one limited queue (`$5`) or of one key (`$6`), or both.
 const CLAIM_FILTERED_SQL: &str = "\
@@ -51,7 +52,8 @@ WITH picked AS (
 UPDATE tasks t SET state = 'running', attempts = t.attempts + 1, lease_token = t.lease_token + 1,
                    worker_id = $1, started_at = $2, lease_expires_at = $3
 FROM picked WHERE t.id = picked.id
-RETURNING t.id, t.kind, t.input, t.attempts, t.max_attempts, t.lease_token, t.priority, t.run_at";
+RETURNING t.id, t.kind, t.input, t.attempts, t.max_attempts, t.lease_token, t.priority, t.run_at,
+          t.backoff_base_ms, t.backoff_cap_ms";
 
 /// Keys with due tasks looked at per claim.
 const KEYS_PER_CLAIM: i64 = 64;

@@ -34,8 +34,8 @@ use uuid::Uuid;
 use weir_core::{
     CacheAccessParams, CacheEntryStats, CacheStats, ClaimedTask, CompletionOutcome,
     LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, NewEvent,
-    NodeRequestCount, QueueLimits, RequestLogEntry, RequestLogStats, Store, StoreError,
-    StoredEvent, Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
+    NodeRequestCount, QueueLimits, RequestLogEntry, RequestLogStats, RetryPolicy, Store,
+    StoreError, StoredEvent, Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
     TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskRescueParams,
     WorkerHeartbeatParams, WorkerInfo,
 };
@@ -180,8 +180,9 @@ impl Store for PostgresStore {
         // Idempotent by id: a retry after a lost answer returns the same task.
         let sql = format!(
             "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, \
-                                created_at, run_at, queue, concurrency_key) \
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10) \
+                                created_at, run_at, queue, concurrency_key, backoff_base_ms, \
+                                backoff_cap_ms) \
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (id) DO NOTHING RETURNING {LIVE_TASK_COLUMNS}"
         );
         let row = sqlx::query(&sql)
@@ -195,6 +196,8 @@ impl Store for PostgresStore {
             .bind(p.run_at)
             .bind(&p.queue)
             .bind(&p.concurrency_key)
+            .bind(RetryPolicy::to_millis(p.backoff).0)
+            .bind(RetryPolicy::to_millis(p.backoff).1)
             .fetch_optional(&self.pool)
             .await
             .map_err(err)?;
@@ -227,6 +230,7 @@ impl Store for PostgresStore {
             Vec::with_capacity(n),
         );
         let (mut queues, mut keys) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut bases, mut caps) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for p in params {
             ids.push(p.id.0);
             kinds.push(p.kind.as_str());
@@ -238,16 +242,21 @@ impl Store for PostgresStore {
             run_at.push(p.run_at);
             queues.push(p.queue.as_str());
             keys.push(p.concurrency_key.as_deref());
+            let (base, cap) = RetryPolicy::to_millis(p.backoff);
+            bases.push(base);
+            caps.push(cap);
         }
         sqlx::query(
             "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, \
-                                created_at, run_at, queue, concurrency_key) \
+                                created_at, run_at, queue, concurrency_key, backoff_base_ms, \
+                                backoff_cap_ms) \
              SELECT id, kind, input, 'queued', max_attempts, priority, cache_key, created_at, run_at, \
-                    queue, concurrency_key \
+                    queue, concurrency_key, backoff_base_ms, backoff_cap_ms \
              FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int[], $5::int[], $6::text[], \
-                         $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[]) \
+                         $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], \
+                         $11::bigint[], $12::bigint[]) \
                  AS t(id, kind, input, max_attempts, priority, cache_key, created_at, run_at, \
-                      queue, concurrency_key) \
+                      queue, concurrency_key, backoff_base_ms, backoff_cap_ms) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(ids)
@@ -260,6 +269,8 @@ impl Store for PostgresStore {
         .bind(run_at)
         .bind(queues)
         .bind(keys)
+        .bind(bases)
+        .bind(caps)
         .execute(&self.pool)
         .await
         .map_err(err)?;
@@ -463,13 +474,14 @@ impl Store for PostgresStore {
                  WHERE t.id = e.id AND t.attempts >= t.max_attempts \
                  RETURNING t.id, t.kind, t.input, t.attempts, t.max_attempts, t.priority, \
                            t.worker_id, t.created_at, t.run_at, t.started_at, t.errors, \
-                           t.queue, t.concurrency_key), \
+                           t.queue, t.concurrency_key, t.backoff_base_ms, t.backoff_cap_ms), \
              archived AS ( \
                  INSERT INTO tasks_finished (id, kind, input, state, result, error, attempts, \
                      max_attempts, priority, worker_id, created_at, run_at, started_at, completed_at, \
-                     queue, concurrency_key, errors) \
+                     queue, concurrency_key, backoff_base_ms, backoff_cap_ms, errors) \
                  SELECT id, kind, input, 'dead', NULL, $2, attempts, max_attempts, priority, \
                         worker_id, created_at, run_at, started_at, $1, queue, concurrency_key, \
+                        backoff_base_ms, backoff_cap_ms, \
                         errors || jsonb_build_array(jsonb_build_object('attempt', attempts, \
                             'error', $2::text, 'at', $1::timestamptz, 'worker_id', worker_id)) \
                  FROM dead \

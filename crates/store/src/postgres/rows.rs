@@ -2,7 +2,7 @@
 
 use sqlx::postgres::PgRow;
 use sqlx::Row;
-use weir_core::{ClaimedTask, StoreError, Task, TaskId, WorkerInfo, WorkerStatus};
+use weir_core::{ClaimedTask, RetryPolicy, StoreError, Task, TaskId, WorkerInfo, WorkerStatus};
 
 use super::err;
 
@@ -10,13 +10,20 @@ use super::err;
 /// completion time, so the live side selects NULLs for them.
 pub const LIVE_TASK_COLUMNS: &str = "id, kind, input, state, NULL::jsonb AS result, error, attempts, \
     max_attempts, priority, worker_id, created_at, run_at, started_at, NULL::timestamptz AS completed_at, errors, progress, \
-    queue, concurrency_key";
+    queue, concurrency_key, backoff_base_ms, backoff_cap_ms";
 pub const FINISHED_TASK_COLUMNS: &str = "id, kind, input, state, result, error, attempts, \
     max_attempts, priority, worker_id, created_at, run_at, started_at, completed_at, errors, \
-    NULL::smallint AS progress, queue, concurrency_key";
+    NULL::smallint AS progress, queue, concurrency_key, backoff_base_ms, backoff_cap_ms";
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn backoff(row: &PgRow) -> Result<Option<RetryPolicy>, StoreError> {
+    Ok(RetryPolicy::from_millis(
+        row.try_get("backoff_base_ms").map_err(err)?,
+        row.try_get("backoff_cap_ms").map_err(err)?,
+    ))
 }
 
 pub fn task_from_row(row: &PgRow) -> Result<Task, StoreError> {
@@ -48,6 +55,7 @@ pub fn task_from_row(row: &PgRow) -> Result<Task, StoreError> {
         },
         queue: row.try_get("queue").map_err(err)?,
         concurrency_key: row.try_get("concurrency_key").map_err(err)?,
+        retry_backoff: backoff(row)?,
     })
 }
 
@@ -60,6 +68,7 @@ pub fn claimed_from_row(row: &PgRow) -> Result<ClaimedTask, StoreError> {
         attempt: row.try_get("attempts").map_err(err)?,
         max_attempts: row.try_get("max_attempts").map_err(err)?,
         lease_token: row.try_get("lease_token").map_err(err)?,
+        backoff: backoff(row)?,
     })
 }
 

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 use weir_core::{
-    LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, Store, StoreError, Task,
-    TaskChange, TaskId, TaskInsertParams, TaskListParams, TaskState,
+    LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, RetryPolicy, Store,
+    StoreError, Task, TaskChange, TaskId, TaskInsertParams, TaskListParams, TaskState,
 };
 
 use super::rows::{task_from_row, FINISHED_TASK_COLUMNS, LIVE_TASK_COLUMNS};
@@ -63,8 +63,9 @@ impl PostgresStore {
         }
         let sql = format!(
             "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, \
-                                run_at, queue, concurrency_key) \
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10) RETURNING {LIVE_TASK_COLUMNS}"
+                                run_at, queue, concurrency_key, backoff_base_ms, backoff_cap_ms) \
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             RETURNING {LIVE_TASK_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(p.id.0)
@@ -77,6 +78,8 @@ impl PostgresStore {
             .bind(p.run_at)
             .bind(&p.queue)
             .bind(&p.concurrency_key)
+            .bind(RetryPolicy::to_millis(p.backoff).0)
+            .bind(RetryPolicy::to_millis(p.backoff).1)
             .fetch_one(&mut *tx)
             .await
             .map_err(err)?;
@@ -97,10 +100,10 @@ impl PostgresStore {
             "WITH moved AS (DELETE FROM tasks_finished WHERE id = $1 AND state = 'dead' RETURNING *) \
              INSERT INTO tasks (id, kind, input, state, error, attempts, max_attempts, priority, \
                                 worker_id, lease_token, created_at, run_at, started_at, errors, \
-                                queue, concurrency_key) \
+                                queue, concurrency_key, backoff_base_ms, backoff_cap_ms) \
              SELECT id, kind, input, 'queued', error, 0, max_attempts, priority, worker_id, \
                     (extract(epoch FROM $2::timestamptz) * 1000)::bigint, created_at, $2, started_at, \
-                    errors, queue, concurrency_key \
+                    errors, queue, concurrency_key, backoff_base_ms, backoff_cap_ms \
              FROM moved RETURNING {LIVE_TASK_COLUMNS}"
         );
         let row = sqlx::query(&sql)
@@ -129,9 +132,11 @@ impl PostgresStore {
             "WITH moved AS (DELETE FROM tasks WHERE id = $1 RETURNING *) \
              INSERT INTO tasks_finished (id, kind, input, state, result, error, attempts, max_attempts, \
                                          priority, worker_id, created_at, run_at, started_at, completed_at, \
-                                         errors, queue, concurrency_key) \
+                                         errors, queue, concurrency_key, backoff_base_ms, \
+                                         backoff_cap_ms) \
              SELECT id, kind, input, 'cancelled', NULL, error, attempts, max_attempts, priority, \
-                    worker_id, created_at, run_at, started_at, $2, errors, queue, concurrency_key \
+                    worker_id, created_at, run_at, started_at, $2, errors, queue, concurrency_key, \
+                    backoff_base_ms, backoff_cap_ms \
              FROM moved \
              RETURNING {FINISHED_TASK_COLUMNS}"
         );

@@ -18,7 +18,7 @@ UPDATE tasks SET state = 'running', attempts = attempts + 1, lease_token = lease
 WHERE id IN (
     SELECT id FROM tasks WHERE state = 'queued' AND run_at <= ?2 AND {filter}
     ORDER BY priority DESC, run_at, id LIMIT ?4)
-RETURNING id, kind, input, attempts, max_attempts, lease_token";
+RETURNING id, kind, input, attempts, max_attempts, lease_token, backoff_base_ms, backoff_cap_ms";
 
 /// Tasks of one limited queue (`?5`) or of one key (`?6`), or both; `?7`:
 /// the claimer's queues (JSON) when `?5` is NULL.
@@ -34,7 +34,7 @@ WHERE id IN (
                 ELSE queue = ?5 END)
       AND (CASE WHEN ?6 IS NULL THEN concurrency_key IS NULL ELSE concurrency_key = ?6 END)
     ORDER BY priority DESC, run_at, id LIMIT ?4)
-RETURNING id, kind, input, attempts, max_attempts, lease_token";
+RETURNING id, kind, input, attempts, max_attempts, lease_token, backoff_base_ms, backoff_cap_ms";
 
 const KEYS_PER_CLAIM: i64 = 64;
 

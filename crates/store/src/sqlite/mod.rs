@@ -23,8 +23,8 @@ use tokio::sync::watch;
 use weir_core::{
     CacheAccessParams, CacheEntryStats, CacheStats, ClaimedTask, CompletionOutcome,
     LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, NewEvent,
-    NodeRequestCount, QueueLimits, RequestLogEntry, RequestLogStats, Store, StoreError,
-    StoredEvent, Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
+    NodeRequestCount, QueueLimits, RequestLogEntry, RequestLogStats, RetryPolicy, Store,
+    StoreError, StoredEvent, Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
     TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskReleaseParams,
     TaskRescueParams, WorkerHeartbeatParams, WorkerInfo,
 };
@@ -41,7 +41,7 @@ const LEASE_EXPIRED: &str = "lease expired: the worker running this attempt stop
 /// SQLite allows at most 32766 bound parameters per statement; request-log
 /// inserts are chunked well below that.
 const REQUEST_ROWS_PER_STATEMENT: usize = 1_000;
-/// Task rows bind 11 parameters each.
+/// Task rows bind 13 parameters each.
 const TASK_ROWS_PER_STATEMENT: usize = 1_000;
 
 /// The SQLite store.
@@ -149,8 +149,8 @@ impl Store for SqliteStore {
     async fn task_insert(&self, p: TaskInsertParams) -> Result<Task, StoreError> {
         let sql = format!(
             "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, \
-                                run_at, queue, concurrency_key) \
-             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) RETURNING {TASK_COLUMNS}"
+                                run_at, queue, concurrency_key, backoff_base_ms, backoff_cap_ms) \
+             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {TASK_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(p.id.to_string())
@@ -163,6 +163,8 @@ impl Store for SqliteStore {
             .bind(millis(p.run_at))
             .bind(&p.queue)
             .bind(&p.concurrency_key)
+            .bind(RetryPolicy::to_millis(p.backoff).0)
+            .bind(RetryPolicy::to_millis(p.backoff).1)
             .fetch_one(&self.writer)
             .await
             .map_err(err)?;
@@ -178,7 +180,7 @@ impl Store for SqliteStore {
         for chunk in params.chunks(TASK_ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::new(
                 "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, \
-                 created_at, run_at, queue, concurrency_key) ",
+                 created_at, run_at, queue, concurrency_key, backoff_base_ms, backoff_cap_ms) ",
             );
             q.push_values(chunk, |mut b, p| {
                 b.push_bind(p.id.to_string())
@@ -191,7 +193,9 @@ impl Store for SqliteStore {
                     .push_bind(millis(p.now))
                     .push_bind(millis(p.run_at))
                     .push_bind(&p.queue)
-                    .push_bind(&p.concurrency_key);
+                    .push_bind(&p.concurrency_key)
+                    .push_bind(RetryPolicy::to_millis(p.backoff).0)
+                    .push_bind(RetryPolicy::to_millis(p.backoff).1);
             });
             q.push(" ON CONFLICT (id) DO NOTHING");
             q.build().execute(&mut *tx).await.map_err(err)?;

@@ -3,13 +3,13 @@
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
-use weir_core::{ClaimedTask, StoreError, Task, TaskId, WorkerInfo, WorkerStatus};
+use weir_core::{ClaimedTask, RetryPolicy, StoreError, Task, TaskId, WorkerInfo, WorkerStatus};
 
 use super::err;
 
 pub const TASK_COLUMNS: &str = "id, kind, input, state, result, error, attempts, max_attempts, \
     priority, worker_id, created_at, run_at, started_at, completed_at, errors, progress, queue, \
-    concurrency_key";
+    concurrency_key, backoff_base_ms, backoff_cap_ms";
 
 pub fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -35,6 +35,13 @@ fn json(text: &str) -> Result<serde_json::Value, StoreError> {
 fn id(row: &SqliteRow) -> Result<TaskId, StoreError> {
     let s: String = row.try_get("id").map_err(err)?;
     s.parse().map_err(|e| corrupt("task id", e))
+}
+
+fn backoff(row: &SqliteRow) -> Result<Option<RetryPolicy>, StoreError> {
+    Ok(RetryPolicy::from_millis(
+        row.try_get("backoff_base_ms").map_err(err)?,
+        row.try_get("backoff_cap_ms").map_err(err)?,
+    ))
 }
 
 pub fn task_from_row(row: &SqliteRow) -> Result<Task, StoreError> {
@@ -70,6 +77,7 @@ pub fn task_from_row(row: &SqliteRow) -> Result<Task, StoreError> {
         },
         queue: row.try_get("queue").map_err(err)?,
         concurrency_key: row.try_get("concurrency_key").map_err(err)?,
+        retry_backoff: backoff(row)?,
     })
 }
 
@@ -83,6 +91,7 @@ pub fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedTask, StoreError> {
         attempt: row.try_get("attempts").map_err(err)?,
         max_attempts: row.try_get("max_attempts").map_err(err)?,
         lease_token: row.try_get("lease_token").map_err(err)?,
+        backoff: backoff(row)?,
     })
 }
 

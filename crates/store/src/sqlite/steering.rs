@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 use weir_core::{
-    LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, Store, StoreError, Task,
-    TaskChange, TaskId, TaskInsertParams, TaskListParams,
+    LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, RetryPolicy, Store,
+    StoreError, Task, TaskChange, TaskId, TaskInsertParams, TaskListParams,
 };
 
 use super::rows::{millis, task_from_row, TASK_COLUMNS};
@@ -62,8 +62,8 @@ impl SqliteStore {
         }
         let sql = format!(
             "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, \
-                                run_at, queue, concurrency_key) \
-             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) RETURNING {TASK_COLUMNS}"
+                                run_at, queue, concurrency_key, backoff_base_ms, backoff_cap_ms) \
+             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {TASK_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(p.id.to_string())
@@ -76,6 +76,8 @@ impl SqliteStore {
             .bind(millis(p.run_at))
             .bind(&p.queue)
             .bind(&p.concurrency_key)
+            .bind(RetryPolicy::to_millis(p.backoff).0)
+            .bind(RetryPolicy::to_millis(p.backoff).1)
             .fetch_one(&mut *tx)
             .await
             .map_err(err)?;

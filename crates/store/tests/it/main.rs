@@ -33,6 +33,7 @@ macro_rules! conformance_suite {
             queue_rate_limit_spends_tokens_and_refills,
             concurrency_key_limits_running_tasks_per_key,
             workers_claim_only_their_queues,
+            a_submissions_backoff_travels_with_its_task,
         );
     };
     ($setup:ident; $($name:ident),* $(,)?) => {

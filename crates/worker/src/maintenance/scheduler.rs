@@ -127,6 +127,7 @@ impl Scheduler {
                     now,
                     queue: "default".into(),
                     concurrency_key: None,
+                    backoff: None,
                 };
                 let key = format!("periodic:{}:{}", job.name, slot.to_rfc3339());
                 if let Err(e) = store

@@ -26,6 +26,7 @@ pub(crate) fn insert_params(kind: TaskKind, s: &str, now: DateTime<Utc>) -> Task
         now,
         queue: "default".into(),
         concurrency_key: None,
+        backoff: None,
     }
 }
 

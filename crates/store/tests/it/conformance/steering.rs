@@ -448,3 +448,46 @@ pub async fn idempotency_key_of_a_pruned_task_queues_a_new_one(store: Arc<dyn St
     assert!(created, "the key's task is gone: a new one is queued");
     assert_ne!(fresh.id, third.id);
 }
+
+pub async fn a_submissions_backoff_travels_with_its_task(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let policy = RetryPolicy {
+        base: Duration::from_millis(100),
+        cap: Duration::from_secs(2),
+    };
+    let mut p = insert_params(TaskKind::Md5, "own-backoff", now);
+    p.backoff = Some(policy);
+    p.max_attempts = 1;
+    let id = p.id;
+    store.task_insert_many(&[p]).await.unwrap();
+    let mut plain = insert_params(TaskKind::Md5, "type-backoff", now);
+    plain.priority = -1;
+    store.task_insert(plain).await.unwrap();
+    assert_eq!(
+        store.task_get(id).await.unwrap().unwrap().retry_backoff,
+        Some(policy)
+    );
+    let claimed = store.task_claim(claim("w", 2, now)).await.unwrap();
+    assert_eq!(claimed[0].id, id);
+    assert_eq!(claimed[0].backoff, Some(policy));
+    assert_eq!(claimed[1].backoff, None);
+    // Still there once the task is finished (dead, on its only attempt).
+    let dead = TaskCompletion {
+        id,
+        lease_token: claimed[0].lease_token,
+        outcome: TaskOutcome::Failed {
+            error: "boom".into(),
+            retry_at: None,
+        },
+        now,
+    };
+    store.task_complete_many(&[dead]).await.unwrap();
+    let t = store.task_get(id).await.unwrap().unwrap();
+    assert_eq!((t.state, t.retry_backoff), (TaskState::Dead, Some(policy)));
+    // And after a retry by hand.
+    store.task_retry(id, now).await.unwrap();
+    assert_eq!(
+        store.task_get(id).await.unwrap().unwrap().retry_backoff,
+        Some(policy)
+    );
+}
