@@ -299,11 +299,17 @@ pub trait Store: Send + Sync + 'static {
     /// Counts logged requests per node.
     async fn request_log_stats(&self) -> Result<RequestLogStats, StoreError>;
 
-    /// Queues a task.
+    /// Queues a task; a cacheable one whose input matches a queued or running
+    /// task returns that task instead.
     async fn task_insert(&self, params: TaskInsertParams) -> Result<Task, StoreError>;
     /// Queues many tasks in one transaction. Idempotent by id: a task already
-    /// present is left as it is.
-    async fn task_insert_many(&self, params: &[TaskInsertParams]) -> Result<(), StoreError>;
+    /// present is left as it is. A cacheable task whose input matches a task
+    /// still queued or running is not queued again: it is folded into that
+    /// one. Returns, per param, the id of the task that stands for it.
+    async fn task_insert_many(
+        &self,
+        params: &[TaskInsertParams],
+    ) -> Result<Vec<TaskId>, StoreError>;
     /// Queues a task under an idempotency key: the first call with a key
     /// inserts the task; later calls within `window` of it return that task
     /// instead (`false`: not created now). Safe under concurrent calls.

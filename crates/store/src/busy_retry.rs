@@ -110,7 +110,10 @@ impl Store for BusyRetryStore {
         self.call(|| self.inner.task_insert(params.clone())).await
     }
 
-    async fn task_insert_many(&self, params: &[TaskInsertParams]) -> Result<(), StoreError> {
+    async fn task_insert_many(
+        &self,
+        params: &[TaskInsertParams],
+    ) -> Result<Vec<TaskId>, StoreError> {
         self.call(|| self.inner.task_insert_many(params)).await
     }
 
@@ -299,7 +302,10 @@ mod tests {
         async fn task_insert(&self, _: TaskInsertParams) -> Result<Task, StoreError> {
             unreachable!()
         }
-        async fn task_insert_many(&self, _: &[TaskInsertParams]) -> Result<(), StoreError> {
+        async fn task_insert_many(
+            &self,
+            _: &[TaskInsertParams],
+        ) -> Result<Vec<TaskId>, StoreError> {
             unreachable!()
         }
         async fn task_insert_idempotent(

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
-use weir_core::{NewEvent, RequestLogEntry, Store, StoreError, TaskInsertParams};
+use weir_core::{NewEvent, RequestLogEntry, Store, StoreError, TaskId, TaskInsertParams};
 
 /// Rows waiting for the writer; past this, callers wait (back-pressure) rather
 /// than memory growing without bound.
@@ -26,17 +26,19 @@ const QUEUE_CAPACITY: usize = 16_384;
 /// (the database flushes its log per commit), so a few overlap.
 const EVENT_PIPELINES: usize = 3;
 
-type Ack = oneshot::Sender<Result<(), StoreError>>;
-type WriteFuture = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
-type WriteFn<T> = Box<dyn Fn(Arc<dyn Store>, Vec<T>) -> WriteFuture + Send + Sync>;
+type Ack<O> = oneshot::Sender<Result<O, StoreError>>;
+/// A batch's write: one output per row, in order.
+type WriteFuture<O> = Pin<Box<dyn Future<Output = Result<Vec<O>, StoreError>> + Send>>;
+type WriteFn<T, O> = Box<dyn Fn(Arc<dyn Store>, Vec<T>) -> WriteFuture<O> + Send + Sync>;
 
 /// Handle to a writer task. Cheap to clone; the task ends (after writing
-/// everything queued) when the last handle is dropped.
-pub struct GroupCommit<T> {
-    tx: mpsc::Sender<(T, Option<Ack>)>,
+/// everything queued) when the last handle is dropped. Each row's writer
+/// answers with an `O` (the task id a submission came to, for tasks).
+pub struct GroupCommit<T, O = ()> {
+    tx: mpsc::Sender<(T, Option<Ack<O>>)>,
 }
 
-impl<T> Clone for GroupCommit<T> {
+impl<T, O> Clone for GroupCommit<T, O> {
     fn clone(&self) -> Self {
         GroupCommit {
             tx: self.tx.clone(),
@@ -46,8 +48,9 @@ impl<T> Clone for GroupCommit<T> {
 
 /// Group commit for the request log.
 pub type RequestLogWriter = GroupCommit<RequestLogEntry>;
-/// Group commit for task submissions.
-pub type TaskInsertWriter = GroupCommit<TaskInsertParams>;
+/// Group commit for task submissions; each answers with the id of the task
+/// that stands for it (another one's, when a duplicate was folded into it).
+pub type TaskInsertWriter = GroupCommit<TaskInsertParams, TaskId>;
 /// Group commit for ingested events: one item is one request's events, so a
 /// request's batch is committed whole or not at all.
 pub type EventWriter = GroupCommit<Vec<NewEvent>>;
@@ -60,13 +63,19 @@ impl GroupCommit<RequestLogEntry> {
             max_batch,
             1,
             Box::new(|store, rows| {
-                Box::pin(async move { store.request_log_insert_many(&rows).await })
+                Box::pin(async move {
+                    let n = rows.len();
+                    store
+                        .request_log_insert_many(&rows)
+                        .await
+                        .map(|_| vec![(); n])
+                })
             }),
         )
     }
 }
 
-impl GroupCommit<TaskInsertParams> {
+impl GroupCommit<TaskInsertParams, TaskId> {
     /// Starts the task-insert writer on the current runtime.
     pub fn spawn_tasks(store: Arc<dyn Store>, max_batch: usize) -> (Self, JoinHandle<()>) {
         Self::spawn_with(
@@ -88,20 +97,21 @@ impl GroupCommit<Vec<NewEvent>> {
             EVENT_PIPELINES,
             Box::new(|store, batches| {
                 Box::pin(async move {
+                    let n = batches.len();
                     let events: Vec<NewEvent> = batches.into_iter().flatten().collect();
-                    store.event_insert_many(&events).await.map(|_| ())
+                    store.event_insert_many(&events).await.map(|_| vec![(); n])
                 })
             }),
         )
     }
 }
 
-impl<T: Send + 'static> GroupCommit<T> {
+impl<T: Send + 'static, O: Clone + Send + 'static> GroupCommit<T, O> {
     fn spawn_with(
         store: Arc<dyn Store>,
         max_batch: usize,
         pipelines: usize,
-        write: WriteFn<T>,
+        write: WriteFn<T, O>,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let rx = Arc::new(Mutex::new(rx));
@@ -125,7 +135,7 @@ impl<T: Send + 'static> GroupCommit<T> {
     }
 
     /// Appends a row and waits until it is committed.
-    pub async fn write(&self, row: T) -> Result<(), StoreError> {
+    pub async fn write(&self, row: T) -> Result<O, StoreError> {
         let (ack, done) = oneshot::channel();
         self.tx
             .send((row, Some(ack)))
@@ -144,25 +154,42 @@ impl<T: Send + 'static> GroupCommit<T> {
     }
 }
 
-type SharedReceiver<T> = Arc<Mutex<mpsc::Receiver<(T, Option<Ack>)>>>;
+type SharedReceiver<T, O> = Arc<Mutex<mpsc::Receiver<(T, Option<Ack<O>>)>>>;
 
-async fn write_loop<T>(
+async fn write_loop<T, O: Clone>(
     store: Arc<dyn Store>,
-    rx: SharedReceiver<T>,
+    rx: SharedReceiver<T, O>,
     max_batch: usize,
-    write: Arc<WriteFn<T>>,
+    write: Arc<WriteFn<T, O>>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     // The lock is held only while gathering; the commit runs without it.
     while rx.lock().await.recv_many(&mut batch, max_batch).await > 0 {
-        let (rows, acks): (Vec<T>, Vec<Option<Ack>>) = batch.drain(..).unzip();
+        let (rows, acks): (Vec<T>, Vec<Option<Ack<O>>>) = batch.drain(..).unzip();
         let n = rows.len();
-        let result = write(store.clone(), rows).await;
-        if let Err(e) = &result {
-            tracing::warn!(error = %e, rows = n, "group-commit batch failed");
-        }
-        for ack in acks.into_iter().flatten() {
-            let _ = ack.send(result.clone());
+        match write(store.clone(), rows).await {
+            Ok(outputs) if outputs.len() == n => {
+                for (ack, out) in acks.into_iter().zip(outputs) {
+                    if let Some(ack) = ack {
+                        let _ = ack.send(Ok(out));
+                    }
+                }
+            }
+            Ok(outputs) => {
+                let e = StoreError::Internal(format!(
+                    "group commit: {} answers for {n} rows",
+                    outputs.len()
+                ));
+                for ack in acks.into_iter().flatten() {
+                    let _ = ack.send(Err(e.clone()));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, rows = n, "group-commit batch failed");
+                for ack in acks.into_iter().flatten() {
+                    let _ = ack.send(Err(e.clone()));
+                }
+            }
         }
     }
 }

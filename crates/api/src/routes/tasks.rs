@@ -282,7 +282,22 @@ async fn enqueue(state: &AppState, s: Submission) -> Result<Response, ApiError> 
         return Ok(resp);
     }
     // Acknowledged only once committed: what weir accepted is durable.
-    state.task_inserts.write(params).await?;
+    let task_id = state.task_inserts.write(params).await?;
+    if task_id != id {
+        // The same input is already queued or running: that task answers.
+        let status = match state.store.task_get(task_id).await? {
+            Some(t) => t.state,
+            None => TaskState::Queued,
+        };
+        let body = json!({ "task_id": task_id, "status": status, "type": kind,
+                           "deduplicated": true });
+        return Ok((
+            StatusCode::OK,
+            [(header::LOCATION, format!("/tasks/{task_id}"))],
+            Json(body),
+        )
+            .into_response());
+    }
     let body = json!({ "task_id": id, "status": TaskState::Queued, "type": kind });
     Ok((
         StatusCode::ACCEPTED,

@@ -1,7 +1,8 @@
 //! Scheduling a submission controls, through the whole stack: a queue limited
 //! to one running task never runs two at once across three workers, nor does
-//! a concurrency key; a submission's own backoff beats the workers'; all are
-//! shown on the task; bad values are refused.
+//! a concurrency key; a submission's own backoff beats the workers'; a
+//! cacheable input already queued is not queued twice; all are shown on the
+//! task; bad values are refused.
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -155,7 +156,36 @@ async fn a_submissions_backoff_beats_the_workers(store: StoreKind) {
     stack.stop().await;
 }
 
+async fn a_cacheable_input_already_queued_is_not_queued_again(store: StoreKind) {
+    let mut opts = StackOptions::on(store);
+    opts.workers = 0;
+    let stack = Stack::start(opts).await;
+    let body = json!({"type": "md5", "input": {"string": "dup"}});
+    let (status, first) = stack.post_json("/tasks", &body).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, again) = stack
+        .post_json("/hash/md5", &json!({"string": "dup"}))
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["task_id"], first["task_id"], "{again}");
+    assert_eq!(again["deduplicated"], true, "{again}");
+    assert_eq!(again["status"], "queued", "{again}");
+    let (_, counts) = stack.get_json("/tasks/stats").await;
+    assert_eq!(counts["queued"], 1, "{counts}");
+    // Another input is its own task.
+    let (status, other) = stack
+        .post_json(
+            "/tasks",
+            &json!({"type": "md5", "input": {"string": "dup2"}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{other}");
+    assert_ne!(other["task_id"], first["task_id"]);
+    stack.stop().await;
+}
+
 crate::for_each_store!(
+    a_cacheable_input_already_queued_is_not_queued_again,
     a_limited_queue_and_a_concurrency_key_run_one_at_a_time,
     bad_queue_names_and_keys_are_refused,
     a_submissions_backoff_beats_the_workers,

@@ -12,6 +12,7 @@
 
 mod batch;
 mod claim;
+mod insert;
 
 use batch::{CompletionArrays, COMPLETE_MANY};
 pub use claim::TASK_CLAIM_SQL;
@@ -34,8 +35,8 @@ use uuid::Uuid;
 use weir_core::{
     CacheAccessParams, CacheEntryStats, CacheStats, ClaimedTask, CompletionOutcome,
     LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, NewEvent,
-    NodeRequestCount, QueueLimits, RequestLogEntry, RequestLogStats, RetryPolicy, Store,
-    StoreError, StoredEvent, Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
+    NodeRequestCount, QueueLimits, RequestLogEntry, RequestLogStats, Store, StoreError,
+    StoredEvent, Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
     TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskRescueParams,
     WorkerHeartbeatParams, WorkerInfo,
 };
@@ -177,105 +178,17 @@ impl Store for PostgresStore {
     }
 
     async fn task_insert(&self, p: TaskInsertParams) -> Result<Task, StoreError> {
-        // Idempotent by id: a retry after a lost answer returns the same task.
-        let sql = format!(
-            "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, \
-                                created_at, run_at, queue, concurrency_key, backoff_base_ms, \
-                                backoff_cap_ms) \
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-             ON CONFLICT (id) DO NOTHING RETURNING {LIVE_TASK_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(p.id.0)
-            .bind(p.kind.as_str())
-            .bind(&p.input)
-            .bind(p.max_attempts)
-            .bind(p.priority)
-            .bind(&p.cache_key)
-            .bind(p.now)
-            .bind(p.run_at)
-            .bind(&p.queue)
-            .bind(&p.concurrency_key)
-            .bind(RetryPolicy::to_millis(p.backoff).0)
-            .bind(RetryPolicy::to_millis(p.backoff).1)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(err)?;
-        let task = match row {
-            Some(row) => task_from_row(&row)?,
-            None => self
-                .task_get(p.id)
-                .await?
-                .ok_or_else(|| StoreError::Internal(format!("task {} vanished on insert", p.id)))?,
-        };
-        self.wake_workers();
-        Ok(task)
+        self.insert_one(p).await
     }
 
-    async fn task_insert_many(&self, params: &[TaskInsertParams]) -> Result<(), StoreError> {
+    async fn task_insert_many(
+        &self,
+        params: &[TaskInsertParams],
+    ) -> Result<Vec<TaskId>, StoreError> {
         if params.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let n = params.len();
-        let (mut ids, mut kinds, mut inputs, mut attempts) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut priorities, mut cache_keys, mut created, mut run_at) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut queues, mut keys) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut bases, mut caps) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        for p in params {
-            ids.push(p.id.0);
-            kinds.push(p.kind.as_str());
-            inputs.push(&p.input);
-            attempts.push(p.max_attempts);
-            priorities.push(p.priority);
-            cache_keys.push(p.cache_key.as_deref());
-            created.push(p.now);
-            run_at.push(p.run_at);
-            queues.push(p.queue.as_str());
-            keys.push(p.concurrency_key.as_deref());
-            let (base, cap) = RetryPolicy::to_millis(p.backoff);
-            bases.push(base);
-            caps.push(cap);
-        }
-        sqlx::query(
-            "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, \
-                                created_at, run_at, queue, concurrency_key, backoff_base_ms, \
-                                backoff_cap_ms) \
-             SELECT id, kind, input, 'queued', max_attempts, priority, cache_key, created_at, run_at, \
-                    queue, concurrency_key, backoff_base_ms, backoff_cap_ms \
-             FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int[], $5::int[], $6::text[], \
-                         $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], \
-                         $11::bigint[], $12::bigint[]) \
-                 AS t(id, kind, input, max_attempts, priority, cache_key, created_at, run_at, \
-                      queue, concurrency_key, backoff_base_ms, backoff_cap_ms) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(ids)
-        .bind(kinds)
-        .bind(inputs)
-        .bind(attempts)
-        .bind(priorities)
-        .bind(cache_keys)
-        .bind(created)
-        .bind(run_at)
-        .bind(queues)
-        .bind(keys)
-        .bind(bases)
-        .bind(caps)
-        .execute(&self.pool)
-        .await
-        .map_err(err)?;
-        self.wake_workers();
-        Ok(())
+        self.insert_many(params).await
     }
 
     async fn task_insert_idempotent(

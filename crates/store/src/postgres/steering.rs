@@ -65,7 +65,7 @@ impl PostgresStore {
             "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, \
                                 run_at, queue, concurrency_key, backoff_base_ms, backoff_cap_ms) \
              VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-             RETURNING {LIVE_TASK_COLUMNS}"
+             ON CONFLICT DO NOTHING RETURNING {LIVE_TASK_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(p.id.0)
@@ -80,12 +80,33 @@ impl PostgresStore {
             .bind(&p.concurrency_key)
             .bind(RetryPolicy::to_millis(p.backoff).0)
             .bind(RetryPolicy::to_millis(p.backoff).1)
-            .fetch_one(&mut *tx)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?;
+        if let Some(row) = row {
+            tx.commit().await.map_err(err)?;
+            self.wake_workers();
+            return Ok((task_from_row(&row)?, true));
+        }
+        // The same input is queued or running: the key names that task.
+        let sql = format!("SELECT {LIVE_TASK_COLUMNS} FROM tasks WHERE cache_key = $1");
+        let existing = sqlx::query(&sql)
+            .bind(&p.cache_key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?
+            .ok_or_else(|| {
+                StoreError::Unavailable("a matching task finished meanwhile; retry".into())
+            })?;
+        let task = task_from_row(&existing)?;
+        sqlx::query("UPDATE idempotency_keys SET task_id = $2 WHERE key = $1")
+            .bind(key)
+            .bind(task.id.0)
+            .execute(&mut *tx)
             .await
             .map_err(err)?;
         tx.commit().await.map_err(err)?;
-        self.wake_workers();
-        Ok((task_from_row(&row)?, true))
+        Ok((task, false))
     }
 
     pub(super) async fn retry_dead(

@@ -9,6 +9,7 @@
 
 mod claim;
 mod events;
+mod insert;
 mod rows;
 mod steering;
 
@@ -23,8 +24,8 @@ use tokio::sync::watch;
 use weir_core::{
     CacheAccessParams, CacheEntryStats, CacheStats, ClaimedTask, CompletionOutcome,
     LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, NewEvent,
-    NodeRequestCount, QueueLimits, RequestLogEntry, RequestLogStats, RetryPolicy, Store,
-    StoreError, StoredEvent, Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
+    NodeRequestCount, QueueLimits, RequestLogEntry, RequestLogStats, Store, StoreError,
+    StoredEvent, Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
     TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskReleaseParams,
     TaskRescueParams, WorkerHeartbeatParams, WorkerInfo,
 };
@@ -42,7 +43,7 @@ const LEASE_EXPIRED: &str = "lease expired: the worker running this attempt stop
 /// inserts are chunked well below that.
 const REQUEST_ROWS_PER_STATEMENT: usize = 1_000;
 /// Task rows bind 13 parameters each.
-const TASK_ROWS_PER_STATEMENT: usize = 1_000;
+pub(crate) const TASK_ROWS_PER_STATEMENT: usize = 1_000;
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -147,62 +148,17 @@ impl Store for SqliteStore {
     }
 
     async fn task_insert(&self, p: TaskInsertParams) -> Result<Task, StoreError> {
-        let sql = format!(
-            "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, \
-                                run_at, queue, concurrency_key, backoff_base_ms, backoff_cap_ms) \
-             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {TASK_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(p.id.to_string())
-            .bind(p.kind.as_str())
-            .bind(p.input.to_string())
-            .bind(p.max_attempts)
-            .bind(p.priority)
-            .bind(&p.cache_key)
-            .bind(millis(p.now))
-            .bind(millis(p.run_at))
-            .bind(&p.queue)
-            .bind(&p.concurrency_key)
-            .bind(RetryPolicy::to_millis(p.backoff).0)
-            .bind(RetryPolicy::to_millis(p.backoff).1)
-            .fetch_one(&self.writer)
-            .await
-            .map_err(err)?;
-        self.inserted.send_modify(|n| *n = n.wrapping_add(1));
-        task_from_row(&row)
+        self.insert_one(p).await
     }
 
-    async fn task_insert_many(&self, params: &[TaskInsertParams]) -> Result<(), StoreError> {
+    async fn task_insert_many(
+        &self,
+        params: &[TaskInsertParams],
+    ) -> Result<Vec<TaskId>, StoreError> {
         if params.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let mut tx = self.writer.begin().await.map_err(err)?;
-        for chunk in params.chunks(TASK_ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::new(
-                "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, \
-                 created_at, run_at, queue, concurrency_key, backoff_base_ms, backoff_cap_ms) ",
-            );
-            q.push_values(chunk, |mut b, p| {
-                b.push_bind(p.id.to_string())
-                    .push_bind(p.kind.as_str())
-                    .push_bind(p.input.to_string())
-                    .push_bind("queued")
-                    .push_bind(p.max_attempts)
-                    .push_bind(p.priority)
-                    .push_bind(&p.cache_key)
-                    .push_bind(millis(p.now))
-                    .push_bind(millis(p.run_at))
-                    .push_bind(&p.queue)
-                    .push_bind(&p.concurrency_key)
-                    .push_bind(RetryPolicy::to_millis(p.backoff).0)
-                    .push_bind(RetryPolicy::to_millis(p.backoff).1);
-            });
-            q.push(" ON CONFLICT (id) DO NOTHING");
-            q.build().execute(&mut *tx).await.map_err(err)?;
-        }
-        tx.commit().await.map_err(err)?;
-        self.inserted.send_modify(|n| *n = n.wrapping_add(1));
-        Ok(())
+        self.insert_many(params).await
     }
 
     async fn task_insert_idempotent(

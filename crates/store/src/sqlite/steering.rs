@@ -63,7 +63,8 @@ impl SqliteStore {
         let sql = format!(
             "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, \
                                 run_at, queue, concurrency_key, backoff_base_ms, backoff_cap_ms) \
-             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {TASK_COLUMNS}"
+             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING RETURNING {TASK_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(p.id.to_string())
@@ -78,12 +79,33 @@ impl SqliteStore {
             .bind(&p.concurrency_key)
             .bind(RetryPolicy::to_millis(p.backoff).0)
             .bind(RetryPolicy::to_millis(p.backoff).1)
-            .fetch_one(&mut *tx)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?;
+        if let Some(row) = row {
+            tx.commit().await.map_err(err)?;
+            self.inserted.send_modify(|n| *n = n.wrapping_add(1));
+            return Ok((task_from_row(&row)?, true));
+        }
+        // The same input is queued or running: the key names that task.
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE cache_key = ? AND state IN ('queued', 'running')"
+        );
+        let existing = sqlx::query(&sql)
+            .bind(&p.cache_key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?
+            .ok_or_else(|| StoreError::Internal(format!("task {} was not inserted", p.id)))?;
+        let task = task_from_row(&existing)?;
+        sqlx::query("UPDATE idempotency_keys SET task_id = ? WHERE key = ?")
+            .bind(task.id.to_string())
+            .bind(key)
+            .execute(&mut *tx)
             .await
             .map_err(err)?;
         tx.commit().await.map_err(err)?;
-        self.inserted.send_modify(|n| *n = n.wrapping_add(1));
-        Ok((task_from_row(&row)?, true))
+        Ok((task, false))
     }
 
     pub(super) async fn retry_dead(
@@ -93,7 +115,10 @@ impl SqliteStore {
     ) -> Result<TaskChange, StoreError> {
         let sql = format!(
             "UPDATE tasks SET state = 'queued', attempts = 0, run_at = ?, completed_at = NULL, \
-                 lease_expires_at = NULL \
+                 lease_expires_at = NULL, \
+                 cache_key = CASE WHEN EXISTS (SELECT 1 FROM tasks live \
+                     WHERE live.cache_key = tasks.cache_key AND live.state IN ('queued', 'running')) \
+                     THEN NULL ELSE cache_key END \
              WHERE id = ? AND state = 'dead' RETURNING {TASK_COLUMNS}"
         );
         let row = sqlx::query(&sql)

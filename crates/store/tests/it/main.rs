@@ -34,6 +34,7 @@ macro_rules! conformance_suite {
             concurrency_key_limits_running_tasks_per_key,
             workers_claim_only_their_queues,
             a_submissions_backoff_travels_with_its_task,
+            the_same_cacheable_input_is_queued_once_while_live,
         );
     };
     ($setup:ident; $($name:ident),* $(,)?) => {

@@ -111,7 +111,7 @@ pub async fn claim_orders_by_priority_then_run_at(store: Arc<dyn Store>) {
     let now = Utc::now();
     let mut ids = Vec::new();
     for (priority, ago_ms) in [(0, 30), (5, 10), (0, 20), (5, 40)] {
-        let mut p = insert_params(TaskKind::Md5, "p", now);
+        let mut p = insert_params(TaskKind::Md5, &format!("p{priority}-{ago_ms}"), now);
         p.priority = priority;
         p.run_at = now - chrono::Duration::milliseconds(ago_ms);
         ids.push(p.id);

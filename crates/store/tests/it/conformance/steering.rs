@@ -147,7 +147,11 @@ pub async fn idempotency_keys_return_the_same_task(store: Arc<dyn Store>) {
     // Past the window the key is free again.
     let later = now + chrono::Duration::hours(25);
     let (fresh, created) = store
-        .task_insert_idempotent(insert_params(TaskKind::Md5, "once", later), "key-1", window)
+        .task_insert_idempotent(
+            insert_params(TaskKind::Md5, "once more", later),
+            "key-1",
+            window,
+        )
         .await
         .unwrap();
     assert!(created);
@@ -490,4 +494,70 @@ pub async fn a_submissions_backoff_travels_with_its_task(store: Arc<dyn Store>) 
         store.task_get(id).await.unwrap().unwrap().retry_backoff,
         Some(policy)
     );
+}
+
+pub async fn the_same_cacheable_input_is_queued_once_while_live(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let first = insert_params(TaskKind::Md5, "same", now);
+    let again = insert_params(TaskKind::Md5, "same", now);
+    let other = insert_params(TaskKind::Md5, "other", now);
+    let ids = store
+        .task_insert_many(&[first.clone(), again.clone(), other.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        ids,
+        vec![first.id, first.id, other.id],
+        "folded into the first"
+    );
+    // A later submission, alone, is folded too; a resend by id is itself.
+    let later = insert_params(TaskKind::Md5, "same", now);
+    assert_eq!(store.task_insert(later).await.unwrap().id, first.id);
+    assert_eq!(
+        store
+            .task_insert_many(std::slice::from_ref(&first))
+            .await
+            .unwrap(),
+        vec![first.id]
+    );
+    assert!(store.task_get(again.id).await.unwrap().is_none());
+    // Non-cacheable kinds are never folded.
+    let mut s1 = insert_params(TaskKind::Sleep, "s", now);
+    s1.cache_key = None;
+    let mut s2 = s1.clone();
+    s2.id = TaskId::new();
+    assert_eq!(
+        store
+            .task_insert_many(&[s1.clone(), s2.clone()])
+            .await
+            .unwrap(),
+        vec![s1.id, s2.id]
+    );
+    // Still folded while running; once finished, the same input is new work.
+    let claimed = store.task_claim(claim("w", 10, now)).await.unwrap();
+    let running = claimed.iter().find(|t| t.id == first.id).unwrap();
+    let during = insert_params(TaskKind::Md5, "same", now);
+    assert_eq!(
+        store.task_insert_many(&[during]).await.unwrap(),
+        vec![first.id]
+    );
+    store
+        .task_complete_many(&[success(running, now, None)])
+        .await
+        .unwrap();
+    let after = insert_params(TaskKind::Md5, "same", now);
+    assert_eq!(
+        store
+            .task_insert_many(std::slice::from_ref(&after))
+            .await
+            .unwrap(),
+        vec![after.id]
+    );
+    // An idempotency key on a folded submission names the live task.
+    let keyed = insert_params(TaskKind::Md5, "same", now);
+    let (task, created) = store
+        .task_insert_idempotent(keyed, "k-same", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!((task.id, created), (after.id, false));
 }
