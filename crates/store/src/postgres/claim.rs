@@ -99,16 +99,24 @@ impl PostgresStore {
         Ok(claimed.into_iter().map(|(_, _, t)| t).collect())
     }
 
-    /// Whether a due task has a key (cheap: keyed tasks are indexed).
+    /// Whether a due task has a key (cheap: keyed tasks are indexed; and
+    /// skipped for a moment after finding none).
     async fn keyed_tasks_due(&self, p: &TaskClaimParams) -> Result<bool, StoreError> {
-        sqlx::query_scalar(
+        if !self.keyed.worth_looking() {
+            return Ok(false);
+        }
+        let due: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM tasks WHERE concurrency_key IS NOT NULL \
                             AND state = 'queued' AND run_at <= $1)",
         )
         .bind(p.now)
         .fetch_one(self.pool())
         .await
-        .map_err(err)
+        .map_err(err)?;
+        if !due {
+            self.keyed.found_none();
+        }
+        Ok(due)
     }
 
     /// Names of queues with limits (cached for a second).

@@ -58,6 +58,8 @@ pub struct PostgresStore {
     listener: OnceLock<JoinHandle<()>>,
     /// Queues with limits, for the fast claim.
     limited: crate::shared::LimitedQueues,
+    /// Whether claims should look for keyed tasks.
+    keyed: crate::shared::KeyedTasksHint,
 }
 
 fn err(e: sqlx::Error) -> StoreError {
@@ -97,6 +99,7 @@ impl PostgresStore {
             producer,
             listener: OnceLock::new(),
             limited: Default::default(),
+            keyed: Default::default(),
         })
     }
 

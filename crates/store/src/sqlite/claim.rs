@@ -92,16 +92,23 @@ impl SqliteStore {
         Ok(claimed)
     }
 
-    /// Whether a due task has a key.
+    /// Whether a due task has a key (skipped for a moment after finding none).
     async fn keyed_tasks_due(&self, now: i64) -> Result<bool, StoreError> {
-        sqlx::query_scalar(
+        if !self.keyed.worth_looking() {
+            return Ok(false);
+        }
+        let due: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM tasks WHERE concurrency_key IS NOT NULL \
                             AND state = 'queued' AND run_at <= ?)",
         )
         .bind(now)
         .fetch_one(&self.reader)
         .await
-        .map_err(err)
+        .map_err(err)?;
+        if !due {
+            self.keyed.found_none();
+        }
+        Ok(due)
     }
 
     /// Names of queues with limits (cached for a second).

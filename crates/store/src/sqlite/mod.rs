@@ -52,6 +52,8 @@ pub struct SqliteStore {
     inserted: watch::Sender<u64>,
     /// Queues with limits, for the fast claim.
     limited: crate::shared::LimitedQueues,
+    /// Whether claims should look for keyed tasks.
+    keyed: crate::shared::KeyedTasksHint,
 }
 
 fn err(e: sqlx::Error) -> StoreError {
@@ -92,6 +94,7 @@ impl SqliteStore {
             reader,
             inserted,
             limited: Default::default(),
+            keyed: Default::default(),
         })
     }
 
