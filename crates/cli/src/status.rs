@@ -174,6 +174,19 @@ pub fn render(s: &Status) -> String {
         s.tasks["dead"],
         s.tasks["cancelled"]
     );
+    if let Some(queues) = s.tasks["queues"].as_array() {
+        for q in queues {
+            let limit = |f: &str| q[f].as_f64().map_or("-".to_string(), |v| v.to_string());
+            out += &format!(
+                "  queue {:<20} queued {:>7}  running {:>5}  concurrency {:>5}  rate/s {:>6}\n",
+                q["name"].as_str().unwrap_or("?"),
+                q["queued"],
+                q["running"],
+                limit("concurrency"),
+                limit("rate_per_second"),
+            );
+        }
+    }
     out += &format!(
         "cache   entries {}  hits {}  misses {}\n\n",
         s.cache["entries"], s.cache["hits"], s.cache["misses"]

@@ -27,8 +27,8 @@ pub use request_log::{NodeRequestCount, RequestLogEntry, RequestLogStats};
 pub use retry::RetryPolicy;
 pub use store::{
     CacheAccessParams, CacheEntryStats, CacheStats, CacheWrite, CompletionOutcome,
-    LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, QueueLimits, Store,
-    StoreError, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskInsertParams,
+    LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, QueueDepth, QueueLimits,
+    Store, StoreError, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskInsertParams,
     TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskReleaseParams, TaskRescueParams,
     WorkerHeartbeatParams,
 };

@@ -75,6 +75,14 @@ pub struct TaskClaimParams {
     pub key_limit: i32,
 }
 
+/// How many live tasks one queue holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueDepth {
+    pub queue: String,
+    pub queued: i64,
+    pub running: i64,
+}
+
 /// A queue's limits, shared by every worker (kept in the store).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueueLimits {
@@ -340,6 +348,8 @@ pub trait Store: Send + Sync + 'static {
     async fn queue_configure(&self, limits: &QueueLimits) -> Result<(), StoreError>;
     /// Every queue with limits.
     async fn queue_list(&self) -> Result<Vec<QueueLimits>, StoreError>;
+    /// Queued and running tasks per queue (queues with live tasks only).
+    async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError>;
     /// Reads a task.
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
     /// Atomically moves up to `max` due tasks, highest priority first, to

@@ -23,10 +23,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use weir_core::{
     CacheAccessParams, CacheStats, ClaimedTask, CompletionOutcome, LeaderAcquireParams,
-    MaintenancePruneParams, MaintenancePruneReport, NewEvent, QueueLimits, RequestLogEntry,
-    RequestLogStats, RetryPolicy, Store, StoreError, StoredEvent, Task, TaskChange,
-    TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams, TaskLeaseExtendParams,
-    TaskListParams, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams, WorkerInfo,
+    MaintenancePruneParams, MaintenancePruneReport, NewEvent, QueueDepth, QueueLimits,
+    RequestLogEntry, RequestLogStats, RetryPolicy, Store, StoreError, StoredEvent, Task,
+    TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
+    TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskRescueParams,
+    WorkerHeartbeatParams, WorkerInfo,
 };
 
 /// How long and how often to retry.
@@ -165,6 +166,10 @@ impl Store for BusyRetryStore {
 
     async fn queue_list(&self) -> Result<Vec<QueueLimits>, StoreError> {
         self.call(|| self.inner.queue_list()).await
+    }
+
+    async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError> {
+        self.call(|| self.inner.queue_depths()).await
     }
 
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
@@ -341,6 +346,9 @@ mod tests {
             unreachable!()
         }
         async fn queue_list(&self) -> Result<Vec<QueueLimits>, StoreError> {
+            unreachable!()
+        }
+        async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError> {
             unreachable!()
         }
         async fn task_get(&self, _: TaskId) -> Result<Option<Task>, StoreError> {

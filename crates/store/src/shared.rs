@@ -118,3 +118,24 @@ impl KeyedTasksHint {
         *self.none_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
+
+/// Per-queue depths from (queue, state, count) rows ordered by queue.
+pub(crate) fn depths_from_rows(rows: Vec<(String, String, i64)>) -> Vec<weir_core::QueueDepth> {
+    let mut depths: Vec<weir_core::QueueDepth> = Vec::new();
+    for (queue, state, n) in rows {
+        if depths.last().is_none_or(|d| d.queue != queue) {
+            depths.push(weir_core::QueueDepth {
+                queue,
+                ..Default::default()
+            });
+        }
+        if let Some(d) = depths.last_mut() {
+            match state.as_str() {
+                "queued" => d.queued += n,
+                "running" => d.running += n,
+                _ => {}
+            }
+        }
+    }
+    depths
+}

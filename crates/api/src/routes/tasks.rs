@@ -417,14 +417,39 @@ pub async fn list(
     Ok(Json(json!({ "tasks": tasks, "next_cursor": next_cursor })))
 }
 
-/// `GET /tasks/stats`: how many tasks are in each state.
+/// `GET /tasks/stats`: how many tasks are in each state, and per named
+/// queue how many are queued and running, with the queue's limits.
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let c = state.store.task_counts().await?;
+    let depths = state.store.queue_depths().await?;
+    let limits = state.store.queue_list().await?;
+    let mut queues: Vec<Value> = depths
+        .iter()
+        .map(|d| {
+            let l = limits.iter().find(|l| l.name == d.queue);
+            json!({
+                "name": d.queue, "queued": d.queued, "running": d.running,
+                "concurrency": l.and_then(|l| l.concurrency),
+                "rate_per_second": l.and_then(|l| l.rate_per_second),
+            })
+        })
+        .collect();
+    // Limited queues show even when empty.
+    for l in limits
+        .iter()
+        .filter(|l| !depths.iter().any(|d| d.queue == l.name))
+    {
+        queues.push(json!({
+            "name": l.name, "queued": 0, "running": 0,
+            "concurrency": l.concurrency, "rate_per_second": l.rate_per_second,
+        }));
+    }
     Ok(Json(json!({
         "queued": c.queued,
         "running": c.running,
         "succeeded": c.succeeded,
         "dead": c.dead,
         "cancelled": c.cancelled,
+        "queues": queues,
     })))
 }

@@ -172,6 +172,12 @@ async fn a_cacheable_input_already_queued_is_not_queued_again(store: StoreKind) 
     assert_eq!(again["status"], "queued", "{again}");
     let (_, counts) = stack.get_json("/tasks/stats").await;
     assert_eq!(counts["queued"], 1, "{counts}");
+    assert_eq!(
+        counts["queues"],
+        json!([{"name": "default", "queued": 1, "running": 0,
+                "concurrency": null, "rate_per_second": null}]),
+        "{counts}"
+    );
     // Another input is its own task.
     let (status, other) = stack
         .post_json(

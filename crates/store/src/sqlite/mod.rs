@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use weir_core::{
     CacheAccessParams, CacheEntryStats, CacheStats, ClaimedTask, CompletionOutcome,
     LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, NewEvent,
-    NodeRequestCount, QueueLimits, RequestLogEntry, RequestLogStats, Store, StoreError,
+    NodeRequestCount, QueueDepth, QueueLimits, RequestLogEntry, RequestLogStats, Store, StoreError,
     StoredEvent, Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
     TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskReleaseParams,
     TaskRescueParams, WorkerHeartbeatParams, WorkerInfo,
@@ -203,6 +203,17 @@ impl Store for SqliteStore {
                 .await
                 .map_err(err)?;
         Ok(TaskCounts::from_rows(rows))
+    }
+
+    async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT queue, state, COUNT(*) FROM tasks WHERE state IN ('queued', 'running') \
+             GROUP BY queue, state ORDER BY queue",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(err)?;
+        Ok(crate::shared::depths_from_rows(rows))
     }
 
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {

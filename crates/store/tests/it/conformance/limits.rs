@@ -51,6 +51,22 @@ pub async fn queue_concurrency_limit_holds_across_claimers(store: Arc<dyn Store>
     }
     assert_eq!(first.len(), 5, "3 unlimited + 2 of the limited queue");
     assert_eq!(in_emails.len(), 2);
+    let depths = store.queue_depths().await.unwrap();
+    assert_eq!(
+        depths,
+        vec![
+            QueueDepth {
+                queue: "default".into(),
+                queued: 0,
+                running: 3
+            },
+            QueueDepth {
+                queue: "emails".into(),
+                queued: 3,
+                running: 2
+            },
+        ]
+    );
     // Another claimer finds the queue at its limit.
     assert!(store
         .task_claim(claim("w2", 10, now))
