@@ -93,29 +93,29 @@ pub(crate) fn fast_claim_filter(limited: &[String], only: Option<&[String]>) -> 
 }
 
 /// Whether a claim should look for keyed tasks: after a look finds none, the
-/// next ones are skipped for a moment, so claims of a queue without keys pay
-/// no extra round trip. Inserting a keyed task through this store ends the
-/// pause at once; one inserted elsewhere waits at most the pause.
+/// next ones are skipped until something is inserted (the store's insert
+/// counter moves: an insert here, or a NOTIFY from elsewhere) or a moment
+/// passes, so claims of a queue without keys pay no extra round trip.
 #[derive(Default)]
 pub(crate) struct KeyedTasksHint {
-    none_until: std::sync::Mutex<Option<std::time::Instant>>,
+    /// (insert counter, when) of the last look that found none.
+    none: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
 }
 
 impl KeyedTasksHint {
     const PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
-    pub(crate) fn worth_looking(&self) -> bool {
-        let until = self.none_until.lock().unwrap_or_else(|e| e.into_inner());
-        until.is_none_or(|t| std::time::Instant::now() >= t)
+    pub(crate) fn worth_looking(&self, inserts: u64) -> bool {
+        let none = self.none.lock().unwrap_or_else(|e| e.into_inner());
+        match *none {
+            Some((seen, at)) => seen != inserts || at.elapsed() >= Self::PAUSE,
+            None => true,
+        }
     }
 
-    pub(crate) fn found_none(&self) {
-        *self.none_until.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(std::time::Instant::now() + Self::PAUSE);
-    }
-
-    pub(crate) fn keyed_inserted(&self) {
-        *self.none_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    pub(crate) fn found_none(&self, inserts: u64) {
+        *self.none.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((inserts, std::time::Instant::now()));
     }
 }
 

@@ -102,7 +102,8 @@ impl PostgresStore {
     /// Whether a due task has a key (cheap: keyed tasks are indexed; and
     /// skipped for a moment after finding none).
     async fn keyed_tasks_due(&self, p: &TaskClaimParams) -> Result<bool, StoreError> {
-        if !self.keyed.worth_looking() {
+        let inserts = *self.inserted.borrow();
+        if !self.keyed.worth_looking(inserts) {
             return Ok(false);
         }
         let due: bool = sqlx::query_scalar(
@@ -114,7 +115,7 @@ impl PostgresStore {
         .await
         .map_err(err)?;
         if !due {
-            self.keyed.found_none();
+            self.keyed.found_none(inserts);
         }
         Ok(due)
     }

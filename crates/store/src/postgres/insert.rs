@@ -29,9 +29,6 @@ impl PostgresStore {
         &self,
         params: &[TaskInsertParams],
     ) -> Result<Vec<TaskId>, StoreError> {
-        if params.iter().any(|p| p.concurrency_key.is_some()) {
-            self.keyed.keyed_inserted();
-        }
         let mut answers: Vec<Option<TaskId>> = vec![None; params.len()];
         let mut pending: Vec<usize> = (0..params.len()).collect();
         for _ in 0..FOLD_ATTEMPTS {

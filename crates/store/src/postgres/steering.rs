@@ -20,9 +20,6 @@ impl PostgresStore {
         key: &str,
         window: std::time::Duration,
     ) -> Result<(Task, bool), StoreError> {
-        if p.concurrency_key.is_some() {
-            self.keyed.keyed_inserted();
-        }
         let oldest = p.now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
         let mut tx = self.pool.begin().await.map_err(err)?;
         // A key past its window, or whose task the cleaner has deleted, is free again.

@@ -94,7 +94,8 @@ impl SqliteStore {
 
     /// Whether a due task has a key (skipped for a moment after finding none).
     async fn keyed_tasks_due(&self, now: i64) -> Result<bool, StoreError> {
-        if !self.keyed.worth_looking() {
+        let inserts = *self.inserted.borrow();
+        if !self.keyed.worth_looking(inserts) {
             return Ok(false);
         }
         let due: bool = sqlx::query_scalar(
@@ -106,7 +107,7 @@ impl SqliteStore {
         .await
         .map_err(err)?;
         if !due {
-            self.keyed.found_none();
+            self.keyed.found_none(inserts);
         }
         Ok(due)
     }

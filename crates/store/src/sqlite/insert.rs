@@ -26,9 +26,6 @@ impl SqliteStore {
         &self,
         params: &[TaskInsertParams],
     ) -> Result<Vec<TaskId>, StoreError> {
-        if params.iter().any(|p| p.concurrency_key.is_some()) {
-            self.keyed.keyed_inserted();
-        }
         let mut tx = self.writer.begin().await.map_err(err)?;
         let mut inserted: HashSet<String> = HashSet::with_capacity(params.len());
         for chunk in params.chunks(TASK_ROWS_PER_STATEMENT) {

@@ -19,9 +19,6 @@ impl SqliteStore {
         key: &str,
         window: std::time::Duration,
     ) -> Result<(Task, bool), StoreError> {
-        if p.concurrency_key.is_some() {
-            self.keyed.keyed_inserted();
-        }
         let now = millis(p.now);
         let oldest = now - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
         let mut tx = self.writer.begin().await.map_err(err)?;
