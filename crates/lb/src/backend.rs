@@ -34,6 +34,9 @@ pub struct Backend {
     /// (nanoseconds since the process's first use of it).
     ewma_ns: AtomicU64,
     ewma_at: AtomicU64,
+    /// Recent fast refusals ×1000, as of `refusals_at` (fading).
+    refusals_milli: AtomicU64,
+    refusals_at: AtomicU64,
     /// Woken when a request on this backend ends, for requests queued for a
     /// free slot; shared by every backend of one set.
     slot_freed: OnceLock<Arc<Notify>>,
@@ -61,6 +64,10 @@ const EWMA_DEFAULT: Duration = Duration::from_millis(5);
 /// What a fast refusal (429, or 503 with Retry-After) counts as: a refusal
 /// must make a backend look loaded, not fast.
 const REFUSAL_PENALTY: Duration = Duration::from_secs(1);
+/// How fast the refusals least-connections and power-of-two-choices add to
+/// a backend's load fade (e-fold time): a backend refusing 100/s looks about
+/// 100 requests busier; one that stopped refusing is back in seconds.
+const REFUSAL_FADE: Duration = Duration::from_secs(1);
 
 /// Nanoseconds since the process first asked (a monotonic clock).
 pub(crate) fn clock_ns() -> u64 {
@@ -138,6 +145,8 @@ impl Backend {
             smooth_weight: AtomicI64::new(0),
             ewma_ns: AtomicU64::new(0),
             ewma_at: AtomicU64::new(0),
+            refusals_milli: AtomicU64::new(0),
+            refusals_at: AtomicU64::new(0),
             slot_freed: OnceLock::new(),
             latency: LatencyHistogram::default(),
             consecutive_errors: AtomicU32::new(0),
@@ -175,6 +184,30 @@ impl Backend {
     /// to the EWMA only; the histogram keeps the real response time.
     pub fn record_refusal(&self) {
         self.ewma_sample(REFUSAL_PENALTY);
+        // Approximate under races (two refusals at once may count as one):
+        // it is a bias, not a ledger.
+        let now = clock_ns();
+        let next = self.refusals_at(now) + 1.0;
+        self.refusals_milli
+            .store((next * 1000.0) as u64, Ordering::Relaxed);
+        self.refusals_at.store(now, Ordering::Relaxed);
+    }
+
+    fn refusals_at(&self, now: u64) -> f64 {
+        let milli = self.refusals_milli.load(Ordering::Relaxed);
+        if milli == 0 {
+            return 0.0;
+        }
+        let since = now.saturating_sub(self.refusals_at.load(Ordering::Relaxed)) as f64;
+        milli as f64 / 1000.0 * (-since / REFUSAL_FADE.as_nanos() as f64).exp()
+    }
+
+    /// What least-connections and power-of-two-choices compare: requests in
+    /// flight plus recent fast refusals (429, or 503 with Retry-After), so a
+    /// backend that refuses quickly does not look idle and attract more
+    /// traffic (the bias Linkerd had to add).
+    pub fn load(&self) -> f64 {
+        self.in_flight() as f64 + self.refusals_at(clock_ns())
     }
 
     /// Peak-EWMA latency, or a default before the first sample. A backend

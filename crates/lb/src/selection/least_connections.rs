@@ -1,5 +1,6 @@
-//! Least connections: the eligible backend with the fewest requests in flight;
-//! ties go round robin so equal backends share the load.
+//! Least connections: the eligible backend with the fewest requests in flight
+//! (recent fast refusals count too, see [`Backend::load`]); ties go round
+//! robin so equal backends share the load.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,7 +23,7 @@ impl Selector for LeastConnections {
         (0..n)
             .map(|i| (start + i) % n)
             .filter(|&i| (pick.eligible)(&backends[i]))
-            .min_by_key(|&i| backends[i].in_flight())
+            .min_by(|&a, &b| backends[a].load().total_cmp(&backends[b].load()))
     }
 }
 
@@ -38,6 +39,20 @@ mod tests {
         let _one = b[2].start_request();
         let lc = LeastConnections::default();
         for _ in 0..5 {
+            assert_eq!(lc.select(&b, &Pick::any(0)), Some(1));
+        }
+    }
+
+    #[test]
+    fn fast_refusals_count_as_load() {
+        let b = backends(2);
+        // Backend 0 answers 429s at once: in flight it looks idle.
+        for _ in 0..3 {
+            b[0].record_refusal();
+        }
+        let _one = b[1].start_request();
+        let lc = LeastConnections::default();
+        for _ in 0..10 {
             assert_eq!(lc.select(&b, &Pick::any(0)), Some(1));
         }
     }

@@ -32,7 +32,7 @@ pub(crate) fn two_random(backends: &[Arc<Backend>], pick: &Pick) -> Option<(usiz
 impl Selector for PowerOfTwoChoices {
     fn select(&self, backends: &[Arc<Backend>], pick: &Pick) -> Option<usize> {
         let (a, b) = two_random(backends, pick)?;
-        Some(if backends[b].in_flight() < backends[a].in_flight() {
+        Some(if backends[b].load() < backends[a].load() {
             b
         } else {
             a
@@ -58,6 +58,18 @@ mod tests {
         // Backend 1 loses every pairing; backend 0 wins each of its pairings.
         assert_eq!(seen[1], 0, "{seen:?}");
         assert!(seen[0] > 1700 && seen[2] > 700, "{seen:?}");
+    }
+
+    #[test]
+    fn fast_refusals_count_as_load() {
+        let b = backends(2);
+        for _ in 0..5 {
+            b[0].record_refusal();
+        }
+        let _one = b[1].start_request();
+        for _ in 0..100 {
+            assert_eq!(PowerOfTwoChoices.select(&b, &Pick::any(0)), Some(1));
+        }
     }
 
     #[test]

@@ -190,3 +190,44 @@ async fn every_strategy_can_be_switched_to_at_runtime() {
     }
     lb.stop().await;
 }
+
+/// A backend that refuses at once looks idle to a count of requests in
+/// flight; least connections and power of two choices must count its fast
+/// refusals as load, or it soaks up most of the traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_aware_strategies_do_not_feed_a_fast_refuser() {
+    for strategy in [Strategy::LeastConnections, Strategy::PowerOfTwoChoices] {
+        let slow = TestBackend::start("slow", Duration::from_millis(20)).await;
+        let refuser = TestBackend::refusing("refuser").await;
+        let lb = TestLb::start(vec![slow.url(), refuser.url()], strategy).await;
+        let http = reqwest::Client::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (http, url) = (http.clone(), format!("{}/work", lb.base));
+            tasks.spawn(async move {
+                let mut statuses = Vec::new();
+                for _ in 0..40 {
+                    statuses.push(http.get(&url).send().await.unwrap().status().as_u16());
+                }
+                statuses
+            });
+        }
+        let (mut ok, mut refused) = (0, 0);
+        while let Some(statuses) = tasks.join_next().await {
+            for s in statuses.unwrap() {
+                match s {
+                    200 => ok += 1,
+                    429 => refused += 1,
+                    other => panic!("{strategy:?}: unexpected {other}"),
+                }
+            }
+        }
+        // Without the bias the refuser, always idle, would take nearly all 320.
+        assert!(
+            refused * 4 < ok + refused,
+            "{strategy:?}: {refused} of {} went to the refusing backend",
+            ok + refused
+        );
+        lb.stop().await;
+    }
+}

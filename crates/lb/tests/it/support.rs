@@ -53,6 +53,31 @@ impl TestBackend {
         TestBackend { addr, task }
     }
 
+    /// A backend whose `/work` always answers 429 at once, with Retry-After
+    /// (a backend shedding load; its health check passes).
+    pub async fn refusing(name: &str) -> TestBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let name = name.to_string();
+        let app = Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .route(
+                "/work",
+                get(move || {
+                    let name = name.clone();
+                    async move {
+                        (
+                            axum::http::StatusCode::TOO_MANY_REQUESTS,
+                            [("retry-after", "1")],
+                            name,
+                        )
+                    }
+                }),
+            );
+        let task = tokio::spawn(serve_killable(listener, app));
+        TestBackend { addr, task }
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
