@@ -131,6 +131,22 @@ fn verdicts(nodes: &[Value], workers: &[Value], tasks: &Value) -> Vec<String> {
             "queue: {queued} waiting, {busy}/{capacity} worker slots busy"
         ));
     }
+    // A named queue at its own limit waits by design: more workers won't help.
+    for q in tasks["queues"].as_array().into_iter().flatten() {
+        let (waiting, running) = (
+            q["queued"].as_i64().unwrap_or(0),
+            q["running"].as_i64().unwrap_or(0),
+        );
+        if let Some(limit) = q["concurrency"].as_i64() {
+            if waiting > 0 && running >= limit {
+                out.push(format!(
+                    "queue {}: {waiting} waiting at its concurrency limit ({running}/{limit}): \
+                     raise --queue-limit to drain it faster; more workers will not",
+                    q["name"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+    }
     out
 }
 
@@ -195,4 +211,29 @@ pub fn render(s: &Status) -> String {
         out += &format!("- {v}\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::verdicts;
+
+    #[test]
+    fn a_queue_at_its_own_limit_is_not_told_to_add_workers() {
+        let workers =
+            vec![json!({"status": "online", "concurrency": 4, "active_tasks": 1, "processed": 9})];
+        let tasks = json!({"queued": 5, "queues": [
+            {"name": "reports", "queued": 5, "running": 1, "concurrency": 1},
+            {"name": "default", "queued": 0, "running": 0, "concurrency": null},
+        ]});
+        let v = verdicts(&[], &workers, &tasks);
+        let limited: Vec<&String> = v
+            .iter()
+            .filter(|l| l.starts_with("queue reports"))
+            .collect();
+        assert_eq!(limited.len(), 1, "{v:?}");
+        assert!(limited[0].contains("concurrency limit (1/1)"), "{v:?}");
+        assert!(!v.iter().any(|l| l.contains("add workers")), "{v:?}");
+    }
 }
