@@ -4,7 +4,7 @@
 //! submission whose result is already being computed is folded into the task
 //! computing it (`ON CONFLICT DO NOTHING`, then a lookup for the folded ones).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 use uuid::Uuid;
@@ -36,7 +36,7 @@ impl PostgresStore {
                 break;
             }
             let batch: Vec<&TaskInsertParams> = pending.iter().map(|&i| &params[i]).collect();
-            let inserted = self.insert_rows(&batch).await?;
+            let inserted: HashSet<Uuid> = self.insert_rows(&batch).await?.into_iter().collect();
             // The rest were folded (same input queued or running) or are
             // already there (same id): find what stands for each.
             let rest: Vec<usize> = pending
@@ -54,11 +54,8 @@ impl PostgresStore {
                 .await?;
             pending = Vec::new();
             for i in rest {
-                match found
-                    .get(&params[i].id.0)
-                    .or_else(|| params[i].cache_key.as_ref().and_then(|k| found.get_key(k)))
-                {
-                    Some(id) => answers[i] = Some(TaskId(*id)),
+                match found.stand_in(&params[i]) {
+                    Some(id) => answers[i] = Some(TaskId(id)),
                     None => pending.push(i),
                 }
             }
@@ -154,7 +151,7 @@ impl PostgresStore {
         for r in rows {
             let id: Uuid = r.try_get(0).map_err(err)?;
             let key: Option<String> = r.try_get(1).map_err(err)?;
-            s.by_id.insert(id, id);
+            s.ids.insert(id);
             if let Some(k) = key {
                 s.by_key.insert(k, id);
             }
@@ -163,18 +160,22 @@ impl PostgresStore {
     }
 }
 
+/// Live tasks found for submissions that were not inserted.
 #[derive(Default)]
 struct Standing {
-    by_id: HashMap<Uuid, Uuid>,
+    ids: HashSet<Uuid>,
     by_key: HashMap<String, Uuid>,
 }
 
 impl Standing {
-    fn get(&self, id: &Uuid) -> Option<&Uuid> {
-        self.by_id.get(id)
-    }
-
-    fn get_key(&self, key: &str) -> Option<&Uuid> {
-        self.by_key.get(key)
+    /// The task standing for `p`: itself (a resend), or the live task with
+    /// its input.
+    fn stand_in(&self, p: &TaskInsertParams) -> Option<Uuid> {
+        if self.ids.contains(&p.id.0) {
+            return Some(p.id.0);
+        }
+        p.cache_key
+            .as_ref()
+            .and_then(|k| self.by_key.get(k).copied())
     }
 }
