@@ -31,6 +31,7 @@ pub use state::{ApiConfig, AppState, EventSink};
 
 /// The API's routes, with body limit and request logging applied.
 pub fn app(state: AppState) -> Router {
+    weir_telemetry::install();
     Router::new()
         .route("/", get(routes::root::hello))
         .route("/requests/stats", get(routes::root::stats))
@@ -54,6 +55,7 @@ pub fn app(state: AppState) -> Router {
         .route("/messages", get(routes::events::latest))
         .route("/messages/count", get(routes::events::count))
         .route("/health", get(routes::health::health))
+        .route("/metrics", get(routes::metrics::render))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

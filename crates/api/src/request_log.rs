@@ -1,26 +1,67 @@
-//! Middleware: tags every answer with `X-Weir-Node` and logs the request.
+//! Middleware: tags every answer with `X-Weir-Node`, logs the request and
+//! records its duration (`http_server_request_duration_seconds`, by route).
 //!
 //! `GET /` logs its own row and waits for the commit (its answer says the row is
 //! written); every other request is logged after the answer is sent, without
 //! holding the client. Health checks are not logged: they would drown the log.
 
-use axum::extract::{Request, State};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use chrono::Utc;
+use metrics::histogram;
+use tracing::Instrument;
 use weir_core::RequestLogEntry;
 
 use crate::AppState;
+
+const REQUEST_ID: &str = "x-request-id";
 
 /// Marks a response whose request the handler already logged.
 #[derive(Clone, Copy, Debug)]
 pub struct AlreadyLogged;
 
 pub async fn log_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
-    let mut response = next.run(req).await;
+    // The route's pattern, not the path: `/tasks/{id}`, one series per route.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    // The lb's request id (or a fresh one), on every log line of this request
+    // and on the answer.
+    let request_id = req.headers().get(REQUEST_ID).cloned().unwrap_or_else(|| {
+        HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()).expect("ASCII")
+    });
+    let span = tracing::info_span!(
+        "request",
+        request_id = request_id.to_str().unwrap_or("-"),
+        method = %method,
+        path = %truncate(path.clone(), 256),
+    );
+    let mut response = next.run(req).instrument(span.clone()).await;
+    response.headers_mut().insert(REQUEST_ID, request_id);
+    let elapsed = started.elapsed();
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            elapsed_us = elapsed.as_micros() as u64,
+            "answered"
+        )
+    });
+    histogram!(
+        "http_server_request_duration_seconds",
+        "route" => route,
+        "method" => method.clone(),
+        "status" => response.status().as_str().to_owned(),
+    )
+    .record(elapsed.as_secs_f64());
     if let Ok(node) = HeaderValue::from_str(&state.config.node_id) {
         response.headers_mut().insert("x-weir-node", node);
     }

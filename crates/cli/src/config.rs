@@ -480,6 +480,11 @@ pub struct WorkerArgs {
     /// Tasks run at once.
     #[arg(long, env = "WEIR_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
+    /// Serve Prometheus `GET /metrics` on this address (e.g. 0.0.0.0:9464;
+    /// port 0 picks one and prints it). A worker has no other HTTP port, so
+    /// without it its metrics are not served.
+    #[arg(long, env = "WEIR_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]

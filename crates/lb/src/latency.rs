@@ -16,6 +16,8 @@ const BUCKETS: usize = (SUB * POWERS) as usize + 1;
 pub struct LatencyHistogram {
     buckets: [AtomicU64; BUCKETS],
     count: AtomicU64,
+    /// Sum of all samples, in microseconds (for Prometheus' `_sum`).
+    sum_us: AtomicU64,
 }
 
 impl Default for LatencyHistogram {
@@ -23,6 +25,7 @@ impl Default for LatencyHistogram {
         LatencyHistogram {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
         }
     }
 }
@@ -60,6 +63,36 @@ impl LatencyHistogram {
         let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
         self.buckets[bucket_of(us)].fetch_add(1, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Sum of all samples.
+    pub fn sum(&self) -> Duration {
+        Duration::from_micros(self.sum_us.load(Ordering::Relaxed))
+    }
+
+    /// For each bound (seconds, ascending), how many samples were at most
+    /// that long — Prometheus' cumulative `le` buckets. A sample counts
+    /// under a bound when its whole bucket does, so counts lean low by at
+    /// most one bucket's width (~25%).
+    pub fn cumulative(&self, bounds: &[f64]) -> Vec<u64> {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        bounds
+            .iter()
+            .map(|bound| {
+                let bound_us = bound * 1e6;
+                counts
+                    .iter()
+                    .enumerate()
+                    .take_while(|(i, _)| bucket_upper(*i) <= bound_us)
+                    .map(|(_, c)| c)
+                    .sum()
+            })
+            .collect()
     }
 
     pub fn count(&self) -> u64 {
@@ -104,6 +137,18 @@ mod tests {
         assert!((p50 - 500.0).abs() / 500.0 < 0.2, "p50 {p50}");
         assert!((p99 - 990.0).abs() / 990.0 < 0.2, "p99 {p99}");
         assert_eq!(h.count(), 1000);
+    }
+
+    #[test]
+    fn cumulative_counts_follow_the_bounds() {
+        let h = LatencyHistogram::default();
+        for ms in [1u64, 2, 3, 40, 900] {
+            h.record(Duration::from_millis(ms));
+        }
+        // 1 ms and 2 ms are under 5 ms; 3 ms falls in a bucket reaching past
+        // 2.5 ms; everything is under 1 s.
+        assert_eq!(h.cumulative(&[0.0025, 0.005, 0.05, 1.0]), vec![2, 3, 4, 5]);
+        assert_eq!(h.sum(), Duration::from_millis(946));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use metrics::{counter, gauge, Counter, Gauge};
 use rand::Rng;
 use tokio::task::JoinSet;
 use tokio::time::{interval, sleep, sleep_until, Instant, MissedTickBehavior};
@@ -39,6 +40,8 @@ pub async fn run(
         config.worker_id.clone(),
         config.poll_interval,
     );
+    weir_telemetry::install();
+    let config_worker_id = config.worker_id.clone();
     let mut w = Worker {
         store,
         config,
@@ -48,6 +51,7 @@ pub async fn run(
         aborts: HashMap::new(),
         completer: Some(completer),
         report: WorkerReport::default(),
+        metrics: WorkerMetrics::new(&config_worker_id),
     };
     // Queue limits live in the store, so every worker enforces the same ones.
     for limits in &w.config.queue_limits {
@@ -73,6 +77,27 @@ struct Worker {
     /// Records finished attempts in batches; taken at the end of the drain.
     completer: Option<Completer>,
     report: WorkerReport,
+    metrics: WorkerMetrics,
+}
+
+/// This worker's Prometheus series, labelled with its id (`worker_id`).
+struct WorkerMetrics {
+    processed: Counter,
+    failed: Counter,
+    retries: Counter,
+    active: Gauge,
+}
+
+impl WorkerMetrics {
+    fn new(worker_id: &str) -> Self {
+        let id = worker_id.to_owned();
+        WorkerMetrics {
+            processed: counter!("worker_messages_processed_total", "worker_id" => id.clone()),
+            failed: counter!("worker_messages_failed_total", "worker_id" => id.clone()),
+            retries: counter!("worker_retry_attempts_total", "worker_id" => id.clone()),
+            active: gauge!("worker_active_tasks", "worker_id" => id),
+        }
+    }
 }
 
 impl Worker {
@@ -147,6 +172,7 @@ impl Worker {
         if let Some(completer) = self.completer.take() {
             completer.finish(self.config.shutdown_grace).await;
         }
+        self.metrics.active.set(0.0);
         self.heartbeat(WorkerStatus::Offline).await;
         tracing::info!(worker = %self.config.worker_id, processed = self.report.processed, "stopped");
     }
@@ -169,6 +195,9 @@ impl Worker {
         match self.store.task_claim(params).await {
             Ok(tasks) => {
                 for task in tasks {
+                    if task.attempt > 1 {
+                        self.metrics.retries.increment(1);
+                    }
                     let (kind, input, attempt) = (task.kind, task.input.clone(), task.attempt);
                     let progress = kinds::Progress::default();
                     let reporter = progress.clone();
@@ -178,6 +207,7 @@ impl Worker {
                     self.held.insert(handle.id(), task);
                     self.aborts.insert(handle.id(), (handle, progress));
                 }
+                self.metrics.active.set(self.held.len() as f64);
                 Ok(())
             }
             Err(e) => {
@@ -205,10 +235,12 @@ impl Worker {
         let Some(task) = self.held.remove(&id) else {
             return;
         };
+        self.metrics.active.set(self.held.len() as f64);
         let now = Utc::now();
         let outcome = match result {
             Ok(result) => {
                 self.report.processed += 1;
+                self.metrics.processed.increment(1);
                 let cache = task.kind.cache_key(&task.input).map(|key| CacheWrite {
                     key,
                     expires_at: now + to_chrono(self.config.cache_ttl),
@@ -217,6 +249,7 @@ impl Worker {
             }
             Err(error) => {
                 self.report.failed += 1;
+                self.metrics.failed.increment(1);
                 let retry_at = (task.attempt < task.max_attempts).then(|| {
                     // The submission's own backoff wins over the type's.
                     let policy = task
@@ -275,6 +308,7 @@ impl Worker {
                         abort.abort();
                     }
                 }
+                self.metrics.active.set(self.held.len() as f64);
             }
             Err(e) => {
                 tracing::warn!(worker = %self.config.worker_id, error = %e, "lease extension failed");

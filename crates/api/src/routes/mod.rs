@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod events;
 pub mod health;
+pub mod metrics;
 pub mod root;
 pub mod tasks;
 pub mod workers;

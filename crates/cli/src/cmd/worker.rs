@@ -23,6 +23,27 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         crate::signal::shutdown().await;
         signal_stop.cancel();
     });
+    let metrics_stop = CancellationToken::new();
+    if let Some(addr) = args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the metrics listener {addr}"))?;
+        println!(
+            "weir: {worker_id} serving metrics on http://{}/metrics",
+            listener.local_addr()?
+        );
+        weir_telemetry::install();
+        // Served through the drain too: it ends when the worker has stopped.
+        let stopped = metrics_stop.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, weir_telemetry::router())
+                .with_graceful_shutdown(async move { stopped.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::warn!(error = %e, "metrics listener stopped");
+            }
+        });
+    }
     println!("weir: {worker_id} running up to {} tasks", args.concurrency);
     // In buffered ingest, each worker is also a consumer of the event stream.
     let consumer = args.ingest.buffer()?.map(|b| {
@@ -37,6 +58,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         )
     });
     let report = weir_worker::run(store, config, stop).await;
+    metrics_stop.cancel();
     if let Some(consumer) = consumer {
         consumer.await.context("ingest consumer task")?;
     }

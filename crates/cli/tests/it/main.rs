@@ -8,6 +8,7 @@ mod crashes;
 mod db_outages;
 mod events;
 mod ingest_crashes;
+mod metrics;
 mod processes;
 mod queues;
 mod request_log;

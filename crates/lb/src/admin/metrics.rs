@@ -51,9 +51,36 @@ pub async fn render(State(lb): State<Arc<Lb>>) -> Response {
             .absolute(lb.rejected_rate_limit.load(Ordering::Relaxed));
         gauge!("weir_lb_rate_limit_tracked_clients").set(lb.rate_limits.tracked_clients() as f64);
     });
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
-    )
-        .into_response()
+    let mut text = handle.render();
+    render_latency_histograms(&lb, &mut text);
+    ([(header::CONTENT_TYPE, weir_telemetry::CONTENT_TYPE)], text).into_response()
+}
+
+/// `weir_lb_request_duration_seconds`, per backend. The samples already sit in
+/// each backend's lock-free histogram, so they are written out here as
+/// Prometheus buckets rather than recorded twice.
+fn render_latency_histograms(lb: &Lb, out: &mut String) {
+    use std::fmt::Write;
+    let name = "weir_lb_request_duration_seconds";
+    let bounds = weir_telemetry::SECONDS_BUCKETS;
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time from sending a request upstream to its answer's headers."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for b in lb.backends.snapshot().iter() {
+        let id = b.id().replace('\\', "\\\\").replace('"', "\\\"");
+        let h = &b.latency;
+        let count = h.count();
+        for (bound, n) in bounds.iter().zip(h.cumulative(bounds)) {
+            let _ = writeln!(out, "{name}_bucket{{backend=\"{id}\",le=\"{bound}\"}} {n}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{backend=\"{id}\",le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum{{backend=\"{id}\"}} {}",
+            h.sum().as_secs_f64()
+        );
+        let _ = writeln!(out, "{name}_count{{backend=\"{id}\"}} {count}");
+    }
 }

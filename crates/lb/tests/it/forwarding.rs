@@ -157,6 +157,17 @@ async fn stats_and_prometheus_metrics_show_each_backend() {
         "{text}"
     );
     assert!(text.contains("weir_lb_backend_latency_seconds{"), "{text}");
+    // The per-backend latency histogram: every request counted, none of them
+    // (each waits at least 4 ms upstream) under 2.5 ms.
+    let series = "weir_lb_request_duration_seconds";
+    for line in [
+        format!("{series}_count{{backend=\"{id}\"}} 20"),
+        format!("{series}_bucket{{backend=\"{id}\",le=\"+Inf\"}} 20"),
+        format!("{series}_bucket{{backend=\"{id}\",le=\"0.0025\"}} 0"),
+        format!("{series}_bucket{{backend=\"{id}\",le=\"60\"}} 20"),
+    ] {
+        assert!(text.contains(&line), "{line} missing from\n{text}");
+    }
     assert!(
         text.contains("weir_lb_rejected_total{reason=\"overload\"} 0"),
         "{text}"

@@ -1,0 +1,55 @@
+//! `GET /metrics`: this process's metrics in Prometheus text format, with the
+//! cluster's task counts read from the store at scrape time.
+//!
+//! Request durations are recorded by [`crate::request_log`]; in `weir up` the
+//! workers share the process, so their counters show here too.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use metrics::gauge;
+
+use crate::{ApiError, AppState};
+
+/// Queues this process has reported, so one that empties is set back to 0.
+static SEEN_QUEUES: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
+    weir_telemetry::install();
+    let c = state.store.task_counts().await?;
+    for (status, n) in [
+        ("queued", c.queued),
+        ("running", c.running),
+        ("succeeded", c.succeeded),
+        ("dead", c.dead),
+        ("cancelled", c.cancelled),
+    ] {
+        gauge!("weir_tasks", "state" => status).set(n as f64);
+    }
+    let depths = state.store.queue_depths().await?;
+    // A queue that emptied is reported as 0, not left at its last depth.
+    let mut seen = SEEN_QUEUES.lock().unwrap_or_else(|e| e.into_inner());
+    for q in seen
+        .iter()
+        .filter(|q| !depths.iter().any(|d| &d.queue == *q))
+    {
+        gauge!("weir_queue_depth", "queue" => q.clone(), "state" => "queued").set(0.0);
+        gauge!("weir_queue_depth", "queue" => q.clone(), "state" => "running").set(0.0);
+    }
+    for d in depths {
+        gauge!("weir_queue_depth", "queue" => d.queue.clone(), "state" => "queued")
+            .set(d.queued as f64);
+        gauge!("weir_queue_depth", "queue" => d.queue.clone(), "state" => "running")
+            .set(d.running as f64);
+        seen.insert(d.queue);
+    }
+    drop(seen);
+    Ok((
+        [(header::CONTENT_TYPE, weir_telemetry::CONTENT_TYPE)],
+        weir_telemetry::render(),
+    )
+        .into_response())
+}
