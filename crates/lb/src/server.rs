@@ -212,7 +212,9 @@ async fn handle(
     peer: SocketAddr,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path();
-    if lb.config.admin_on_main && (path == "/lb" || path.starts_with("/lb/")) {
+    if lb.config.admin_on_main
+        && (path == "/lb" || path.starts_with("/lb/") || path == "/dashboard")
+    {
         return admin.oneshot(req.map(Body::new)).await;
     }
     let client = lb.rate_limits.client_ip(peer.ip(), req.headers());

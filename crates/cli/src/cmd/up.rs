@@ -31,6 +31,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "weir: lb listening on http://{} (strategy {})",
         cluster.lb_addr, args.balancer.strategy
     );
+    println!("weir: dashboard on http://{}/dashboard", cluster.lb_addr);
     for (id, addr) in &cluster.api_nodes {
         println!("weir: {id} listening on http://{addr}");
     }

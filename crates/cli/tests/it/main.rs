@@ -5,6 +5,7 @@ mod bad_input;
 mod binary;
 mod chaos;
 mod crashes;
+mod dashboard;
 mod db_outages;
 mod events;
 mod ingest_crashes;

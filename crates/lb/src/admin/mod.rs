@@ -1,4 +1,5 @@
-//! The admin API under `/lb/`: stats, the strategy, the backends, rate limits.
+//! The admin API under `/lb/`: stats, the strategy, the backends, rate limits,
+//! and the dashboard (`/dashboard`).
 //! Endpoints that change state need `Authorization: Bearer <admin token>`.
 
 mod backends;
@@ -23,6 +24,8 @@ use crate::Strategy;
 
 pub fn router(lb: Arc<Lb>) -> Router {
     Router::new()
+        .route("/dashboard", get(dashboard))
+        .route("/lb/dashboard", get(dashboard))
         .route("/lb/stats", get(stats))
         .route("/lb/metrics", get(metrics::render))
         .route("/lb/strategy", get(get_strategy).put(put_strategy))
@@ -60,6 +63,23 @@ async fn stats(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {
         "rejected_rate_limit": lb.rejected_rate_limit.load(std::sync::atomic::Ordering::Relaxed),
         "backends": backends,
     }))
+}
+
+/// The live dashboard: one self-contained page (no CDN) polling the
+/// endpoints above and the API's `/tasks/stats` and `/workers`.
+async fn dashboard() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'",
+            ),
+        ],
+        include_str!("dashboard.html"),
+    )
+        .into_response()
 }
 
 async fn get_strategy(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {

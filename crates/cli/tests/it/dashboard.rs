@@ -1,0 +1,193 @@
+//! The lb's `/dashboard`, driven in headless Chromium against a running
+//! `weir up`: the charts move under load and a strategy switch takes effect.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
+use headless_chrome::{Browser, LaunchOptions, Tab};
+use serde_json::{json, Value};
+
+use crate::processes::{listening_url, WeirProcess};
+use crate::support::poll;
+
+const TOKEN: &str = "dashboard-test-token";
+
+/// Debian's Chromium, installed by `scripts/ensure-chromium.sh` when missing.
+fn chromium() -> PathBuf {
+    let path = PathBuf::from("/usr/bin/chromium");
+    if !path.exists() {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../scripts/ensure-chromium.sh"
+        );
+        let status = std::process::Command::new("bash")
+            .arg(script)
+            .status()
+            .unwrap();
+        assert!(status.success(), "could not install chromium ({script})");
+    }
+    path
+}
+
+/// Evaluates `js` in the page until it yields a value `check` accepts.
+fn wait_for_value(tab: &Tab, js: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        if let Some(v) = tab.evaluate(js, false).ok().and_then(|o| o.value) {
+            if check(&v) {
+                return v;
+            }
+            last = v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{js} never passed its check; last value {last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_charts_follow_load_and_switch_the_strategy() {
+    let chromium = chromium();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().display().to_string();
+    let (mut up, line) = WeirProcess::start(
+        &[
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data_dir,
+            "--api-nodes",
+            "2",
+            "--workers",
+            "2",
+            "--admin-token",
+            TOKEN,
+        ],
+        "lb listening on",
+    );
+    let lb = listening_url(&line);
+    up.wait_line("ready");
+
+    // Load for as long as the browser looks: hello requests and tasks.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn({
+        let (lb, stop) = (lb.clone(), stop.clone());
+        async move {
+            let http = reqwest::Client::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = http.get(format!("{lb}/?message=dash")).send().await;
+                if i % 16 == 0 {
+                    let task = json!({"type": "sleep", "input": {"ms": 300}});
+                    let _ = http.post(format!("{lb}/tasks")).json(&task).send().await;
+                }
+                i += 1;
+            }
+        }
+    });
+
+    let page = format!("{lb}/dashboard");
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let browser_view = tokio::task::spawn_blocking(move || {
+        let options = LaunchOptions::default_builder()
+            .path(Some(chromium))
+            .sandbox(false)
+            .window_size(Some((1400, 1000)))
+            .build()
+            .unwrap();
+        let browser = Browser::new(options).unwrap();
+        let tab = browser.new_tab().unwrap();
+        tab.navigate_to(&page).unwrap().wait_until_navigated().unwrap();
+
+        // Charts update: several samples drawn, requests per second above 0,
+        // one row per API node, tasks seen in the queue chart.
+        wait_for_value(&tab, "window.weirDashboard.samples", |v| {
+            v.as_u64() >= Some(3)
+        });
+        wait_for_value(&tab, "window.weirDashboard.rps", |v| {
+            v.as_f64() > Some(1.0)
+        });
+        wait_for_value(
+            &tab,
+            "Number(document.getElementById('chart-rps').dataset.points)",
+            |v| v.as_u64() >= Some(3),
+        );
+        wait_for_value(
+            &tab,
+            "document.querySelectorAll('#backends tr').length",
+            |v| v.as_u64() == Some(2),
+        );
+        wait_for_value(
+            &tab,
+            "Math.max(...(weirDashboard.charts.queue.series.get('running') || [0]))",
+            |v| v.as_f64() > Some(0.0),
+        );
+        wait_for_value(
+            &tab,
+            "document.querySelectorAll('#workers tr').length",
+            |v| v.as_u64() == Some(2),
+        );
+        // Each worker's share of the work, from the processed counts.
+        wait_for_value(
+            &tab,
+            "[...document.querySelectorAll('#workers .bar')].filter(b => parseFloat(b.style.width) > 0).length",
+            |v| v.as_u64() >= Some(1),
+        );
+        wait_for_value(&tab, "document.getElementById('rps').textContent", |v| {
+            v.as_str().and_then(|s| s.replace(',', "").parse::<f64>().ok()) > Some(0.0)
+        });
+
+        // Switch the strategy as a user would: token once, pick, click.
+        tab.find_element("#token").unwrap().click().unwrap();
+        tab.type_str(TOKEN).unwrap();
+        tab.find_element("#save-token").unwrap().click().unwrap();
+        tab.evaluate(
+            "document.getElementById('strategy').value = 'least_connections'",
+            false,
+        )
+        .unwrap();
+        tab.find_element("#apply-strategy").unwrap().click().unwrap();
+        wait_for_value(
+            &tab,
+            "document.getElementById('strategy-current').textContent",
+            |v| v == "least_connections",
+        );
+        let png = tab
+            .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
+            .unwrap();
+        std::fs::write(&shot, png).unwrap();
+        tab.evaluate("sessionStorage.getItem('weir-admin-token')", false)
+            .unwrap()
+            .value
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        browser_view,
+        Some(json!(TOKEN)),
+        "token kept in the session"
+    );
+
+    // The switch reached the lb, not only the page.
+    let http = reqwest::Client::new();
+    let strategy: Value = poll(Duration::from_secs(10), || async {
+        let v: Value = http
+            .get(format!("{lb}/lb/strategy"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        Some(v)
+    })
+    .await;
+    assert_eq!(strategy["strategy"], "least_connections");
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    up.terminate();
+}
