@@ -9,22 +9,28 @@
 //! - [`state`]: [`AppState`] and [`ApiConfig`].
 //! - [`error`]: [`ApiError`], the one JSON error every handler returns.
 //! - [`body`]: [`body::JsonBody`], a JSON extractor with precise 4xx errors.
-//! - [`request_log`]: middleware that tags answers with the node id and logs requests.
+//! - [`request_log`]: middleware that tags answers with the node id, logs
+//!   requests and records their durations.
+//! - [`schema`]: the JSON answers as types; [`openapi`]: the OpenAPI document
+//!   built from them and the handlers (`GET /openapi.json`).
 //! - `routes/`: one file per resource (`root`, `tasks`, `events`, `cache`,
-//!   `workers`, `health`).
+//!   `workers`, `health`, `metrics`).
 
 pub mod body;
 pub mod error;
+pub mod openapi;
 pub mod request_log;
 mod routes;
+pub mod schema;
 pub mod state;
 
 use std::future::Future;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use axum::{middleware, Router};
 use tokio::net::TcpListener;
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 
 pub use error::ApiError;
 pub use state::{ApiConfig, AppState, EventSink};
@@ -32,30 +38,8 @@ pub use state::{ApiConfig, AppState, EventSink};
 /// The API's routes, with body limit and request logging applied.
 pub fn app(state: AppState) -> Router {
     weir_telemetry::install();
-    Router::new()
-        .route("/", get(routes::root::hello))
-        .route("/requests/stats", get(routes::root::stats))
-        .route("/hash/{kind}", post(routes::tasks::submit_hash))
-        .route(
-            "/tasks",
-            post(routes::tasks::submit).get(routes::tasks::list),
-        )
-        .route(
-            "/tasks/{id}",
-            get(routes::tasks::get).delete(routes::tasks::cancel),
-        )
-        .route("/tasks/stats", get(routes::tasks::stats))
-        .route("/tasks/{id}/retry", post(routes::tasks::retry))
-        .route("/workers", get(routes::workers::list))
-        .route("/cache/stats", get(routes::cache::stats))
-        .route(
-            "/write",
-            post(routes::events::write).layer(DefaultBodyLimit::max(state.config.max_write_bytes)),
-        )
-        .route("/messages", get(routes::events::latest))
-        .route("/messages/count", get(routes::events::count))
-        .route("/health", get(routes::health::health))
-        .route("/metrics", get(routes::metrics::render))
+    let (router, _spec) = routes(state.config.max_write_bytes).split_for_parts();
+    router
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
@@ -64,6 +48,27 @@ pub fn app(state: AppState) -> Router {
             request_log::log_request,
         ))
         .with_state(state)
+}
+
+/// Every route with its OpenAPI description: registering one is describing it.
+fn routes(max_write_bytes: usize) -> OpenApiRouter<AppState> {
+    use routes::{cache, events, health, metrics, root, tasks, workers};
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(utoipa_axum::routes!(root::hello))
+        .routes(utoipa_axum::routes!(root::stats))
+        .routes(utoipa_axum::routes!(tasks::submit_hash))
+        .routes(utoipa_axum::routes!(tasks::submit, tasks::list))
+        .routes(utoipa_axum::routes!(tasks::get, tasks::cancel))
+        .routes(utoipa_axum::routes!(tasks::stats))
+        .routes(utoipa_axum::routes!(tasks::retry))
+        .routes(utoipa_axum::routes!(workers::list))
+        .routes(utoipa_axum::routes!(cache::stats))
+        .routes(utoipa_axum::routes!(events::write).layer(DefaultBodyLimit::max(max_write_bytes)))
+        .routes(utoipa_axum::routes!(events::latest))
+        .routes(utoipa_axum::routes!(events::count))
+        .routes(utoipa_axum::routes!(health::health))
+        .routes(utoipa_axum::routes!(metrics::render))
+        .routes(utoipa_axum::routes!(openapi::document))
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets in-flight

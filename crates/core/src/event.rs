@@ -19,9 +19,10 @@ pub struct NewEvent {
 }
 
 /// An event as stored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredEvent {
     pub id: String,
     pub received_at: DateTime<Utc>,
+    #[schema(value_type = Object)]
     pub event: Value,
 }

@@ -22,7 +22,7 @@ pub const ARGON2_MAX_ITERATIONS: u64 = 10;
 pub const ARGON2_MAX_PARALLELISM: u64 = 4;
 
 /// The kinds of task weir runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskKind {
     /// `{"string": S}` → `{"md5": hex}`.

@@ -18,7 +18,7 @@ pub struct RequestLogEntry {
 }
 
 /// Requests logged per API node.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RequestLogStats {
     pub total: i64,
     /// node id → requests logged by it.

@@ -21,11 +21,15 @@ impl Default for RetryPolicy {
 }
 
 /// How a policy is shown and given: `{"base_ms": 1000, "cap_ms": 300000}`.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Millis {
+#[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = RetryPolicy)]
+pub(crate) struct Millis {
     base_ms: u64,
     cap_ms: u64,
 }
+
+/// The shape of a [`RetryPolicy`] in JSON, for the OpenAPI spec.
+pub(crate) type RetryPolicyJson = Millis;
 
 impl serde::Serialize for RetryPolicy {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -230,7 +230,7 @@ pub struct CacheAccessParams {
 }
 
 /// One cache entry as `/cache/stats` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct CacheEntryStats {
     pub key: String,
     pub access_count: i64,

@@ -11,7 +11,19 @@ use uuid::Uuid;
 use crate::TaskKind;
 
 /// A task's id: a UUIDv7, so ids sort by creation time and index well.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(transparent)]
 pub struct TaskId(pub Uuid);
 
@@ -42,7 +54,7 @@ impl FromStr for TaskId {
 }
 
 /// Where a task is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     /// Waiting for `run_at` and a free worker. A worker's claim moves it to `Running`.
@@ -96,14 +108,16 @@ impl FromStr for TaskState {
 }
 
 /// A task as the store keeps it and the API shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Task {
     pub id: TaskId,
     #[serde(rename = "type")]
     pub kind: TaskKind,
+    #[schema(value_type = Object)]
     pub input: Value,
     #[serde(rename = "status")]
     pub state: TaskState,
+    #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
     /// The last attempt's error, if it failed.
     pub error: Option<String>,
@@ -128,11 +142,12 @@ pub struct Task {
     pub queue: String,
     pub concurrency_key: Option<String>,
     /// The backoff given at submission (`None`: the workers' for its type).
+    #[schema(value_type = Option<crate::retry::RetryPolicyJson>)]
     pub retry_backoff: Option<crate::RetryPolicy>,
 }
 
 /// One failed attempt, as kept on its task.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptError {
     pub attempt: i32,
     pub error: String,

@@ -6,11 +6,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use chrono::Utc;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use weir_core::StoredEvent;
 use weir_ingest::{parse_events, BodyFormat, IdSource, IngestError, ParseError};
 
 use crate::routes::tasks::idempotency_key;
+use crate::schema::{ErrorBody, EventsAccepted, MessageCount, Messages};
 use crate::state::EventSink;
 use crate::{ApiError, AppState};
 
@@ -19,11 +19,20 @@ const MAX_MESSAGES: i64 = 1000;
 
 /// Accepts one object, an array of objects, or NDJSON; answers 202 once the
 /// events are durable (committed, or in the Redis buffer in buffered mode).
+#[utoipa::path(post, path = "/write", tag = "events",
+    request_body(description = "One JSON object, an array of objects, or NDJSON (Content-Type: application/x-ndjson). An `id` field (string or integer) makes a resend idempotent.",
+        content((Object = "application/json"), (String = "application/x-ndjson"))),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Events without `id` get `KEY#index` as their id")),
+    responses(
+        (status = 202, description = "Durable: committed, or in the Redis buffer", body = EventsAccepted),
+        (status = 400, description = "Not JSON, or an event is not an object; nothing stored", body = ErrorBody),
+        (status = 413, description = "Body or event count over the limit", body = ErrorBody),
+        (status = 503, description = "Database busy or buffer full; retry after Retry-After", body = ErrorBody)))]
 pub async fn write(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<EventsAccepted>), ApiError> {
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge {
@@ -61,7 +70,7 @@ pub async fn write(
             EventSink::Buffered(buffer) => buffer.append(&events).await.map_err(ingest_error)?,
         }
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted }))))
+    Ok((StatusCode::ACCEPTED, Json(EventsAccepted { accepted })))
 }
 
 fn is_ndjson(headers: &HeaderMap) -> bool {
@@ -109,16 +118,21 @@ fn ingest_error(e: IngestError) -> ApiError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct MessagesQuery {
+    /// How many, 1 to 1000 (default 100).
     n: Option<i64>,
 }
 
 /// The latest `n` events (default 100, at most 1000), newest first.
+#[utoipa::path(get, path = "/messages", tag = "events", params(MessagesQuery),
+    responses(
+        (status = 200, description = "Newest first, by receive time", body = Messages),
+        (status = 400, description = "n out of range", body = ErrorBody)))]
 pub async fn latest(
     State(state): State<AppState>,
     query: Result<Query<MessagesQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Messages>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let n = query.n.unwrap_or(100);
     if !(1..=MAX_MESSAGES).contains(&n) {
@@ -128,9 +142,13 @@ pub async fn latest(
         ));
     }
     let messages: Vec<StoredEvent> = state.store.event_list_latest(n).await?;
-    Ok(Json(json!({ "messages": messages })))
+    Ok(Json(Messages { messages }))
 }
 
-pub async fn count(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "count": state.store.event_count().await? })))
+#[utoipa::path(get, path = "/messages/count", tag = "events",
+    responses((status = 200, description = "Events stored", body = MessageCount)))]
+pub async fn count(State(state): State<AppState>) -> Result<Json<MessageCount>, ApiError> {
+    Ok(Json(MessageCount {
+        count: state.store.event_count().await?,
+    }))
 }

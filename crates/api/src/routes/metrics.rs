@@ -17,6 +17,8 @@ use crate::{ApiError, AppState};
 /// Queues this process has reported, so one that empties is set back to 0.
 static SEEN_QUEUES: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
+#[utoipa::path(get, path = "/metrics", tag = "nodes",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
     weir_telemetry::install();
     let c = state.store.task_counts().await?;

@@ -8,18 +8,25 @@ use serde::Deserialize;
 use weir_core::{RequestLogEntry, RequestLogStats};
 
 use crate::request_log::{truncate, AlreadyLogged};
+use crate::schema::ErrorBody;
 use crate::{ApiError, AppState};
 
 /// Longest `message` stored; longer ones are cut.
 const MAX_MESSAGE_BYTES: usize = 4096;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct HelloQuery {
+    /// Stored with the request-log row (cut to 4 KiB).
     message: Option<String>,
 }
 
 /// Waits the configured delay, writes a request-log row, and answers once the
 /// row is committed.
+#[utoipa::path(get, path = "/", tag = "requests", params(HelloQuery),
+    responses(
+        (status = 200, description = "The row is committed", body = String, content_type = "text/plain",
+            example = "Written to DB by node api-1"),
+        (status = 503, description = "Database busy; retry after Retry-After", body = ErrorBody)))]
 pub async fn hello(
     State(state): State<AppState>,
     query: Result<Query<HelloQuery>, axum::extract::rejection::QueryRejection>,
@@ -42,6 +49,8 @@ pub async fn hello(
     Ok(response)
 }
 
+#[utoipa::path(get, path = "/requests/stats", tag = "requests",
+    responses((status = 200, description = "Requests logged, in all and per node", body = RequestLogStats)))]
 pub async fn stats(State(state): State<AppState>) -> Result<Json<RequestLogStats>, ApiError> {
     Ok(Json(state.store.request_log_stats().await?))
 }

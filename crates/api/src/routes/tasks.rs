@@ -6,27 +6,38 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use weir_core::{
     RetryPolicy, Task, TaskChange, TaskId, TaskInsertParams, TaskKind, TaskListParams, TaskState,
 };
 
 use crate::body::JsonBody;
+use crate::schema::{
+    CachedResult, ErrorBody, QueueStats, SubmitAnswer, TaskAccepted, TaskPage, TaskStats,
+};
 use crate::{ApiError, AppState};
 
 /// Upper bound on `max_attempts` a client may ask for.
 const MAX_ATTEMPTS_LIMIT: i32 = 100;
 
 /// The general submission form.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitTask {
+    /// `md5`, `sha256`, `argon2`, `sleep`, `flaky` or `noop`.
     #[serde(rename = "type")]
+    #[schema(example = "md5")]
     kind: String,
+    /// The type's input: `{"string": …}` for hashes, `{"ms": …}` for sleep,
+    /// `{"fail_times": …}` for flaky.
+    #[schema(value_type = Object, example = json!({"string": "hello"}))]
     input: Value,
+    /// Attempts before the task is dead (1 to 100; default from config).
     max_attempts: Option<i32>,
+    /// Higher runs first.
     #[serde(default)]
     priority: i32,
+    /// Not run before this moment.
     run_at: Option<DateTime<Utc>>,
     /// Same key within the idempotency window → the same task.
     idempotency_key: Option<String>,
@@ -153,6 +164,14 @@ pub(crate) fn idempotency_key(
 }
 
 /// `POST /tasks {"type","input",...}`.
+#[utoipa::path(post, path = "/tasks", tag = "tasks", request_body = SubmitTask,
+    params(("Idempotency-Key" = Option<String>, Header, description = "The same key within 24 h returns the same task")),
+    responses(
+        (status = 202, description = "Queued (durable); Location names the task", body = TaskAccepted),
+        (status = 200, description = "An earlier submission stands for this one (idempotency key, or the same cacheable input queued or running), or the result came from the cache", body = SubmitAnswer),
+        (status = 400, description = "Malformed submission", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 503, description = "Database busy; retry after Retry-After", body = ErrorBody)))]
 pub async fn submit(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -187,6 +206,14 @@ pub async fn submit(
 }
 
 /// `POST /hash/{kind}` with `{"string": …}` (argon2 also takes its cost fields).
+#[utoipa::path(post, path = "/hash/{kind}", tag = "tasks",
+    params(("kind" = String, Path, description = "md5, sha256 or argon2"),
+        ("Idempotency-Key" = Option<String>, Header, description = "The same key within 24 h returns the same task")),
+    request_body(content = Object, description = "`{\"string\": …}`; argon2 also takes `m_cost`, `t_cost`, `p_cost`"),
+    responses(
+        (status = 202, description = "Queued (durable)", body = TaskAccepted),
+        (status = 200, description = "From the cache, or folded into an equal live task", body = SubmitAnswer),
+        (status = 400, description = "Unknown hash or malformed input", body = ErrorBody)))]
 pub async fn submit_hash(
     State(state): State<AppState>,
     Path(kind): Path<String>,
@@ -237,7 +264,11 @@ async fn enqueue(state: &AppState, s: Submission) -> Result<Response, ApiError> 
     if let Some(key) = &cache_key {
         if let Some(result) = state.store.cache_get(key, now).await? {
             state.cache_access.hit(key);
-            let body = json!({ "type": kind, "result": result, "source": "cache" });
+            let body = CachedResult {
+                kind,
+                result,
+                source: "cache",
+            };
             return Ok((StatusCode::OK, Json(body)).into_response());
         }
         state.cache_access.miss();
@@ -261,7 +292,12 @@ async fn enqueue(state: &AppState, s: Submission) -> Result<Response, ApiError> 
             .store
             .task_insert_idempotent(params, &key, state.config.idempotency_window)
             .await?;
-        let body = json!({ "task_id": task.id, "status": task.state, "type": task.kind });
+        let body = TaskAccepted {
+            task_id: task.id,
+            status: task.state,
+            kind: task.kind,
+            deduplicated: None,
+        };
         let status = if created {
             StatusCode::ACCEPTED
         } else {
@@ -289,8 +325,12 @@ async fn enqueue(state: &AppState, s: Submission) -> Result<Response, ApiError> 
             Some(t) => t.state,
             None => TaskState::Queued,
         };
-        let body = json!({ "task_id": task_id, "status": status, "type": kind,
-                           "deduplicated": true });
+        let body = TaskAccepted {
+            task_id,
+            status,
+            kind,
+            deduplicated: Some(true),
+        };
         return Ok((
             StatusCode::OK,
             [(header::LOCATION, format!("/tasks/{task_id}"))],
@@ -298,7 +338,12 @@ async fn enqueue(state: &AppState, s: Submission) -> Result<Response, ApiError> 
         )
             .into_response());
     }
-    let body = json!({ "task_id": id, "status": TaskState::Queued, "type": kind });
+    let body = TaskAccepted {
+        task_id: id,
+        status: TaskState::Queued,
+        kind,
+        deduplicated: None,
+    };
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, format!("/tasks/{id}"))],
@@ -315,6 +360,11 @@ fn not_found() -> ApiError {
 }
 
 /// `GET /tasks/{id}`.
+#[utoipa::path(get, path = "/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "The task's id")),
+    responses(
+        (status = 200, description = "The task, with progress, result or errors", body = Task),
+        (status = 404, description = "No such task", body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -329,6 +379,12 @@ pub async fn get(
 }
 
 /// `POST /tasks/{id}/retry`: a dead task queued again with fresh attempts.
+#[utoipa::path(post, path = "/tasks/{id}/retry", tag = "tasks",
+    params(("id" = String, Path, description = "The task's id")),
+    responses(
+        (status = 200, description = "Queued again", body = Task),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "The task is not dead", body = ErrorBody)))]
 pub async fn retry(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -346,6 +402,12 @@ pub async fn retry(
 
 /// `DELETE /tasks/{id}`: cancels a queued task; a running one is fenced off
 /// (its result will be refused) and shown as cancelled at once.
+#[utoipa::path(delete, path = "/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "The task's id")),
+    responses(
+        (status = 200, description = "Cancelled", body = Task),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "Already finished", body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -364,22 +426,31 @@ pub async fn cancel(
 /// Most tasks one `GET /tasks` page holds.
 const MAX_PAGE: i64 = 500;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// queued, running, succeeded, dead or cancelled.
     status: Option<String>,
+    /// A task type.
     #[serde(rename = "type")]
+    #[param(rename = "type")]
     kind: Option<String>,
+    /// 1 to 500 (default 50).
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
 /// `GET /tasks?status=&type=&limit=&cursor=`: newest first; `next_cursor`
 /// fetches the next page (absent on the last one).
+#[utoipa::path(get, path = "/tasks", tag = "tasks", params(ListQuery),
+    responses(
+        (status = 200, description = "Newest first", body = TaskPage),
+        (status = 400, description = "Bad filter, limit or cursor", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TaskPage>, ApiError> {
     let axum::extract::Query(q) =
         query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let status = q
@@ -414,24 +485,28 @@ pub async fn list(
     let next_cursor = (tasks.len() as i64 == limit)
         .then(|| tasks.last().map(|t| t.id))
         .flatten();
-    Ok(Json(json!({ "tasks": tasks, "next_cursor": next_cursor })))
+    Ok(Json(TaskPage { tasks, next_cursor }))
 }
 
 /// `GET /tasks/stats`: how many tasks are in each state, and per named
 /// queue how many are queued and running, with the queue's limits.
-pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/tasks/stats", tag = "tasks",
+    responses((status = 200, description = "Counts by state and by queue", body = TaskStats)))]
+pub async fn stats(State(state): State<AppState>) -> Result<Json<TaskStats>, ApiError> {
     let c = state.store.task_counts().await?;
     let depths = state.store.queue_depths().await?;
     let limits = state.store.queue_list().await?;
-    let mut queues: Vec<Value> = depths
+    let mut queues: Vec<QueueStats> = depths
         .iter()
         .map(|d| {
             let l = limits.iter().find(|l| l.name == d.queue);
-            json!({
-                "name": d.queue, "queued": d.queued, "running": d.running,
-                "concurrency": l.and_then(|l| l.concurrency),
-                "rate_per_second": l.and_then(|l| l.rate_per_second),
-            })
+            QueueStats {
+                name: d.queue.clone(),
+                queued: d.queued,
+                running: d.running,
+                concurrency: l.and_then(|l| l.concurrency),
+                rate_per_second: l.and_then(|l| l.rate_per_second),
+            }
         })
         .collect();
     // Limited queues show even when empty.
@@ -439,17 +514,20 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
         .iter()
         .filter(|l| !depths.iter().any(|d| d.queue == l.name))
     {
-        queues.push(json!({
-            "name": l.name, "queued": 0, "running": 0,
-            "concurrency": l.concurrency, "rate_per_second": l.rate_per_second,
-        }));
+        queues.push(QueueStats {
+            name: l.name.clone(),
+            queued: 0,
+            running: 0,
+            concurrency: l.concurrency,
+            rate_per_second: l.rate_per_second,
+        });
     }
-    Ok(Json(json!({
-        "queued": c.queued,
-        "running": c.running,
-        "succeeded": c.succeeded,
-        "dead": c.dead,
-        "cancelled": c.cancelled,
-        "queues": queues,
-    })))
+    Ok(Json(TaskStats {
+        queued: c.queued,
+        running: c.running,
+        succeeded: c.succeeded,
+        dead: c.dead,
+        cancelled: c.cancelled,
+        queues,
+    }))
 }

@@ -3,12 +3,14 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::Utc;
-use serde_json::{json, Value};
 use weir_core::WorkerStatus;
 
+use crate::schema::WorkerList;
 use crate::{ApiError, AppState};
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/workers", tag = "workers",
+    responses((status = 200, description = "Every worker that has reported, with its status", body = WorkerList)))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<WorkerList>, ApiError> {
     let mut workers = state.store.worker_list().await?;
     let now = Utc::now();
     let offline_after = chrono::Duration::from_std(state.config.worker_offline_after)
@@ -21,5 +23,5 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
             w.current_task = None;
         }
     }
-    Ok(Json(json!({ "workers": workers })))
+    Ok(Json(WorkerList { workers }))
 }

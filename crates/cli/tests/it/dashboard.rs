@@ -81,7 +81,7 @@ async fn dashboard_charts_follow_load_and_switch_the_strategy() {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let _ = http.get(format!("{lb}/?message=dash")).send().await;
-                if i % 16 == 0 {
+                if i.is_multiple_of(16) {
                     let task = json!({"type": "sleep", "input": {"ms": 300}});
                     let _ = http.post(format!("{lb}/tasks")).json(&task).send().await;
                 }

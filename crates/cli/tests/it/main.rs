@@ -10,6 +10,7 @@ mod db_outages;
 mod events;
 mod ingest_crashes;
 mod metrics;
+mod openapi;
 mod processes;
 mod queues;
 mod request_log;

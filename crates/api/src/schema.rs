@@ -1,0 +1,131 @@
+//! The API's JSON answers as types: what handlers send is what the OpenAPI
+//! spec (`GET /openapi.json`) describes, because both come from these.
+
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use weir_core::{CacheEntryStats, StoredEvent, Task, TaskId, TaskKind, TaskState, WorkerInfo};
+
+/// `{"error":{"code","message"}}`: every 4xx and 5xx answer.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable (`invalid_json`, `task_not_found`, …).
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
+/// A submission's answer: the task that stands for it.
+#[derive(Serialize, ToSchema)]
+pub struct TaskAccepted {
+    pub task_id: TaskId,
+    pub status: TaskState,
+    #[serde(rename = "type")]
+    pub kind: TaskKind,
+    /// Present (true) when an equal cacheable task was already queued or
+    /// running and this submission was folded into it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deduplicated: Option<bool>,
+}
+
+/// A cacheable submission answered from the shared cache.
+#[derive(Serialize, ToSchema)]
+pub struct CachedResult {
+    #[serde(rename = "type")]
+    pub kind: TaskKind,
+    #[schema(value_type = Object)]
+    pub result: Value,
+    /// Always `cache`.
+    pub source: &'static str,
+}
+
+/// One page of `GET /tasks`.
+#[derive(Serialize, ToSchema)]
+pub struct TaskPage {
+    pub tasks: Vec<Task>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<TaskId>,
+}
+
+/// `GET /tasks/stats`.
+#[derive(Serialize, ToSchema)]
+pub struct TaskStats {
+    pub queued: i64,
+    pub running: i64,
+    pub succeeded: i64,
+    pub dead: i64,
+    pub cancelled: i64,
+    pub queues: Vec<QueueStats>,
+}
+
+/// One named queue in `GET /tasks/stats`.
+#[derive(Serialize, ToSchema)]
+pub struct QueueStats {
+    pub name: String,
+    pub queued: i64,
+    pub running: i64,
+    /// Most running at once across the cluster, if limited.
+    pub concurrency: Option<i32>,
+    /// Most started per second across the cluster, if limited.
+    pub rate_per_second: Option<f64>,
+}
+
+/// `GET /workers`.
+#[derive(Serialize, ToSchema)]
+pub struct WorkerList {
+    pub workers: Vec<WorkerInfo>,
+}
+
+/// `GET /cache/stats`.
+#[derive(Serialize, ToSchema)]
+pub struct CacheStatsView {
+    pub entries: i64,
+    pub hits: i64,
+    pub misses: i64,
+    /// hits / (hits + misses); absent before the first lookup.
+    pub hit_ratio: Option<f64>,
+    /// The most read entries.
+    pub top: Vec<CacheEntryStats>,
+}
+
+/// `POST /write`'s answer.
+#[derive(Serialize, ToSchema)]
+pub struct EventsAccepted {
+    /// Events in the request (resent ones included; each is stored once).
+    pub accepted: usize,
+}
+
+/// `GET /messages`.
+#[derive(Serialize, ToSchema)]
+pub struct Messages {
+    pub messages: Vec<StoredEvent>,
+}
+
+/// `GET /messages/count`.
+#[derive(Serialize, ToSchema)]
+pub struct MessageCount {
+    pub count: i64,
+}
+
+/// `GET /health`.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` when the node answers.
+    pub status: &'static str,
+    pub node_id: String,
+    /// `sqlite` or `postgres`.
+    pub store: String,
+}
+
+/// A 200 to a submission: the task that stands for it, or the cached result.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SubmitAnswer {
+    Task(TaskAccepted),
+    Cached(CachedResult),
+}
