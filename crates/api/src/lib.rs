@@ -33,6 +33,9 @@ use utoipa::OpenApi;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 
 pub use error::ApiError;
+pub use routes::cache::cache_stats;
+pub use routes::tasks::task_stats;
+pub use routes::workers::worker_list;
 pub use state::{ApiConfig, AppState, EventSink};
 
 /// The API's routes, with body limit and request logging applied.

@@ -4,7 +4,9 @@
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
-use weir_core::{CacheEntryStats, StoredEvent, Task, TaskId, TaskKind, TaskState, WorkerInfo};
+use weir_core::{
+    CacheEntryStats, FinishedCounts, StoredEvent, Task, TaskId, TaskKind, TaskState, WorkerInfo,
+};
 
 /// `{"error":{"code","message"}}`: every 4xx and 5xx answer.
 #[derive(Serialize, ToSchema)]
@@ -61,6 +63,8 @@ pub struct TaskStats {
     pub dead: i64,
     pub cancelled: i64,
     pub queues: Vec<QueueStats>,
+    /// Tasks that finished in the last 60 seconds: the recent throughput.
+    pub finished_last_minute: FinishedCounts,
 }
 
 /// One named queue in `GET /tasks/stats`.

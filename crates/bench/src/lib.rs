@@ -6,12 +6,15 @@
 //!   timestamps.
 //! - [`idle`]: one task at a time into an idle system: how fast a sleeping
 //!   worker wakes.
+//! - [`load`]: `weir bench <url>`: closed or open model over raw hyper
+//!   connections, scenarios (hello, tasks, ingest), per-node shares.
 //! - [`http`]: constant-rate HTTP load with latency from each request's due time.
 //! - [`upstream`]: a trivial (optionally slow, optionally failing) upstream for lb benchmarks.
 //! - [`report`]: latency summaries.
 
 pub mod http;
 pub mod idle;
+pub mod load;
 pub mod report;
 pub mod tasks;
 pub mod upstream;

@@ -6,13 +6,14 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-/// p50/p90/p99/max of a set of latencies, in milliseconds.
+/// p50/p90/p99/p99.9/max of a set of latencies, in milliseconds.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Latency {
     pub count: u64,
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
+    pub p999_ms: f64,
     pub max_ms: f64,
 }
 
@@ -23,6 +24,11 @@ impl Latency {
         for d in samples {
             h.saturating_record((d.as_micros() as u64).max(1));
         }
+        Latency::from_histogram(&h)
+    }
+
+    /// Summarises a histogram of microseconds.
+    pub fn from_histogram(h: &Histogram<u64>) -> Latency {
         if h.is_empty() {
             return Latency::default();
         }
@@ -32,6 +38,7 @@ impl Latency {
             p50_ms: ms(h.value_at_quantile(0.50)),
             p90_ms: ms(h.value_at_quantile(0.90)),
             p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
             max_ms: ms(h.max()),
         }
     }
@@ -41,8 +48,8 @@ impl fmt::Display for Latency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms (n={})",
-            self.p50_ms, self.p90_ms, self.p99_ms, self.max_ms, self.count
+            "p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms (n={})",
+            self.p50_ms, self.p90_ms, self.p99_ms, self.p999_ms, self.max_ms, self.count
         )
     }
 }

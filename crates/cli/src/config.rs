@@ -39,9 +39,9 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate(StoreArgs),
-    /// Load-test a running system.
-    #[command(subcommand)]
-    Bench(BenchCommand),
+    /// Load-test a URL (`weir bench http://127.0.0.1:8080 -c 64 -d 10s`), or
+    /// run one of the built-in benchmarks below.
+    Bench(BenchArgs),
     /// The cluster at a glance: nodes, workers, tasks, cache, and verdicts.
     Status(StatusArgs),
 }
@@ -55,12 +55,29 @@ pub struct StatusArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     pub target: String,
+    /// Read the store itself instead of asking an lb (workers, tasks,
+    /// queues, requests per node; no lb health or latency).
+    #[arg(long, env = "WEIR_STATUS_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// How long to watch the queue for its trend (growing or draining);
+    /// 0 skips it.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub sample: Duration,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
     /// Refresh in place at this interval until Ctrl-C (e.g. `--watch 2s`).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub watch: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+    #[command(flatten)]
+    pub load: crate::cmd::load::LoadArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,22 +1,41 @@
 //! `weir status`: the cluster at a glance, from its load balancer — nodes,
 //! workers, tasks by state, the cache — with a verdict on balance and backlog.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
+use weir_core::Store;
 
 /// A node's share may stray this far from the fair share and still count as balanced.
 const BALANCE_TOLERANCE: f64 = 0.2;
+/// Read from the store, a worker silent this long is offline (the API's default).
+const OFFLINE_AFTER: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Serialize)]
 pub struct Status {
+    /// Where this was read: the lb's URL, or `database`.
+    pub source: String,
     pub strategy: String,
     pub nodes: Vec<Value>,
     pub workers: Vec<Value>,
     pub tasks: Value,
     pub cache: Value,
+    /// Requests per second through the lb over the last minute.
+    pub requests_per_second: Option<f64>,
+    /// Tasks finished (succeeded or dead) per second over the last minute.
+    pub tasks_per_second: f64,
+    /// How fast the queue grew (+) or drained (−) while sampled, per second.
+    pub queue_trend_per_second: Option<f64>,
     pub verdicts: Vec<String>,
+}
+
+/// Where `weir status` reads the cluster.
+pub enum Source {
+    Lb(String),
+    Store(Arc<dyn Store>),
 }
 
 async fn get(http: &reqwest::Client, url: String) -> anyhow::Result<Value> {
@@ -33,27 +52,132 @@ async fn get(http: &reqwest::Client, url: String) -> anyhow::Result<Value> {
     Ok(resp.json().await?)
 }
 
-/// Reads the cluster behind the lb at `target`.
-pub async fn collect(target: &str) -> anyhow::Result<Status> {
-    let target = target.trim_end_matches('/');
+/// One reading of everything, before verdicts.
+struct Reading {
+    strategy: String,
+    nodes: Vec<Value>,
+    workers: Vec<Value>,
+    tasks: Value,
+    cache: Value,
+    requests_per_second: Option<f64>,
+}
+
+async fn tasks_now(source: &Source, http: &reqwest::Client) -> anyhow::Result<Value> {
+    match source {
+        Source::Lb(target) => get(http, format!("{target}/tasks/stats")).await,
+        Source::Store(store) => Ok(serde_json::to_value(
+            weir_api::task_stats(store.as_ref(), Utc::now()).await?,
+        )?),
+    }
+}
+
+async fn read(source: &Source, http: &reqwest::Client) -> anyhow::Result<Reading> {
+    match source {
+        Source::Lb(target) => {
+            let lb = get(http, format!("{target}/lb/stats")).await?;
+            let workers = get(http, format!("{target}/workers")).await?;
+            Ok(Reading {
+                strategy: lb["strategy"].as_str().unwrap_or("?").to_string(),
+                nodes: lb["backends"].as_array().cloned().unwrap_or_default(),
+                workers: workers["workers"].as_array().cloned().unwrap_or_default(),
+                tasks: tasks_now(source, http).await?,
+                cache: get(http, format!("{target}/cache/stats")).await?,
+                requests_per_second: lb["requests_per_second_last_minute"].as_f64(),
+            })
+        }
+        Source::Store(store) => {
+            let now = Utc::now();
+            let workers = weir_api::worker_list(store.as_ref(), OFFLINE_AFTER, now).await?;
+            // Without the lb, nodes are known by the requests they logged.
+            let nodes = store
+                .request_log_stats()
+                .await?
+                .nodes
+                .into_iter()
+                .map(|(node, requests)| json!({"node": node, "requests": requests}))
+                .collect();
+            Ok(Reading {
+                strategy: "-".into(),
+                nodes,
+                workers: serde_json::to_value(workers)?["workers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+                tasks: tasks_now(source, http).await?,
+                cache: serde_json::to_value(weir_api::cache_stats(store.as_ref()).await?)?,
+                requests_per_second: None,
+            })
+        }
+    }
+}
+
+/// Reads the cluster, watching the queue for `sample` to see its trend.
+pub async fn collect(source: &Source, sample: Duration) -> anyhow::Result<Status> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
-    let lb = get(&http, format!("{target}/lb/stats")).await?;
-    let workers = get(&http, format!("{target}/workers")).await?;
-    let tasks = get(&http, format!("{target}/tasks/stats")).await?;
-    let cache = get(&http, format!("{target}/cache/stats")).await?;
-    let nodes = lb["backends"].as_array().cloned().unwrap_or_default();
-    let workers = workers["workers"].as_array().cloned().unwrap_or_default();
-    let verdicts = verdicts(&nodes, &workers, &tasks);
+    let first_queued = if sample.is_zero() {
+        None
+    } else {
+        let t = tasks_now(source, &http).await?;
+        let at = std::time::Instant::now();
+        tokio::time::sleep(sample).await;
+        Some((t["queued"].as_i64().unwrap_or(0), at))
+    };
+    let r = read(source, &http).await?;
+    let queue_trend_per_second = first_queued.map(|(before, at)| {
+        let now = r.tasks["queued"].as_i64().unwrap_or(0);
+        (now - before) as f64 / at.elapsed().as_secs_f64()
+    });
+    let finished = &r.tasks["finished_last_minute"];
+    let tasks_per_second = (finished["succeeded"].as_i64().unwrap_or(0)
+        + finished["dead"].as_i64().unwrap_or(0)) as f64
+        / 60.0;
+    let mut verdicts = verdicts(&r.nodes, &r.workers, &r.tasks);
+    verdicts.extend(trend_verdict(queue_trend_per_second, &r.workers, &r.tasks));
     Ok(Status {
-        strategy: lb["strategy"].as_str().unwrap_or("?").to_string(),
-        nodes,
-        workers,
-        tasks,
-        cache,
+        source: match source {
+            Source::Lb(target) => target.clone(),
+            Source::Store(_) => "database".into(),
+        },
+        strategy: r.strategy,
+        nodes: r.nodes,
+        workers: r.workers,
+        tasks: r.tasks,
+        cache: r.cache,
+        requests_per_second: r.requests_per_second,
+        tasks_per_second,
+        queue_trend_per_second,
         verdicts,
     })
+}
+
+/// Growing or draining, and what to do about it.
+fn trend_verdict(trend: Option<f64>, workers: &[Value], tasks: &Value) -> Option<String> {
+    let trend = trend?;
+    let queued = tasks["queued"].as_i64().unwrap_or(0);
+    let online = workers.iter().filter(|w| w["status"] != "offline");
+    let (busy, capacity) = online.fold((0, 0), |(b, c), w| {
+        (
+            b + w["active_tasks"].as_i64().unwrap_or(0),
+            c + w["concurrency"].as_i64().unwrap_or(0),
+        )
+    });
+    if trend > 0.5 {
+        Some(if capacity > 0 && busy >= capacity {
+            format!("queue grows {trend:.0}/s with every worker slot busy ({busy}/{capacity}): add workers")
+        } else {
+            format!("queue grows {trend:.0}/s ({busy}/{capacity} worker slots busy)")
+        })
+    } else if trend < -0.5 && queued > 0 {
+        Some(format!(
+            "queue drains {:.0}/s: empty in about {:.0} s",
+            -trend,
+            queued as f64 / -trend
+        ))
+    } else {
+        None
+    }
 }
 
 /// Plain-language findings: balance across nodes and workers, and the backlog.
@@ -81,11 +205,12 @@ fn verdicts(nodes: &[Value], workers: &[Value], tasks: &Value) -> Vec<String> {
             ));
         }
     };
-    let healthy: Vec<&Value> = nodes.iter().filter(|n| n["healthy"] == true).collect();
-    if healthy.len() < nodes.len() {
+    // Health is known only through the lb.
+    let down = nodes.iter().filter(|n| n["healthy"] == false).count();
+    if down > 0 {
         out.push(format!(
             "nodes: {} of {} healthy",
-            healthy.len(),
+            nodes.len() - down,
             nodes.len()
         ));
     }
@@ -152,15 +277,23 @@ fn verdicts(nodes: &[Value], workers: &[Value], tasks: &Value) -> Vec<String> {
 
 /// The status as text.
 pub fn render(s: &Status) -> String {
-    let mut out = format!("strategy {}\n\nnodes\n", s.strategy);
+    let mut out = format!("{}   strategy {}\n", s.source, s.strategy);
+    let rate = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}/s"));
+    out += &format!(
+        "last minute: requests {}  tasks finished {}  queue trend {}\n\nnodes\n",
+        rate(s.requests_per_second),
+        rate(Some(s.tasks_per_second)),
+        s.queue_trend_per_second
+            .map_or("-".to_string(), |v| format!("{v:+.1}/s")),
+    );
     for n in &s.nodes {
         out += &format!(
             "  {:<24} {:<9} requests {:>8}  in flight {:>4}  errors {:>5}  p99 {}\n",
             n["node"].as_str().or(n["id"].as_str()).unwrap_or("?"),
-            if n["healthy"] == true {
-                "healthy"
-            } else {
-                "DOWN"
+            match n["healthy"].as_bool() {
+                Some(true) => "healthy",
+                Some(false) => "DOWN",
+                None => "-",
             },
             n["requests"],
             n["in_flight"],

@@ -26,7 +26,7 @@ pub use kind::{InputError, TaskKind};
 pub use request_log::{NodeRequestCount, RequestLogEntry, RequestLogStats};
 pub use retry::RetryPolicy;
 pub use store::{
-    CacheAccessParams, CacheEntryStats, CacheStats, CacheWrite, CompletionOutcome,
+    CacheAccessParams, CacheEntryStats, CacheStats, CacheWrite, CompletionOutcome, FinishedCounts,
     LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, QueueDepth, QueueLimits,
     Store, StoreError, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskInsertParams,
     TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskReleaseParams, TaskRescueParams,

@@ -259,6 +259,28 @@ pub enum TaskChange {
     WrongState(TaskState),
 }
 
+/// Tasks finished in a recent window, by how they ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct FinishedCounts {
+    pub succeeded: i64,
+    pub dead: i64,
+}
+
+impl FinishedCounts {
+    /// From `(state, count)` rows; other states are ignored.
+    pub fn from_rows(rows: Vec<(String, i64)>) -> Self {
+        let mut c = FinishedCounts::default();
+        for (state, n) in rows {
+            match state.as_str() {
+                "succeeded" => c.succeeded += n,
+                "dead" => c.dead += n,
+                _ => {}
+            }
+        }
+        c
+    }
+}
+
 /// How many tasks are in each state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TaskCounts {
@@ -344,6 +366,12 @@ pub trait Store: Send + Sync + 'static {
     async fn task_list(&self, params: TaskListParams) -> Result<Vec<Task>, StoreError>;
     /// How many tasks are in each state.
     async fn task_counts(&self) -> Result<TaskCounts, StoreError>;
+    /// How many tasks finished (succeeded, or went dead) at or after `since`:
+    /// the cluster's recent throughput.
+    async fn task_finished_counts(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<FinishedCounts, StoreError>;
     /// Sets (or, with no limits, clears) a queue's limits.
     async fn queue_configure(&self, limits: &QueueLimits) -> Result<(), StoreError>;
     /// Every queue with limits.

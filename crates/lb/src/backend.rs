@@ -367,6 +367,11 @@ impl Backend {
         }
     }
 
+    /// Requests sent to it so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
     pub fn stats(&self) -> BackendStats {
         BackendStats {
             id: self.id().to_string(),

@@ -24,6 +24,7 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod selection;
 pub mod server;
+pub mod throughput;
 pub mod upstream;
 
 pub use backend::{Backend, BackendSet};

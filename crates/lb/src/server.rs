@@ -24,6 +24,7 @@ use tower::ServiceExt;
 use crate::outlier::RetryBudget;
 use crate::ratelimit::{RateLimits, Verdict};
 use crate::selection::ActiveStrategy;
+use crate::throughput::Throughput;
 use crate::{admin, health, proxy, Backend, BackendSet, LbConfig};
 
 /// How often idle clients' rate-limit state is dropped.
@@ -45,6 +46,8 @@ pub struct Lb {
     pub rejected_overload: AtomicU64,
     /// Requests refused with 429 by the rate limits.
     pub rejected_rate_limit: AtomicU64,
+    /// Requests per second over the last minute.
+    pub throughput: Throughput,
 }
 
 impl Lb {
@@ -66,6 +69,7 @@ impl Lb {
             queued: AtomicUsize::new(0),
             rejected_overload: AtomicU64::new(0),
             rejected_rate_limit: AtomicU64::new(0),
+            throughput: Throughput::default(),
             strategy: ArcSwap::from_pointee(ActiveStrategy::new(config.strategy)),
             backends: BackendSet::new(backends),
             config,
@@ -134,7 +138,11 @@ pub async fn serve_admin(
 pub fn spawn_background(lb: &Arc<Lb>) -> tokio::task::AbortHandle {
     let lb = lb.clone();
     tokio::spawn(async move {
-        tokio::join!(health::run(lb.clone()), housekeep(lb));
+        tokio::join!(
+            health::run(lb.clone()),
+            sample_throughput(lb.clone()),
+            housekeep(lb)
+        );
     })
     .abort_handle()
 }
@@ -245,6 +253,18 @@ async fn handle(
 }
 
 /// Drops idle clients' rate-limit state now and then.
+/// How often the request counters are sampled for [`Throughput`].
+pub(crate) const THROUGHPUT_SAMPLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn sample_throughput(lb: Arc<Lb>) {
+    let mut every = tokio::time::interval(THROUGHPUT_SAMPLE);
+    loop {
+        every.tick().await;
+        let total = lb.backends.snapshot().iter().map(|b| b.requests()).sum();
+        lb.throughput.sample(total, std::time::Instant::now());
+    }
+}
+
 async fn housekeep(lb: Arc<Lb>) {
     let mut every = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     loop {

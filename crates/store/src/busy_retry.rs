@@ -22,10 +22,10 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use weir_core::{
-    CacheAccessParams, CacheStats, ClaimedTask, CompletionOutcome, LeaderAcquireParams,
-    MaintenancePruneParams, MaintenancePruneReport, NewEvent, QueueDepth, QueueLimits,
-    RequestLogEntry, RequestLogStats, RetryPolicy, Store, StoreError, StoredEvent, Task,
-    TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
+    CacheAccessParams, CacheStats, ClaimedTask, CompletionOutcome, FinishedCounts,
+    LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, NewEvent, QueueDepth,
+    QueueLimits, RequestLogEntry, RequestLogStats, RetryPolicy, Store, StoreError, StoredEvent,
+    Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams,
     TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskRescueParams,
     WorkerHeartbeatParams, WorkerInfo,
 };
@@ -158,6 +158,13 @@ impl Store for BusyRetryStore {
 
     async fn task_counts(&self) -> Result<TaskCounts, StoreError> {
         self.call(|| self.inner.task_counts()).await
+    }
+
+    async fn task_finished_counts(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<FinishedCounts, StoreError> {
+        self.call(|| self.inner.task_finished_counts(since)).await
     }
 
     async fn queue_configure(&self, limits: &QueueLimits) -> Result<(), StoreError> {
@@ -340,6 +347,12 @@ mod tests {
             unreachable!()
         }
         async fn task_counts(&self) -> Result<TaskCounts, StoreError> {
+            unreachable!()
+        }
+        async fn task_finished_counts(
+            &self,
+            _: DateTime<Utc>,
+        ) -> Result<FinishedCounts, StoreError> {
             unreachable!()
         }
         async fn queue_configure(&self, _: &QueueLimits) -> Result<(), StoreError> {

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 use weir_core::{
-    RetryPolicy, Task, TaskChange, TaskId, TaskInsertParams, TaskKind, TaskListParams, TaskState,
+    RetryPolicy, Store, StoreError, Task, TaskChange, TaskId, TaskInsertParams, TaskKind,
+    TaskListParams, TaskState,
 };
 
 use crate::body::JsonBody;
@@ -493,9 +494,15 @@ pub async fn list(
 #[utoipa::path(get, path = "/tasks/stats", tag = "tasks",
     responses((status = 200, description = "Counts by state and by queue", body = TaskStats)))]
 pub async fn stats(State(state): State<AppState>) -> Result<Json<TaskStats>, ApiError> {
-    let c = state.store.task_counts().await?;
-    let depths = state.store.queue_depths().await?;
-    let limits = state.store.queue_list().await?;
+    Ok(Json(task_stats(state.store.as_ref(), Utc::now()).await?))
+}
+
+/// Counts by state and by queue, and the last minute's throughput; shared
+/// with `weir status --database-url`, which reads the store itself.
+pub async fn task_stats(store: &dyn Store, now: DateTime<Utc>) -> Result<TaskStats, StoreError> {
+    let c = store.task_counts().await?;
+    let depths = store.queue_depths().await?;
+    let limits = store.queue_list().await?;
     let mut queues: Vec<QueueStats> = depths
         .iter()
         .map(|d| {
@@ -522,12 +529,15 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<TaskStats>, Api
             rate_per_second: l.rate_per_second,
         });
     }
-    Ok(Json(TaskStats {
+    Ok(TaskStats {
         queued: c.queued,
         running: c.running,
         succeeded: c.succeeded,
         dead: c.dead,
         cancelled: c.cancelled,
         queues,
-    }))
+        finished_last_minute: store
+            .task_finished_counts(now - chrono::Duration::seconds(60))
+            .await?,
+    })
 }

@@ -4,6 +4,7 @@ mod api;
 mod bench;
 mod burndown;
 mod lb;
+pub mod load;
 mod migrate;
 mod up;
 mod worker;
@@ -17,14 +18,31 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Api(args) => api::run(args).await,
         Command::Worker(args) => worker::run(args).await,
         Command::Migrate(args) => migrate::run(args).await,
-        Command::Bench(args) => bench::run(args).await,
+        Command::Bench(args) => match args.command {
+            Some(command) => bench::run(command).await,
+            None => load::run(args.load).await,
+        },
         Command::Status(args) => status(args).await,
     }
 }
 
 async fn status(args: crate::config::StatusArgs) -> anyhow::Result<()> {
+    use crate::status::{collect, Source};
+    let source = match &args.database_url {
+        Some(url) => {
+            let mut options = weir_store::StoreOptions::new(url.clone());
+            // Looking must never change the schema.
+            options.migrate = false;
+            options.max_connections = 2;
+            let store = weir_store::open(&options)
+                .await
+                .map_err(|e| anyhow::anyhow!("opening {url}: {e}"))?;
+            Source::Store(store)
+        }
+        None => Source::Lb(args.target.trim_end_matches('/').to_string()),
+    };
     let Some(every) = args.watch else {
-        let status = crate::status::collect(&args.target).await?;
+        let status = collect(&source, args.sample).await?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&status)?);
         } else {
@@ -36,7 +54,7 @@ async fn status(args: crate::config::StatusArgs) -> anyhow::Result<()> {
     tokio::pin!(stop);
     loop {
         // Clear the screen and redraw; an unreachable cluster is shown, not fatal.
-        let shown = match crate::status::collect(&args.target).await {
+        let shown = match collect(&source, args.sample).await {
             Ok(s) if args.json => serde_json::to_string(&s)?,
             Ok(s) => crate::status::render(&s),
             Err(e) => format!("weir status: {e:#}\n"),

@@ -2,6 +2,7 @@
 //! over a real SQLite file, driven over HTTP.
 
 mod bad_input;
+mod bench_cli;
 mod binary;
 mod chaos;
 mod crashes;

@@ -2,8 +2,11 @@
 
 use serde_json::json;
 
-use crate::support::{poll, Stack, StackOptions, StoreKind};
 use std::time::Duration;
+
+use weir::status::Source;
+
+use crate::support::{poll, Stack, StackOptions, StoreKind};
 
 async fn status_shows_nodes_workers_tasks_and_a_balance_verdict(store: StoreKind) {
     let stack = Stack::start(StackOptions::on(store)).await;
@@ -22,7 +25,9 @@ async fn status_shows_nodes_workers_tasks_and_a_balance_verdict(store: StoreKind
     stack.wait_task(accepted["task_id"].as_str().unwrap()).await;
 
     let status = poll(Duration::from_secs(10), || async {
-        let s = weir::status::collect(&stack.base).await.ok()?;
+        let s = weir::status::collect(&Source::Lb(stack.base.clone()), Duration::ZERO)
+            .await
+            .ok()?;
         (s.tasks["succeeded"] == 1).then_some(s)
     })
     .await;
@@ -58,7 +63,87 @@ async fn status_shows_nodes_workers_tasks_and_a_balance_verdict(store: StoreKind
         text.contains("api-1") && text.contains("worker-1") && text.contains("succeeded 1"),
         "{text}"
     );
+    // The last minute: the task finished in it, the lb counted requests.
+    assert!(status.tasks_per_second > 0.0, "{}", status.tasks_per_second);
+    let requests = poll(Duration::from_secs(10), || async {
+        let s = weir::status::collect(&Source::Lb(stack.base.clone()), Duration::ZERO)
+            .await
+            .ok()?;
+        s.requests_per_second.filter(|r| *r > 0.0)
+    })
+    .await;
+    assert!(requests > 0.0);
+
+    // Read from the database instead: the same workers and tasks, nodes by
+    // the requests they logged, no lb health.
+    let store = weir_store::open(&weir_store::StoreOptions::new(stack.database_url.clone()))
+        .await
+        .unwrap();
+    let from_db = weir::status::collect(&Source::Store(store), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(from_db.source, "database");
+    assert_eq!(from_db.workers.len(), 3);
+    assert_eq!(from_db.tasks["succeeded"], 1);
+    let logged: i64 = from_db
+        .nodes
+        .iter()
+        .map(|n| n["requests"].as_i64().unwrap())
+        .sum();
+    assert!(logged >= 30, "{:?}", from_db.nodes);
+    assert_eq!(from_db.nodes.len(), 3, "{:?}", from_db.nodes);
+    assert!(
+        !from_db.verdicts.iter().any(|v| v.contains("healthy")),
+        "{:?}",
+        from_db.verdicts
+    );
     stack.stop().await;
 }
 
 crate::for_each_store!(status_shows_nodes_workers_tasks_and_a_balance_verdict);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_sees_the_queue_grow_when_every_worker_slot_is_busy() {
+    let stack = Stack::start(StackOptions {
+        workers: 1,
+        worker_concurrency: 2,
+        ..StackOptions::on(StoreKind::Sqlite)
+    })
+    .await;
+    // Two long tasks hold both slots; then tasks keep arriving.
+    for _ in 0..2 {
+        stack
+            .post_json("/tasks", &json!({"type": "sleep", "input": {"ms": 30_000}}))
+            .await;
+    }
+    poll(Duration::from_secs(10), || async {
+        let (_, t) = stack.get_json("/tasks/stats").await;
+        (t["running"] == 2).then_some(())
+    })
+    .await;
+    let feeding = tokio::spawn({
+        let (http, url) = (stack.http.clone(), stack.url("/tasks"));
+        async move {
+            for i in 0..400 {
+                let body = json!({"type": "sleep", "input": {"ms": 10 + i}});
+                let _ = http.post(&url).json(&body).send().await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
+    let status = weir::status::collect(&Source::Lb(stack.base.clone()), Duration::from_secs(1))
+        .await
+        .unwrap();
+    feeding.abort();
+    let trend = status.queue_trend_per_second.unwrap();
+    assert!(trend > 5.0, "trend {trend}");
+    assert!(
+        status
+            .verdicts
+            .iter()
+            .any(|v| v.starts_with("queue grows") && v.ends_with("add workers")),
+        "{:?}",
+        status.verdicts
+    );
+    stack.stop().await;
+}

@@ -33,7 +33,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 use weir_core::{
-    CacheAccessParams, CacheEntryStats, CacheStats, ClaimedTask, CompletionOutcome,
+    CacheAccessParams, CacheEntryStats, CacheStats, ClaimedTask, CompletionOutcome, FinishedCounts,
     LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, NewEvent,
     NodeRequestCount, QueueDepth, QueueLimits, RequestLogEntry, RequestLogStats, Store, StoreError,
     StoredEvent, Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
@@ -235,6 +235,20 @@ impl Store for PostgresStore {
         .await
         .map_err(err)?;
         Ok(TaskCounts::from_rows(rows))
+    }
+
+    async fn task_finished_counts(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<FinishedCounts, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, COUNT(*) FROM tasks_finished WHERE completed_at >= $1 GROUP BY state",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(FinishedCounts::from_rows(rows))
     }
 
     async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError> {

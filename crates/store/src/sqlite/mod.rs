@@ -22,7 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, SqlitePool};
 use tokio::sync::watch;
 use weir_core::{
-    CacheAccessParams, CacheEntryStats, CacheStats, ClaimedTask, CompletionOutcome,
+    CacheAccessParams, CacheEntryStats, CacheStats, ClaimedTask, CompletionOutcome, FinishedCounts,
     LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, NewEvent,
     NodeRequestCount, QueueDepth, QueueLimits, RequestLogEntry, RequestLogStats, Store, StoreError,
     StoredEvent, Task, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
@@ -203,6 +203,21 @@ impl Store for SqliteStore {
                 .await
                 .map_err(err)?;
         Ok(TaskCounts::from_rows(rows))
+    }
+
+    async fn task_finished_counts(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<FinishedCounts, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, COUNT(*) FROM tasks WHERE completed_at >= ? \
+             AND state IN ('succeeded', 'dead') GROUP BY state",
+        )
+        .bind(rows::millis(since))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(err)?;
+        Ok(FinishedCounts::from_rows(rows))
     }
 
     async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError> {

@@ -22,6 +22,7 @@ macro_rules! conformance_suite {
             worker_heartbeat_upserts,
             insert_wakes_waiting_workers,
             task_counts_follow_states,
+            finished_counts_cover_only_the_window,
             dead_tasks_can_be_retried_and_queued_ones_cancelled,
             idempotency_keys_return_the_same_task,
             one_leader_at_a_time_until_its_lease_expires,

@@ -28,6 +28,43 @@ pub async fn task_counts_follow_states(store: Arc<dyn Store>) {
     assert_eq!(c.pending(), 3);
 }
 
+pub async fn finished_counts_cover_only_the_window(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    for i in 0..3 {
+        let mut p = insert_params(TaskKind::Md5, &format!("window-{i}"), now);
+        p.max_attempts = 1;
+        store.task_insert(p).await.unwrap();
+    }
+    let claimed = store.task_claim(claim("w", 3, now)).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    // One finished two minutes ago, one just now, one went dead just now.
+    let long_ago = now - chrono::Duration::minutes(2);
+    let dead = TaskCompletion {
+        id: claimed[2].id,
+        lease_token: claimed[2].lease_token,
+        outcome: TaskOutcome::Failed {
+            error: "boom".into(),
+            retry_at: None,
+        },
+        now,
+    };
+    store
+        .task_complete_many(&[
+            success(&claimed[0], long_ago, None),
+            success(&claimed[1], now, None),
+            dead,
+        ])
+        .await
+        .unwrap();
+    let last_minute = store
+        .task_finished_counts(now - chrono::Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!((last_minute.succeeded, last_minute.dead), (1, 1));
+    let all = store.task_finished_counts(long_ago).await.unwrap();
+    assert_eq!((all.succeeded, all.dead), (2, 1));
+}
+
 pub async fn dead_tasks_can_be_retried_and_queued_ones_cancelled(store: Arc<dyn Store>) {
     let now = Utc::now();
     let mut p = insert_params(TaskKind::Md5, "retry-me", now);

@@ -1,0 +1,442 @@
+//! `weir bench <url>`: HTTP load in the closed model (`-c` connections, each
+//! sending its next request when the last is answered) or the open model
+//! (`--rate`: requests due on a fixed schedule, latency counted from when each
+//! was *due*, so a stall cannot hide by lowering the rate — no coordinated
+//! omission).
+//!
+//! Each connection is one task with one hyper HTTP/1.1 connection and its own
+//! HDR histogram and counters, merged at the end: nothing is shared on the hot
+//! path except one atomic for the progress bar, so the generator keeps up with
+//! wrk (see `bench/loadgen.sh`).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::net::TcpStream;
+
+use crate::report::Latency;
+
+/// What each request does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// The URL as given, with `--method`, headers and body.
+    Plain,
+    /// `GET /?message=…`: the logged hello.
+    Hello,
+    /// `POST /tasks` (md5) then poll `GET /tasks/{id}` until it is final; the
+    /// latency is the task's, end to end.
+    Tasks,
+    /// `POST /write` with a batch of JSON events.
+    Ingest,
+}
+
+impl std::str::FromStr for Scenario {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "plain" => Ok(Scenario::Plain),
+            "hello" => Ok(Scenario::Hello),
+            "tasks" => Ok(Scenario::Tasks),
+            "ingest" => Ok(Scenario::Ingest),
+            _ => Err(format!(
+                "unknown scenario {s:?}: plain, hello, tasks or ingest"
+            )),
+        }
+    }
+}
+
+/// When the run ends.
+#[derive(Clone, Copy, Debug)]
+pub enum Stop {
+    Requests(u64),
+    Duration(Duration),
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadSpec {
+    pub url: Uri,
+    pub method: Method,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+    pub connections: usize,
+    pub stop: Stop,
+    /// Requests per second in all (open model); `None`: closed model.
+    pub rate: Option<f64>,
+    pub scenario: Scenario,
+    /// Events per `POST /write` in the ingest scenario.
+    pub batch: usize,
+    /// A request (or a task, in the tasks scenario) taking longer is an error.
+    pub timeout: Duration,
+    /// Makes task inputs and event ids unique to this run.
+    pub run_id: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadReport {
+    pub scenario: String,
+    /// Requests answered (tasks finished, batches written), errors excluded.
+    pub requests: u64,
+    pub errors: u64,
+    pub duration_s: f64,
+    pub requests_per_sec: f64,
+    /// Events per second (ingest scenario).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_per_sec: Option<f64>,
+    pub latency: Latency,
+    /// Answers by status code.
+    pub statuses: BTreeMap<u16, u64>,
+    /// Failures without an answer, by kind (`connect`, `timeout`, `closed`, …).
+    pub error_kinds: BTreeMap<String, u64>,
+    /// Answers by `X-Weir-Node`: each API node's share.
+    pub nodes: BTreeMap<String, u64>,
+}
+
+/// Per-connection tallies, merged at the end.
+struct Tally {
+    histogram: Histogram<u64>,
+    statuses: BTreeMap<u16, u64>,
+    error_kinds: BTreeMap<&'static str, u64>,
+    /// Few distinct values: a list beats hashing every answer's header.
+    nodes: Vec<(HeaderValue, u64)>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Tally {
+            histogram: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+            statuses: BTreeMap::new(),
+            error_kinds: BTreeMap::new(),
+            nodes: Vec::new(),
+        }
+    }
+
+    fn node(&mut self, v: Option<&HeaderValue>) {
+        let Some(v) = v else { return };
+        match self.nodes.iter_mut().find(|(n, _)| n == v) {
+            Some((_, c)) => *c += 1,
+            None => self.nodes.push((v.clone(), 1)),
+        }
+    }
+}
+
+/// Runs the load; `done` counts finished requests as they finish (for a
+/// progress bar).
+pub async fn run(spec: LoadSpec, done: Arc<AtomicU64>) -> Result<LoadReport, String> {
+    let authority = spec
+        .url
+        .authority()
+        .ok_or_else(|| format!("{}: no host", spec.url))?
+        .clone();
+    if spec.url.scheme_str() != Some("http") {
+        return Err(format!("{}: only http:// is supported", spec.url));
+    }
+    let addr = format!(
+        "{}:{}",
+        authority.host(),
+        authority.port_u16().unwrap_or(80)
+    );
+    let spec = Arc::new(spec);
+    let connections = spec.connections.max(1);
+    // Requests left to hand out (closed model with -n).
+    let budget = Arc::new(AtomicU64::new(match spec.stop {
+        Stop::Requests(n) => n,
+        Stop::Duration(_) => u64::MAX,
+    }));
+    let started = Instant::now();
+    let deadline = match spec.stop {
+        Stop::Duration(d) => Some(started + d),
+        Stop::Requests(_) => None,
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..connections {
+        let (spec, addr, budget, done) = (spec.clone(), addr.clone(), budget.clone(), done.clone());
+        tasks.spawn(async move {
+            let schedule = spec.rate.map(|rate| {
+                let interval = Duration::from_secs_f64(connections as f64 / rate.max(0.001));
+                let first = started + interval.mul_f64(c as f64 / connections as f64);
+                (first, interval)
+            });
+            connection(&spec, &addr, c, schedule, deadline, &budget, &done).await
+        });
+    }
+    let mut total = Tally::new();
+    while let Some(joined) = tasks.join_next().await {
+        let t = joined.map_err(|e| format!("a load task failed: {e}"))?;
+        total
+            .histogram
+            .add(&t.histogram)
+            .map_err(|e| e.to_string())?;
+        for (k, v) in t.statuses {
+            *total.statuses.entry(k).or_default() += v;
+        }
+        for (k, v) in t.error_kinds {
+            *total.error_kinds.entry(k).or_default() += v;
+        }
+        for (k, v) in t.nodes {
+            match total.nodes.iter_mut().find(|(n, _)| *n == k) {
+                Some((_, c)) => *c += v,
+                None => total.nodes.push((k, v)),
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let requests = total.histogram.len();
+    let errors = total.error_kinds.values().sum();
+    Ok(LoadReport {
+        scenario: format!("{:?}", spec.scenario).to_lowercase(),
+        requests,
+        errors,
+        duration_s: elapsed,
+        requests_per_sec: requests as f64 / elapsed,
+        events_per_sec: (spec.scenario == Scenario::Ingest)
+            .then(|| (requests * spec.batch as u64) as f64 / elapsed),
+        latency: Latency::from_histogram(&total.histogram),
+        statuses: total.statuses,
+        error_kinds: total
+            .error_kinds
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+        nodes: total
+            .nodes
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8_lossy(k.as_bytes()).into_owned(), v))
+            .collect(),
+    })
+}
+
+async fn connection(
+    spec: &LoadSpec,
+    addr: &str,
+    conn_index: usize,
+    schedule: Option<(Instant, Duration)>,
+    deadline: Option<Instant>,
+    budget: &AtomicU64,
+    done: &AtomicU64,
+) -> Tally {
+    let mut tally = Tally::new();
+    let mut sender: Option<SendRequest<Full<Bytes>>> = None;
+    let mut due = schedule.map(|(first, _)| first);
+    let mut seq = 0u64;
+    loop {
+        if let Some(d) = deadline {
+            match due {
+                // Open model: everything due before the deadline is sent,
+                // however late (that lateness is what it measures) — but not
+                // past a request timeout after it; what is left counts as
+                // `not_sent`.
+                Some(next) if next >= d => break,
+                Some(next) if Instant::now() >= d + spec.timeout => {
+                    let interval = schedule.map_or(Duration::from_secs(1), |(_, i)| i);
+                    let left = ((d - next).as_secs_f64() / interval.as_secs_f64()).ceil() as u64;
+                    *tally.error_kinds.entry("not_sent").or_default() += left;
+                    break;
+                }
+                Some(_) => {}
+                None if Instant::now() >= d => break,
+                None => {}
+            }
+        }
+        if budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_err()
+        {
+            break;
+        }
+        if let Some(d) = due {
+            tokio::time::sleep_until(d.into()).await;
+        }
+        let began = due.unwrap_or_else(Instant::now);
+        seq += 1;
+        let outcome = match sender.as_mut() {
+            Some(s) => one(spec, s, conn_index, seq).await,
+            None => match connect(addr).await {
+                Ok(mut s) => {
+                    let r = one(spec, &mut s, conn_index, seq).await;
+                    sender = Some(s);
+                    r
+                }
+                Err(kind) => Err(kind),
+            },
+        };
+        match outcome {
+            Ok((status, node)) => {
+                tally
+                    .histogram
+                    .saturating_record((began.elapsed().as_micros() as u64).max(1));
+                *tally.statuses.entry(status).or_default() += 1;
+                tally.node(node.as_ref());
+            }
+            Err(kind) => {
+                *tally.error_kinds.entry(kind).or_default() += 1;
+                sender = None;
+                // A refused connection must not spin a core.
+                if kind == "connect" {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        done.fetch_add(1, Ordering::Relaxed);
+        if let (Some(d), Some((_, interval))) = (due.as_mut(), schedule) {
+            *d += interval;
+        }
+    }
+    tally
+}
+
+async fn connect(addr: &str) -> Result<SendRequest<Full<Bytes>>, &'static str> {
+    let stream = TcpStream::connect(addr).await.map_err(|_| "connect")?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| "connect")?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// One unit of work: a request, or a task submitted and polled to its end.
+/// Answers the final status and the node that answered.
+async fn one(
+    spec: &LoadSpec,
+    sender: &mut SendRequest<Full<Bytes>>,
+    conn_index: usize,
+    seq: u64,
+) -> Result<(u16, Option<HeaderValue>), &'static str> {
+    let timed = tokio::time::timeout(spec.timeout, async {
+        match spec.scenario {
+            Scenario::Plain => {
+                let path = spec.url.path_and_query().map_or("/", |p| p.as_str());
+                send(spec, sender, spec.method.clone(), path, spec.body.clone()).await
+            }
+            Scenario::Hello => send(spec, sender, Method::GET, "/?message=bench", Bytes::new()).await,
+            Scenario::Ingest => {
+                let mut body = String::with_capacity(spec.batch * 64);
+                for k in 0..spec.batch {
+                    body.push_str(&format!(
+                        "{{\"id\":\"{}-{conn_index}-{seq}-{k}\",\"kind\":\"bench\",\"value\":{k}}}\n",
+                        spec.run_id
+                    ));
+                }
+                send(spec, sender, Method::POST, "/write", Bytes::from(body)).await
+            }
+            Scenario::Tasks => task(spec, sender, conn_index, seq).await,
+        }
+    })
+    .await;
+    timed.unwrap_or(Err("timeout"))
+}
+
+async fn task(
+    spec: &LoadSpec,
+    sender: &mut SendRequest<Full<Bytes>>,
+    conn_index: usize,
+    seq: u64,
+) -> Result<(u16, Option<HeaderValue>), &'static str> {
+    let submit = format!(
+        "{{\"type\":\"md5\",\"input\":{{\"string\":\"bench-{}-{conn_index}-{seq}\"}}}}",
+        spec.run_id
+    );
+    let (status, node, body) =
+        exchange(spec, sender, Method::POST, "/tasks", submit.into()).await?;
+    if status != 202 && status != 200 {
+        return Ok((status, node));
+    }
+    let answer: Value = serde_json::from_slice(&body).map_err(|_| "bad_answer")?;
+    let Some(id) = answer["task_id"].as_str() else {
+        // Answered from the cache: done already.
+        return Ok((status, node));
+    };
+    let path = format!("/tasks/{id}");
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let (status, node, body) = exchange(spec, sender, Method::GET, &path, Bytes::new()).await?;
+        if status != 200 {
+            return Ok((status, node));
+        }
+        let task: Value = serde_json::from_slice(&body).map_err(|_| "bad_answer")?;
+        if matches!(
+            task["status"].as_str(),
+            Some("succeeded" | "dead" | "cancelled")
+        ) {
+            return Ok((status, node));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+async fn send(
+    spec: &LoadSpec,
+    sender: &mut SendRequest<Full<Bytes>>,
+    method: Method,
+    path: &str,
+    body: Bytes,
+) -> Result<(u16, Option<HeaderValue>), &'static str> {
+    let (status, node, _) = exchange(spec, sender, method, path, body).await?;
+    Ok((status, node))
+}
+
+async fn exchange(
+    spec: &LoadSpec,
+    sender: &mut SendRequest<Full<Bytes>>,
+    method: Method,
+    path: &str,
+    body: Bytes,
+) -> Result<(u16, Option<HeaderValue>, Bytes), &'static str> {
+    let mut req = Request::builder().method(method).uri(path);
+    let headers = req.headers_mut().expect("a fresh builder");
+    if let Some(authority) = spec.url.authority() {
+        headers.insert(
+            HOST,
+            HeaderValue::from_str(authority.as_str()).map_err(|_| "bad_url")?,
+        );
+    }
+    if !body.is_empty() && spec.scenario != Scenario::Plain {
+        let kind = if spec.scenario == Scenario::Ingest {
+            "application/x-ndjson"
+        } else {
+            "application/json"
+        };
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(kind));
+    }
+    for (k, v) in &spec.headers {
+        headers.insert(k.clone(), v.clone());
+    }
+    let req = req.body(Full::new(body)).map_err(|_| "bad_request")?;
+    sender.ready().await.map_err(|_| "closed")?;
+    let resp = sender.send_request(req).await.map_err(classify)?;
+    let status = resp.status().as_u16();
+    let node = resp.headers().get("x-weir-node").cloned();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|_| "closed")?
+        .to_bytes();
+    Ok((status, node, body))
+}
+
+fn classify(e: hyper::Error) -> &'static str {
+    if e.is_canceled() || e.is_incomplete_message() || e.is_closed() {
+        "closed"
+    } else if e.is_parse() {
+        "bad_response"
+    } else if e.is_timeout() {
+        "timeout"
+    } else {
+        "io"
+    }
+}
