@@ -8,6 +8,8 @@
 //!   worker wakes.
 //! - [`load`]: `weir bench <url>`: closed or open model over raw hyper
 //!   connections, scenarios (hello, tasks, ingest), per-node shares.
+//! - [`raw_http`]: the generator's fast path: a fixed request over a raw
+//!   keep-alive connection, answers read with httparse.
 //! - [`http`]: constant-rate HTTP load with latency from each request's due time.
 //! - [`upstream`]: a trivial (optionally slow, optionally failing) upstream for lb benchmarks.
 //! - [`report`]: latency summaries.
@@ -15,6 +17,7 @@
 pub mod http;
 pub mod idle;
 pub mod load;
+pub mod raw_http;
 pub mod report;
 pub mod tasks;
 pub mod upstream;

@@ -10,6 +10,7 @@
 //! wrk (see `bench/loadgen.sh`).
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,12 +20,13 @@ use hdrhistogram::Histogram;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::net::TcpStream;
 
+use crate::raw_http::{self, RawConn};
 use crate::report::Latency;
 
 /// What each request does.
@@ -80,6 +82,12 @@ pub struct LoadSpec {
     pub timeout: Duration,
     /// Makes task inputs and event ids unique to this run.
     pub run_id: String,
+    /// The `Host` header: the URL's authority.
+    pub host: HeaderValue,
+    /// OS threads, each running its share of the connections.
+    pub threads: usize,
+    /// Set by [`run`]: the fixed request's bytes, for the raw fast path.
+    pub raw_request: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -146,6 +154,8 @@ pub async fn run(spec: LoadSpec, done: Arc<AtomicU64>) -> Result<LoadReport, Str
         authority.host(),
         authority.port_u16().unwrap_or(80)
     );
+    let mut spec = spec;
+    spec.raw_request = fixed_request(&spec);
     let spec = Arc::new(spec);
     let connections = spec.connections.max(1);
     // Requests left to hand out (closed model with -n).
@@ -158,21 +168,64 @@ pub async fn run(spec: LoadSpec, done: Arc<AtomicU64>) -> Result<LoadReport, Str
         Stop::Duration(d) => Some(started + d),
         Stop::Requests(_) => None,
     };
-    let mut tasks = tokio::task::JoinSet::new();
-    for c in 0..connections {
+    // Like wrk's threads: one single-threaded runtime per thread, each with
+    // its share of the connections, so a connection never changes threads.
+    let threads = spec.threads.clamp(1, connections);
+    let mut handles = Vec::new();
+    for t in 0..threads {
         let (spec, addr, budget, done) = (spec.clone(), addr.clone(), budget.clone(), done.clone());
-        tasks.spawn(async move {
-            let schedule = spec.rate.map(|rate| {
-                let interval = Duration::from_secs_f64(connections as f64 / rate.max(0.001));
-                let first = started + interval.mul_f64(c as f64 / connections as f64);
-                (first, interval)
-            });
-            connection(&spec, &addr, c, schedule, deadline, &budget, &done).await
-        });
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("weir-bench-{t}"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let tallies = runtime.block_on(async {
+                    let mut tasks = tokio::task::JoinSet::new();
+                    for c in (t..connections).step_by(threads) {
+                        let (spec, addr, budget, done) =
+                            (spec.clone(), addr.clone(), budget.clone(), done.clone());
+                        tasks.spawn(async move {
+                            let schedule = spec.rate.map(|rate| {
+                                let interval =
+                                    Duration::from_secs_f64(connections as f64 / rate.max(0.001));
+                                let first =
+                                    started + interval.mul_f64(c as f64 / connections as f64);
+                                (first, interval)
+                            });
+                            let budget = matches!(spec.stop, Stop::Requests(_)).then_some(&*budget);
+                            connection(&spec, &addr, c, schedule, deadline, budget, &done).await
+                        });
+                    }
+                    let mut tallies = Vec::new();
+                    while let Some(joined) = tasks.join_next().await {
+                        match joined {
+                            Ok(t) => tallies.push(t),
+                            Err(e) => return Err(format!("a load task failed: {e}")),
+                        }
+                    }
+                    Ok(tallies)
+                });
+                let _ = tx.send(tallies);
+            })
+            .map_err(|e| format!("starting a load thread: {e}"))?;
+        handles.push(rx);
+    }
+    let mut tallies = Vec::new();
+    for rx in handles {
+        let t = rx.await.map_err(|_| "a load thread died".to_string())??;
+        tallies.extend(t);
     }
     let mut total = Tally::new();
-    while let Some(joined) = tasks.join_next().await {
-        let t = joined.map_err(|e| format!("a load task failed: {e}"))?;
+    for t in tallies {
         total
             .histogram
             .add(&t.histogram)
@@ -222,13 +275,14 @@ async fn connection(
     conn_index: usize,
     schedule: Option<(Instant, Duration)>,
     deadline: Option<Instant>,
-    budget: &AtomicU64,
+    budget: Option<&AtomicU64>,
     done: &AtomicU64,
 ) -> Tally {
     let mut tally = Tally::new();
-    let mut sender: Option<SendRequest<Full<Bytes>>> = None;
+    let mut link: Option<Link> = None;
     let mut due = schedule.map(|(first, _)| first);
     let mut seq = 0u64;
+    let mut unreported = 0u64;
     loop {
         if let Some(d) = deadline {
             match due {
@@ -248,63 +302,150 @@ async fn connection(
                 None => {}
             }
         }
-        if budget
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-            .is_err()
-        {
-            break;
+        // The shared budget only exists with -n; a duration needs no
+        // cross-thread traffic per request.
+        if let Some(budget) = budget {
+            if budget
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_err()
+            {
+                break;
+            }
         }
         if let Some(d) = due {
             tokio::time::sleep_until(d.into()).await;
         }
         let began = due.unwrap_or_else(Instant::now);
         seq += 1;
-        let outcome = match sender.as_mut() {
-            Some(s) => one(spec, s, conn_index, seq).await,
-            None => match connect(addr).await {
-                Ok(mut s) => {
-                    let r = one(spec, &mut s, conn_index, seq).await;
-                    sender = Some(s);
+        let outcome = match link.as_mut() {
+            Some(l) => l.run(spec, conn_index, seq).await,
+            None => match Link::connect(spec, addr).await {
+                Ok(mut l) => {
+                    let r = l.run(spec, conn_index, seq).await;
+                    link = Some(l);
                     r
                 }
                 Err(kind) => Err(kind),
             },
         };
         match outcome {
-            Ok((status, node)) => {
+            Ok((status, node, close)) => {
                 tally
                     .histogram
                     .saturating_record((began.elapsed().as_micros() as u64).max(1));
                 *tally.statuses.entry(status).or_default() += 1;
                 tally.node(node.as_ref());
+                if close {
+                    link = None;
+                }
             }
             Err(kind) => {
                 *tally.error_kinds.entry(kind).or_default() += 1;
-                sender = None;
+                link = None;
                 // A refused connection must not spin a core.
                 if kind == "connect" {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
         }
-        done.fetch_add(1, Ordering::Relaxed);
+        unreported += 1;
+        if unreported == PROGRESS_BATCH {
+            done.fetch_add(unreported, Ordering::Relaxed);
+            unreported = 0;
+        }
         if let (Some(d), Some((_, interval))) = (due.as_mut(), schedule) {
             *d += interval;
         }
     }
+    done.fetch_add(unreported, Ordering::Relaxed);
     tally
 }
 
-async fn connect(addr: &str) -> Result<SendRequest<Full<Bytes>>, &'static str> {
-    let stream = TcpStream::connect(addr).await.map_err(|_| "connect")?;
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|_| "connect")?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
+/// Finished requests are added to the shared progress count in batches.
+const PROGRESS_BATCH: u64 = 32;
+
+/// One keep-alive connection: the raw fast path for a fixed request (plain
+/// and hello), hyper for the scenarios that build each request. hyper's
+/// connection future is polled by the same task that sends the requests, not
+/// spawned, so a request and its answer never cross tasks.
+enum Link {
+    /// With one timer, re-armed per request rather than created and dropped.
+    Raw(RawConn, Pin<Box<tokio::time::Sleep>>),
+    Hyper {
+        sender: SendRequest<Full<Bytes>>,
+        conn: Pin<Box<Connection<TokioIo<TcpStream>, Full<Bytes>>>>,
+    },
+}
+
+impl Link {
+    async fn connect(spec: &LoadSpec, addr: &str) -> Result<Link, &'static str> {
+        if spec.raw_request.is_some() {
+            let conn = RawConn::connect(addr, spec.method.as_str())
+                .await
+                .map_err(|_| "connect")?;
+            let timer = Box::pin(tokio::time::sleep(spec.timeout));
+            return Ok(Link::Raw(conn, timer));
+        }
+        let stream = TcpStream::connect(addr).await.map_err(|_| "connect")?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| "connect")?;
+        Ok(Link::Hyper {
+            sender,
+            conn: Box::pin(conn),
+        })
+    }
+
+    /// One unit of work; `Ok(.., true)` when the server closes the connection.
+    async fn run(
+        &mut self,
+        spec: &LoadSpec,
+        conn_index: usize,
+        seq: u64,
+    ) -> Result<(u16, Option<HeaderValue>, bool), &'static str> {
+        match self {
+            Link::Raw(conn, timer) => {
+                let request = spec.raw_request.as_deref().unwrap_or_default();
+                timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + spec.timeout);
+                tokio::select! {
+                    biased;
+                    answer = conn.exchange(request) => answer.map(|a| (a.status, a.node, a.close)),
+                    _ = timer.as_mut() => Err("timeout"),
+                }
+            }
+            Link::Hyper { sender, conn } => tokio::select! {
+                biased;
+                outcome = one(spec, sender, conn_index, seq) => outcome.map(|(s, n)| (s, n, false)),
+                // The connection ended (closed by the server, or broken).
+                _ = conn.as_mut() => Err("closed"),
+            },
+        }
+    }
+}
+
+/// The bytes of the one request the plain and hello scenarios repeat.
+pub fn fixed_request(spec: &LoadSpec) -> Option<Vec<u8>> {
+    let host = spec.host.to_str().ok()?;
+    match spec.scenario {
+        Scenario::Plain => Some(raw_http::build_request(
+            spec.method.as_str(),
+            spec.url.path_and_query().map_or("/", |p| p.as_str()),
+            host,
+            &spec.headers,
+            &spec.body,
+        )),
+        Scenario::Hello => Some(raw_http::build_request(
+            "GET",
+            "/?message=bench",
+            host,
+            &spec.headers,
+            b"",
+        )),
+        Scenario::Tasks | Scenario::Ingest => None,
+    }
 }
 
 /// One unit of work: a request, or a task submitted and polled to its end.
@@ -398,12 +539,7 @@ async fn exchange(
 ) -> Result<(u16, Option<HeaderValue>, Bytes), &'static str> {
     let mut req = Request::builder().method(method).uri(path);
     let headers = req.headers_mut().expect("a fresh builder");
-    if let Some(authority) = spec.url.authority() {
-        headers.insert(
-            HOST,
-            HeaderValue::from_str(authority.as_str()).map_err(|_| "bad_url")?,
-        );
-    }
+    headers.insert(HOST, spec.host.clone());
     if !body.is_empty() && spec.scenario != Scenario::Plain {
         let kind = if spec.scenario == Scenario::Ingest {
             "application/x-ndjson"

@@ -20,6 +20,9 @@ pub struct LoadArgs {
     /// Connections, each one request at a time.
     #[arg(short = 'c', long, default_value_t = 64)]
     pub connections: usize,
+    /// Threads the connections are spread over (default: one per core).
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
     /// Stop after this many requests (default: run for --duration).
     #[arg(short = 'n', long, conflicts_with = "duration")]
     pub requests: Option<u64>,
@@ -64,6 +67,10 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         bail!("give a URL to load (weir bench http://127.0.0.1:8080 -c 64 -d 10s) or a subcommand (weir bench --help)");
     };
     let url: http::Uri = url.parse().with_context(|| format!("{url} is not a URL"))?;
+    let host = url
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .with_context(|| format!("{url}: no host"))?;
     let mut headers = Vec::new();
     for h in &args.headers {
         let (name, value) = h
@@ -102,6 +109,11 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         batch: args.batch.max(1),
         timeout: args.timeout,
         run_id: format!("{:x}", rand::random::<u64>()),
+        host,
+        raw_request: None,
+        threads: args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
     };
     let done = Arc::new(AtomicU64::new(0));
     let bar = progress_bar(stop, args.quiet || args.json);
