@@ -382,7 +382,8 @@ pub struct BalancerArgs {
     /// How long a request waits for a backend slot before 503.
     #[arg(long, env = "WEIR_QUEUE_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub queue_timeout: Duration,
-    /// How long a client may take to send its request headers.
+    /// How long a client may take to send its request headers; an idle
+    /// keep-alive connection is closed after this long without a new request.
     #[arg(long, env = "WEIR_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
     /// How long the lb waits for a backend's response headers before 504.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 
@@ -93,6 +93,25 @@ fn next_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
+/// Bodies up to this size are kept to be replayed on another backend.
+const REPLAY_MAX_BYTES: u64 = 64 * 1024;
+
+/// Whether a request's body may be kept for a replay: a safe or idempotent
+/// method (RFC 9110 §9.2.2) or an Idempotency-Key, and a declared length
+/// small enough to hold.
+fn may_replay(parts: &http::request::Parts) -> bool {
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    ) || parts.headers.contains_key("idempotency-key");
+    let small = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n <= REPLAY_MAX_BYTES);
+    idempotent && small
+}
+
 async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
     // Only consistent hashing reads the key; don't hash for the others.
@@ -112,9 +131,25 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     // A request without a body can be sent again if the first backend could not
-    // even be connected to; one with a body is streamed once.
-    let replayable = body.is_end_stream();
-    let mut body = Some(body);
+    // even be connected to. One with a small body is kept to be sent again
+    // when its method is idempotent or it carries an Idempotency-Key; any
+    // other body is streamed once.
+    let empty = body.is_end_stream();
+    let (kept, mut body) = if !empty && may_replay(&parts) {
+        match body.collect().await {
+            Ok(collected) => (Some(collected.to_bytes()), None),
+            Err(_) => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "body_read_failed",
+                    "the request body could not be read",
+                )
+            }
+        }
+    } else {
+        (None, Some(body))
+    };
+    let replayable = kept.is_some() || empty;
     let backends = lb.backends.snapshot();
     let mut tried: Vec<&Arc<Backend>> = Vec::with_capacity(MAX_CONNECT_ATTEMPTS);
     let attempts = if replayable {
@@ -139,8 +174,9 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
             Err(overloaded) => return overloaded,
         };
         tried.push(backend);
-        let upstream_body = match body.take() {
-            Some(b) if !replayable => Body::new(b),
+        let upstream_body = match (&kept, body.take()) {
+            (Some(bytes), _) => Body::from(bytes.clone()),
+            (None, Some(b)) if !replayable => Body::new(b),
             _ => Body::empty(),
         };
         // HTTP/1.1 to the backend: origin-form target, the client's Host kept.

@@ -153,3 +153,49 @@ async fn killing_a_backend_under_load_costs_at_most_its_in_flight_requests() {
     assert!(ok > 300);
     lb.stop().await;
 }
+
+/// A POST with a body and an Idempotency-Key reaches a live backend, body
+/// intact, when the first one picked cannot be connected to; without the key
+/// its body is streamed once and the client gets the 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_body_with_an_idempotency_key_is_replayed_on_another_backend() {
+    let dead = TestBackend::start("dead", Duration::ZERO).await;
+    let live = TestBackend::start("live", Duration::ZERO).await;
+    let dead_url = dead.url();
+    dead.kill().await;
+    let http = reqwest::Client::new();
+
+    let lb = TestLb::start(vec![dead_url.clone(), live.url()], Strategy::RoundRobin).await;
+    for i in 0..4 {
+        let body = format!("payload-{i}");
+        let resp = http
+            .post(format!("{}/echo", lb.base))
+            .header("idempotency-key", format!("key-{i}"))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), body);
+    }
+    let s = stats(&lb).await;
+    assert!(
+        s["backends"][0]["errors"].as_u64().unwrap() >= 1,
+        "the dead backend was never tried: {s}"
+    );
+    lb.stop().await;
+
+    let lb = TestLb::start(vec![dead_url, live.url()], Strategy::RoundRobin).await;
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let resp = http
+            .post(format!("{}/echo", lb.base))
+            .body(format!("no-key-{i}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert!(statuses.contains(&502), "{statuses:?}");
+    lb.stop().await;
+}

@@ -97,6 +97,33 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_after_the_timeout() {
+    let backend = TestBackend::start("b", Duration::ZERO).await;
+    let lb = TestLb::start_with(vec![backend.url()], |c| {
+        c.header_read_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let addr = lb.base.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(b"GET /work HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = vec![0u8; 4096];
+    let n = conn.read(&mut first).await.unwrap();
+    assert!(
+        first[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    // Kept alive after the answer, then closed once idle past the timeout
+    // (the wait for the next request's headers is what the timeout bounds).
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "an idle connection was kept open");
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_connection_cap_new_clients_wait_for_a_free_one() {
     let backend = TestBackend::start("b", Duration::ZERO).await;
     let lb = TestLb::start_with(vec![backend.url()], |c| c.max_connections = 1).await;
