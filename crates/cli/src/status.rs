@@ -304,15 +304,24 @@ pub fn render(s: &Status) -> String {
         );
     }
     out += "\nworkers\n";
+    let now = Utc::now();
     for w in &s.workers {
+        let heartbeat = w["last_heartbeat_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or("-".to_string(), |t| {
+                let age = (now - t.with_timezone(&Utc)).num_milliseconds().max(0);
+                format!("{:.1}s ago", age as f64 / 1000.0)
+            });
         out += &format!(
-            "  {:<24} {:<9} active {:>3}/{:<3} processed {:>8}  failed {:>6}\n",
+            "  {:<24} {:<9} active {:>3}/{:<3} processed {:>8}  failed {:>6}  heartbeat {}\n",
             w["id"].as_str().unwrap_or("?"),
             w["status"].as_str().unwrap_or("?"),
             w["active_tasks"],
             w["concurrency"],
             w["processed"],
             w["failed"],
+            heartbeat,
         );
     }
     out += &format!(

@@ -63,6 +63,10 @@ async fn status_shows_nodes_workers_tasks_and_a_balance_verdict(store: StoreKind
         text.contains("api-1") && text.contains("worker-1") && text.contains("succeeded 1"),
         "{text}"
     );
+    assert!(
+        text.contains("s ago"),
+        "each worker's heartbeat age: {text}"
+    );
     // The last minute: the task finished in it, the lb counted requests.
     assert!(status.tasks_per_second > 0.0, "{}", status.tasks_per_second);
     let requests = poll(Duration::from_secs(10), || async {
