@@ -14,6 +14,9 @@ use metrics::gauge;
 
 use crate::{ApiError, AppState};
 
+/// Most emptied queues kept reported at 0.
+const MAX_SEEN_QUEUES: usize = 1024;
+
 /// Queues this process has reported, so one that empties is set back to 0.
 static SEEN_QUEUES: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
@@ -32,6 +35,7 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
         gauge!("weir_tasks", "state" => status).set(n as f64);
     }
     let depths = state.store.queue_depths().await?;
+    let depths_names: Vec<String> = depths.iter().map(|d| d.queue.clone()).collect();
     // A queue that emptied is reported as 0, not left at its last depth.
     let mut seen = SEEN_QUEUES.lock().unwrap_or_else(|e| e.into_inner());
     for q in seen
@@ -47,6 +51,12 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
         gauge!("weir_queue_depth", "queue" => d.queue.clone(), "state" => "running")
             .set(d.running as f64);
         seen.insert(d.queue);
+    }
+    // Queue names come from submissions; past a bound, emptied ones are no
+    // longer kept at 0 (their series go stale) so the set cannot grow forever.
+    if seen.len() > MAX_SEEN_QUEUES {
+        let live: BTreeSet<&str> = depths_names.iter().map(String::as_str).collect();
+        seen.retain(|q| live.contains(q.as_str()));
     }
     drop(seen);
     Ok((

@@ -97,7 +97,27 @@ async fn api_and_worker_serve_prometheus_metrics_with_conventional_names() {
         "{text}"
     );
 
+    // Made-up methods share one series: clients cannot mint new ones.
+    for _ in 0..3 {
+        let brew = reqwest::Method::from_bytes(b"BREW").unwrap();
+        let resp = http
+            .request(brew, format!("{api}/tasks"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 405);
+    }
     let text = scrape(&http, &format!("{api}/metrics")).await;
+    assert!(!text.contains("BREW"), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "http_server_request_duration_seconds_count",
+            &[r#"route="/tasks""#, r#"method="other""#, r#"status="405""#]
+        ),
+        Some(3.0),
+        "{text}"
+    );
     let submits = [r#"route="/tasks""#, r#"method="POST""#, r#"status="202""#];
     assert_eq!(
         sample(
