@@ -413,6 +413,18 @@ pub struct BalancerArgs {
     /// repeatable, first match wins.
     #[arg(long = "rate-limit-route", env = "WEIR_RATE_LIMIT_ROUTES", value_delimiter = ';', value_parser = parse_route_limit)]
     pub rate_limit_routes: Vec<weir_lb::ratelimit::RouteLimit>,
+    /// Share the rate limits through this Redis (`redis://host:6379`), so
+    /// several lbs give a client one budget; if Redis is away, each lb
+    /// limits on its own.
+    #[arg(long, env = "WEIR_RATE_LIMIT_REDIS")]
+    pub rate_limit_redis: Option<String>,
+    /// Key prefix of the shared rate limits in Redis.
+    #[arg(
+        long,
+        env = "WEIR_RATE_LIMIT_REDIS_PREFIX",
+        default_value = "weir:ratelimit"
+    )]
+    pub rate_limit_redis_prefix: String,
     /// Proxies (CIDRs) whose X-Forwarded-For names the client, comma-separated; none by default.
     #[arg(long, env = "WEIR_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -655,6 +667,8 @@ impl BalancerArgs {
             routes: self.rate_limit_routes.clone(),
         };
         config.trusted_proxies = self.trusted_proxies.clone();
+        config.rate_limit_redis = self.rate_limit_redis.clone();
+        config.rate_limit_redis_prefix = self.rate_limit_redis_prefix.clone();
         config.max_connections = self.max_connections.max(1);
         config.max_in_flight = self.max_in_flight.filter(|n| *n > 0);
         config.queue_size = self.queue_size;

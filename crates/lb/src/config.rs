@@ -100,6 +100,11 @@ pub struct LbConfig {
     pub access_log: bool,
     /// Per-client rate limits (none by default).
     pub rate_limit: RateLimitConfig,
+    /// Share the rate limits with every lb using this Redis (`redis://…`);
+    /// `None`: each lb limits on its own.
+    pub rate_limit_redis: Option<String>,
+    /// Key prefix of the shared limits in Redis.
+    pub rate_limit_redis_prefix: String,
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
@@ -131,6 +136,8 @@ impl LbConfig {
             retry_budget_percent: 20,
             retry_budget_min_per_second: 3,
             rate_limit: RateLimitConfig::default(),
+            rate_limit_redis: None,
+            rate_limit_redis_prefix: "weir:ratelimit".into(),
             trusted_proxies: Vec::new(),
         }
     }

@@ -22,6 +22,7 @@ pub mod latency;
 pub mod outlier;
 pub mod proxy;
 pub mod ratelimit;
+pub mod ratelimit_shared;
 pub mod selection;
 pub mod server;
 pub mod throughput;

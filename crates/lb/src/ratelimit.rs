@@ -24,6 +24,8 @@ use http::{HeaderMap, HeaderValue, Method};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::ratelimit_shared::{SharedError, SharedLimiter};
+
 /// Most recently-limited clients `/lb/rate-limits` remembers.
 const MAX_LIMITED_SHOWN: usize = 1000;
 /// How long a limited client stays listed after its last rejection.
@@ -149,12 +151,36 @@ pub enum Verdict {
     },
 }
 
+/// The draft's `RateLimit-Policy` header for a policy.
+fn policy_headers(name: &str, policy: &RatePolicy) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let policy_header = format!("\"{name}\";q={};w={}", policy.burst, policy.window_secs());
+    if let Ok(v) = HeaderValue::from_str(&policy_header) {
+        headers.insert("ratelimit-policy", v);
+    }
+    headers
+}
+
+/// Let through, with `remaining` requests left in the burst.
+fn allowed(name: &str, policy: &RatePolicy, remaining: u32) -> Verdict {
+    let mut headers = policy_headers(name, policy);
+    // Time until the bucket is full again.
+    let used = u64::from(policy.burst.saturating_sub(remaining));
+    let reset = used.div_ceil(u64::from(policy.per_second.max(1)));
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{name}\";r={remaining};t={reset}")) {
+        headers.insert("ratelimit", v);
+    }
+    Verdict::Allowed(headers)
+}
+
 /// The balancer's rate limits, swappable at runtime.
 pub struct RateLimits {
     limiters: ArcSwap<Limiters>,
     trusted_proxies: Vec<IpNet>,
     /// Recently limited clients: rejections and when the last one was.
     limited: Mutex<HashMap<IpAddr, (u64, Instant)>>,
+    /// When the last "Redis unavailable" warning was logged.
+    shared_warned: Mutex<Option<Instant>>,
 }
 
 impl RateLimits {
@@ -163,6 +189,7 @@ impl RateLimits {
             limiters: ArcSwap::from_pointee(Limiters::build(config)?),
             trusted_proxies,
             limited: Mutex::new(HashMap::new()),
+            shared_warned: Mutex::new(None),
         })
     }
 
@@ -207,47 +234,71 @@ impl RateLimits {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
 
-    /// Checks one request from `client`.
+    /// Checks one request from `client` against this balancer's own state.
     pub fn check(&self, client: IpAddr, method: &Method, path: &str) -> Verdict {
         let limiters = self.limiters.load();
         let Some((limiter, policy, name)) = limiters.for_request(method, path) else {
             return Verdict::Unlimited;
         };
-        let window = policy.window_secs();
-        let mut headers = HeaderMap::new();
-        let policy_header = format!("\"{name}\";q={};w={window}", policy.burst);
-        if let Ok(v) = HeaderValue::from_str(&policy_header) {
-            headers.insert("ratelimit-policy", v);
-        }
         match limiter.check_key(&client) {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                // Time until the bucket is full again.
-                let used = u64::from(policy.burst.saturating_sub(remaining));
-                let reset = used.div_ceil(u64::from(policy.per_second.max(1)));
-                if let Ok(v) = HeaderValue::from_str(&format!("\"{name}\";r={remaining};t={reset}"))
-                {
-                    headers.insert("ratelimit", v);
-                }
-                Verdict::Allowed(headers)
-            }
+            Ok(snapshot) => allowed(&name, policy, snapshot.remaining_burst_capacity()),
             Err(not_until) => {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
-                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-                if let Ok(v) = HeaderValue::from_str(&format!("\"{name}\";r=0;t={secs}")) {
-                    headers.insert("ratelimit", v);
-                }
-                headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
-                self.note_limited(client);
-                Verdict::Limited {
-                    retry_after: wait,
-                    headers,
-                }
+                self.limited(client, &name, policy, wait)
             }
         }
     }
 
-    fn note_limited(&self, client: IpAddr) {
+    /// Checks one request against the budget every balancer shares in Redis;
+    /// when Redis cannot answer, against this balancer's own state.
+    pub async fn check_shared(
+        &self,
+        shared: &SharedLimiter,
+        client: IpAddr,
+        method: &Method,
+        path: &str,
+    ) -> Verdict {
+        let (policy, name) = {
+            let limiters = self.limiters.load();
+            match limiters.for_request(method, path) {
+                Some((_, policy, name)) => (policy.clone(), name),
+                None => return Verdict::Unlimited,
+            }
+        };
+        match shared.check(&name, &policy, client).await {
+            Ok(d) if d.allowed => allowed(&name, &policy, d.remaining),
+            Ok(d) => self.limited(client, &name, &policy, d.wait),
+            Err(e) => {
+                self.note_shared_failure(&e);
+                self.check(client, method, path)
+            }
+        }
+    }
+
+    fn note_shared_failure(&self, e: &SharedError) {
+        let mut last = self.shared_warned.lock().unwrap_or_else(|e| e.into_inner());
+        // One line every 10 s, not one per request.
+        if last.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+            tracing::warn!(error = %e, "shared rate limits unavailable; using this lb's own");
+            *last = Some(Instant::now());
+        }
+    }
+
+    fn limited(&self, client: IpAddr, name: &str, policy: &RatePolicy, wait: Duration) -> Verdict {
+        let mut headers = policy_headers(name, policy);
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        if let Ok(v) = HeaderValue::from_str(&format!("\"{name}\";r=0;t={secs}")) {
+            headers.insert("ratelimit", v);
+        }
+        headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        self.note_limited(client);
+        Verdict::Limited {
+            retry_after: wait,
+            headers,
+        }
+    }
+
+    pub(crate) fn note_limited(&self, client: IpAddr) {
         let mut limited = self.limited.lock().unwrap_or_else(|e| e.into_inner());
         if limited.len() >= MAX_LIMITED_SHOWN && !limited.contains_key(&client) {
             return;

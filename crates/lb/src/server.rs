@@ -23,6 +23,7 @@ use tower::ServiceExt;
 
 use crate::outlier::RetryBudget;
 use crate::ratelimit::{RateLimits, Verdict};
+use crate::ratelimit_shared::SharedLimiter;
 use crate::selection::ActiveStrategy;
 use crate::throughput::Throughput;
 use crate::{admin, health, proxy, Backend, BackendSet, LbConfig};
@@ -48,6 +49,8 @@ pub struct Lb {
     pub rejected_rate_limit: AtomicU64,
     /// Requests per second over the last minute.
     pub throughput: Throughput,
+    /// Rate limits shared through Redis, when configured.
+    pub shared_limits: Option<SharedLimiter>,
 }
 
 impl Lb {
@@ -70,6 +73,11 @@ impl Lb {
             rejected_overload: AtomicU64::new(0),
             rejected_rate_limit: AtomicU64::new(0),
             throughput: Throughput::default(),
+            shared_limits: config
+                .rate_limit_redis
+                .as_deref()
+                .map(|url| SharedLimiter::new(url, &config.rate_limit_redis_prefix))
+                .transpose()?,
             strategy: ArcSwap::from_pointee(ActiveStrategy::new(config.strategy)),
             backends: BackendSet::new(backends),
             config,
@@ -226,7 +234,15 @@ async fn handle(
         return admin.oneshot(req.map(Body::new)).await;
     }
     let client = lb.rate_limits.client_ip(peer.ip(), req.headers());
-    match lb.rate_limits.check(client, req.method(), path) {
+    let verdict = match &lb.shared_limits {
+        Some(shared) => {
+            lb.rate_limits
+                .check_shared(shared, client, req.method(), path)
+                .await
+        }
+        None => lb.rate_limits.check(client, req.method(), path),
+    };
+    match verdict {
         Verdict::Unlimited => Ok(proxy::forward(&lb, req, peer).await),
         Verdict::Allowed(headers) => {
             let mut resp = proxy::forward(&lb, req, peer).await;

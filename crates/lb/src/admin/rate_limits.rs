@@ -31,6 +31,8 @@ pub async fn get_rate_limits(State(lb): State<Arc<Lb>>) -> Json<serde_json::Valu
         "policy": lb.rate_limits.config(),
         "trusted_proxies": trusted,
         "tracked_clients": lb.rate_limits.tracked_clients(),
+        // Where the budgets live: this lb only, or Redis, shared by every lb.
+        "shared": lb.shared_limits.is_some(),
         "limited_clients": limited,
     }))
 }

@@ -116,3 +116,93 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
     assert_eq!(get("203.0.113.2").await.unwrap().status(), 200);
     lb.stop().await;
 }
+
+fn shared(c: &mut weir_lb::LbConfig, redis: &weir_testkit::RedisPrefix, burst: u32) {
+    c.rate_limit = RateLimitConfig {
+        default: Some(RatePolicy {
+            per_second: 1,
+            burst,
+        }),
+        routes: Vec::new(),
+    };
+    c.rate_limit_redis = Some(redis.url());
+    c.rate_limit_redis_prefix = redis.key("rl");
+}
+
+/// Two balancers sharing Redis give a client one budget, not one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lbs_sharing_redis_share_each_clients_budget() {
+    let redis = weir_testkit::RedisPrefix::create();
+    let backend = TestBackend::start("a", Duration::ZERO).await;
+    let one = TestLb::start_with(vec![backend.url()], |c| shared(c, &redis, 4)).await;
+    let two = TestLb::start_with(vec![backend.url()], |c| shared(c, &redis, 4)).await;
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    // Four through one lb, then two through the other: the budget of 4 is spent.
+    for lb in [&one, &one, &one, &one, &two, &two] {
+        let resp = http.get(format!("{}/work", lb.base)).send().await.unwrap();
+        statuses.push(resp.status().as_u16());
+        if resp.status() == 200 {
+            assert!(resp.headers()["ratelimit"]
+                .to_str()
+                .unwrap()
+                .starts_with("\"default\";r="));
+        } else {
+            let wait: u64 = resp.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=2).contains(&wait), "retry-after {wait}");
+        }
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 200, 429, 429]);
+    // The state lives in Redis under the prefix.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", redis.key("rl")))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let shown: Value = http
+        .get(format!("{}/lb/rate-limits", two.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["shared"], true, "{shown}");
+    one.stop().await;
+    two.stop().await;
+}
+
+/// Redis away: each lb still limits on its own, it does not stop limiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_an_lb_falls_back_to_its_own_limits() {
+    let backend = TestBackend::start("a", Duration::ZERO).await;
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let lb = TestLb::start_with(vec![backend.url()], |c| {
+        c.rate_limit = RateLimitConfig {
+            default: Some(RatePolicy {
+                per_second: 1,
+                burst: 3,
+            }),
+            routes: Vec::new(),
+        };
+        c.rate_limit_redis = Some(url);
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let resp = http.get(format!("{}/work", lb.base)).send().await.unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 429]);
+    lb.stop().await;
+}
