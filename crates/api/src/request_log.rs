@@ -20,6 +20,18 @@ use crate::AppState;
 
 const REQUEST_ID: &str = "x-request-id";
 
+/// A fresh request id: this process's random prefix and a counter — unique
+/// without asking the kernel for randomness on every request.
+fn next_request_id() -> HeaderValue {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| format!("{:016x}", rand::random::<u64>()));
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    HeaderValue::from_str(&format!("{prefix}-{n:x}")).expect("hex is a valid header value")
+}
+
 /// Marks a response whose request the handler already logged.
 #[derive(Clone, Copy, Debug)]
 pub struct AlreadyLogged;
@@ -36,9 +48,11 @@ pub async fn log_request(State(state): State<AppState>, req: Request, next: Next
         .unwrap_or_else(|| "unmatched".to_owned());
     // The lb's request id (or a fresh one), on every log line of this request
     // and on the answer.
-    let request_id = req.headers().get(REQUEST_ID).cloned().unwrap_or_else(|| {
-        HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()).expect("ASCII")
-    });
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .cloned()
+        .unwrap_or_else(next_request_id);
     let span = tracing::info_span!(
         "request",
         request_id = request_id.to_str().unwrap_or("-"),
@@ -74,8 +88,12 @@ pub async fn log_request(State(state): State<AppState>, req: Request, next: Next
             message: None,
             created_at: Utc::now(),
         };
-        let writer = state.request_log.clone();
-        tokio::spawn(async move { writer.write_detached(entry).await });
+        // Queued without a task per request; only a full queue waits, and
+        // then in a task of its own, never holding the answer.
+        if let Err(entry) = state.request_log.try_write_detached(entry) {
+            let writer = state.request_log.clone();
+            tokio::spawn(async move { writer.write_detached(entry).await });
+        }
     }
     response
 }
