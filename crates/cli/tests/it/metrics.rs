@@ -199,9 +199,15 @@ async fn api_log_lines_carry_the_request_id_as_json() {
         .await
         .unwrap();
     assert_eq!(resp.headers()["x-request-id"], "trace-me-42");
-    // Without one, the API makes one up and answers with it.
-    let resp = http.get(format!("{api}/tasks/stats")).send().await.unwrap();
-    assert!(resp.headers()["x-request-id"].len() >= 32);
+    // Without one, the API makes one up (a per-process prefix and a
+    // counter) and answers with it; no two alike.
+    let mut made_up = Vec::new();
+    for _ in 0..2 {
+        let resp = http.get(format!("{api}/tasks/stats")).send().await.unwrap();
+        made_up.push(resp.headers()["x-request-id"].to_str().unwrap().to_owned());
+    }
+    assert!(made_up.iter().all(|id| id.len() >= 18), "{made_up:?}");
+    assert_ne!(made_up[0], made_up[1]);
 
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let found = loop {
