@@ -275,6 +275,15 @@ fn verdicts(nodes: &[Value], workers: &[Value], tasks: &Value) -> Vec<String> {
     out
 }
 
+/// A number as text, or `-` when this source does not know it.
+fn shown(v: &Value) -> String {
+    if v.is_null() {
+        "-".into()
+    } else {
+        v.to_string()
+    }
+}
+
 /// The status as text.
 pub fn render(s: &Status) -> String {
     let mut out = format!("{}   strategy {}\n", s.source, s.strategy);
@@ -295,9 +304,9 @@ pub fn render(s: &Status) -> String {
                 Some(false) => "DOWN",
                 None => "-",
             },
-            n["requests"],
-            n["in_flight"],
-            n["errors"],
+            shown(&n["requests"]),
+            shown(&n["in_flight"]),
+            shown(&n["errors"]),
             n["latency_p99_ms"]
                 .as_f64()
                 .map_or("-".into(), |v| format!("{v:.1} ms")),

@@ -101,6 +101,12 @@ async fn status_shows_nodes_workers_tasks_and_a_balance_verdict(store: StoreKind
         "{:?}",
         from_db.verdicts
     );
+    let text = weir::status::render(&from_db);
+    assert!(text.starts_with("database"), "{text}");
+    assert!(
+        !text.contains("null"),
+        "unknown figures are shown as -: {text}"
+    );
     stack.stop().await;
 }
 
