@@ -11,20 +11,7 @@ build_weir
 
 # --- the upstreams: one nginx, three ports ------------------------------------
 U1=$(free_port); U2=$(free_port); U3=$(free_port)
-cat >"$WORK/upstream.conf" <<CONF
-worker_processes 1;
-pid $WORK/upstream.pid;
-error_log $WORK/upstream-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    server { listen 127.0.0.1:$U1; listen 127.0.0.1:$U2; listen 127.0.0.1:$U3;
-             location / { return 200 "ok\n"; } }
-}
-CONF
-nginx -c "$WORK/upstream.conf" -g 'daemon off;' & PIDS+=($!)
-wait_http "http://127.0.0.1:$U1/"
+start_ok_nginx "$U1" "$U2" "$U3"
 
 # --- nginx --------------------------------------------------------------------
 NGINX=$(free_port)

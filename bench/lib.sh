@@ -49,6 +49,26 @@ start_weir_up() {
     cat "$WORK/up-$port.log" >&2; return 1
 }
 
+# Starts one nginx (1 worker) answering `200 ok` on each given port, and
+# waits for the first to answer.
+start_ok_nginx() { # port...
+    local name="ok-$1" listens=""
+    for port in "$@"; do listens+="listen 127.0.0.1:$port; "; done
+    cat >"$WORK/$name.conf" <<CONF
+worker_processes 1;
+pid $WORK/$name.pid;
+error_log $WORK/$name-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server { $listens location / { return 200 "ok\n"; } }
+}
+CONF
+    nginx -c "$WORK/$name.conf" -g 'daemon off;' & PIDS+=($!)
+    wait_http "http://127.0.0.1:$1/"
+}
+
 stop_pid() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 # Runs wrk; prints "requests_per_sec p50_ms p99_ms total_requests non2xx".

@@ -12,19 +12,7 @@ bash "$ROOT/bench/setup.sh" >&2
 build_weir
 
 NGINX=$(free_port)
-cat >"$WORK/nginx.conf" <<CONF
-worker_processes 1;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    server { listen 127.0.0.1:$NGINX; location / { return 200 "ok\n"; } }
-}
-CONF
-nginx -c "$WORK/nginx.conf" -g 'daemon off;' & PIDS+=($!)
-wait_http "http://127.0.0.1:$NGINX/"
+start_ok_nginx "$NGINX"
 
 UPSTREAM=$(free_port)
 "$WEIR" bench upstream --listen "127.0.0.1:$UPSTREAM" >/dev/null & PIDS+=($!)

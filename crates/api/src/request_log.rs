@@ -57,7 +57,7 @@ pub async fn log_request(State(state): State<AppState>, req: Request, next: Next
         "request",
         request_id = request_id.to_str().unwrap_or("-"),
         method = %method,
-        path = %truncate(path.clone(), 256),
+        path = prefix_of(&path, 256),
     );
     let mut response = next.run(req).instrument(span.clone()).await;
     response.headers_mut().insert(REQUEST_ID, request_id);
@@ -115,12 +115,20 @@ fn method_label(method: &str) -> &'static str {
 
 /// Cuts `s` to at most `max` bytes on a char boundary (hostile paths can be long).
 pub fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
+    let end = prefix_of(&s, max).len();
+    s.truncate(end);
     s
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a char
+/// boundary; borrowed, for when no owned copy is needed.
+pub fn prefix_of(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }

@@ -164,32 +164,22 @@ async fn submit(http: &reqwest::Client, api: &str, body: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_log_lines_carry_the_request_id_as_json() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-
     let db = SharedDb::create(StoreKind::Sqlite).await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["api", "--listen", "127.0.0.1:0", "--database-url", &db.url])
-        .args(["--log-format", "json"])
-        .env("RUST_LOG", "weir_api=debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on") {
-        line.clear();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "weir api exited");
-    }
+    let (api_process, line) = WeirProcess::start_logging(
+        &[
+            "api",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &db.url,
+            "--log-format",
+            "json",
+        ],
+        "weir_api=debug",
+        "listening on",
+    );
     let api = listening_url(&line);
-    let (tx, logs) = std::sync::mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
+    let logs = api_process.logs.as_ref().expect("logs kept");
 
     let http = reqwest::Client::new();
     let resp = http
@@ -222,8 +212,7 @@ async fn api_log_lines_carry_the_request_id_as_json() {
             break Some(event);
         }
     };
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(api_process);
     let event = found.expect("a JSON log line with the request id");
     assert_eq!(event["fields"]["message"], "answered", "{event}");
     assert_eq!(event["fields"]["status"], 200, "{event}");

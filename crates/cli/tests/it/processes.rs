@@ -18,27 +18,47 @@ use crate::support::poll;
 pub struct WeirProcess {
     child: Child,
     lines: Receiver<String>,
+    /// Its log lines (stderr), when started with [`WeirProcess::start_logging`].
+    pub logs: Option<Receiver<String>>,
 }
 
 impl WeirProcess {
     /// Starts `weir ARGS` and waits until it prints a line containing `ready_marker`;
     /// returns the process and that line.
     pub fn start(args: &[&str], ready_marker: &str) -> (WeirProcess, String) {
+        Self::spawn(args, "error", false, ready_marker)
+    }
+
+    /// Like [`WeirProcess::start`] with `RUST_LOG=rust_log`, its log lines
+    /// kept in `logs` instead of passed through.
+    pub fn start_logging(
+        args: &[&str],
+        rust_log: &str,
+        ready_marker: &str,
+    ) -> (WeirProcess, String) {
+        Self::spawn(args, rust_log, true, ready_marker)
+    }
+
+    fn spawn(
+        args: &[&str],
+        rust_log: &str,
+        keep_logs: bool,
+        ready_marker: &str,
+    ) -> (WeirProcess, String) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(args)
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if keep_logs {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut process = WeirProcess { child, lines };
+        let lines = forward_lines(child.stdout.take().unwrap());
+        let logs = child.stderr.take().map(forward_lines);
+        let mut process = WeirProcess { child, lines, logs };
         let line = process.wait_line(ready_marker);
         (process, line)
     }
@@ -81,6 +101,17 @@ impl Drop for WeirProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Each line `from` prints, on a channel (read on a thread of its own).
+fn forward_lines(from: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    lines
 }
 
 /// The address in a "… listening on http://ADDR" line.
