@@ -9,7 +9,8 @@
 //! - [`selection`]: the [`selection::Selector`] trait, one file per strategy.
 //! - [`health`]: active health checks.
 //! - [`outlier`]: passive health — outlier ejection with a cap, and the retry budget.
-//! - [`proxy`]: forwarding one request (headers, retries, errors).
+//! - `h1`: the fast path — plain HTTP/1.1 relayed byte for byte.
+//! - [`proxy`]: the general path's forwarding (HTTP/2, upgrades, the rest).
 //! - [`admin`]: `/lb/stats`, `/lb/strategy`, `/lb/backends`.
 //! - [`upstream`]: per-thread keep-alive pools to the backends.
 //! - [`server`]: accepting connections, graceful shutdown; [`run`].
@@ -17,6 +18,7 @@
 pub mod admin;
 pub mod backend;
 pub mod config;
+mod h1;
 pub mod health;
 pub mod latency;
 pub mod outlier;

@@ -19,7 +19,7 @@ use crate::upstream::{self, UpstreamError};
 use crate::Backend;
 
 /// How many backends one request may try when connecting fails.
-const MAX_CONNECT_ATTEMPTS: usize = 3;
+pub(crate) const MAX_CONNECT_ATTEMPTS: usize = 3;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 7] = [
@@ -72,9 +72,15 @@ pub async fn forward(lb: &Lb, mut req: Request<Incoming>, peer: SocketAddr) -> R
 
 const REQUEST_ID: &str = "x-request-id";
 
-/// A fresh request id: a random per-process prefix and a counter, so making one
-/// costs an atomic add, not a trip to the kernel's random source.
+/// A fresh request id as a header value.
 fn next_request_id() -> HeaderValue {
+    HeaderValue::from_bytes(&next_request_id_bytes())
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// A fresh request id: a random per-process prefix and a counter in hex, so
+/// making one costs an atomic add, not a trip to the kernel's random source.
+pub(crate) fn next_request_id_bytes() -> [u8; 32] {
     static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(rand::random);
@@ -90,11 +96,11 @@ fn next_request_id() -> HeaderValue {
         buf[i * 2] = hex[usize::from(b >> 4)];
         buf[i * 2 + 1] = hex[usize::from(b & 0xf)];
     }
-    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    buf
 }
 
 /// Bodies up to this size are kept to be replayed on another backend.
-const REPLAY_MAX_BYTES: u64 = 64 * 1024;
+pub(crate) const REPLAY_MAX_BYTES: u64 = 64 * 1024;
 
 /// Whether a request's body may be kept for a replay: a safe or idempotent
 /// method (RFC 9110 §9.2.2) or an Idempotency-Key, and a declared length
@@ -171,7 +177,7 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
         let (backend, guard) = match pick_or_queue(lb, &backends, &tried, key).await {
             Ok(Some(reserved)) => reserved,
             Ok(None) => break,
-            Err(overloaded) => return overloaded,
+            Err(Overloaded) => return overloaded_response(),
         };
         tried.push(backend);
         let upstream_body = match (&kept, body.take()) {
@@ -283,16 +289,31 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
     }
 }
 
+/// Every backend is at capacity and the wait queue is full (or the wait ran
+/// out): the request is refused with 503 and Retry-After.
+pub(crate) struct Overloaded;
+
+fn overloaded_response() -> Response<Body> {
+    let mut resp = json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "every API node is at capacity; retry shortly",
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
 /// A backend by [`pick`]; when every backend is at `max_in_flight`, waits in a
-/// short bounded queue for a slot, and answers 503 with Retry-After at once
-/// when the queue is full or the wait runs out — latency stays bounded under
-/// overload instead of growing with it.
-async fn pick_or_queue<'a>(
+/// short bounded queue for a slot, and refuses at once when the queue is full
+/// or the wait runs out — latency stays bounded under overload instead of
+/// growing with it.
+pub(crate) async fn pick_or_queue<'a>(
     lb: &Lb,
     backends: &'a [Arc<Backend>],
     tried: &[&Arc<Backend>],
     key: u64,
-) -> Result<Option<(&'a Arc<Backend>, InFlightGuard)>, Response<Body>> {
+) -> Result<Option<(&'a Arc<Backend>, InFlightGuard)>, Overloaded> {
     if let Some(b) = reserve(lb, backends, tried, key) {
         return Ok(Some(b));
     }
@@ -305,20 +326,10 @@ async fn pick_or_queue<'a>(
     if !saturated {
         return Ok(None);
     }
-    let overloaded = || {
-        let mut resp = json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "every API node is at capacity; retry shortly",
-        );
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        resp
-    };
     if lb.queued.fetch_add(1, Ordering::AcqRel) >= lb.config.queue_size {
         lb.queued.fetch_sub(1, Ordering::AcqRel);
         lb.rejected_overload.fetch_add(1, Ordering::Relaxed);
-        return Err(overloaded());
+        return Err(Overloaded);
     }
     let deadline = tokio::time::Instant::now() + lb.config.queue_timeout;
     let picked = loop {
@@ -335,7 +346,7 @@ async fn pick_or_queue<'a>(
         Some(b) => Ok(Some(b)),
         None => {
             lb.rejected_overload.fetch_add(1, Ordering::Relaxed);
-            Err(overloaded())
+            Err(Overloaded)
         }
     }
 }
@@ -417,7 +428,12 @@ fn affinity_key(hash_key: &HashKey, headers: &HeaderMap, peer: SocketAddr) -> u6
             return hash_key_bytes(v.as_bytes());
         }
     }
-    match peer.ip() {
+    ip_key(peer.ip())
+}
+
+/// A client IP's `consistent_hash` key.
+pub(crate) fn ip_key(ip: std::net::IpAddr) -> u64 {
+    match ip {
         std::net::IpAddr::V4(ip) => hash_key_bytes(&ip.octets()),
         std::net::IpAddr::V6(ip) => hash_key_bytes(&ip.octets()),
     }
@@ -459,14 +475,18 @@ fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
 
 /// `{"error":{"code","message"}}` with `status`.
 pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    let body = serde_json::json!({ "error": { "code": code, "message": message } });
-    let mut resp = Response::new(Body::from(body.to_string()));
+    let mut resp = Response::new(Body::from(json_error_body(code, message)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// The body of a JSON error: `{"error":{"code","message"}}`.
+pub(crate) fn json_error_body(code: &str, message: &str) -> String {
+    serde_json::json!({ "error": { "code": code, "message": message } }).to_string()
 }
 
 #[cfg(test)]

@@ -211,13 +211,25 @@ impl RateLimits {
     /// The client a request comes from: the peer, or through trusted proxies
     /// the rightmost untrusted `X-Forwarded-For` entry.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        self.client_ip_from(
+            peer,
+            headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        )
+    }
+
+    /// [`Self::client_ip`] from the `X-Forwarded-For` values alone.
+    pub(crate) fn client_ip_from<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded_for: impl Iterator<Item = &'a str>,
+    ) -> IpAddr {
         if !self.is_trusted(peer) {
             return peer;
         }
-        let forwarded = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+        let forwarded = forwarded_for
             .flat_map(|v| v.split(','))
             .filter_map(|s| s.trim().parse::<IpAddr>().ok())
             .collect::<Vec<_>>();

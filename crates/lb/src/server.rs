@@ -16,9 +16,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
 use crate::outlier::RetryBudget;
@@ -26,7 +25,7 @@ use crate::ratelimit::{RateLimits, Verdict};
 use crate::ratelimit_shared::SharedLimiter;
 use crate::selection::ActiveStrategy;
 use crate::throughput::Throughput;
-use crate::{admin, health, proxy, Backend, BackendSet, LbConfig};
+use crate::{admin, h1, health, proxy, Backend, BackendSet, LbConfig};
 
 /// How often idle clients' rate-limit state is dropped.
 const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -165,14 +164,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let admin = admin::router(lb.clone());
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(lb.config.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
-    let connections = Arc::new(Semaphore::new(lb.config.max_connections.max(1)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let max_connections = lb.config.max_connections.clamp(1, u32::MAX as usize);
+    let connections = Arc::new(Semaphore::new(max_connections));
     tokio::pin!(shutdown);
     loop {
         // At the connection cap, stop accepting: new clients wait in the
@@ -197,28 +191,60 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let lb = lb.clone();
-        let admin = admin.clone();
-        let service = service_fn(move |req| handle(lb.clone(), admin.clone(), req, peer));
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let (lb, admin, mut stop) = (lb.clone(), admin.clone(), stop_rx.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "client connection ended with an error");
+            if let h1::Outcome::Fallback(io) =
+                h1::serve_connection(&lb, stream, peer, &mut stop).await
+            {
+                serve_general(lb, admin, io, peer, stop).await;
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(lb.config.shutdown_grace, graceful.shutdown())
+    // Idle connections close now; busy ones after their current exchange.
+    let _ = stop_tx.send(true);
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(lb.config.shutdown_grace, connections.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!("grace period over; closing remaining connections");
     }
     Ok(())
+}
+
+/// Serves a connection on hyper (HTTP/2, HTTP/1.0, upgrades, the admin API,
+/// malformed requests): what the fast path hands over.
+async fn serve_general(
+    lb: Arc<Lb>,
+    admin: Router,
+    io: h1::Prefixed,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(lb.config.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let service = service_fn(move |req| handle(lb.clone(), admin.clone(), req, peer));
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let stopping = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let served = tokio::select! {
+        served = conn.as_mut() => served,
+        () = stopping => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = served {
+        tracing::debug!(error = %e, %peer, "client connection ended with an error");
+    }
 }
 
 async fn handle(

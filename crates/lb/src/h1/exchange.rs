@@ -1,0 +1,533 @@
+//! One request on the fast path: pick a backend, send the rewritten head and
+//! the body, relay the answer back as it comes; retries, health bookkeeping
+//! and JSON errors as on the general path ([`crate::proxy`]).
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderMap, Method, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::framing::{Consumed, Framing};
+use super::head::{parse_response, Parsed, RequestHead, ResponseContext, ResponseHead};
+use super::pool;
+use crate::proxy::{self, MAX_CONNECT_ATTEMPTS, REPLAY_MAX_BYTES};
+use crate::server::Lb;
+use crate::{outlier, Backend};
+
+/// A response head larger than this is refused (502).
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Bytes read at once while relaying a body.
+const RELAY_CHUNK: usize = 64 * 1024;
+
+/// Whether the client connection stays open after an exchange.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    KeepAlive,
+    Close,
+}
+
+/// A client connection's reusable buffers.
+pub(crate) struct Buffers {
+    /// Bytes read from the client: the request head, then body bytes.
+    pub client: Vec<u8>,
+    /// The head being written (to the backend, then to the client).
+    pub head: Vec<u8>,
+    /// Bytes read from the backend.
+    pub upstream: Vec<u8>,
+}
+
+impl Buffers {
+    pub(crate) fn new() -> Self {
+        Buffers {
+            client: Vec::with_capacity(8 * 1024),
+            head: Vec::with_capacity(4 * 1024),
+            upstream: Vec::with_capacity(16 * 1024),
+        }
+    }
+}
+
+/// How an attempt on one backend ended without a response to relay.
+enum Failure {
+    /// Nothing reached the backend: another one may be tried.
+    Connect(String),
+    /// A kept-alive connection was found closed before any answer; the same
+    /// request goes out again on a fresh connection.
+    Stale,
+    /// The request may have reached the backend.
+    Upstream(String),
+    Timeout,
+    /// The client went away while its body was being sent.
+    Client,
+}
+
+/// Where the request stands.
+pub(crate) struct Request<'a> {
+    pub lb: &'a Lb,
+    pub peer: SocketAddr,
+    pub head: &'a RequestHead,
+    /// Rate-limit headers for the answer.
+    pub extra: Option<&'a HeaderMap>,
+}
+
+/// Forwards one request whose head (already rewritten into `bufs.head`) and
+/// first body bytes are in `bufs.client`, and relays the answer to `client`.
+/// On return, `bufs.client` still starts with this request's head.
+pub(crate) async fn forward(req: Request<'_>, client: &mut TcpStream, bufs: &mut Buffers) -> Flow {
+    let lb = req.lb;
+    let head = req.head;
+    let started = Instant::now();
+    let body_in_buf = (bufs.client.len() - head.head_len).min(head.content_length as usize);
+    let fully_buffered = body_in_buf as u64 == head.content_length;
+    // The same rule as the general path: a request without a body, or a
+    // small one of an idempotent method or with an Idempotency-Key, may go
+    // to another backend when the first cannot be reached.
+    let replayable = fully_buffered
+        && (head.content_length == 0
+            || (head.content_length <= REPLAY_MAX_BYTES
+                && (head.idempotency_key || idempotent(&head.method))));
+    let key = if lb.strategy.load().strategy == crate::Strategy::ConsistentHash {
+        match &head.hash_value {
+            Some(r) => crate::selection::hash_key(&bufs.client[r.clone()]),
+            None => proxy::ip_key(req.peer.ip()),
+        }
+    } else {
+        0
+    };
+    let backends = lb.backends.snapshot();
+    let attempts = if replayable {
+        MAX_CONNECT_ATTEMPTS.min(backends.len().max(1))
+    } else {
+        1
+    };
+    lb.retry_budget.record_request();
+    let mut tried: Vec<&Arc<Backend>> = Vec::with_capacity(attempts);
+    let mut body_sent = fully_buffered;
+    let mut last_error = None;
+    for attempt in 1..=attempts {
+        if attempt > 1 && !lb.retry_budget.try_retry() {
+            last_error = Some("the chosen API node could not be reached (retry budget spent)");
+            break;
+        }
+        let (backend, guard) = match proxy::pick_or_queue(lb, &backends, &tried, key).await {
+            Ok(Some(reserved)) => reserved,
+            Ok(None) => break,
+            Err(proxy::Overloaded) => {
+                return respond_error(&req, client, bufs, Refusal::Overloaded, started).await;
+            }
+        };
+        tried.push(backend);
+        let authority = backend.authority.as_str();
+        let sent = tokio::time::timeout(
+            lb.config.upstream_timeout,
+            send(
+                &req,
+                client,
+                bufs,
+                authority,
+                body_in_buf,
+                replayable,
+                &mut body_sent,
+            ),
+        )
+        .await
+        .unwrap_or(Err(Failure::Timeout));
+        let (upstream, response) = match sent {
+            Ok(answer) => answer,
+            Err(Failure::Connect(e)) => {
+                backend.record_error();
+                outlier::record_failure(&lb.config.ejection, &backends, backend, true);
+                tracing::warn!(backend = %backend.authority, error = %e, "connect failed");
+                last_error = Some("no API node could be reached");
+                if replayable {
+                    continue;
+                }
+                let refusal = Refusal::Unreachable("the chosen API node could not be reached");
+                return respond_error(&req, client, bufs, refusal, started).await;
+            }
+            Err(Failure::Stale) => unreachable!("stale connections are retried in send"),
+            Err(Failure::Upstream(e)) => {
+                backend.record_error();
+                tracing::warn!(backend = %backend.authority, error = %e, "upstream failed");
+                let flow = respond_error(&req, client, bufs, Refusal::UpstreamError, started).await;
+                return if body_sent { flow } else { Flow::Close };
+            }
+            Err(Failure::Timeout) => {
+                backend.record_error();
+                let flow = respond_error(&req, client, bufs, Refusal::Timeout, started).await;
+                return if body_sent { flow } else { Flow::Close };
+            }
+            Err(Failure::Client) => return Flow::Close,
+        };
+        backend.record_latency(started.elapsed());
+        note_answer(lb, &backends, backend, &response, &bufs.upstream);
+        let flow = relay(client, upstream, authority, response, bufs).await;
+        drop(guard);
+        access_log(&req, bufs, response_status(&bufs.head), started);
+        return flow;
+    }
+    let refusal = if tried.is_empty() {
+        Refusal::NoBackend
+    } else {
+        Refusal::Unreachable(last_error.unwrap_or("no API node could be reached"))
+    };
+    respond_error(&req, client, bufs, refusal, started).await
+}
+
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    )
+}
+
+/// Sends the request on a pooled (or fresh) connection and reads the answer's
+/// head into `bufs.upstream`; the head for the client is then in `bufs.head`.
+async fn send(
+    req: &Request<'_>,
+    client: &mut TcpStream,
+    bufs: &mut Buffers,
+    authority: &str,
+    body_in_buf: usize,
+    replayable: bool,
+    body_sent: &mut bool,
+) -> Result<(TcpStream, ResponseHead), Failure> {
+    let config = &req.lb.config;
+    let body = req.head.head_len..req.head.head_len + body_in_buf;
+    let mut pooled = pool::take(authority, config.upstream_idle_timeout);
+    loop {
+        let reused = pooled.is_some();
+        let mut upstream = match pooled.take() {
+            Some(stream) => stream,
+            None => connect(authority, config.connect_timeout).await?,
+        };
+        let written = if body.is_empty() {
+            upstream.write_all(&bufs.head).await
+        } else {
+            write_two(&mut upstream, &bufs.head, &bufs.client[body.clone()]).await
+        };
+        if let Err(e) = written {
+            if reused && replayable {
+                continue;
+            }
+            return Err(Failure::Upstream(e.to_string()));
+        }
+        if !*body_sent {
+            let left = req.head.content_length - body_in_buf as u64;
+            stream_body(client, &mut upstream, left, &mut bufs.upstream).await?;
+            *body_sent = true;
+        }
+        match read_head(req, &mut upstream, bufs).await {
+            Ok(head) => return Ok((upstream, head)),
+            Err(Failure::Stale) if reused && replayable => continue,
+            Err(Failure::Stale) => {
+                return Err(Failure::Upstream(
+                    "connection closed before an answer".into(),
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn connect(authority: &str, timeout: std::time::Duration) -> Result<TcpStream, Failure> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(authority))
+        .await
+        .map_err(|_| Failure::Connect(format!("timed out after {timeout:?}")))?
+        .map_err(|e| Failure::Connect(e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Writes two slices, in one system call when they are small.
+async fn write_two(stream: &mut TcpStream, a: &[u8], b: &[u8]) -> std::io::Result<()> {
+    if b.len() <= 16 * 1024 {
+        let mut joined = Vec::with_capacity(a.len() + b.len());
+        joined.extend_from_slice(a);
+        joined.extend_from_slice(b);
+        stream.write_all(&joined).await
+    } else {
+        stream.write_all(a).await?;
+        stream.write_all(b).await
+    }
+}
+
+/// Copies the rest of a request body (`left` bytes) from the client.
+async fn stream_body(
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    mut left: u64,
+    scratch: &mut Vec<u8>,
+) -> Result<(), Failure> {
+    scratch.resize(RELAY_CHUNK, 0);
+    while left > 0 {
+        let want = (left as usize).min(RELAY_CHUNK);
+        let n = match client.read(&mut scratch[..want]).await {
+            Ok(0) | Err(_) => return Err(Failure::Client),
+            Ok(n) => n,
+        };
+        upstream
+            .write_all(&scratch[..n])
+            .await
+            .map_err(|e| Failure::Upstream(e.to_string()))?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// Reads the backend's answer head, skipping interim (1xx) answers.
+async fn read_head(
+    req: &Request<'_>,
+    upstream: &mut TcpStream,
+    bufs: &mut Buffers,
+) -> Result<ResponseHead, Failure> {
+    bufs.upstream.clear();
+    let ctx = ResponseContext {
+        head_request: req.head.method == Method::HEAD,
+        request_id: req.head.request_id(&bufs.client),
+        extra: req.extra,
+        client_close: req.head.close,
+    };
+    loop {
+        if !bufs.upstream.is_empty() {
+            match parse_response(&bufs.upstream, &ctx, &mut bufs.head) {
+                Ok(Parsed::Complete(head)) if head.status == 101 => {
+                    return Err(Failure::Upstream("unexpected protocol switch".into()))
+                }
+                Ok(Parsed::Complete(head)) if (100..200).contains(&head.status) => {
+                    bufs.upstream.drain(..head.head_len);
+                    continue;
+                }
+                Ok(Parsed::Complete(head)) => return Ok(head),
+                Ok(_) if bufs.upstream.len() > MAX_RESPONSE_HEAD => {
+                    return Err(Failure::Upstream("answer head too large".into()))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(Failure::Upstream(format!("malformed answer: {e}"))),
+            }
+        }
+        bufs.upstream.reserve(16 * 1024);
+        match upstream.read_buf(&mut bufs.upstream).await {
+            Ok(0) if bufs.upstream.is_empty() => return Err(Failure::Stale),
+            Ok(0) => return Err(Failure::Upstream("connection closed mid-answer".into())),
+            Ok(_) => {}
+            Err(e) if bufs.upstream.is_empty() => {
+                tracing::debug!(error = %e, "kept-alive connection failed");
+                return Err(Failure::Stale);
+            }
+            Err(e) => return Err(Failure::Upstream(e.to_string())),
+        }
+    }
+}
+
+/// Health and load bookkeeping for an answer, as on the general path.
+fn note_answer(
+    lb: &Lb,
+    backends: &[Arc<Backend>],
+    backend: &Backend,
+    response: &ResponseHead,
+    upstream_buf: &[u8],
+) {
+    if let Some(name) = &response.node_name {
+        backend.note_node_name(&upstream_buf[name.clone()]);
+    }
+    if response.status == 429 || (response.status == 503 && response.retry_after) {
+        backend.record_refusal();
+    }
+    if response.status >= 500 {
+        backend.record_error();
+        outlier::record_failure(&lb.config.ejection, backends, backend, false);
+    } else {
+        backend.note_success();
+    }
+}
+
+/// Relays the answer's head and body to the client; the connection goes back
+/// to the pool when the body ended where its framing said.
+async fn relay(
+    client: &mut TcpStream,
+    mut upstream: TcpStream,
+    authority: &str,
+    response: ResponseHead,
+    bufs: &mut Buffers,
+) -> Flow {
+    let mut framing = response.framing;
+    let start = response.head_len;
+    let (mut done, mut exact) = match framing.consume(&bufs.upstream[start..]) {
+        Ok(Consumed::Done(n)) => {
+            bufs.head
+                .extend_from_slice(&bufs.upstream[start..start + n]);
+            (true, start + n == bufs.upstream.len())
+        }
+        Ok(Consumed::More) => {
+            bufs.head.extend_from_slice(&bufs.upstream[start..]);
+            (false, true)
+        }
+        Err(_) => return Flow::Close,
+    };
+    if client.write_all(&bufs.head).await.is_err() {
+        return Flow::Close;
+    }
+    while !done {
+        bufs.upstream.clear();
+        bufs.upstream.reserve(RELAY_CHUNK);
+        let n = match upstream.read_buf(&mut bufs.upstream).await {
+            Ok(0) if framing == Framing::UntilClose => {
+                done = true;
+                exact = false;
+                0
+            }
+            // Cut off mid-body: the client cannot be told otherwise.
+            Ok(0) | Err(_) => return Flow::Close,
+            Ok(_) => match framing.consume(&bufs.upstream) {
+                Ok(Consumed::More) => bufs.upstream.len(),
+                Ok(Consumed::Done(n)) => {
+                    done = true;
+                    exact = n == bufs.upstream.len();
+                    n
+                }
+                Err(_) => return Flow::Close,
+            },
+        };
+        if n > 0 && client.write_all(&bufs.upstream[..n]).await.is_err() {
+            return Flow::Close;
+        }
+    }
+    if response.upstream_keep_alive && exact {
+        pool::put(authority, upstream);
+    }
+    if response.close_client {
+        Flow::Close
+    } else {
+        Flow::KeepAlive
+    }
+}
+
+/// The status of the head written last into `head` (for the access log).
+fn response_status(head: &[u8]) -> u16 {
+    head.get(9..12)
+        .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Why the lb answers itself.
+enum Refusal {
+    Overloaded,
+    NoBackend,
+    Unreachable(&'static str),
+    UpstreamError,
+    Timeout,
+}
+
+/// Writes a JSON error answer, as [`proxy::json_error`] makes them.
+async fn respond_error(
+    req: &Request<'_>,
+    client: &mut TcpStream,
+    bufs: &mut Buffers,
+    refusal: Refusal,
+    started: Instant,
+) -> Flow {
+    let (status, code, message) = match refusal {
+        Refusal::Overloaded => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "every API node is at capacity; retry shortly",
+        ),
+        Refusal::NoBackend => (
+            StatusCode::BAD_GATEWAY,
+            "no_backend",
+            "no API node is configured",
+        ),
+        Refusal::Unreachable(message) => (StatusCode::BAD_GATEWAY, "backend_unreachable", message),
+        Refusal::UpstreamError => (
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "the API node failed to answer",
+        ),
+        Refusal::Timeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            "the API node did not answer in time",
+        ),
+    };
+    let mut extra = HeaderMap::new();
+    if matches!(refusal, Refusal::Overloaded) {
+        extra.insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+    }
+    if let Some(more) = req.extra {
+        extra.extend(more.clone());
+    }
+    let request_id = req.head.request_id(&bufs.client).to_vec();
+    write_json_error(
+        &mut bufs.head,
+        status,
+        code,
+        message,
+        &request_id,
+        &extra,
+        req.head.close,
+    );
+    let flow = match client.write_all(&bufs.head).await {
+        Ok(()) if !req.head.close => Flow::KeepAlive,
+        _ => Flow::Close,
+    };
+    access_log(req, bufs, status.as_u16(), started);
+    flow
+}
+
+/// `{"error":{"code","message"}}` as a whole HTTP/1.1 answer in `out`.
+pub(crate) fn write_json_error(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_id: &[u8],
+    extra: &HeaderMap,
+    close: bool,
+) {
+    let body = proxy::json_error_body(code, message);
+    out.clear();
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    );
+    out.extend_from_slice(b"x-request-id: ");
+    out.extend_from_slice(request_id);
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in extra {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body.as_bytes());
+}
+
+fn access_log(req: &Request<'_>, bufs: &Buffers, status: u16, started: Instant) {
+    if !req.lb.config.access_log {
+        return;
+    }
+    tracing::info!(
+        target: "weir_lb::access",
+        client = %req.peer.ip(),
+        method = %req.head.method,
+        path = req.head.path(&bufs.client),
+        status,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        request_id = std::str::from_utf8(req.head.request_id(&bufs.client)).unwrap_or("-"),
+        "request"
+    );
+}

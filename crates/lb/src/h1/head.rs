@@ -1,0 +1,524 @@
+//! Reading HTTP/1.1 request and response heads (httparse, no allocation) and
+//! writing the forwarded heads: hop-by-hop headers dropped (RFC 9110 §7.6.1),
+//! `X-Forwarded-For`/`-Proto` and `X-Request-Id` added, every other header
+//! copied byte for byte.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::ops::Range;
+
+use http::{HeaderMap, HeaderName, Method};
+
+use super::framing::{ChunkedDecoder, Framing};
+
+/// Most headers a head may have on the fast path (more: the general path).
+const MAX_HEADERS: usize = 64;
+/// Most `Connection`-named headers dropped on the fast path.
+const MAX_CONNECTION_NAMES: usize = 8;
+/// A client's request id longer than this is replaced.
+const MAX_REQUEST_ID: usize = 128;
+
+/// What reading a head gave.
+pub(crate) enum Parsed<T> {
+    Complete(T),
+    /// More bytes needed.
+    Partial,
+    /// Not for the fast path (HTTP/1.0, upgrades, `Expect`, chunked or
+    /// ambiguous request bodies, malformed input…): the general path takes
+    /// the connection over and answers it, errors included.
+    Fallback,
+}
+
+/// The request id a forwarded request carries.
+pub(crate) enum RequestId {
+    /// The client's own, at this range of its buffer.
+    Client(Range<usize>),
+    Fresh([u8; 32]),
+}
+
+/// A request head the fast path forwards. Ranges index the client's buffer.
+pub(crate) struct RequestHead {
+    pub head_len: usize,
+    pub method: Method,
+    /// Path and query.
+    pub target: Range<usize>,
+    pub content_length: u64,
+    /// The client asked to close after this exchange.
+    pub close: bool,
+    pub idempotency_key: bool,
+    pub request_id: RequestId,
+    /// The value of the `consistent_hash` header, when configured and sent.
+    pub hash_value: Option<Range<usize>>,
+    /// The client's `X-Forwarded-For` (one header at most on the fast path).
+    pub forwarded_for: Option<Range<usize>>,
+}
+
+impl RequestHead {
+    /// The path without the query.
+    pub(crate) fn path<'a>(&self, buf: &'a [u8]) -> &'a str {
+        let target = &buf[self.target.clone()];
+        let path = target.split(|b| *b == b'?').next().unwrap_or(target);
+        // httparse admits only visible ASCII in the target.
+        std::str::from_utf8(path).unwrap_or("/")
+    }
+
+    pub(crate) fn request_id<'a>(&'a self, buf: &'a [u8]) -> &'a [u8] {
+        match &self.request_id {
+            RequestId::Client(r) => &buf[r.clone()],
+            RequestId::Fresh(id) => id,
+        }
+    }
+}
+
+fn offset(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    start..start + part.len()
+}
+
+/// Whether `name` is one of the hop-by-hop headers never forwarded.
+fn is_hop_by_hop(name: &str) -> bool {
+    [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// The `Connection` header's tokens: `close` seen, and the names it lists.
+struct ConnectionTokens<'a> {
+    close: bool,
+    keep_alive: bool,
+    names: [&'a [u8]; MAX_CONNECTION_NAMES],
+    count: usize,
+}
+
+impl<'a> ConnectionTokens<'a> {
+    /// `None` when it names more headers than the fast path drops.
+    fn read(headers: &[httparse::Header<'a>]) -> Option<Self> {
+        let mut tokens = ConnectionTokens {
+            close: false,
+            keep_alive: false,
+            names: [&[]; MAX_CONNECTION_NAMES],
+            count: 0,
+        };
+        for h in headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        {
+            for token in h.value.split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    tokens.close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    tokens.keep_alive = true;
+                } else if !token.is_empty() {
+                    *tokens.names.get_mut(tokens.count)? = token;
+                    tokens.count += 1;
+                }
+            }
+        }
+        Some(tokens)
+    }
+
+    fn names(&self, name: &str) -> bool {
+        self.names[..self.count]
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+    }
+}
+
+fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Reads a request head from `buf` and writes the head to forward into `out`.
+pub(crate) fn parse_request(
+    buf: &[u8],
+    peer: IpAddr,
+    hash_header: Option<&HeaderName>,
+    fresh_id: impl FnOnce() -> [u8; 32],
+    out: &mut Vec<u8>,
+) -> Parsed<RequestHead> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Fallback,
+    };
+    let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
+        return Parsed::Fallback;
+    };
+    // Absolute-form and asterisk-form targets take the general path.
+    if !target.starts_with('/') {
+        return Parsed::Fallback;
+    }
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Parsed::Fallback;
+    };
+    let Some(connection) = ConnectionTokens::read(req.headers) else {
+        return Parsed::Fallback;
+    };
+    let mut head = RequestHead {
+        head_len,
+        method,
+        target: offset(buf, target.as_bytes()),
+        content_length: 0,
+        close: connection.close,
+        idempotency_key: false,
+        request_id: RequestId::Fresh([0; 32]),
+        hash_value: None,
+        forwarded_for: None,
+    };
+    let mut has_id = false;
+    let mut has_host = false;
+    let mut has_length = false;
+    out.clear();
+    out.extend_from_slice(head.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("expect")
+            || name.eq_ignore_ascii_case("upgrade")
+        {
+            return Parsed::Fallback;
+        }
+        if is_hop_by_hop(name) || connection.names(name) {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            // Two lengths (even equal ones) take the general path.
+            if has_length {
+                return Parsed::Fallback;
+            }
+            has_length = true;
+            match std::str::from_utf8(h.value).ok().and_then(parse_length) {
+                Some(n) => head.content_length = n,
+                None => return Parsed::Fallback,
+            }
+        } else if name.eq_ignore_ascii_case("host") {
+            has_host = true;
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            if head.forwarded_for.is_some() {
+                return Parsed::Fallback;
+            }
+            head.forwarded_for = Some(offset(buf, h.value));
+            continue;
+        } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
+            continue;
+        } else if name.eq_ignore_ascii_case("x-request-id") {
+            if has_id || h.value.is_empty() || h.value.len() > MAX_REQUEST_ID {
+                // Replaced by a fresh one below.
+                continue;
+            }
+            has_id = true;
+            head.request_id = RequestId::Client(offset(buf, h.value));
+        } else if name.eq_ignore_ascii_case("idempotency-key") {
+            head.idempotency_key = true;
+        }
+        if let Some(hash) = hash_header {
+            if head.hash_value.is_none() && name.eq_ignore_ascii_case(hash.as_str()) {
+                head.hash_value = Some(offset(buf, h.value));
+            }
+        }
+        write_header(out, name.as_bytes(), h.value);
+    }
+    if !has_host {
+        return Parsed::Fallback;
+    }
+    if !has_id {
+        let id = fresh_id();
+        write_header(out, b"x-request-id", &id);
+        head.request_id = RequestId::Fresh(id);
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if let Some(prior) = &head.forwarded_for {
+        let prior = buf[prior.clone()].trim_ascii();
+        if !prior.is_empty() {
+            out.extend_from_slice(prior);
+            out.extend_from_slice(b", ");
+        }
+    }
+    let _ = write!(out, "{peer}");
+    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n\r\n");
+    Parsed::Complete(head)
+}
+
+/// A Content-Length value: digits only (no sign, no spaces inside).
+fn parse_length(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// A response head from a backend, rewritten for the client.
+pub(crate) struct ResponseHead {
+    pub head_len: usize,
+    pub status: u16,
+    pub framing: Framing,
+    /// The backend keeps the connection open after this response.
+    pub upstream_keep_alive: bool,
+    /// The client connection must close after it (body delimited by close).
+    pub close_client: bool,
+    pub retry_after: bool,
+    /// The node's `X-Weir-Node`, at this range of the response buffer.
+    pub node_name: Option<Range<usize>>,
+}
+
+/// What the client side adds to a response head.
+pub(crate) struct ResponseContext<'a> {
+    pub head_request: bool,
+    pub request_id: &'a [u8],
+    /// Rate-limit headers for the client.
+    pub extra: Option<&'a HeaderMap>,
+    pub client_close: bool,
+}
+
+/// Reads a response head from `buf` and writes the head for the client into
+/// `out`. `Err` when it is not valid HTTP/1.x.
+pub(crate) fn parse_response(
+    buf: &[u8],
+    ctx: &ResponseContext<'_>,
+    out: &mut Vec<u8>,
+) -> Result<Parsed<ResponseHead>, httparse::Error> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let head_len = match resp.parse(buf)? {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => return Ok(Parsed::Partial),
+    };
+    let (Some(version), Some(status)) = (resp.version, resp.code) else {
+        return Err(httparse::Error::Status);
+    };
+    let Some(connection) = ConnectionTokens::read(resp.headers) else {
+        return Err(httparse::Error::TooManyHeaders);
+    };
+    let mut head = ResponseHead {
+        head_len,
+        status,
+        framing: Framing::UntilClose,
+        upstream_keep_alive: if version == 1 {
+            !connection.close
+        } else {
+            connection.keep_alive && !connection.close
+        },
+        close_client: ctx.client_close,
+        retry_after: false,
+        node_name: None,
+    };
+    let mut length = None;
+    let mut chunked = false;
+    let mut has_id = false;
+    out.clear();
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {}\r\n",
+        resp.reason.unwrap_or_default()
+    );
+    for h in resp.headers.iter() {
+        let name = h.name;
+        if is_hop_by_hop(name) || connection.names(name) {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(h.value).ok().and_then(parse_length);
+            match (n, length) {
+                (None, _) => return Err(httparse::Error::HeaderValue),
+                (Some(n), Some(prior)) if n != prior => return Err(httparse::Error::HeaderValue),
+                (Some(n), _) => length = Some(n),
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Chunked when it is the final coding (RFC 9112 §6.3).
+            chunked = h
+                .value
+                .rsplit(|b| *b == b',')
+                .next()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case("x-request-id") {
+            has_id = true;
+        } else if name.eq_ignore_ascii_case("retry-after") {
+            head.retry_after = true;
+        } else if name.eq_ignore_ascii_case("x-weir-node") {
+            head.node_name = Some(offset(buf, h.value));
+        }
+        write_header(out, name.as_bytes(), h.value);
+    }
+    let has_te = resp
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
+    head.framing =
+        if ctx.head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+            Framing::Empty
+        } else if chunked {
+            Framing::Chunked(ChunkedDecoder::default())
+        } else if has_te {
+            Framing::UntilClose
+        } else if let Some(n) = length {
+            Framing::Length(n)
+        } else {
+            Framing::UntilClose
+        };
+    if head.framing == Framing::UntilClose {
+        head.upstream_keep_alive = false;
+        head.close_client = true;
+    }
+    if !has_id {
+        write_header(out, b"x-request-id", ctx.request_id);
+    }
+    if let Some(extra) = ctx.extra {
+        for (name, value) in extra {
+            write_header(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    if head.close_client {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(Parsed::Complete(head))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(raw: &[u8]) -> (Parsed<RequestHead>, String) {
+        let mut out = Vec::new();
+        let parsed = parse_request(
+            raw,
+            "10.0.0.9".parse().unwrap(),
+            None,
+            || [b'f'; 32],
+            &mut out,
+        );
+        (parsed, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn a_request_head_loses_hop_by_hop_headers_and_gains_forwarding_ones() {
+        let raw = b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, x-secret\r\n\
+                    X-Secret: 1\r\nKeep-Alive: timeout=5\r\nX-Forwarded-For: 1.2.3.4\r\n\
+                    X-Kept: yes\r\n\r\n";
+        let (Parsed::Complete(head), out) = request(raw) else {
+            panic!("not parsed")
+        };
+        assert_eq!(head.head_len, raw.len());
+        assert_eq!(head.path(raw), "/a");
+        assert_eq!(
+            out,
+            "GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Kept: yes\r\nx-request-id: ffffffffffffffffffffffffffffffff\r\n\
+             x-forwarded-for: 1.2.3.4, 10.0.0.9\r\nx-forwarded-proto: http\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_clients_request_id_is_kept() {
+        let raw =
+            b"POST / HTTP/1.1\r\nHost: x\r\nX-Request-Id: abc\r\nContent-Length: 3\r\n\r\nabc";
+        let (Parsed::Complete(head), out) = request(raw) else {
+            panic!("not parsed")
+        };
+        assert_eq!(head.request_id(raw), b"abc");
+        assert_eq!(head.content_length, 3);
+        assert_eq!(
+            out.matches("x-request-id").count() + out.matches("X-Request-Id").count(),
+            1
+        );
+    }
+
+    #[test]
+    fn unusual_requests_take_the_general_path() {
+        for raw in [
+            &b"GET / HTTP/1.0\r\nHost: x\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n",
+            b"PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"\x16\x03\x01garbage",
+        ] {
+            assert!(
+                matches!(request(raw).0, Parsed::Fallback),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        assert!(matches!(
+            request(b"GET / HTTP/1.1\r\nHo").0,
+            Parsed::Partial
+        ));
+    }
+
+    fn response(raw: &[u8], head_request: bool) -> (ResponseHead, String) {
+        let mut out = Vec::new();
+        let ctx = ResponseContext {
+            head_request,
+            request_id: b"rid",
+            extra: None,
+            client_close: false,
+        };
+        match parse_response(raw, &ctx, &mut out) {
+            Ok(Parsed::Complete(head)) => (head, String::from_utf8(out).unwrap()),
+            _ => panic!("not parsed: {}", String::from_utf8_lossy(raw)),
+        }
+    }
+
+    #[test]
+    fn response_framing_follows_rfc_9112() {
+        let (h, out) = response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\n",
+            false,
+        );
+        assert_eq!(h.framing, Framing::Length(5));
+        assert!(h.upstream_keep_alive && !h.close_client);
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nx-request-id: rid\r\n\r\n"
+        );
+        let (h, _) = response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true);
+        assert_eq!(h.framing, Framing::Empty, "HEAD has no body");
+        let (h, _) = response(b"HTTP/1.1 204 No Content\r\n\r\n", false);
+        assert_eq!(h.framing, Framing::Empty);
+        let (h, out) = response(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        );
+        assert!(matches!(h.framing, Framing::Chunked(_)));
+        assert!(out.contains("Transfer-Encoding: chunked"), "relayed as is");
+        let (h, out) = response(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", false);
+        assert_eq!(h.framing, Framing::UntilClose);
+        assert!(!h.upstream_keep_alive && h.close_client);
+        assert!(out.ends_with("connection: close\r\n\r\n"));
+        let (h, _) = response(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false);
+        assert!(!h.upstream_keep_alive, "HTTP/1.0 without keep-alive");
+    }
+
+    #[test]
+    fn conflicting_response_lengths_are_an_error() {
+        let mut out = Vec::new();
+        let ctx = ResponseContext {
+            head_request: false,
+            request_id: b"rid",
+            extra: None,
+            client_close: false,
+        };
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n";
+        assert!(parse_response(raw, &ctx, &mut out).is_err());
+    }
+}
