@@ -3,9 +3,10 @@
 # threads, keep-alive to the same 3 trivial upstreams (an nginx answering
 # `200 ok`), wrk -t2 -c64 against each, plus the upstream hit directly.
 # Prints requests/s, p50, p99 and weir's ratio to the best peer.
-# Usage: bench/lb.sh [duration, default 10s]
+# Usage: bench/lb.sh [duration of a round, default 5s] [rounds, default 5]
 source "$(dirname "$0")/lib.sh"
-DURATION=${1:-10s}
+DURATION=${1:-5s}
+ROUNDS=${2:-5}
 bash "$ROOT/bench/setup.sh" >&2
 build_weir
 
@@ -61,21 +62,38 @@ RUST_LOG=warn "$WEIR" lb --listen "127.0.0.1:$WEIR_PORT" --admin-token bench \
 
 for port in $NGINX $HAPROXY $WEIR_PORT; do wait_http "http://127.0.0.1:$port/"; done
 
-declare -A RPS P50 P99 NON
-for name in direct nginx haproxy weir; do
-    case $name in
-        direct) port=$U1 ;; nginx) port=$NGINX ;; haproxy) port=$HAPROXY ;; weir) port=$WEIR_PORT ;;
-    esac
-    run_wrk "http://127.0.0.1:$port/" 2s 64 >/dev/null   # warm-up
-    read -r rps p50 p99 _ non < <(run_wrk "http://127.0.0.1:$port/" "$DURATION" 64)
-    RPS[$name]=$rps; P50[$name]=$p50; P99[$name]=$p99; NON[$name]=$non
+# Interleaved rounds: this machine's other load drifts over a minute, so each
+# proxy is measured once per round, in turn, and the median of each figure is shown.
+declare -A RUNS
+for round in $(seq 1 "$ROUNDS"); do
+    for name in direct nginx haproxy weir; do
+        case $name in
+            direct) port=$U1 ;; nginx) port=$NGINX ;; haproxy) port=$HAPROXY ;; weir) port=$WEIR_PORT ;;
+        esac
+        run_wrk "http://127.0.0.1:$port/" 1s 64 >/dev/null   # warm-up
+        RUNS[$name]+="$(run_wrk "http://127.0.0.1:$port/" "$DURATION" 64);"
+    done
+    echo "round $round of $ROUNDS done" >&2
 done
 
+# The median of each column over the rounds: "rps p50 p99 total non2xx".
+median() {
+    tr ';' '\n' <<<"$1" | grep . | python3 -c '
+import sys, statistics
+rows = [line.split() for line in sys.stdin]
+print(" ".join(str(statistics.median_low(float(r[i]) for r in rows)) for i in range(5)))'
+}
+
 echo
-echo "load balancer, 3 trivial upstreams, wrk -t2 -c64 -d$DURATION"
-printf "%-28s %12s %9s %9s %8s\n" proxy "req/s" "p50 ms" "p99 ms" "non-2xx"
+echo "load balancer, 3 trivial upstreams, wrk -t2 -c64, medians of $ROUNDS interleaved rounds of $DURATION"
+printf "%-28s %12s %9s %9s %8s   %s\n" proxy "req/s" "p50 ms" "p99 ms" "non-2xx" "req/s of each round"
+declare -A RPS P99
 for name in direct nginx haproxy weir; do
-    printf "%-28s %12s %9s %9s %8s\n" "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${NON[$name]}"
+    read -r rps p50 p99 _ non < <(median "${RUNS[$name]}")
+    RPS[$name]=$rps; P99[$name]=$p99
+    each=$(tr ';' '\n' <<<"${RUNS[$name]}" | grep . | awk '{printf "%.0f ", $1}')
+    printf "%-28s %12s %9s %9s %8s   %s\n" "$name" "$rps" "$p50" "$p99" "$non" "$each"
 done
-best=$(python3 -c "print(max(float('${RPS[nginx]}'), float('${RPS[haproxy]}')))")
-echo "weir / best peer: $(ratio "${RPS[weir]}" "$best")x requests/s (floor 1.0x, goal 1.1x)"
+best=nginx
+python3 -c "import sys; sys.exit(0 if float('${RPS[haproxy]}') > float('${RPS[nginx]}') else 1)" && best=haproxy
+echo "weir / best peer ($best): $(ratio "${RPS[weir]}" "${RPS[$best]}")x requests/s (floor 1.0x, goal 1.1x); p99 ${P99[weir]} vs ${P99[$best]} ms"

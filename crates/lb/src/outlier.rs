@@ -96,7 +96,11 @@ impl RetryBudget {
 
     fn roll(&self) {
         let second = clock_ns() / 1_000_000_000;
-        if self.window.swap(second, Ordering::Relaxed) != second {
+        // Read first: a write on every request would bounce the cache line
+        // between cores.
+        if self.window.load(Ordering::Relaxed) != second
+            && self.window.swap(second, Ordering::Relaxed) != second
+        {
             self.requests.store(0, Ordering::Relaxed);
             self.retries.store(0, Ordering::Relaxed);
         }

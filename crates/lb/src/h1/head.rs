@@ -3,8 +3,6 @@
 //! `X-Forwarded-For`/`-Proto` and `X-Request-Id` added, every other header
 //! copied byte for byte.
 
-use std::io::Write as _;
-use std::net::IpAddr;
 use std::ops::Range;
 
 use http::{HeaderMap, HeaderName, Method};
@@ -142,7 +140,7 @@ fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// Reads a request head from `buf` and writes the head to forward into `out`.
 pub(crate) fn parse_request(
     buf: &[u8],
-    peer: IpAddr,
+    peer: &[u8],
     hash_header: Option<&HeaderName>,
     fresh_id: impl FnOnce() -> [u8; 32],
     out: &mut Vec<u8>,
@@ -250,7 +248,7 @@ pub(crate) fn parse_request(
             out.extend_from_slice(b", ");
         }
     }
-    let _ = write!(out, "{peer}");
+    out.extend_from_slice(peer);
     out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n\r\n");
     Parsed::Complete(head)
 }
@@ -323,11 +321,16 @@ pub(crate) fn parse_response(
     let mut chunked = false;
     let mut has_id = false;
     out.clear();
-    let _ = write!(
-        out,
-        "HTTP/1.1 {status} {}\r\n",
-        resp.reason.unwrap_or_default()
-    );
+    out.extend_from_slice(b"HTTP/1.1 ");
+    // `status` has three digits: httparse checked.
+    out.extend_from_slice(&[
+        b'0' + (status / 100 % 10) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+        b' ',
+    ]);
+    out.extend_from_slice(resp.reason.unwrap_or_default().as_bytes());
+    out.extend_from_slice(b"\r\n");
     for h in resp.headers.iter() {
         let name = h.name;
         if is_hop_by_hop(name) || connection.names(name) {
@@ -397,13 +400,7 @@ mod tests {
 
     fn request(raw: &[u8]) -> (Parsed<RequestHead>, String) {
         let mut out = Vec::new();
-        let parsed = parse_request(
-            raw,
-            "10.0.0.9".parse().unwrap(),
-            None,
-            || [b'f'; 32],
-            &mut out,
-        );
+        let parsed = parse_request(raw, b"10.0.0.9", None, || [b'f'; 32], &mut out);
         (parsed, String::from_utf8(out).unwrap())
     }
 

@@ -63,6 +63,8 @@ pub(crate) async fn serve_connection(
     stop: &mut watch::Receiver<bool>,
 ) -> Outcome {
     let mut bufs = Buffers::new();
+    // The `X-Forwarded-For` entry this connection adds, formatted once.
+    let peer_ip = peer.ip().to_string();
     let hash_header = match &lb.config.hash_key {
         HashKey::Header(name) => Some(name),
         HashKey::ClientIp => None,
@@ -79,7 +81,7 @@ pub(crate) async fn serve_connection(
             } else {
                 match parse_request(
                     &bufs.client,
-                    peer.ip(),
+                    peer_ip.as_bytes(),
                     hash_header,
                     proxy::next_request_id_bytes,
                     &mut bufs.head,

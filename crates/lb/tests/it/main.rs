@@ -2,6 +2,7 @@
 
 mod backends;
 mod failover;
+mod fast_path;
 mod forwarding;
 mod overload;
 mod rate_limits;

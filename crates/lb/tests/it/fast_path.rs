@@ -1,0 +1,272 @@
+//! The HTTP/1.1 fast path on the wire: framing, keep-alive, pipelining, and
+//! handing a connection to the general path mid-way.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use weir_lb::Strategy;
+
+use crate::support::{TestBackend, TestLb};
+
+/// A backend speaking raw HTTP/1.1: answers each request head with what
+/// `answer` makes of it, and closes after the answer when told to.
+struct RawBackend {
+    url: String,
+    connections: Arc<AtomicUsize>,
+}
+
+type Answer = fn(&str) -> (Vec<u8>, bool);
+
+impl RawBackend {
+    async fn start(answer: Answer) -> RawBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let Some(end) = find(&buf, b"\r\n\r\n") else {
+                            let mut chunk = [0u8; 4096];
+                            match conn.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        buf.drain(..end + 4);
+                        let (bytes, close) = answer(&head);
+                        if conn.write_all(&bytes).await.is_err() || close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        RawBackend { url, connections }
+    }
+
+    /// A backend whose health check and every other request get `body`
+    /// with a length, kept alive.
+    async fn plain() -> RawBackend {
+        RawBackend::start(|head| {
+            let path = head.split(' ').nth(1).unwrap_or("?").to_string();
+            let body = format!("path={path}");
+            let bytes = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            (bytes.into_bytes(), false)
+        })
+        .await
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+async fn connect(lb: &TestLb) -> TcpStream {
+    TcpStream::connect(lb.base.trim_start_matches("http://"))
+        .await
+        .unwrap()
+}
+
+/// Reads until `needle` has been seen `times` times, or the peer closes.
+async fn read_until(conn: &mut TcpStream, needle: &str, times: usize) -> String {
+    let mut got = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 8192];
+        while String::from_utf8_lossy(&got).matches(needle).count() < times {
+            match conn.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("no answer within 10 s");
+    String::from_utf8_lossy(&got).to_string()
+}
+
+/// Reads to the end of the connection.
+async fn read_to_close(conn: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut got))
+        .await
+        .expect("the connection was not closed within 10 s")
+        .unwrap();
+    String::from_utf8_lossy(&got).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_answers_are_relayed_as_is_and_both_connections_kept() {
+    let backend = RawBackend::start(|_| {
+        let bytes = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                      5\r\nhello\r\n6;x=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n";
+        (bytes.to_vec(), false)
+    })
+    .await;
+    let lb = TestLb::start_with(vec![backend.url.clone()], |c| {
+        c.health_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let mut conn = connect(&lb).await;
+    for _ in 0..3 {
+        conn.write_all(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_until(&mut conn, "X-Trailer: t\r\n\r\n", 1).await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.contains("Transfer-Encoding: chunked"), "{answer}");
+        assert!(
+            answer.contains("5\r\nhello\r\n6;x=1\r\n world\r\n0\r\n"),
+            "{answer}"
+        );
+    }
+    // One client connection, and the backend saw one connection (the
+    // first health check aside): the chunked body's end was found exactly.
+    assert!(
+        backend.connections.load(Ordering::SeqCst) <= 2,
+        "the upstream connection was not reused"
+    );
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order() {
+    let backend = RawBackend::plain().await;
+    let lb = TestLb::start(vec![backend.url.clone()], Strategy::RoundRobin).await;
+    let mut conn = connect(&lb).await;
+    conn.write_all(
+        b"GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /third HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let answers = read_until(&mut conn, "HTTP/1.1 200", 3).await;
+    let first = answers.find("path=/first").expect(&answers);
+    let second = answers.find("path=/second").expect(&answers);
+    let third = answers.find("path=/third").expect(&answers);
+    assert!(first < second && second < third, "{answers}");
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_asking_to_close_is_answered_then_closed() {
+    let backend = RawBackend::plain().await;
+    let lb = TestLb::start(vec![backend.url.clone()], Strategy::RoundRobin).await;
+    let mut conn = connect(&lb).await;
+    conn.write_all(b"GET /bye HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut conn).await;
+    assert!(answer.contains("connection: close\r\n"), "{answer}");
+    assert!(answer.ends_with("path=/bye"), "{answer}");
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_to_head_has_no_body_and_the_connection_goes_on() {
+    let backend = RawBackend::start(|head| {
+        let bytes: &[u8] = if head.starts_with("HEAD") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n"
+        } else {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world"
+        };
+        (bytes.to_vec(), false)
+    })
+    .await;
+    let lb = TestLb::start(vec![backend.url.clone()], Strategy::RoundRobin).await;
+    let mut conn = connect(&lb).await;
+    conn.write_all(b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nGET /h HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answers = read_until(&mut conn, "hello world", 1).await;
+    assert_eq!(answers.matches("HTTP/1.1 200 OK").count(), 2, "{answers}");
+    assert_eq!(answers.matches("hello world").count(), 1, "{answers}");
+    lb.stop().await;
+}
+
+/// Regression: a backend that closes each connection right after answering
+/// (without saying so) leaves the lb pooled connections that are already
+/// dead; the next request on one must go out again on a fresh connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_closing_after_every_answer_costs_no_request() {
+    let backend = RawBackend::start(|_| {
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            true,
+        )
+    })
+    .await;
+    let lb = TestLb::start(vec![backend.url.clone()], Strategy::RoundRobin).await;
+    let http = reqwest::Client::new();
+    for i in 0..30 {
+        let resp = http.get(format!("{}/r{i}", lb.base)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "request {i}");
+        assert_eq!(resp.text().await.unwrap(), "ok");
+    }
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_without_length_is_relayed_until_the_backend_closes() {
+    let backend = RawBackend::start(|_| {
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it".to_vec(),
+            true,
+        )
+    })
+    .await;
+    let lb = TestLb::start(vec![backend.url.clone()], Strategy::RoundRobin).await;
+    let mut conn = connect(&lb).await;
+    conn.write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut conn).await;
+    assert!(answer.contains("connection: close\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nall of it"), "{answer}");
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_and_http_1_0_are_served_on_a_connection_mid_way() {
+    let backend = TestBackend::start("b1", Duration::ZERO).await;
+    let lb = TestLb::start(vec![backend.url()], Strategy::RoundRobin).await;
+    let mut conn = connect(&lb).await;
+    // A proxied request, then the admin API on the same connection.
+    conn.write_all(b"GET /work HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let first = read_until(&mut conn, "b1", 1).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    conn.write_all(b"GET /lb/strategy HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let second = read_until(&mut conn, "round_robin", 1).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    // And proxying goes on there.
+    conn.write_all(b"GET /work HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let third = read_until(&mut conn, "b1", 1).await;
+    assert!(third.starts_with("HTTP/1.1 200"), "{third}");
+
+    let mut old = connect(&lb).await;
+    old.write_all(b"GET /work HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut old).await;
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    assert!(answer.ends_with("b1"), "{answer}");
+    lb.stop().await;
+}
