@@ -39,7 +39,7 @@ pub struct Backend {
     refusals_at: AtomicU64,
     /// Woken when a request on this backend ends, for requests queued for a
     /// free slot; shared by every backend of one set.
-    slot_freed: OnceLock<Arc<Notify>>,
+    slot_freed: OnceLock<Arc<SlotFreed>>,
     /// Time to response headers, for p50/p99.
     pub latency: LatencyHistogram,
     /// Failed requests in a row (passive health).
@@ -71,8 +71,14 @@ const REFUSAL_FADE: Duration = Duration::from_secs(1);
 
 /// Nanoseconds since the process first asked (a monotonic clock).
 pub(crate) fn clock_ns() -> u64 {
+    clock_ns_at(Instant::now())
+}
+
+/// [`clock_ns`] of an instant already read (one clock read serves several uses).
+pub(crate) fn clock_ns_at(at: Instant) -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    at.saturating_duration_since(*START.get_or_init(Instant::now))
+        .as_nanos() as u64
 }
 
 /// A backend as `/lb/stats` shows it.
@@ -161,13 +167,17 @@ impl Backend {
     /// Feeds one response time into the peak-EWMA: a slower sample than the
     /// average takes over at once (peak), faster ones pull it down gradually.
     pub fn record_latency(&self, sample: Duration) {
-        self.latency.record(sample);
-        self.ewma_sample(sample);
+        self.record_latency_at(sample, clock_ns());
     }
 
-    fn ewma_sample(&self, sample: Duration) {
+    /// [`Self::record_latency`] at `now` ([`clock_ns`]).
+    pub(crate) fn record_latency_at(&self, sample: Duration, now: u64) {
+        self.latency.record(sample);
+        self.ewma_sample(sample, now);
+    }
+
+    fn ewma_sample(&self, sample: Duration, now: u64) {
         let sample_ns = sample.as_nanos().min(u128::from(u64::MAX)) as u64;
-        let now = clock_ns();
         let last = self.ewma_at.swap(now, Ordering::Relaxed);
         let current = self.ewma_ns.load(Ordering::Relaxed);
         let next = if current == 0 || sample_ns > current {
@@ -183,10 +193,10 @@ impl Backend {
     /// A fast refusal (429, or 503 with Retry-After): load, not speed. Charged
     /// to the EWMA only; the histogram keeps the real response time.
     pub fn record_refusal(&self) {
-        self.ewma_sample(REFUSAL_PENALTY);
+        let now = clock_ns();
+        self.ewma_sample(REFUSAL_PENALTY, now);
         // Approximate under races (two refusals at once may count as one):
         // it is a bias, not a ledger.
-        let now = clock_ns();
         let next = self.refusals_at(now) + 1.0;
         self.refusals_milli
             .store((next * 1000.0) as u64, Ordering::Relaxed);
@@ -244,7 +254,9 @@ impl Backend {
 
     /// Out of rotation after failing requests (see [`crate::outlier`]).
     pub fn is_ejected(&self) -> bool {
-        self.ejected_until.load(Ordering::Relaxed) > clock_ns()
+        // No clock read for a backend never ejected.
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        until != 0 && until > clock_ns()
     }
 
     /// Whether the selector may pick it: healthy, not ejected.
@@ -285,8 +297,11 @@ impl Backend {
     pub(crate) fn eject_for(&self, length: Duration) {
         let ns = length.as_nanos().min(u128::from(u64::MAX / 2)) as u64;
         self.ejected_length_ns.store(ns, Ordering::Relaxed);
-        self.ejected_until.store(clock_ns() + ns, Ordering::Relaxed);
-        self.returned_at.store(clock_ns() + ns, Ordering::Relaxed);
+        // One reading for both: it is back exactly when the ejection ends
+        // (two readings let a slow start begin "in the future").
+        let until = clock_ns() + ns;
+        self.ejected_until.store(until, Ordering::Relaxed);
+        self.returned_at.store(until, Ordering::Relaxed);
         self.consecutive_errors.store(0, Ordering::Relaxed);
     }
 
@@ -401,8 +416,11 @@ pub struct InFlightGuard(Arc<Backend>);
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if let Some(n) = self.0.slot_freed.get() {
-            n.notify_one();
+        if let Some(freed) = self.0.slot_freed.get() {
+            // Only when someone waits: no write to the shared line otherwise.
+            if freed.waiting.load(Ordering::Acquire) > 0 {
+                freed.notify.notify_one();
+            }
         }
     }
 }
@@ -412,12 +430,29 @@ impl Drop for InFlightGuard {
 #[derive(Debug, Default)]
 pub struct BackendSet {
     backends: ArcSwap<Vec<Arc<Backend>>>,
-    slot_freed: Arc<Notify>,
+    slot_freed: Arc<SlotFreed>,
+}
+
+/// Wakes requests queued for a free slot when a request on any backend ends.
+#[derive(Debug, Default)]
+struct SlotFreed {
+    notify: Notify,
+    /// Requests queued; zero spares every finished request a notify.
+    waiting: AtomicU64,
+}
+
+/// Counts a queued request until dropped.
+pub struct QueuedGuard(Arc<SlotFreed>);
+
+impl Drop for QueuedGuard {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl BackendSet {
     pub fn new(backends: Vec<Arc<Backend>>) -> Self {
-        let slot_freed = Arc::new(Notify::new());
+        let slot_freed = Arc::new(SlotFreed::default());
         for b in &backends {
             let _ = b.slot_freed.set(slot_freed.clone());
         }
@@ -427,9 +462,18 @@ impl BackendSet {
         }
     }
 
-    /// Completes when some request on some backend ends (or spuriously).
+    /// Marks a request as waiting for a slot (see [`Self::slot_freed`]);
+    /// must be taken before checking for a free slot, so a slot freed between
+    /// the check and the wait is not missed.
+    pub fn queue(&self) -> QueuedGuard {
+        self.slot_freed.waiting.fetch_add(1, Ordering::AcqRel);
+        QueuedGuard(self.slot_freed.clone())
+    }
+
+    /// Completes when some request on some backend ends (or spuriously),
+    /// while a [`QueuedGuard`] is held.
     pub async fn slot_freed(&self) {
-        self.slot_freed.notified().await
+        self.slot_freed.notify.notified().await
     }
 
     pub fn snapshot(&self) -> Arc<Vec<Arc<Backend>>> {

@@ -95,7 +95,11 @@ impl RetryBudget {
     }
 
     fn roll(&self) {
-        let second = clock_ns() / 1_000_000_000;
+        self.roll_at(clock_ns());
+    }
+
+    fn roll_at(&self, now: u64) {
+        let second = now / 1_000_000_000;
         // Read first: a write on every request would bounce the cache line
         // between cores.
         if self.window.load(Ordering::Relaxed) != second
@@ -108,7 +112,12 @@ impl RetryBudget {
 
     /// Counts one request.
     pub fn record_request(&self) {
-        self.roll();
+        self.record_request_at(clock_ns());
+    }
+
+    /// [`Self::record_request`] at `now` ([`clock_ns`]).
+    pub(crate) fn record_request_at(&self, now: u64) {
+        self.roll_at(now);
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -344,6 +344,7 @@ pub(crate) async fn pick_or_queue<'a>(
         lb.rejected_overload.fetch_add(1, Ordering::Relaxed);
         return Err(Overloaded);
     }
+    let _queued = lb.backends.queue();
     let deadline = tokio::time::Instant::now() + lb.config.queue_timeout;
     let picked = loop {
         let freed = lb.backends.slot_freed();

@@ -4,16 +4,19 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use super::framing::{Consumed, Framing};
 use super::head::{parse_response, Parsed, RequestHead, ResponseContext, ResponseHead};
 use super::pool;
+use crate::backend::clock_ns_at;
 use crate::proxy::{self, MAX_CONNECT_ATTEMPTS, REPLAY_MAX_BYTES};
 use crate::server::Lb;
 use crate::{outlier, Backend};
@@ -54,9 +57,6 @@ impl Buffers {
 enum Failure {
     /// Nothing reached the backend: another one may be tried.
     Connect(String),
-    /// A kept-alive connection was found closed before any answer; the same
-    /// request goes out again on a fresh connection.
-    Stale,
     /// The request may have reached the backend.
     Upstream(String),
     Timeout,
@@ -76,7 +76,12 @@ pub(crate) struct Request<'a> {
 /// Forwards one request whose head (already rewritten into `bufs.head`) and
 /// first body bytes are in `bufs.client`, and relays the answer to `client`.
 /// On return, `bufs.client` still starts with this request's head.
-pub(crate) async fn forward(req: Request<'_>, client: &mut TcpStream, bufs: &mut Buffers) -> Flow {
+pub(crate) async fn forward(
+    req: Request<'_>,
+    client: &mut TcpStream,
+    bufs: &mut Buffers,
+    timer: &mut Pin<Box<Sleep>>,
+) -> Flow {
     let lb = req.lb;
     let head = req.head;
     let started = Instant::now();
@@ -103,7 +108,7 @@ pub(crate) async fn forward(req: Request<'_>, client: &mut TcpStream, bufs: &mut
     } else {
         1
     };
-    lb.retry_budget.record_request();
+    lb.retry_budget.record_request_at(clock_ns_at(started));
     let mut tried: Vec<&Arc<Backend>> = Vec::with_capacity(attempts);
     let mut body_sent = fully_buffered;
     let mut last_error = None;
@@ -121,20 +126,22 @@ pub(crate) async fn forward(req: Request<'_>, client: &mut TcpStream, bufs: &mut
         };
         tried.push(backend);
         let authority = backend.authority.as_str();
-        let sent = tokio::time::timeout(
-            lb.config.upstream_timeout,
-            send(
-                &req,
-                client,
-                bufs,
-                authority,
-                body_in_buf,
-                replayable,
-                &mut body_sent,
-            ),
-        )
-        .await
-        .unwrap_or(Err(Failure::Timeout));
+        arm(timer, started, lb.config.upstream_timeout);
+        let sending = send(
+            &req,
+            client,
+            bufs,
+            authority,
+            body_in_buf,
+            replayable,
+            &mut body_sent,
+            started,
+        );
+        let sent = tokio::select! {
+            biased;
+            sent = sending => sent,
+            () = timer.as_mut() => Err(Failure::Timeout),
+        };
         let (upstream, response) = match sent {
             Ok(answer) => answer,
             Err(Failure::Connect(e)) => {
@@ -148,7 +155,6 @@ pub(crate) async fn forward(req: Request<'_>, client: &mut TcpStream, bufs: &mut
                 let refusal = Refusal::Unreachable("the chosen API node could not be reached");
                 return respond_error(&req, client, bufs, refusal, started).await;
             }
-            Err(Failure::Stale) => unreachable!("stale connections are retried in send"),
             Err(Failure::Upstream(e)) => {
                 backend.record_error();
                 tracing::warn!(backend = %backend.authority, error = %e, "upstream failed");
@@ -162,9 +168,10 @@ pub(crate) async fn forward(req: Request<'_>, client: &mut TcpStream, bufs: &mut
             }
             Err(Failure::Client) => return Flow::Close,
         };
-        backend.record_latency(started.elapsed());
+        let answered = Instant::now();
+        backend.record_latency_at(answered - started, clock_ns_at(answered));
         note_answer(lb, &backends, backend, &response, &bufs.upstream);
-        let flow = relay(client, upstream, authority, response, bufs).await;
+        let flow = relay(client, upstream, authority, response, bufs, answered).await;
         drop(guard);
         access_log(&req, bufs, response_status(&bufs.head), started);
         return flow;
@@ -177,6 +184,19 @@ pub(crate) async fn forward(req: Request<'_>, client: &mut TcpStream, bufs: &mut
     respond_error(&req, client, bufs, refusal, started).await
 }
 
+/// Points `timer` at `now + timeout`, lazily (as nginx does its timers): a
+/// timer already due at most a tenth of the timeout (100 ms at most) earlier
+/// is kept, so a keep-alive connection does not re-file its timer in the
+/// wheel for every request. A timeout may fire that much early, never late.
+pub(crate) fn arm(timer: &mut Pin<Box<Sleep>>, now: Instant, timeout: Duration) {
+    let deadline = tokio::time::Instant::from_std(now + timeout);
+    let slack = (timeout / 10).min(Duration::from_millis(100));
+    let current = timer.deadline();
+    if current > deadline || current + slack < deadline {
+        timer.as_mut().reset(deadline);
+    }
+}
+
 fn idempotent(method: &Method) -> bool {
     matches!(
         *method,
@@ -186,6 +206,7 @@ fn idempotent(method: &Method) -> bool {
 
 /// Sends the request on a pooled (or fresh) connection and reads the answer's
 /// head into `bufs.upstream`; the head for the client is then in `bufs.head`.
+#[allow(clippy::too_many_arguments)]
 async fn send(
     req: &Request<'_>,
     client: &mut TcpStream,
@@ -194,10 +215,11 @@ async fn send(
     body_in_buf: usize,
     replayable: bool,
     body_sent: &mut bool,
+    now: Instant,
 ) -> Result<(TcpStream, ResponseHead), Failure> {
     let config = &req.lb.config;
     let body = req.head.head_len..req.head.head_len + body_in_buf;
-    let mut pooled = pool::take(authority, config.upstream_idle_timeout);
+    let mut pooled = pool::take(authority, config.upstream_idle_timeout, now);
     loop {
         let reused = pooled.is_some();
         let mut upstream = match pooled.take() {
@@ -222,13 +244,15 @@ async fn send(
         }
         match read_head(req, &mut upstream, bufs).await {
             Ok(head) => return Ok((upstream, head)),
-            Err(Failure::Stale) if reused && replayable => continue,
-            Err(Failure::Stale) => {
+            // A kept-alive connection found closed before any answer: the
+            // same request goes out again on a fresh connection.
+            Err(HeadError::Stale) if reused && replayable => continue,
+            Err(HeadError::Stale) => {
                 return Err(Failure::Upstream(
                     "connection closed before an answer".into(),
                 ))
             }
-            Err(e) => return Err(e),
+            Err(HeadError::Failed(e)) => return Err(e),
         }
     }
 }
@@ -278,12 +302,24 @@ async fn stream_body(
     Ok(())
 }
 
+enum HeadError {
+    /// Closed before a single byte of an answer.
+    Stale,
+    Failed(Failure),
+}
+
+impl From<Failure> for HeadError {
+    fn from(f: Failure) -> Self {
+        HeadError::Failed(f)
+    }
+}
+
 /// Reads the backend's answer head, skipping interim (1xx) answers.
 async fn read_head(
     req: &Request<'_>,
     upstream: &mut TcpStream,
     bufs: &mut Buffers,
-) -> Result<ResponseHead, Failure> {
+) -> Result<ResponseHead, HeadError> {
     bufs.upstream.clear();
     let ctx = ResponseContext {
         head_request: req.head.method == Method::HEAD,
@@ -295,7 +331,7 @@ async fn read_head(
         if !bufs.upstream.is_empty() {
             match parse_response(&bufs.upstream, &ctx, &mut bufs.head) {
                 Ok(Parsed::Complete(head)) if head.status == 101 => {
-                    return Err(Failure::Upstream("unexpected protocol switch".into()))
+                    return Err(Failure::Upstream("unexpected protocol switch".into()).into())
                 }
                 Ok(Parsed::Complete(head)) if (100..200).contains(&head.status) => {
                     bufs.upstream.drain(..head.head_len);
@@ -303,22 +339,22 @@ async fn read_head(
                 }
                 Ok(Parsed::Complete(head)) => return Ok(head),
                 Ok(_) if bufs.upstream.len() > MAX_RESPONSE_HEAD => {
-                    return Err(Failure::Upstream("answer head too large".into()))
+                    return Err(Failure::Upstream("answer head too large".into()).into())
                 }
                 Ok(_) => {}
-                Err(e) => return Err(Failure::Upstream(format!("malformed answer: {e}"))),
+                Err(e) => return Err(Failure::Upstream(format!("malformed answer: {e}")).into()),
             }
         }
         bufs.upstream.reserve(16 * 1024);
         match upstream.read_buf(&mut bufs.upstream).await {
-            Ok(0) if bufs.upstream.is_empty() => return Err(Failure::Stale),
-            Ok(0) => return Err(Failure::Upstream("connection closed mid-answer".into())),
+            Ok(0) if bufs.upstream.is_empty() => return Err(HeadError::Stale),
+            Ok(0) => return Err(Failure::Upstream("connection closed mid-answer".into()).into()),
             Ok(_) => {}
             Err(e) if bufs.upstream.is_empty() => {
                 tracing::debug!(error = %e, "kept-alive connection failed");
-                return Err(Failure::Stale);
+                return Err(HeadError::Stale);
             }
-            Err(e) => return Err(Failure::Upstream(e.to_string())),
+            Err(e) => return Err(Failure::Upstream(e.to_string()).into()),
         }
     }
 }
@@ -353,6 +389,7 @@ async fn relay(
     authority: &str,
     response: ResponseHead,
     bufs: &mut Buffers,
+    answered: Instant,
 ) -> Flow {
     let mut framing = response.framing;
     let start = response.head_len;
@@ -397,7 +434,7 @@ async fn relay(
         }
     }
     if response.upstream_keep_alive && exact {
-        pool::put(authority, upstream);
+        pool::put(authority, upstream, answered);
     }
     if response.close_client {
         Flow::Close

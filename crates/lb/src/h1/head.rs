@@ -73,18 +73,48 @@ fn offset(buf: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
-/// Whether `name` is one of the hop-by-hop headers never forwarded.
-fn is_hop_by_hop(name: &str) -> bool {
-    [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "upgrade",
-    ]
-    .iter()
-    .any(|h| name.eq_ignore_ascii_case(h))
+/// The headers the fast path acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    /// Never forwarded (RFC 9110 §7.6.1).
+    HopByHop,
+    /// Requests with these take the general path.
+    Upgrade,
+    Expect,
+    TransferEncoding,
+    ContentLength,
+    Host,
+    XForwardedFor,
+    XForwardedProto,
+    XRequestId,
+    IdempotencyKey,
+    RetryAfter,
+    XWeirNode,
+    Other,
+}
+
+/// Classifies a header name by its length first, so most names cost one
+/// comparison at most (every header of every message passes here).
+fn classify(name: &str) -> Known {
+    let is = |known: &str| name.eq_ignore_ascii_case(known);
+    match name.len() {
+        2 if is("te") => Known::HopByHop,
+        4 if is("host") => Known::Host,
+        6 if is("expect") => Known::Expect,
+        7 if is("upgrade") => Known::Upgrade,
+        7 if is("trailer") => Known::HopByHop,
+        10 if is("connection") || is("keep-alive") => Known::HopByHop,
+        11 if is("retry-after") => Known::RetryAfter,
+        11 if is("x-weir-node") => Known::XWeirNode,
+        12 if is("x-request-id") => Known::XRequestId,
+        14 if is("content-length") => Known::ContentLength,
+        15 if is("x-forwarded-for") => Known::XForwardedFor,
+        15 if is("idempotency-key") => Known::IdempotencyKey,
+        16 if is("proxy-connection") => Known::HopByHop,
+        17 if is("x-forwarded-proto") => Known::XForwardedProto,
+        17 if is("transfer-encoding") => Known::TransferEncoding,
+        _ => Known::Other,
+    }
 }
 
 /// The `Connection` header's tokens: `close` seen, and the names it lists.
@@ -106,7 +136,7 @@ impl<'a> ConnectionTokens<'a> {
         };
         for h in headers
             .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .filter(|h| h.name.len() == 10 && h.name.eq_ignore_ascii_case("connection"))
         {
             for token in h.value.split(|b| *b == b',') {
                 let token = token.trim_ascii();
@@ -124,9 +154,10 @@ impl<'a> ConnectionTokens<'a> {
     }
 
     fn names(&self, name: &str) -> bool {
-        self.names[..self.count]
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+        self.count > 0
+            && self.names[..self.count]
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
     }
 }
 
@@ -186,44 +217,41 @@ pub(crate) fn parse_request(
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for h in req.headers.iter() {
         let name = h.name;
-        if name.eq_ignore_ascii_case("transfer-encoding")
-            || name.eq_ignore_ascii_case("expect")
-            || name.eq_ignore_ascii_case("upgrade")
-        {
-            return Parsed::Fallback;
-        }
-        if is_hop_by_hop(name) || connection.names(name) {
-            continue;
-        }
-        if name.eq_ignore_ascii_case("content-length") {
-            // Two lengths (even equal ones) take the general path.
-            if has_length {
-                return Parsed::Fallback;
+        let known = classify(name);
+        match known {
+            Known::TransferEncoding | Known::Expect | Known::Upgrade => return Parsed::Fallback,
+            Known::HopByHop => continue,
+            _ if connection.names(name) => continue,
+            Known::ContentLength => {
+                // Two lengths (even equal ones) take the general path.
+                if has_length {
+                    return Parsed::Fallback;
+                }
+                has_length = true;
+                match std::str::from_utf8(h.value).ok().and_then(parse_length) {
+                    Some(n) => head.content_length = n,
+                    None => return Parsed::Fallback,
+                }
             }
-            has_length = true;
-            match std::str::from_utf8(h.value).ok().and_then(parse_length) {
-                Some(n) => head.content_length = n,
-                None => return Parsed::Fallback,
-            }
-        } else if name.eq_ignore_ascii_case("host") {
-            has_host = true;
-        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
-            if head.forwarded_for.is_some() {
-                return Parsed::Fallback;
-            }
-            head.forwarded_for = Some(offset(buf, h.value));
-            continue;
-        } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
-            continue;
-        } else if name.eq_ignore_ascii_case("x-request-id") {
-            if has_id || h.value.is_empty() || h.value.len() > MAX_REQUEST_ID {
-                // Replaced by a fresh one below.
+            Known::Host => has_host = true,
+            Known::XForwardedFor => {
+                if head.forwarded_for.is_some() {
+                    return Parsed::Fallback;
+                }
+                head.forwarded_for = Some(offset(buf, h.value));
                 continue;
             }
-            has_id = true;
-            head.request_id = RequestId::Client(offset(buf, h.value));
-        } else if name.eq_ignore_ascii_case("idempotency-key") {
-            head.idempotency_key = true;
+            Known::XForwardedProto => continue,
+            Known::XRequestId => {
+                if has_id || h.value.is_empty() || h.value.len() > MAX_REQUEST_ID {
+                    // Replaced by a fresh one below.
+                    continue;
+                }
+                has_id = true;
+                head.request_id = RequestId::Client(offset(buf, h.value));
+            }
+            Known::IdempotencyKey => head.idempotency_key = true,
+            _ => {}
         }
         if let Some(hash) = hash_header {
             if head.hash_value.is_none() && name.eq_ignore_ascii_case(hash.as_str()) {
@@ -331,38 +359,38 @@ pub(crate) fn parse_response(
     ]);
     out.extend_from_slice(resp.reason.unwrap_or_default().as_bytes());
     out.extend_from_slice(b"\r\n");
+    let mut has_te = false;
     for h in resp.headers.iter() {
         let name = h.name;
-        if is_hop_by_hop(name) || connection.names(name) {
-            continue;
-        }
-        if name.eq_ignore_ascii_case("content-length") {
-            let n = std::str::from_utf8(h.value).ok().and_then(parse_length);
-            match (n, length) {
-                (None, _) => return Err(httparse::Error::HeaderValue),
-                (Some(n), Some(prior)) if n != prior => return Err(httparse::Error::HeaderValue),
-                (Some(n), _) => length = Some(n),
+        match classify(name) {
+            Known::HopByHop => continue,
+            _ if connection.names(name) => continue,
+            Known::ContentLength => {
+                let n = std::str::from_utf8(h.value).ok().and_then(parse_length);
+                match (n, length) {
+                    (None, _) => return Err(httparse::Error::HeaderValue),
+                    (Some(n), Some(prior)) if n != prior => {
+                        return Err(httparse::Error::HeaderValue)
+                    }
+                    (Some(n), _) => length = Some(n),
+                }
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            // Chunked when it is the final coding (RFC 9112 §6.3).
-            chunked = h
-                .value
-                .rsplit(|b| *b == b',')
-                .next()
-                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name.eq_ignore_ascii_case("x-request-id") {
-            has_id = true;
-        } else if name.eq_ignore_ascii_case("retry-after") {
-            head.retry_after = true;
-        } else if name.eq_ignore_ascii_case("x-weir-node") {
-            head.node_name = Some(offset(buf, h.value));
+            Known::TransferEncoding => {
+                has_te = true;
+                // Chunked when it is the final coding (RFC 9112 §6.3).
+                chunked = h
+                    .value
+                    .rsplit(|b| *b == b',')
+                    .next()
+                    .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            }
+            Known::XRequestId => has_id = true,
+            Known::RetryAfter => head.retry_after = true,
+            Known::XWeirNode => head.node_name = Some(offset(buf, h.value)),
+            _ => {}
         }
         write_header(out, name.as_bytes(), h.value);
     }
-    let has_te = resp
-        .headers
-        .iter()
-        .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
     head.framing =
         if ctx.head_request || (100..200).contains(&status) || status == 204 || status == 304 {
             Framing::Empty
@@ -504,6 +532,32 @@ mod tests {
         assert!(out.ends_with("connection: close\r\n\r\n"));
         let (h, _) = response(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false);
         assert!(!h.upstream_keep_alive, "HTTP/1.0 without keep-alive");
+    }
+
+    #[test]
+    fn every_header_the_fast_path_acts_on_is_recognised_in_any_case() {
+        for (name, known) in [
+            ("TE", Known::HopByHop),
+            ("Connection", Known::HopByHop),
+            ("KEEP-ALIVE", Known::HopByHop),
+            ("Proxy-Connection", Known::HopByHop),
+            ("Trailer", Known::HopByHop),
+            ("Upgrade", Known::Upgrade),
+            ("Expect", Known::Expect),
+            ("Transfer-Encoding", Known::TransferEncoding),
+            ("Content-Length", Known::ContentLength),
+            ("HOST", Known::Host),
+            ("X-Forwarded-For", Known::XForwardedFor),
+            ("x-forwarded-proto", Known::XForwardedProto),
+            ("X-Request-ID", Known::XRequestId),
+            ("Idempotency-Key", Known::IdempotencyKey),
+            ("Retry-After", Known::RetryAfter),
+            ("X-Weir-Node", Known::XWeirNode),
+            ("X-Forwarded-Fox", Known::Other),
+            ("Content-Type", Known::Other),
+        ] {
+            assert_eq!(classify(name), known, "{name}");
+        }
     }
 
     #[test]

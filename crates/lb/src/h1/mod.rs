@@ -29,6 +29,7 @@ mod prefixed;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -63,6 +64,9 @@ pub(crate) async fn serve_connection(
     stop: &mut watch::Receiver<bool>,
 ) -> Outcome {
     let mut bufs = Buffers::new();
+    // One timer for the wait for each request head, one for each answer.
+    let mut head_timer = Box::pin(tokio::time::sleep(lb.config.header_read_timeout));
+    let mut upstream_timer = Box::pin(tokio::time::sleep(lb.config.upstream_timeout));
     // The `X-Forwarded-For` entry this connection adds, formatted once.
     let peer_ip = peer.ip().to_string();
     let hash_header = match &lb.config.hash_key {
@@ -71,7 +75,11 @@ pub(crate) async fn serve_connection(
     };
     loop {
         // One deadline for the wait and the head (slowloris; idle keep-alive).
-        let deadline = tokio::time::Instant::now() + lb.config.header_read_timeout;
+        exchange::arm(
+            &mut head_timer,
+            Instant::now(),
+            lb.config.header_read_timeout,
+        );
         let head = loop {
             if bufs.client.is_empty() {
                 let stopping = *stop.borrow();
@@ -95,11 +103,12 @@ pub(crate) async fn serve_connection(
             let idle = bufs.client.is_empty();
             let read = tokio::select! {
                 biased;
-                read = tokio::time::timeout_at(deadline, client.read_buf(&mut bufs.client)) => read,
+                read = client.read_buf(&mut bufs.client) => read,
+                () = head_timer.as_mut() => return Outcome::Done,
                 _ = stop.changed(), if idle => return Outcome::Done,
             };
             match read {
-                Ok(Ok(n)) if n > 0 => {}
+                Ok(n) if n > 0 => {}
                 _ => return Outcome::Done,
             }
         };
@@ -148,7 +157,7 @@ pub(crate) async fn serve_connection(
                     head: &head,
                     extra: None,
                 };
-                exchange::forward(req, &mut client, &mut bufs).await
+                exchange::forward(req, &mut client, &mut bufs, &mut upstream_timer).await
             }
             Verdict::Allowed(headers) => {
                 let req = exchange::Request {
@@ -157,7 +166,7 @@ pub(crate) async fn serve_connection(
                     head: &head,
                     extra: Some(&headers),
                 };
-                exchange::forward(req, &mut client, &mut bufs).await
+                exchange::forward(req, &mut client, &mut bufs, &mut upstream_timer).await
             }
             Verdict::Limited {
                 retry_after,

@@ -19,17 +19,43 @@ struct Idle {
     since: Instant,
 }
 
+/// FNV-1a: the keys are a few short authorities, looked up twice per
+/// request; SipHash's DoS resistance buys nothing here.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type ByAuthority = HashMap<String, Vec<Idle>, std::hash::BuildHasherDefault<Fnv>>;
+
 thread_local! {
-    static IDLE: RefCell<HashMap<String, Vec<Idle>>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<ByAuthority> = RefCell::new(ByAuthority::default());
 }
 
 /// An idle connection to `authority` that still looks open, if any.
-pub(crate) fn take(authority: &str, max_idle: Duration) -> Option<TcpStream> {
+/// `now` is a recent clock reading (the caller has one).
+pub(crate) fn take(authority: &str, max_idle: Duration, now: Instant) -> Option<TcpStream> {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.get_mut(authority)?;
         while let Some(c) = list.pop() {
-            if c.since.elapsed() < max_idle && looks_open(&c.stream) {
+            if now.saturating_duration_since(c.since) < max_idle && looks_open(&c.stream) {
                 return Some(c.stream);
             }
         }
@@ -37,8 +63,9 @@ pub(crate) fn take(authority: &str, max_idle: Duration) -> Option<TcpStream> {
     })
 }
 
-/// Gives a connection whose last response was read to its end back.
-pub(crate) fn put(authority: &str, stream: TcpStream) {
+/// Gives a connection whose last response was read to its end back, idle
+/// since about `now`.
+pub(crate) fn put(authority: &str, stream: TcpStream, now: Instant) {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = match idle.get_mut(authority) {
@@ -46,10 +73,7 @@ pub(crate) fn put(authority: &str, stream: TcpStream) {
             None => idle.entry(authority.to_string()).or_default(),
         };
         if list.len() < MAX_IDLE_PER_BACKEND {
-            list.push(Idle {
-                stream,
-                since: Instant::now(),
-            });
+            list.push(Idle { stream, since: now });
         }
     });
 }
