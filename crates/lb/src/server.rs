@@ -191,11 +191,11 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let (lb, admin, mut stop) = (lb.clone(), admin.clone(), stop_rx.clone());
+        let (lb, admin, stop) = (lb.clone(), admin.clone(), stop_rx.clone());
         tokio::spawn(async move {
             let _permit = permit;
             if let h1::Outcome::Fallback(io) =
-                h1::serve_connection(&lb, stream, peer, &mut stop).await
+                h1::serve_connection(&lb, stream, peer, stop.clone()).await
             {
                 serve_general(lb, admin, io, peer, stop).await;
             }

@@ -61,9 +61,14 @@ pub(crate) async fn serve_connection(
     lb: &Lb,
     mut client: TcpStream,
     peer: SocketAddr,
-    stop: &mut watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) -> Outcome {
     let mut bufs = Buffers::new();
+    // One wait for shutdown for the connection's life, polled whenever it is
+    // idle: filed with the channel once, not once per request.
+    let mut stopping = Box::pin(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    });
     // One timer for the wait for each request head, one for each answer.
     let mut head_timer = Box::pin(tokio::time::sleep(lb.config.header_read_timeout));
     let mut upstream_timer = Box::pin(tokio::time::sleep(lb.config.upstream_timeout));
@@ -81,12 +86,7 @@ pub(crate) async fn serve_connection(
             lb.config.header_read_timeout,
         );
         let head = loop {
-            if bufs.client.is_empty() {
-                let stopping = *stop.borrow();
-                if stopping {
-                    return Outcome::Done;
-                }
-            } else {
+            if !bufs.client.is_empty() {
                 match parse_request(
                     &bufs.client,
                     peer_ip.as_bytes(),
@@ -105,7 +105,7 @@ pub(crate) async fn serve_connection(
                 biased;
                 read = client.read_buf(&mut bufs.client) => read,
                 () = head_timer.as_mut() => return Outcome::Done,
-                _ = stop.changed(), if idle => return Outcome::Done,
+                () = stopping.as_mut(), if idle => return Outcome::Done,
             };
             match read {
                 Ok(n) if n > 0 => {}
