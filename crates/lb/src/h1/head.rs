@@ -360,6 +360,7 @@ pub(crate) fn parse_response(
     out.extend_from_slice(resp.reason.unwrap_or_default().as_bytes());
     out.extend_from_slice(b"\r\n");
     let mut has_te = false;
+    let mut length_header: Option<Range<usize>> = None;
     for h in resp.headers.iter() {
         let name = h.name;
         match classify(name) {
@@ -372,8 +373,15 @@ pub(crate) fn parse_response(
                     (Some(n), Some(prior)) if n != prior => {
                         return Err(httparse::Error::HeaderValue)
                     }
-                    (Some(n), _) => length = Some(n),
+                    // An equal repeat is passed on once.
+                    (Some(_), Some(_)) => continue,
+                    (Some(n), None) => length = Some(n),
                 }
+                // Written now; taken out again if a Transfer-Encoding rules.
+                let start = out.len();
+                write_header(out, name.as_bytes(), h.value);
+                length_header = Some(start..out.len());
+                continue;
             }
             Known::TransferEncoding => {
                 has_te = true;
@@ -390,6 +398,13 @@ pub(crate) fn parse_response(
             _ => {}
         }
         write_header(out, name.as_bytes(), h.value);
+    }
+    if has_te {
+        // A length beside a transfer coding is void, and a proxy must not
+        // pass it on (RFC 9112 §6.3): it is how responses get smuggled.
+        if let Some(range) = length_header {
+            out.drain(range);
+        }
     }
     head.framing =
         if ctx.head_request || (100..200).contains(&status) || status == 204 || status == 304 {
@@ -558,6 +573,19 @@ mod tests {
         ] {
             assert_eq!(classify(name), known, "{name}");
         }
+    }
+
+    #[test]
+    fn a_length_beside_chunked_is_not_passed_on() {
+        let (h, out) = response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        );
+        assert!(matches!(h.framing, Framing::Chunked(_)));
+        assert!(
+            !out.to_ascii_lowercase().contains("content-length"),
+            "{out}"
+        );
     }
 
     #[test]
