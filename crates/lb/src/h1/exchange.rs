@@ -2,13 +2,12 @@
 //! the body, relay the answer back as it comes; retries, health bookkeeping
 //! and JSON errors as on the general path ([`crate::proxy`]).
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, Method};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
@@ -16,6 +15,7 @@ use tokio::time::Sleep;
 use super::framing::{Consumed, Framing};
 use super::head::{parse_response, Parsed, RequestHead, ResponseContext, ResponseHead};
 use super::pool;
+use super::reply::{access_log, respond_error, response_status, Refusal};
 use crate::backend::clock_ns_at;
 use crate::proxy::{self, MAX_CONNECT_ATTEMPTS, REPLAY_MAX_BYTES};
 use crate::server::Lb;
@@ -43,12 +43,25 @@ pub(crate) struct Buffers {
     pub upstream: Vec<u8>,
 }
 
+/// Buffers grown past this by a large head or body are shrunk back after the
+/// exchange, so ten thousand idle keep-alive connections stay small.
+const KEEP_CAPACITY: usize = 32 * 1024;
+
 impl Buffers {
     pub(crate) fn new() -> Self {
         Buffers {
             client: Vec::with_capacity(8 * 1024),
             head: Vec::with_capacity(4 * 1024),
             upstream: Vec::with_capacity(16 * 1024),
+        }
+    }
+
+    /// Gives back what an unusually large exchange made the buffers grow by.
+    pub(crate) fn shrink(&mut self) {
+        for buf in [&mut self.client, &mut self.head, &mut self.upstream] {
+            if buf.capacity() > KEEP_CAPACITY {
+                buf.shrink_to(KEEP_CAPACITY / 4);
+            }
         }
     }
 }
@@ -443,128 +456,18 @@ async fn relay(
     }
 }
 
-/// The status of the head written last into `head` (for the access log).
-fn response_status(head: &[u8]) -> u16 {
-    head.get(9..12)
-        .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok())
-        .unwrap_or(0)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Why the lb answers itself.
-enum Refusal {
-    Overloaded,
-    NoBackend,
-    Unreachable(&'static str),
-    UpstreamError,
-    Timeout,
-}
-
-/// Writes a JSON error answer, as [`proxy::json_error`] makes them.
-async fn respond_error(
-    req: &Request<'_>,
-    client: &mut TcpStream,
-    bufs: &mut Buffers,
-    refusal: Refusal,
-    started: Instant,
-) -> Flow {
-    let (status, code, message) = match refusal {
-        Refusal::Overloaded => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "every API node is at capacity; retry shortly",
-        ),
-        Refusal::NoBackend => (
-            StatusCode::BAD_GATEWAY,
-            "no_backend",
-            "no API node is configured",
-        ),
-        Refusal::Unreachable(message) => (StatusCode::BAD_GATEWAY, "backend_unreachable", message),
-        Refusal::UpstreamError => (
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
-            "the API node failed to answer",
-        ),
-        Refusal::Timeout => (
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream_timeout",
-            "the API node did not answer in time",
-        ),
-    };
-    let mut extra = HeaderMap::new();
-    if matches!(refusal, Refusal::Overloaded) {
-        extra.insert(
-            http::header::RETRY_AFTER,
-            http::HeaderValue::from_static("1"),
-        );
+    #[test]
+    fn buffers_grown_by_a_large_exchange_shrink_back() {
+        let mut bufs = Buffers::new();
+        bufs.upstream.resize(RELAY_CHUNK * 2, 0);
+        bufs.upstream.clear();
+        bufs.client.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        bufs.shrink();
+        assert!(bufs.upstream.capacity() <= KEEP_CAPACITY);
+        assert_eq!(bufs.client, b"GET / HTTP/1.1\r\n", "contents are kept");
     }
-    if let Some(more) = req.extra {
-        extra.extend(more.clone());
-    }
-    let request_id = req.head.request_id(&bufs.client).to_vec();
-    write_json_error(
-        &mut bufs.head,
-        status,
-        code,
-        message,
-        &request_id,
-        &extra,
-        req.head.close,
-    );
-    let flow = match client.write_all(&bufs.head).await {
-        Ok(()) if !req.head.close => Flow::KeepAlive,
-        _ => Flow::Close,
-    };
-    access_log(req, bufs, status.as_u16(), started);
-    flow
-}
-
-/// `{"error":{"code","message"}}` as a whole HTTP/1.1 answer in `out`.
-pub(crate) fn write_json_error(
-    out: &mut Vec<u8>,
-    status: StatusCode,
-    code: &str,
-    message: &str,
-    request_id: &[u8],
-    extra: &HeaderMap,
-    close: bool,
-) {
-    let body = proxy::json_error_body(code, message);
-    out.clear();
-    let _ = write!(
-        out,
-        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
-        body.len()
-    );
-    out.extend_from_slice(b"x-request-id: ");
-    out.extend_from_slice(request_id);
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in extra {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if close {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body.as_bytes());
-}
-
-fn access_log(req: &Request<'_>, bufs: &Buffers, status: u16, started: Instant) {
-    if !req.lb.config.access_log {
-        return;
-    }
-    tracing::info!(
-        target: "weir_lb::access",
-        client = %req.peer.ip(),
-        method = %req.head.method,
-        path = req.head.path(&bufs.client),
-        status,
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-        request_id = std::str::from_utf8(req.head.request_id(&bufs.client)).unwrap_or("-"),
-        "request"
-    );
 }

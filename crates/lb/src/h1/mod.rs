@@ -18,6 +18,7 @@
 //! - [`head`]: reading and rewriting request and response heads.
 //! - [`framing`]: where a body ends (length, chunked, close).
 //! - [`exchange`]: one request: pick, send, relay, retry, errors.
+//! - [`reply`]: the lb's own answers (JSON errors) and the access log.
 //! - [`pool`]: per-thread idle connections to the backends.
 //! - [`prefixed`]: replaying read bytes when hyper takes over.
 
@@ -26,6 +27,7 @@ mod framing;
 mod head;
 mod pool;
 mod prefixed;
+mod reply;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -180,7 +182,7 @@ pub(crate) async fn serve_connection(
                 // An unread body would be taken for the next request.
                 let close = head.close || !whole_body;
                 let request_id = head.request_id(&bufs.client).to_vec();
-                exchange::write_json_error(
+                reply::write_json_error(
                     &mut bufs.head,
                     http::StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",
@@ -199,6 +201,7 @@ pub(crate) async fn serve_connection(
             return Outcome::Done;
         }
         bufs.client.drain(..head.head_len + body_in_buf);
+        bufs.shrink();
     }
 }
 

@@ -273,3 +273,31 @@ async fn the_admin_api_and_http_1_0_are_served_on_a_connection_mid_way() {
     assert!(answer.ends_with("b1"), "{answer}");
     lb.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_slower_than_the_upstream_timeout_gets_504_json() {
+    let backend = TestBackend::start("slow", Duration::from_secs(5)).await;
+    let lb = TestLb::start_with(vec![backend.url()], |c| {
+        c.upstream_timeout = Duration::from_millis(200);
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let resp = http.get(format!("{}/work", lb.base)).send().await.unwrap();
+    assert_eq!(resp.status(), 504);
+    assert!(resp.headers().contains_key("x-request-id"));
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream_timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the timeout did not cut the wait short"
+    );
+    // The client's connection is still good for the next request.
+    let health = http
+        .get(format!("{}/health", lb.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    lb.stop().await;
+}

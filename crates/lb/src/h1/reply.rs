@@ -1,0 +1,138 @@
+//! Answers the lb gives itself on the fast path: JSON errors (as
+//! [`crate::proxy::json_error`] makes them) and the access log line.
+
+use std::io::Write as _;
+use std::time::Instant;
+
+use http::{HeaderMap, StatusCode};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::exchange::{Buffers, Flow, Request};
+use crate::proxy;
+
+/// The status of the head written last into `head` (for the access log).
+pub(super) fn response_status(head: &[u8]) -> u16 {
+    head.get(9..12)
+        .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Why the lb answers itself.
+pub(super) enum Refusal {
+    Overloaded,
+    NoBackend,
+    Unreachable(&'static str),
+    UpstreamError,
+    Timeout,
+}
+
+/// Writes a JSON error answer, as [`proxy::json_error`] makes them.
+pub(super) async fn respond_error(
+    req: &Request<'_>,
+    client: &mut TcpStream,
+    bufs: &mut Buffers,
+    refusal: Refusal,
+    started: Instant,
+) -> Flow {
+    let (status, code, message) = match refusal {
+        Refusal::Overloaded => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "every API node is at capacity; retry shortly",
+        ),
+        Refusal::NoBackend => (
+            StatusCode::BAD_GATEWAY,
+            "no_backend",
+            "no API node is configured",
+        ),
+        Refusal::Unreachable(message) => (StatusCode::BAD_GATEWAY, "backend_unreachable", message),
+        Refusal::UpstreamError => (
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "the API node failed to answer",
+        ),
+        Refusal::Timeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            "the API node did not answer in time",
+        ),
+    };
+    let mut extra = HeaderMap::new();
+    if matches!(refusal, Refusal::Overloaded) {
+        extra.insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+    }
+    if let Some(more) = req.extra {
+        extra.extend(more.clone());
+    }
+    let request_id = req.head.request_id(&bufs.client).to_vec();
+    write_json_error(
+        &mut bufs.head,
+        status,
+        code,
+        message,
+        &request_id,
+        &extra,
+        req.head.close,
+    );
+    let flow = match client.write_all(&bufs.head).await {
+        Ok(()) if !req.head.close => Flow::KeepAlive,
+        _ => Flow::Close,
+    };
+    access_log(req, bufs, status.as_u16(), started);
+    flow
+}
+
+/// `{"error":{"code","message"}}` as a whole HTTP/1.1 answer in `out`.
+pub(crate) fn write_json_error(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_id: &[u8],
+    extra: &HeaderMap,
+    close: bool,
+) {
+    let body = proxy::json_error_body(code, message);
+    out.clear();
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    );
+    out.extend_from_slice(b"x-request-id: ");
+    out.extend_from_slice(request_id);
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in extra {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body.as_bytes());
+}
+
+pub(super) fn access_log(req: &Request<'_>, bufs: &Buffers, status: u16, started: Instant) {
+    if !req.lb.config.access_log {
+        return;
+    }
+    tracing::info!(
+        target: "weir_lb::access",
+        client = %req.peer.ip(),
+        method = %req.head.method,
+        path = req.head.path(&bufs.client),
+        status,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        request_id = std::str::from_utf8(req.head.request_id(&bufs.client)).unwrap_or("-"),
+        "request"
+    );
+}
