@@ -215,7 +215,7 @@ pub async fn serve(
 }
 
 /// Serves a connection on hyper (HTTP/2, HTTP/1.0, upgrades, the admin API,
-/// malformed requests): what the fast path hands over.
+/// heads larger than the fast path takes): what the fast path hands over.
 async fn serve_general(
     lb: Arc<Lb>,
     admin: Router,

@@ -21,10 +21,12 @@ pub(crate) enum Parsed<T> {
     Complete(T),
     /// More bytes needed.
     Partial,
-    /// Not for the fast path (HTTP/1.0, upgrades, `Expect`, chunked or
-    /// ambiguous request bodies, malformed input…): the general path takes
-    /// the connection over and answers it, errors included.
+    /// Not for the fast path (HTTP/2, HTTP/1.0, upgrades, `Expect`, chunked
+    /// or ambiguous request bodies…): the general path takes the connection
+    /// over and answers it.
     Fallback,
+    /// Not HTTP at all: answered with a JSON 400, then closed.
+    Malformed(&'static str),
 }
 
 /// The request id a forwarded request carries.
@@ -181,7 +183,15 @@ pub(crate) fn parse_request(
     let head_len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::Fallback,
+        // Another HTTP version (the HTTP/2 preface) or more headers than the
+        // fast path holds: hyper's to judge.
+        Err(httparse::Error::Version | httparse::Error::TooManyHeaders) => return Parsed::Fallback,
+        Err(httparse::Error::Token) => {
+            return Parsed::Malformed("invalid method or request target")
+        }
+        Err(httparse::Error::HeaderName) => return Parsed::Malformed("invalid header name"),
+        Err(httparse::Error::HeaderValue) => return Parsed::Malformed("invalid header value"),
+        Err(_) => return Parsed::Malformed("invalid request line or line ending"),
     };
     let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
         return Parsed::Fallback;
@@ -491,7 +501,6 @@ mod tests {
             b"PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             b"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
-            b"\x16\x03\x01garbage",
         ] {
             assert!(
                 matches!(request(raw).0, Parsed::Fallback),

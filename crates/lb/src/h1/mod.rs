@@ -10,9 +10,10 @@
 //! sides) behind nginx and HAProxy.
 //!
 //! Everything else — HTTP/2, HTTP/1.0, upgrades, `Expect`, chunked request
-//! bodies, the admin API, malformed input — goes to the general path: the
+//! bodies, the admin API — goes to the general path: the
 //! connection, with the bytes already read, is handed to hyper
-//! ([`Outcome::Fallback`]) and stays there.
+//! ([`Outcome::Fallback`]) and stays there. Bytes that are not HTTP at all
+//! get a JSON 400 (`malformed_request`) and the connection is closed.
 //!
 //! # Layout
 //! - [`head`]: reading and rewriting request and response heads.
@@ -99,6 +100,20 @@ pub(crate) async fn serve_connection(
                     Parsed::Complete(head) => break head,
                     Parsed::Partial if bufs.client.len() < MAX_HEAD => {}
                     Parsed::Partial | Parsed::Fallback => return fallback(bufs, client),
+                    Parsed::Malformed(why) => {
+                        bufs.head.clear();
+                        reply::write_json_error(
+                            &mut bufs.head,
+                            http::StatusCode::BAD_REQUEST,
+                            "malformed_request",
+                            &format!("not a valid HTTP/1.1 request: {why}"),
+                            &proxy::next_request_id_bytes(),
+                            &http::HeaderMap::new(),
+                            true,
+                        );
+                        let _ = client.write_all(&bufs.head).await;
+                        return Outcome::Done;
+                    }
                 }
             }
             bufs.client.reserve(4096);

@@ -301,3 +301,30 @@ async fn a_backend_slower_than_the_upstream_timeout_gets_504_json() {
     assert_eq!(health.status(), 200);
     lb.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_a_json_400_and_the_connection_closes() {
+    let backend = TestBackend::start("b1", Duration::ZERO).await;
+    let lb = TestLb::start(vec![backend.url()], Strategy::RoundRobin).await;
+    for garbage in [
+        &b"GET /work HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n"[..],
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        b"GET /work HTTP/1.1\r\nHost: x\r\nX-Ctl: \x01\r\n\r\n",
+    ] {
+        let mut conn = connect(&lb).await;
+        conn.write_all(garbage).await.unwrap();
+        let answer = read_to_close(&mut conn).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{answer}"
+        );
+        assert!(
+            answer.contains("content-type: application/json"),
+            "{answer}"
+        );
+        let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"]["code"], "malformed_request", "{answer}");
+    }
+    lb.stop().await;
+}
