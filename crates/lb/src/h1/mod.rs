@@ -34,7 +34,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -101,17 +101,7 @@ pub(crate) async fn serve_connection(
                     Parsed::Partial if bufs.client.len() < MAX_HEAD => {}
                     Parsed::Partial | Parsed::Fallback => return fallback(bufs, client),
                     Parsed::Malformed(why) => {
-                        bufs.head.clear();
-                        reply::write_json_error(
-                            &mut bufs.head,
-                            http::StatusCode::BAD_REQUEST,
-                            "malformed_request",
-                            &format!("not a valid HTTP/1.1 request: {why}"),
-                            &proxy::next_request_id_bytes(),
-                            &http::HeaderMap::new(),
-                            true,
-                        );
-                        let _ = client.write_all(&bufs.head).await;
+                        reply::refuse_malformed(&mut client, &mut bufs, why).await;
                         return Outcome::Done;
                     }
                 }
@@ -167,49 +157,33 @@ pub(crate) async fn serve_connection(
             None => lb.rate_limits.check(client_ip, &head.method, path),
         };
         let flow = match verdict {
-            Verdict::Unlimited => {
-                let req = exchange::Request {
-                    lb,
-                    peer,
-                    head: &head,
-                    extra: None,
-                };
-                exchange::forward(req, &mut client, &mut bufs, &mut upstream_timer).await
-            }
-            Verdict::Allowed(headers) => {
-                let req = exchange::Request {
-                    lb,
-                    peer,
-                    head: &head,
-                    extra: Some(&headers),
-                };
-                exchange::forward(req, &mut client, &mut bufs, &mut upstream_timer).await
-            }
             Verdict::Limited {
                 retry_after,
                 headers,
             } => {
                 lb.rejected_rate_limit.fetch_add(1, Ordering::Relaxed);
-                let message = format!(
-                    "too many requests from {client_ip}; retry in {:.1} s",
-                    retry_after.as_secs_f64()
-                );
                 // An unread body would be taken for the next request.
                 let close = head.close || !whole_body;
-                let request_id = head.request_id(&bufs.client).to_vec();
-                reply::write_json_error(
-                    &mut bufs.head,
-                    http::StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    &message,
-                    &request_id,
-                    &headers,
+                let limited = reply::Limited {
+                    client: client_ip,
+                    retry_after,
+                    headers: &headers,
                     close,
-                );
-                match client.write_all(&bufs.head).await {
-                    Ok(()) if !close => Flow::KeepAlive,
-                    _ => Flow::Close,
-                }
+                };
+                reply::refuse_limited(&mut client, &mut bufs, &head, limited).await
+            }
+            Verdict::Unlimited | Verdict::Allowed(_) => {
+                let extra = match &verdict {
+                    Verdict::Allowed(headers) => Some(headers),
+                    _ => None,
+                };
+                let req = exchange::Request {
+                    lb,
+                    peer,
+                    head: &head,
+                    extra,
+                };
+                exchange::forward(req, &mut client, &mut bufs, &mut upstream_timer).await
             }
         };
         if flow == Flow::Close {

@@ -9,7 +9,58 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::exchange::{Buffers, Flow, Request};
+use super::head::RequestHead;
 use crate::proxy;
+
+/// Answers bytes that are not HTTP with a JSON 400; the caller closes.
+pub(super) async fn refuse_malformed(client: &mut TcpStream, bufs: &mut Buffers, why: &str) {
+    write_json_error(
+        &mut bufs.head,
+        StatusCode::BAD_REQUEST,
+        "malformed_request",
+        &format!("not a valid HTTP/1.1 request: {why}"),
+        &proxy::next_request_id_bytes(),
+        &HeaderMap::new(),
+        true,
+    );
+    let _ = client.write_all(&bufs.head).await;
+}
+
+/// A request over its client's rate limit.
+pub(super) struct Limited<'a> {
+    pub client: std::net::IpAddr,
+    pub retry_after: std::time::Duration,
+    /// `Retry-After`, `RateLimit-Policy`, `RateLimit`.
+    pub headers: &'a HeaderMap,
+    pub close: bool,
+}
+
+/// Answers 429 with the limiter's headers and a JSON body.
+pub(super) async fn refuse_limited(
+    client: &mut TcpStream,
+    bufs: &mut Buffers,
+    head: &RequestHead,
+    limited: Limited<'_>,
+) -> Flow {
+    let message = format!(
+        "too many requests from {}; retry in {:.1} s",
+        limited.client,
+        limited.retry_after.as_secs_f64()
+    );
+    write_json_error(
+        &mut bufs.head,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        &message,
+        head.request_id(&bufs.client),
+        limited.headers,
+        limited.close,
+    );
+    match client.write_all(&bufs.head).await {
+        Ok(()) if !limited.close => Flow::KeepAlive,
+        _ => Flow::Close,
+    }
+}
 
 /// The status of the head written last into `head` (for the access log).
 pub(super) fn response_status(head: &[u8]) -> u16 {
@@ -68,13 +119,12 @@ pub(super) async fn respond_error(
     if let Some(more) = req.extra {
         extra.extend(more.clone());
     }
-    let request_id = req.head.request_id(&bufs.client).to_vec();
     write_json_error(
         &mut bufs.head,
         status,
         code,
         message,
-        &request_id,
+        req.head.request_id(&bufs.client),
         &extra,
         req.head.close,
     );
