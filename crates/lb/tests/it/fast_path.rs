@@ -328,3 +328,25 @@ async fn malformed_requests_get_a_json_400_and_the_connection_closes() {
     }
     lb.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_request_body_is_handed_to_the_general_path_and_arrives_whole() {
+    let backend = TestBackend::start("b1", Duration::ZERO).await;
+    let lb = TestLb::start(vec![backend.url()], Strategy::RoundRobin).await;
+    let mut conn = connect(&lb).await;
+    // A plain request first, so the hand-over happens mid-connection.
+    conn.write_all(b"GET /work HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let first = read_until(&mut conn, "b1", 1).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    conn.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+          6\r\nchunk-\r\n7\r\nbody-ok\r\n0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let second = read_until(&mut conn, "chunk-body-ok", 1).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    lb.stop().await;
+}
