@@ -122,7 +122,12 @@ pub(crate) async fn forward(
         1
     };
     lb.retry_budget.record_request_at(clock_ns_at(started));
-    let mut tried: Vec<&Arc<Backend>> = Vec::with_capacity(attempts);
+    let Some(first) = backends.first() else {
+        return respond_error(&req, client, bufs, Refusal::NoBackend, started).await;
+    };
+    // The backends tried so far: `tried[..attempted]` (no allocation per request).
+    let mut tried: [&Arc<Backend>; MAX_CONNECT_ATTEMPTS] = [first; MAX_CONNECT_ATTEMPTS];
+    let mut attempted = 0;
     let mut body_sent = fully_buffered;
     let mut last_error = None;
     for attempt in 1..=attempts {
@@ -130,14 +135,16 @@ pub(crate) async fn forward(
             last_error = Some("the chosen API node could not be reached (retry budget spent)");
             break;
         }
-        let (backend, guard) = match proxy::pick_or_queue(lb, &backends, &tried, key).await {
-            Ok(Some(reserved)) => reserved,
-            Ok(None) => break,
-            Err(proxy::Overloaded) => {
-                return respond_error(&req, client, bufs, Refusal::Overloaded, started).await;
-            }
-        };
-        tried.push(backend);
+        let (backend, guard) =
+            match proxy::pick_or_queue(lb, &backends, &tried[..attempted], key).await {
+                Ok(Some(reserved)) => reserved,
+                Ok(None) => break,
+                Err(proxy::Overloaded) => {
+                    return respond_error(&req, client, bufs, Refusal::Overloaded, started).await;
+                }
+            };
+        tried[attempted] = backend;
+        attempted += 1;
         let authority = backend.authority.as_str();
         arm(timer, started, lb.config.upstream_timeout);
         let sending = send(
@@ -189,7 +196,7 @@ pub(crate) async fn forward(
         access_log(&req, bufs, response_status(&bufs.head), started);
         return flow;
     }
-    let refusal = if tried.is_empty() {
+    let refusal = if attempted == 0 {
         Refusal::NoBackend
     } else {
         Refusal::Unreachable(last_error.unwrap_or("no API node could be reached"))

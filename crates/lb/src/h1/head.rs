@@ -170,6 +170,60 @@ fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Copies kept header lines as they stand in the head being read: whole
+/// lines, and a run of adjacent kept lines in one copy.
+struct Lines<'a> {
+    buf: &'a [u8],
+    run: Range<usize>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Lines { buf, run: 0..0 }
+    }
+
+    fn keep(&mut self, out: &mut Vec<u8>, h: &httparse::Header<'_>) {
+        match self.line_of(h) {
+            Some(line) if !self.run.is_empty() && self.run.end == line.start => {
+                self.run.end = line.end;
+            }
+            Some(line) => {
+                self.flush(out);
+                self.run = line;
+            }
+            // A bare LF ending or the like: written out afresh, with CRLF.
+            None => {
+                self.flush(out);
+                write_header(out, h.name.as_bytes(), h.value);
+            }
+        }
+    }
+
+    /// The header's whole line, when it ends in CRLF right after its value
+    /// (and any trailing blanks).
+    fn line_of(&self, h: &httparse::Header<'_>) -> Option<Range<usize>> {
+        let base = self.buf.as_ptr() as usize;
+        let start = (h.name.as_ptr() as usize).checked_sub(base)?;
+        let value_end = (h.value.as_ptr() as usize).checked_sub(base)? + h.value.len();
+        if value_end > self.buf.len() || start >= value_end {
+            return None;
+        }
+        let rest = &self.buf[value_end..];
+        let lf = rest.iter().position(|b| *b == b'\n')?;
+        let blanks_then_cr = lf >= 1
+            && rest[lf - 1] == b'\r'
+            && rest[..lf - 1].iter().all(|b| *b == b' ' || *b == b'\t');
+        blanks_then_cr.then_some(start..value_end + lf + 1)
+    }
+
+    fn flush(&mut self, out: &mut Vec<u8>) {
+        if !self.run.is_empty() {
+            out.extend_from_slice(&self.buf[self.run.clone()]);
+            self.run = 0..0;
+        }
+    }
+}
+
 /// Reads a request head from `buf` and writes the head to forward into `out`.
 pub(crate) fn parse_request(
     buf: &[u8],
@@ -225,6 +279,7 @@ pub(crate) fn parse_request(
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut lines = Lines::new(buf);
     for h in req.headers.iter() {
         let name = h.name;
         let known = classify(name);
@@ -268,8 +323,9 @@ pub(crate) fn parse_request(
                 head.hash_value = Some(offset(buf, h.value));
             }
         }
-        write_header(out, name.as_bytes(), h.value);
+        lines.keep(out, h);
     }
+    lines.flush(out);
     if !has_host {
         return Parsed::Fallback;
     }
@@ -371,6 +427,7 @@ pub(crate) fn parse_response(
     out.extend_from_slice(b"\r\n");
     let mut has_te = false;
     let mut length_header: Option<Range<usize>> = None;
+    let mut lines = Lines::new(buf);
     for h in resp.headers.iter() {
         let name = h.name;
         match classify(name) {
@@ -388,8 +445,10 @@ pub(crate) fn parse_response(
                     (Some(n), None) => length = Some(n),
                 }
                 // Written now; taken out again if a Transfer-Encoding rules.
+                lines.flush(out);
                 let start = out.len();
-                write_header(out, name.as_bytes(), h.value);
+                lines.keep(out, h);
+                lines.flush(out);
                 length_header = Some(start..out.len());
                 continue;
             }
@@ -407,8 +466,9 @@ pub(crate) fn parse_response(
             Known::XWeirNode => head.node_name = Some(offset(buf, h.value)),
             _ => {}
         }
-        write_header(out, name.as_bytes(), h.value);
+        lines.keep(out, h);
     }
+    lines.flush(out);
     if has_te {
         // A length beside a transfer coding is void, and a proxy must not
         // pass it on (RFC 9112 §6.3): it is how responses get smuggled.
@@ -471,6 +531,20 @@ mod tests {
             out,
             "GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Kept: yes\r\nx-request-id: ffffffffffffffffffffffffffffffff\r\n\
              x-forwarded-for: 1.2.3.4, 10.0.0.9\r\nx-forwarded-proto: http\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn kept_lines_are_copied_as_they_stand_and_bare_lf_becomes_crlf() {
+        let raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-Sp:   v  \r\nTE: trailers\r\nX-Lf: 1\nX-Last: z\r\n\r\n";
+        let (Parsed::Complete(_), out) = request(raw) else {
+            panic!("not parsed")
+        };
+        assert!(
+            out.starts_with(
+                "GET / HTTP/1.1\r\nHost: x\r\nX-Sp:   v  \r\nX-Lf: 1\r\nX-Last: z\r\nx-request-id"
+            ),
+            "{out:?}"
         );
     }
 
