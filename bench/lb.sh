@@ -3,10 +3,10 @@
 # threads, keep-alive to the same 3 trivial upstreams (an nginx answering
 # `200 ok`), wrk -t2 -c64 against each, plus the upstream hit directly.
 # Prints requests/s, p50, p99 and weir's ratio to the best peer.
-# Usage: bench/lb.sh [duration of a round, default 5s] [rounds, default 5]
+# Usage: bench/lb.sh [duration of a round, default 5s] [rounds, default 7]
 source "$(dirname "$0")/lib.sh"
 DURATION=${1:-5s}
-ROUNDS=${2:-5}
+ROUNDS=${2:-7}
 bash "$ROOT/bench/setup.sh" >&2
 build_weir
 
