@@ -22,7 +22,7 @@ use crate::Backend;
 pub(crate) const MAX_CONNECT_ATTEMPTS: usize = 3;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 7] = [
+pub(crate) const HOP_BY_HOP: [&str; 7] = [
     "connection",
     "proxy-connection",
     "keep-alive",
@@ -119,16 +119,53 @@ pub(crate) const REPLAY_MAX_BYTES: u64 = 64 * 1024;
 /// method (RFC 9110 §9.2.2) or an Idempotency-Key, and a declared length
 /// small enough to hold.
 fn may_replay(parts: &http::request::Parts) -> bool {
-    let idempotent = matches!(
-        parts.method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
-    ) || parts.headers.contains_key("idempotency-key");
+    let idempotent = is_idempotent(&parts.method) || parts.headers.contains_key("idempotency-key");
     let small = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .is_some_and(|n| n <= REPLAY_MAX_BYTES);
     idempotent && small
+}
+
+/// A safe or idempotent method (RFC 9110 §9.2.2): may be sent again.
+pub(crate) fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    )
+}
+
+/// What the health and load bookkeeping reads of a backend's answer.
+pub(crate) struct Answer<'a> {
+    pub status: u16,
+    pub retry_after: bool,
+    /// Its `X-Weir-Node`.
+    pub node_name: Option<&'a [u8]>,
+}
+
+/// Health and load bookkeeping for an answer, on either path: the node's
+/// name, a fast refusal (429, or 503 with Retry-After) counted as load, and a
+/// 5xx as a failure toward ejection.
+pub(crate) fn note_answer(
+    lb: &Lb,
+    backends: &[Arc<Backend>],
+    backend: &Backend,
+    answer: Answer<'_>,
+) {
+    if let Some(name) = answer.node_name {
+        backend.note_node_name(name);
+    }
+    if answer.status == 429 || (answer.status == 503 && answer.retry_after) {
+        // A fast refusal is load, not speed.
+        backend.record_refusal();
+    }
+    if answer.status >= 500 {
+        backend.record_error();
+        outlier::record_failure(&lb.config.ejection, backends, backend, false);
+    } else {
+        backend.note_success();
+    }
 }
 
 async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
@@ -229,23 +266,12 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
         match sent {
             Ok(Ok(resp)) => {
                 backend.record_latency(started.elapsed());
-                if let Some(name) = resp.headers().get("x-weir-node") {
-                    backend.note_node_name(name.as_bytes());
-                }
-                let status = resp.status();
-                if status == StatusCode::TOO_MANY_REQUESTS
-                    || (status == StatusCode::SERVICE_UNAVAILABLE
-                        && resp.headers().contains_key(header::RETRY_AFTER))
-                {
-                    // A fast refusal is load, not speed.
-                    backend.record_refusal();
-                }
-                if status.is_server_error() {
-                    backend.record_error();
-                    outlier::record_failure(&lb.config.ejection, &backends, backend, false);
-                } else {
-                    backend.note_success();
-                }
+                let answer = Answer {
+                    status: resp.status().as_u16(),
+                    retry_after: resp.headers().contains_key(header::RETRY_AFTER),
+                    node_name: resp.headers().get("x-weir-node").map(|v| v.as_bytes()),
+                };
+                note_answer(lb, &backends, backend, answer);
                 let (mut rparts, rbody) = resp.into_parts();
                 strip_hop_by_hop(&mut rparts.headers);
                 // The guard lives as long as the body stream, so least-connections

@@ -73,12 +73,21 @@ fn put_idle(key: &str, sender: SendRequest<Body>) {
     });
 }
 
-async fn connect(authority: &str, timeout: Duration) -> Result<SendRequest<Body>, UpstreamError> {
+/// A TCP connection to a backend within `timeout`, Nagle off; both paths
+/// connect through here. The error says why, for the log.
+pub(crate) async fn connect_tcp(authority: &str, timeout: Duration) -> Result<TcpStream, String> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(authority))
         .await
-        .map_err(|_| UpstreamError::Connect(format!("timed out after {timeout:?}")))?
-        .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+        .map_err(|_| format!("timed out after {timeout:?}"))?
+        .map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+async fn connect(authority: &str, timeout: Duration) -> Result<SendRequest<Body>, UpstreamError> {
+    let stream = connect_tcp(authority, timeout)
+        .await
+        .map_err(UpstreamError::Connect)?;
     let (sender, conn) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| UpstreamError::Connect(e.to_string()))?;

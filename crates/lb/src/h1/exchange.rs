@@ -19,7 +19,7 @@ use super::reply::{access_log, respond_error, response_status, Refusal};
 use crate::backend::clock_ns_at;
 use crate::proxy::{self, MAX_CONNECT_ATTEMPTS, REPLAY_MAX_BYTES};
 use crate::server::Lb;
-use crate::{outlier, Backend};
+use crate::{outlier, upstream, Backend};
 
 /// A response head larger than this is refused (502).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -106,7 +106,7 @@ pub(crate) async fn forward(
     let replayable = fully_buffered
         && (head.content_length == 0
             || (head.content_length <= REPLAY_MAX_BYTES
-                && (head.idempotency_key || idempotent(&head.method))));
+                && (head.idempotency_key || proxy::is_idempotent(&head.method))));
     let key = if lb.strategy.load().strategy == crate::Strategy::ConsistentHash {
         match &head.hash_value {
             Some(r) => crate::selection::hash_key(&bufs.client[r.clone()]),
@@ -190,7 +190,12 @@ pub(crate) async fn forward(
         };
         let answered = Instant::now();
         backend.record_latency_at(answered - started, clock_ns_at(answered));
-        note_answer(lb, &backends, backend, &response, &bufs.upstream);
+        let answer = proxy::Answer {
+            status: response.status,
+            retry_after: response.retry_after,
+            node_name: response.node_name.clone().map(|r| &bufs.upstream[r]),
+        };
+        proxy::note_answer(lb, &backends, backend, answer);
         let flow = relay(client, upstream, authority, response, bufs, answered).await;
         drop(guard);
         access_log(&req, bufs, response_status(&bufs.head), started);
@@ -217,13 +222,6 @@ pub(crate) fn arm(timer: &mut Pin<Box<Sleep>>, now: Instant, timeout: Duration) 
     }
 }
 
-fn idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
-    )
-}
-
 /// Sends the request on a pooled (or fresh) connection and reads the answer's
 /// head into `bufs.upstream`; the head for the client is then in `bufs.head`.
 #[allow(clippy::too_many_arguments)]
@@ -244,7 +242,9 @@ async fn send(
         let reused = pooled.is_some();
         let mut upstream = match pooled.take() {
             Some(stream) => stream,
-            None => connect(authority, config.connect_timeout).await?,
+            None => upstream::connect_tcp(authority, config.connect_timeout)
+                .await
+                .map_err(Failure::Connect)?,
         };
         let written = if body.is_empty() {
             upstream.write_all(&bufs.head).await
@@ -275,15 +275,6 @@ async fn send(
             Err(HeadError::Failed(e)) => return Err(e),
         }
     }
-}
-
-async fn connect(authority: &str, timeout: std::time::Duration) -> Result<TcpStream, Failure> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(authority))
-        .await
-        .map_err(|_| Failure::Connect(format!("timed out after {timeout:?}")))?
-        .map_err(|e| Failure::Connect(e.to_string()))?;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
 }
 
 /// Writes two slices, in one system call when they are small.
@@ -376,28 +367,6 @@ async fn read_head(
             }
             Err(e) => return Err(Failure::Upstream(e.to_string()).into()),
         }
-    }
-}
-
-/// Health and load bookkeeping for an answer, as on the general path.
-fn note_answer(
-    lb: &Lb,
-    backends: &[Arc<Backend>],
-    backend: &Backend,
-    response: &ResponseHead,
-    upstream_buf: &[u8],
-) {
-    if let Some(name) = &response.node_name {
-        backend.note_node_name(&upstream_buf[name.clone()]);
-    }
-    if response.status == 429 || (response.status == 503 && response.retry_after) {
-        backend.record_refusal();
-    }
-    if response.status >= 500 {
-        backend.record_error();
-        outlier::record_failure(&lb.config.ejection, backends, backend, false);
-    } else {
-        backend.note_success();
     }
 }
 
