@@ -18,6 +18,9 @@ pub enum ApiError {
     /// 404: no such resource.
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
+    /// 401 with `WWW-Authenticate: Bearer`: no or a wrong credential.
+    #[error("{message}")]
+    Unauthorized { code: &'static str, message: String },
     /// 409: the resource is in a state the request does not apply to.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -54,6 +57,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            ApiError::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
@@ -81,7 +85,7 @@ impl From<StoreError> for ApiError {
 impl From<InputError> for ApiError {
     fn from(e: InputError) -> Self {
         let code = match e {
-            InputError::UnknownKind(_) => "unknown_task_type",
+            InputError::UnknownKind { .. } => "unknown_task_type",
             _ => "invalid_input",
         };
         ApiError::bad_request(code, e.to_string())
@@ -97,6 +101,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -13,8 +13,9 @@
 //!   requests and records their durations.
 //! - [`schema`]: the JSON answers as types; [`openapi`]: the OpenAPI document
 //!   built from them and the handlers (`GET /openapi.json`).
-//! - `routes/`: one file per resource (`root`, `tasks`, `events`, `cache`,
-//!   `workers`, `health`, `metrics`).
+//! - `routes/`: one file per resource (`root`, `tasks`, `task_types`,
+//!   `external` — the pull API of workers in any language —, `events`,
+//!   `cache`, `workers`, `health`, `metrics`).
 
 pub mod body;
 pub mod error;
@@ -55,7 +56,7 @@ pub fn app(state: AppState) -> Router {
 
 /// Every route with its OpenAPI description: registering one is describing it.
 fn routes(max_write_bytes: usize) -> OpenApiRouter<AppState> {
-    use routes::{cache, events, health, metrics, root, tasks, workers};
+    use routes::{cache, events, external, health, metrics, root, task_types, tasks, workers};
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(utoipa_axum::routes!(root::hello))
         .routes(utoipa_axum::routes!(root::stats))
@@ -65,6 +66,11 @@ fn routes(max_write_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(tasks::stats))
         .routes(utoipa_axum::routes!(tasks::retry))
         .routes(utoipa_axum::routes!(workers::list))
+        .routes(utoipa_axum::routes!(task_types::list))
+        .routes(utoipa_axum::routes!(external::claim))
+        .routes(utoipa_axum::routes!(external::heartbeat))
+        .routes(utoipa_axum::routes!(external::complete))
+        .routes(utoipa_axum::routes!(external::fail))
         .routes(utoipa_axum::routes!(cache::stats))
         .routes(utoipa_axum::routes!(events::write).layer(DefaultBodyLimit::max(max_write_bytes)))
         .routes(utoipa_axum::routes!(events::latest))

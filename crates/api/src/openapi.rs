@@ -22,6 +22,7 @@ use crate::schema::ErrorBody;
         (name = "tasks", description = "Submit, watch, retry and cancel tasks"),
         (name = "cache", description = "The shared result cache"),
         (name = "workers", description = "The worker registry"),
+        (name = "external", description = "Workers in any language: claim, heartbeat, complete, fail (Bearer worker token)"),
         (name = "events", description = "JSON event ingest"),
         (name = "nodes", description = "Health, metrics and this document"),
     ),

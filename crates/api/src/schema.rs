@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 use weir_core::{
-    CacheEntryStats, FinishedCounts, StoredEvent, Task, TaskId, TaskKind, TaskState, WorkerInfo,
+    CacheEntryStats, FinishedCounts, StoredEvent, Task, TaskId, TaskState, TaskType, WorkerInfo,
 };
 
 /// `{"error":{"code","message"}}`: every 4xx and 5xx answer.
@@ -28,7 +28,7 @@ pub struct TaskAccepted {
     pub task_id: TaskId,
     pub status: TaskState,
     #[serde(rename = "type")]
-    pub kind: TaskKind,
+    pub kind: TaskType,
     /// Present (true) when an equal cacheable task was already queued or
     /// running and this submission was folded into it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -39,7 +39,7 @@ pub struct TaskAccepted {
 #[derive(Serialize, ToSchema)]
 pub struct CachedResult {
     #[serde(rename = "type")]
-    pub kind: TaskKind,
+    pub kind: TaskType,
     #[schema(value_type = Object)]
     pub result: Value,
     /// Always `cache`.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_core::Store;
+use weir_core::{Store, TaskTypes};
 use weir_ingest::{BufferConfig, EventBuffer};
 use weir_store::{CacheAccessRecorder, EventWriter, RequestLogWriter, TaskInsertWriter};
 
@@ -31,6 +31,18 @@ pub struct ApiConfig {
     pub max_write_events: usize,
     /// Buffered ingest through Redis; `None`: events are stored directly.
     pub ingest_buffer: Option<BufferConfig>,
+    /// The task types submissions may name, with their defaults and schemas.
+    pub task_types: Arc<TaskTypes>,
+    /// Bearer token external workers present to claim and report; `None`:
+    /// the external-worker endpoints refuse every call.
+    pub worker_token: Option<String>,
+    /// The lease an external worker's claim holds unless it asks for another.
+    pub external_lease: Duration,
+    /// Backoff after an external worker's failed attempt, unless the task
+    /// or its type says otherwise.
+    pub retry_backoff: weir_core::RetryPolicy,
+    /// How long cached results (of types that cache) stay.
+    pub cache_ttl: Duration,
 }
 
 impl ApiConfig {
@@ -46,6 +58,11 @@ impl ApiConfig {
             max_write_bytes: 16 * 1024 * 1024,
             max_write_events: 100_000,
             ingest_buffer: None,
+            task_types: Arc::new(TaskTypes::default()),
+            worker_token: None,
+            external_lease: Duration::from_secs(30),
+            retry_backoff: weir_core::RetryPolicy::default(),
+            cache_ttl: Duration::from_secs(3600),
         }
     }
 }

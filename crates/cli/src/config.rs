@@ -96,6 +96,11 @@ pub struct ApiNodeArgs {
     /// Simulated processing time of `GET /`, in milliseconds.
     #[arg(long, env = "WEIR_DELAY_MS", default_value_t = 0)]
     pub delay_ms: u64,
+    /// Bearer token external workers present to `POST /workers/{id}/claim`
+    /// and report results (without it those endpoints refuse every call;
+    /// `weir up` generates one).
+    #[arg(long, env = "WEIR_WORKER_TOKEN")]
+    pub worker_token: Option<String>,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "WEIR_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -177,7 +182,7 @@ pub struct WorkerTuning {
     pub retry_backoff: weir_core::RetryPolicy,
     /// Backoff for one task type, `TYPE=BASE:CAP`; repeatable (`;`-separated in env).
     #[arg(long = "retry-backoff-for", env = "WEIR_RETRY_BACKOFF_FOR", value_delimiter = ';', value_parser = parse_kind_backoff)]
-    pub retry_backoff_for: Vec<(weir_core::TaskKind, weir_core::RetryPolicy)>,
+    pub retry_backoff_for: Vec<(String, weir_core::RetryPolicy)>,
     /// A periodic job, `NAME|CRON|TYPE|INPUT` (cron with 5 fields, or 6 with
     /// seconds first); repeatable (`;`-separated in env). Queued by one node.
     #[arg(long = "periodic", env = "WEIR_PERIODIC", value_delimiter = ';')]
@@ -201,6 +206,39 @@ pub struct WorkerTuning {
     /// Most running tasks per `concurrency_key`, across the cluster.
     #[arg(long, env = "WEIR_CONCURRENCY_KEY_LIMIT", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=100_000))]
     pub concurrency_key_limit: i32,
+}
+
+/// The task types a role knows: the built-ins, the config file's
+/// `[task_types.NAME]` tables and `--task-type` one-liners.
+#[derive(Debug, Clone, Args)]
+pub struct TaskTypeArgs {
+    /// A task type in one line: `NAME=http:URL`, `NAME=command:PROGRAM ARG…`,
+    /// `NAME=external` or `NAME=rust`; repeatable (`;`-separated in env).
+    /// Full settings go in the config file as `[task_types.NAME]`.
+    #[arg(long = "task-type", env = "WEIR_TASK_TYPE", value_delimiter = ';', value_parser = parse_task_type)]
+    pub task_type: Vec<weir_core::TaskTypeSpec>,
+}
+
+fn parse_task_type(s: &str) -> Result<weir_core::TaskTypeSpec, String> {
+    weir_core::TaskTypeConfig::parse_flag(s).map_err(|e| e.message)
+}
+
+impl TaskTypeArgs {
+    /// The registry: built-ins, then the file's tables, then the flags
+    /// (a later one replaces an earlier one of the same name).
+    pub fn registry(
+        &self,
+        file: &[(String, weir_core::TaskTypeConfig)],
+    ) -> anyhow::Result<weir_core::TaskTypes> {
+        let mut types = weir_core::TaskTypes::default();
+        for (name, table) in file {
+            types.insert(table.clone().into_spec(name)?)?;
+        }
+        for spec in &self.task_type {
+            types.insert(spec.clone())?;
+        }
+        Ok(types)
+    }
 }
 
 fn parse_queue_limit(s: &str) -> Result<weir_core::QueueLimits, String> {
@@ -344,6 +382,8 @@ pub struct UpArgs {
     #[command(flatten)]
     pub api: ApiNodeArgs,
     #[command(flatten)]
+    pub types: TaskTypeArgs,
+    #[command(flatten)]
     pub worker: WorkerTuning,
     #[command(flatten)]
     pub balancer: BalancerArgs,
@@ -389,6 +429,8 @@ pub struct ApiArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub api: ApiNodeArgs,
+    #[command(flatten)]
+    pub types: TaskTypeArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -410,6 +452,8 @@ pub struct WorkerArgs {
     pub worker: WorkerTuning,
     #[command(flatten)]
     pub ingest: IngestArgs,
+    #[command(flatten)]
+    pub types: TaskTypeArgs,
 }
 
 fn parse_strategy(s: &str) -> Result<Strategy, String> {
@@ -430,15 +474,12 @@ fn parse_backoff(s: &str) -> Result<weir_core::RetryPolicy, String> {
     Ok(weir_core::RetryPolicy { base, cap })
 }
 
-fn parse_kind_backoff(s: &str) -> Result<(weir_core::TaskKind, weir_core::RetryPolicy), String> {
+fn parse_kind_backoff(s: &str) -> Result<(String, weir_core::RetryPolicy), String> {
     let (kind, backoff) = s
         .split_once('=')
         .ok_or_else(|| format!("expected TYPE=BASE:CAP like flaky=100ms:2s, got {s:?}"))?;
-    let kind: weir_core::TaskKind = kind
-        .trim()
-        .parse()
-        .map_err(|e: weir_core::InputError| e.to_string())?;
-    Ok((kind, parse_backoff(backoff)?))
+    let kind = weir_core::TaskType::new(kind.trim()).map_err(|e| e.to_string())?;
+    Ok((kind.to_string(), parse_backoff(backoff)?))
 }
 
 fn parse_route_limit(s: &str) -> Result<weir_lb::ratelimit::RouteLimit, String> {
@@ -490,8 +531,11 @@ impl ApiNodeArgs {
         &self,
         node_id: String,
         db_busy_timeout: Duration,
+        task_types: weir_core::TaskTypes,
     ) -> anyhow::Result<weir_api::ApiConfig> {
         let mut config = weir_api::ApiConfig::new(node_id);
+        config.task_types = std::sync::Arc::new(task_types);
+        config.worker_token = self.worker_token.clone().filter(|t| !t.is_empty());
         config.max_write_bytes = self.max_write_bytes;
         config.max_write_events = self.max_write_events.max(1);
         config.ingest_buffer = self.ingest.buffer()?;
@@ -505,8 +549,27 @@ impl ApiNodeArgs {
 }
 
 impl WorkerTuning {
-    pub fn config(&self, worker_id: String, concurrency: usize) -> weir_worker::WorkerConfig {
-        let mut config = weir_worker::WorkerConfig::new(worker_id);
+    /// The task types with this tuning's `--retry-backoff-for` applied.
+    pub fn task_types(
+        &self,
+        mut types: weir_core::TaskTypes,
+    ) -> anyhow::Result<weir_core::TaskTypes> {
+        for (name, policy) in &self.retry_backoff_for {
+            types.set_retry_backoff(name, *policy)?;
+        }
+        Ok(types)
+    }
+
+    pub fn config(
+        &self,
+        worker_id: String,
+        concurrency: usize,
+        task_types: weir_core::TaskTypes,
+    ) -> anyhow::Result<weir_worker::WorkerConfig> {
+        for job in &self.periodic {
+            job.check(&task_types).map_err(anyhow::Error::msg)?;
+        }
+        let mut config = weir_worker::WorkerConfig::new(worker_id).with_task_types(task_types)?;
         config.concurrency = concurrency.max(1);
         config.lease = self.lease;
         config.shutdown_grace = self.shutdown_grace;
@@ -515,7 +578,6 @@ impl WorkerTuning {
         config.rescue_interval = self.rescue_interval;
         config.retry = self.retry_backoff;
         config.periodic = self.periodic.clone();
-        config.retry_by_kind = self.retry_backoff_for.iter().copied().collect();
         config.retention = self.retention;
         config.maintenance_interval = self.maintenance_interval.max(Duration::from_millis(100));
         config.queues = (!self.queues.is_empty()).then(|| self.queues.clone());
@@ -524,7 +586,7 @@ impl WorkerTuning {
         // Renew well inside the lease so one slow heartbeat never loses it.
         config.heartbeat_interval =
             (self.lease / 5).clamp(Duration::from_millis(200), Duration::from_secs(5));
-        config
+        Ok(config)
     }
 }
 
@@ -581,12 +643,12 @@ mod tests {
     #[test]
     fn backoffs_parse_with_their_task_type() {
         let (kind, p) = parse_kind_backoff("flaky=100ms:2s").unwrap();
-        assert_eq!(kind, weir_core::TaskKind::Flaky);
+        assert_eq!(kind, "flaky");
         assert_eq!(
             (p.base, p.cap),
             (Duration::from_millis(100), Duration::from_secs(2))
         );
-        assert!(parse_kind_backoff("nope=1s:2s").is_err());
+        assert!(parse_kind_backoff("no pe=1s:2s").is_err());
         assert!(parse_backoff("2s:1s").is_err(), "cap below base");
         assert!(parse_backoff("0s:1s").is_err());
         assert!(parse_backoff("1s").is_err());

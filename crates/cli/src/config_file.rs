@@ -4,11 +4,15 @@
 //! underscores), applied as its `WEIR_*` env var unless that is already set —
 //! so a flag beats the environment, and the environment beats the file. Lists
 //! become comma-separated values (`backends = ["http://a:8081", "http://b:8081=3"]`).
+//!
+//! The one table is `[task_types.NAME]`: the task types users define, read
+//! into [`TaskTypeConfig`]s and checked when a role starts.
 
 use std::ffi::OsString;
 use std::path::Path;
 
 use thiserror::Error;
+use weir_core::TaskTypeConfig;
 
 #[derive(Debug, Error)]
 pub enum ConfigFileError {
@@ -37,8 +41,17 @@ pub fn config_path(args: &[OsString]) -> Option<OsString> {
     std::env::var_os("WEIR_CONFIG")
 }
 
-/// The (env var, value) pairs a config file sets.
-pub fn read(path: &Path) -> Result<Vec<(String, String)>, ConfigFileError> {
+/// What a config file holds.
+#[derive(Debug, Default)]
+pub struct FileConfig {
+    /// (env var, value) pairs for the flags it sets.
+    pub vars: Vec<(String, String)>,
+    /// `[task_types.NAME]` tables, by name.
+    pub task_types: Vec<(String, TaskTypeConfig)>,
+}
+
+/// Reads and parses a config file.
+pub fn read(path: &Path) -> Result<FileConfig, ConfigFileError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
         path: shown.clone(),
@@ -50,8 +63,12 @@ pub fn read(path: &Path) -> Result<Vec<(String, String)>, ConfigFileError> {
     })
 }
 
-fn parse(text: &str) -> Result<Vec<(String, String)>, String> {
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+fn parse(text: &str) -> Result<FileConfig, String> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    let task_types = match table.remove("task_types") {
+        Some(t) => task_type_tables(t)?,
+        None => Vec::new(),
+    };
     let mut vars = Vec::new();
     for (key, value) in table {
         let var = format!("WEIR_{}", key.to_ascii_uppercase().replace('-', "_"));
@@ -81,7 +98,26 @@ fn parse(text: &str) -> Result<Vec<(String, String)>, String> {
         };
         vars.push((var, value));
     }
-    Ok(vars)
+    Ok(FileConfig { vars, task_types })
+}
+
+/// `[task_types.NAME]` tables; an unknown key is named with its table.
+fn task_type_tables(value: toml::Value) -> Result<Vec<(String, TaskTypeConfig)>, String> {
+    let toml::Value::Table(types) = value else {
+        return Err("task_types: expected tables, [task_types.NAME]".into());
+    };
+    types
+        .into_iter()
+        .map(|(name, table)| {
+            if !table.is_table() {
+                return Err(format!("task_types.{name}: expected a table"));
+            }
+            let config: TaskTypeConfig = table
+                .try_into()
+                .map_err(|e: toml::de::Error| format!("task_types.{name}: {}", e.message()))?;
+            Ok((name, config))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -94,7 +130,8 @@ mod tests {
             "strategy = \"least_connections\"\nmax-in-flight = 64\naccess_log = true\n\
              backends = [\"http://a:1\", \"http://b:2=3\"]\n",
         )
-        .unwrap();
+        .unwrap()
+        .vars;
         assert!(vars.contains(&("WEIR_STRATEGY".into(), "least_connections".into())));
         assert!(vars.contains(&("WEIR_MAX_IN_FLIGHT".into(), "64".into())));
         assert!(vars.contains(&("WEIR_ACCESS_LOG".into(), "true".into())));
@@ -105,6 +142,24 @@ mod tests {
     fn bad_files_are_clear_errors() {
         assert!(parse("strategy = ").unwrap_err().contains("line 1"));
         assert!(parse("[table]\nx = 1").unwrap_err().contains("table"));
+    }
+
+    #[test]
+    fn task_type_tables_are_read_and_their_typos_named() {
+        let f = parse(
+            "[task_types.deliver]\nhandler = \"http\"\nurl = \"http://127.0.0.1:9/in\"\n\
+             timeout = \"10s\"\n[task_types.deliver.headers]\nX-Team = \"core\"\n\
+             [task_types.resize]\nhandler = \"external\"\n\
+             input_schema = { type = \"object\", required = [\"width\"] }\n",
+        )
+        .unwrap();
+        assert_eq!(f.task_types.len(), 2);
+        let (name, deliver) = &f.task_types[0];
+        assert_eq!(name, "deliver");
+        assert_eq!(deliver.headers.as_ref().unwrap()["X-Team"], "core");
+        assert!(f.task_types[1].1.input_schema.is_some());
+        let err = parse("[task_types.deliver]\nhandler = \"http\"\nurll = \"x\"\n").unwrap_err();
+        assert!(err.starts_with("task_types.deliver:") && err.contains("urll"), "{err}");
     }
 
     #[test]

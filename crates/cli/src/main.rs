@@ -13,10 +13,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     // The config file fills in env vars not already set: flags > env > file.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut task_types = Vec::new();
     if let Some(path) = weir::config_file::config_path(&args) {
         match weir::config_file::read(std::path::Path::new(&path)) {
-            Ok(vars) => {
-                for (var, value) in vars {
+            Ok(file) => {
+                task_types = file.task_types;
+                for (var, value) in file.vars {
                     if std::env::var_os(&var).is_none() {
                         // Single-threaded here: nothing else reads the environment yet.
                         std::env::set_var(var, value);
@@ -38,7 +40,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(weir::cmd::run(cli.command)) {
+    match runtime.block_on(weir::cmd::run(cli.command, task_types)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("weir: {e:#}");

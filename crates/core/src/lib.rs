@@ -6,23 +6,25 @@
 //!
 //! # Layout
 //! - [`task`]: [`Task`], [`TaskId`], [`TaskState`] (and who moves a task out of each state).
-//! - [`kind`]: [`TaskKind`], input validation and cache keys for each kind.
+//! - [`task_type`]: [`TaskType`] and the registry of configured types ([`TaskTypes`]).
+//! - [`builtin`]: the handlers compiled into weir ([`Builtin`]) and their input rules.
 //! - [`retry`]: [`RetryPolicy`], exponential backoff with full jitter.
 //! - [`worker`]: a worker's registry row as the store keeps it.
 //! - [`request_log`]: one logged HTTP request, and per-node counts.
 //! - [`event`]: ingested events ([`NewEvent`] on the way in, [`StoredEvent`] out).
 //! - [`store`]: the [`Store`] trait, its params structs and [`StoreError`].
 
+pub mod builtin;
 pub mod event;
-pub mod kind;
 pub mod request_log;
 pub mod retry;
 pub mod store;
 pub mod task;
+pub mod task_type;
 pub mod worker;
 
 pub use event::{NewEvent, StoredEvent};
-pub use kind::{InputError, TaskKind};
+pub use builtin::Builtin;
 pub use request_log::{NodeRequestCount, RequestLogEntry, RequestLogStats};
 pub use retry::RetryPolicy;
 pub use store::{
@@ -33,4 +35,8 @@ pub use store::{
     WorkerHeartbeatParams,
 };
 pub use task::{AttemptError, ClaimedTask, Task, TaskId, TaskState};
+pub use task_type::{
+    HandlerSpec, InputError, RegisteredType, TaskType, TaskTypeConfig, TaskTypeError, TaskTypeSpec,
+    TaskTypeView, TaskTypes,
+};
 pub use worker::{WorkerInfo, WorkerStatus};

@@ -14,7 +14,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::{
-    ClaimedTask, NewEvent, RequestLogEntry, RequestLogStats, StoredEvent, Task, TaskId, TaskKind,
+    ClaimedTask, NewEvent, RequestLogEntry, RequestLogStats, StoredEvent, Task, TaskId, TaskType,
     TaskState, WorkerInfo, WorkerStatus,
 };
 
@@ -45,7 +45,7 @@ impl StoreError {
 #[derive(Clone, Debug)]
 pub struct TaskInsertParams {
     pub id: TaskId,
-    pub kind: TaskKind,
+    pub kind: TaskType,
     pub input: Value,
     pub max_attempts: i32,
     pub priority: i32,
@@ -59,6 +59,8 @@ pub struct TaskInsertParams {
     pub concurrency_key: Option<String>,
     /// This task's own backoff between attempts (else the worker's for its kind).
     pub backoff: Option<crate::RetryPolicy>,
+    /// This task's own per-attempt time limit (else its type's).
+    pub timeout: Option<Duration>,
 }
 
 /// A worker asking for up to `max` runnable tasks.
@@ -73,6 +75,8 @@ pub struct TaskClaimParams {
     pub queues: Option<Vec<String>>,
     /// Most running tasks per concurrency key, across the cluster.
     pub key_limit: i32,
+    /// Only tasks of these types (the ones the claimer can run); `None`: any.
+    pub types: Option<Vec<String>>,
 }
 
 /// How many live tasks one queue holds.
@@ -174,6 +178,8 @@ pub struct WorkerHeartbeatParams {
     pub failed: i64,
     pub started_at: DateTime<Utc>,
     pub now: DateTime<Utc>,
+    /// The task types it runs.
+    pub task_types: Vec<String>,
 }
 
 /// A node asking to hold (or keep holding) a leader lease.
@@ -214,7 +220,7 @@ pub struct MaintenancePruneReport {
 #[derive(Clone, Debug, Default)]
 pub struct TaskListParams {
     pub state: Option<TaskState>,
-    pub kind: Option<TaskKind>,
+    pub kind: Option<TaskType>,
     /// Only tasks older than this one (the previous page's last id).
     pub before: Option<TaskId>,
     pub limit: i64,
@@ -378,6 +384,8 @@ pub trait Store: Send + Sync + 'static {
     async fn queue_list(&self) -> Result<Vec<QueueLimits>, StoreError>;
     /// Queued and running tasks per queue (queues with live tasks only).
     async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError>;
+    /// Queued tasks per type (types with queued tasks only), by name.
+    async fn task_queued_by_type(&self) -> Result<Vec<(String, i64)>, StoreError>;
     /// Reads a task.
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
     /// Atomically moves up to `max` due tasks, highest priority first, to

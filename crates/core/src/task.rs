@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::TaskKind;
+use crate::TaskType;
 
 /// A task's id: a UUIDv7, so ids sort by creation time and index well.
 #[derive(
@@ -112,7 +112,7 @@ impl FromStr for TaskState {
 pub struct Task {
     pub id: TaskId,
     #[serde(rename = "type")]
-    pub kind: TaskKind,
+    pub kind: TaskType,
     #[schema(value_type = Object)]
     pub input: Value,
     #[serde(rename = "status")]
@@ -144,6 +144,9 @@ pub struct Task {
     /// The backoff given at submission (`None`: the workers' for its type).
     #[schema(value_type = Option<crate::retry::RetryPolicyJson>)]
     pub retry_backoff: Option<crate::RetryPolicy>,
+    /// This task's own per-attempt time limit, if its submission lowered
+    /// its type's.
+    pub timeout_ms: Option<i64>,
 }
 
 /// One failed attempt, as kept on its task.
@@ -160,7 +163,7 @@ pub struct AttemptError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClaimedTask {
     pub id: TaskId,
-    pub kind: TaskKind,
+    pub kind: TaskType,
     pub input: Value,
     /// This attempt's number, starting at 1.
     pub attempt: i32,
@@ -171,4 +174,6 @@ pub struct ClaimedTask {
     pub lease_token: i64,
     /// The task's own backoff, if its submission gave one.
     pub backoff: Option<crate::RetryPolicy>,
+    /// The task's own per-attempt time limit, if its submission gave one.
+    pub timeout: Option<std::time::Duration>,
 }

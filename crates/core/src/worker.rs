@@ -48,4 +48,7 @@ pub struct WorkerInfo {
     pub failed: i64,
     pub started_at: DateTime<Utc>,
     pub last_heartbeat_at: DateTime<Utc>,
+    /// The task types it runs (empty: not reported, e.g. an older worker).
+    #[serde(default)]
+    pub task_types: Vec<String>,
 }

@@ -179,6 +179,10 @@ impl Store for BusyRetryStore {
         self.call(|| self.inner.queue_depths()).await
     }
 
+    async fn task_queued_by_type(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.call(|| self.inner.task_queued_by_type()).await
+    }
+
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
         self.call(|| self.inner.task_get(id)).await
     }
@@ -362,6 +366,9 @@ mod tests {
             unreachable!()
         }
         async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError> {
+            unreachable!()
+        }
+        async fn task_queued_by_type(&self) -> Result<Vec<(String, i64)>, StoreError> {
             unreachable!()
         }
         async fn task_get(&self, _: TaskId) -> Result<Option<Task>, StoreError> {

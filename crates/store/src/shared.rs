@@ -76,8 +76,13 @@ pub(crate) fn sql_string_list(names: &[String]) -> String {
 }
 
 /// The fast claim's extra conditions: no key, not in a limited queue, in
-/// one of the claimer's queues. Names are inlined as constants.
-pub(crate) fn fast_claim_filter(limited: &[String], only: Option<&[String]>) -> String {
+/// one of the claimer's queues, of a type it runs. Names are inlined as
+/// constants.
+pub(crate) fn fast_claim_filter(
+    limited: &[String],
+    only: Option<&[String]>,
+    types: Option<&[String]>,
+) -> String {
     let mut filter = String::from("concurrency_key IS NULL");
     if !limited.is_empty() {
         filter.push_str(&format!(" AND queue NOT IN ({})", sql_string_list(limited)));
@@ -87,6 +92,13 @@ pub(crate) fn fast_claim_filter(limited: &[String], only: Option<&[String]>) -> 
             filter.push_str(" AND FALSE");
         } else {
             filter.push_str(&format!(" AND queue IN ({})", sql_string_list(only)));
+        }
+    }
+    if let Some(types) = types {
+        if types.is_empty() {
+            filter.push_str(" AND FALSE");
+        } else {
+            filter.push_str(&format!(" AND kind IN ({})", sql_string_list(types)));
         }
     }
     filter

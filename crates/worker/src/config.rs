@@ -1,10 +1,11 @@
 //! A worker's settings.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::HashMap;
+use weir_core::{RetryPolicy, TaskType, TaskTypes};
 
-use weir_core::{RetryPolicy, TaskKind};
+use crate::handler::Handlers;
 
 /// How one worker behaves. Built by the CLI from flags, env and config file.
 #[derive(Clone, Debug)]
@@ -26,10 +27,13 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     /// How long cacheable results stay in the shared cache.
     pub cache_ttl: Duration,
-    /// Backoff between failed attempts.
+    /// Backoff between failed attempts, unless the task's type or its
+    /// submission says otherwise.
     pub retry: RetryPolicy,
-    /// Backoff for particular task kinds, overriding `retry`.
-    pub retry_by_kind: HashMap<TaskKind, RetryPolicy>,
+    /// The types the cluster knows: timeouts, backoff, caching per type.
+    pub task_types: Arc<TaskTypes>,
+    /// The handlers this worker runs; it claims only their types.
+    pub handlers: Handlers,
     /// How often the cleaner runs (only on the maintenance leader).
     pub maintenance_interval: Duration,
     /// Finished tasks are deleted this long after they finished.
@@ -49,9 +53,33 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// The backoff for a kind: its own, or the default.
-    pub fn retry_for(&self, kind: TaskKind) -> RetryPolicy {
-        self.retry_by_kind.get(&kind).copied().unwrap_or(self.retry)
+    /// The backoff for a type: its own, or the default.
+    pub fn retry_for(&self, kind: &TaskType) -> RetryPolicy {
+        self.task_types
+            .get(kind.as_str())
+            .ok()
+            .and_then(|t| t.spec.retry_backoff)
+            .unwrap_or(self.retry)
+    }
+
+    /// The attempt time limit for a type (its own, or the default).
+    pub fn timeout_for(&self, kind: &TaskType) -> Duration {
+        self.task_types
+            .get(kind.as_str())
+            .map_or(weir_core::task_type::DEFAULT_TIMEOUT, |t| t.spec.timeout)
+    }
+
+    /// Uses `types`, with a handler for each type weir runs itself (and
+    /// keeps the Rust handlers registered before).
+    pub fn with_task_types(
+        mut self,
+        types: TaskTypes,
+    ) -> Result<Self, crate::handler::HandlerSetupError> {
+        let mut handlers = Handlers::from_types(&types)?;
+        handlers.extend_registered(&self.handlers);
+        self.handlers = handlers;
+        self.task_types = Arc::new(types);
+        Ok(self)
     }
 
     /// Defaults for a worker named `worker_id`.
@@ -66,7 +94,9 @@ impl WorkerConfig {
             shutdown_grace: Duration::from_secs(30),
             cache_ttl: Duration::from_secs(3600),
             retry: RetryPolicy::default(),
-            retry_by_kind: HashMap::new(),
+            task_types: Arc::new(TaskTypes::default()),
+            handlers: Handlers::from_types(&TaskTypes::default())
+                .expect("built-in handlers need no setup"),
             maintenance_interval: Duration::from_secs(30),
             retention: Duration::from_secs(24 * 3600),
             worker_offline_after: Duration::from_secs(30),
@@ -86,14 +116,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_kinds_own_backoff_wins() {
-        let mut c = WorkerConfig::new("w");
+    fn a_types_own_backoff_wins() {
         let fast = RetryPolicy {
             base: Duration::from_millis(10),
             cap: Duration::from_millis(100),
         };
-        c.retry_by_kind.insert(TaskKind::Flaky, fast);
-        assert_eq!(c.retry_for(TaskKind::Flaky), fast);
-        assert_eq!(c.retry_for(TaskKind::Md5), RetryPolicy::default());
+        let mut types = TaskTypes::default();
+        types.set_retry_backoff("flaky", fast).unwrap();
+        let c = WorkerConfig::new("w").with_task_types(types).unwrap();
+        let flaky = TaskType::new("flaky").unwrap();
+        assert_eq!(c.retry_for(&flaky), fast);
+        assert_eq!(c.retry_for(&TaskType::new("md5").unwrap()), RetryPolicy::default());
     }
 }

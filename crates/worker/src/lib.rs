@@ -7,16 +7,22 @@
 //! - [`config`]: [`WorkerConfig`] and its defaults.
 //! - [`worker`]: [`run`], the claim → execute → complete loop of one worker.
 //! - [`completer`]: records finished attempts in batches, off the claim path.
-//! - [`kinds`]: the code that runs each [`weir_core::TaskKind`].
+//! - [`handler`]: the [`Handler`] trait every task type's code implements
+//!   (async; gets the input, attempt, a progress handle and a cancellation
+//!   signal; succeeds, fails retryably or permanently), and [`Handlers`],
+//!   the registry a worker claims by.
+//! - [`handlers`]: the handlers weir runs itself — built-in, `http`, `command`.
 //! - [`maintenance`]: background services; [`maintenance::rescuer`] takes back
 //!   tasks whose lease expired, [`maintenance::cleaner`] (on the leader only)
 //!   deletes old finished tasks and expired cache entries.
 
 pub mod completer;
 pub mod config;
-pub mod kinds;
+pub mod handler;
+pub mod handlers;
 pub mod maintenance;
 pub mod worker;
 
 pub use config::WorkerConfig;
+pub use handler::{Handler, HandlerError, Handlers, Job, Progress};
 pub use worker::{run, WorkerReport};

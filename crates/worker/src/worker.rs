@@ -16,7 +16,8 @@ use weir_core::{
 };
 
 use crate::completer::Completer;
-use crate::{kinds, maintenance, WorkerConfig};
+use crate::handler::{HandlerError, Job, Progress};
+use crate::{maintenance, WorkerConfig};
 
 /// What a worker did before it stopped.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -68,16 +69,30 @@ struct Worker {
     store: Arc<dyn Store>,
     config: WorkerConfig,
     started_at: DateTime<Utc>,
-    running: JoinSet<Result<serde_json::Value, String>>,
+    running: JoinSet<Result<serde_json::Value, HandlerError>>,
     /// What each running tokio task is running, to complete or release it.
     held: HashMap<tokio::task::Id, ClaimedTask>,
     /// How to stop each running tokio task (a cancelled or lost task), and
     /// where it reports progress.
-    aborts: HashMap<tokio::task::Id, (tokio::task::AbortHandle, kinds::Progress)>,
+    aborts: HashMap<tokio::task::Id, Running>,
     /// Records finished attempts in batches; taken at the end of the drain.
     completer: Option<Completer>,
     report: WorkerReport,
     metrics: WorkerMetrics,
+}
+
+/// How to stop one running attempt, and where it reports progress.
+struct Running {
+    abort: tokio::task::AbortHandle,
+    cancel: CancellationToken,
+    progress: Progress,
+}
+
+impl Running {
+    fn stop(self) {
+        self.cancel.cancel();
+        self.abort.abort();
+    }
 }
 
 /// This worker's Prometheus series, labelled with its id (`worker_id`).
@@ -160,7 +175,7 @@ impl Worker {
                 }
                 _ = schedule.tick(), if !draining && has_jobs => {
                     scheduler
-                        .tick(&self.store, &self.config.worker_id, &self.config.periodic, self.config.scheduler_interval)
+                        .tick(&self.store, &self.config.worker_id, &self.config.periodic, self.config.scheduler_interval, &self.config.task_types)
                         .await;
                 }
                 _ = sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if draining => {
@@ -191,6 +206,7 @@ impl Worker {
             lease: self.config.lease,
             queues: self.config.queues.clone(),
             key_limit: self.config.concurrency_key_limit,
+            types: Some(self.config.handlers.type_names()),
         };
         match self.store.task_claim(params).await {
             Ok(tasks) => {
@@ -198,14 +214,9 @@ impl Worker {
                     if task.attempt > 1 {
                         self.metrics.retries.increment(1);
                     }
-                    let (kind, input, attempt) = (task.kind, task.input.clone(), task.attempt);
-                    let progress = kinds::Progress::default();
-                    let reporter = progress.clone();
-                    let handle = self.running.spawn(async move {
-                        kinds::execute(kind, &input, attempt, &reporter).await
-                    });
-                    self.held.insert(handle.id(), task);
-                    self.aborts.insert(handle.id(), (handle, progress));
+                    let running = self.start(&task);
+                    self.held.insert(running.abort.id(), task);
+                    self.aborts.insert(running.abort.id(), running);
                 }
                 self.metrics.active.set(self.held.len() as f64);
                 Ok(())
@@ -217,17 +228,60 @@ impl Worker {
         }
     }
 
+    /// Starts one attempt under its time limit: the type's, or the
+    /// submission's if lower.
+    fn start(&mut self, task: &ClaimedTask) -> Running {
+        let type_timeout = self.config.timeout_for(&task.kind);
+        let timeout = task.timeout.map_or(type_timeout, |t| t.min(type_timeout));
+        let job = Job {
+            id: task.id,
+            task_type: task.kind.clone(),
+            input: task.input.clone(),
+            attempt: task.attempt,
+            max_attempts: task.max_attempts,
+            timeout,
+            progress: Progress::default(),
+            cancel: CancellationToken::new(),
+        };
+        let (progress, cancel) = (job.progress.clone(), job.cancel.clone());
+        let handler = self.config.handlers.get(&task.kind);
+        let abort = self.running.spawn(async move {
+            let Some(handler) = handler else {
+                // Claims name only this worker's types; a type renamed
+                // between claim and run is retried elsewhere.
+                return Err(HandlerError::retryable(format!(
+                    "no handler for task type {} on this worker",
+                    job.task_type
+                )));
+            };
+            // On timeout the attempt's future is dropped: an HTTP request is
+            // aborted, a command's process group killed.
+            match tokio::time::timeout(timeout, handler.run(job)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(HandlerError::retryable(format!(
+                    "timed out after {}",
+                    humantime::format_duration(timeout)
+                ))),
+            }
+        });
+        Running {
+            abort,
+            cancel,
+            progress,
+        }
+    }
+
     /// Turns a finished execution into a pending completion.
     fn finished(
         &mut self,
         joined: Result<
-            (tokio::task::Id, Result<serde_json::Value, String>),
+            (tokio::task::Id, Result<serde_json::Value, HandlerError>),
             tokio::task::JoinError,
         >,
     ) {
         let (id, result) = match joined {
             Ok((id, result)) => (id, result),
-            Err(e) if e.is_panic() => (e.id(), Err("the task panicked".to_string())),
+            Err(e) if e.is_panic() => (e.id(), Err(HandlerError::retryable("the task panicked"))),
             // Cancelled: only during release, which handles the task itself.
             Err(_) => return,
         };
@@ -241,25 +295,37 @@ impl Worker {
             Ok(result) => {
                 self.report.processed += 1;
                 self.metrics.processed.increment(1);
-                let cache = task.kind.cache_key(&task.input).map(|key| CacheWrite {
-                    key,
-                    expires_at: now + to_chrono(self.config.cache_ttl),
-                });
+                let cache = self
+                    .config
+                    .task_types
+                    .get(task.kind.as_str())
+                    .ok()
+                    .and_then(|t| t.cache_key(&task.input))
+                    .map(|key| CacheWrite {
+                        key,
+                        expires_at: now + to_chrono(self.config.cache_ttl),
+                    });
                 TaskOutcome::Succeeded { result, cache }
             }
             Err(error) => {
                 self.report.failed += 1;
                 self.metrics.failed.increment(1);
-                let retry_at = (task.attempt < task.max_attempts).then(|| {
+                let retry_at = (!error.permanent && task.attempt < task.max_attempts).then(|| {
                     // The submission's own backoff wins over the type's.
                     let policy = task
                         .backoff
-                        .unwrap_or_else(|| self.config.retry_for(task.kind));
-                    let delay = policy.delay(task.attempt, rand::thread_rng().gen());
+                        .unwrap_or_else(|| self.config.retry_for(&task.kind));
+                    let delay = match error.retry_after {
+                        Some(asked) => asked.min(policy.cap),
+                        None => policy.delay(task.attempt, rand::thread_rng().gen()),
+                    };
                     now + to_chrono(delay)
                 });
-                tracing::info!(task = %task.id, attempt = task.attempt, %error, "attempt failed");
-                TaskOutcome::Failed { error, retry_at }
+                tracing::info!(task = %task.id, attempt = task.attempt, permanent = error.permanent, %error, "attempt failed");
+                TaskOutcome::Failed {
+                    error: error.message,
+                    retry_at,
+                }
             }
         };
         if let Some(completer) = &self.completer {
@@ -287,7 +353,7 @@ impl Worker {
                 .held
                 .iter()
                 .filter_map(|(tid, t)| {
-                    let p = self.aborts.get(tid)?.1.get()?;
+                    let p = self.aborts.get(tid)?.progress.get()?;
                     Some((t.id, p))
                 })
                 .collect(),
@@ -304,8 +370,8 @@ impl Worker {
                     if let Some(task) = self.held.remove(&tid) {
                         tracing::info!(task = %task.id, "no longer held (cancelled or rescued); stopping it");
                     }
-                    if let Some((abort, _)) = self.aborts.remove(&tid) {
-                        abort.abort();
+                    if let Some(running) = self.aborts.remove(&tid) {
+                        running.stop();
                     }
                 }
                 self.metrics.active.set(self.held.len() as f64);
@@ -318,8 +384,10 @@ impl Worker {
 
     /// End of the grace period: stop what still runs and hand it back.
     async fn release_unfinished(&mut self) {
+        for (_, running) in self.aborts.drain() {
+            running.stop();
+        }
         self.running.abort_all();
-        self.aborts.clear();
         while self.running.join_next().await.is_some() {}
         let tasks: Vec<_> = self
             .held
@@ -353,6 +421,7 @@ impl Worker {
             failed: self.report.failed,
             started_at: self.started_at,
             now: Utc::now(),
+            task_types: self.config.handlers.type_names(),
         };
         if let Err(e) = self.store.worker_heartbeat(params).await {
             tracing::warn!(worker = %self.config.worker_id, error = %e, "heartbeat failed");

@@ -2,9 +2,11 @@
 
 pub mod cache;
 pub mod events;
+pub mod external;
 pub mod health;
 pub mod metrics;
 pub mod root;
+pub mod task_types;
 pub mod tasks;
 pub mod workers;
 

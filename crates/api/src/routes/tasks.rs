@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 use weir_core::{
-    RetryPolicy, Store, StoreError, Task, TaskChange, TaskId, TaskInsertParams, TaskKind,
-    TaskListParams, TaskState,
+    Builtin, RegisteredType, RetryPolicy, Store, StoreError, Task, TaskChange, TaskId,
+    TaskInsertParams, TaskListParams, TaskState, TaskType,
 };
 
 use crate::body::JsonBody;
@@ -25,7 +25,8 @@ const MAX_ATTEMPTS_LIMIT: i32 = 100;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitTask {
-    /// `md5`, `sha256`, `argon2`, `sleep`, `flaky` or `noop`.
+    /// A registered type (`GET /task-types`): `md5`, `sha256`, `argon2`,
+    /// `sleep`, `flaky`, `noop`, or one of the config's `[task_types]`.
     #[serde(rename = "type")]
     #[schema(example = "md5")]
     kind: String,
@@ -33,21 +34,22 @@ pub struct SubmitTask {
     /// `{"fail_times": …}` for flaky.
     #[schema(value_type = Object, example = json!({"string": "hello"}))]
     input: Value,
-    /// Attempts before the task is dead (1 to 100; default from config).
+    /// Attempts before the task is dead (1 to 100; default: the type's, else the node's).
     max_attempts: Option<i32>,
-    /// Higher runs first.
-    #[serde(default)]
-    priority: i32,
+    /// Higher runs first (default: the type's, else 0).
+    priority: Option<i32>,
     /// Not run before this moment.
     run_at: Option<DateTime<Utc>>,
     /// Same key within the idempotency window → the same task.
     idempotency_key: Option<String>,
-    /// A named queue (default `default`).
+    /// A named queue (default: the type's, else `default`).
     queue: Option<String>,
     /// At most the workers' key limit of tasks with this key run at once.
     concurrency_key: Option<String>,
     /// This task's backoff between attempts, `BASE:CAP` like `100ms:30s`.
     retry_backoff: Option<String>,
+    /// A lower per-attempt time limit than the type's, like `30s`.
+    timeout: Option<String>,
 }
 
 /// Longest queue name accepted.
@@ -56,16 +58,12 @@ const MAX_QUEUE_NAME_BYTES: usize = 64;
 const MAX_CONCURRENCY_KEY_BYTES: usize = 255;
 
 /// A queue name: 1 to 64 of `A-Za-z0-9_.:-`.
-fn valid_queue(queue: Option<String>) -> Result<String, ApiError> {
+fn valid_queue(queue: Option<String>) -> Result<Option<String>, ApiError> {
     let Some(q) = queue else {
-        return Ok("default".into());
+        return Ok(None);
     };
-    let ok = !q.is_empty()
-        && q.len() <= MAX_QUEUE_NAME_BYTES
-        && q.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
-    if ok {
-        Ok(q)
+    if weir_core::task_type::valid_queue_name(&q) {
+        Ok(Some(q))
     } else {
         Err(ApiError::bad_request(
             "invalid_queue",
@@ -110,20 +108,41 @@ fn valid_backoff(spec: Option<String>) -> Result<Option<RetryPolicy>, ApiError> 
     Ok(Some(RetryPolicy { base, cap }))
 }
 
+/// A submission's `timeout`: a duration no longer than its type's.
+fn valid_timeout(
+    spec: Option<String>,
+    t: &RegisteredType,
+) -> Result<Option<std::time::Duration>, ApiError> {
+    let Some(spec) = spec else {
+        return Ok(None);
+    };
+    let invalid = |why: String| ApiError::bad_request("invalid_timeout", why);
+    let d = humantime::parse_duration(spec.trim()).map_err(|e| invalid(format!("{spec:?}: {e}")))?;
+    if d.is_zero() || d > t.spec.timeout {
+        return Err(invalid(format!(
+            "timeout must be above 0 and at most the type's {}",
+            humantime::format_duration(t.spec.timeout)
+        )));
+    }
+    Ok(Some(d))
+}
+
 /// Longest idempotency key accepted.
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
 
-/// One task to queue, however it was submitted.
+/// One task to queue, however it was submitted; `None`s take the type's
+/// defaults.
 struct Submission {
-    kind: TaskKind,
+    kind: TaskType,
     input: Value,
-    max_attempts: i32,
-    priority: i32,
+    max_attempts: Option<i32>,
+    priority: Option<i32>,
     run_at: Option<DateTime<Utc>>,
     idempotency_key: Option<String>,
-    queue: String,
+    queue: Option<String>,
     concurrency_key: Option<String>,
     backoff: Option<RetryPolicy>,
+    timeout: Option<std::time::Duration>,
 }
 
 /// The key from the `Idempotency-Key` header or the body's field (they must agree).
@@ -178,32 +197,30 @@ pub async fn submit(
     headers: HeaderMap,
     JsonBody(body): JsonBody<SubmitTask>,
 ) -> Result<Response, ApiError> {
-    let kind: TaskKind = body.kind.parse()?;
-    let max_attempts = body
+    let registered = state.config.task_types.get(&body.kind)?;
+    if body
         .max_attempts
-        .unwrap_or(state.config.default_max_attempts);
-    if !(1..=MAX_ATTEMPTS_LIMIT).contains(&max_attempts) {
+        .is_some_and(|n| !(1..=MAX_ATTEMPTS_LIMIT).contains(&n))
+    {
         return Err(ApiError::bad_request(
             "invalid_input",
             format!("max_attempts must be from 1 to {MAX_ATTEMPTS_LIMIT}"),
         ));
     }
     let idempotency_key = idempotency_key(&headers, body.idempotency_key)?;
-    enqueue(
-        &state,
-        Submission {
-            kind,
-            input: body.input,
-            max_attempts,
-            priority: body.priority,
-            run_at: body.run_at,
-            idempotency_key,
-            queue: valid_queue(body.queue)?,
-            concurrency_key: valid_concurrency_key(body.concurrency_key)?,
-            backoff: valid_backoff(body.retry_backoff)?,
-        },
-    )
-    .await
+    let submission = Submission {
+        kind: registered.spec.name.clone(),
+        input: body.input,
+        max_attempts: body.max_attempts,
+        priority: body.priority,
+        run_at: body.run_at,
+        idempotency_key,
+        queue: valid_queue(body.queue)?,
+        concurrency_key: valid_concurrency_key(body.concurrency_key)?,
+        backoff: valid_backoff(body.retry_backoff)?,
+        timeout: valid_timeout(body.timeout, registered)?,
+    };
+    enqueue(&state, submission).await
 }
 
 /// `POST /hash/{kind}` with `{"string": …}` (argon2 also takes its cost fields).
@@ -221,27 +238,29 @@ pub async fn submit_hash(
     headers: HeaderMap,
     JsonBody(input): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    let kind: TaskKind = kind.parse()?;
-    if !matches!(kind, TaskKind::Md5 | TaskKind::Sha256 | TaskKind::Argon2) {
+    let registered = state.config.task_types.get(&kind)?;
+    let is_hash = matches!(
+        Builtin::from_name(&kind),
+        Some(Builtin::Md5 | Builtin::Sha256 | Builtin::Argon2)
+    );
+    if !is_hash {
         return Err(ApiError::bad_request(
             "unknown_task_type",
-            format!(
-                "{} is not a hash; submit it with POST /tasks",
-                kind.as_str()
-            ),
+            format!("{kind} is not a hash; submit it with POST /tasks"),
         ));
     }
     let idempotency_key = idempotency_key(&headers, None)?;
     let submission = Submission {
-        kind,
+        kind: registered.spec.name.clone(),
         input,
-        max_attempts: state.config.default_max_attempts,
-        priority: 0,
+        max_attempts: None,
+        priority: None,
         run_at: None,
         idempotency_key,
-        queue: "default".into(),
+        queue: None,
         concurrency_key: None,
         backoff: None,
+        timeout: None,
     };
     enqueue(&state, submission).await
 }
@@ -258,15 +277,25 @@ async fn enqueue(state: &AppState, s: Submission) -> Result<Response, ApiError> 
         queue,
         concurrency_key,
         backoff,
+        timeout,
     } = s;
-    kind.validate_input(&input)?;
+    let registered = state.config.task_types.get(kind.as_str())?;
+    registered.validate_input(&input)?;
+    let spec = &registered.spec;
+    let max_attempts = max_attempts
+        .or(spec.max_attempts)
+        .unwrap_or(state.config.default_max_attempts);
+    let priority = priority.or(spec.priority).unwrap_or(0);
+    let queue = queue
+        .or_else(|| spec.queue.clone())
+        .unwrap_or_else(|| "default".into());
     let now = Utc::now();
-    let cache_key = kind.cache_key(&input);
+    let cache_key = registered.cache_key(&input);
     if let Some(key) = &cache_key {
         if let Some(result) = state.store.cache_get(key, now).await? {
             state.cache_access.hit(key);
             let body = CachedResult {
-                kind,
+                kind: kind.clone(),
                 result,
                 source: "cache",
             };
@@ -277,7 +306,7 @@ async fn enqueue(state: &AppState, s: Submission) -> Result<Response, ApiError> 
     let id = TaskId::new();
     let params = TaskInsertParams {
         id,
-        kind,
+        kind: kind.clone(),
         input,
         max_attempts,
         priority,
@@ -287,6 +316,7 @@ async fn enqueue(state: &AppState, s: Submission) -> Result<Response, ApiError> 
         queue,
         concurrency_key,
         backoff,
+        timeout,
     };
     if let Some(key) = idempotency_key {
         let (task, created) = state
@@ -459,7 +489,10 @@ pub async fn list(
         .map(|s| s.parse::<TaskState>())
         .transpose()
         .map_err(|e| ApiError::bad_request("invalid_query", e))?;
-    let kind = q.kind.map(|k| k.parse::<TaskKind>()).transpose()?;
+    let kind = q
+        .kind
+        .map(|k| state.config.task_types.get(&k).map(|t| t.spec.name.clone()))
+        .transpose()?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::bad_request(

@@ -7,9 +7,15 @@ use crate::cluster::serve_api_node;
 use crate::config::ApiArgs;
 use crate::registration::Registration;
 
-pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
+pub async fn run(
+    args: ApiArgs,
+    file_types: &[(String, weir_core::TaskTypeConfig)],
+) -> anyhow::Result<()> {
     let options = args.store.options(None)?;
-    let config = args.api.config(String::new(), args.store.db_busy_timeout)?;
+    let task_types = args.types.registry(file_types)?;
+    let config = args
+        .api
+        .config(String::new(), args.store.db_busy_timeout, task_types)?;
     let store = weir_store::open(&options)
         .await
         .with_context(|| format!("opening {}", options.database_url))?;

@@ -9,7 +9,7 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use weir_core::{TaskId, TaskInsertParams, TaskKind};
+use weir_core::{Builtin, TaskId, TaskInsertParams};
 
 use crate::config::BenchBurndownArgs;
 
@@ -46,7 +46,7 @@ pub async fn run(args: BenchBurndownArgs) -> anyhow::Result<()> {
         let batch: Vec<TaskInsertParams> = (0..n)
             .map(|_| TaskInsertParams {
                 id: TaskId::new(),
-                kind: TaskKind::Noop,
+                kind: Builtin::Noop.into(),
                 input: json!({}),
                 max_attempts: 3,
                 priority: 0,
@@ -56,6 +56,7 @@ pub async fn run(args: BenchBurndownArgs) -> anyhow::Result<()> {
                 queue: "default".into(),
                 concurrency_key: None,
                 backoff: None,
+                timeout: None,
             })
             .collect();
         store.task_insert_many(&batch).await?;

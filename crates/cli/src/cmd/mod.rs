@@ -9,14 +9,17 @@ mod migrate;
 mod up;
 mod worker;
 
+use weir_core::TaskTypeConfig;
+
 use crate::config::Command;
 
-pub async fn run(command: Command) -> anyhow::Result<()> {
+/// Runs `command`; `task_types` are the config file's `[task_types.NAME]` tables.
+pub async fn run(command: Command, task_types: Vec<(String, TaskTypeConfig)>) -> anyhow::Result<()> {
     match command {
-        Command::Up(args) => up::run(*args).await,
+        Command::Up(args) => up::run(*args, &task_types).await,
         Command::Lb(args) => lb::run(args).await,
-        Command::Api(args) => api::run(args).await,
-        Command::Worker(args) => worker::run(args).await,
+        Command::Api(args) => api::run(args, &task_types).await,
+        Command::Worker(args) => worker::run(args, &task_types).await,
         Command::Migrate(args) => migrate::run(args).await,
         Command::Bench(args) => match args.command {
             Some(command) => bench::run(command).await,

@@ -2,10 +2,17 @@
 
 use anyhow::Context;
 
+use weir_core::TaskTypeConfig;
+
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::config::UpArgs;
 
-pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+pub async fn run(args: UpArgs, file_types: &[(String, TaskTypeConfig)]) -> anyhow::Result<()> {
+    let task_types = args.worker.task_types(args.types.registry(file_types)?)?;
+    let (worker_token, token_generated) = match args.api.worker_token.clone() {
+        Some(t) if !t.is_empty() => (t, false),
+        _ => (hex::encode(rand::random::<[u8; 16]>()), true),
+    };
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let default_url = format!("sqlite://{}", args.data_dir.join("weir.db").display());
@@ -18,10 +25,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         listen: args.listen,
         api_nodes: args.api_nodes.into(),
         workers: args.workers.into(),
-        api: args.api.config(String::new(), args.store.db_busy_timeout)?,
-        worker: args
-            .worker
-            .config(String::new(), args.worker_concurrency.into()),
+        api: weir_api::ApiConfig {
+            worker_token: Some(worker_token.clone()),
+            retry_backoff: args.worker.retry_backoff,
+            cache_ttl: args.worker.cache_ttl,
+            ..args.api.config(
+                String::new(),
+                args.store.db_busy_timeout,
+                task_types.clone(),
+            )?
+        },
+        worker: args.worker.config(
+            String::new(),
+            args.worker_concurrency.into(),
+            task_types.clone(),
+        )?,
         lb: args.balancer.config(Vec::new(), admin_token.clone()),
     };
     let cluster = Cluster::start(spec, store).await?;
@@ -45,6 +63,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         println!(
             "weir: admin token {admin_token} (set --admin-token or WEIR_ADMIN_TOKEN to choose one)"
         );
+    }
+    if token_generated {
+        println!(
+            "weir: worker token {worker_token} for external workers (set --worker-token or WEIR_WORKER_TOKEN to choose one)"
+        );
+    }
+    let own: Vec<String> = task_types
+        .iter()
+        .filter(|t| !matches!(t.spec.handler, weir_core::HandlerSpec::Builtin(_)))
+        .map(|t| format!("{} ({})", t.spec.name, t.spec.handler.name()))
+        .collect();
+    if !own.is_empty() {
+        println!("weir: task types {}", own.join(", "));
     }
     println!("weir: ready; Ctrl-C or SIGTERM stops");
 

@@ -5,8 +5,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerArgs;
 
-pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
+pub async fn run(
+    args: WorkerArgs,
+    file_types: &[(String, weir_core::TaskTypeConfig)],
+) -> anyhow::Result<()> {
     let options = args.store.options(None)?;
+    let task_types = args.worker.task_types(args.types.registry(file_types)?)?;
     let store = weir_store::open(&options)
         .await
         .with_context(|| format!("opening {}", options.database_url))?;
@@ -16,7 +20,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("worker-{}", std::process::id()));
     let config = args
         .worker
-        .config(worker_id.clone(), args.concurrency.into());
+        .config(worker_id.clone(), args.concurrency.into(), task_types)?;
     let stop = CancellationToken::new();
     let signal_stop = stop.clone();
     tokio::spawn(async move {
@@ -44,7 +48,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
             }
         });
     }
-    println!("weir: {worker_id} running up to {} tasks", args.concurrency);
+    println!(
+        "weir: {worker_id} running up to {} tasks of types {}",
+        args.concurrency,
+        config.handlers.type_names().join(", ")
+    );
     // In buffered ingest, each worker is also a consumer of the event stream.
     let consumer = args.ingest.buffer()?.map(|b| {
         println!(

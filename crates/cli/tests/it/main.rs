@@ -17,5 +17,6 @@ mod queues;
 mod request_log;
 mod status;
 mod support;
+mod task_types;
 mod tasks;
 mod workers;

@@ -87,6 +87,13 @@ pub struct StackOptions {
     pub concurrency_key_limit: i32,
     /// The workers' default backoff (the worker default when None).
     pub retry: Option<weir_core::RetryPolicy>,
+    /// The task types API nodes and workers know (the built-ins when None).
+    pub task_types: Option<weir_core::TaskTypes>,
+    /// The external workers' token (their endpoints refuse all when None).
+    pub worker_token: Option<String>,
+    /// Workers' lease and rescue interval (worker defaults when None).
+    pub lease: Option<Duration>,
+    pub rescue_interval: Option<Duration>,
 }
 
 impl Default for StackOptions {
@@ -110,6 +117,10 @@ impl Default for StackOptions {
             queue_limits: Vec::new(),
             concurrency_key_limit: 1,
             retry: None,
+            task_types: None,
+            worker_token: None,
+            lease: None,
+            rescue_interval: None,
         }
     }
 }
@@ -213,6 +224,17 @@ impl Stack {
         worker.concurrency_key_limit = opts.concurrency_key_limit;
         if let Some(retry) = opts.retry {
             worker.retry = retry;
+        }
+        if let Some(types) = opts.task_types.clone() {
+            api.task_types = Arc::new(types.clone());
+            worker = worker.with_task_types(types).unwrap();
+        }
+        api.worker_token = opts.worker_token.clone();
+        if let Some(lease) = opts.lease {
+            worker.lease = lease;
+        }
+        if let Some(every) = opts.rescue_interval {
+            worker.rescue_interval = every;
         }
         let mut lb = weir_lb::LbConfig::new(Vec::new());
         lb.admin_token = ADMIN_TOKEN.into();

@@ -34,7 +34,7 @@ UPDATE tasks t SET state = 'running', attempts = t.attempts + 1, lease_token = t
                    worker_id = $1, started_at = $2, lease_expires_at = $3
 FROM picked WHERE t.id = picked.id
 RETURNING t.id, t.kind, t.input, t.attempts, t.max_attempts, t.lease_token, t.priority, t.run_at,
-          t.backoff_base_ms, t.backoff_cap_ms";
+          t.backoff_base_ms, t.backoff_cap_ms, t.timeout_ms";
 
 /// Tasks of one limited queue (`$5`) or of one key (`$6`), or both.
 const CLAIM_FILTERED_SQL: &str = "\
@@ -46,6 +46,7 @@ WITH picked AS (
                      AND ($7::text[] IS NULL OR queue = ANY($7))
                 ELSE queue = $5 END)
       AND (CASE WHEN $6::text IS NULL THEN concurrency_key IS NULL ELSE concurrency_key = $6 END)
+      AND ($8::text[] IS NULL OR kind = ANY($8))
     ORDER BY priority DESC, run_at, id LIMIT $4
     FOR UPDATE SKIP LOCKED
 )
@@ -53,7 +54,7 @@ UPDATE tasks t SET state = 'running', attempts = t.attempts + 1, lease_token = t
                    worker_id = $1, started_at = $2, lease_expires_at = $3
 FROM picked WHERE t.id = picked.id
 RETURNING t.id, t.kind, t.input, t.attempts, t.max_attempts, t.lease_token, t.priority, t.run_at,
-          t.backoff_base_ms, t.backoff_cap_ms";
+          t.backoff_base_ms, t.backoff_cap_ms, t.timeout_ms";
 
 /// Keys with due tasks looked at per claim.
 const KEYS_PER_CLAIM: i64 = 64;
@@ -75,7 +76,7 @@ impl PostgresStore {
         let limited = self.limited_queues().await?;
         let sql = TASK_CLAIM_SQL.replace(
             "{filter}",
-            &crate::shared::fast_claim_filter(&limited, p.queues.as_deref()),
+            &crate::shared::fast_claim_filter(&limited, p.queues.as_deref(), p.types.as_deref()),
         );
         let rows = sqlx::query(&sql)
             .bind(&p.worker_id)
@@ -190,6 +191,7 @@ async fn claim_limited(
             .bind(&name)
             .bind(None::<String>)
             .bind(None::<Vec<String>>)
+            .bind(&p.types)
             .fetch_all(&mut *tx)
             .await
             .map_err(err)?;
@@ -232,12 +234,14 @@ async fn claim_keyed(
                                       AND (q.concurrency IS NOT NULL OR q.rate_per_second IS NOT NULL)) \
                           AND ($3::text[] IS NULL OR queue = ANY($3)) \
                      ELSE queue = $2 END) \
+           AND ($5::text[] IS NULL OR kind = ANY($5)) \
          LIMIT $4",
     )
     .bind(p.now)
     .bind(queue)
     .bind(&p.queues)
     .bind(KEYS_PER_CLAIM)
+    .bind(&p.types)
     .fetch_all(&mut *tx)
     .await
     .map_err(err)?;
@@ -273,6 +277,7 @@ async fn claim_keyed(
             .bind(queue)
             .bind(&key)
             .bind(&p.queues)
+            .bind(&p.types)
             .fetch_all(&mut *tx)
             .await
             .map_err(err)?;

@@ -84,6 +84,7 @@ impl PostgresStore {
         let mut keys = Vec::with_capacity(n);
         let mut bases = Vec::with_capacity(n);
         let mut caps = Vec::with_capacity(n);
+        let mut timeouts = Vec::with_capacity(n);
         for p in params {
             ids.push(p.id.0);
             kinds.push(p.kind.as_str());
@@ -98,18 +99,19 @@ impl PostgresStore {
             let (base, cap) = RetryPolicy::to_millis(p.backoff);
             bases.push(base);
             caps.push(cap);
+            timeouts.push(p.timeout.map(|t| t.as_millis() as i64));
         }
         sqlx::query_scalar(
             "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, \
                                 created_at, run_at, queue, concurrency_key, backoff_base_ms, \
-                                backoff_cap_ms) \
+                                backoff_cap_ms, timeout_ms) \
              SELECT id, kind, input, 'queued', max_attempts, priority, cache_key, created_at, run_at, \
-                    queue, concurrency_key, backoff_base_ms, backoff_cap_ms \
+                    queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms \
              FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int[], $5::int[], $6::text[], \
                          $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], \
-                         $11::bigint[], $12::bigint[]) \
+                         $11::bigint[], $12::bigint[], $13::bigint[]) \
                  AS t(id, kind, input, max_attempts, priority, cache_key, created_at, run_at, \
-                      queue, concurrency_key, backoff_base_ms, backoff_cap_ms) \
+                      queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms) \
              ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(ids)
@@ -124,6 +126,7 @@ impl PostgresStore {
         .bind(keys)
         .bind(bases)
         .bind(caps)
+        .bind(timeouts)
         .fetch_all(&self.pool)
         .await
         .map_err(err)

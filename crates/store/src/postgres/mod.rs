@@ -261,6 +261,15 @@ impl Store for PostgresStore {
         Ok(crate::shared::depths_from_rows(rows))
     }
 
+    async fn task_queued_by_type(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as(
+            "SELECT kind, COUNT(*) FROM tasks WHERE state = 'queued' GROUP BY kind ORDER BY kind",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)
+    }
+
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
         // A task is in exactly one table at a time; the finished side is read
         // first to not miss one that moves between the two reads.
@@ -414,14 +423,15 @@ impl Store for PostgresStore {
                  WHERE t.id = e.id AND t.attempts >= t.max_attempts \
                  RETURNING t.id, t.kind, t.input, t.attempts, t.max_attempts, t.priority, \
                            t.worker_id, t.created_at, t.run_at, t.started_at, t.errors, \
-                           t.queue, t.concurrency_key, t.backoff_base_ms, t.backoff_cap_ms), \
+                           t.queue, t.concurrency_key, t.backoff_base_ms, t.backoff_cap_ms, \
+                           t.timeout_ms), \
              archived AS ( \
                  INSERT INTO tasks_finished (id, kind, input, state, result, error, attempts, \
                      max_attempts, priority, worker_id, created_at, run_at, started_at, completed_at, \
-                     queue, concurrency_key, backoff_base_ms, backoff_cap_ms, errors) \
+                     queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms, errors) \
                  SELECT id, kind, input, 'dead', NULL, $2, attempts, max_attempts, priority, \
                         worker_id, created_at, run_at, started_at, $1, queue, concurrency_key, \
-                        backoff_base_ms, backoff_cap_ms, \
+                        backoff_base_ms, backoff_cap_ms, timeout_ms, \
                         errors || jsonb_build_array(jsonb_build_object('attempt', attempts, \
                             'error', $2::text, 'at', $1::timestamptz, 'worker_id', worker_id)) \
                  FROM dead \
@@ -567,8 +577,10 @@ impl Store for PostgresStore {
     async fn worker_heartbeat(&self, p: WorkerHeartbeatParams) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO workers (id, status, concurrency, active_tasks, current_task, processed, \
-                 failed, started_at, last_heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 failed, started_at, last_heartbeat_at, task_types) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+                 task_types = excluded.task_types, \
                  concurrency = excluded.concurrency, active_tasks = excluded.active_tasks, \
                  current_task = excluded.current_task, processed = excluded.processed, \
                  failed = excluded.failed, started_at = excluded.started_at, \
@@ -583,6 +595,7 @@ impl Store for PostgresStore {
         .bind(p.failed)
         .bind(p.started_at)
         .bind(p.now)
+        .bind(serde_json::Value::from(p.task_types.clone()))
         .execute(&self.pool)
         .await
         .map_err(err)?;
@@ -592,7 +605,7 @@ impl Store for PostgresStore {
     async fn worker_list(&self) -> Result<Vec<WorkerInfo>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, status, concurrency, active_tasks, current_task, processed, failed, \
-                 started_at, last_heartbeat_at FROM workers ORDER BY id",
+                 started_at, last_heartbeat_at, task_types FROM workers ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await

@@ -2,7 +2,9 @@
 
 use sqlx::postgres::PgRow;
 use sqlx::Row;
-use weir_core::{ClaimedTask, RetryPolicy, StoreError, Task, TaskId, WorkerInfo, WorkerStatus};
+use weir_core::{
+    ClaimedTask, RetryPolicy, StoreError, Task, TaskId, TaskType, WorkerInfo, WorkerStatus,
+};
 
 use super::err;
 
@@ -10,10 +12,10 @@ use super::err;
 /// completion time, so the live side selects NULLs for them.
 pub const LIVE_TASK_COLUMNS: &str = "id, kind, input, state, NULL::jsonb AS result, error, attempts, \
     max_attempts, priority, worker_id, created_at, run_at, started_at, NULL::timestamptz AS completed_at, errors, progress, \
-    queue, concurrency_key, backoff_base_ms, backoff_cap_ms";
+    queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms";
 pub const FINISHED_TASK_COLUMNS: &str = "id, kind, input, state, result, error, attempts, \
     max_attempts, priority, worker_id, created_at, run_at, started_at, completed_at, errors, \
-    NULL::smallint AS progress, queue, concurrency_key, backoff_base_ms, backoff_cap_ms";
+    NULL::smallint AS progress, queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms";
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
@@ -31,7 +33,7 @@ pub fn task_from_row(row: &PgRow) -> Result<Task, StoreError> {
     let state: String = row.try_get("state").map_err(err)?;
     Ok(Task {
         id: TaskId(row.try_get("id").map_err(err)?),
-        kind: kind.parse().map_err(|e| corrupt("task kind", e))?,
+        kind: TaskType::from_stored(kind),
         input: row.try_get("input").map_err(err)?,
         state: state.parse().map_err(|e| corrupt("task state", e))?,
         result: row.try_get("result").map_err(err)?,
@@ -56,6 +58,7 @@ pub fn task_from_row(row: &PgRow) -> Result<Task, StoreError> {
         queue: row.try_get("queue").map_err(err)?,
         concurrency_key: row.try_get("concurrency_key").map_err(err)?,
         retry_backoff: backoff(row)?,
+        timeout_ms: row.try_get("timeout_ms").map_err(err)?,
     })
 }
 
@@ -63,12 +66,16 @@ pub fn claimed_from_row(row: &PgRow) -> Result<ClaimedTask, StoreError> {
     let kind: String = row.try_get("kind").map_err(err)?;
     Ok(ClaimedTask {
         id: TaskId(row.try_get("id").map_err(err)?),
-        kind: kind.parse().map_err(|e| corrupt("task kind", e))?,
+        kind: TaskType::from_stored(kind),
         input: row.try_get("input").map_err(err)?,
         attempt: row.try_get("attempts").map_err(err)?,
         max_attempts: row.try_get("max_attempts").map_err(err)?,
         lease_token: row.try_get("lease_token").map_err(err)?,
         backoff: backoff(row)?,
+        timeout: row
+            .try_get::<Option<i64>, _>("timeout_ms")
+            .map_err(err)?
+            .map(|ms| std::time::Duration::from_millis(ms.max(1) as u64)),
     })
 }
 
@@ -84,5 +91,9 @@ pub fn worker_from_row(row: &PgRow) -> Result<WorkerInfo, StoreError> {
         failed: row.try_get("failed").map_err(err)?,
         started_at: row.try_get("started_at").map_err(err)?,
         last_heartbeat_at: row.try_get("last_heartbeat_at").map_err(err)?,
+        task_types: {
+            let v: serde_json::Value = row.try_get("task_types").map_err(err)?;
+            serde_json::from_value(v).map_err(|e| corrupt("task_types column", e))?
+        },
     })
 }

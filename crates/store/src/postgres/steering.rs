@@ -63,8 +63,9 @@ impl PostgresStore {
         }
         let sql = format!(
             "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, \
-                                run_at, queue, concurrency_key, backoff_base_ms, backoff_cap_ms) \
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                                run_at, queue, concurrency_key, backoff_base_ms, backoff_cap_ms, \
+                                timeout_ms) \
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
              ON CONFLICT DO NOTHING RETURNING {LIVE_TASK_COLUMNS}"
         );
         let row = sqlx::query(&sql)
@@ -80,6 +81,7 @@ impl PostgresStore {
             .bind(&p.concurrency_key)
             .bind(RetryPolicy::to_millis(p.backoff).0)
             .bind(RetryPolicy::to_millis(p.backoff).1)
+            .bind(p.timeout.map(|t| t.as_millis() as i64))
             .fetch_optional(&mut *tx)
             .await
             .map_err(err)?;
@@ -121,10 +123,10 @@ impl PostgresStore {
             "WITH moved AS (DELETE FROM tasks_finished WHERE id = $1 AND state = 'dead' RETURNING *) \
              INSERT INTO tasks (id, kind, input, state, error, attempts, max_attempts, priority, \
                                 worker_id, lease_token, created_at, run_at, started_at, errors, \
-                                queue, concurrency_key, backoff_base_ms, backoff_cap_ms) \
+                                queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms) \
              SELECT id, kind, input, 'queued', error, 0, max_attempts, priority, worker_id, \
                     (extract(epoch FROM $2::timestamptz) * 1000)::bigint, created_at, $2, started_at, \
-                    errors, queue, concurrency_key, backoff_base_ms, backoff_cap_ms \
+                    errors, queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms \
              FROM moved RETURNING {LIVE_TASK_COLUMNS}"
         );
         let row = sqlx::query(&sql)
@@ -154,10 +156,10 @@ impl PostgresStore {
              INSERT INTO tasks_finished (id, kind, input, state, result, error, attempts, max_attempts, \
                                          priority, worker_id, created_at, run_at, started_at, completed_at, \
                                          errors, queue, concurrency_key, backoff_base_ms, \
-                                         backoff_cap_ms) \
+                                         backoff_cap_ms, timeout_ms) \
              SELECT id, kind, input, 'cancelled', NULL, error, attempts, max_attempts, priority, \
                     worker_id, created_at, run_at, started_at, $2, errors, queue, concurrency_key, \
-                    backoff_base_ms, backoff_cap_ms \
+                    backoff_base_ms, backoff_cap_ms, timeout_ms \
              FROM moved \
              RETURNING {FINISHED_TASK_COLUMNS}"
         );
@@ -266,8 +268,8 @@ impl PostgresStore {
             if let Some(state) = p.state {
                 q.push(" AND state = ").push_bind(state.as_str());
             }
-            if let Some(kind) = p.kind {
-                q.push(" AND kind = ").push_bind(kind.as_str());
+            if let Some(kind) = &p.kind {
+                q.push(" AND kind = ").push_bind(kind.as_str().to_owned());
             }
             if let Some(before) = p.before {
                 q.push(" AND id < ").push_bind(before.0);

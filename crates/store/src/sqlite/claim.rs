@@ -18,7 +18,8 @@ UPDATE tasks SET state = 'running', attempts = attempts + 1, lease_token = lease
 WHERE id IN (
     SELECT id FROM tasks WHERE state = 'queued' AND run_at <= ?2 AND {filter}
     ORDER BY priority DESC, run_at, id LIMIT ?4)
-RETURNING id, kind, input, attempts, max_attempts, lease_token, backoff_base_ms, backoff_cap_ms";
+RETURNING id, kind, input, attempts, max_attempts, lease_token, backoff_base_ms, backoff_cap_ms,
+          timeout_ms";
 
 /// Tasks of one limited queue (`?5`) or of one key (`?6`), or both; `?7`:
 /// the claimer's queues (JSON) when `?5` is NULL.
@@ -33,14 +34,17 @@ WHERE id IN (
                      AND (?7 IS NULL OR queue IN (SELECT value FROM json_each(?7)))
                 ELSE queue = ?5 END)
       AND (CASE WHEN ?6 IS NULL THEN concurrency_key IS NULL ELSE concurrency_key = ?6 END)
+      AND (?8 IS NULL OR kind IN (SELECT value FROM json_each(?8)))
     ORDER BY priority DESC, run_at, id LIMIT ?4)
-RETURNING id, kind, input, attempts, max_attempts, lease_token, backoff_base_ms, backoff_cap_ms";
+RETURNING id, kind, input, attempts, max_attempts, lease_token, backoff_base_ms, backoff_cap_ms,
+          timeout_ms";
 
 const KEYS_PER_CLAIM: i64 = 64;
 
 struct Claim<'a> {
     p: &'a TaskClaimParams,
     queues_json: Option<String>,
+    types_json: Option<String>,
     now: i64,
     expires: i64,
 }
@@ -53,13 +57,17 @@ impl SqliteStore {
                 .queues
                 .as_ref()
                 .map(|q| serde_json::Value::from(q.clone()).to_string()),
+            types_json: p
+                .types
+                .as_ref()
+                .map(|t| serde_json::Value::from(t.clone()).to_string()),
             now: millis(p.now),
             expires: millis(lease_end(p.now, p.lease)),
         };
         let limited = self.limited_queues().await?;
         let sql = FAST_CLAIM_SQL.replace(
             "{filter}",
-            &crate::shared::fast_claim_filter(&limited, p.queues.as_deref()),
+            &crate::shared::fast_claim_filter(&limited, p.queues.as_deref(), p.types.as_deref()),
         );
         let rows = sqlx::query(&sql)
             .bind(&p.worker_id)
@@ -212,12 +220,14 @@ async fn claim_keyed(
                                       AND (q.concurrency IS NOT NULL OR q.rate_per_second IS NOT NULL)) \
                           AND (?3 IS NULL OR queue IN (SELECT value FROM json_each(?3))) \
                      ELSE queue = ?2 END) \
+           AND (?5 IS NULL OR kind IN (SELECT value FROM json_each(?5))) \
          LIMIT ?4",
     )
     .bind(c.now)
     .bind(queue)
     .bind(&c.queues_json)
     .bind(KEYS_PER_CLAIM)
+    .bind(&c.types_json)
     .fetch_all(&mut *tx)
     .await
     .map_err(err)?;
@@ -259,6 +269,7 @@ async fn claim_filtered(
         .bind(queue)
         .bind(key)
         .bind(&c.queues_json)
+        .bind(&c.types_json)
         .fetch_all(&mut *tx)
         .await
         .map_err(err)?;

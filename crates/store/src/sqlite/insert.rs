@@ -31,7 +31,8 @@ impl SqliteStore {
         for chunk in params.chunks(TASK_ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::new(
                 "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, \
-                 created_at, run_at, queue, concurrency_key, backoff_base_ms, backoff_cap_ms) ",
+                 created_at, run_at, queue, concurrency_key, backoff_base_ms, backoff_cap_ms, \
+                 timeout_ms) ",
             );
             q.push_values(chunk, |mut b, p| {
                 b.push_bind(p.id.to_string())
@@ -46,7 +47,8 @@ impl SqliteStore {
                     .push_bind(&p.queue)
                     .push_bind(&p.concurrency_key)
                     .push_bind(RetryPolicy::to_millis(p.backoff).0)
-                    .push_bind(RetryPolicy::to_millis(p.backoff).1);
+                    .push_bind(RetryPolicy::to_millis(p.backoff).1)
+                    .push_bind(p.timeout.map(|t| t.as_millis() as i64));
             });
             // Any conflict: the same id (a resend) or the same input live.
             q.push(" ON CONFLICT DO NOTHING RETURNING id");

@@ -231,6 +231,15 @@ impl Store for SqliteStore {
         Ok(crate::shared::depths_from_rows(rows))
     }
 
+    async fn task_queued_by_type(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as(
+            "SELECT kind, COUNT(*) FROM tasks WHERE state = 'queued' GROUP BY kind ORDER BY kind",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(err)
+    }
+
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
         let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?");
         let row = sqlx::query(&sql)
@@ -563,8 +572,10 @@ impl Store for SqliteStore {
     async fn worker_heartbeat(&self, p: WorkerHeartbeatParams) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO workers (id, status, concurrency, active_tasks, current_task, processed, \
-                 failed, started_at, last_heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 failed, started_at, last_heartbeat_at, task_types) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+                 task_types = excluded.task_types, \
                  concurrency = excluded.concurrency, active_tasks = excluded.active_tasks, \
                  current_task = excluded.current_task, processed = excluded.processed, \
                  failed = excluded.failed, started_at = excluded.started_at, \
@@ -579,6 +590,7 @@ impl Store for SqliteStore {
         .bind(p.failed)
         .bind(millis(p.started_at))
         .bind(millis(p.now))
+        .bind(serde_json::Value::from(p.task_types.clone()).to_string())
         .execute(&self.writer)
         .await
         .map_err(err)?;
@@ -588,7 +600,7 @@ impl Store for SqliteStore {
     async fn worker_list(&self) -> Result<Vec<WorkerInfo>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, status, concurrency, active_tasks, current_task, processed, failed, \
-                 started_at, last_heartbeat_at FROM workers ORDER BY id",
+                 started_at, last_heartbeat_at, task_types FROM workers ORDER BY id",
         )
         .fetch_all(&self.reader)
         .await

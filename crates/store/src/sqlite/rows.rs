@@ -3,13 +3,15 @@
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
-use weir_core::{ClaimedTask, RetryPolicy, StoreError, Task, TaskId, WorkerInfo, WorkerStatus};
+use weir_core::{
+    ClaimedTask, RetryPolicy, StoreError, Task, TaskId, TaskType, WorkerInfo, WorkerStatus,
+};
 
 use super::err;
 
 pub const TASK_COLUMNS: &str = "id, kind, input, state, result, error, attempts, max_attempts, \
     priority, worker_id, created_at, run_at, started_at, completed_at, errors, progress, queue, \
-    concurrency_key, backoff_base_ms, backoff_cap_ms";
+    concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms";
 
 pub fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -51,7 +53,7 @@ pub fn task_from_row(row: &SqliteRow) -> Result<Task, StoreError> {
     let result: Option<String> = row.try_get("result").map_err(err)?;
     Ok(Task {
         id: id(row)?,
-        kind: kind.parse().map_err(|e| corrupt("task kind", e))?,
+        kind: TaskType::from_stored(kind),
         input: json(&input)?,
         state: state.parse().map_err(|e| corrupt("task state", e))?,
         result: result.as_deref().map(json).transpose()?,
@@ -78,6 +80,7 @@ pub fn task_from_row(row: &SqliteRow) -> Result<Task, StoreError> {
         queue: row.try_get("queue").map_err(err)?,
         concurrency_key: row.try_get("concurrency_key").map_err(err)?,
         retry_backoff: backoff(row)?,
+        timeout_ms: row.try_get("timeout_ms").map_err(err)?,
     })
 }
 
@@ -86,12 +89,16 @@ pub fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedTask, StoreError> {
     let input: String = row.try_get("input").map_err(err)?;
     Ok(ClaimedTask {
         id: id(row)?,
-        kind: kind.parse().map_err(|e| corrupt("task kind", e))?,
+        kind: TaskType::from_stored(kind),
         input: json(&input)?,
         attempt: row.try_get("attempts").map_err(err)?,
         max_attempts: row.try_get("max_attempts").map_err(err)?,
         lease_token: row.try_get("lease_token").map_err(err)?,
         backoff: backoff(row)?,
+        timeout: row
+            .try_get::<Option<i64>, _>("timeout_ms")
+            .map_err(err)?
+            .map(|ms| std::time::Duration::from_millis(ms.max(1) as u64)),
     })
 }
 
@@ -107,5 +114,9 @@ pub fn worker_from_row(row: &SqliteRow) -> Result<WorkerInfo, StoreError> {
         failed: row.try_get("failed").map_err(err)?,
         started_at: time(row.try_get("started_at").map_err(err)?)?,
         last_heartbeat_at: time(row.try_get("last_heartbeat_at").map_err(err)?)?,
+        task_types: {
+            let text: String = row.try_get("task_types").map_err(err)?;
+            serde_json::from_str(&text).map_err(|e| corrupt("task_types column", e))?
+        },
     })
 }

@@ -62,8 +62,9 @@ impl SqliteStore {
         }
         let sql = format!(
             "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, \
-                                run_at, queue, concurrency_key, backoff_base_ms, backoff_cap_ms) \
-             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                                run_at, queue, concurrency_key, backoff_base_ms, backoff_cap_ms, \
+                                timeout_ms) \
+             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT DO NOTHING RETURNING {TASK_COLUMNS}"
         );
         let row = sqlx::query(&sql)
@@ -79,6 +80,7 @@ impl SqliteStore {
             .bind(&p.concurrency_key)
             .bind(RetryPolicy::to_millis(p.backoff).0)
             .bind(RetryPolicy::to_millis(p.backoff).1)
+            .bind(p.timeout.map(|t| t.as_millis() as i64))
             .fetch_optional(&mut *tx)
             .await
             .map_err(err)?;
@@ -235,8 +237,8 @@ impl SqliteStore {
         if let Some(state) = p.state {
             q.push(" AND state = ").push_bind(state.as_str());
         }
-        if let Some(kind) = p.kind {
-            q.push(" AND kind = ").push_bind(kind.as_str());
+        if let Some(kind) = &p.kind {
+            q.push(" AND kind = ").push_bind(kind.as_str().to_owned());
         }
         if let Some(before) = p.before {
             q.push(" AND id < ").push_bind(before.to_string());

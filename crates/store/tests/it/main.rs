@@ -36,6 +36,9 @@ macro_rules! conformance_suite {
             workers_claim_only_their_queues,
             a_submissions_backoff_travels_with_its_task,
             the_same_cacheable_input_is_queued_once_while_live,
+            claimers_take_only_the_types_they_run,
+            a_submissions_timeout_travels_with_its_task,
+            workers_report_their_types_and_queued_tasks_count_by_type,
         );
     };
     ($setup:ident; $($name:ident),* $(,)?) => {

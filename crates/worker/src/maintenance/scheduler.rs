@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use weir_core::{LeaderAcquireParams, Store, TaskId, TaskInsertParams, TaskKind};
+use weir_core::{LeaderAcquireParams, Store, TaskId, TaskInsertParams, TaskType, TaskTypes};
 
 /// How long a slot's idempotency key holds.
 const SLOT_KEY_WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -25,8 +25,18 @@ const MAX_CATCH_UP: usize = 100;
 pub struct PeriodicJob {
     pub name: String,
     pub schedule: cron::Schedule,
-    pub kind: TaskKind,
+    pub kind: TaskType,
     pub input: Value,
+}
+
+impl PeriodicJob {
+    /// Checks the job's type is known and its input valid for it.
+    pub fn check(&self, types: &TaskTypes) -> Result<(), String> {
+        types
+            .get(self.kind.as_str())
+            .and_then(|t| t.validate_input(&self.input))
+            .map_err(|e| format!("periodic job {}: {e}", self.name))
+    }
 }
 
 impl FromStr for PeriodicJob {
@@ -48,17 +58,13 @@ impl FromStr for PeriodicJob {
         };
         let schedule = cron::Schedule::from_str(&expr)
             .map_err(|e| format!("{name}: bad cron {cron_expr:?}: {e}"))?;
-        let kind: TaskKind = kind
-            .parse()
-            .map_err(|e: weir_core::InputError| format!("{name}: {e}"))?;
+        let kind = TaskType::new(kind).map_err(|e| format!("{name}: {e}"))?;
         let input: Value = match rest.first() {
             Some(json) if !json.is_empty() => {
                 serde_json::from_str(json).map_err(|e| format!("{name}: input: {e}"))?
             }
             _ => Value::Object(Default::default()),
         };
-        kind.validate_input(&input)
-            .map_err(|e| format!("{name}: {e}"))?;
         Ok(PeriodicJob {
             name: name.to_string(),
             schedule,
@@ -83,6 +89,7 @@ impl Scheduler {
         worker_id: &str,
         jobs: &[PeriodicJob],
         interval: Duration,
+        types: &TaskTypes,
     ) {
         if jobs.is_empty() {
             return;
@@ -116,18 +123,22 @@ impl Scheduler {
                 .take_while(|t| *t <= now)
                 .take(MAX_CATCH_UP)
             {
+                let spec = types.get(job.kind.as_str()).ok();
                 let params = TaskInsertParams {
                     id: TaskId::new(),
-                    kind: job.kind,
-                    cache_key: job.kind.cache_key(&job.input),
+                    kind: job.kind.clone(),
+                    cache_key: spec.and_then(|t| t.cache_key(&job.input)),
                     input: job.input.clone(),
-                    max_attempts: 3,
-                    priority: 0,
+                    max_attempts: spec.and_then(|t| t.spec.max_attempts).unwrap_or(3),
+                    priority: spec.and_then(|t| t.spec.priority).unwrap_or(0),
                     run_at: slot,
                     now,
-                    queue: "default".into(),
+                    queue: spec
+                        .and_then(|t| t.spec.queue.clone())
+                        .unwrap_or_else(|| "default".into()),
                     concurrency_key: None,
                     backoff: None,
+                    timeout: None,
                 };
                 let key = format!("periodic:{}:{}", job.name, slot.to_rfc3339());
                 if let Err(e) = store
@@ -149,16 +160,17 @@ mod tests {
 
     #[test]
     fn parses_jobs_with_five_or_six_field_cron() {
+        let types = TaskTypes::default();
         let j: PeriodicJob = "nightly|30 2 * * *|noop|{}".parse().unwrap();
-        assert_eq!((j.name.as_str(), j.kind), ("nightly", TaskKind::Noop));
+        assert_eq!((j.name.as_str(), j.kind.as_str()), ("nightly", "noop"));
+        assert!(j.check(&types).is_ok());
         let every_second: PeriodicJob = "tick|* * * * * *|sleep|{\"ms\": 5}".parse().unwrap();
         assert_eq!(every_second.input["ms"], 5);
         assert!("x|not cron|noop".parse::<PeriodicJob>().is_err());
-        assert!("x|* * * * *|nope".parse::<PeriodicJob>().is_err());
-        assert!(
-            "x|* * * * *|sleep|{}".parse::<PeriodicJob>().is_err(),
-            "input is validated"
-        );
+        let unknown: PeriodicJob = "x|* * * * *|nope".parse().unwrap();
+        assert!(unknown.check(&types).unwrap_err().contains("unknown task type"));
+        let bad_input: PeriodicJob = "x|* * * * *|sleep|{}".parse().unwrap();
+        assert!(bad_input.check(&types).is_err(), "input is validated");
         assert!("|* * * * *|noop".parse::<PeriodicJob>().is_err());
     }
 }

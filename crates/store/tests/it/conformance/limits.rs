@@ -17,7 +17,7 @@ async fn insert_in(
     now: DateTime<Utc>,
 ) {
     for i in 0..n {
-        let mut p = insert_params(TaskKind::Md5, &format!("{queue}-{key:?}-{i}"), now);
+        let mut p = insert_params(Builtin::Md5, &format!("{queue}-{key:?}-{i}"), now);
         p.queue = queue.into();
         p.concurrency_key = key.map(str::to_string);
         store.task_insert(p).await.unwrap();

@@ -10,15 +10,20 @@ use weir_core::*;
 
 mod limits;
 mod steering;
+mod task_types;
 pub use limits::*;
 pub use steering::*;
+pub use task_types::*;
 
-pub(crate) fn insert_params(kind: TaskKind, s: &str, now: DateTime<Utc>) -> TaskInsertParams {
+pub(crate) fn insert_params(kind: Builtin, s: &str, now: DateTime<Utc>) -> TaskInsertParams {
     let input = json!({ "string": s });
     TaskInsertParams {
         id: TaskId::new(),
-        kind,
-        cache_key: kind.cache_key(&input),
+        kind: kind.into(),
+        cache_key: TaskTypes::default()
+            .get(kind.as_str())
+            .ok()
+            .and_then(|t| t.cache_key(&input)),
         input,
         max_attempts: 3,
         priority: 0,
@@ -27,6 +32,7 @@ pub(crate) fn insert_params(kind: TaskKind, s: &str, now: DateTime<Utc>) -> Task
         queue: "default".into(),
         concurrency_key: None,
         backoff: None,
+        timeout: None,
     }
 }
 
@@ -38,6 +44,7 @@ pub(crate) fn claim(worker: &str, max: u32, now: DateTime<Utc>) -> TaskClaimPara
         lease: Duration::from_secs(15),
         queues: None,
         key_limit: 1,
+        types: None,
     }
 }
 
@@ -59,7 +66,7 @@ pub(crate) fn success(
 
 pub async fn insert_then_get_round_trips(store: Arc<dyn Store>) {
     let now = Utc::now();
-    let p = insert_params(TaskKind::Md5, "a", now);
+    let p = insert_params(Builtin::Md5, "a", now);
     let id = p.id;
     let inserted = store.task_insert(p).await.unwrap();
     let got = store.task_get(id).await.unwrap().unwrap();
@@ -75,7 +82,7 @@ pub async fn claim_never_hands_a_task_to_two_workers(store: Arc<dyn Store>) {
     let now = Utc::now();
     for i in 0..200 {
         store
-            .task_insert(insert_params(TaskKind::Md5, &i.to_string(), now))
+            .task_insert(insert_params(Builtin::Md5, &i.to_string(), now))
             .await
             .unwrap();
     }
@@ -111,7 +118,7 @@ pub async fn claim_orders_by_priority_then_run_at(store: Arc<dyn Store>) {
     let now = Utc::now();
     let mut ids = Vec::new();
     for (priority, ago_ms) in [(0, 30), (5, 10), (0, 20), (5, 40)] {
-        let mut p = insert_params(TaskKind::Md5, &format!("p{priority}-{ago_ms}"), now);
+        let mut p = insert_params(Builtin::Md5, &format!("p{priority}-{ago_ms}"), now);
         p.priority = priority;
         p.run_at = now - chrono::Duration::milliseconds(ago_ms);
         ids.push(p.id);
@@ -134,7 +141,7 @@ pub async fn claim_orders_by_priority_then_run_at(store: Arc<dyn Store>) {
 
 pub async fn claim_skips_tasks_not_yet_due(store: Arc<dyn Store>) {
     let now = Utc::now();
-    let mut p = insert_params(TaskKind::Md5, "later", now);
+    let mut p = insert_params(Builtin::Md5, "later", now);
     p.run_at = now + chrono::Duration::seconds(60);
     let id = p.id;
     store.task_insert(p).await.unwrap();
@@ -151,7 +158,7 @@ pub async fn claim_skips_tasks_not_yet_due(store: Arc<dyn Store>) {
 
 pub async fn complete_records_result_and_cache(store: Arc<dyn Store>) {
     let now = Utc::now();
-    let p = insert_params(TaskKind::Md5, "cached", now);
+    let p = insert_params(Builtin::Md5, "cached", now);
     let key = p.cache_key.clone().unwrap();
     store.task_insert(p).await.unwrap();
     let t = store
@@ -190,7 +197,7 @@ pub async fn complete_records_result_and_cache(store: Arc<dyn Store>) {
 pub async fn stale_lease_token_is_rejected(store: Arc<dyn Store>) {
     let now = Utc::now();
     store
-        .task_insert(insert_params(TaskKind::Md5, "s", now))
+        .task_insert(insert_params(Builtin::Md5, "s", now))
         .await
         .unwrap();
     let first = store
@@ -240,7 +247,7 @@ pub async fn stale_lease_token_is_rejected(store: Arc<dyn Store>) {
 pub async fn completing_twice_is_idempotent(store: Arc<dyn Store>) {
     let now = Utc::now();
     store
-        .task_insert(insert_params(TaskKind::Md5, "twice", now))
+        .task_insert(insert_params(Builtin::Md5, "twice", now))
         .await
         .unwrap();
     let t = store
@@ -267,7 +274,7 @@ pub async fn completing_twice_is_idempotent(store: Arc<dyn Store>) {
 
 pub async fn failure_retries_then_dies(store: Arc<dyn Store>) {
     let mut now = Utc::now();
-    let mut p = insert_params(TaskKind::Md5, "fail", now);
+    let mut p = insert_params(Builtin::Md5, "fail", now);
     p.max_attempts = 2;
     let id = p.id;
     store.task_insert(p).await.unwrap();
@@ -330,11 +337,11 @@ pub async fn failure_retries_then_dies(store: Arc<dyn Store>) {
 
 pub async fn expired_lease_is_rescued(store: Arc<dyn Store>) {
     let now = Utc::now();
-    let mut last = insert_params(TaskKind::Md5, "last-try", now);
+    let mut last = insert_params(Builtin::Md5, "last-try", now);
     last.max_attempts = 1;
     let last_id = last.id;
     store
-        .task_insert(insert_params(TaskKind::Md5, "r", now))
+        .task_insert(insert_params(Builtin::Md5, "r", now))
         .await
         .unwrap();
     store.task_insert(last).await.unwrap();
@@ -367,7 +374,7 @@ pub async fn expired_lease_is_rescued(store: Arc<dyn Store>) {
 pub async fn release_requeues_without_spending_an_attempt(store: Arc<dyn Store>) {
     let now = Utc::now();
     store
-        .task_insert(insert_params(TaskKind::Md5, "rel", now))
+        .task_insert(insert_params(Builtin::Md5, "rel", now))
         .await
         .unwrap();
     let t = store
@@ -405,7 +412,7 @@ pub async fn release_requeues_without_spending_an_attempt(store: Arc<dyn Store>)
 pub async fn lease_extension_keeps_a_task_from_rescue(store: Arc<dyn Store>) {
     let now = Utc::now();
     store
-        .task_insert(insert_params(TaskKind::Md5, "ext", now))
+        .task_insert(insert_params(Builtin::Md5, "ext", now))
         .await
         .unwrap();
     let t = store
@@ -493,6 +500,7 @@ pub async fn worker_heartbeat_upserts(store: Arc<dyn Store>) {
         failed: 0,
         started_at: now,
         now: Utc::now(),
+        task_types: vec!["md5".into()],
     };
     store
         .worker_heartbeat(beat(WorkerStatus::Online, 1))
@@ -513,7 +521,7 @@ pub async fn insert_wakes_waiting_workers(store: Arc<dyn Store>) {
     let mut signal = store.task_inserted();
     signal.borrow_and_update();
     store
-        .task_insert(insert_params(TaskKind::Md5, "wake", Utc::now()))
+        .task_insert(insert_params(Builtin::Md5, "wake", Utc::now()))
         .await
         .unwrap();
     tokio::time::timeout(Duration::from_secs(5), signal.changed())
@@ -525,7 +533,7 @@ pub async fn insert_wakes_waiting_workers(store: Arc<dyn Store>) {
 pub async fn insert_many_is_one_batch_and_idempotent(store: Arc<dyn Store>) {
     let now = Utc::now();
     let batch: Vec<TaskInsertParams> = (0..50)
-        .map(|i| insert_params(TaskKind::Md5, &format!("many-{i}"), now))
+        .map(|i| insert_params(Builtin::Md5, &format!("many-{i}"), now))
         .collect();
     store.task_insert_many(&batch).await.unwrap();
     // Again, as a retry after a lost answer would: nothing doubles.
@@ -534,7 +542,7 @@ pub async fn insert_many_is_one_batch_and_idempotent(store: Arc<dyn Store>) {
         let t = store.task_get(p.id).await.unwrap().unwrap();
         assert_eq!(t.state, TaskState::Queued);
         assert_eq!(t.input, p.input);
-        assert_eq!(t.kind, TaskKind::Md5);
+        assert_eq!(t.kind.as_str(), "md5");
     }
     let claimed = store.task_claim(claim("w", 100, now)).await.unwrap();
     assert_eq!(claimed.len(), 50);

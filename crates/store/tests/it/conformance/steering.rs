@@ -14,7 +14,7 @@ pub async fn task_counts_follow_states(store: Arc<dyn Store>) {
     let now = Utc::now();
     for i in 0..4 {
         store
-            .task_insert(insert_params(TaskKind::Md5, &format!("count-{i}"), now))
+            .task_insert(insert_params(Builtin::Md5, &format!("count-{i}"), now))
             .await
             .unwrap();
     }
@@ -31,7 +31,7 @@ pub async fn task_counts_follow_states(store: Arc<dyn Store>) {
 pub async fn finished_counts_cover_only_the_window(store: Arc<dyn Store>) {
     let now = Utc::now();
     for i in 0..3 {
-        let mut p = insert_params(TaskKind::Md5, &format!("window-{i}"), now);
+        let mut p = insert_params(Builtin::Md5, &format!("window-{i}"), now);
         p.max_attempts = 1;
         store.task_insert(p).await.unwrap();
     }
@@ -67,7 +67,7 @@ pub async fn finished_counts_cover_only_the_window(store: Arc<dyn Store>) {
 
 pub async fn dead_tasks_can_be_retried_and_queued_ones_cancelled(store: Arc<dyn Store>) {
     let now = Utc::now();
-    let mut p = insert_params(TaskKind::Md5, "retry-me", now);
+    let mut p = insert_params(Builtin::Md5, "retry-me", now);
     p.max_attempts = 1;
     let id = p.id;
     store.task_insert(p).await.unwrap();
@@ -144,7 +144,7 @@ pub async fn dead_tasks_can_be_retried_and_queued_ones_cancelled(store: Arc<dyn 
 pub async fn idempotency_keys_return_the_same_task(store: Arc<dyn Store>) {
     let now = Utc::now();
     let window = Duration::from_secs(24 * 3600);
-    let first = insert_params(TaskKind::Md5, "once", now);
+    let first = insert_params(Builtin::Md5, "once", now);
     let (task, created) = store
         .task_insert_idempotent(first.clone(), "key-1", window)
         .await
@@ -152,7 +152,7 @@ pub async fn idempotency_keys_return_the_same_task(store: Arc<dyn Store>) {
     assert!(created);
     assert_eq!(task.id, first.id);
     // The same key again (a client retrying): the same task, nothing new.
-    let second = insert_params(TaskKind::Md5, "once", now);
+    let second = insert_params(Builtin::Md5, "once", now);
     let (again, created) = store
         .task_insert_idempotent(second, "key-1", window)
         .await
@@ -165,7 +165,7 @@ pub async fn idempotency_keys_return_the_same_task(store: Arc<dyn Store>) {
         .map(|i| {
             let store = store.clone();
             tokio::spawn(async move {
-                let p = insert_params(TaskKind::Md5, &format!("race-{i}"), now);
+                let p = insert_params(Builtin::Md5, &format!("race-{i}"), now);
                 store
                     .task_insert_idempotent(p, "key-race", window)
                     .await
@@ -185,7 +185,7 @@ pub async fn idempotency_keys_return_the_same_task(store: Arc<dyn Store>) {
     let later = now + chrono::Duration::hours(25);
     let (fresh, created) = store
         .task_insert_idempotent(
-            insert_params(TaskKind::Md5, "once more", later),
+            insert_params(Builtin::Md5, "once more", later),
             "key-1",
             window,
         )
@@ -219,8 +219,8 @@ pub async fn prune_removes_old_finished_tasks_expired_cache_and_silent_workers(
     store: Arc<dyn Store>,
 ) {
     let now = Utc::now();
-    let done = insert_params(TaskKind::Md5, "old", now);
-    let waiting = insert_params(TaskKind::Md5, "waiting", now + chrono::Duration::hours(2));
+    let done = insert_params(Builtin::Md5, "old", now);
+    let waiting = insert_params(Builtin::Md5, "waiting", now + chrono::Duration::hours(2));
     let (done_id, waiting_id) = (done.id, waiting.id);
     store.task_insert(done).await.unwrap();
     let mut w = waiting;
@@ -250,6 +250,7 @@ pub async fn prune_removes_old_finished_tasks_expired_cache_and_silent_workers(
             failed: 0,
             started_at: now,
             now,
+            task_types: vec![],
         })
         .await
         .unwrap();
@@ -302,9 +303,9 @@ pub async fn tasks_list_newest_first_with_filters_and_a_cursor(store: Arc<dyn St
     for i in 0..5 {
         let p = insert_params(
             if i % 2 == 0 {
-                TaskKind::Md5
+                Builtin::Md5
             } else {
-                TaskKind::Sha256
+                Builtin::Sha256
             },
             &format!("list-{i}"),
             now,
@@ -349,12 +350,12 @@ pub async fn tasks_list_newest_first_with_filters_and_a_cursor(store: Arc<dyn St
         .unwrap();
     assert_eq!(done.iter().map(|t| t.id).collect::<Vec<_>>(), vec![ids[0]]);
     let sha = store
-        .task_list(page(None, Some(TaskKind::Sha256), None, 10))
+        .task_list(page(None, Some(Builtin::Sha256.into()), None, 10))
         .await
         .unwrap();
     assert_eq!(sha.len(), 2);
     let queued_md5 = store
-        .task_list(page(Some(TaskState::Queued), Some(TaskKind::Md5), None, 10))
+        .task_list(page(Some(TaskState::Queued), Some(Builtin::Md5.into()), None, 10))
         .await
         .unwrap();
     assert_eq!(
@@ -366,7 +367,7 @@ pub async fn tasks_list_newest_first_with_filters_and_a_cursor(store: Arc<dyn St
 pub async fn cache_counts_hits_misses_and_reads_per_entry(store: Arc<dyn Store>) {
     let now = Utc::now();
     for (i, key) in ["md5:a", "md5:b"].iter().enumerate() {
-        let mut p = insert_params(TaskKind::Md5, &format!("cache-{i}"), now);
+        let mut p = insert_params(Builtin::Md5, &format!("cache-{i}"), now);
         p.cache_key = Some(key.to_string());
         store.task_insert(p).await.unwrap();
     }
@@ -425,7 +426,7 @@ pub async fn idempotency_key_of_a_pruned_task_queues_a_new_one(store: Arc<dyn St
         limit: 100,
     };
     // Keys as old as the retention go with their tasks.
-    let first = insert_params(TaskKind::Md5, "pruned", now);
+    let first = insert_params(Builtin::Md5, "pruned", now);
     store
         .task_insert_idempotent(first.clone(), "key-pruned", window)
         .await
@@ -450,7 +451,7 @@ pub async fn idempotency_key_of_a_pruned_task_queues_a_new_one(store: Arc<dyn St
     );
     let (again, created) = store
         .task_insert_idempotent(
-            insert_params(TaskKind::Md5, "pruned", later),
+            insert_params(Builtin::Md5, "pruned", later),
             "key-pruned",
             window,
         )
@@ -461,7 +462,7 @@ pub async fn idempotency_key_of_a_pruned_task_queues_a_new_one(store: Arc<dyn St
 
     // A key that outlives its task (the task finished, and was deleted, before
     // the key's own age reached the retention) must not break a replay either.
-    let third = insert_params(TaskKind::Md5, "vanished", later);
+    let third = insert_params(Builtin::Md5, "vanished", later);
     store
         .task_insert_idempotent(third.clone(), "key-vanished", window)
         .await
@@ -480,7 +481,7 @@ pub async fn idempotency_key_of_a_pruned_task_queues_a_new_one(store: Arc<dyn St
     );
     let (fresh, created) = store
         .task_insert_idempotent(
-            insert_params(TaskKind::Md5, "vanished", later),
+            insert_params(Builtin::Md5, "vanished", later),
             "key-vanished",
             window,
         )
@@ -496,12 +497,12 @@ pub async fn a_submissions_backoff_travels_with_its_task(store: Arc<dyn Store>) 
         base: Duration::from_millis(100),
         cap: Duration::from_secs(2),
     };
-    let mut p = insert_params(TaskKind::Md5, "own-backoff", now);
+    let mut p = insert_params(Builtin::Md5, "own-backoff", now);
     p.backoff = Some(policy);
     p.max_attempts = 1;
     let id = p.id;
     store.task_insert_many(&[p]).await.unwrap();
-    let mut plain = insert_params(TaskKind::Md5, "type-backoff", now);
+    let mut plain = insert_params(Builtin::Md5, "type-backoff", now);
     plain.priority = -1;
     store.task_insert(plain).await.unwrap();
     assert_eq!(
@@ -535,9 +536,9 @@ pub async fn a_submissions_backoff_travels_with_its_task(store: Arc<dyn Store>) 
 
 pub async fn the_same_cacheable_input_is_queued_once_while_live(store: Arc<dyn Store>) {
     let now = Utc::now();
-    let first = insert_params(TaskKind::Md5, "same", now);
-    let again = insert_params(TaskKind::Md5, "same", now);
-    let other = insert_params(TaskKind::Md5, "other", now);
+    let first = insert_params(Builtin::Md5, "same", now);
+    let again = insert_params(Builtin::Md5, "same", now);
+    let other = insert_params(Builtin::Md5, "other", now);
     let ids = store
         .task_insert_many(&[first.clone(), again.clone(), other.clone()])
         .await
@@ -548,7 +549,7 @@ pub async fn the_same_cacheable_input_is_queued_once_while_live(store: Arc<dyn S
         "folded into the first"
     );
     // A later submission, alone, is folded too; a resend by id is itself.
-    let later = insert_params(TaskKind::Md5, "same", now);
+    let later = insert_params(Builtin::Md5, "same", now);
     assert_eq!(store.task_insert(later).await.unwrap().id, first.id);
     assert_eq!(
         store
@@ -559,7 +560,7 @@ pub async fn the_same_cacheable_input_is_queued_once_while_live(store: Arc<dyn S
     );
     assert!(store.task_get(again.id).await.unwrap().is_none());
     // Non-cacheable kinds are never folded.
-    let mut s1 = insert_params(TaskKind::Sleep, "s", now);
+    let mut s1 = insert_params(Builtin::Sleep, "s", now);
     s1.cache_key = None;
     let mut s2 = s1.clone();
     s2.id = TaskId::new();
@@ -573,7 +574,7 @@ pub async fn the_same_cacheable_input_is_queued_once_while_live(store: Arc<dyn S
     // Still folded while running; once finished, the same input is new work.
     let claimed = store.task_claim(claim("w", 10, now)).await.unwrap();
     let running = claimed.iter().find(|t| t.id == first.id).unwrap();
-    let during = insert_params(TaskKind::Md5, "same", now);
+    let during = insert_params(Builtin::Md5, "same", now);
     assert_eq!(
         store.task_insert_many(&[during]).await.unwrap(),
         vec![first.id]
@@ -582,7 +583,7 @@ pub async fn the_same_cacheable_input_is_queued_once_while_live(store: Arc<dyn S
         .task_complete_many(&[success(running, now, None)])
         .await
         .unwrap();
-    let after = insert_params(TaskKind::Md5, "same", now);
+    let after = insert_params(Builtin::Md5, "same", now);
     assert_eq!(
         store
             .task_insert_many(std::slice::from_ref(&after))
@@ -591,7 +592,7 @@ pub async fn the_same_cacheable_input_is_queued_once_while_live(store: Arc<dyn S
         vec![after.id]
     );
     // An idempotency key on a folded submission names the live task.
-    let keyed = insert_params(TaskKind::Md5, "same", now);
+    let keyed = insert_params(Builtin::Md5, "same", now);
     let (task, created) = store
         .task_insert_idempotent(keyed, "k-same", Duration::from_secs(60))
         .await

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::Progress;
+use crate::handler::Progress;
 
 /// Progress is reported this many times over the sleep.
 const STEPS: u64 = 20;

@@ -1,15 +1,16 @@
-//! Task kinds: which work weir knows how to do, and what input each one takes.
+//! The built-in handlers: the work weir does without any user code, and what
+//! input each one takes.
 //!
-//! The API validates input here before a task is queued, so a worker never claims
-//! a task it cannot run; the worker crate holds the code that runs each kind.
+//! Each is registered as an ordinary task type of the same name (see
+//! [`crate::task_type`]); a user type may also name one as its handler. The
+//! API validates input here before a task is queued; the worker crate holds
+//! the code that runs each one.
 
 use std::fmt;
-use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use thiserror::Error;
+use crate::task_type::InputError;
 
 /// The longest a `sleep` task may ask to sleep, in milliseconds.
 pub const MAX_SLEEP_MS: u64 = 600_000;
@@ -21,10 +22,9 @@ pub const ARGON2_MIN_MEMORY_KIB: u64 = 8;
 pub const ARGON2_MAX_ITERATIONS: u64 = 10;
 pub const ARGON2_MAX_PARALLELISM: u64 = 4;
 
-/// The kinds of task weir runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskKind {
+/// The handlers compiled into weir.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Builtin {
     /// `{"string": S}` → `{"md5": hex}`.
     Md5,
     /// `{"string": S}` → `{"sha256": hex}`.
@@ -43,43 +43,31 @@ pub enum TaskKind {
 /// The most failures a `flaky` task may ask for.
 pub const MAX_FLAKY_FAILURES: u64 = 100;
 
-/// Input a client sent that weir will not queue.
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum InputError {
-    /// The task type is not one weir knows.
-    #[error("unknown task type {0:?}; known types: md5, sha256, argon2, sleep, noop, flaky")]
-    UnknownKind(String),
-    /// The input does not have the shape the kind needs.
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl TaskKind {
-    pub const ALL: [TaskKind; 6] = [
-        TaskKind::Md5,
-        TaskKind::Sha256,
-        TaskKind::Argon2,
-        TaskKind::Sleep,
-        TaskKind::Noop,
-        TaskKind::Flaky,
+impl Builtin {
+    pub const ALL: [Builtin; 6] = [
+        Builtin::Md5,
+        Builtin::Sha256,
+        Builtin::Argon2,
+        Builtin::Sleep,
+        Builtin::Noop,
+        Builtin::Flaky,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            TaskKind::Md5 => "md5",
-            TaskKind::Sha256 => "sha256",
-            TaskKind::Argon2 => "argon2",
-            TaskKind::Sleep => "sleep",
-            TaskKind::Noop => "noop",
-            TaskKind::Flaky => "flaky",
+            Builtin::Md5 => "md5",
+            Builtin::Sha256 => "sha256",
+            Builtin::Argon2 => "argon2",
+            Builtin::Sleep => "sleep",
+            Builtin::Noop => "noop",
+            Builtin::Flaky => "flaky",
         }
     }
 
     /// Whether the same input always gives the same result, so results may be
     /// served from the shared cache. Argon2 salts randomly, so it is not.
     pub fn is_cacheable(self) -> bool {
-        matches!(self, TaskKind::Md5 | TaskKind::Sha256)
+        matches!(self, Builtin::Md5 | Builtin::Sha256)
     }
 
     /// Checks `input` has the shape this kind needs.
@@ -88,10 +76,10 @@ impl TaskKind {
             InputError::Invalid(format!("input for {} must be a JSON object", self.as_str()))
         })?;
         match self {
-            TaskKind::Md5 | TaskKind::Sha256 => {
+            Builtin::Md5 | Builtin::Sha256 => {
                 require_string(self, obj.get("string"))?;
             }
-            TaskKind::Argon2 => {
+            Builtin::Argon2 => {
                 require_string(self, obj.get("string"))?;
                 bounded(
                     obj.get("memory_kib"),
@@ -112,7 +100,7 @@ impl TaskKind {
                     ARGON2_MAX_PARALLELISM,
                 )?;
             }
-            TaskKind::Sleep => {
+            Builtin::Sleep => {
                 let ms = obj
                     .get("ms")
                     .ok_or_else(|| InputError::Invalid("sleep needs input.ms".into()))?;
@@ -125,31 +113,32 @@ impl TaskKind {
                     }
                 }
             }
-            TaskKind::Noop => {}
-            TaskKind::Flaky => {
+            Builtin::Noop => {}
+            Builtin::Flaky => {
                 bounded(obj.get("fail_times"), "fail_times", 0, MAX_FLAKY_FAILURES)?;
             }
         }
         Ok(())
     }
 
-    /// The shared-cache key for this kind and input, if the kind is cacheable:
-    /// the kind and a SHA-256 of the input string, so keys stay short whatever
-    /// the input's size.
-    pub fn cache_key(self, input: &Value) -> Option<String> {
+    /// What identifies a cacheable input: for the hashes, a SHA-256 of the
+    /// input string (so keys stay short whatever the input's size); `None`
+    /// for kinds whose results are not cached by default.
+    pub fn cache_digest(self, input: &Value) -> Option<String> {
         if !self.is_cacheable() {
             return None;
         }
         let s = input.get("string")?.as_str()?;
-        Some(format!(
-            "{}:{}",
-            self.as_str(),
-            hex::encode(Sha256::digest(s))
-        ))
+        Some(hex::encode(Sha256::digest(s)))
+    }
+
+    /// The built-in of that name, if any.
+    pub fn from_name(name: &str) -> Option<Builtin> {
+        Builtin::ALL.into_iter().find(|k| k.as_str() == name)
     }
 }
 
-fn require_string(kind: TaskKind, v: Option<&Value>) -> Result<(), InputError> {
+fn require_string(kind: Builtin, v: Option<&Value>) -> Result<(), InputError> {
     match v {
         Some(Value::String(_)) => Ok(()),
         Some(_) => Err(InputError::Invalid(format!(
@@ -175,19 +164,9 @@ fn bounded(v: Option<&Value>, name: &str, min: u64, max: u64) -> Result<(), Inpu
     }
 }
 
-impl fmt::Display for TaskKind {
+impl fmt::Display for Builtin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for TaskKind {
-    type Err = InputError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        TaskKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| InputError::UnknownKind(s.chars().take(64).collect()))
     }
 }
 
@@ -197,46 +176,41 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn parses_known_kinds_and_rejects_others() {
-        assert_eq!("md5".parse::<TaskKind>(), Ok(TaskKind::Md5));
-        assert_eq!("argon2".parse::<TaskKind>(), Ok(TaskKind::Argon2));
-        assert!(matches!(
-            "bcrypt".parse::<TaskKind>(),
-            Err(InputError::UnknownKind(k)) if k == "bcrypt"
-        ));
+    fn finds_builtins_by_name() {
+        assert_eq!(Builtin::from_name("md5"), Some(Builtin::Md5));
+        assert_eq!(Builtin::from_name("argon2"), Some(Builtin::Argon2));
+        assert_eq!(Builtin::from_name("bcrypt"), None);
     }
 
     #[test]
     fn validates_input_shapes() {
-        assert!(TaskKind::Md5
+        assert!(Builtin::Md5
             .validate_input(&json!({"string": "x"}))
             .is_ok());
-        assert!(TaskKind::Md5.validate_input(&json!({})).is_err());
-        assert!(TaskKind::Md5.validate_input(&json!({"string": 5})).is_err());
-        assert!(TaskKind::Sha256.validate_input(&json!("x")).is_err());
-        assert!(TaskKind::Sleep.validate_input(&json!({"ms": 10})).is_ok());
-        assert!(TaskKind::Sleep.validate_input(&json!({"ms": -1})).is_err());
-        assert!(TaskKind::Sleep
+        assert!(Builtin::Md5.validate_input(&json!({})).is_err());
+        assert!(Builtin::Md5.validate_input(&json!({"string": 5})).is_err());
+        assert!(Builtin::Sha256.validate_input(&json!("x")).is_err());
+        assert!(Builtin::Sleep.validate_input(&json!({"ms": 10})).is_ok());
+        assert!(Builtin::Sleep.validate_input(&json!({"ms": -1})).is_err());
+        assert!(Builtin::Sleep
             .validate_input(&json!({"ms": MAX_SLEEP_MS + 1}))
             .is_err());
-        assert!(TaskKind::Argon2
+        assert!(Builtin::Argon2
             .validate_input(&json!({"string": "pw", "memory_kib": 64, "iterations": 1}))
             .is_ok());
-        assert!(TaskKind::Argon2
+        assert!(Builtin::Argon2
             .validate_input(&json!({"string": "pw", "memory_kib": 10_000_000}))
             .is_err());
     }
 
     #[test]
-    fn cache_keys_only_for_deterministic_kinds() {
+    fn cache_digests_only_for_deterministic_kinds() {
         let input = json!({"string": "test_value"});
-        let md5 = TaskKind::Md5.cache_key(&input).unwrap();
-        let sha = TaskKind::Sha256.cache_key(&input).unwrap();
-        assert!(md5.starts_with("md5:"));
-        assert_ne!(md5, sha);
-        assert_eq!(TaskKind::Argon2.cache_key(&input), None);
+        let md5 = Builtin::Md5.cache_digest(&input).unwrap();
+        assert_eq!(md5.len(), 64);
+        assert_eq!(Builtin::Argon2.cache_digest(&input), None);
         assert_ne!(
-            TaskKind::Md5.cache_key(&json!({"string": "other"})),
+            Builtin::Md5.cache_digest(&json!({"string": "other"})),
             Some(md5)
         );
     }

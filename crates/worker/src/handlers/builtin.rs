@@ -1,51 +1,46 @@
-//! Running each task kind. Every kind returns a JSON result or an error message.
-//! CPU-heavy work runs on the blocking pool so it never stalls the async runtime.
+//! The built-in handlers. CPU-heavy work runs on the blocking pool so it
+//! never stalls the async runtime.
 
-mod argon2;
-mod hash;
-mod sleep;
-
-use std::sync::atomic::{AtomicI16, Ordering};
-use std::sync::Arc;
-
+use async_trait::async_trait;
 use serde_json::Value;
-use weir_core::TaskKind;
+use weir_core::Builtin;
 
-/// Where a running task reports how far it is (0-100); -1 until it reports.
-#[derive(Clone, Debug)]
-pub struct Progress(Arc<AtomicI16>);
-
-impl Default for Progress {
-    fn default() -> Self {
-        Progress(Arc::new(AtomicI16::new(-1)))
-    }
-}
-
-impl Progress {
-    pub fn set(&self, percent: u8) {
-        self.0.store(i16::from(percent.min(100)), Ordering::Relaxed);
-    }
-
-    /// The last report, if any.
-    pub fn get(&self) -> Option<i16> {
-        let p = self.0.load(Ordering::Relaxed);
-        (p >= 0).then_some(p)
-    }
-}
+use super::{argon2, hash, sleep};
+use crate::handler::{Handler, HandlerError, Job, Progress};
 
 /// Inputs larger than this are hashed on the blocking pool.
 const INLINE_HASH_MAX_BYTES: usize = 64 * 1024;
 
+/// Runs one of [`Builtin`].
+pub struct BuiltinHandler(pub Builtin);
+
+#[async_trait]
+impl Handler for BuiltinHandler {
+    async fn run(&self, job: Job) -> Result<Value, HandlerError> {
+        execute(self.0, &job.input, job.attempt, &job.progress)
+            .await
+            .map_err(|e| {
+                // Input the API let through but the kind cannot use will not
+                // work on a retry either.
+                if e.starts_with("input") {
+                    HandlerError::permanent(e)
+                } else {
+                    HandlerError::retryable(e)
+                }
+            })
+    }
+}
+
 /// Runs one attempt (`attempt` counts from 1) to completion, reporting
 /// progress through `progress` where the kind can tell.
-pub async fn execute(
-    kind: TaskKind,
+async fn execute(
+    kind: Builtin,
     input: &Value,
     attempt: i32,
     progress: &Progress,
 ) -> Result<Value, String> {
     match kind {
-        TaskKind::Md5 | TaskKind::Sha256 => {
+        Builtin::Md5 | Builtin::Sha256 => {
             let s = string_field(input)?;
             if s.len() <= INLINE_HASH_MAX_BYTES {
                 Ok(hash::digest(kind, s.as_bytes()))
@@ -56,16 +51,16 @@ pub async fn execute(
                     .map_err(|e| format!("hashing failed: {e}"))
             }
         }
-        TaskKind::Argon2 => {
+        Builtin::Argon2 => {
             let params = argon2::Params::from_input(input)?;
             let password = string_field(input)?.to_owned();
             tokio::task::spawn_blocking(move || argon2::hash(&password, params))
                 .await
                 .map_err(|e| format!("argon2 failed: {e}"))?
         }
-        TaskKind::Sleep => sleep::run(input, progress).await,
-        TaskKind::Noop => Ok(Value::Object(Default::default())),
-        TaskKind::Flaky => {
+        Builtin::Sleep => sleep::run(input, progress).await,
+        Builtin::Noop => Ok(Value::Object(Default::default())),
+        Builtin::Flaky => {
             let fail_times = input.get("fail_times").and_then(Value::as_u64).unwrap_or(0);
             if u64::try_from(attempt).unwrap_or(0) <= fail_times {
                 Err(format!(
@@ -94,14 +89,14 @@ mod tests {
     async fn md5_and_sha256_match_known_digests() {
         let input = json!({"string": "test_value"});
         assert_eq!(
-            execute(TaskKind::Md5, &input, 1, &Progress::default())
+            execute(Builtin::Md5, &input, 1, &Progress::default())
                 .await
                 .unwrap(),
             json!({"md5": "8dd066a9072cfaca57bcedd7f233432f"})
         );
         assert_eq!(
             execute(
-                TaskKind::Sha256,
+                Builtin::Sha256,
                 &json!({"string": "abc"}),
                 1,
                 &Progress::default()
@@ -116,21 +111,21 @@ mod tests {
     async fn large_inputs_hash_the_same_off_the_runtime() {
         let big = "a".repeat(INLINE_HASH_MAX_BYTES + 1);
         let got = execute(
-            TaskKind::Md5,
+            Builtin::Md5,
             &json!({ "string": big.clone() }),
             1,
             &Progress::default(),
         )
         .await
         .unwrap();
-        let want = hash::digest(TaskKind::Md5, big.as_bytes());
+        let want = hash::digest(Builtin::Md5, big.as_bytes());
         assert_eq!(got, want);
     }
 
     #[tokio::test]
     async fn argon2_gives_a_verifiable_phc_string() {
         let out = execute(
-            TaskKind::Argon2,
+            Builtin::Argon2,
             &json!({"string": "hunter2", "memory_kib": 64, "iterations": 1}),
             1,
             &Progress::default(),
@@ -145,11 +140,11 @@ mod tests {
 
     #[tokio::test]
     async fn bad_input_is_an_error_not_a_panic() {
-        assert!(execute(TaskKind::Md5, &json!({}), 1, &Progress::default())
+        assert!(execute(Builtin::Md5, &json!({}), 1, &Progress::default())
             .await
             .is_err());
         assert!(execute(
-            TaskKind::Sleep,
+            Builtin::Sleep,
             &json!({"ms": "x"}),
             1,
             &Progress::default()
@@ -162,7 +157,7 @@ mod tests {
     async fn sleep_reports_progress_up_to_100() {
         let progress = Progress::default();
         assert_eq!(progress.get(), None);
-        execute(TaskKind::Sleep, &json!({"ms": 40}), 1, &progress)
+        execute(Builtin::Sleep, &json!({"ms": 40}), 1, &progress)
             .await
             .unwrap();
         assert_eq!(progress.get(), Some(100));
@@ -171,20 +166,20 @@ mod tests {
     #[tokio::test]
     async fn flaky_fails_its_first_attempts_then_succeeds() {
         let input = json!({"fail_times": 2});
-        assert!(execute(TaskKind::Flaky, &input, 1, &Progress::default())
+        assert!(execute(Builtin::Flaky, &input, 1, &Progress::default())
             .await
             .is_err());
-        assert!(execute(TaskKind::Flaky, &input, 2, &Progress::default())
+        assert!(execute(Builtin::Flaky, &input, 2, &Progress::default())
             .await
             .is_err());
         assert_eq!(
-            execute(TaskKind::Flaky, &input, 3, &Progress::default())
+            execute(Builtin::Flaky, &input, 3, &Progress::default())
                 .await
                 .unwrap(),
             json!({"succeeded_on_attempt": 3})
         );
         assert_eq!(
-            execute(TaskKind::Noop, &json!({}), 1, &Progress::default())
+            execute(Builtin::Noop, &json!({}), 1, &Progress::default())
                 .await
                 .unwrap(),
             json!({})
