@@ -65,6 +65,8 @@ pub struct TaskStats {
     pub queues: Vec<QueueStats>,
     /// Tasks that finished in the last 60 seconds: the recent throughput.
     pub finished_last_minute: FinishedCounts,
+    /// Queued tasks per type (types with queued tasks only).
+    pub queued_by_type: std::collections::BTreeMap<String, i64>,
 }
 
 /// One named queue in `GET /tasks/stats`.

@@ -256,6 +256,20 @@ fn verdicts(nodes: &[Value], workers: &[Value], tasks: &Value) -> Vec<String> {
             "queue: {queued} waiting, {busy}/{capacity} worker slots busy"
         ));
     }
+    // A type no running worker can run waits forever, however many workers.
+    for (kind, n) in tasks["queued_by_type"].as_object().into_iter().flatten() {
+        let runnable = online.iter().any(|w| {
+            w["task_types"]
+                .as_array()
+                .is_some_and(|types| types.iter().any(|t| t == kind.as_str()))
+        });
+        if !runnable && !online.is_empty() {
+            out.push(format!(
+                "problem: {} tasks of type {kind} queued and no running worker runs {kind}:                  start a worker with a handler for it (or an external worker that claims it)",
+                n.as_i64().unwrap_or(0)
+            ));
+        }
+    }
     // A named queue at its own limit waits by design: more workers won't help.
     for q in tasks["queues"].as_array().into_iter().flatten() {
         let (waiting, running) = (

@@ -572,5 +572,6 @@ pub async fn task_stats(store: &dyn Store, now: DateTime<Utc>) -> Result<TaskSta
         finished_last_minute: store
             .task_finished_counts(now - chrono::Duration::seconds(60))
             .await?,
+        queued_by_type: store.task_queued_by_type().await?.into_iter().collect(),
     })
 }

@@ -17,6 +17,7 @@ mod queues;
 mod request_log;
 mod status;
 mod support;
+mod task_type_processes;
 mod task_types;
 mod tasks;
 mod workers;

@@ -157,3 +157,41 @@ async fn status_sees_the_queue_grow_when_every_worker_slot_is_busy() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_names_a_queued_type_no_running_worker_can_run() {
+    let mut types = weir_core::TaskTypes::default();
+    types
+        .insert(weir_core::TaskTypeConfig::parse_flag("py_resize=external").unwrap())
+        .unwrap();
+    let stack = Stack::start(StackOptions {
+        workers: 1,
+        task_types: Some(types),
+        ..StackOptions::on(StoreKind::Sqlite)
+    })
+    .await;
+    let (status, _) = stack
+        .post_json("/tasks", &json!({"type": "py_resize", "input": {}}))
+        .await;
+    assert_eq!(status, 202);
+    let (_, noop) = stack
+        .post_json("/tasks", &json!({"type": "noop", "input": {}}))
+        .await;
+    stack.wait_task(noop["task_id"].as_str().unwrap()).await;
+    let status = weir::status::collect(&Source::Lb(stack.base.clone()), Duration::ZERO)
+        .await
+        .unwrap();
+    let problems: Vec<&String> = status
+        .verdicts
+        .iter()
+        .filter(|v| v.starts_with("problem:"))
+        .collect();
+    assert_eq!(problems.len(), 1, "{:?}", status.verdicts);
+    assert!(problems[0].contains("1 tasks of type py_resize"), "{problems:?}");
+    assert!(
+        !status.verdicts.iter().any(|v| v.contains("type noop")),
+        "{:?}",
+        status.verdicts
+    );
+    stack.stop().await;
+}

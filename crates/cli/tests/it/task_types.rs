@@ -32,7 +32,7 @@ pub struct Delivery {
 /// A webhook receiver: `/ok` answers 200 with what it got, `/flaky` fails
 /// each task's first two deliveries with 503, `/reject` answers 422,
 /// `/busy` answers 429 with `Retry-After: 1` once per task, `/slow` never
-/// answers in time.
+/// answers in time, `/hold` holds each task's first delivery for a minute.
 #[derive(Clone, Default)]
 pub struct Receiver {
     pub seen: Arc<Mutex<Vec<Delivery>>>,
@@ -91,6 +91,11 @@ async fn receive(
             "slow down",
         )
             .into_response(),
+        "hold" if earlier == 0 => {
+            // The first delivery never gets an answer (its worker is killed).
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            StatusCode::OK.into_response()
+        }
         "slow" => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             StatusCode::OK.into_response()
