@@ -13,6 +13,7 @@ mod ingest_crashes;
 mod metrics;
 mod openapi;
 mod processes;
+mod python_worker;
 mod queues;
 mod request_log;
 mod status;

@@ -1,0 +1,101 @@
+//! The shipped Python client (`clients/python/weir_worker.py`) runs its
+//! example worker end to end against `weir up`: results stored, a permanent
+//! failure dead after one attempt, the worker listed with its type.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::processes::WeirProcess;
+
+const TOKEN: &str = "py-worker-token";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_example_worker_runs_tasks_against_weir_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weir.toml");
+    std::fs::write(
+        &config,
+        "[task_types.word_count]\nhandler = \"external\"\nmax_attempts = 2\n\
+         input_schema = { type = \"object\", required = [\"text\"] }\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let (_up, line) = WeirProcess::start(
+        &[
+            "up", "--listen", "127.0.0.1:0", "--config", &config.display().to_string(),
+            "--data-dir", &data, "--worker-token", TOKEN, "--api-nodes", "1", "--workers", "1",
+        ],
+        "lb listening on",
+    );
+    let base = line
+        .trim_start_matches("weir: lb listening on ")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for input in [json!({"text": "the quick brown fox"}), json!({"text": "hello"}), json!({"text": 7})] {
+        let resp = http
+            .post(format!("{base}/tasks"))
+            .json(&json!({"type": "word_count", "input": input}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        let v: Value = resp.json().await.unwrap();
+        ids.push(v["task_id"].as_str().unwrap().to_string());
+    }
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../clients/python/example.py");
+    let mut python = Command::new("python3")
+        .args([example, "--url", &base, "--token", TOKEN, "--worker-id", "py-1", "--max-tasks", "3"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed for the Python client's test");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = python.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the example worker did not finish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "the example worker failed: {status}");
+    let mut done = Vec::new();
+    for id in &ids {
+        let t: Value = http
+            .get(format!("{base}/tasks/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        done.push(t);
+    }
+    assert_eq!(done[0]["status"], "succeeded", "{}", done[0]);
+    assert_eq!(done[0]["result"], json!({"words": 4, "longest": "quick"}));
+    assert_eq!(done[0]["worker_id"], "py-1");
+    assert_eq!(done[1]["result"]["words"], 1);
+    assert_eq!(done[2]["status"], "dead", "{}", done[2]);
+    assert_eq!(done[2]["attempts"], 1, "a permanent failure is not retried");
+    assert!(done[2]["error"].as_str().unwrap().contains("text must be a string"));
+    let workers: Value = http
+        .get(format!("{base}/workers"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let py = workers["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["id"] == "py-1")
+        .cloned()
+        .expect("the Python worker is listed");
+    assert_eq!(py["task_types"], json!(["word_count"]));
+}
