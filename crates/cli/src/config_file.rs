@@ -159,7 +159,10 @@ mod tests {
         assert_eq!(deliver.headers.as_ref().unwrap()["X-Team"], "core");
         assert!(f.task_types[1].1.input_schema.is_some());
         let err = parse("[task_types.deliver]\nhandler = \"http\"\nurll = \"x\"\n").unwrap_err();
-        assert!(err.starts_with("task_types.deliver:") && err.contains("urll"), "{err}");
+        assert!(
+            err.starts_with("task_types.deliver:") && err.contains("urll"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -8,9 +8,9 @@
 
 use std::fmt;
 
+use crate::task_type::InputError;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use crate::task_type::InputError;
 
 /// The longest a `sleep` task may ask to sleep, in milliseconds.
 pub const MAX_SLEEP_MS: u64 = 600_000;
@@ -184,9 +184,7 @@ mod tests {
 
     #[test]
     fn validates_input_shapes() {
-        assert!(Builtin::Md5
-            .validate_input(&json!({"string": "x"}))
-            .is_ok());
+        assert!(Builtin::Md5.validate_input(&json!({"string": "x"})).is_ok());
         assert!(Builtin::Md5.validate_input(&json!({})).is_err());
         assert!(Builtin::Md5.validate_input(&json!({"string": 5})).is_err());
         assert!(Builtin::Sha256.validate_input(&json!("x")).is_err());

@@ -23,8 +23,8 @@ pub mod task;
 pub mod task_type;
 pub mod worker;
 
-pub use event::{NewEvent, StoredEvent};
 pub use builtin::Builtin;
+pub use event::{NewEvent, StoredEvent};
 pub use request_log::{NodeRequestCount, RequestLogEntry, RequestLogStats};
 pub use retry::RetryPolicy;
 pub use store::{

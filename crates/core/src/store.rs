@@ -14,8 +14,8 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::{
-    ClaimedTask, NewEvent, RequestLogEntry, RequestLogStats, StoredEvent, Task, TaskId, TaskType,
-    TaskState, WorkerInfo, WorkerStatus,
+    ClaimedTask, NewEvent, RequestLogEntry, RequestLogStats, StoredEvent, Task, TaskId, TaskState,
+    TaskType, WorkerInfo, WorkerStatus,
 };
 
 /// What went wrong in the store. Backends map their driver's errors onto these.

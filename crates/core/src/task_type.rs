@@ -353,13 +353,8 @@ impl Default for TaskTypes {
         };
         for b in Builtin::ALL {
             let spec = TaskTypeSpec::new(b.into(), HandlerSpec::Builtin(b));
-            t.types.insert(
-                spec.name.clone(),
-                RegisteredType {
-                    spec,
-                    schema: None,
-                },
-            );
+            t.types
+                .insert(spec.name.clone(), RegisteredType { spec, schema: None });
         }
         t
     }
@@ -461,12 +456,18 @@ impl TaskTypeConfig {
             spec.timeout = parse_duration(t)
                 .filter(|d| !d.is_zero() && *d <= MAX_TIMEOUT)
                 .ok_or_else(|| {
-                    TaskTypeError::new(at("timeout"), format!("{t:?} is not a duration from 1ms to 24h"))
+                    TaskTypeError::new(
+                        at("timeout"),
+                        format!("{t:?} is not a duration from 1ms to 24h"),
+                    )
                 })?;
         }
         if let Some(n) = self.max_attempts {
             if !(1..=100).contains(&n) {
-                return Err(TaskTypeError::new(at("max_attempts"), "must be from 1 to 100"));
+                return Err(TaskTypeError::new(
+                    at("max_attempts"),
+                    "must be from 1 to 100",
+                ));
             }
             spec.max_attempts = Some(n);
         }
@@ -484,12 +485,13 @@ impl TaskTypeConfig {
             spec.queue = Some(q.clone());
         }
         spec.priority = self.priority;
-        spec.input_schema = match self.input_schema {
-            Some(Value::String(s)) => Some(serde_json::from_str(&s).map_err(|e| {
-                TaskTypeError::new(at("input_schema"), format!("not JSON: {e}"))
-            })?),
-            other => other,
-        };
+        spec.input_schema =
+            match self.input_schema {
+                Some(Value::String(s)) => Some(serde_json::from_str(&s).map_err(|e| {
+                    TaskTypeError::new(at("input_schema"), format!("not JSON: {e}"))
+                })?),
+                other => other,
+            };
         if let Some(c) = self.cache {
             spec.cache = c;
         }
@@ -522,7 +524,10 @@ impl TaskTypeConfig {
                     ));
                 }
                 if self.max_in_flight == Some(0) {
-                    return Err(TaskTypeError::new(at("max_in_flight"), "must be at least 1"));
+                    return Err(TaskTypeError::new(
+                        at("max_in_flight"),
+                        "must be at least 1",
+                    ));
                 }
                 HandlerSpec::Http(HttpSpec {
                     url,
@@ -588,7 +593,10 @@ impl TaskTypeConfig {
     pub fn parse_flag(s: &str) -> Result<TaskTypeSpec, TaskTypeError> {
         let key = "task-type";
         let (name, handler) = s.split_once('=').ok_or_else(|| {
-            TaskTypeError::new(key, format!("expected NAME=http:URL or NAME=command:PROGRAM, got {s:?}"))
+            TaskTypeError::new(
+                key,
+                format!("expected NAME=http:URL or NAME=command:PROGRAM, got {s:?}"),
+            )
         })?;
         let (handler, arg) = match handler.split_once(':') {
             Some((h, a)) if h == "http" || h == "command" => (h, Some(a)),
@@ -658,7 +666,13 @@ mod tests {
             md5.cache_key(&json!({"string": "x"})).unwrap(),
             format!("md5:{}", hex::encode(Sha256::digest("x")))
         );
-        assert_eq!(types.get("argon2").unwrap().cache_key(&json!({"string": "x"})), None);
+        assert_eq!(
+            types
+                .get("argon2")
+                .unwrap()
+                .cache_key(&json!({"string": "x"})),
+            None
+        );
     }
 
     #[test]
@@ -682,7 +696,10 @@ mod tests {
         types.insert(spec).unwrap();
         let t = types.get("resize").unwrap();
         assert!(t.validate_input(&json!({"width": 10})).is_ok());
-        let e = t.validate_input(&json!({"width": 0})).unwrap_err().to_string();
+        let e = t
+            .validate_input(&json!({"width": 0}))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/width"), "{e}");
         let e = t.validate_input(&json!({})).unwrap_err().to_string();
         assert!(e.contains("width"), "{e}");
@@ -696,7 +713,10 @@ mod tests {
             err(json!({"handler": "http", "url": "ftp://x"})),
             "task_types.deliver.url"
         );
-        assert_eq!(err(json!({"handler": "carrier-pigeon"})), "task_types.deliver.handler");
+        assert_eq!(
+            err(json!({"handler": "carrier-pigeon"})),
+            "task_types.deliver.handler"
+        );
         assert_eq!(
             err(json!({"handler": "external", "timeout": "soon"})),
             "task_types.deliver.timeout"
@@ -726,7 +746,9 @@ mod tests {
     #[test]
     fn flags_give_one_line_types() {
         let s = TaskTypeConfig::parse_flag("deliver=http:http://127.0.0.1:9/hook").unwrap();
-        assert!(matches!(s.handler, HandlerSpec::Http(ref h) if h.url == "http://127.0.0.1:9/hook"));
+        assert!(
+            matches!(s.handler, HandlerSpec::Http(ref h) if h.url == "http://127.0.0.1:9/hook")
+        );
         let s = TaskTypeConfig::parse_flag("thumb=command:python3 thumb.py --small").unwrap();
         assert!(
             matches!(s.handler, HandlerSpec::Command(ref c) if c.argv == ["python3", "thumb.py", "--small"])

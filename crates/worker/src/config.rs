@@ -126,6 +126,9 @@ mod tests {
         let c = WorkerConfig::new("w").with_task_types(types).unwrap();
         let flaky = TaskType::new("flaky").unwrap();
         assert_eq!(c.retry_for(&flaky), fast);
-        assert_eq!(c.retry_for(&TaskType::new("md5").unwrap()), RetryPolicy::default());
+        assert_eq!(
+            c.retry_for(&TaskType::new("md5").unwrap()),
+            RetryPolicy::default()
+        );
     }
 }

@@ -67,10 +67,17 @@ async fn the_custom_worker_runs_its_own_type_from_the_shared_store() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(done.state, TaskState::Succeeded);
-    assert_eq!(done.result, Some(json!({"slug": "hello-world-2026", "attempt": 1})));
+    assert_eq!(
+        done.result,
+        Some(json!({"slug": "hello-world-2026", "attempt": 1}))
+    );
     assert_eq!((dead.state, dead.attempts), (TaskState::Dead, 1));
     let untouched = store.task_get(other.id).await.unwrap().unwrap();
-    assert_eq!(untouched.state, TaskState::Queued, "md5 is not this worker's");
+    assert_eq!(
+        untouched.state,
+        TaskState::Queued,
+        "md5 is not this worker's"
+    );
 
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -87,5 +94,9 @@ async fn the_custom_worker_runs_its_own_type_from_the_shared_store() {
     };
     assert!(status.success());
     let last: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(last.iter().any(|l| l.contains("stopped: 1 succeeded, 1 failed")), "{last:?}");
+    assert!(
+        last.iter()
+            .any(|l| l.contains("stopped: 1 succeeded, 1 failed")),
+        "{last:?}"
+    );
 }

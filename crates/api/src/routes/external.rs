@@ -66,11 +66,19 @@ impl FromRequestParts<AppState> for WorkerAuth {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| unauthorized("missing_token", "Authorization: Bearer <worker token> is required"))?;
+            .ok_or_else(|| {
+                unauthorized(
+                    "missing_token",
+                    "Authorization: Bearer <worker token> is required",
+                )
+            })?;
         if bool::from(given.trim().as_bytes().ct_eq(expected.as_bytes())) {
             Ok(WorkerAuth)
         } else {
-            Err(unauthorized("invalid_token", "the worker token is not the one configured"))
+            Err(unauthorized(
+                "invalid_token",
+                "the worker token is not the one configured",
+            ))
         }
     }
 }
@@ -91,7 +99,10 @@ impl Wait {
             Wait::Text(t) => humantime::parse_duration(t.trim()).ok(),
         };
         d.ok_or_else(|| {
-            ApiError::bad_request("invalid_input", format!("{field} is not a duration (\"20s\" or seconds)"))
+            ApiError::bad_request(
+                "invalid_input",
+                format!("{field} is not a duration (\"20s\" or seconds)"),
+            )
         })
     }
 }
@@ -159,7 +170,10 @@ fn lease_from(lease: Option<&Wait>, state: &AppState) -> Result<Duration, ApiErr
         None => state.config.external_lease,
     };
     if d < LEASE_RANGE.0 || d > LEASE_RANGE.1 {
-        return Err(ApiError::bad_request("invalid_input", "lease must be from 1s to 1h"));
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            "lease must be from 1s to 1h",
+        ));
     }
     Ok(d)
 }
@@ -184,7 +198,10 @@ pub async fn claim(
 ) -> Result<Json<ClaimAnswer>, ApiError> {
     valid_worker_id(&worker_id)?;
     if body.types.is_empty() {
-        return Err(ApiError::bad_request("invalid_input", "types must name at least one task type"));
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            "types must name at least one task type",
+        ));
     }
     let mut types = Vec::with_capacity(body.types.len());
     for t in &body.types {
@@ -192,7 +209,10 @@ pub async fn claim(
     }
     let max = body.max.unwrap_or(1);
     if !(1..=MAX_CLAIM).contains(&max) {
-        return Err(ApiError::bad_request("invalid_input", format!("max must be from 1 to {MAX_CLAIM}")));
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            format!("max must be from 1 to {MAX_CLAIM}"),
+        ));
     }
     let wait = match &body.wait {
         Some(w) => w.parse("wait")?.min(MAX_WAIT),
@@ -248,7 +268,10 @@ pub async fn claim(
                 .get(t.kind.as_str())
                 .map_or(weir_core::task_type::DEFAULT_TIMEOUT, |r| r.spec.timeout);
             ClaimedTaskView {
-                timeout_ms: t.timeout.map_or(type_timeout, |d| d.min(type_timeout)).as_millis() as u64,
+                timeout_ms: t
+                    .timeout
+                    .map_or(type_timeout, |d| d.min(type_timeout))
+                    .as_millis() as u64,
                 id: t.id,
                 kind: t.kind,
                 input: t.input,
@@ -422,7 +445,11 @@ pub async fn fail(
     JsonBody(body): JsonBody<FailRequest>,
 ) -> Result<Json<AttemptAnswer>, ApiError> {
     let task = held(&state, &id).await?;
-    let retry_after = body.retry_after.as_ref().map(|w| w.parse("retry_after")).transpose()?;
+    let retry_after = body
+        .retry_after
+        .as_ref()
+        .map(|w| w.parse("retry_after"))
+        .transpose()?;
     let now = Utc::now();
     let retry = body.retry.unwrap_or(true) && task.attempts < task.max_attempts;
     let retry_at = retry.then(|| {
@@ -456,7 +483,14 @@ pub async fn fail(
     } else {
         TaskState::Dead
     };
-    record(&state, &task, body.lease_token, TaskOutcome::Failed { error, retry_at }, now).await?;
+    record(
+        &state,
+        &task,
+        body.lease_token,
+        TaskOutcome::Failed { error, retry_at },
+        now,
+    )
+    .await?;
     Ok(Json(AttemptAnswer {
         task_id: task.id,
         status,

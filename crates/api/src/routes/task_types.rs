@@ -17,6 +17,11 @@ pub struct TaskTypeList {
     responses((status = 200, description = "Every registered type with its handler and defaults; no secrets, header values or env", body = TaskTypeList)))]
 pub async fn list(State(state): State<AppState>) -> Json<TaskTypeList> {
     Json(TaskTypeList {
-        task_types: state.config.task_types.iter().map(|t| t.public_view()).collect(),
+        task_types: state
+            .config
+            .task_types
+            .iter()
+            .map(|t| t.public_view())
+            .collect(),
     })
 }

@@ -117,7 +117,8 @@ fn valid_timeout(
         return Ok(None);
     };
     let invalid = |why: String| ApiError::bad_request("invalid_timeout", why);
-    let d = humantime::parse_duration(spec.trim()).map_err(|e| invalid(format!("{spec:?}: {e}")))?;
+    let d =
+        humantime::parse_duration(spec.trim()).map_err(|e| invalid(format!("{spec:?}: {e}")))?;
     if d.is_zero() || d > t.spec.timeout {
         return Err(invalid(format!(
             "timeout must be above 0 and at most the type's {}",

@@ -14,7 +14,10 @@ use weir_core::TaskTypeConfig;
 use crate::config::Command;
 
 /// Runs `command`; `task_types` are the config file's `[task_types.NAME]` tables.
-pub async fn run(command: Command, task_types: Vec<(String, TaskTypeConfig)>) -> anyhow::Result<()> {
+pub async fn run(
+    command: Command,
+    task_types: Vec<(String, TaskTypeConfig)>,
+) -> anyhow::Result<()> {
     match command {
         Command::Up(args) => up::run(*args, &task_types).await,
         Command::Lb(args) => lb::run(args).await,

@@ -24,8 +24,19 @@ async fn the_python_example_worker_runs_tasks_against_weir_up() {
     let data = dir.path().join("data").display().to_string();
     let (_up, line) = WeirProcess::start(
         &[
-            "up", "--listen", "127.0.0.1:0", "--config", &config.display().to_string(),
-            "--data-dir", &data, "--worker-token", TOKEN, "--api-nodes", "1", "--workers", "1",
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            &config.display().to_string(),
+            "--data-dir",
+            &data,
+            "--worker-token",
+            TOKEN,
+            "--api-nodes",
+            "1",
+            "--workers",
+            "1",
         ],
         "lb listening on",
     );
@@ -37,7 +48,11 @@ async fn the_python_example_worker_runs_tasks_against_weir_up() {
         .to_string();
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
-    for input in [json!({"text": "the quick brown fox"}), json!({"text": "hello"}), json!({"text": 7})] {
+    for input in [
+        json!({"text": "the quick brown fox"}),
+        json!({"text": "hello"}),
+        json!({"text": 7}),
+    ] {
         let resp = http
             .post(format!("{base}/tasks"))
             .json(&json!({"type": "word_count", "input": input}))
@@ -48,9 +63,22 @@ async fn the_python_example_worker_runs_tasks_against_weir_up() {
         let v: Value = resp.json().await.unwrap();
         ids.push(v["task_id"].as_str().unwrap().to_string());
     }
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../clients/python/example.py");
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../clients/python/example.py"
+    );
     let mut python = Command::new("python3")
-        .args([example, "--url", &base, "--token", TOKEN, "--worker-id", "py-1", "--max-tasks", "3"])
+        .args([
+            example,
+            "--url",
+            &base,
+            "--token",
+            TOKEN,
+            "--worker-id",
+            "py-1",
+            "--max-tasks",
+            "3",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3 is needed for the Python client's test");
@@ -59,7 +87,10 @@ async fn the_python_example_worker_runs_tasks_against_weir_up() {
         if let Some(status) = python.try_wait().unwrap() {
             break status;
         }
-        assert!(std::time::Instant::now() < deadline, "the example worker did not finish");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the example worker did not finish"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "the example worker failed: {status}");
@@ -81,7 +112,10 @@ async fn the_python_example_worker_runs_tasks_against_weir_up() {
     assert_eq!(done[1]["result"]["words"], 1);
     assert_eq!(done[2]["status"], "dead", "{}", done[2]);
     assert_eq!(done[2]["attempts"], 1, "a permanent failure is not retried");
-    assert!(done[2]["error"].as_str().unwrap().contains("text must be a string"));
+    assert!(done[2]["error"]
+        .as_str()
+        .unwrap()
+        .contains("text must be a string"));
     let workers: Value = http
         .get(format!("{base}/workers"))
         .send()

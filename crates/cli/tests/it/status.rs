@@ -187,7 +187,10 @@ async fn status_names_a_queued_type_no_running_worker_can_run() {
         .filter(|v| v.starts_with("problem:"))
         .collect();
     assert_eq!(problems.len(), 1, "{:?}", status.verdicts);
-    assert!(problems[0].contains("1 tasks of type py_resize"), "{problems:?}");
+    assert!(
+        problems[0].contains("1 tasks of type py_resize"),
+        "{problems:?}"
+    );
     assert!(
         !status.verdicts.iter().any(|v| v.contains("type noop")),
         "{:?}",

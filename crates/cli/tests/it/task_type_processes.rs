@@ -26,7 +26,10 @@ fn a_bad_task_type_stops_start_with_one_line_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("w.db").display());
     let cases = [
-        ("[task_types.deliver]\nhandler = \"http\"\n", "task_types.deliver.url"),
+        (
+            "[task_types.deliver]\nhandler = \"http\"\n",
+            "task_types.deliver.url",
+        ),
         (
             "[task_types.deliver]\nhandler = \"http\"\nurl = \"http://x\"\nurll = 1\n",
             "task_types.deliver: unknown field `urll`",
@@ -51,8 +54,17 @@ fn a_bad_task_type_stops_start_with_one_line_naming_the_key() {
             assert!(lines[0].contains(key), "{role}: want {key} in {stderr}");
         }
     }
-    let stderr = refused(&["api", "--task-type", "hook=http:ftp://x", "--database-url", &db]);
-    assert!(stderr.contains("--task-type") && stderr.contains("ftp://x"), "{stderr}");
+    let stderr = refused(&[
+        "api",
+        "--task-type",
+        "hook=http:ftp://x",
+        "--database-url",
+        &db,
+    ]);
+    assert!(
+        stderr.contains("--task-type") && stderr.contains("ftp://x"),
+        "{stderr}"
+    );
 }
 
 async fn a_worker_killed_mid_delivery_is_delivered_again(store: StoreKind) {
@@ -71,15 +83,32 @@ async fn a_worker_killed_mid_delivery_is_delivered_again(store: StoreKind) {
     let config = config.display().to_string();
     let url = db.url.clone();
     let (_api, line) = WeirProcess::start(
-        &["api", "--config", &config, "--listen", "127.0.0.1:0", "--database-url", &url],
+        &[
+            "api",
+            "--config",
+            &config,
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &url,
+        ],
         "listening on",
     );
     let base = listening_url(&line);
     let worker = |id: &str| {
         WeirProcess::start(
             &[
-                "worker", "--config", &config, "--worker-id", id, "--database-url", &url,
-                "--lease", "2s", "--rescue-interval", "300ms",
+                "worker",
+                "--config",
+                &config,
+                "--worker-id",
+                id,
+                "--database-url",
+                &url,
+                "--lease",
+                "2s",
+                "--rescue-interval",
+                "300ms",
             ],
             "running up to",
         )
@@ -109,10 +138,16 @@ async fn a_worker_killed_mid_delivery_is_delivered_again(store: StoreKind) {
         (t["status"] == "succeeded").then_some(t)
     })
     .await;
-    assert_eq!((done["attempts"].as_i64(), done["worker_id"].as_str()), (Some(2), Some("next")), "{done}");
+    assert_eq!(
+        (done["attempts"].as_i64(), done["worker_id"].as_str()),
+        (Some(2), Some("next")),
+        "{done}"
+    );
     let deliveries = receiver.deliveries_of(&id);
     assert_eq!(deliveries.len(), 2);
-    assert!(deliveries.iter().all(|d| d.headers["idempotency-key"] == id.as_str()));
+    assert!(deliveries
+        .iter()
+        .all(|d| d.headers["idempotency-key"] == id.as_str()));
     assert_eq!(deliveries[1].headers["weir-attempt"], "2");
 }
 

@@ -135,12 +135,18 @@ async fn http_delivery_outcomes(store: StoreKind) {
         task_types: Some(types(&[
             (
                 "deliver",
-                hook("ok", json!({"secret": SECRET, "headers": {"X-Team": "core"}})),
+                hook(
+                    "ok",
+                    json!({"secret": SECRET, "headers": {"X-Team": "core"}}),
+                ),
             ),
             ("deliver_flaky", hook("flaky", json!({}))),
             ("deliver_reject", hook("reject", json!({}))),
             ("deliver_busy", hook("busy", json!({}))),
-            ("deliver_slow", hook("slow", json!({"timeout": "300ms", "max_attempts": 1}))),
+            (
+                "deliver_slow",
+                hook("slow", json!({"timeout": "300ms", "max_attempts": 1})),
+            ),
         ])),
         workers: 1,
         api_nodes: 1,
@@ -216,10 +222,31 @@ async fn command_outcomes_and_a_hung_attempt_frees_its_slot(store: StoreKind) {
     };
     let stack = Stack::start(StackOptions {
         task_types: Some(types(&[
-            ("echo", sh(r#"read i; printf '{"in":%s,"attempt":%s}' "$i" "$WEIR_ATTEMPT""#, json!({}))),
-            ("tempfail", sh(r#"[ "$WEIR_ATTEMPT" -ge 3 ] && echo '"done"' || exit 75"#, json!({}))),
-            ("bad_input", sh("echo 'cannot parse' >&2; exit 65", json!({}))),
-            ("hang", sh("sleep 30", json!({"timeout": "300ms", "kill_grace": "100ms", "max_attempts": 1}))),
+            (
+                "echo",
+                sh(
+                    r#"read i; printf '{"in":%s,"attempt":%s}' "$i" "$WEIR_ATTEMPT""#,
+                    json!({}),
+                ),
+            ),
+            (
+                "tempfail",
+                sh(
+                    r#"[ "$WEIR_ATTEMPT" -ge 3 ] && echo '"done"' || exit 75"#,
+                    json!({}),
+                ),
+            ),
+            (
+                "bad_input",
+                sh("echo 'cannot parse' >&2; exit 65", json!({})),
+            ),
+            (
+                "hang",
+                sh(
+                    "sleep 30",
+                    json!({"timeout": "300ms", "kill_grace": "100ms", "max_attempts": 1}),
+                ),
+            ),
         ])),
         workers: 1,
         worker_concurrency: 1,
@@ -239,27 +266,40 @@ async fn command_outcomes_and_a_hung_attempt_frees_its_slot(store: StoreKind) {
 
     let temp = submit(&stack, json!({"type": "tempfail", "input": {}})).await;
     let done = stack.wait_task(&temp).await;
-    assert_eq!((done["status"].as_str(), done["attempts"].as_i64()), (Some("succeeded"), Some(3)), "{done}");
+    assert_eq!(
+        (done["status"].as_str(), done["attempts"].as_i64()),
+        (Some("succeeded"), Some(3)),
+        "{done}"
+    );
     assert_eq!(done["result"], "done");
 
     let bad = submit(&stack, json!({"type": "bad_input", "input": {}})).await;
     let done = stack.wait_task(&bad).await;
     assert_eq!(done["status"], "dead", "{done}");
     assert_eq!(done["attempts"], 1);
-    assert!(done["error"].as_str().unwrap().contains("cannot parse"), "{done}");
+    assert!(
+        done["error"].as_str().unwrap().contains("cannot parse"),
+        "{done}"
+    );
     stack.stop().await;
 }
 
 async fn submissions_are_checked_against_their_type(store: StoreKind) {
     let stack = Stack::start(StackOptions {
         task_types: Some(types(&[
-            ("resize", json!({
-                "handler": "external", "timeout": "2m", "queue": "images", "priority": 5,
-                "input_schema": {"type": "object", "required": ["width"],
-                                  "properties": {"width": {"type": "integer", "minimum": 1}}},
-            })),
-            ("notify", json!({"handler": "http", "url": "https://user:pw@hooks.example/in?key=k",
-                              "secret": "topsecret", "headers": {"Authorization": "Bearer hdr"}})),
+            (
+                "resize",
+                json!({
+                    "handler": "external", "timeout": "2m", "queue": "images", "priority": 5,
+                    "input_schema": {"type": "object", "required": ["width"],
+                                      "properties": {"width": {"type": "integer", "minimum": 1}}},
+                }),
+            ),
+            (
+                "notify",
+                json!({"handler": "http", "url": "https://user:pw@hooks.example/in?key=k",
+                              "secret": "topsecret", "headers": {"Authorization": "Bearer hdr"}}),
+            ),
         ])),
         workers: 0,
         api_nodes: 1,
@@ -271,25 +311,62 @@ async fn submissions_are_checked_against_their_type(store: StoreKind) {
         .await;
     assert_eq!(status, 400);
     assert_eq!(err["error"]["code"], "unknown_task_type");
-    assert!(err["error"]["message"].as_str().unwrap().contains("resize, sha256"), "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("resize, sha256"),
+        "{err}"
+    );
 
     let (status, err) = stack
         .post_json("/tasks", &json!({"type": "resize", "input": {"width": 0}}))
         .await;
     assert_eq!(status, 400, "{err}");
     assert_eq!(err["error"]["code"], "invalid_input");
-    assert!(err["error"]["message"].as_str().unwrap().contains("/width"), "{err}");
-    assert_eq!(stack.store.task_counts().await.unwrap().queued, 0, "never queued");
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("/width"),
+        "{err}"
+    );
+    assert_eq!(
+        stack.store.task_counts().await.unwrap().queued,
+        0,
+        "never queued"
+    );
 
     let (status, err) = stack
-        .post_json("/tasks", &json!({"type": "resize", "input": {"width": 3}, "timeout": "5m"}))
+        .post_json(
+            "/tasks",
+            &json!({"type": "resize", "input": {"width": 3}, "timeout": "5m"}),
+        )
         .await;
-    assert_eq!((status, err["error"]["code"].as_str()), (400, Some("invalid_timeout")), "{err}");
-    let id = submit(&stack, json!({"type": "resize", "input": {"width": 3}, "timeout": "30s"})).await;
-    let task = stack.store.task_get(id.parse().unwrap()).await.unwrap().unwrap();
-    assert_eq!((task.queue.as_str(), task.priority, task.timeout_ms), ("images", 5, Some(30_000)));
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("invalid_timeout")),
+        "{err}"
+    );
+    let id = submit(
+        &stack,
+        json!({"type": "resize", "input": {"width": 3}, "timeout": "30s"}),
+    )
+    .await;
+    let task = stack
+        .store
+        .task_get(id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (task.queue.as_str(), task.priority, task.timeout_ms),
+        ("images", 5, Some(30_000))
+    );
 
-    let resp = stack.http.get(stack.url("/task-types")).send().await.unwrap();
+    let resp = stack
+        .http
+        .get(stack.url("/task-types"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
     for secret in ["topsecret", "hdr", "pw@", "key=k"] {
@@ -308,8 +385,11 @@ async fn submissions_are_checked_against_their_type(store: StoreKind) {
 
 async fn external_workers_pull_under_leases(store: StoreKind) {
     let stack = Stack::start(StackOptions {
-        task_types: Some(types(&[("py", json!({"handler": "external", "max_attempts": 3,
-                                               "retry_backoff": "10ms:20ms"}))])),
+        task_types: Some(types(&[(
+            "py",
+            json!({"handler": "external", "max_attempts": 3,
+                                               "retry_backoff": "10ms:20ms"}),
+        )])),
         worker_token: Some(WORKER_TOKEN.into()),
         workers: 1,
         api_nodes: 1,
@@ -331,7 +411,10 @@ async fn external_workers_pull_under_leases(store: StoreKind) {
     };
     let claim = json!({"types": ["py"], "max": 5, "wait": "3s", "lease": "1s"});
     let (status, err) = post("/workers/ext-1/claim", claim.clone(), None).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (401, Some("missing_token")));
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (401, Some("missing_token"))
+    );
     let (status, _) = post("/workers/ext-1/claim", claim.clone(), Some("wrong")).await;
     assert_eq!(status, 401);
 
@@ -339,58 +422,147 @@ async fn external_workers_pull_under_leases(store: StoreKind) {
     let first = submit(&stack, json!({"type": "py", "input": {"n": 1}})).await;
     let noop = submit(&stack, json!({"type": "noop", "input": {}})).await;
     assert_eq!(stack.wait_task(&noop).await["status"], "succeeded");
-    let t = stack.store.task_get(first.parse().unwrap()).await.unwrap().unwrap();
+    let t = stack
+        .store
+        .task_get(first.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(t.state, weir_core::TaskState::Queued);
 
     // A long poll sees a task submitted while it waits.
-    let waiting = tokio::spawn(post("/workers/ext-1/claim", json!({"types": ["py"], "wait": "5s"}), Some(WORKER_TOKEN)));
+    let waiting = tokio::spawn(post(
+        "/workers/ext-1/claim",
+        json!({"types": ["py"], "wait": "5s"}),
+        Some(WORKER_TOKEN),
+    ));
     let (status, got) = waiting.await.unwrap();
     assert_eq!(status, 200, "{got}");
     let task = &got["tasks"][0];
     assert_eq!(task["id"], first.as_str());
     assert_eq!(task["input"], json!({"n": 1}));
     let token = task["lease_token"].as_i64().unwrap();
-    let (status, hb) = post(&format!("/tasks/{first}/heartbeat"), json!({"lease_token": token, "progress": 50}), Some(WORKER_TOKEN)).await;
+    let (status, hb) = post(
+        &format!("/tasks/{first}/heartbeat"),
+        json!({"lease_token": token, "progress": 50}),
+        Some(WORKER_TOKEN),
+    )
+    .await;
     assert_eq!(status, 200, "{hb}");
-    let (status, _) = post(&format!("/tasks/{first}/complete"), json!({"lease_token": token, "result": {"ok": true}}), Some(WORKER_TOKEN)).await;
+    let (status, _) = post(
+        &format!("/tasks/{first}/complete"),
+        json!({"lease_token": token, "result": {"ok": true}}),
+        Some(WORKER_TOKEN),
+    )
+    .await;
     assert_eq!(status, 200);
     let done = stack.wait_task(&first).await;
-    assert_eq!((done["status"].as_str(), &done["result"]), (Some("succeeded"), &json!({"ok": true})));
+    assert_eq!(
+        (done["status"].as_str(), &done["result"]),
+        (Some("succeeded"), &json!({"ok": true}))
+    );
     assert_eq!(done["worker_id"], "ext-1");
 
     // A lease that lapses is rescued; the late worker's report is refused.
     let lost = submit(&stack, json!({"type": "py", "input": {"n": 2}})).await;
-    let (_, got) = post("/workers/slow-ext/claim", json!({"types": ["py"], "wait": "3s", "lease": "1s"}), Some(WORKER_TOKEN)).await;
+    let (_, got) = post(
+        "/workers/slow-ext/claim",
+        json!({"types": ["py"], "wait": "3s", "lease": "1s"}),
+        Some(WORKER_TOKEN),
+    )
+    .await;
     let stale = got["tasks"][0]["lease_token"].as_i64().unwrap();
     let again = poll(Duration::from_secs(20), || async {
-        let (_, got) = post("/workers/fast-ext/claim", json!({"types": ["py"]}), Some(WORKER_TOKEN)).await;
+        let (_, got) = post(
+            "/workers/fast-ext/claim",
+            json!({"types": ["py"]}),
+            Some(WORKER_TOKEN),
+        )
+        .await;
         got["tasks"].as_array().and_then(|t| t.first().cloned())
     })
     .await;
     assert_eq!(again["id"], lost.as_str());
     assert_eq!(again["attempt"], 2);
-    let (status, err) = post(&format!("/tasks/{lost}/complete"), json!({"lease_token": stale, "result": "late"}), Some(WORKER_TOKEN)).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (409, Some("lease_lost")), "{err}");
-    let (status, err) = post(&format!("/tasks/{lost}/heartbeat"), json!({"lease_token": stale}), Some(WORKER_TOKEN)).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (409, Some("lease_lost")), "{err}");
+    let (status, err) = post(
+        &format!("/tasks/{lost}/complete"),
+        json!({"lease_token": stale, "result": "late"}),
+        Some(WORKER_TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (409, Some("lease_lost")),
+        "{err}"
+    );
+    let (status, err) = post(
+        &format!("/tasks/{lost}/heartbeat"),
+        json!({"lease_token": stale}),
+        Some(WORKER_TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (409, Some("lease_lost")),
+        "{err}"
+    );
     let fresh = again["lease_token"].as_i64().unwrap();
-    let (status, _) = post(&format!("/tasks/{lost}/complete"), json!({"lease_token": fresh, "result": "on time"}), Some(WORKER_TOKEN)).await;
+    let (status, _) = post(
+        &format!("/tasks/{lost}/complete"),
+        json!({"lease_token": fresh, "result": "on time"}),
+        Some(WORKER_TOKEN),
+    )
+    .await;
     assert_eq!(status, 200);
     let done = stack.wait_task(&lost).await;
-    assert_eq!((done["result"].as_str(), done["worker_id"].as_str()), (Some("on time"), Some("fast-ext")));
+    assert_eq!(
+        (done["result"].as_str(), done["worker_id"].as_str()),
+        (Some("on time"), Some("fast-ext"))
+    );
 
     // fail: retryable goes back to the queue, permanent is dead at once.
     let failing = submit(&stack, json!({"type": "py", "input": {"n": 3}})).await;
-    let (_, got) = post("/workers/ext-1/claim", json!({"types": ["py"], "wait": "3s"}), Some(WORKER_TOKEN)).await;
+    let (_, got) = post(
+        "/workers/ext-1/claim",
+        json!({"types": ["py"], "wait": "3s"}),
+        Some(WORKER_TOKEN),
+    )
+    .await;
     let token = got["tasks"][0]["lease_token"].as_i64().unwrap();
-    let (status, ans) = post(&format!("/tasks/{failing}/fail"), json!({"lease_token": token, "error": "db away"}), Some(WORKER_TOKEN)).await;
-    assert_eq!((status, ans["status"].as_str()), (200, Some("queued")), "{ans}");
-    let (_, got) = post("/workers/ext-1/claim", json!({"types": ["py"], "wait": "3s"}), Some(WORKER_TOKEN)).await;
+    let (status, ans) = post(
+        &format!("/tasks/{failing}/fail"),
+        json!({"lease_token": token, "error": "db away"}),
+        Some(WORKER_TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (status, ans["status"].as_str()),
+        (200, Some("queued")),
+        "{ans}"
+    );
+    let (_, got) = post(
+        "/workers/ext-1/claim",
+        json!({"types": ["py"], "wait": "3s"}),
+        Some(WORKER_TOKEN),
+    )
+    .await;
     let token = got["tasks"][0]["lease_token"].as_i64().unwrap();
-    let (status, ans) = post(&format!("/tasks/{failing}/fail"), json!({"lease_token": token, "error": "bad row", "retry": false}), Some(WORKER_TOKEN)).await;
-    assert_eq!((status, ans["status"].as_str()), (200, Some("dead")), "{ans}");
+    let (status, ans) = post(
+        &format!("/tasks/{failing}/fail"),
+        json!({"lease_token": token, "error": "bad row", "retry": false}),
+        Some(WORKER_TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (status, ans["status"].as_str()),
+        (200, Some("dead")),
+        "{ans}"
+    );
     let done = stack.wait_task(&failing).await;
-    assert_eq!((done["attempts"].as_i64(), done["error"].as_str()), (Some(2), Some("bad row")));
+    assert_eq!(
+        (done["attempts"].as_i64(), done["error"].as_str()),
+        (Some(2), Some("bad row"))
+    );
 
     // External workers show in the registry with their types.
     let (_, workers) = stack.get_json("/workers").await;
@@ -406,9 +578,17 @@ async fn external_workers_pull_under_leases(store: StoreKind) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|w| (w["id"].as_str().unwrap().to_string(), w["task_types"].clone()))
+        .map(|w| {
+            (
+                w["id"].as_str().unwrap().to_string(),
+                w["task_types"].clone(),
+            )
+        })
         .collect();
-    assert!(!builtin["worker-1"].as_array().unwrap().contains(&json!("py")));
+    assert!(!builtin["worker-1"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("py")));
     stack.stop().await;
 }
 

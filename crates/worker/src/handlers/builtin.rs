@@ -143,14 +143,11 @@ mod tests {
         assert!(execute(Builtin::Md5, &json!({}), 1, &Progress::default())
             .await
             .is_err());
-        assert!(execute(
-            Builtin::Sleep,
-            &json!({"ms": "x"}),
-            1,
-            &Progress::default()
-        )
-        .await
-        .is_err());
+        assert!(
+            execute(Builtin::Sleep, &json!({"ms": "x"}), 1, &Progress::default())
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]

@@ -256,7 +256,10 @@ mod tests {
 
     #[tokio::test]
     async fn exit_codes_pick_the_outcome() {
-        let e = handler("echo nope >&2; exit 65").run(job(json!({}))).await.unwrap_err();
+        let e = handler("echo nope >&2; exit 65")
+            .run(job(json!({})))
+            .await
+            .unwrap_err();
         assert!(e.permanent, "{e:?}");
         assert!(e.message.contains("nope"), "{e:?}");
         let e = handler("exit 75").run(job(json!({}))).await.unwrap_err();
@@ -303,10 +306,11 @@ mod tests {
             .parse()
             .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
-            && !is_zombie(pid)
-        {
-            assert!(std::time::Instant::now() < deadline, "process {pid} survived");
+        while nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok() && !is_zombie(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "process {pid} survived"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

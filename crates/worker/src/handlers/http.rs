@@ -50,8 +50,8 @@ impl HttpHandler {
             .pool_max_idle_per_host(IDLE_PER_HOST)
             .pool_idle_timeout(Duration::from_secs(60));
         if let Some(path) = &spec.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            let pem =
+                std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
             if certs.is_empty() {
@@ -99,7 +99,11 @@ impl Handler for HttpHandler {
             request = request.header("weir-signature", signature(secret, t, &body));
         }
         let response = request.body(body).send().await.map_err(|e| {
-            HandlerError::retryable(format!("delivery to {} failed: {}", self.spec.url, chain(&e)))
+            HandlerError::retryable(format!(
+                "delivery to {} failed: {}",
+                self.spec.url,
+                chain(&e)
+            ))
         })?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
@@ -224,7 +228,10 @@ mod tests {
         let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
         h.insert(RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
         let d = retry_after(&h).unwrap();
-        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30), "{d:?}");
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
     }

@@ -168,7 +168,10 @@ mod tests {
         assert_eq!(every_second.input["ms"], 5);
         assert!("x|not cron|noop".parse::<PeriodicJob>().is_err());
         let unknown: PeriodicJob = "x|* * * * *|nope".parse().unwrap();
-        assert!(unknown.check(&types).unwrap_err().contains("unknown task type"));
+        assert!(unknown
+            .check(&types)
+            .unwrap_err()
+            .contains("unknown task type"));
         let bad_input: PeriodicJob = "x|* * * * *|sleep|{}".parse().unwrap();
         assert!(bad_input.check(&types).is_err(), "input is validated");
         assert!("|* * * * *|noop".parse::<PeriodicJob>().is_err());

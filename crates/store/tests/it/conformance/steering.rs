@@ -355,7 +355,12 @@ pub async fn tasks_list_newest_first_with_filters_and_a_cursor(store: Arc<dyn St
         .unwrap();
     assert_eq!(sha.len(), 2);
     let queued_md5 = store
-        .task_list(page(Some(TaskState::Queued), Some(Builtin::Md5.into()), None, 10))
+        .task_list(page(
+            Some(TaskState::Queued),
+            Some(Builtin::Md5.into()),
+            None,
+            10,
+        ))
         .await
         .unwrap();
     assert_eq!(

@@ -51,7 +51,10 @@ pub async fn claimers_take_only_the_types_they_run(store: Arc<dyn Store>) {
     none.types = Some(vec![]);
     assert!(store.task_claim(none).await.unwrap().is_empty());
     let rest = store.task_claim(claim("w3", 100, now)).await.unwrap();
-    assert!(rest.iter().all(|t| t.kind.as_str() == "deliver"), "{rest:?}");
+    assert!(
+        rest.iter().all(|t| t.kind.as_str() == "deliver"),
+        "{rest:?}"
+    );
     assert_eq!(rest.len(), 5);
 }
 
@@ -60,12 +63,21 @@ pub async fn a_submissions_timeout_travels_with_its_task(store: Arc<dyn Store>) 
     let mut p = typed("render", now);
     p.timeout = Some(Duration::from_millis(1500));
     let id = p.id;
-    store.task_insert_many(&[p, typed("render", now)]).await.unwrap();
-    assert_eq!(store.task_get(id).await.unwrap().unwrap().timeout_ms, Some(1500));
+    store
+        .task_insert_many(&[p, typed("render", now)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.task_get(id).await.unwrap().unwrap().timeout_ms,
+        Some(1500)
+    );
     let got = store.task_claim(claim("w", 10, now)).await.unwrap();
     let mine = got.iter().find(|t| t.id == id).unwrap();
     assert_eq!(mine.timeout, Some(Duration::from_millis(1500)));
-    assert!(got.iter().filter(|t| t.id != id).all(|t| t.timeout.is_none()));
+    assert!(got
+        .iter()
+        .filter(|t| t.id != id)
+        .all(|t| t.timeout.is_none()));
     // And through the idempotent path.
     let mut p = typed("render", now);
     p.timeout = Some(Duration::from_secs(2));
