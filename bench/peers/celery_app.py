@@ -13,3 +13,19 @@ app.conf.update(task_ignore_result=False, worker_prefetch_multiplier=4, broker_c
 @app.task(name="md5")
 def md5(s):
     return {"md5": hashlib.md5(s.encode()).hexdigest()}
+
+
+# HTTP delivery: the same POST weir's http handler makes, over one pooled
+# session per worker process.
+import requests  # noqa: E402
+
+_session = requests.Session()
+RECEIVER = os.environ.get("RECEIVER_URL", "http://127.0.0.1:9/")
+
+
+@app.task(name="deliver", bind=True, max_retries=3)
+def deliver(self, payload):
+    r = _session.post(RECEIVER, json=payload, timeout=30)
+    if r.status_code >= 500 or r.status_code in (408, 425, 429):
+        raise self.retry(countdown=1)
+    return {"status": r.status_code}

@@ -26,6 +26,9 @@ pub struct TasksBench {
     pub timeout: Duration,
     /// Submit at this fixed rate (tasks/s) instead of as fast as the clients can.
     pub rate: Option<f64>,
+    /// Tasks of this type through `POST /tasks` (input `{"n": i, "run": …}`);
+    /// `None`: md5 hashes through `POST /hash/md5`.
+    pub task_type: Option<String>,
 }
 
 /// What it measured.
@@ -47,12 +50,18 @@ pub async fn run(b: &TasksBench) -> Result<TasksReport, BenchError> {
         .pool_max_idle_per_host(b.concurrency)
         .build()
         .expect("an HTTP client");
-    let url = format!("{}/hash/md5", b.target);
+    let url = match b.task_type {
+        Some(_) => format!("{}/tasks", b.target),
+        None => format!("{}/hash/md5", b.target),
+    };
     let started = Instant::now();
     let submitted: Vec<(String, Duration)> = stream::iter(0..b.tasks)
         .map(|i| {
             let (http, url) = (http.clone(), url.clone());
-            let input = format!("bench-{}-{i}", b.run_id);
+            let body = match &b.task_type {
+                Some(t) => json!({"type": t, "input": {"n": i, "run": b.run_id}}),
+                None => json!({"string": format!("bench-{}-{i}", b.run_id)}),
+            };
             let due = b
                 .rate
                 .map(|r| started + Duration::from_secs_f64(i as f64 / r.max(1.0)));
@@ -61,12 +70,7 @@ pub async fn run(b: &TasksBench) -> Result<TasksReport, BenchError> {
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let t0 = Instant::now();
-                let (_, body) = json_call(
-                    http.post(&url).json(&json!({"string": input})),
-                    &url,
-                    &[202],
-                )
-                .await?;
+                let (_, body) = json_call(http.post(&url).json(&body), &url, &[202]).await?;
                 let id = body["task_id"]
                     .as_str()
                     .ok_or_else(|| BenchError::Unexpected {

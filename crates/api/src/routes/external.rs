@@ -7,7 +7,9 @@
 //! - `POST /tasks/{id}/complete` and `POST /tasks/{id}/fail` end the attempt.
 //!
 //! A stale token (the lease lapsed and the task was rescued, or it was
-//! cancelled) gets 409 `lease_lost` and changes nothing. Every call needs
+//! cancelled) gets 409 `lease_lost` and changes nothing. An attempt past its
+//! type's timeout is failed at its next heartbeat (`timed out after …`), so
+//! a hung external worker cannot hold a task by heartbeating alone. Every call needs
 //! `Authorization: Bearer <worker token>`: claiming reveals inputs.
 
 use std::time::Duration;
@@ -347,7 +349,25 @@ pub async fn heartbeat(
 ) -> Result<Json<AttemptAnswer>, ApiError> {
     let task = held(&state, &id).await?;
     let lease = lease_from(body.lease.as_ref(), &state)?;
-    let lease_expires_at = Utc::now() + to_chrono(lease);
+    let now = Utc::now();
+    let timeout = attempt_timeout(&state, &task);
+    if task
+        .started_at
+        .is_some_and(|s| now - s > to_chrono(timeout))
+    {
+        let error = format!("timed out after {}", humantime::format_duration(timeout));
+        let retry_at = next_attempt_at(&state, &task, true, None, now);
+        let outcome = TaskOutcome::Failed {
+            error: error.clone(),
+            retry_at,
+        };
+        record(&state, &task, body.lease_token, outcome, now).await?;
+        return Err(ApiError::Conflict {
+            code: "lease_lost",
+            message: format!("the attempt {error} and was failed; stop working on it"),
+        });
+    }
+    let lease_expires_at = now + to_chrono(lease);
     let still = state
         .store
         .task_lease_extend(TaskLeaseExtendParams {
@@ -451,25 +471,7 @@ pub async fn fail(
         .map(|w| w.parse("retry_after"))
         .transpose()?;
     let now = Utc::now();
-    let retry = body.retry.unwrap_or(true) && task.attempts < task.max_attempts;
-    let retry_at = retry.then(|| {
-        let policy = task
-            .retry_backoff
-            .or_else(|| {
-                state
-                    .config
-                    .task_types
-                    .get(task.kind.as_str())
-                    .ok()
-                    .and_then(|t| t.spec.retry_backoff)
-            })
-            .unwrap_or(state.config.retry_backoff);
-        let delay = match retry_after {
-            Some(asked) => asked.min(policy.cap),
-            None => policy.delay(task.attempts, rand::thread_rng().gen()),
-        };
-        now + to_chrono(delay)
-    });
+    let retry_at = next_attempt_at(&state, &task, body.retry.unwrap_or(true), retry_after, now);
     let mut error = body.error;
     if error.len() > MAX_ERROR_BYTES {
         let mut cut = MAX_ERROR_BYTES;
@@ -496,6 +498,49 @@ pub async fn fail(
         status,
         lease_expires_at: None,
     }))
+}
+
+/// The attempt's time limit: the type's, or the task's lower one.
+fn attempt_timeout(state: &AppState, task: &Task) -> Duration {
+    let type_timeout = state
+        .config
+        .task_types
+        .get(task.kind.as_str())
+        .map_or(weir_core::task_type::DEFAULT_TIMEOUT, |r| r.spec.timeout);
+    match task.timeout_ms {
+        Some(ms) => Duration::from_millis(ms.max(1) as u64).min(type_timeout),
+        None => type_timeout,
+    }
+}
+
+/// When a failed attempt runs again (`None`: dead) — the task's backoff,
+/// else its type's, else the node's; a worker's `retry_after` wins, capped.
+fn next_attempt_at(
+    state: &AppState,
+    task: &Task,
+    retryable: bool,
+    retry_after: Option<Duration>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if !retryable || task.attempts >= task.max_attempts {
+        return None;
+    }
+    let policy = task
+        .retry_backoff
+        .or_else(|| {
+            state
+                .config
+                .task_types
+                .get(task.kind.as_str())
+                .ok()
+                .and_then(|t| t.spec.retry_backoff)
+        })
+        .unwrap_or(state.config.retry_backoff);
+    let delay = match retry_after {
+        Some(asked) => asked.min(policy.cap),
+        None => policy.delay(task.attempts, rand::thread_rng().gen()),
+    };
+    Some(now + to_chrono(delay))
 }
 
 /// Records one attempt's outcome, fenced by its lease token.

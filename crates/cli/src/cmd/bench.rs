@@ -16,6 +16,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 run_id,
                 timeout: args.timeout,
                 rate: args.rate,
+                task_type: args.task_type.clone(),
             })
             .await?;
             if args.target.json {

@@ -108,6 +108,10 @@ pub struct BenchTasksArgs {
     /// Submit at this fixed rate (tasks/s) rather than as fast as possible.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Submit tasks of this type (`POST /tasks`, input `{"n": i}`) instead
+    /// of md5 hashes through `POST /hash/md5`.
+    #[arg(long = "type")]
+    pub task_type: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -385,11 +385,16 @@ async fn submissions_are_checked_against_their_type(store: StoreKind) {
 
 async fn external_workers_pull_under_leases(store: StoreKind) {
     let stack = Stack::start(StackOptions {
-        task_types: Some(types(&[(
-            "py",
-            json!({"handler": "external", "max_attempts": 3,
-                                               "retry_backoff": "10ms:20ms"}),
-        )])),
+        task_types: Some(types(&[
+            (
+                "py",
+                json!({"handler": "external", "max_attempts": 3, "retry_backoff": "10ms:5s"}),
+            ),
+            (
+                "py_short",
+                json!({"handler": "external", "timeout": "300ms", "max_attempts": 1}),
+            ),
+        ])),
         worker_token: Some(WORKER_TOKEN.into()),
         workers: 1,
         api_nodes: 1,
@@ -531,7 +536,7 @@ async fn external_workers_pull_under_leases(store: StoreKind) {
     let token = got["tasks"][0]["lease_token"].as_i64().unwrap();
     let (status, ans) = post(
         &format!("/tasks/{failing}/fail"),
-        json!({"lease_token": token, "error": "db away"}),
+        json!({"lease_token": token, "error": "db away", "retry_after": "2s"}),
         Some(WORKER_TOKEN),
     )
     .await;
@@ -539,6 +544,17 @@ async fn external_workers_pull_under_leases(store: StoreKind) {
         (status, ans["status"].as_str()),
         (200, Some("queued")),
         "{ans}"
+    );
+    let t = stack
+        .store
+        .task_get(failing.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let wait = t.run_at - chrono::Utc::now();
+    assert!(
+        wait > chrono::Duration::milliseconds(1500),
+        "Retry-After honoured: {wait}"
     );
     let (_, got) = post(
         "/workers/ext-1/claim",
@@ -564,6 +580,39 @@ async fn external_workers_pull_under_leases(store: StoreKind) {
         (Some(2), Some("bad row"))
     );
 
+    // An attempt past its timeout is failed at its next heartbeat.
+    let short = submit(&stack, json!({"type": "py_short", "input": {}})).await;
+    let (_, got) = post(
+        "/workers/ext-1/claim",
+        json!({"types": ["py_short"], "wait": "3s"}),
+        Some(WORKER_TOKEN),
+    )
+    .await;
+    assert_eq!(got["tasks"][0]["timeout_ms"], 300);
+    let token = got["tasks"][0]["lease_token"].as_i64().unwrap();
+    let refused = poll(Duration::from_secs(10), || async {
+        let (status, err) = post(
+            &format!("/tasks/{short}/heartbeat"),
+            json!({"lease_token": token}),
+            Some(WORKER_TOKEN),
+        )
+        .await;
+        (status == 409).then_some(err)
+    })
+    .await;
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{refused}"
+    );
+    let done = stack.wait_task(&short).await;
+    assert_eq!(
+        (done["status"].as_str(), done["error"].as_str()),
+        (Some("dead"), Some("timed out after 300ms"))
+    );
+
     // External workers show in the registry with their types.
     let (_, workers) = stack.get_json("/workers").await;
     let ext = workers["workers"]
@@ -573,7 +622,11 @@ async fn external_workers_pull_under_leases(store: StoreKind) {
         .find(|w| w["id"] == "ext-1")
         .cloned()
         .expect("ext-1 listed");
-    assert_eq!(ext["task_types"], json!(["py"]));
+    assert_eq!(
+        ext["task_types"],
+        json!(["py_short"]),
+        "the types of its last claim"
+    );
     let builtin: HashMap<String, Value> = workers["workers"]
         .as_array()
         .unwrap()

@@ -4,8 +4,9 @@
 //! and `WEIR_TASK_TYPE` are in its environment. Exit 0 succeeds with stdout
 //! as the result (JSON, else `{"stdout": text}`); exit 65 (EX_DATAERR) is a
 //! permanent failure; exit 75 (EX_TEMPFAIL), any other status, or death by a
-//! signal is retried. A stderr line `weir-progress N` reports progress; the
-//! error keeps stderr's tail. No shell is involved unless the user names one.
+//! signal is retried. A stderr line `weir-progress N` reports progress,
+//! `weir-retry-after SECONDS` asks for the next attempt no sooner; the error
+//! keeps stderr's tail. No shell is involved unless the user names one.
 //!
 //! The program runs in its own process group. When the attempt is stopped
 //! (timeout, cancel, lost lease, drain), the whole group gets SIGTERM, then
@@ -105,7 +106,8 @@ impl Handler for CommandHandler {
         };
         let stdout = read_bounded(child.stdout.take(), spec.max_output_bytes);
         let stderr = read_stderr(child.stderr.take(), &job.progress);
-        let (_, stdout, stderr, status) = tokio::join!(write, stdout, stderr, child.wait());
+        let (_, stdout, (stderr, retry_after), status) =
+            tokio::join!(write, stdout, stderr, child.wait());
         guard.disarm();
         let status = status.map_err(|e| HandlerError::retryable(format!("waiting: {e}")))?;
         let (out, overflowed) = stdout;
@@ -127,10 +129,10 @@ impl Handler for CommandHandler {
                 "exit status {EX_DATAERR} (bad input){}",
                 tail()
             ))),
-            Some(code) => Err(HandlerError::retryable(format!(
-                "exit status {code}{}",
-                tail()
-            ))),
+            Some(code) => Err(
+                HandlerError::retryable(format!("exit status {code}{}", tail()))
+                    .retry_after(retry_after),
+            ),
             None => {
                 use std::os::unix::process::ExitStatusExt;
                 let signal = status.signal().unwrap_or_default();
@@ -173,12 +175,17 @@ async fn read_bounded(pipe: Option<impl AsyncRead + Unpin>, limit: usize) -> (Ve
     }
 }
 
-/// Reads stderr line by line: `weir-progress N` lines report progress, the
-/// rest is kept as a bounded tail for the error.
-async fn read_stderr(pipe: Option<impl AsyncRead + Unpin>, progress: &Progress) -> String {
+/// Reads stderr line by line: `weir-progress N` lines report progress,
+/// `weir-retry-after S` asks for a later retry, the rest is kept as a
+/// bounded tail for the error.
+async fn read_stderr(
+    pipe: Option<impl AsyncRead + Unpin>,
+    progress: &Progress,
+) -> (String, Option<Duration>) {
     let Some(pipe) = pipe else {
-        return String::new();
+        return (String::new(), None);
     };
+    let mut retry_after = None;
     let mut reader = BufReader::new(pipe);
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut tail_len = 0;
@@ -200,6 +207,12 @@ async fn read_stderr(pipe: Option<impl AsyncRead + Unpin>, progress: &Progress) 
                 continue;
             }
         }
+        if let Some(s) = text.strip_prefix("weir-retry-after ") {
+            if let Ok(secs) = s.trim().parse::<f64>() {
+                retry_after = Duration::try_from_secs_f64(secs).ok();
+                continue;
+            }
+        }
         tail_len += text.len() + 1;
         tail.push_back(text);
         while tail_len > STDERR_TAIL_BYTES && tail.len() > 1 {
@@ -212,7 +225,7 @@ async fn read_stderr(pipe: Option<impl AsyncRead + Unpin>, progress: &Progress) 
     while !joined.is_char_boundary(start) {
         start += 1;
     }
-    joined[start..].to_string()
+    (joined[start..].to_string(), retry_after)
 }
 
 #[cfg(test)]
@@ -264,6 +277,11 @@ mod tests {
         assert!(e.message.contains("nope"), "{e:?}");
         let e = handler("exit 75").run(job(json!({}))).await.unwrap_err();
         assert!(!e.permanent);
+        let e = handler("echo 'weir-retry-after 30' >&2; exit 75")
+            .run(job(json!({})))
+            .await
+            .unwrap_err();
+        assert_eq!(e.retry_after, Some(Duration::from_secs(30)));
         let e = handler("exit 3").run(job(json!({}))).await.unwrap_err();
         assert!(!e.permanent && e.message.contains("exit status 3"), "{e:?}");
         let e = handler("kill -9 $$").run(job(json!({}))).await.unwrap_err();
