@@ -172,7 +172,7 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
     let (mut parts, body) = req.into_parts();
     // Only consistent hashing reads the key; don't hash for the others.
     let key = if lb.strategy.load().strategy == crate::Strategy::ConsistentHash {
-        affinity_key(&lb.config.hash_key, &parts.headers, peer)
+        affinity_key(&lb.strategy.load().hash_key, &parts.headers, peer)
     } else {
         0
     };

@@ -77,7 +77,10 @@ impl Lb {
                 .as_deref()
                 .map(|url| SharedLimiter::new(url, &config.rate_limit_redis_prefix))
                 .transpose()?,
-            strategy: ArcSwap::from_pointee(ActiveStrategy::new(config.strategy)),
+            strategy: ArcSwap::from_pointee(ActiveStrategy::new(
+                config.strategy,
+                config.hash_key.clone(),
+            )),
             backends: BackendSet::new(backends),
             config,
             id: NEXT_LB_ID.fetch_add(1, Ordering::Relaxed),

@@ -85,12 +85,20 @@ async fn dashboard() -> Response {
 
 async fn get_strategy(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {
     let available: Vec<_> = Strategy::ALL.iter().map(|s| s.as_str()).collect();
-    Json(json!({ "strategy": lb.strategy.load().strategy.as_str(), "available": available }))
+    let active = lb.strategy.load();
+    Json(json!({
+        "strategy": active.strategy.as_str(),
+        "hash_key": active.hash_key.to_string(),
+        "available": available,
+    }))
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct StrategyChange {
     strategy: String,
+    /// `client_ip` or `header:NAME`; kept as it is when absent.
+    hash_key: Option<String>,
 }
 
 async fn put_strategy(State(lb): State<Arc<Lb>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -103,7 +111,7 @@ async fn put_strategy(State(lb): State<Arc<Lb>>, headers: HeaderMap, body: Bytes
             return json_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_json",
-                &format!("expected {{\"strategy\": NAME}}: {e}"),
+                &format!("expected {{\"strategy\": NAME, \"hash_key\"?: KEY}}: {e}"),
             )
         }
     };
@@ -111,9 +119,15 @@ async fn put_strategy(State(lb): State<Arc<Lb>>, headers: HeaderMap, body: Bytes
         Ok(s) => s,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, "unknown_strategy", &e),
     };
-    lb.strategy.store(Arc::new(ActiveStrategy::new(strategy)));
-    tracing::info!(%strategy, "strategy switched");
-    Json(json!({ "strategy": strategy.as_str() })).into_response()
+    let hash_key = match change.hash_key.as_deref().map(str::parse::<crate::HashKey>) {
+        Some(Ok(k)) => k,
+        Some(Err(e)) => return json_error(StatusCode::BAD_REQUEST, "invalid_hash_key", &e),
+        None => lb.strategy.load().hash_key.clone(),
+    };
+    lb.strategy
+        .store(Arc::new(ActiveStrategy::new(strategy, hash_key.clone())));
+    tracing::info!(%strategy, %hash_key, "strategy switched");
+    Json(json!({ "strategy": strategy.as_str(), "hash_key": hash_key.to_string() })).into_response()
 }
 
 /// Checks the bearer token, comparing in constant time; the 401 answer when it fails.

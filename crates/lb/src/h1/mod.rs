@@ -38,7 +38,6 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::config::HashKey;
 use crate::proxy::{self, REPLAY_MAX_BYTES};
 use crate::ratelimit::Verdict;
 use crate::server::Lb;
@@ -77,11 +76,10 @@ pub(crate) async fn serve_connection(
     let mut upstream_timer = Box::pin(tokio::time::sleep(lb.config.upstream_timeout));
     // The `X-Forwarded-For` entry this connection adds, formatted once.
     let peer_ip = peer.ip().to_string();
-    let hash_header = match &lb.config.hash_key {
-        HashKey::Header(name) => Some(name),
-        HashKey::ClientIp => None,
-    };
     loop {
+        // The hash key may be switched at runtime, with the strategy.
+        let active = lb.strategy.load();
+        let hash_header = active.hash_header();
         // One deadline for the wait and the head (slowloris; idle keep-alive).
         exchange::arm(
             &mut head_timer,

@@ -126,13 +126,24 @@ impl FromStr for Strategy {
 pub struct ActiveStrategy {
     pub strategy: Strategy,
     pub selector: Box<dyn Selector>,
+    /// What `consistent_hash` keys on; switched together with the strategy.
+    pub hash_key: crate::HashKey,
 }
 
 impl ActiveStrategy {
-    pub fn new(strategy: Strategy) -> Self {
+    pub fn new(strategy: Strategy, hash_key: crate::HashKey) -> Self {
         ActiveStrategy {
             strategy,
             selector: strategy.selector(),
+            hash_key,
+        }
+    }
+
+    /// The header `consistent_hash` keys on, if it keys on one.
+    pub fn hash_header(&self) -> Option<&http::HeaderName> {
+        match &self.hash_key {
+            crate::HashKey::Header(name) => Some(name),
+            crate::HashKey::ClientIp => None,
         }
     }
 }

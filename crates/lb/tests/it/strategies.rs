@@ -144,6 +144,70 @@ async fn consistent_hash_keeps_each_key_on_one_backend() {
     lb.stop().await;
 }
 
+/// Regression: `PUT /lb/strategy` with a `hash_key` switched the strategy
+/// but kept hashing by client IP (every request from one client went to one
+/// backend whatever its tenant header).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_to_consistent_hash_takes_its_hash_key() {
+    let b = names(&[
+        ("a", Duration::ZERO),
+        ("b", Duration::ZERO),
+        ("c", Duration::ZERO),
+    ])
+    .await;
+    let lb = TestLb::start(b.iter().map(|b| b.url()).collect(), Strategy::RoundRobin).await;
+    let http = reqwest::Client::new();
+    let put = |body: serde_json::Value| {
+        http.put(format!("{}/lb/strategy", lb.base))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+    };
+    let resp = put(json!({"strategy": "consistent_hash", "hash_key": "header:X-Tenant"}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let shown: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(shown["hash_key"], "header:x-tenant");
+    let mut owners = HashMap::new();
+    for tenant in 0..30 {
+        for _ in 0..3 {
+            let name = http
+                .get(format!("{}/work", lb.base))
+                .header("x-tenant", format!("tenant-{tenant}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let owner = owners.entry(tenant).or_insert_with(|| name.clone());
+            assert_eq!(*owner, name, "tenant-{tenant} moved");
+        }
+    }
+    let used: std::collections::HashSet<_> = owners.values().collect();
+    assert!(
+        used.len() > 1,
+        "one client's tenants all on one backend: {owners:?}"
+    );
+    for (body, code) in [
+        (
+            json!({"strategy": "round_robin", "hash_key": "tenant"}),
+            "invalid_hash_key",
+        ),
+        (
+            json!({"strategy": "round_robin", "hashkey": "client_ip"}),
+            "invalid_json",
+        ),
+    ] {
+        let resp = put(body).await.unwrap();
+        assert_eq!(resp.status(), 400);
+        let err: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(err["error"]["code"], code, "{err}");
+    }
+    lb.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peak_ewma_and_power_of_two_avoid_a_slow_backend() {
     for strategy in [Strategy::PeakEwma, Strategy::PowerOfTwoChoices] {
