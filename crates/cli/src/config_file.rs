@@ -1,9 +1,11 @@
 //! `--config FILE` (or `WEIR_CONFIG`): settings from a TOML file.
 //!
 //! Each top-level key is the long flag's name (`max-in-flight = 64`, or with
-//! underscores), applied as its `WEIR_*` env var unless that is already set —
-//! so a flag beats the environment, and the environment beats the file. Lists
-//! become comma-separated values (`backends = ["http://a:8081", "http://b:8081=3"]`).
+//! underscores), matched to the flag through its `WEIR_*` env var and given
+//! to clap as that flag's default ([`with_file_defaults`]) — so a flag beats
+//! the environment, and the environment beats the file, without touching the
+//! process environment. Lists become the flag's list (`backends =
+//! ["http://a:8081", "http://b:8081=3"]`).
 //!
 //! The one table is `[task_types.NAME]`: the task types users define, read
 //! into [`TaskTypeConfig`]s and checked when a role starts.
@@ -48,6 +50,35 @@ pub struct FileConfig {
     pub vars: Vec<(String, String)>,
     /// `[task_types.NAME]` tables, by name.
     pub task_types: Vec<(String, TaskTypeConfig)>,
+}
+
+/// `cmd` with the file's values as the defaults of the flags they name, in
+/// every subcommand. A key no flag of the command takes is ignored there
+/// (one file serves every role).
+pub fn with_file_defaults(cmd: clap::Command, vars: &[(String, String)]) -> clap::Command {
+    let mut cmd = cmd;
+    let found: Vec<(clap::Id, String, Option<char>)> = cmd
+        .get_arguments()
+        .filter_map(|a| {
+            let env = a.get_env()?.to_str()?;
+            let (_, value) = vars.iter().find(|(var, _)| var == env)?;
+            Some((a.get_id().clone(), value.clone(), a.get_value_delimiter()))
+        })
+        .collect();
+    for (id, value, delimiter) in found {
+        cmd = cmd.mut_arg(id, |a| match delimiter {
+            Some(d) => a.default_values(value.split(d).map(str::to_owned).collect::<Vec<_>>()),
+            None => a.default_value(value),
+        });
+    }
+    let subcommands: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    for name in subcommands {
+        cmd = cmd.mut_subcommand(name, |sc| with_file_defaults(sc, vars));
+    }
+    cmd
 }
 
 /// Reads and parses a config file.
@@ -162,6 +193,36 @@ mod tests {
         assert!(
             err.starts_with("task_types.deliver:") && err.contains("urll"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn file_values_are_flag_defaults_below_env_and_flags() {
+        use clap::{CommandFactory, FromArgMatches};
+        let vars = parse(
+            "strategy = \"least_connections\"\nmax-in-flight = 64\n\
+             backends = [\"http://a:1\", \"http://b:2=3\"]\naccess_log = true\n",
+        )
+        .unwrap()
+        .vars;
+        let parse_lb = |args: &[&str]| {
+            let cmd = with_file_defaults(crate::config::Cli::command(), &vars);
+            let cli = crate::config::Cli::from_arg_matches(&cmd.get_matches_from(args)).unwrap();
+            match cli.command {
+                crate::config::Command::Lb(lb) => lb,
+                _ => unreachable!(),
+            }
+        };
+        let lb = parse_lb(&["weir", "lb"]);
+        assert_eq!(lb.balancer.strategy, weir_lb::Strategy::LeastConnections);
+        assert_eq!(lb.balancer.max_in_flight, Some(64));
+        assert_eq!(lb.backends, ["http://a:1", "http://b:2=3"]);
+        assert!(lb.balancer.access_log);
+        let lb = parse_lb(&["weir", "lb", "--strategy", "round_robin"]);
+        assert_eq!(
+            lb.balancer.strategy,
+            weir_lb::Strategy::RoundRobin,
+            "a flag wins"
         );
     }
 

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use weir::config::Cli;
 
 /// The proxy and API allocate per request; mimalloc's thread-local free lists
@@ -11,27 +11,24 @@ use weir::config::Cli;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    // The config file fills in env vars not already set: flags > env > file.
+    // The config file gives the flags' defaults: flags > env > file.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let mut task_types = Vec::new();
-    if let Some(path) = weir::config_file::config_path(&args) {
-        match weir::config_file::read(std::path::Path::new(&path)) {
-            Ok(file) => {
-                task_types = file.task_types;
-                for (var, value) in file.vars {
-                    if std::env::var_os(&var).is_none() {
-                        // Single-threaded here: nothing else reads the environment yet.
-                        std::env::set_var(var, value);
-                    }
-                }
-            }
+    let file = match weir::config_file::config_path(&args) {
+        Some(path) => match weir::config_file::read(std::path::Path::new(&path)) {
+            Ok(file) => file,
             Err(e) => {
                 eprintln!("weir: {e}");
                 return ExitCode::from(2);
             }
-        }
-    }
-    let cli = Cli::parse();
+        },
+        None => weir::config_file::FileConfig::default(),
+    };
+    let command = weir::config_file::with_file_defaults(Cli::command(), &file.vars);
+    let cli = match Cli::from_arg_matches(&command.get_matches_from(args)) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let task_types = file.task_types;
     weir::logging::init(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -84,6 +84,21 @@ impl RetryPolicy {
     pub fn delay(&self, attempt: i32, unit_sample: f64) -> Duration {
         self.ceiling(attempt).mul_f64(unit_sample.clamp(0.0, 1.0))
     }
+
+    /// The delay after failed attempt `attempt` when the handler may have
+    /// asked for one (`Retry-After`): the asked delay capped by the cap,
+    /// else the jittered backoff.
+    pub fn delay_or_asked(
+        &self,
+        attempt: i32,
+        asked: Option<Duration>,
+        unit_sample: f64,
+    ) -> Duration {
+        match asked {
+            Some(asked) => asked.min(self.cap),
+            None => self.delay(attempt, unit_sample),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -101,6 +116,21 @@ mod tests {
         assert_eq!(p.ceiling(4), Duration::from_millis(800));
         assert_eq!(p.ceiling(5), Duration::from_secs(1));
         assert_eq!(p.ceiling(1000), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn an_asked_delay_wins_up_to_the_cap() {
+        let p = RetryPolicy {
+            base: Duration::from_millis(10),
+            cap: Duration::from_secs(60),
+        };
+        let asked = p.delay_or_asked(1, Some(Duration::from_secs(30)), 0.5);
+        assert_eq!(asked, Duration::from_secs(30));
+        assert_eq!(
+            p.delay_or_asked(1, Some(Duration::from_secs(3600)), 0.5),
+            p.cap
+        );
+        assert_eq!(p.delay_or_asked(1, None, 0.5), Duration::from_millis(5));
     }
 
     #[test]

@@ -400,6 +400,22 @@ impl TaskTypes {
         self.types.values()
     }
 
+    /// Where a successful result of `kind` with `input` is cached (until
+    /// `now + ttl`), if its type caches.
+    pub fn cache_write(
+        &self,
+        kind: &TaskType,
+        input: &Value,
+        now: chrono::DateTime<chrono::Utc>,
+        ttl: Duration,
+    ) -> Option<crate::CacheWrite> {
+        let key = self.get(kind.as_str()).ok()?.cache_key(input)?;
+        Some(crate::CacheWrite {
+            key,
+            expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
+        })
+    }
+
     /// Sets a registered type's backoff (`--retry-backoff-for`).
     pub fn set_retry_backoff(
         &mut self,

@@ -11,8 +11,8 @@ use tokio::task::JoinSet;
 use tokio::time::{interval, sleep, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use weir_core::{
-    CacheWrite, ClaimedTask, Store, TaskClaimParams, TaskCompletion, TaskLeaseExtendParams,
-    TaskOutcome, TaskReleaseParams, WorkerHeartbeatParams, WorkerStatus,
+    ClaimedTask, Store, TaskClaimParams, TaskCompletion, TaskLeaseExtendParams, TaskOutcome,
+    TaskReleaseParams, WorkerHeartbeatParams, WorkerStatus,
 };
 
 use crate::completer::Completer;
@@ -295,16 +295,12 @@ impl Worker {
             Ok(result) => {
                 self.report.processed += 1;
                 self.metrics.processed.increment(1);
-                let cache = self
-                    .config
-                    .task_types
-                    .get(task.kind.as_str())
-                    .ok()
-                    .and_then(|t| t.cache_key(&task.input))
-                    .map(|key| CacheWrite {
-                        key,
-                        expires_at: now + to_chrono(self.config.cache_ttl),
-                    });
+                let cache = self.config.task_types.cache_write(
+                    &task.kind,
+                    &task.input,
+                    now,
+                    self.config.cache_ttl,
+                );
                 TaskOutcome::Succeeded { result, cache }
             }
             Err(error) => {
@@ -315,10 +311,11 @@ impl Worker {
                     let policy = task
                         .backoff
                         .unwrap_or_else(|| self.config.retry_for(&task.kind));
-                    let delay = match error.retry_after {
-                        Some(asked) => asked.min(policy.cap),
-                        None => policy.delay(task.attempt, rand::thread_rng().gen()),
-                    };
+                    let delay = policy.delay_or_asked(
+                        task.attempt,
+                        error.retry_after,
+                        rand::thread_rng().gen(),
+                    );
                     now + to_chrono(delay)
                 });
                 tracing::info!(task = %task.id, attempt = task.attempt, permanent = error.permanent, %error, "attempt failed");

@@ -24,8 +24,8 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 use weir_core::{
-    CacheWrite, CompletionOutcome, Task, TaskClaimParams, TaskCompletion, TaskId,
-    TaskLeaseExtendParams, TaskOutcome, TaskState, TaskType, WorkerHeartbeatParams, WorkerStatus,
+    CompletionOutcome, Task, TaskClaimParams, TaskCompletion, TaskId, TaskLeaseExtendParams,
+    TaskOutcome, TaskState, TaskType, WorkerHeartbeatParams, WorkerStatus,
 };
 
 use crate::body::JsonBody;
@@ -415,16 +415,11 @@ pub async fn complete(
 ) -> Result<Json<AttemptAnswer>, ApiError> {
     let task = held(&state, &id).await?;
     let now = Utc::now();
-    let cache = state
-        .config
-        .task_types
-        .get(task.kind.as_str())
-        .ok()
-        .and_then(|t| t.cache_key(&task.input))
-        .map(|key| CacheWrite {
-            key,
-            expires_at: now + to_chrono(state.config.cache_ttl),
-        });
+    let cache =
+        state
+            .config
+            .task_types
+            .cache_write(&task.kind, &task.input, now, state.config.cache_ttl);
     let outcome = TaskOutcome::Succeeded {
         result: body.result,
         cache,
@@ -536,10 +531,7 @@ fn next_attempt_at(
                 .and_then(|t| t.spec.retry_backoff)
         })
         .unwrap_or(state.config.retry_backoff);
-    let delay = match retry_after {
-        Some(asked) => asked.min(policy.cap),
-        None => policy.delay(task.attempts, rand::thread_rng().gen()),
-    };
+    let delay = policy.delay_or_asked(task.attempts, retry_after, rand::thread_rng().gen());
     Some(now + to_chrono(delay))
 }
 
