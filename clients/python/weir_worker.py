@@ -25,6 +25,7 @@ task's max_attempts); ``Retry("busy", after=30)`` asks for a retry no
 sooner than 30 s.
 """
 
+import http.client
 import json
 import os
 import signal
@@ -33,8 +34,7 @@ import sys
 import threading
 import time
 import traceback
-import urllib.error
-import urllib.request
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
@@ -89,6 +89,10 @@ class Worker:
     def __init__(self, base_url, token, worker_id=None, concurrency=4, wait=5.0,
                  lease=30.0, queues=None):
         self.base_url = base_url.rstrip("/")
+        self._url = urllib.parse.urlsplit(self.base_url)
+        if self._url.scheme not in ("http", "https"):
+            raise ValueError(f"base_url must be http:// or https://, not {base_url!r}")
+        self._local = threading.local()  # one keep-alive connection per thread
         self.token = token
         self.worker_id = worker_id or f"py-{socket.gethostname()}-{os.getpid()}"
         self.concurrency = concurrency
@@ -118,24 +122,45 @@ class Worker:
 
     # -- HTTP ---------------------------------------------------------------
 
+    def _connection(self, timeout):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            cls = (http.client.HTTPSConnection if self._url.scheme == "https"
+                   else http.client.HTTPConnection)
+            conn = cls(self._url.hostname, self._url.port, timeout=timeout)
+            self._local.conn = conn
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn
+
     def _post(self, path, body, timeout):
-        req = urllib.request.Request(
-            self.base_url + path,
-            data=json.dumps(body).encode(),
-            headers={"content-type": "application/json",
-                     "authorization": f"Bearer {self.token}"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return json.load(resp)
-        except urllib.error.HTTPError as e:
+        data = json.dumps(body).encode()
+        headers = {"content-type": "application/json",
+                   "authorization": f"Bearer {self.token}"}
+        for fresh in (False, True):
+            conn = self._connection(timeout)
+            reused = conn.sock is not None
             try:
-                err = json.load(e)["error"]
+                conn.request("POST", self._url.path + path, body=data, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+                break
+            except (http.client.HTTPException, OSError):
+                conn.close()
+                self._local.conn = None
+                # A keep-alive connection the server closed meanwhile: once
+                # more on a fresh one (reports are fenced, so a repeat is safe).
+                if fresh or not reused:
+                    raise
+        if resp.status >= 400:
+            try:
+                err = json.loads(raw)["error"]
             except Exception:  # not weir's JSON error
-                err = {"code": "http_error", "message": str(e)}
+                err = {"code": "http_error", "message": raw[:200].decode(errors="replace")}
             cls = LeaseLost if err.get("code") == "lease_lost" else WeirError
-            raise cls(e.code, err.get("code"), err.get("message")) from None
+            raise cls(resp.status, err.get("code"), err.get("message"))
+        return json.loads(raw)
 
     def claim(self, max_tasks):
         body = {"types": sorted(self.handlers), "max": max_tasks, "wait": self.wait,
