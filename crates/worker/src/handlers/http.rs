@@ -220,6 +220,113 @@ mod tests {
         assert_eq!(result_of(200, br#"{"ok":"#, true)["truncated"], json!(true));
     }
 
+    fn job() -> Job {
+        Job {
+            id: weir_core::TaskId::new(),
+            task_type: weir_core::TaskType::new("deliver").unwrap(),
+            input: json!({"order": 1}),
+            attempt: 1,
+            max_attempts: 3,
+            timeout: Duration::from_secs(10),
+            progress: crate::handler::Progress::default(),
+            cancel: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+
+    /// An HTTPS receiver with a self-signed certificate for `localhost`;
+    /// returns its port and the certificate's PEM.
+    async fn https_receiver() -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert = rustls::pki_types::CertificateDer::from(ck.cert.der().to_vec());
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    // The head, then as many body bytes as it announces.
+                    loop {
+                        let Ok(n) = tls.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let len: usize = text
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse().ok())
+                                .unwrap_or(0);
+                            if got.len() >= end + 4 + len {
+                                break;
+                            }
+                        }
+                    }
+                    let body = br#"{"tls":true}"#;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = tls.write_all(head.as_bytes()).await;
+                    let _ = tls.write_all(body).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        (port, ck.cert.pem())
+    }
+
+    fn spec(url: String, ca_file: Option<std::path::PathBuf>) -> HttpSpec {
+        HttpSpec {
+            url,
+            headers: Default::default(),
+            secret: None,
+            ca_file,
+            max_in_flight: None,
+            max_response_bytes: 1024,
+        }
+    }
+
+    #[tokio::test]
+    async fn delivers_over_https_trusting_only_the_given_ca() {
+        let (port, pem) = https_receiver().await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, pem).unwrap();
+        let url = format!("https://localhost:{port}/hook");
+        let trusted = HttpHandler::new(&spec(url.clone(), Some(ca))).unwrap();
+        assert_eq!(trusted.run(job()).await.unwrap(), json!({"tls": true}));
+        // The system's roots do not know a self-signed certificate.
+        let untrusted = HttpHandler::new(&spec(url, None)).unwrap();
+        let e = untrusted.run(job()).await.unwrap_err();
+        assert!(!e.permanent, "{e:?}");
+        assert!(
+            e.message.contains("certificate") || e.message.contains("Unknown"),
+            "{e:?}"
+        );
+        let missing = HttpHandler::new(&spec("https://x".into(), Some("/nonexistent.pem".into())));
+        assert!(missing.err().unwrap().contains("ca_file /nonexistent.pem"));
+    }
+
     #[test]
     fn retry_after_reads_seconds_and_dates() {
         let mut h = HeaderMap::new();
