@@ -46,8 +46,9 @@ pub fn config_path(args: &[OsString]) -> Option<OsString> {
 /// What a config file holds.
 #[derive(Debug, Default)]
 pub struct FileConfig {
-    /// (env var, value) pairs for the flags it sets.
-    pub vars: Vec<(String, String)>,
+    /// (flag name, values) for the flags it sets, names with dashes; a
+    /// TOML list gives several values, anything else one.
+    pub vars: Vec<(String, Vec<String>)>,
     /// `[task_types.NAME]` tables, by name.
     pub task_types: Vec<(String, TaskTypeConfig)>,
 }
@@ -55,20 +56,23 @@ pub struct FileConfig {
 /// `cmd` with the file's values as the defaults of the flags they name, in
 /// every subcommand. A key no flag of the command takes is ignored there
 /// (one file serves every role).
-pub fn with_file_defaults(cmd: clap::Command, vars: &[(String, String)]) -> clap::Command {
+pub fn with_file_defaults(cmd: clap::Command, vars: &[(String, Vec<String>)]) -> clap::Command {
     let mut cmd = cmd;
-    let found: Vec<(clap::Id, String, Option<char>)> = cmd
+    let found: Vec<(clap::Id, Vec<String>, Option<char>)> = cmd
         .get_arguments()
         .filter_map(|a| {
-            let env = a.get_env()?.to_str()?;
-            let (_, value) = vars.iter().find(|(var, _)| var == env)?;
+            let (_, value) = vars.iter().find(|(key, _)| takes(a, key))?;
             Some((a.get_id().clone(), value.clone(), a.get_value_delimiter()))
         })
         .collect();
-    for (id, value, delimiter) in found {
-        cmd = cmd.mut_arg(id, |a| match delimiter {
-            Some(d) => a.default_values(value.split(d).map(str::to_owned).collect::<Vec<_>>()),
-            None => a.default_value(value),
+    for (id, values, delimiter) in found {
+        cmd = cmd.mut_arg(id, |a| match (values.as_slice(), delimiter) {
+            // One string for a list flag reads as its env var would.
+            ([one], Some(d)) => {
+                a.default_values(one.split(d).map(str::to_owned).collect::<Vec<_>>())
+            }
+            ([one], None) => a.default_value(one.clone()),
+            _ => a.default_values(values),
         });
     }
     let subcommands: Vec<String> = cmd
@@ -79,6 +83,24 @@ pub fn with_file_defaults(cmd: clap::Command, vars: &[(String, String)]) -> clap
         cmd = cmd.mut_subcommand(name, |sc| with_file_defaults(sc, vars));
     }
     cmd
+}
+
+/// Whether flag `a` is the one file key `key` names: by its long name, or
+/// by its env var's (`rate-limit-routes` for `WEIR_RATE_LIMIT_ROUTES`).
+fn takes(a: &clap::Arg, key: &str) -> bool {
+    let env = a.get_env().and_then(|e| e.to_str());
+    a.get_long() == Some(key)
+        || env.is_some_and(|e| e == format!("WEIR_{}", key.to_ascii_uppercase().replace('-', "_")))
+}
+
+/// The first file key that no flag of any command takes (a typo).
+pub fn unknown_key(cmd: &clap::Command, vars: &[(String, Vec<String>)]) -> Option<String> {
+    fn known(cmd: &clap::Command, key: &str) -> bool {
+        cmd.get_arguments().any(|a| takes(a, key)) || cmd.get_subcommands().any(|sc| known(sc, key))
+    }
+    vars.iter()
+        .find(|(key, _)| !known(cmd, key))
+        .map(|(key, _)| key.clone())
 }
 
 /// Reads and parses a config file.
@@ -102,12 +124,12 @@ fn parse(text: &str) -> Result<FileConfig, String> {
     };
     let mut vars = Vec::new();
     for (key, value) in table {
-        let var = format!("WEIR_{}", key.to_ascii_uppercase().replace('-', "_"));
+        let var = key.to_ascii_lowercase().replace('_', "-");
         let value = match value {
-            toml::Value::String(s) => s,
-            toml::Value::Integer(i) => i.to_string(),
-            toml::Value::Float(f) => f.to_string(),
-            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::String(s) => vec![s],
+            toml::Value::Integer(i) => vec![i.to_string()],
+            toml::Value::Float(f) => vec![f.to_string()],
+            toml::Value::Boolean(b) => vec![b.to_string()],
             toml::Value::Array(items) => items
                 .into_iter()
                 .map(|v| match v {
@@ -118,8 +140,7 @@ fn parse(text: &str) -> Result<FileConfig, String> {
                         other.type_str()
                     )),
                 })
-                .collect::<Result<Vec<_>, _>>()?
-                .join(","),
+                .collect::<Result<Vec<_>, _>>()?,
             other => {
                 return Err(format!(
                     "{key}: a {} is not a setting (keys are flag names at the top level)",
@@ -156,17 +177,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_become_env_vars() {
+    fn keys_become_flag_values() {
         let vars = parse(
             "strategy = \"least_connections\"\nmax-in-flight = 64\naccess_log = true\n\
              backends = [\"http://a:1\", \"http://b:2=3\"]\n",
         )
         .unwrap()
         .vars;
-        assert!(vars.contains(&("WEIR_STRATEGY".into(), "least_connections".into())));
-        assert!(vars.contains(&("WEIR_MAX_IN_FLIGHT".into(), "64".into())));
-        assert!(vars.contains(&("WEIR_ACCESS_LOG".into(), "true".into())));
-        assert!(vars.contains(&("WEIR_BACKENDS".into(), "http://a:1,http://b:2=3".into())));
+        let has = |k: &str, v: &[&str]| {
+            vars.contains(&(k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+        };
+        assert!(has("strategy", &["least_connections"]));
+        assert!(has("max-in-flight", &["64"]));
+        assert!(has("access-log", &["true"]));
+        assert!(has("backends", &["http://a:1", "http://b:2=3"]));
     }
 
     #[test]
@@ -201,7 +225,8 @@ mod tests {
         use clap::{CommandFactory, FromArgMatches};
         let vars = parse(
             "strategy = \"least_connections\"\nmax-in-flight = 64\n\
-             backends = [\"http://a:1\", \"http://b:2=3\"]\naccess_log = true\n",
+             backends = [\"http://a:1\", \"http://b:2=3\"]\naccess_log = true\n\
+             rate-limit-route = [\"POST /hash/=10:20\", \"/x=5\"]\n",
         )
         .unwrap()
         .vars;
@@ -218,11 +243,29 @@ mod tests {
         assert_eq!(lb.balancer.max_in_flight, Some(64));
         assert_eq!(lb.backends, ["http://a:1", "http://b:2=3"]);
         assert!(lb.balancer.access_log);
+        // Regression: a key named by the flag (not its env var) was ignored.
+        assert_eq!(lb.balancer.rate_limit_routes.len(), 2);
         let lb = parse_lb(&["weir", "lb", "--strategy", "round_robin"]);
         assert_eq!(
             lb.balancer.strategy,
             weir_lb::Strategy::RoundRobin,
             "a flag wins"
+        );
+    }
+
+    #[test]
+    fn a_key_no_flag_takes_is_named() {
+        use clap::CommandFactory;
+        let cmd = crate::config::Cli::command();
+        let ok = parse(
+            "strategy = \"round_robin\"\nworker_token = \"t\"\nrate-limit-route = \"/x=5\"\n",
+        )
+        .unwrap();
+        assert_eq!(unknown_key(&cmd, &ok.vars), None);
+        let typo = parse("strategy = \"round_robin\"\nmax-in-fligth = 3\n").unwrap();
+        assert_eq!(
+            unknown_key(&cmd, &typo.vars).as_deref(),
+            Some("max-in-fligth")
         );
     }
 

@@ -23,6 +23,12 @@ fn main() -> ExitCode {
         },
         None => weir::config_file::FileConfig::default(),
     };
+    if let Some(key) = weir::config_file::unknown_key(&Cli::command(), &file.vars) {
+        eprintln!(
+            "weir: config file: {key}: no such setting (keys are flag names, e.g. max-in-flight)"
+        );
+        return ExitCode::from(2);
+    }
     let command = weir::config_file::with_file_defaults(Cli::command(), &file.vars);
     let cli = match Cli::from_arg_matches(&command.get_matches_from(args)) {
         Ok(cli) => cli,

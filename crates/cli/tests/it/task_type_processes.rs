@@ -42,6 +42,8 @@ fn a_bad_task_type_stops_start_with_one_line_naming_the_key() {
             "[task_types.r]\nhandler = \"external\"\ninput_schema = { type = 5 }\n",
             "task_types.r.input_schema",
         ),
+        // Regression: a top-level typo was silently ignored.
+        ("max-in-fligth = 3\n", "max-in-fligth: no such setting"),
     ];
     for (i, (toml, key)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("bad-{i}.toml"));
