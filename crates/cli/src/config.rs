@@ -461,17 +461,7 @@ fn parse_strategy(s: &str) -> Result<Strategy, String> {
 }
 
 fn parse_backoff(s: &str) -> Result<weir_core::RetryPolicy, String> {
-    let (base, cap) = s
-        .split_once(':')
-        .ok_or_else(|| format!("expected BASE:CAP like 1s:5m, got {s:?}"))?;
-    let base = humantime::parse_duration(base.trim()).map_err(|e| format!("{base:?}: {e}"))?;
-    let cap = humantime::parse_duration(cap.trim()).map_err(|e| format!("{cap:?}: {e}"))?;
-    if base.is_zero() || cap < base {
-        return Err(format!(
-            "backoff {s:?}: the base must be above zero and the cap at least the base"
-        ));
-    }
-    Ok(weir_core::RetryPolicy { base, cap })
+    weir_core::task_type::parse_backoff(s)
 }
 
 fn parse_kind_backoff(s: &str) -> Result<(String, weir_core::RetryPolicy), String> {

@@ -25,6 +25,8 @@ use crate::{Builtin, RetryPolicy};
 
 /// The longest type name.
 pub const MAX_TYPE_NAME_BYTES: usize = 64;
+/// The longest queue name.
+pub const MAX_QUEUE_NAME_BYTES: usize = 64;
 /// Per-attempt time limit when a type does not set one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// The longest per-attempt time limit a type may set.
@@ -47,12 +49,7 @@ pub struct TaskType(String);
 impl TaskType {
     /// A type name, if `name` is a valid one (whether or not it is registered).
     pub fn new(name: &str) -> Result<TaskType, InputError> {
-        let ok = !name.is_empty()
-            && name.len() <= MAX_TYPE_NAME_BYTES
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
-        if ok {
+        if is_name(name, MAX_TYPE_NAME_BYTES) {
             Ok(TaskType(name.to_owned()))
         } else {
             Err(InputError::Invalid(format!(
@@ -80,6 +77,14 @@ impl From<Builtin> for TaskType {
 impl fmt::Display for TaskType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Lets the registry be looked up by `&str` (the derived order and equality
+/// are the inner string's, as `Borrow` requires).
+impl std::borrow::Borrow<str> for TaskType {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 
@@ -380,24 +385,42 @@ impl TaskTypes {
 
     /// The type named `name`, or an error listing the known ones.
     pub fn get(&self, name: &str) -> Result<&RegisteredType, InputError> {
-        self.types
-            .iter()
-            .find(|(k, _)| k.as_str() == name)
-            .map(|(_, v)| v)
-            .ok_or_else(|| InputError::UnknownKind {
-                name: name.chars().take(MAX_TYPE_NAME_BYTES).collect(),
-                known: self
-                    .types
-                    .keys()
-                    .map(TaskType::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+        self.types.get(name).ok_or_else(|| InputError::UnknownKind {
+            name: name.chars().take(MAX_TYPE_NAME_BYTES).collect(),
+            known: self
+                .types
+                .keys()
+                .map(TaskType::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
     }
 
     /// Every type, by name.
     pub fn iter(&self) -> impl Iterator<Item = &RegisteredType> {
         self.types.values()
+    }
+
+    /// An attempt's time limit: the type's (the default for a type this
+    /// registry does not know), or the task's own when lower.
+    pub fn attempt_timeout(&self, kind: &TaskType, own: Option<Duration>) -> Duration {
+        let of_type = self
+            .types
+            .get(kind.as_str())
+            .map_or(DEFAULT_TIMEOUT, |t| t.spec.timeout);
+        own.map_or(of_type, |t| t.min(of_type))
+    }
+
+    /// The backoff after a failed attempt: the task's own, else its type's,
+    /// else `default`.
+    pub fn retry_policy(
+        &self,
+        kind: &TaskType,
+        own: Option<RetryPolicy>,
+        default: RetryPolicy,
+    ) -> RetryPolicy {
+        own.or_else(|| self.types.get(kind.as_str())?.spec.retry_backoff)
+            .unwrap_or(default)
     }
 
     /// Where a successful result of `kind` with `input` is cached (until
@@ -636,9 +659,14 @@ impl TaskTypeConfig {
 
 /// A queue name: 1 to 64 of `A-Za-z0-9_.:-`.
 pub fn valid_queue_name(q: &str) -> bool {
-    !q.is_empty()
-        && q.len() <= 64
-        && q.bytes()
+    is_name(q, MAX_QUEUE_NAME_BYTES)
+}
+
+/// 1 to `max` bytes of `A-Za-z0-9_.:-`: the names of types and queues.
+fn is_name(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
@@ -719,6 +747,35 @@ mod tests {
         assert!(e.contains("/width"), "{e}");
         let e = t.validate_input(&json!({})).unwrap_err().to_string();
         assert!(e.contains("width"), "{e}");
+    }
+
+    #[test]
+    fn timeouts_and_backoffs_resolve_task_then_type_then_default() {
+        let mut types = TaskTypes::default();
+        let spec =
+            config(json!({"handler": "external", "timeout": "10s", "retry_backoff": "1s:2s"}))
+                .into_spec("slow")
+                .unwrap();
+        types.insert(spec).unwrap();
+        let slow = TaskType::new("slow").unwrap();
+        let unknown = TaskType::new("elsewhere").unwrap();
+        let secs = Duration::from_secs;
+        assert_eq!(types.attempt_timeout(&slow, None), secs(10));
+        assert_eq!(types.attempt_timeout(&slow, Some(secs(3))), secs(3));
+        assert_eq!(
+            types.attempt_timeout(&slow, Some(secs(30))),
+            secs(10),
+            "never raised"
+        );
+        assert_eq!(types.attempt_timeout(&unknown, None), DEFAULT_TIMEOUT);
+        let own = RetryPolicy {
+            base: secs(5),
+            cap: secs(9),
+        };
+        let default = RetryPolicy::default();
+        assert_eq!(types.retry_policy(&slow, Some(own), default), own);
+        assert_eq!(types.retry_policy(&slow, None, default).cap, secs(2));
+        assert_eq!(types.retry_policy(&unknown, None, default), default);
     }
 
     #[test]

@@ -55,18 +55,7 @@ pub struct WorkerConfig {
 impl WorkerConfig {
     /// The backoff for a type: its own, or the default.
     pub fn retry_for(&self, kind: &TaskType) -> RetryPolicy {
-        self.task_types
-            .get(kind.as_str())
-            .ok()
-            .and_then(|t| t.spec.retry_backoff)
-            .unwrap_or(self.retry)
-    }
-
-    /// The attempt time limit for a type (its own, or the default).
-    pub fn timeout_for(&self, kind: &TaskType) -> Duration {
-        self.task_types
-            .get(kind.as_str())
-            .map_or(weir_core::task_type::DEFAULT_TIMEOUT, |t| t.spec.timeout)
+        self.task_types.retry_policy(kind, None, self.retry)
     }
 
     /// Uses `types`, with a handler for each type weir runs itself (and

@@ -44,6 +44,7 @@ pub async fn run(
     weir_telemetry::install();
     let config_worker_id = config.worker_id.clone();
     let mut w = Worker {
+        types: config.handlers.type_names(),
         store,
         config,
         started_at: Utc::now(),
@@ -66,6 +67,8 @@ pub async fn run(
 }
 
 struct Worker {
+    /// The types this worker has handlers for: what it claims and reports.
+    types: Vec<String>,
     store: Arc<dyn Store>,
     config: WorkerConfig,
     started_at: DateTime<Utc>,
@@ -206,7 +209,7 @@ impl Worker {
             lease: self.config.lease,
             queues: self.config.queues.clone(),
             key_limit: self.config.concurrency_key_limit,
-            types: Some(self.config.handlers.type_names()),
+            types: Some(self.types.clone()),
         };
         match self.store.task_claim(params).await {
             Ok(tasks) => {
@@ -231,8 +234,10 @@ impl Worker {
     /// Starts one attempt under its time limit: the type's, or the
     /// submission's if lower.
     fn start(&mut self, task: &ClaimedTask) -> Running {
-        let type_timeout = self.config.timeout_for(&task.kind);
-        let timeout = task.timeout.map_or(type_timeout, |t| t.min(type_timeout));
+        let timeout = self
+            .config
+            .task_types
+            .attempt_timeout(&task.kind, task.timeout);
         let job = Job {
             id: task.id,
             task_type: task.kind.clone(),
@@ -308,9 +313,11 @@ impl Worker {
                 self.metrics.failed.increment(1);
                 let retry_at = (!error.permanent && task.attempt < task.max_attempts).then(|| {
                     // The submission's own backoff wins over the type's.
-                    let policy = task
-                        .backoff
-                        .unwrap_or_else(|| self.config.retry_for(&task.kind));
+                    let policy = self.config.task_types.retry_policy(
+                        &task.kind,
+                        task.backoff,
+                        self.config.retry,
+                    );
                     let delay = policy.delay_or_asked(
                         task.attempt,
                         error.retry_after,
@@ -418,7 +425,7 @@ impl Worker {
             failed: self.report.failed,
             started_at: self.started_at,
             now: Utc::now(),
-            task_types: self.config.handlers.type_names(),
+            task_types: self.types.clone(),
         };
         if let Err(e) = self.store.worker_heartbeat(params).await {
             tracing::warn!(worker = %self.config.worker_id, error = %e, "heartbeat failed");

@@ -264,16 +264,9 @@ pub async fn claim(
     let tasks = claimed
         .into_iter()
         .map(|t| {
-            let type_timeout = state
-                .config
-                .task_types
-                .get(t.kind.as_str())
-                .map_or(weir_core::task_type::DEFAULT_TIMEOUT, |r| r.spec.timeout);
+            let timeout = state.config.task_types.attempt_timeout(&t.kind, t.timeout);
             ClaimedTaskView {
-                timeout_ms: t
-                    .timeout
-                    .map_or(type_timeout, |d| d.min(type_timeout))
-                    .as_millis() as u64,
+                timeout_ms: timeout.as_millis() as u64,
                 id: t.id,
                 kind: t.kind,
                 input: t.input,
@@ -350,7 +343,10 @@ pub async fn heartbeat(
     let task = held(&state, &id).await?;
     let lease = lease_from(body.lease.as_ref(), &state)?;
     let now = Utc::now();
-    let timeout = attempt_timeout(&state, &task);
+    let own = task
+        .timeout_ms
+        .map(|ms| Duration::from_millis(ms.max(1) as u64));
+    let timeout = state.config.task_types.attempt_timeout(&task.kind, own);
     if task
         .started_at
         .is_some_and(|s| now - s > to_chrono(timeout))
@@ -495,19 +491,6 @@ pub async fn fail(
     }))
 }
 
-/// The attempt's time limit: the type's, or the task's lower one.
-fn attempt_timeout(state: &AppState, task: &Task) -> Duration {
-    let type_timeout = state
-        .config
-        .task_types
-        .get(task.kind.as_str())
-        .map_or(weir_core::task_type::DEFAULT_TIMEOUT, |r| r.spec.timeout);
-    match task.timeout_ms {
-        Some(ms) => Duration::from_millis(ms.max(1) as u64).min(type_timeout),
-        None => type_timeout,
-    }
-}
-
 /// When a failed attempt runs again (`None`: dead) — the task's backoff,
 /// else its type's, else the node's; a worker's `retry_after` wins, capped.
 fn next_attempt_at(
@@ -520,17 +503,11 @@ fn next_attempt_at(
     if !retryable || task.attempts >= task.max_attempts {
         return None;
     }
-    let policy = task
-        .retry_backoff
-        .or_else(|| {
-            state
-                .config
-                .task_types
-                .get(task.kind.as_str())
-                .ok()
-                .and_then(|t| t.spec.retry_backoff)
-        })
-        .unwrap_or(state.config.retry_backoff);
+    let policy = state.config.task_types.retry_policy(
+        &task.kind,
+        task.retry_backoff,
+        state.config.retry_backoff,
+    );
     let delay = policy.delay_or_asked(task.attempts, retry_after, rand::thread_rng().gen());
     Some(now + to_chrono(delay))
 }

@@ -52,8 +52,6 @@ pub struct SubmitTask {
     timeout: Option<String>,
 }
 
-/// Longest queue name accepted.
-const MAX_QUEUE_NAME_BYTES: usize = 64;
 /// Longest concurrency key accepted.
 const MAX_CONCURRENCY_KEY_BYTES: usize = 255;
 
@@ -67,7 +65,10 @@ fn valid_queue(queue: Option<String>) -> Result<Option<String>, ApiError> {
     } else {
         Err(ApiError::bad_request(
             "invalid_queue",
-            format!("a queue name is 1 to {MAX_QUEUE_NAME_BYTES} of A-Z a-z 0-9 _ . : -"),
+            format!(
+                "a queue name is 1 to {} of A-Z a-z 0-9 _ . : -",
+                weir_core::task_type::MAX_QUEUE_NAME_BYTES
+            ),
         ))
     }
 }
