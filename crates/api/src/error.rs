@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 use weir_core::{InputError, StoreError};
+use weir_store::submission::SubmitError;
 
 /// Seconds a client is asked to wait when the database is busy or away.
 const RETRY_AFTER_SECS: u64 = 1;
@@ -89,6 +90,15 @@ impl From<InputError> for ApiError {
             _ => "invalid_input",
         };
         ApiError::bad_request(code, e.to_string())
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Input(e) => e.into(),
+            SubmitError::Store(e) => e.into(),
+        }
     }
 }
 

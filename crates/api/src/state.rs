@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use weir_core::{Store, TaskTypes};
 use weir_ingest::{BufferConfig, EventBuffer};
-use weir_store::{CacheAccessRecorder, EventWriter, RequestLogWriter, TaskInsertWriter};
+use weir_store::{CacheAccessRecorder, EventWriter, RequestLogWriter, Submitter, TaskInsertWriter};
 
 /// An API node's settings.
 #[derive(Clone, Debug)]
@@ -86,10 +86,9 @@ pub struct Shared {
     pub config: Arc<ApiConfig>,
     pub store: Arc<dyn Store>,
     pub request_log: RequestLogWriter,
-    /// Submissions go through group commit: one insert for many concurrent tasks.
-    pub task_inserts: TaskInsertWriter,
-    /// Cache hits and misses, recorded in batches.
-    pub cache_access: CacheAccessRecorder,
+    /// What a submission becomes: answered from the cache (hits and misses
+    /// recorded in batches) or queued through group commit.
+    pub submitter: Submitter,
     pub events: EventSink,
 }
 
@@ -102,12 +101,19 @@ impl AppState {
         cache_access: CacheAccessRecorder,
         events: EventSink,
     ) -> Self {
+        let submitter = Submitter::new(
+            store.clone(),
+            config.task_types.clone(),
+            config.default_max_attempts,
+            config.idempotency_window,
+        )
+        .reading_cache(cache_access)
+        .through(task_inserts);
         AppState(Arc::new(Shared {
             config: Arc::new(config),
             store,
             request_log,
-            task_inserts,
-            cache_access,
+            submitter,
             events,
         }))
     }

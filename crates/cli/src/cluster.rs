@@ -16,7 +16,7 @@ use weir_core::Store;
 use weir_ingest::EventBuffer;
 use weir_lb::{Lb, LbConfig};
 use weir_store::{
-    BusyRetry, BusyRetryStore, CacheAccessRecorder, EventWriter, RequestLogWriter, TaskInsertWriter,
+    BusyRetry, CacheAccessRecorder, EventWriter, RequestLogWriter, SqlStore, TaskInsertWriter,
 };
 use weir_worker::{WorkerConfig, WorkerReport};
 
@@ -61,7 +61,8 @@ pub struct Cluster {
 
 impl Cluster {
     /// Binds every listener and starts every part.
-    pub async fn start(spec: ClusterSpec, store: Arc<dyn Store>) -> anyhow::Result<Cluster> {
+    pub async fn start(spec: ClusterSpec, store: SqlStore) -> anyhow::Result<Cluster> {
+        let shared: Arc<dyn Store> = Arc::new(store.clone());
         let (lb_stop, api_stop, worker_stop) = (
             CancellationToken::new(),
             CancellationToken::new(),
@@ -94,14 +95,14 @@ impl Cluster {
             if let Some(buffer) = &spec.api.ingest_buffer {
                 for consumer in buffer.consumers(&config.worker_id) {
                     consumer_tasks.push(spawn_ingest_consumer(
-                        store.clone(),
+                        shared.clone(),
                         consumer,
                         worker_stop.clone(),
                     ));
                 }
             }
             worker_tasks.push(tokio::spawn(weir_worker::run(
-                store.clone(),
+                shared.clone(),
                 config,
                 worker_stop.clone(),
             )));
@@ -162,7 +163,7 @@ impl Cluster {
 pub async fn serve_api_node(
     listener: TcpListener,
     config: ApiConfig,
-    store: Arc<dyn Store>,
+    store: SqlStore,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     // Requests ride out a busy or restarting database for a bounded time,
@@ -171,7 +172,7 @@ pub async fn serve_api_node(
         budget: config.db_busy_timeout,
         ..BusyRetry::default()
     };
-    let store = BusyRetryStore::wrap(store, retry);
+    let store: Arc<dyn Store> = Arc::new(store.with_busy_retry(retry));
     let (writer, writer_task) = RequestLogWriter::spawn(store.clone(), REQUEST_LOG_MAX_BATCH);
     let node_id = config.node_id.clone();
     let (task_inserts, inserts_task) =

@@ -503,12 +503,15 @@ fn parse_route_limit(s: &str) -> Result<weir_lb::ratelimit::RouteLimit, String> 
 
 impl StoreArgs {
     /// The store options, with `default_url` when no URL was given.
-    pub fn options(&self, default_url: Option<String>) -> anyhow::Result<weir_store::StoreOptions> {
+    pub fn options(
+        &self,
+        default_url: Option<String>,
+    ) -> anyhow::Result<weir_store_sql::StoreOptions> {
         let url =
             self.database_url.clone().or(default_url).ok_or_else(|| {
                 anyhow::anyhow!("--database-url (or WEIR_DATABASE_URL) is required")
             })?;
-        let mut options = weir_store::StoreOptions::new(url);
+        let mut options = weir_store_sql::StoreOptions::new(url);
         options.max_connections = self.db_max_connections.max(1);
         options.migrate = !self.no_migrate;
         options.acquire_timeout = self.db_busy_timeout;

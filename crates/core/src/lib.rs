@@ -28,11 +28,12 @@ pub use event::{NewEvent, StoredEvent};
 pub use request_log::{NodeRequestCount, RequestLogEntry, RequestLogStats};
 pub use retry::RetryPolicy;
 pub use store::{
-    CacheAccessParams, CacheEntryStats, CacheStats, CacheWrite, CompletionOutcome, FinishedCounts,
-    LeaderAcquireParams, MaintenancePruneParams, MaintenancePruneReport, QueueDepth, QueueLimits,
-    Store, StoreError, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskInsertParams,
-    TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskReleaseParams, TaskRescueParams,
-    WorkerHeartbeatParams,
+    CacheAccessParams, CacheEntryStats, CacheStats, CacheWrite, CompletionOutcome, EventLog,
+    FinishedCounts, LeaderAcquireParams, Leadership, MaintenancePruneParams,
+    MaintenancePruneReport, QueueDepth, QueueLimits, RequestLog, ResultCache, Store, StoreError,
+    TaskAdmin, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskInsertParams,
+    TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskQueue, TaskReleaseParams,
+    TaskRescueParams, WorkerHeartbeatParams, WorkerRegistry,
 };
 pub use task::{AttemptError, ClaimedTask, Task, TaskId, TaskState};
 pub use task_type::{

@@ -324,17 +324,18 @@ impl TaskCounts {
     }
 }
 
-/// The store: task queue, result cache, request log and worker registry.
+/// The request log: one row per API request.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// The backend's name, e.g. `sqlite`.
-    fn backend(&self) -> &'static str;
-
+pub trait RequestLog: Send + Sync + 'static {
     /// Appends many request-log rows in one transaction.
     async fn request_log_insert_many(&self, entries: &[RequestLogEntry]) -> Result<(), StoreError>;
     /// Counts logged requests per node.
     async fn request_log_stats(&self) -> Result<RequestLogStats, StoreError>;
+}
 
+/// The durable queue as submitters and workers use it.
+#[async_trait]
+pub trait TaskQueue: Send + Sync + 'static {
     /// Queues a task; a cacheable one whose input matches a queued or running
     /// task returns that task instead.
     async fn task_insert(&self, params: TaskInsertParams) -> Result<Task, StoreError>;
@@ -355,42 +356,10 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
         window: Duration,
     ) -> Result<(Task, bool), StoreError>;
-    /// Queues a dead task again with a fresh set of attempts.
-    async fn task_retry(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError>;
-    /// Cancels a queued or running task. A running attempt is fenced off: its
-    /// lease token changes, so its completion and lease renewals are refused.
-    async fn task_cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError>;
-    /// Takes or renews the named leader lease; true when `holder` holds it.
-    async fn leader_acquire(&self, params: LeaderAcquireParams) -> Result<bool, StoreError>;
-    /// Deletes old finished tasks and expired cache entries, marks silent
-    /// workers offline.
-    async fn maintenance_prune(
-        &self,
-        params: MaintenancePruneParams,
-    ) -> Result<MaintenancePruneReport, StoreError>;
-    /// Tasks matching the filters, newest first (ids are time-ordered).
-    async fn task_list(&self, params: TaskListParams) -> Result<Vec<Task>, StoreError>;
-    /// How many tasks are in each state.
-    async fn task_counts(&self) -> Result<TaskCounts, StoreError>;
-    /// How many tasks finished (succeeded, or went dead) at or after `since`:
-    /// the cluster's recent throughput.
-    async fn task_finished_counts(
-        &self,
-        since: DateTime<Utc>,
-    ) -> Result<FinishedCounts, StoreError>;
-    /// Sets (or, with no limits, clears) a queue's limits.
-    async fn queue_configure(&self, limits: &QueueLimits) -> Result<(), StoreError>;
-    /// Every queue with limits.
-    async fn queue_list(&self) -> Result<Vec<QueueLimits>, StoreError>;
-    /// Queued and running tasks per queue (queues with live tasks only).
-    async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError>;
-    /// Queued tasks per type (types with queued tasks only), by name.
-    async fn task_queued_by_type(&self) -> Result<Vec<(String, i64)>, StoreError>;
-    /// Reads a task.
-    async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
     /// Atomically moves up to `max` due tasks, highest priority first, to
     /// `running` under a new lease; no task is handed to two claimers. Queue
     /// limits (concurrency, rate) and per-key limits hold across claimers.
+    /// Tasks come back in claim order: priority, then run_at, then id.
     async fn task_claim(&self, params: TaskClaimParams) -> Result<Vec<ClaimedTask>, StoreError>;
     /// Records many attempts' outcomes in one transaction, each fenced by its lease token.
     async fn task_complete_many(
@@ -408,15 +377,56 @@ pub trait Store: Send + Sync + 'static {
     async fn task_rescue_expired(&self, params: TaskRescueParams) -> Result<u64, StoreError>;
     /// Queues running tasks again without counting the attempt as failed.
     async fn task_release(&self, params: TaskReleaseParams) -> Result<u64, StoreError>;
+    /// Changes whenever this process makes a task due, so idle workers in the
+    /// same process wake at once; workers elsewhere fall back to polling
+    /// (backends with a cross-process signal, such as LISTEN/NOTIFY, also bump it).
+    fn task_inserted(&self) -> watch::Receiver<u64>;
+}
 
+/// Reading and steering tasks and queues: what operators and dashboards use.
+#[async_trait]
+pub trait TaskAdmin: Send + Sync + 'static {
+    /// Reads a task.
+    async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
+    /// Tasks matching the filters, newest first (ids are time-ordered).
+    async fn task_list(&self, params: TaskListParams) -> Result<Vec<Task>, StoreError>;
+    /// How many tasks are in each state.
+    async fn task_counts(&self) -> Result<TaskCounts, StoreError>;
+    /// How many tasks finished (succeeded, or went dead) at or after `since`:
+    /// the cluster's recent throughput.
+    async fn task_finished_counts(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<FinishedCounts, StoreError>;
+    /// Queued tasks per type (types with queued tasks only), by name.
+    async fn task_queued_by_type(&self) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Queues a dead task again with a fresh set of attempts.
+    async fn task_retry(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError>;
+    /// Cancels a queued or running task. A running attempt is fenced off: its
+    /// lease token changes, so its completion and lease renewals are refused.
+    async fn task_cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError>;
+    /// Sets (or, with no limits, clears) a queue's limits.
+    async fn queue_configure(&self, limits: &QueueLimits) -> Result<(), StoreError>;
+    /// Every queue with limits.
+    async fn queue_list(&self) -> Result<Vec<QueueLimits>, StoreError>;
+    /// Queued and running tasks per queue (queues with live tasks only).
+    async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError>;
+}
+
+/// The shared result cache.
+#[async_trait]
+pub trait ResultCache: Send + Sync + 'static {
     /// A cached result, if present and not expired at `now`.
     async fn cache_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<Value>, StoreError>;
-
     /// Records cache reads: per-entry access counts and the hit/miss counters.
     async fn cache_record_access(&self, params: &CacheAccessParams) -> Result<(), StoreError>;
     /// The cache's counters and its `top` most read entries.
     async fn cache_stats(&self, top: i64) -> Result<CacheStats, StoreError>;
+}
 
+/// Ingested events.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
     /// Stores events in one transaction; an event whose id is already stored
     /// is skipped. Returns how many were new.
     async fn event_insert_many(&self, events: &[NewEvent]) -> Result<u64, StoreError>;
@@ -424,14 +434,35 @@ pub trait Store: Send + Sync + 'static {
     async fn event_list_latest(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError>;
     /// How many events are stored.
     async fn event_count(&self) -> Result<i64, StoreError>;
+}
 
+/// Workers reporting themselves.
+#[async_trait]
+pub trait WorkerRegistry: Send + Sync + 'static {
     /// Creates or updates the worker's registry row.
     async fn worker_heartbeat(&self, params: WorkerHeartbeatParams) -> Result<(), StoreError>;
     /// All workers, as last reported.
     async fn worker_list(&self) -> Result<Vec<WorkerInfo>, StoreError>;
+}
 
-    /// Changes whenever this process inserts a task, so idle workers in the same
-    /// process wake at once; workers elsewhere fall back to polling (backends with
-    /// a cross-process signal, such as LISTEN/NOTIFY, also bump it).
-    fn task_inserted(&self) -> watch::Receiver<u64>;
+/// The maintenance leader's lease and its housekeeping.
+#[async_trait]
+pub trait Leadership: Send + Sync + 'static {
+    /// Takes or renews the named leader lease; true when `holder` holds it.
+    async fn leader_acquire(&self, params: LeaderAcquireParams) -> Result<bool, StoreError>;
+    /// Deletes old finished tasks and expired cache entries, marks silent
+    /// workers offline.
+    async fn maintenance_prune(
+        &self,
+        params: MaintenancePruneParams,
+    ) -> Result<MaintenancePruneReport, StoreError>;
+}
+
+/// The whole store: every role at once. Callers that need one role take that
+/// role's trait (an `Arc<dyn Store>` coerces to any of them).
+pub trait Store:
+    RequestLog + TaskQueue + TaskAdmin + ResultCache + EventLog + WorkerRegistry + Leadership
+{
+    /// The backend's name, e.g. `sqlite`.
+    fn backend(&self) -> &'static str;
 }

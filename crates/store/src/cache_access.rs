@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use weir_core::{CacheAccessParams, Store};
+use weir_core::{CacheAccessParams, ResultCache};
 
 enum Event {
     Hit(String, DateTime<Utc>),
@@ -28,7 +28,7 @@ pub struct CacheAccessRecorder {
 }
 
 impl CacheAccessRecorder {
-    pub fn spawn(store: Arc<dyn Store>, flush_every: Duration) -> (Self, JoinHandle<()>) {
+    pub fn spawn(store: Arc<dyn ResultCache>, flush_every: Duration) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(store, rx, flush_every));
         (CacheAccessRecorder { tx }, task)
@@ -43,7 +43,11 @@ impl CacheAccessRecorder {
     }
 }
 
-async fn run(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Event>, flush_every: Duration) {
+async fn run(
+    store: Arc<dyn ResultCache>,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+    flush_every: Duration,
+) {
     let mut hits: HashMap<String, (i64, DateTime<Utc>)> = HashMap::new();
     let mut misses = 0i64;
     let mut tick = tokio::time::interval(flush_every);

@@ -17,7 +17,10 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
-use weir_core::{NewEvent, RequestLogEntry, Store, StoreError, TaskId, TaskInsertParams};
+use weir_core::{
+    EventLog, NewEvent, RequestLog, RequestLogEntry, StoreError, TaskId, TaskInsertParams,
+    TaskQueue,
+};
 
 /// Rows waiting for the writer; past this, callers wait (back-pressure) rather
 /// than memory growing without bound.
@@ -42,7 +45,7 @@ const REQUEST_LOG_LINGER: std::time::Duration = std::time::Duration::from_millis
 type Weigh<T> = fn(&T) -> usize;
 /// A batch's write: one output per row, in order.
 type WriteFuture<O> = Pin<Box<dyn Future<Output = Result<Vec<O>, StoreError>> + Send>>;
-type WriteFn<T, O> = Box<dyn Fn(Arc<dyn Store>, Vec<T>) -> WriteFuture<O> + Send + Sync>;
+type WriteFn<T, O> = Box<dyn Fn(Vec<T>) -> WriteFuture<O> + Send + Sync>;
 
 /// Handle to a writer task. Cheap to clone; the task ends (after writing
 /// everything queued) when the last handle is dropped. Each row's writer
@@ -70,14 +73,14 @@ pub type EventWriter = GroupCommit<Vec<NewEvent>>;
 
 impl GroupCommit<RequestLogEntry> {
     /// Starts the request-log writer on the current runtime.
-    pub fn spawn(store: Arc<dyn Store>, max_batch: usize) -> (Self, JoinHandle<()>) {
+    pub fn spawn(store: Arc<dyn RequestLog>, max_batch: usize) -> (Self, JoinHandle<()>) {
         Self::spawn_with(
-            store,
             max_batch,
             1,
             None,
             Some(REQUEST_LOG_LINGER),
-            Box::new(|store, rows| {
+            Box::new(move |rows| {
+                let store = store.clone();
                 Box::pin(async move {
                     let n = rows.len();
                     store
@@ -92,14 +95,16 @@ impl GroupCommit<RequestLogEntry> {
 
 impl GroupCommit<TaskInsertParams, TaskId> {
     /// Starts the task-insert writer on the current runtime.
-    pub fn spawn_tasks(store: Arc<dyn Store>, max_batch: usize) -> (Self, JoinHandle<()>) {
+    pub fn spawn_tasks(store: Arc<dyn TaskQueue>, max_batch: usize) -> (Self, JoinHandle<()>) {
         Self::spawn_with(
-            store,
             max_batch,
             1,
             None,
             None,
-            Box::new(|store, rows| Box::pin(async move { store.task_insert_many(&rows).await })),
+            Box::new(move |rows| {
+                let store = store.clone();
+                Box::pin(async move { store.task_insert_many(&rows).await })
+            }),
         )
     }
 }
@@ -107,14 +112,14 @@ impl GroupCommit<TaskInsertParams, TaskId> {
 impl GroupCommit<Vec<NewEvent>> {
     /// Starts the event writer on the current runtime. `max_batch` counts
     /// requests; their events go to the store in one call.
-    pub fn spawn_events(store: Arc<dyn Store>, max_batch: usize) -> (Self, JoinHandle<()>) {
+    pub fn spawn_events(store: Arc<dyn EventLog>, max_batch: usize) -> (Self, JoinHandle<()>) {
         Self::spawn_with(
-            store,
             max_batch,
             EVENT_PIPELINES,
             Some((Vec::len, EVENT_OVERLAP_FROM)),
             None,
-            Box::new(|store, batches| {
+            Box::new(move |batches| {
+                let store = store.clone();
                 Box::pin(async move {
                     let n = batches.len();
                     let events: Vec<NewEvent> = batches.into_iter().flatten().collect();
@@ -127,7 +132,6 @@ impl GroupCommit<Vec<NewEvent>> {
 
 impl<T: Send + 'static, O: Clone + Send + 'static> GroupCommit<T, O> {
     fn spawn_with(
-        store: Arc<dyn Store>,
         max_batch: usize,
         pipelines: usize,
         overlap: Option<(Weigh<T>, usize)>,
@@ -140,7 +144,6 @@ impl<T: Send + 'static, O: Clone + Send + 'static> GroupCommit<T, O> {
         let loops: Vec<_> = (0..pipelines.max(1))
             .map(|_| {
                 tokio::spawn(write_loop(
-                    store.clone(),
                     rx.clone(),
                     max_batch.max(1),
                     overlap,
@@ -194,7 +197,6 @@ impl<T: Send + 'static, O: Clone + Send + 'static> GroupCommit<T, O> {
 type SharedReceiver<T, O> = Arc<Mutex<mpsc::Receiver<(T, Option<Ack<O>>)>>>;
 
 async fn write_loop<T, O: Clone>(
-    store: Arc<dyn Store>,
     rx: SharedReceiver<T, O>,
     max_batch: usize,
     overlap: Option<(Weigh<T>, usize)>,
@@ -230,7 +232,7 @@ async fn write_loop<T, O: Clone>(
             Some(gathering)
         };
         let n = rows.len();
-        match write(store.clone(), rows).await {
+        match write(rows).await {
             Ok(outputs) if outputs.len() == n => {
                 for (ack, out) in acks.into_iter().zip(outputs) {
                     if let Some(ack) = ack {
@@ -267,13 +269,10 @@ mod tests {
     /// Commits at once, at most, while `n` writers each hand over a `size`-row
     /// item; every commit takes 20 ms (a stand-in for the database's flush).
     async fn peak_overlap(items: usize, size: usize) -> usize {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("w.db").display());
-        let store = crate::open(&crate::StoreOptions::new(url)).await.unwrap();
         let active = Arc::new(AtomicUsize::new(0));
         let peak = Arc::new(AtomicUsize::new(0));
         let (a, p) = (active.clone(), peak.clone());
-        let write: WriteFn<Vec<u8>, ()> = Box::new(move |_store, rows| {
+        let write: WriteFn<Vec<u8>, ()> = Box::new(move |rows| {
             let (a, p) = (a.clone(), p.clone());
             Box::pin(async move {
                 let now = a.fetch_add(1, Ordering::SeqCst) + 1;
@@ -283,8 +282,7 @@ mod tests {
                 Ok(vec![(); rows.len()])
             })
         });
-        let (writer, task) =
-            GroupCommit::spawn_with(store, 1, 3, Some((Vec::len, 10)), None, write);
+        let (writer, task) = GroupCommit::spawn_with(1, 3, Some((Vec::len, 10)), None, write);
         let mut calls = tokio::task::JoinSet::new();
         for _ in 0..items {
             let writer = writer.clone();

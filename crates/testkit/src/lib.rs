@@ -1,25 +1,25 @@
 //! Test harness shared by weir's test suites.
 //!
-//! [`PgDatabase`] gives each test its own PostgreSQL database, created on the
-//! server named by `WEIR_TEST_DATABASE_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`) and dropped when the guard
-//! goes out of scope — even when the test fails. Leftovers from killed runs
-//! are dropped by the next run once they are an hour old.
+//! [`PgDatabase`] gives each test its own PostgreSQL database, dropped when
+//! the guard goes out of scope — even when the test fails; [`RedisPrefix`]
+//! gives each its own key prefix. Both live on private servers the run starts
+//! itself ([`services`]), or on the servers `WEIR_TEST_DATABASE_URL` and
+//! `WEIR_TEST_REDIS_URL` name. Leftover databases from killed runs on a
+//! shared server are dropped by the next run once they are an hour old.
+
+pub mod services;
 
 use std::str::FromStr;
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
-/// The server tests use unless `WEIR_TEST_DATABASE_URL` names another.
-pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
 /// Every test database's name starts with this.
 const PREFIX: &str = "weir_test_";
 
 /// The admin URL tests create their databases through.
 pub fn admin_url() -> String {
-    std::env::var("WEIR_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.into())
+    services::postgres_admin_url()
 }
 
 /// A database of one's own, dropped on drop.
@@ -152,7 +152,7 @@ async fn connect(url: &str) -> PgConnection {
     PgConnection::connect(url).await.unwrap_or_else(|e| {
         panic!(
             "cannot reach the test PostgreSQL at {url}: {e}\n\
-             (run scripts/ensure-services.sh, or point WEIR_TEST_DATABASE_URL at a server)"
+             (is WEIR_TEST_DATABASE_URL right?)"
         )
     })
 }
@@ -188,13 +188,7 @@ async fn drop_stale(conn: &mut PgConnection) {
     }
 }
 
-/// The Redis tests use unless `WEIR_TEST_REDIS_URL` names another.
-pub const DEFAULT_TEST_REDIS_URL: &str = "redis://127.0.0.1:6379";
-
-/// The Redis server tests use.
-pub fn redis_url() -> String {
-    std::env::var("WEIR_TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_TEST_REDIS_URL.into())
-}
+pub use services::redis_url;
 
 /// A key prefix of one's own on the test Redis; every key under it is
 /// deleted on drop, even when the test fails. The server may hold other
@@ -211,7 +205,7 @@ impl RedisPrefix {
         if let Err(e) = client.get_connection() {
             panic!(
                 "cannot reach the test Redis at {}: {e}\n\
-                 (run scripts/ensure-services.sh, or point WEIR_TEST_REDIS_URL at a server)",
+                 (is WEIR_TEST_REDIS_URL right?)",
                 redis_url()
             );
         }
@@ -245,5 +239,28 @@ impl Drop for RedisPrefix {
         if !keys.is_empty() {
             let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query(&mut conn);
         }
+    }
+}
+
+/// Calls `check` until it returns `Some`, or panics after `deadline`. Waits
+/// between calls grow from 5 ms to 100 ms: quick when the condition is near,
+/// cheap when it is not.
+pub async fn poll<T, F, Fut>(deadline: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "condition not met within {deadline:?}"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(100));
     }
 }

@@ -42,7 +42,7 @@ impl Handler for Slugify {
 async fn main() -> anyhow::Result<()> {
     let url = std::env::var("WEIR_DATABASE_URL")
         .map_err(|_| anyhow::anyhow!("set WEIR_DATABASE_URL to the cluster's store"))?;
-    let store = weir_store::open(&weir_store::StoreOptions::new(url)).await?;
+    let store = weir_store_sql::open_shared(&weir_store_sql::StoreOptions::new(url)).await?;
     let mut config = WorkerConfig::new(format!("custom-{}", std::process::id()));
     // Only this binary's own type: the built-ins are left to `weir worker`.
     config.handlers = Handlers::default();

@@ -31,7 +31,7 @@ fn params(kind: &str, input: serde_json::Value) -> TaskInsertParams {
 async fn the_custom_worker_runs_its_own_type_from_the_shared_store() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("weir.db").display());
-    let store = weir_store::open(&weir_store::StoreOptions::new(url.clone()))
+    let store = weir_store_sql::open_shared(&weir_store_sql::StoreOptions::new(url.clone()))
         .await
         .unwrap();
     let slug = store

@@ -9,8 +9,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use weir_core::{
     Builtin, RegisteredType, RetryPolicy, Store, StoreError, Task, TaskChange, TaskId,
-    TaskInsertParams, TaskListParams, TaskState, TaskType,
+    TaskListParams, TaskState,
 };
+
+use weir_store::{Submission, Submitted};
 
 use crate::body::JsonBody;
 use crate::schema::{
@@ -132,21 +134,6 @@ fn valid_timeout(
 /// Longest idempotency key accepted.
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
 
-/// One task to queue, however it was submitted; `None`s take the type's
-/// defaults.
-struct Submission {
-    kind: TaskType,
-    input: Value,
-    max_attempts: Option<i32>,
-    priority: Option<i32>,
-    run_at: Option<DateTime<Utc>>,
-    idempotency_key: Option<String>,
-    queue: Option<String>,
-    concurrency_key: Option<String>,
-    backoff: Option<RetryPolicy>,
-    timeout: Option<std::time::Duration>,
-}
-
 /// The key from the `Idempotency-Key` header or the body's field (they must agree).
 pub(crate) fn idempotency_key(
     headers: &HeaderMap,
@@ -211,7 +198,7 @@ pub async fn submit(
     }
     let idempotency_key = idempotency_key(&headers, body.idempotency_key)?;
     let submission = Submission {
-        kind: registered.spec.name.clone(),
+        kind: registered.spec.name.to_string(),
         input: body.input,
         max_attempts: body.max_attempts,
         priority: body.priority,
@@ -253,7 +240,7 @@ pub async fn submit_hash(
     }
     let idempotency_key = idempotency_key(&headers, None)?;
     let submission = Submission {
-        kind: registered.spec.name.clone(),
+        kind: registered.spec.name.to_string(),
         input,
         max_attempts: None,
         priority: None,
@@ -267,122 +254,50 @@ pub async fn submit_hash(
     enqueue(&state, submission).await
 }
 
-/// Validates, answers from the cache when it can, else queues the task.
+/// Submits through the node's [`Submitter`](weir_store::Submitter) and
+/// answers as the outcome says.
 async fn enqueue(state: &AppState, s: Submission) -> Result<Response, ApiError> {
-    let Submission {
-        kind,
-        input,
-        max_attempts,
-        priority,
-        run_at,
-        idempotency_key,
-        queue,
-        concurrency_key,
-        backoff,
-        timeout,
-    } = s;
-    let registered = state.config.task_types.get(kind.as_str())?;
-    registered.validate_input(&input)?;
-    let spec = &registered.spec;
-    let max_attempts = max_attempts
-        .or(spec.max_attempts)
-        .unwrap_or(state.config.default_max_attempts);
-    let priority = priority.or(spec.priority).unwrap_or(0);
-    let queue = queue
-        .or_else(|| spec.queue.clone())
-        .unwrap_or_else(|| "default".into());
-    let now = Utc::now();
-    let cache_key = registered.cache_key(&input);
-    if let Some(key) = &cache_key {
-        if let Some(result) = state.store.cache_get(key, now).await? {
-            state.cache_access.hit(key);
+    let location = |id: TaskId| [(header::LOCATION, format!("/tasks/{id}"))];
+    Ok(match state.submitter.submit(s).await? {
+        Submitted::Cached { kind, result } => {
             let body = CachedResult {
-                kind: kind.clone(),
+                kind,
                 result,
                 source: "cache",
             };
-            return Ok((StatusCode::OK, Json(body)).into_response());
+            (StatusCode::OK, Json(body)).into_response()
         }
-        state.cache_access.miss();
-    }
-    let id = TaskId::new();
-    let params = TaskInsertParams {
-        id,
-        kind: kind.clone(),
-        input,
-        max_attempts,
-        priority,
-        cache_key,
-        run_at: run_at.unwrap_or(now),
-        now,
-        queue,
-        concurrency_key,
-        backoff,
-        timeout,
-    };
-    if let Some(key) = idempotency_key {
-        let (task, created) = state
-            .store
-            .task_insert_idempotent(params, &key, state.config.idempotency_window)
-            .await?;
-        let body = TaskAccepted {
-            task_id: task.id,
-            status: task.state,
-            kind: task.kind,
-            deduplicated: None,
-        };
-        let status = if created {
-            StatusCode::ACCEPTED
-        } else {
-            StatusCode::OK
-        };
-        let mut resp = (
-            status,
-            [(header::LOCATION, format!("/tasks/{}", task.id))],
-            Json(body),
-        )
-            .into_response();
-        if !created {
-            resp.headers_mut().insert(
-                "idempotent-replayed",
-                header::HeaderValue::from_static("true"),
-            );
+        Submitted::Queued { task_id, kind } => {
+            let body = TaskAccepted {
+                task_id,
+                status: TaskState::Queued,
+                kind,
+                deduplicated: None,
+            };
+            (StatusCode::ACCEPTED, location(task_id), Json(body)).into_response()
         }
-        return Ok(resp);
-    }
-    // Acknowledged only once committed: what weir accepted is durable.
-    let task_id = state.task_inserts.write(params).await?;
-    if task_id != id {
-        // The same input is already queued or running: that task answers.
-        let status = match state.store.task_get(task_id).await? {
-            Some(t) => t.state,
-            None => TaskState::Queued,
-        };
-        let body = TaskAccepted {
+        Submitted::Existing {
             task_id,
-            status,
             kind,
-            deduplicated: Some(true),
-        };
-        return Ok((
-            StatusCode::OK,
-            [(header::LOCATION, format!("/tasks/{task_id}"))],
-            Json(body),
-        )
-            .into_response());
-    }
-    let body = TaskAccepted {
-        task_id: id,
-        status: TaskState::Queued,
-        kind,
-        deduplicated: None,
-    };
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, format!("/tasks/{id}"))],
-        Json(body),
-    )
-        .into_response())
+            state: status,
+            replayed,
+        } => {
+            let body = TaskAccepted {
+                task_id,
+                status,
+                kind,
+                deduplicated: (!replayed).then_some(true),
+            };
+            let mut resp = (StatusCode::OK, location(task_id), Json(body)).into_response();
+            if replayed {
+                resp.headers_mut().insert(
+                    "idempotent-replayed",
+                    header::HeaderValue::from_static("true"),
+                );
+            }
+            resp
+        }
+    })
 }
 
 fn not_found() -> ApiError {

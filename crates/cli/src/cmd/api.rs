@@ -16,7 +16,7 @@ pub async fn run(
     let config = args
         .api
         .config(String::new(), args.store.db_busy_timeout, task_types)?;
-    let store = weir_store::open(&options)
+    let store = weir_store_sql::open(&options)
         .await
         .with_context(|| format!("opening {}", options.database_url))?;
     let node_id = args

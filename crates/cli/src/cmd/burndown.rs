@@ -28,7 +28,7 @@ struct BurndownReport {
 
 pub async fn run(args: BenchBurndownArgs) -> anyhow::Result<()> {
     let options = args.store.options(None)?;
-    let store = weir_store::open(&options)
+    let store = weir_store_sql::open_shared(&options)
         .await
         .with_context(|| format!("opening {}", options.database_url))?;
     let before = store.task_counts().await?;

@@ -7,7 +7,7 @@ use crate::config::StoreArgs;
 pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
     let mut options = args.options(None)?;
     options.migrate = true;
-    let store = weir_store::open(&options)
+    let store = weir_store_sql::open_shared(&options)
         .await
         .with_context(|| format!("migrating {}", options.database_url))?;
     println!("weir: {} schema is up to date", store.backend());

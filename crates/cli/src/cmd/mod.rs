@@ -36,11 +36,11 @@ async fn status(args: crate::config::StatusArgs) -> anyhow::Result<()> {
     use crate::status::{collect, Source};
     let source = match &args.database_url {
         Some(url) => {
-            let mut options = weir_store::StoreOptions::new(url.clone());
+            let mut options = weir_store_sql::StoreOptions::new(url.clone());
             // Looking must never change the schema.
             options.migrate = false;
             options.max_connections = 2;
-            let store = weir_store::open(&options)
+            let store = weir_store_sql::open_shared(&options)
                 .await
                 .map_err(|e| anyhow::anyhow!("opening {url}: {e}"))?;
             Source::Store(store)

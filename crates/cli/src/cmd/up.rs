@@ -17,7 +17,7 @@ pub async fn run(args: UpArgs, file_types: &[(String, TaskTypeConfig)]) -> anyho
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let default_url = format!("sqlite://{}", args.data_dir.join("weir.db").display());
     let options = args.store.options(Some(default_url))?;
-    let store = weir_store::open(&options)
+    let store = weir_store_sql::open(&options)
         .await
         .with_context(|| format!("opening {}", options.database_url))?;
     let (admin_token, generated) = args.balancer.admin_token();

@@ -11,7 +11,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let options = args.store.options(None)?;
     let task_types = args.worker.task_types(args.types.registry(file_types)?)?;
-    let store = weir_store::open(&options)
+    let store = weir_store_sql::open_shared(&options)
         .await
         .with_context(|| format!("opening {}", options.database_url))?;
     let worker_id = args

@@ -129,8 +129,8 @@ async fn tasks_survive_workers_killed_at_random(store: StoreKind) {
     let pending = move || {
         let url = counts_url.clone();
         async move {
-            let store = weir_store::open(&{
-                let mut o = weir_store::StoreOptions::new(url);
+            let store = weir_store_sql::open_shared(&{
+                let mut o = weir_store_sql::StoreOptions::new(url);
                 o.migrate = false;
                 o
             })

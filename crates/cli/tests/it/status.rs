@@ -80,9 +80,11 @@ async fn status_shows_nodes_workers_tasks_and_a_balance_verdict(store: StoreKind
 
     // Read from the database instead: the same workers and tasks, nodes by
     // the requests they logged, no lb health.
-    let store = weir_store::open(&weir_store::StoreOptions::new(stack.database_url.clone()))
-        .await
-        .unwrap();
+    let store = weir_store_sql::open_shared(&weir_store_sql::StoreOptions::new(
+        stack.database_url.clone(),
+    ))
+    .await
+    .unwrap();
     let from_db = weir::status::collect(&Source::Store(store), Duration::ZERO)
         .await
         .unwrap();

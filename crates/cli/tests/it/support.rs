@@ -1,6 +1,5 @@
 //! Starting a stack for one test, and polling helpers.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +7,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use weir::cluster::{Cluster, ClusterSpec};
 use weir_core::Store;
-use weir_store::StoreOptions;
+use weir_store_sql::StoreOptions;
 use weir_testkit::PgDatabase;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
@@ -199,7 +198,7 @@ impl Stack {
         let mut store_options = StoreOptions::new(database_url.clone());
         store_options.max_connections = opts.db_max_connections;
         store_options.acquire_timeout = opts.db_busy_timeout;
-        let store = weir_store::open(&store_options).await.unwrap();
+        let store = weir_store_sql::open(&store_options).await.unwrap();
         let mut api = weir_api::ApiConfig::new("");
         api.delay = opts.delay;
         api.max_body_bytes = opts.max_body_bytes;
@@ -250,7 +249,7 @@ impl Stack {
         Stack {
             base: format!("http://{}", cluster.lb_addr),
             http: reqwest::Client::new(),
-            store,
+            store: Arc::new(store),
             database_url,
             cluster: Some(cluster),
             _dir: dir,
@@ -343,23 +342,4 @@ impl Stack {
     }
 }
 
-/// Calls `check` until it returns `Some`, or panics after `deadline`.
-pub async fn poll<T, F, Fut>(deadline: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let until = tokio::time::Instant::now() + deadline;
-    let mut pause = Duration::from_millis(5);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "condition not met within {deadline:?}"
-        );
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(100));
-    }
-}
+pub use weir_testkit::poll;

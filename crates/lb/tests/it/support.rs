@@ -153,23 +153,7 @@ impl TestLb {
     }
 }
 
-/// Calls `check` until it returns `Some`, or panics after `deadline`.
-pub async fn poll<T, Fut: std::future::Future<Output = Option<T>>>(
-    deadline: Duration,
-    mut check: impl FnMut() -> Fut,
-) -> T {
-    let until = tokio::time::Instant::now() + deadline;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "condition not met within {deadline:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub use weir_testkit::poll;
 
 /// Serves `app`, owning every connection, so aborting the task drops them all
 /// (unlike `axum::serve`, whose connection tasks outlive it).

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use weir_core::{LeaderAcquireParams, Store, TaskId, TaskInsertParams, TaskType, TaskTypes};
+use weir_core::{LeaderAcquireParams, Store, TaskType, TaskTypes};
+use weir_store::{Submission, Submitter};
 
 /// How long a slot's idempotency key holds.
 const SLOT_KEY_WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -89,12 +90,13 @@ impl Scheduler {
         worker_id: &str,
         jobs: &[PeriodicJob],
         interval: Duration,
-        types: &TaskTypes,
+        types: &Arc<TaskTypes>,
     ) {
         if jobs.is_empty() {
             return;
         }
         let now = Utc::now();
+        let submitter = Submitter::new(store.clone(), types.clone(), 3, SLOT_KEY_WINDOW);
         let lease = LeaderAcquireParams {
             name: "scheduler".into(),
             holder: worker_id.to_string(),
@@ -123,28 +125,12 @@ impl Scheduler {
                 .take_while(|t| *t <= now)
                 .take(MAX_CATCH_UP)
             {
-                let spec = types.get(job.kind.as_str()).ok();
-                let params = TaskInsertParams {
-                    id: TaskId::new(),
-                    kind: job.kind.clone(),
-                    cache_key: spec.and_then(|t| t.cache_key(&job.input)),
-                    input: job.input.clone(),
-                    max_attempts: spec.and_then(|t| t.spec.max_attempts).unwrap_or(3),
-                    priority: spec.and_then(|t| t.spec.priority).unwrap_or(0),
-                    run_at: slot,
-                    now,
-                    queue: spec
-                        .and_then(|t| t.spec.queue.clone())
-                        .unwrap_or_else(|| "default".into()),
-                    concurrency_key: None,
-                    backoff: None,
-                    timeout: None,
-                };
-                let key = format!("periodic:{}:{}", job.name, slot.to_rfc3339());
-                if let Err(e) = store
-                    .task_insert_idempotent(params, &key, SLOT_KEY_WINDOW)
-                    .await
-                {
+                let mut submission = Submission::new(job.kind.as_str(), job.input.clone());
+                submission.run_at = Some(slot);
+                // The slot's key stops a second leader queueing it again.
+                submission.idempotency_key =
+                    Some(format!("periodic:{}:{}", job.name, slot.to_rfc3339()));
+                if let Err(e) = submitter.submit(submission).await {
                     tracing::warn!(job = %job.name, error = %e, "periodic job not queued; next tick retries");
                     return;
                 }

@@ -1,0 +1,69 @@
+//! weir's SQL dialects under [`weir_store::SqlStore`]: each implements the
+//! narrow [`weir_store::Driver`] interface, owns its migrations, and maps its
+//! errors onto [`weir_core::StoreError`]. [`open`] picks one from a URL.
+//!
+//! # Layout
+//! - [`sqlite`]: the embedded dialect (one file, WAL, one writer connection).
+//! - [`postgres`]: the shared dialect (SKIP LOCKED batch claims, batched
+//!   completions, debounced NOTIFY wake-ups, a small hot table).
+//! - [`error`]: sqlx errors → `StoreError`, per dialect's contention codes.
+//! - `filter`: the fast claim's inlined filter, shared by both dialects.
+//!
+//! SQL longer than a line lives in `.sql` files beside each dialect.
+
+pub mod error;
+mod filter;
+pub mod postgres;
+pub mod sqlite;
+
+use std::time::Duration;
+
+pub use postgres::PostgresDriver;
+pub use sqlite::SqliteDriver;
+use weir_core::StoreError;
+use weir_store::SqlStore;
+
+/// How to open a store.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// `sqlite://path/to/file.db` (created if missing) or `postgres://…`.
+    pub database_url: String,
+    /// Upper bound on pooled connections (readers, for SQLite).
+    pub max_connections: u32,
+    /// How long a caller waits for a pooled connection before `Unavailable`.
+    pub acquire_timeout: Duration,
+    /// Run pending migrations on open.
+    pub migrate: bool,
+}
+
+impl StoreOptions {
+    pub fn new(database_url: impl Into<String>) -> Self {
+        StoreOptions {
+            database_url: database_url.into(),
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            migrate: true,
+        }
+    }
+}
+
+/// Opens the store the URL names.
+pub async fn open(options: &StoreOptions) -> Result<SqlStore, StoreError> {
+    let url = options.database_url.as_str();
+    if url.starts_with("sqlite:") {
+        Ok(SqlStore::new(SqliteDriver::open(options).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(SqlStore::new(PostgresDriver::open(options).await?))
+    } else {
+        Err(StoreError::Internal(format!(
+            "unsupported database URL {url:?}: expected sqlite://PATH or postgres://…"
+        )))
+    }
+}
+
+/// Opens the store the URL names, for callers that share it as a whole.
+pub async fn open_shared(
+    options: &StoreOptions,
+) -> Result<std::sync::Arc<dyn weir_core::Store>, StoreError> {
+    Ok(std::sync::Arc::new(open(options).await?))
+}

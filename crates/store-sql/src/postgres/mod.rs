@@ -1,0 +1,711 @@
+//! The shared dialect: PostgreSQL, for many processes on many machines.
+//!
+//! The queue follows what the fastest PostgreSQL queues learned:
+//! - claims take a batch with `FOR UPDATE SKIP LOCKED`, so concurrent workers
+//!   never wait on each other's rows, and bump a per-task fencing token;
+//! - completions are written in batches, one statement for the whole batch
+//!   (arrays through `unnest`), each row fenced by its token;
+//! - the hot table holds only queued and running tasks: a finished task moves
+//!   to `tasks_finished` in the statement that records it;
+//! - limited queues are locked `FOR UPDATE SKIP LOCKED` and concurrency keys
+//!   with `pg_try_advisory_xact_lock` (released at commit; safe behind a
+//!   transaction pooler), so claimers take turns and never wait;
+//! - workers elsewhere are woken by a debounced NOTIFY ([`notify`]), with
+//!   polling as the fallback.
+
+mod batch;
+mod events;
+mod insert;
+mod notify;
+mod rows;
+mod tx;
+
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, QueryBuilder};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+use weir_core::{
+    CacheAccessParams, CacheEntryStats, LeaderAcquireParams, NewEvent, NodeRequestCount,
+    QueueLimits, RequestLogEntry, RequestLogStats, StoreError, StoredEvent, Task, TaskClaimParams,
+    TaskCompletion, TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams,
+    TaskReleaseParams, TaskState, WorkerHeartbeatParams, WorkerInfo,
+};
+use weir_store::{lease_end, Claimed, Driver, DriverTx, Rescued, StandingTask};
+
+use crate::error::{from_sqlx, postgres_contention};
+use crate::StoreOptions;
+use batch::{CompletionArrays, COMPLETE_MANY};
+use rows::{decode, ClaimedRow, TaskRow, WorkerRow, FINISHED_TASK_COLUMNS, LIVE_TASK_COLUMNS};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The fast claim; `{filter}` is the inlined filter (public so a test can
+/// check its plan walks the claim index).
+pub const TASK_CLAIM_SQL: &str = include_str!("sql/claim_unlimited.sql");
+
+/// The PostgreSQL driver.
+pub struct PostgresDriver {
+    pool: PgPool,
+    /// Pokes the NOTIFY producer after tasks became due.
+    poke: Arc<Notify>,
+    producer: JoinHandle<()>,
+    /// Started on the first subscription: only workers listen.
+    listener: OnceLock<JoinHandle<()>>,
+}
+
+fn err(e: sqlx::Error) -> StoreError {
+    from_sqlx(e, postgres_contention)
+}
+
+impl PostgresDriver {
+    /// Connects, and runs migrations unless told not to.
+    pub async fn open(options: &StoreOptions) -> Result<Self, StoreError> {
+        let connect = PgConnectOptions::from_str(&options.database_url)
+            .map_err(|e| StoreError::Internal(format!("bad postgres URL: {e}")))?
+            .application_name("weir");
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .min_connections(0)
+            .acquire_timeout(options.acquire_timeout)
+            // A connection the server dropped (restart, pg_terminate_backend)
+            // is found and replaced instead of failing the next caller.
+            .test_before_acquire(true)
+            .connect_lazy_with(connect);
+        if options.migrate {
+            MIGRATOR
+                .run(&pool)
+                .await
+                .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
+        } else {
+            // Fail fast on a wrong URL rather than on the first request.
+            sqlx::query("SELECT 1").execute(&pool).await.map_err(err)?;
+        }
+        let poke = Arc::new(Notify::new());
+        let producer = tokio::spawn(notify::run_producer(pool.clone(), poke.clone()));
+        Ok(PostgresDriver {
+            pool,
+            poke,
+            producer,
+            listener: OnceLock::new(),
+        })
+    }
+
+    /// The connection pool (tests and benchmarks inspect the database through it).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs a bounded delete binding a time, then the limit.
+    async fn delete_some(
+        &self,
+        sql: &str,
+        at: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        Ok(sqlx::query(sql)
+            .bind(at)
+            .bind(limit)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?
+            .rows_affected())
+    }
+}
+
+impl Drop for PostgresDriver {
+    fn drop(&mut self) {
+        self.producer.abort();
+        if let Some(listener) = self.listener.get() {
+            listener.abort();
+        }
+    }
+}
+
+#[async_trait]
+impl Driver for PostgresDriver {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn begin(&self) -> Result<Box<dyn DriverTx>, StoreError> {
+        let tx = self.pool.begin().await.map_err(err)?;
+        Ok(Box::new(tx::PostgresTx { tx }))
+    }
+
+    fn wake_other_processes(&self) {
+        self.poke.notify_one();
+    }
+
+    fn listen_for_wakeups(&self, inserted: watch::Sender<u64>) {
+        self.listener
+            .get_or_init(|| tokio::spawn(notify::run_listener(self.pool.clone(), inserted)));
+    }
+
+    async fn limited_queue_names(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT name FROM queues WHERE concurrency IS NOT NULL OR rate_per_second IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)
+    }
+
+    async fn keyed_tasks_due(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        // Cheap: keyed tasks are indexed.
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE concurrency_key IS NOT NULL \
+                            AND state = 'queued' AND run_at <= $1)",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)
+    }
+
+    async fn claim_unlimited(
+        &self,
+        p: &TaskClaimParams,
+        limited: &[String],
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let sql = TASK_CLAIM_SQL.replace(
+            "{filter}",
+            &crate::filter::fast_claim_filter(limited, p.queues.as_deref(), p.types.as_deref()),
+        );
+        let rows: Vec<ClaimedRow> = sqlx::query_as(&sql)
+            .bind(&p.worker_id)
+            .bind(p.now)
+            .bind(lease_end(p.now, p.lease))
+            .bind(i64::from(p.max))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        decode(rows)
+    }
+
+    async fn task_insert_rows(
+        &self,
+        params: &[&TaskInsertParams],
+    ) -> Result<Vec<TaskId>, StoreError> {
+        insert::insert_rows(&self.pool, params).await
+    }
+
+    async fn task_standing_for(
+        &self,
+        params: &[&TaskInsertParams],
+    ) -> Result<Vec<StandingTask>, StoreError> {
+        insert::standing_for(&self.pool, params).await
+    }
+
+    async fn task_complete_many(
+        &self,
+        completions: &[TaskCompletion],
+    ) -> Result<Vec<TaskId>, StoreError> {
+        let a = CompletionArrays::new(completions);
+        let (cache_keys, (cache_ids, cache_expiry)): (
+            Vec<String>,
+            (Vec<Uuid>, Vec<DateTime<Utc>>),
+        ) = a.cache.into_iter().unzip();
+        let applied: Vec<Uuid> = sqlx::query_scalar(COMPLETE_MANY)
+            .bind(&a.ids)
+            .bind(&a.tokens)
+            .bind(&a.states)
+            .bind(&a.results)
+            .bind(&a.errors)
+            .bind(&a.run_ats)
+            .bind(&a.nows)
+            .bind(cache_keys)
+            .bind(cache_ids)
+            .bind(cache_expiry)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(applied.into_iter().map(TaskId).collect())
+    }
+
+    async fn task_lease_extend(
+        &self,
+        p: &TaskLeaseExtendParams,
+    ) -> Result<Vec<TaskId>, StoreError> {
+        let (ids, tokens): (Vec<Uuid>, Vec<i64>) = p.tasks.iter().map(|(id, t)| (id.0, *t)).unzip();
+        let held: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE tasks t SET lease_expires_at = $1 \
+             FROM unnest($3::uuid[], $4::bigint[]) AS l(id, token) \
+             WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'running' \
+               AND t.worker_id = $2 \
+             RETURNING t.id",
+        )
+        .bind(p.lease_expires_at)
+        .bind(&p.worker_id)
+        .bind(ids)
+        .bind(tokens)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        if !p.progress.is_empty() {
+            let (ids, progress): (Vec<Uuid>, Vec<i16>) =
+                p.progress.iter().map(|(id, v)| (id.0, *v)).unzip();
+            sqlx::query(
+                "UPDATE tasks t SET progress = r.progress \
+                 FROM unnest($1::uuid[], $2::smallint[]) AS r(id, progress) \
+                 WHERE t.id = r.id AND t.state = 'running' AND t.worker_id = $3",
+            )
+            .bind(ids)
+            .bind(progress)
+            .bind(&p.worker_id)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        }
+        Ok(held.into_iter().map(TaskId).collect())
+    }
+
+    async fn task_rescue_expired(
+        &self,
+        now: DateTime<Utc>,
+        error: &str,
+    ) -> Result<Rescued, StoreError> {
+        let (dead, requeued): (i64, i64) = sqlx::query_as(include_str!("sql/rescue_expired.sql"))
+            .bind(now)
+            .bind(error)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(Rescued {
+            dead: dead as u64,
+            requeued: requeued as u64,
+        })
+    }
+
+    async fn task_release(&self, p: &TaskReleaseParams) -> Result<u64, StoreError> {
+        let (ids, tokens): (Vec<Uuid>, Vec<i64>) = p.tasks.iter().map(|(id, t)| (id.0, *t)).unzip();
+        // The attempt did not fail: give it back so it does not count.
+        let done = sqlx::query(
+            "UPDATE tasks t SET state = 'queued', attempts = GREATEST(t.attempts - 1, 0), \
+                 run_at = $1, lease_expires_at = NULL \
+             FROM unnest($2::uuid[], $3::bigint[]) AS r(id, token) \
+             WHERE t.id = r.id AND t.lease_token = r.token AND t.state = 'running'",
+        )
+        .bind(p.now)
+        .bind(ids)
+        .bind(tokens)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn task_retry_dead(
+        &self,
+        id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, StoreError> {
+        let sql = include_str!("sql/retry_dead.sql").replace("{columns}", LIVE_TASK_COLUMNS);
+        let row: Option<TaskRow> = sqlx::query_as(&sql)
+            .bind(id.0)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(Task::try_from).transpose()
+    }
+
+    async fn task_cancel_live(
+        &self,
+        id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, StoreError> {
+        let sql = include_str!("sql/cancel_live.sql").replace("{columns}", FINISHED_TASK_COLUMNS);
+        let row: Option<TaskRow> = sqlx::query_as(&sql)
+            .bind(id.0)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(Task::try_from).transpose()
+    }
+
+    async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
+        // A task is in exactly one table at a time; the finished side is read
+        // first to not miss one that moves between the two reads.
+        let sql = format!(
+            "SELECT {FINISHED_TASK_COLUMNS} FROM tasks_finished WHERE id = $1 \
+             UNION ALL SELECT {LIVE_TASK_COLUMNS} FROM tasks WHERE id = $1 LIMIT 1"
+        );
+        let row: Option<TaskRow> = sqlx::query_as(&sql)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(Task::try_from).transpose()
+    }
+
+    async fn task_list(&self, p: &TaskListParams) -> Result<Vec<Task>, StoreError> {
+        // Live and finished tasks are in different tables; a state filter
+        // picks one, no filter reads both.
+        let live = !matches!(p.state, Some(s) if s.is_final());
+        let finished = !matches!(p.state, Some(TaskState::Queued | TaskState::Running));
+        let mut q = QueryBuilder::new("SELECT * FROM (");
+        let mut first = true;
+        for (table, columns, wanted) in [
+            ("tasks", LIVE_TASK_COLUMNS, live),
+            ("tasks_finished", FINISHED_TASK_COLUMNS, finished),
+        ] {
+            if !wanted {
+                continue;
+            }
+            if !first {
+                q.push(" UNION ALL ");
+            }
+            first = false;
+            q.push(format!("(SELECT {columns} FROM {table} WHERE TRUE"));
+            if let Some(state) = p.state {
+                q.push(" AND state = ").push_bind(state.as_str());
+            }
+            if let Some(kind) = &p.kind {
+                q.push(" AND kind = ").push_bind(kind.as_str().to_owned());
+            }
+            if let Some(before) = p.before {
+                q.push(" AND id < ").push_bind(before.0);
+            }
+            q.push(" ORDER BY id DESC LIMIT ")
+                .push_bind(p.limit)
+                .push(")");
+        }
+        q.push(") t ORDER BY id DESC LIMIT ").push_bind(p.limit);
+        let rows: Vec<TaskRow> = q
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        decode(rows)
+    }
+
+    async fn task_state_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as(
+            "SELECT state, COUNT(*) FROM tasks GROUP BY state \
+             UNION ALL SELECT state, COUNT(*) FROM tasks_finished GROUP BY state",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)
+    }
+
+    async fn task_finished_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as(
+            "SELECT state, COUNT(*) FROM tasks_finished WHERE completed_at >= $1 \
+             AND state IN ('succeeded', 'dead') GROUP BY state",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)
+    }
+
+    async fn task_live_by_queue(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        sqlx::query_as(
+            "SELECT queue, state, COUNT(*) FROM tasks GROUP BY queue, state ORDER BY queue",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)
+    }
+
+    async fn task_queued_by_type(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as(
+            "SELECT kind, COUNT(*) FROM tasks WHERE state = 'queued' GROUP BY kind ORDER BY kind",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)
+    }
+
+    async fn queue_save_limits(&self, q: &QueueLimits) -> Result<(), StoreError> {
+        // A new rate starts with a full bucket (`refilled_at` NULL).
+        sqlx::query(
+            "INSERT INTO queues (name, concurrency, rate_per_second, burst, tokens, refilled_at) \
+             VALUES ($1, $2, $3, $4, 0, NULL) \
+             ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency, \
+                 rate_per_second = excluded.rate_per_second, burst = excluded.burst",
+        )
+        .bind(&q.name)
+        .bind(q.concurrency)
+        .bind(q.rate_per_second)
+        .bind(q.burst)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn queue_list(&self) -> Result<Vec<QueueLimits>, StoreError> {
+        let rows: Vec<(String, Option<i32>, Option<f64>, Option<i32>)> = sqlx::query_as(
+            "SELECT name, concurrency, rate_per_second, burst FROM queues \
+             WHERE concurrency IS NOT NULL OR rate_per_second IS NOT NULL ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, concurrency, rate_per_second, burst)| QueueLimits {
+                name,
+                concurrency,
+                rate_per_second,
+                burst,
+            })
+            .collect())
+    }
+
+    async fn leader_take(
+        &self,
+        p: &LeaderAcquireParams,
+        until: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar(
+            "INSERT INTO leaders (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leaders.holder = excluded.holder OR leaders.expires_at < $4 \
+             RETURNING holder",
+        )
+        .bind(&p.name)
+        .bind(&p.holder)
+        .bind(until)
+        .bind(p.now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)
+    }
+
+    async fn prune_finished_tasks(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        // Finished tasks live in tasks_finished: deleting old ones never
+        // touches the hot table.
+        self.delete_some(
+            "DELETE FROM tasks_finished WHERE id IN (SELECT id FROM tasks_finished \
+             WHERE completed_at < $1 ORDER BY completed_at LIMIT $2)",
+            before,
+            limit,
+        )
+        .await
+    }
+
+    async fn prune_idempotency_keys(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        self.delete_some(
+            "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys \
+             WHERE created_at < $1 LIMIT $2)",
+            before,
+            limit,
+        )
+        .await
+    }
+
+    async fn prune_cache(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+        self.delete_some(
+            "DELETE FROM cache WHERE key IN (SELECT key FROM cache WHERE expires_at <= $1 LIMIT $2)",
+            now,
+            limit,
+        )
+        .await
+    }
+
+    async fn workers_mark_offline(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE workers SET status = 'offline', active_tasks = 0, current_task = NULL \
+             WHERE status <> 'offline' AND last_heartbeat_at < $1",
+        )
+        .bind(since)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?
+        .rows_affected())
+    }
+
+    async fn cache_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<Value>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM cache WHERE key = $1 AND expires_at > $2")
+            .bind(key)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)
+    }
+
+    async fn cache_record_access(&self, p: &CacheAccessParams) -> Result<(), StoreError> {
+        let mut keys = Vec::with_capacity(p.hits.len());
+        let mut counts = Vec::with_capacity(p.hits.len());
+        let mut times = Vec::with_capacity(p.hits.len());
+        for (key, n, at) in &p.hits {
+            keys.push(key.as_str());
+            counts.push(*n);
+            times.push(*at);
+        }
+        let hits: i64 = counts.iter().sum();
+        sqlx::query(
+            "WITH accessed AS ( \
+                 UPDATE cache c SET access_count = c.access_count + a.n, \
+                     last_accessed_at = GREATEST(c.last_accessed_at, a.at) \
+                 FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS a(key, n, at) \
+                 WHERE c.key = a.key) \
+             UPDATE cache_counters SET hits = hits + $4, misses = misses + $5 WHERE id = 1",
+        )
+        .bind(keys)
+        .bind(counts)
+        .bind(times)
+        .bind(hits)
+        .bind(p.misses)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn cache_counters(&self) -> Result<(i64, i64, i64), StoreError> {
+        sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM cache), hits, misses FROM cache_counters WHERE id = 1",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)
+    }
+
+    async fn cache_top(&self, n: i64) -> Result<Vec<CacheEntryStats>, StoreError> {
+        let rows: Vec<(
+            String,
+            i64,
+            Option<DateTime<Utc>>,
+            DateTime<Utc>,
+            DateTime<Utc>,
+        )> = sqlx::query_as(
+            "SELECT key, access_count, last_accessed_at, created_at, expires_at FROM cache \
+                 ORDER BY access_count DESC, key LIMIT $1",
+        )
+        .bind(n)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(key, access_count, last_accessed_at, created_at, expires_at)| CacheEntryStats {
+                    key,
+                    access_count,
+                    last_accessed_at,
+                    created_at,
+                    expires_at,
+                },
+            )
+            .collect())
+    }
+
+    async fn request_log_insert_many(&self, entries: &[RequestLogEntry]) -> Result<(), StoreError> {
+        let mut nodes = Vec::with_capacity(entries.len());
+        let mut methods = Vec::with_capacity(entries.len());
+        let mut paths = Vec::with_capacity(entries.len());
+        let mut statuses = Vec::with_capacity(entries.len());
+        let mut messages = Vec::with_capacity(entries.len());
+        let mut times = Vec::with_capacity(entries.len());
+        for e in entries {
+            nodes.push(e.node_id.as_str());
+            methods.push(e.method.as_str());
+            paths.push(e.path.as_str());
+            statuses.push(i32::from(e.status));
+            messages.push(e.message.as_deref());
+            times.push(e.created_at);
+        }
+        // One statement for the whole batch, whatever its size.
+        sqlx::query(
+            "INSERT INTO requests (node_id, method, path, status, message, created_at) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], \
+                                  $6::timestamptz[])",
+        )
+        .bind(nodes)
+        .bind(methods)
+        .bind(paths)
+        .bind(statuses)
+        .bind(messages)
+        .bind(times)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn request_log_stats(&self) -> Result<RequestLogStats, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT node_id, COUNT(*) FROM requests GROUP BY node_id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(node_id, count)| NodeRequestCount { node_id, count })
+            .collect())
+    }
+
+    async fn event_insert_many(&self, events: &[NewEvent]) -> Result<u64, StoreError> {
+        events::insert_many(&self.pool, events).await
+    }
+
+    async fn event_list_latest(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        events::list_latest(&self.pool, limit).await
+    }
+
+    async fn event_count(&self) -> Result<i64, StoreError> {
+        events::count(&self.pool).await
+    }
+
+    async fn worker_upsert(&self, p: &WorkerHeartbeatParams) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO workers (id, status, concurrency, active_tasks, current_task, processed, \
+                 failed, started_at, last_heartbeat_at, task_types) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+                 task_types = excluded.task_types, \
+                 concurrency = excluded.concurrency, active_tasks = excluded.active_tasks, \
+                 current_task = excluded.current_task, processed = excluded.processed, \
+                 failed = excluded.failed, started_at = excluded.started_at, \
+                 last_heartbeat_at = excluded.last_heartbeat_at",
+        )
+        .bind(&p.worker_id)
+        .bind(p.status.as_str())
+        .bind(p.concurrency)
+        .bind(p.active_tasks)
+        .bind(&p.current_task)
+        .bind(p.processed)
+        .bind(p.failed)
+        .bind(p.started_at)
+        .bind(p.now)
+        .bind(serde_json::Value::from(p.task_types.clone()))
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn worker_list(&self) -> Result<Vec<WorkerInfo>, StoreError> {
+        let rows: Vec<WorkerRow> = sqlx::query_as(
+            "SELECT id, status, concurrency, active_tasks, current_task, processed, failed, \
+                 started_at, last_heartbeat_at, task_types FROM workers ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        decode(rows)
+    }
+}

@@ -1,0 +1,47 @@
+-- Records a batch of outcomes in one statement. Finished tasks move to
+-- tasks_finished (and successes with a cache key into `cache`); retries stay
+-- queued with their new run_at. Every row is fenced by its lease token.
+-- Returns the ids applied.
+WITH c AS (
+    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[],
+                         $6::timestamptz[], $7::timestamptz[])
+        AS c(id, token, state, result, error, run_at, now)
+),
+finished AS (
+    DELETE FROM tasks t USING c
+    WHERE t.id = c.id AND t.lease_token = c.token AND t.state = 'running'
+      AND c.state IN ('succeeded', 'dead')
+    RETURNING t.id, t.kind, t.input, c.state, c.result, c.error, t.attempts, t.max_attempts,
+              t.priority, t.worker_id, t.created_at, t.run_at, t.started_at, c.now,
+              t.queue, t.concurrency_key, t.backoff_base_ms, t.backoff_cap_ms, t.timeout_ms,
+              CASE WHEN c.state = 'dead'
+                   THEN t.errors || jsonb_build_array(jsonb_build_object('attempt', t.attempts,
+                            'error', c.error, 'at', c.now, 'worker_id', t.worker_id))
+                   ELSE t.errors END AS errors
+),
+archived AS (
+    INSERT INTO tasks_finished (id, kind, input, state, result, error, attempts, max_attempts,
+                                priority, worker_id, created_at, run_at, started_at, completed_at,
+                                queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms,
+                                errors)
+    SELECT * FROM finished
+    RETURNING id
+),
+cached AS (
+    INSERT INTO cache (key, value, created_at, expires_at)
+    SELECT k.key, f.result, f.now, k.expires_at
+    FROM unnest($8::text[], $9::uuid[], $10::timestamptz[]) AS k(key, id, expires_at)
+    JOIN finished f ON f.id = k.id
+    ON CONFLICT (key) DO UPDATE
+        SET value = excluded.value, created_at = excluded.created_at, expires_at = excluded.expires_at
+),
+retried AS (
+    UPDATE tasks t SET state = 'queued', error = c.error, run_at = c.run_at,
+                       lease_expires_at = NULL,
+                       errors = t.errors || jsonb_build_array(jsonb_build_object('attempt', t.attempts,
+                           'error', c.error, 'at', c.now, 'worker_id', t.worker_id))
+    FROM c
+    WHERE t.id = c.id AND t.lease_token = c.token AND t.state = 'running' AND c.state = 'queued'
+    RETURNING t.id
+)
+SELECT id FROM archived UNION ALL SELECT id FROM retried

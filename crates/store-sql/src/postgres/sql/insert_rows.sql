@@ -1,0 +1,15 @@
+-- A batch of submissions in one statement. A row whose id is stored (live,
+-- or finished in tasks_finished) or whose cache key a live task holds is
+-- skipped. Returns the ids inserted.
+INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key,
+                   created_at, run_at, queue, concurrency_key, backoff_base_ms,
+                   backoff_cap_ms, timeout_ms)
+SELECT id, kind, input, 'queued', max_attempts, priority, cache_key, created_at, run_at,
+       queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms
+FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int[], $5::int[], $6::text[],
+            $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[],
+            $11::bigint[], $12::bigint[], $13::bigint[])
+    AS t(id, kind, input, max_attempts, priority, cache_key, created_at, run_at,
+         queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms)
+WHERE NOT EXISTS (SELECT 1 FROM tasks_finished f WHERE f.id = t.id)
+ON CONFLICT DO NOTHING RETURNING id

@@ -1,0 +1,699 @@
+//! The embedded dialect: one SQLite file in WAL mode.
+//!
+//! SQLite allows one writer at a time, so every write goes through a pool of
+//! exactly one connection (writers queue in the pool instead of spinning on
+//! `SQLITE_BUSY`), while reads use a separate pool of read-only connections that
+//! WAL lets run beside the writer. `synchronous = NORMAL` in WAL mode survives a
+//! killed process (what weir promises); only an OS crash or power loss may lose
+//! the last commits. The single writer also makes every transaction's counts
+//! hold until it commits, so no row or key needs locking.
+
+mod events;
+mod insert;
+mod rows;
+mod tx;
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, SqlitePool};
+use tokio::sync::watch;
+use weir_core::{
+    CacheAccessParams, CacheEntryStats, LeaderAcquireParams, NewEvent, NodeRequestCount,
+    QueueLimits, RequestLogEntry, RequestLogStats, StoreError, StoredEvent, Task, TaskClaimParams,
+    TaskCompletion, TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskOutcome,
+    TaskReleaseParams, WorkerHeartbeatParams, WorkerInfo,
+};
+use weir_store::{lease_end, Claimed, Driver, DriverTx, Rescued, StandingTask};
+
+use crate::error::{from_sqlx, sqlite_contention};
+use crate::StoreOptions;
+use rows::{decode, millis, time, ClaimedRow, TaskRow, WorkerRow, TASK_COLUMNS};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// SQLite allows at most 32766 bound parameters per statement; request-log
+/// inserts are chunked well below that.
+const REQUEST_ROWS_PER_STATEMENT: usize = 1_000;
+
+/// The SQLite driver.
+pub struct SqliteDriver {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+fn err(e: sqlx::Error) -> StoreError {
+    from_sqlx(e, sqlite_contention)
+}
+
+impl SqliteDriver {
+    /// Opens (creating if missing) the database file and, when asked, runs
+    /// migrations.
+    pub async fn open(options: &StoreOptions) -> Result<Self, StoreError> {
+        let connect = SqliteConnectOptions::from_str(&options.database_url)
+            .map_err(|e| StoreError::Internal(format!("bad sqlite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(options.acquire_timeout)
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.clone())
+            .await
+            .map_err(err)?;
+        if options.migrate {
+            MIGRATOR
+                .run(&writer)
+                .await
+                .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
+        }
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.read_only(true))
+            .await
+            .map_err(err)?;
+        Ok(SqliteDriver { writer, reader })
+    }
+}
+
+/// JSON text of a name list, for `json_each` (`None`: no filter).
+fn json_list(names: Option<&[String]>) -> Option<String> {
+    names.map(|n| serde_json::Value::from(n.to_vec()).to_string())
+}
+
+#[async_trait]
+impl Driver for SqliteDriver {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn begin(&self) -> Result<Box<dyn DriverTx>, StoreError> {
+        // IMMEDIATE: take the write lock up front, so another process's
+        // writer cannot slip in between a transaction's counts and its claims.
+        let tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(err)?;
+        Ok(Box::new(tx::SqliteTx { tx }))
+    }
+
+    /// One process owns an SQLite file's workers: nobody else to tell.
+    fn wake_other_processes(&self) {}
+
+    fn listen_for_wakeups(&self, _inserted: watch::Sender<u64>) {}
+
+    async fn limited_queue_names(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT name FROM queues WHERE concurrency IS NOT NULL OR rate_per_second IS NOT NULL",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(err)
+    }
+
+    async fn keyed_tasks_due(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE concurrency_key IS NOT NULL \
+                            AND state = 'queued' AND run_at <= ?)",
+        )
+        .bind(millis(now))
+        .fetch_one(&self.reader)
+        .await
+        .map_err(err)
+    }
+
+    async fn claim_unlimited(
+        &self,
+        p: &TaskClaimParams,
+        limited: &[String],
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let sql = include_str!("sql/claim_unlimited.sql").replace(
+            "{filter}",
+            &crate::filter::fast_claim_filter(limited, p.queues.as_deref(), p.types.as_deref()),
+        );
+        let rows: Vec<ClaimedRow> = sqlx::query_as(&sql)
+            .bind(&p.worker_id)
+            .bind(millis(p.now))
+            .bind(millis(lease_end(p.now, p.lease)))
+            .bind(i64::from(p.max))
+            .fetch_all(&self.writer)
+            .await
+            .map_err(err)?;
+        decode(rows)
+    }
+
+    async fn task_insert_rows(
+        &self,
+        params: &[&TaskInsertParams],
+    ) -> Result<Vec<TaskId>, StoreError> {
+        insert::insert_rows(&self.writer, params).await
+    }
+
+    async fn task_standing_for(
+        &self,
+        params: &[&TaskInsertParams],
+    ) -> Result<Vec<StandingTask>, StoreError> {
+        insert::standing_for(&self.writer, params).await
+    }
+
+    async fn task_complete_many(
+        &self,
+        completions: &[TaskCompletion],
+    ) -> Result<Vec<TaskId>, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(err)?;
+        let mut applied = Vec::with_capacity(completions.len());
+        for c in completions {
+            let now = millis(c.now);
+            let id = c.id.to_string();
+            let done = match &c.outcome {
+                TaskOutcome::Succeeded { result, cache } => {
+                    let result = result.to_string();
+                    let done = sqlx::query(
+                        "UPDATE tasks SET state = 'succeeded', result = ?, error = NULL, \
+                             completed_at = ?, lease_expires_at = NULL \
+                         WHERE id = ? AND lease_token = ? AND state = 'running'",
+                    )
+                    .bind(&result)
+                    .bind(now)
+                    .bind(&id)
+                    .bind(c.lease_token)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?
+                    .rows_affected()
+                        == 1;
+                    if let (true, Some(cache)) = (done, cache) {
+                        sqlx::query(
+                            "INSERT INTO cache (key, value, created_at, expires_at) VALUES (?, ?, ?, ?) \
+                             ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+                                 created_at = excluded.created_at, expires_at = excluded.expires_at",
+                        )
+                        .bind(&cache.key)
+                        .bind(&result)
+                        .bind(now)
+                        .bind(millis(cache.expires_at))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                    }
+                    done
+                }
+                TaskOutcome::Failed { error, retry_at } => {
+                    let (state, run_at, completed_at) = match retry_at {
+                        Some(at) => ("queued", Some(millis(*at)), None),
+                        None => ("dead", None, Some(now)),
+                    };
+                    sqlx::query(include_str!("sql/complete_failed.sql"))
+                        .bind(state)
+                        .bind(error)
+                        .bind(run_at)
+                        .bind(completed_at)
+                        .bind(error)
+                        .bind(c.now.to_rfc3339())
+                        .bind(&id)
+                        .bind(c.lease_token)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?
+                        .rows_affected()
+                        == 1
+                }
+            };
+            if done {
+                applied.push(c.id);
+            }
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(applied)
+    }
+
+    async fn task_lease_extend(
+        &self,
+        p: &TaskLeaseExtendParams,
+    ) -> Result<Vec<TaskId>, StoreError> {
+        let mut q = QueryBuilder::new("UPDATE tasks SET lease_expires_at = ");
+        q.push_bind(millis(p.lease_expires_at))
+            .push(" WHERE state = 'running' AND worker_id = ")
+            .push_bind(&p.worker_id)
+            .push(" AND (id, lease_token) IN (VALUES ");
+        let mut sep = q.separated(", ");
+        for (id, token) in &p.tasks {
+            sep.push("(")
+                .push_bind_unseparated(id.to_string())
+                .push_unseparated(", ")
+                .push_bind_unseparated(*token)
+                .push_unseparated(")");
+        }
+        q.push(") RETURNING id");
+        let mut tx = self.writer.begin().await.map_err(err)?;
+        let ids: Vec<String> = q
+            .build_query_scalar()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
+        for (id, progress) in &p.progress {
+            sqlx::query(
+                "UPDATE tasks SET progress = ? WHERE id = ? AND state = 'running' AND worker_id = ?",
+            )
+            .bind(i64::from(*progress))
+            .bind(id.to_string())
+            .bind(&p.worker_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
+        ids.iter().map(|id| rows::task_id(id)).collect()
+    }
+
+    async fn task_rescue_expired(
+        &self,
+        now: DateTime<Utc>,
+        error: &str,
+    ) -> Result<Rescued, StoreError> {
+        let states: Vec<String> = sqlx::query_scalar(include_str!("sql/rescue_expired.sql"))
+            .bind(millis(now))
+            .bind(now.to_rfc3339())
+            .bind(error)
+            .fetch_all(&self.writer)
+            .await
+            .map_err(err)?;
+        let dead = states.iter().filter(|s| *s == "dead").count() as u64;
+        Ok(Rescued {
+            dead,
+            requeued: states.len() as u64 - dead,
+        })
+    }
+
+    async fn task_release(&self, p: &TaskReleaseParams) -> Result<u64, StoreError> {
+        let mut released = 0;
+        let mut tx = self.writer.begin().await.map_err(err)?;
+        for (id, token) in &p.tasks {
+            // The attempt did not fail: give it back so it does not count.
+            released += sqlx::query(
+                "UPDATE tasks SET state = 'queued', attempts = MAX(attempts - 1, 0), \
+                     run_at = ?, lease_expires_at = NULL \
+                 WHERE id = ? AND lease_token = ? AND state = 'running'",
+            )
+            .bind(millis(p.now))
+            .bind(id.to_string())
+            .bind(token)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(released)
+    }
+
+    async fn task_retry_dead(
+        &self,
+        id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, StoreError> {
+        // The task's cache key is dropped when an equal input is live again
+        // (keys are unique among live tasks).
+        let sql = format!(
+            "UPDATE tasks SET state = 'queued', attempts = 0, run_at = ?, completed_at = NULL, \
+                 lease_expires_at = NULL, \
+                 cache_key = CASE WHEN EXISTS (SELECT 1 FROM tasks live \
+                     WHERE live.cache_key = tasks.cache_key AND live.state IN ('queued', 'running')) \
+                     THEN NULL ELSE cache_key END \
+             WHERE id = ? AND state = 'dead' RETURNING {TASK_COLUMNS}"
+        );
+        let row: Option<TaskRow> = sqlx::query_as(&sql)
+            .bind(millis(now))
+            .bind(id.to_string())
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(err)?;
+        row.map(Task::try_from).transpose()
+    }
+
+    async fn task_cancel_live(
+        &self,
+        id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, StoreError> {
+        // The lease token moves on, so a running attempt's completion is refused.
+        let sql = format!(
+            "UPDATE tasks SET state = 'cancelled', completed_at = ?, lease_token = lease_token + 1, \
+                 lease_expires_at = NULL \
+             WHERE id = ? AND state IN ('queued', 'running') RETURNING {TASK_COLUMNS}"
+        );
+        let row: Option<TaskRow> = sqlx::query_as(&sql)
+            .bind(millis(now))
+            .bind(id.to_string())
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(err)?;
+        row.map(Task::try_from).transpose()
+    }
+
+    async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?");
+        let row: Option<TaskRow> = sqlx::query_as(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(err)?;
+        row.map(Task::try_from).transpose()
+    }
+
+    async fn task_list(&self, p: &TaskListParams) -> Result<Vec<Task>, StoreError> {
+        let mut q = QueryBuilder::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1"));
+        if let Some(state) = p.state {
+            q.push(" AND state = ").push_bind(state.as_str());
+        }
+        if let Some(kind) = &p.kind {
+            q.push(" AND kind = ").push_bind(kind.as_str().to_owned());
+        }
+        if let Some(before) = p.before {
+            q.push(" AND id < ").push_bind(before.to_string());
+        }
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(p.limit);
+        let rows: Vec<TaskRow> = q
+            .build_query_as()
+            .fetch_all(&self.reader)
+            .await
+            .map_err(err)?;
+        decode(rows)
+    }
+
+    async fn task_state_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as("SELECT state, COUNT(*) FROM tasks GROUP BY state")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(err)
+    }
+
+    async fn task_finished_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as(
+            "SELECT state, COUNT(*) FROM tasks WHERE completed_at >= ? \
+             AND state IN ('succeeded', 'dead') GROUP BY state",
+        )
+        .bind(millis(since))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(err)
+    }
+
+    async fn task_live_by_queue(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        sqlx::query_as(
+            "SELECT queue, state, COUNT(*) FROM tasks WHERE state IN ('queued', 'running') \
+             GROUP BY queue, state ORDER BY queue",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(err)
+    }
+
+    async fn task_queued_by_type(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as(
+            "SELECT kind, COUNT(*) FROM tasks WHERE state = 'queued' GROUP BY kind ORDER BY kind",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(err)
+    }
+
+    async fn queue_save_limits(&self, q: &QueueLimits) -> Result<(), StoreError> {
+        // A new rate starts with a full bucket (`refilled_at` NULL).
+        sqlx::query(
+            "INSERT INTO queues (name, concurrency, rate_per_second, burst, tokens, refilled_at) \
+             VALUES (?, ?, ?, ?, 0, NULL) \
+             ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency, \
+                 rate_per_second = excluded.rate_per_second, burst = excluded.burst",
+        )
+        .bind(&q.name)
+        .bind(q.concurrency)
+        .bind(q.rate_per_second)
+        .bind(q.burst)
+        .execute(&self.writer)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn queue_list(&self) -> Result<Vec<QueueLimits>, StoreError> {
+        let rows: Vec<(String, Option<i32>, Option<f64>, Option<i32>)> = sqlx::query_as(
+            "SELECT name, concurrency, rate_per_second, burst FROM queues \
+             WHERE concurrency IS NOT NULL OR rate_per_second IS NOT NULL ORDER BY name",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, concurrency, rate_per_second, burst)| QueueLimits {
+                name,
+                concurrency,
+                rate_per_second,
+                burst,
+            })
+            .collect())
+    }
+
+    async fn leader_take(
+        &self,
+        p: &LeaderAcquireParams,
+        until: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar(
+            "INSERT INTO leaders (name, holder, expires_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leaders.holder = excluded.holder OR leaders.expires_at < ?4 \
+             RETURNING holder",
+        )
+        .bind(&p.name)
+        .bind(&p.holder)
+        .bind(millis(until))
+        .bind(millis(p.now))
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(err)
+    }
+
+    async fn prune_finished_tasks(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        self.delete_some(
+            "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks \
+             WHERE state IN ('succeeded', 'dead', 'cancelled') AND completed_at < ? LIMIT ?)",
+            millis(before),
+            limit,
+        )
+        .await
+    }
+
+    async fn prune_idempotency_keys(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        self.delete_some(
+            "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys \
+             WHERE created_at < ? LIMIT ?)",
+            millis(before),
+            limit,
+        )
+        .await
+    }
+
+    async fn prune_cache(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+        self.delete_some(
+            "DELETE FROM cache WHERE key IN (SELECT key FROM cache WHERE expires_at <= ? LIMIT ?)",
+            millis(now),
+            limit,
+        )
+        .await
+    }
+
+    async fn workers_mark_offline(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE workers SET status = 'offline', active_tasks = 0, current_task = NULL \
+             WHERE status <> 'offline' AND last_heartbeat_at < ?",
+        )
+        .bind(millis(since))
+        .execute(&self.writer)
+        .await
+        .map_err(err)?
+        .rows_affected())
+    }
+
+    async fn cache_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<Value>, StoreError> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT value FROM cache WHERE key = ? AND expires_at > ?")
+                .bind(key)
+                .bind(millis(now))
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(err)?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    async fn cache_record_access(&self, p: &CacheAccessParams) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(err)?;
+        let mut hits = 0;
+        for (key, n, at) in &p.hits {
+            hits += n;
+            sqlx::query(
+                "UPDATE cache SET access_count = access_count + ?, \
+                     last_accessed_at = MAX(COALESCE(last_accessed_at, 0), ?) WHERE key = ?",
+            )
+            .bind(n)
+            .bind(millis(*at))
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        sqlx::query("UPDATE cache_counters SET hits = hits + ?, misses = misses + ? WHERE id = 1")
+            .bind(hits)
+            .bind(p.misses)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn cache_counters(&self) -> Result<(i64, i64, i64), StoreError> {
+        sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM cache), hits, misses FROM cache_counters WHERE id = 1",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(err)
+    }
+
+    async fn cache_top(&self, n: i64) -> Result<Vec<CacheEntryStats>, StoreError> {
+        let rows: Vec<(String, i64, Option<i64>, i64, i64)> = sqlx::query_as(
+            "SELECT key, access_count, last_accessed_at, created_at, expires_at FROM cache \
+             ORDER BY access_count DESC, key LIMIT ?",
+        )
+        .bind(n)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(err)?;
+        rows.into_iter()
+            .map(|(key, access_count, last, created, expires)| {
+                Ok(CacheEntryStats {
+                    key,
+                    access_count,
+                    last_accessed_at: last.map(time).transpose()?,
+                    created_at: time(created)?,
+                    expires_at: time(expires)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn request_log_insert_many(&self, entries: &[RequestLogEntry]) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(err)?;
+        for chunk in entries.chunks(REQUEST_ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO requests (node_id, method, path, status, message, created_at) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(&e.node_id)
+                    .push_bind(&e.method)
+                    .push_bind(&e.path)
+                    .push_bind(i64::from(e.status))
+                    .push_bind(&e.message)
+                    .push_bind(millis(e.created_at));
+            });
+            q.build().execute(&mut *tx).await.map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    async fn request_log_stats(&self) -> Result<RequestLogStats, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT node_id, COUNT(*) FROM requests GROUP BY node_id")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(node_id, count)| NodeRequestCount { node_id, count })
+            .collect())
+    }
+
+    async fn event_insert_many(&self, events: &[NewEvent]) -> Result<u64, StoreError> {
+        events::insert_many(&self.writer, events).await
+    }
+
+    async fn event_list_latest(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        events::list_latest(&self.reader, limit).await
+    }
+
+    async fn event_count(&self) -> Result<i64, StoreError> {
+        events::count(&self.reader).await
+    }
+
+    async fn worker_upsert(&self, p: &WorkerHeartbeatParams) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO workers (id, status, concurrency, active_tasks, current_task, processed, \
+                 failed, started_at, last_heartbeat_at, task_types) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+                 task_types = excluded.task_types, \
+                 concurrency = excluded.concurrency, active_tasks = excluded.active_tasks, \
+                 current_task = excluded.current_task, processed = excluded.processed, \
+                 failed = excluded.failed, started_at = excluded.started_at, \
+                 last_heartbeat_at = excluded.last_heartbeat_at",
+        )
+        .bind(&p.worker_id)
+        .bind(p.status.as_str())
+        .bind(p.concurrency)
+        .bind(p.active_tasks)
+        .bind(&p.current_task)
+        .bind(p.processed)
+        .bind(p.failed)
+        .bind(millis(p.started_at))
+        .bind(millis(p.now))
+        .bind(serde_json::Value::from(p.task_types.clone()).to_string())
+        .execute(&self.writer)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn worker_list(&self) -> Result<Vec<WorkerInfo>, StoreError> {
+        let rows: Vec<WorkerRow> = sqlx::query_as(
+            "SELECT id, status, concurrency, active_tasks, current_task, processed, failed, \
+                 started_at, last_heartbeat_at, task_types FROM workers ORDER BY id",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(err)?;
+        decode(rows)
+    }
+}
+
+impl SqliteDriver {
+    /// Runs a bounded `DELETE … LIMIT ?` (binding a time, then the limit).
+    async fn delete_some(&self, sql: &str, at: i64, limit: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query(sql)
+            .bind(at)
+            .bind(limit)
+            .execute(&self.writer)
+            .await
+            .map_err(err)?
+            .rows_affected())
+    }
+}

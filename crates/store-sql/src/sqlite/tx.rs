@@ -1,0 +1,241 @@
+//! One SQLite write transaction, driven step by step by the store's claim
+//! and submission policy. Taken with `BEGIN IMMEDIATE` on the single writer,
+//! so nothing else writes until it ends: counts hold, and no queue or key
+//! needs a lock of its own.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{Sqlite, Transaction};
+use weir_core::{RetryPolicy, StoreError, Task, TaskClaimParams, TaskId, TaskInsertParams};
+use weir_store::{lease_end, Claimed, DriverTx, LimitedQueue};
+
+use super::rows::{decode, millis, task_id, time, ClaimedRow, TaskRow, TASK_COLUMNS};
+use super::{err, json_list};
+
+pub(super) struct SqliteTx {
+    pub(super) tx: Transaction<'static, Sqlite>,
+}
+
+#[derive(sqlx::FromRow)]
+struct QueueRow {
+    name: String,
+    concurrency: Option<i32>,
+    rate_per_second: Option<f64>,
+    burst: Option<i32>,
+    tokens: f64,
+    refilled_at: Option<i64>,
+}
+
+#[async_trait]
+impl DriverTx for SqliteTx {
+    async fn limited_queues_lock(
+        &mut self,
+        only: Option<&[String]>,
+    ) -> Result<Vec<LimitedQueue>, StoreError> {
+        let rows: Vec<QueueRow> = sqlx::query_as(
+            "SELECT name, concurrency, rate_per_second, burst, tokens, refilled_at FROM queues \
+             WHERE (concurrency IS NOT NULL OR rate_per_second IS NOT NULL) \
+               AND (?1 IS NULL OR name IN (SELECT value FROM json_each(?1))) ORDER BY name",
+        )
+        .bind(json_list(only))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(err)?;
+        rows.into_iter()
+            .map(|q| {
+                Ok(LimitedQueue {
+                    name: q.name,
+                    concurrency: q.concurrency,
+                    rate_per_second: q.rate_per_second,
+                    burst: q.burst,
+                    tokens: q.tokens,
+                    refilled_at: q.refilled_at.map(time).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn running_in_queue(&mut self, queue: &str) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE queue = ? AND state = 'running'")
+            .bind(queue)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(err)
+    }
+
+    async fn bucket_save(
+        &mut self,
+        queue: &str,
+        tokens: f64,
+        refilled_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE queues SET tokens = ?, refilled_at = ? WHERE name = ?")
+            .bind(tokens)
+            .bind(millis(refilled_at))
+            .bind(queue)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn due_keys(
+        &mut self,
+        c: &TaskClaimParams,
+        queue: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(include_str!("sql/due_keys.sql"))
+            .bind(millis(c.now))
+            .bind(queue)
+            .bind(json_list(c.queues.as_deref()))
+            .bind(limit)
+            .bind(json_list(c.types.as_deref()))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(err)
+    }
+
+    /// The transaction holds the only writer: every key is ours.
+    async fn key_try_lock(&mut self, _key: &str) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    async fn running_with_key(&mut self, key: &str) -> Result<i64, StoreError> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tasks WHERE concurrency_key = ? AND state = 'running'",
+        )
+        .bind(key)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(err)
+    }
+
+    async fn claim_filtered(
+        &mut self,
+        c: &TaskClaimParams,
+        queue: Option<&str>,
+        key: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let rows: Vec<ClaimedRow> = sqlx::query_as(include_str!("sql/claim_filtered.sql"))
+            .bind(&c.worker_id)
+            .bind(millis(c.now))
+            .bind(millis(lease_end(c.now, c.lease)))
+            .bind(limit)
+            .bind(queue)
+            .bind(key)
+            .bind(json_list(c.queues.as_deref()))
+            .bind(json_list(c.types.as_deref()))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(err)?;
+        decode(rows)
+    }
+
+    async fn idempotency_key_take(
+        &mut self,
+        key: &str,
+        task: TaskId,
+        now: DateTime<Utc>,
+        oldest: DateTime<Utc>,
+    ) -> Result<Option<TaskId>, StoreError> {
+        // A key past its window, or whose task the cleaner has deleted, is free again.
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE key = ?1 AND (created_at < ?2 \
+                 OR NOT EXISTS (SELECT 1 FROM tasks WHERE id = idempotency_keys.task_id))",
+        )
+        .bind(key)
+        .bind(millis(oldest))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(err)?;
+        let taken = sqlx::query(
+            "INSERT INTO idempotency_keys (key, task_id, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(task.to_string())
+        .bind(millis(now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(err)?
+        .rows_affected()
+            == 1;
+        if taken {
+            return Ok(None);
+        }
+        let held: String = sqlx::query_scalar("SELECT task_id FROM idempotency_keys WHERE key = ?")
+            .bind(key)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(err)?;
+        task_id(&held).map(Some)
+    }
+
+    async fn idempotency_key_point(&mut self, key: &str, task: TaskId) -> Result<(), StoreError> {
+        sqlx::query("UPDATE idempotency_keys SET task_id = ? WHERE key = ?")
+            .bind(task.to_string())
+            .bind(key)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn task_insert_returning(
+        &mut self,
+        p: &TaskInsertParams,
+    ) -> Result<Option<Task>, StoreError> {
+        let (base, cap) = RetryPolicy::to_millis(p.backoff);
+        let sql = format!(
+            "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, \
+                                run_at, queue, concurrency_key, backoff_base_ms, backoff_cap_ms, \
+                                timeout_ms) \
+             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING RETURNING {TASK_COLUMNS}"
+        );
+        let row: Option<TaskRow> = sqlx::query_as(&sql)
+            .bind(p.id.to_string())
+            .bind(p.kind.as_str())
+            .bind(p.input.to_string())
+            .bind(p.max_attempts)
+            .bind(p.priority)
+            .bind(&p.cache_key)
+            .bind(millis(p.now))
+            .bind(millis(p.run_at))
+            .bind(&p.queue)
+            .bind(&p.concurrency_key)
+            .bind(base)
+            .bind(cap)
+            .bind(p.timeout.map(|t| t.as_millis() as i64))
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(err)?;
+        row.map(Task::try_from).transpose()
+    }
+
+    async fn task_standing_for(
+        &mut self,
+        id: TaskId,
+        cache_key: Option<&str>,
+    ) -> Result<Option<Task>, StoreError> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1 \
+             UNION ALL SELECT {TASK_COLUMNS} FROM tasks \
+                 WHERE cache_key = ?2 AND state IN ('queued', 'running') \
+             LIMIT 1"
+        );
+        let row: Option<TaskRow> = sqlx::query_as(&sql)
+            .bind(id.to_string())
+            .bind(cache_key)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(err)?;
+        row.map(Task::try_from).transpose()
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.tx.commit().await.map_err(err)
+    }
+}

@@ -1,0 +1,61 @@
+//! The store conformance suite: every queue promise, checked against every backend.
+
+/// Declares one test per conformance check, each on a fresh store from `$setup`
+/// (an async fn returning the store and a guard that cleans it up).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($setup:ident) => {
+        $crate::conformance_suite!($setup;
+            insert_then_get_round_trips,
+            insert_many_is_one_batch_and_idempotent,
+            claim_never_hands_a_task_to_two_workers,
+            claim_orders_by_priority_then_run_at,
+            claim_skips_tasks_not_yet_due,
+            complete_records_result_and_cache,
+            stale_lease_token_is_rejected,
+            completing_twice_is_idempotent,
+            failure_retries_then_dies,
+            expired_lease_is_rescued,
+            release_requeues_without_spending_an_attempt,
+            lease_extension_keeps_a_task_from_rescue,
+            request_log_counts_per_node,
+            worker_heartbeat_upserts,
+            insert_wakes_waiting_workers,
+            task_counts_follow_states,
+            finished_counts_cover_only_the_window,
+            dead_tasks_can_be_retried_and_queued_ones_cancelled,
+            idempotency_keys_return_the_same_task,
+            one_leader_at_a_time_until_its_lease_expires,
+            prune_removes_old_finished_tasks_expired_cache_and_silent_workers,
+            tasks_list_newest_first_with_filters_and_a_cursor,
+            cache_counts_hits_misses_and_reads_per_entry,
+            idempotency_key_of_a_pruned_task_queues_a_new_one,
+            queue_concurrency_limit_holds_across_claimers,
+            queue_rate_limit_spends_tokens_and_refills,
+            concurrency_key_limits_running_tasks_per_key,
+            workers_claim_only_their_queues,
+            a_submissions_backoff_travels_with_its_task,
+            the_same_cacheable_input_is_queued_once_while_live,
+            claimers_take_only_the_types_they_run,
+            a_submissions_timeout_travels_with_its_task,
+            workers_report_their_types_and_queued_tasks_count_by_type,
+            a_batch_claim_comes_back_in_claim_order,
+            a_resent_id_under_a_new_idempotency_key_returns_its_task,
+            a_resent_id_of_a_finished_task_is_not_queued_again,
+        );
+    };
+    ($setup:ident; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (store, _guard) = $setup().await;
+                $crate::conformance::$name(store).await;
+            }
+        )*
+    };
+}
+
+mod conformance;
+mod driver;
+mod postgres;
+mod sqlite;

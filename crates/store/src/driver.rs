@@ -1,0 +1,262 @@
+//! The narrow interface one SQL dialect implements.
+//!
+//! Each operation is one intent — one statement, or a few in one transaction —
+//! with no policy: which tasks to claim under which limits, how a folded
+//! submission is resolved, when workers are woken, and how long to ride out a
+//! busy database are decided once, in [`crate::SqlStore`]. A new database is a
+//! new `Driver`; the conformance suites (store-level and driver-level) say
+//! whether it is right.
+//!
+//! Operations that touch several rows under limits run inside a [`DriverTx`],
+//! a transaction the policy drives step by step. Dialects with a faster single
+//! statement for a hot path (PostgreSQL's claim, complete-many, and the move
+//! of finished tasks to `tasks_finished`) keep it as one operation here.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::sync::watch;
+use weir_core::{
+    CacheAccessParams, CacheEntryStats, ClaimedTask, LeaderAcquireParams, NewEvent, QueueLimits,
+    RequestLogEntry, RequestLogStats, StoreError, StoredEvent, Task, TaskClaimParams,
+    TaskCompletion, TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams,
+    TaskReleaseParams, WorkerHeartbeatParams, WorkerInfo,
+};
+
+/// A claimed task with what orders it among the others claimed at once.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claimed {
+    pub priority: i32,
+    pub run_at: DateTime<Utc>,
+    pub task: ClaimedTask,
+}
+
+/// A queue with limits, as a claim reads it (with its token bucket).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LimitedQueue {
+    pub name: String,
+    pub concurrency: Option<i32>,
+    pub rate_per_second: Option<f64>,
+    pub burst: Option<i32>,
+    pub tokens: f64,
+    pub refilled_at: Option<DateTime<Utc>>,
+}
+
+/// What a rescue pass did to expired leases.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rescued {
+    /// Out of attempts: now dead.
+    pub dead: u64,
+    /// Queued again.
+    pub requeued: u64,
+}
+
+/// A stored task that may stand for a submission not inserted: the same id,
+/// or (when live) the same cache key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StandingTask {
+    pub id: TaskId,
+    pub cache_key: Option<String>,
+}
+
+/// One transaction, driven step by step by the claim and submission policy.
+/// Dropped without [`DriverTx::commit`], it rolls back.
+#[async_trait]
+pub trait DriverTx: Send {
+    /// The queues with limits among `only` (every one when `None`), by name,
+    /// each locked for this transaction where the dialect can (a queue another
+    /// claimer holds is skipped this round, never waited on).
+    async fn limited_queues_lock(
+        &mut self,
+        only: Option<&[String]>,
+    ) -> Result<Vec<LimitedQueue>, StoreError>;
+    /// Running tasks of a queue.
+    async fn running_in_queue(&mut self, queue: &str) -> Result<i64, StoreError>;
+    /// Stores a queue's token bucket after a claim spent from it.
+    async fn bucket_save(
+        &mut self,
+        queue: &str,
+        tokens: f64,
+        refilled_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Up to `limit` concurrency keys with due tasks the claimer may take: of
+    /// `queue`, or (`None`) of the claimer's queues that have no limits.
+    async fn due_keys(
+        &mut self,
+        claim: &TaskClaimParams,
+        queue: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Takes a key for this transaction; false when another claimer holds it.
+    async fn key_try_lock(&mut self, key: &str) -> Result<bool, StoreError>;
+    /// Running tasks with a concurrency key.
+    async fn running_with_key(&mut self, key: &str) -> Result<i64, StoreError>;
+    /// Claims up to `limit` due tasks of `queue` (or of the claimer's
+    /// unlimited queues) with `key` (or without any key).
+    async fn claim_filtered(
+        &mut self,
+        claim: &TaskClaimParams,
+        queue: Option<&str>,
+        key: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Claimed>, StoreError>;
+
+    /// Frees `key` when it is older than `oldest` or its task is gone, then
+    /// takes it for `task`. `Some(id)`: the key is held, for task `id`.
+    async fn idempotency_key_take(
+        &mut self,
+        key: &str,
+        task: TaskId,
+        now: DateTime<Utc>,
+        oldest: DateTime<Utc>,
+    ) -> Result<Option<TaskId>, StoreError>;
+    /// Points a held key at another task.
+    async fn idempotency_key_point(&mut self, key: &str, task: TaskId) -> Result<(), StoreError>;
+    /// Inserts one task; `None` when it conflicts (its id, or its cache key
+    /// among live tasks).
+    async fn task_insert_returning(
+        &mut self,
+        params: &TaskInsertParams,
+    ) -> Result<Option<Task>, StoreError>;
+    /// The task with this id (live or finished), else the live task with
+    /// this cache key.
+    async fn task_standing_for(
+        &mut self,
+        id: TaskId,
+        cache_key: Option<&str>,
+    ) -> Result<Option<Task>, StoreError>;
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// One SQL dialect's operations.
+#[async_trait]
+pub trait Driver: Send + Sync + 'static {
+    /// The backend's name, e.g. `sqlite`.
+    fn name(&self) -> &'static str;
+    /// Starts a transaction holding the write side (on SQLite, the write lock).
+    async fn begin(&self) -> Result<Box<dyn DriverTx>, StoreError>;
+    /// Tells other processes that tasks became due (PostgreSQL: a debounced
+    /// NOTIFY). This process's own workers are woken by the store.
+    fn wake_other_processes(&self);
+    /// Starts bumping `inserted` when another process signals due tasks
+    /// (once; later calls do nothing).
+    fn listen_for_wakeups(&self, inserted: watch::Sender<u64>);
+
+    /// Names of queues with limits.
+    async fn limited_queue_names(&self) -> Result<Vec<String>, StoreError>;
+    /// Whether any due queued task has a concurrency key.
+    async fn keyed_tasks_due(&self, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// The fast claim: due tasks without a key, outside `limited` queues, in
+    /// the claimer's queues and types, in one statement.
+    async fn claim_unlimited(
+        &self,
+        claim: &TaskClaimParams,
+        limited: &[String],
+    ) -> Result<Vec<Claimed>, StoreError>;
+
+    /// Inserts what it can (an id already stored, live or finished, or a
+    /// cache key among live tasks skips a row); returns the ids inserted.
+    async fn task_insert_rows(
+        &self,
+        params: &[&TaskInsertParams],
+    ) -> Result<Vec<TaskId>, StoreError>;
+    /// The tasks with these ids (live or finished), and the live tasks with
+    /// these cache keys.
+    async fn task_standing_for(
+        &self,
+        params: &[&TaskInsertParams],
+    ) -> Result<Vec<StandingTask>, StoreError>;
+    /// Applies each completion fenced by its lease token (a finished task
+    /// leaves the hot set; a success with a cache write fills the cache);
+    /// returns the ids applied.
+    async fn task_complete_many(
+        &self,
+        completions: &[TaskCompletion],
+    ) -> Result<Vec<TaskId>, StoreError>;
+    /// Extends leases the worker still holds; returns those ids.
+    async fn task_lease_extend(
+        &self,
+        params: &TaskLeaseExtendParams,
+    ) -> Result<Vec<TaskId>, StoreError>;
+    /// Requeues (or kills, when out of attempts) running tasks whose lease
+    /// ended before `now`, recording `error` as the attempt's.
+    async fn task_rescue_expired(
+        &self,
+        now: DateTime<Utc>,
+        error: &str,
+    ) -> Result<Rescued, StoreError>;
+    /// Queues running tasks again, giving their attempt back.
+    async fn task_release(&self, params: &TaskReleaseParams) -> Result<u64, StoreError>;
+    /// A dead task queued again with fresh attempts; `None` when not dead.
+    async fn task_retry_dead(
+        &self,
+        id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, StoreError>;
+    /// A queued or running task cancelled (its lease token fenced off);
+    /// `None` when not live.
+    async fn task_cancel_live(
+        &self,
+        id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, StoreError>;
+    async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
+    async fn task_list(&self, params: &TaskListParams) -> Result<Vec<Task>, StoreError>;
+    /// (state, count) over every task.
+    async fn task_state_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
+    /// (state, count) of tasks that succeeded or died at or after `since`.
+    async fn task_finished_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+    /// (queue, state, count) of live tasks, ordered by queue.
+    async fn task_live_by_queue(&self) -> Result<Vec<(String, String, i64)>, StoreError>;
+    /// (type, count) of queued tasks, ordered by type.
+    async fn task_queued_by_type(&self) -> Result<Vec<(String, i64)>, StoreError>;
+
+    async fn queue_save_limits(&self, limits: &QueueLimits) -> Result<(), StoreError>;
+    async fn queue_list(&self) -> Result<Vec<QueueLimits>, StoreError>;
+
+    /// Takes the lease when free or expired at `params.now`, renews it when
+    /// `params.holder` holds it; returns the holder afterwards, if it changed hands or was renewed.
+    async fn leader_take(
+        &self,
+        params: &LeaderAcquireParams,
+        until: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError>;
+    /// Deletes up to `limit` tasks finished before `before`.
+    async fn prune_finished_tasks(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError>;
+    /// Deletes up to `limit` idempotency keys taken before `before`.
+    async fn prune_idempotency_keys(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError>;
+    /// Deletes up to `limit` cache entries expired at `now`.
+    async fn prune_cache(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
+    /// Marks workers silent since `since` offline.
+    async fn workers_mark_offline(&self, since: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    async fn cache_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<Value>, StoreError>;
+    async fn cache_record_access(&self, params: &CacheAccessParams) -> Result<(), StoreError>;
+    /// (entries, hits, misses).
+    async fn cache_counters(&self) -> Result<(i64, i64, i64), StoreError>;
+    /// The `n` most read entries.
+    async fn cache_top(&self, n: i64) -> Result<Vec<CacheEntryStats>, StoreError>;
+
+    async fn request_log_insert_many(&self, entries: &[RequestLogEntry]) -> Result<(), StoreError>;
+    async fn request_log_stats(&self) -> Result<RequestLogStats, StoreError>;
+
+    /// Stores events, skipping ids already stored; returns how many were new.
+    async fn event_insert_many(&self, events: &[NewEvent]) -> Result<u64, StoreError>;
+    async fn event_list_latest(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError>;
+    async fn event_count(&self) -> Result<i64, StoreError>;
+
+    async fn worker_upsert(&self, params: &WorkerHeartbeatParams) -> Result<(), StoreError>;
+    async fn worker_list(&self) -> Result<Vec<WorkerInfo>, StoreError>;
+}

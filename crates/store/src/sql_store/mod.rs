@@ -1,0 +1,385 @@
+//! [`SqlStore`]: the one implementation of every store role, over a [`Driver`].
+//!
+//! What is policy lives here, once, whatever the dialect: claim admission
+//! ([`claim`]), submissions folded and idempotent ([`submit`]), when workers
+//! are woken, a change's answer when it did not apply, the leader lease's
+//! term, pruning, and riding out a busy database ([`BusyRetry`]).
+
+mod claim;
+mod submit;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::sync::watch;
+use weir_core::{
+    CacheAccessParams, CacheStats, ClaimedTask, CompletionOutcome, EventLog, FinishedCounts,
+    LeaderAcquireParams, Leadership, MaintenancePruneParams, MaintenancePruneReport, NewEvent,
+    QueueDepth, QueueLimits, RequestLog, RequestLogEntry, RequestLogStats, ResultCache, Store,
+    StoreError, StoredEvent, Task, TaskAdmin, TaskChange, TaskClaimParams, TaskCompletion,
+    TaskCounts, TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskOutcome,
+    TaskQueue, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams, WorkerInfo,
+    WorkerRegistry,
+};
+
+use crate::driver::Driver;
+use crate::hints::{depths_from_rows, lease_end, KeyedTasksHint, LimitedQueues};
+use crate::BusyRetry;
+
+/// What a rescued attempt's error says.
+const LEASE_EXPIRED: &str = "lease expired: the worker running this attempt stopped responding";
+
+/// The store over one dialect's driver. Cheap to clone: clones share the
+/// driver, the wake-up channel and the claim's memories.
+#[derive(Clone)]
+pub struct SqlStore {
+    shared: Arc<Shared>,
+    /// Set for callers that would rather wait out a busy database (API nodes).
+    busy: Option<BusyRetry>,
+}
+
+struct Shared {
+    driver: Box<dyn Driver>,
+    inserted: watch::Sender<u64>,
+    listening: std::sync::Once,
+    limited: LimitedQueues,
+    keyed: KeyedTasksHint,
+}
+
+impl SqlStore {
+    pub fn new(driver: impl Driver) -> Self {
+        let (inserted, _) = watch::channel(0);
+        SqlStore {
+            shared: Arc::new(Shared {
+                driver: Box::new(driver),
+                inserted,
+                listening: std::sync::Once::new(),
+                limited: LimitedQueues::default(),
+                keyed: KeyedTasksHint::default(),
+            }),
+            busy: None,
+        }
+    }
+
+    /// The same store, whose calls retry through a busy or briefly
+    /// unreachable database within `retry`'s budget.
+    pub fn with_busy_retry(&self, retry: BusyRetry) -> Self {
+        SqlStore {
+            shared: self.shared.clone(),
+            busy: Some(retry),
+        }
+    }
+
+    fn driver(&self) -> &dyn Driver {
+        &*self.shared.driver
+    }
+
+    /// Runs one store call, retrying it through a busy database when asked.
+    async fn call<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        match &self.busy {
+            Some(retry) => retry.run(op).await,
+            None => {
+                let mut op = op;
+                op().await
+            }
+        }
+    }
+
+    /// Tasks became due: wake this process's workers, and the others'.
+    fn wake_workers(&self) {
+        self.shared.inserted.send_modify(|n| *n = n.wrapping_add(1));
+        self.driver().wake_other_processes();
+    }
+
+    /// Why a change to a task did not apply: it is missing, or in another state.
+    async fn unchanged(&self, id: TaskId) -> Result<TaskChange, StoreError> {
+        Ok(match self.driver().task_get(id).await? {
+            Some(t) => TaskChange::WrongState(t.state),
+            None => TaskChange::NotFound,
+        })
+    }
+}
+
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        self.driver().name()
+    }
+}
+
+#[async_trait]
+impl RequestLog for SqlStore {
+    async fn request_log_insert_many(&self, entries: &[RequestLogEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.call(|| self.driver().request_log_insert_many(entries))
+            .await
+    }
+
+    async fn request_log_stats(&self) -> Result<RequestLogStats, StoreError> {
+        self.call(|| self.driver().request_log_stats()).await
+    }
+}
+
+#[async_trait]
+impl TaskQueue for SqlStore {
+    async fn task_insert(&self, p: TaskInsertParams) -> Result<Task, StoreError> {
+        self.call(|| self.insert_one(&p)).await
+    }
+
+    async fn task_insert_many(
+        &self,
+        params: &[TaskInsertParams],
+    ) -> Result<Vec<TaskId>, StoreError> {
+        if params.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call(|| self.insert_many(params)).await
+    }
+
+    async fn task_insert_idempotent(
+        &self,
+        p: TaskInsertParams,
+        key: &str,
+        window: Duration,
+    ) -> Result<(Task, bool), StoreError> {
+        self.call(|| self.insert_idempotent(&p, key, window)).await
+    }
+
+    async fn task_claim(&self, p: TaskClaimParams) -> Result<Vec<ClaimedTask>, StoreError> {
+        if p.max == 0 {
+            return Ok(Vec::new());
+        }
+        self.call(|| self.claim(&p)).await
+    }
+
+    async fn task_complete_many(
+        &self,
+        completions: &[TaskCompletion],
+    ) -> Result<Vec<CompletionOutcome>, StoreError> {
+        if completions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let applied = self
+            .call(|| self.driver().task_complete_many(completions))
+            .await?;
+        let mut applied: std::collections::HashSet<TaskId> = applied.into_iter().collect();
+        let retried = completions.iter().any(|c| {
+            matches!(
+                c.outcome,
+                TaskOutcome::Failed {
+                    retry_at: Some(_),
+                    ..
+                }
+            )
+        });
+        if retried {
+            self.wake_workers();
+        }
+        // A task listed twice in one batch is applied once: the first wins.
+        Ok(completions
+            .iter()
+            .map(|c| {
+                if applied.remove(&c.id) {
+                    CompletionOutcome::Applied
+                } else {
+                    CompletionOutcome::LeaseLost
+                }
+            })
+            .collect())
+    }
+
+    async fn task_lease_extend(&self, p: TaskLeaseExtendParams) -> Result<Vec<TaskId>, StoreError> {
+        if p.tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call(|| self.driver().task_lease_extend(&p)).await
+    }
+
+    async fn task_rescue_expired(&self, p: TaskRescueParams) -> Result<u64, StoreError> {
+        let done = self
+            .call(|| self.driver().task_rescue_expired(p.now, LEASE_EXPIRED))
+            .await?;
+        if done.requeued > 0 {
+            self.wake_workers();
+        }
+        Ok(done.dead + done.requeued)
+    }
+
+    async fn task_release(&self, p: TaskReleaseParams) -> Result<u64, StoreError> {
+        if p.tasks.is_empty() {
+            return Ok(0);
+        }
+        let released = self.call(|| self.driver().task_release(&p)).await?;
+        if released > 0 {
+            self.wake_workers();
+        }
+        Ok(released)
+    }
+
+    fn task_inserted(&self) -> watch::Receiver<u64> {
+        // Only workers subscribe: the cross-process listener starts with the first.
+        self.shared.listening.call_once(|| {
+            self.driver()
+                .listen_for_wakeups(self.shared.inserted.clone())
+        });
+        self.shared.inserted.subscribe()
+    }
+}
+
+#[async_trait]
+impl TaskAdmin for SqlStore {
+    async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
+        self.call(|| self.driver().task_get(id)).await
+    }
+
+    async fn task_list(&self, p: TaskListParams) -> Result<Vec<Task>, StoreError> {
+        self.call(|| self.driver().task_list(&p)).await
+    }
+
+    async fn task_counts(&self) -> Result<TaskCounts, StoreError> {
+        let rows = self.call(|| self.driver().task_state_counts()).await?;
+        Ok(TaskCounts::from_rows(rows))
+    }
+
+    async fn task_finished_counts(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<FinishedCounts, StoreError> {
+        let rows = self
+            .call(|| self.driver().task_finished_since(since))
+            .await?;
+        Ok(FinishedCounts::from_rows(rows))
+    }
+
+    async fn task_queued_by_type(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.call(|| self.driver().task_queued_by_type()).await
+    }
+
+    async fn task_retry(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError> {
+        match self.call(|| self.driver().task_retry_dead(id, now)).await? {
+            Some(task) => {
+                self.wake_workers();
+                Ok(TaskChange::Changed(Box::new(task)))
+            }
+            None => self.unchanged(id).await,
+        }
+    }
+
+    async fn task_cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError> {
+        match self
+            .call(|| self.driver().task_cancel_live(id, now))
+            .await?
+        {
+            Some(task) => Ok(TaskChange::Changed(Box::new(task))),
+            None => self.unchanged(id).await,
+        }
+    }
+
+    async fn queue_configure(&self, limits: &QueueLimits) -> Result<(), StoreError> {
+        self.call(|| self.driver().queue_save_limits(limits))
+            .await?;
+        // This process's claims see the change at once; others within a second.
+        self.shared.limited.invalidate();
+        Ok(())
+    }
+
+    async fn queue_list(&self) -> Result<Vec<QueueLimits>, StoreError> {
+        self.call(|| self.driver().queue_list()).await
+    }
+
+    async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError> {
+        let rows = self.call(|| self.driver().task_live_by_queue()).await?;
+        Ok(depths_from_rows(rows))
+    }
+}
+
+#[async_trait]
+impl ResultCache for SqlStore {
+    async fn cache_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<Value>, StoreError> {
+        self.call(|| self.driver().cache_get(key, now)).await
+    }
+
+    async fn cache_record_access(&self, p: &CacheAccessParams) -> Result<(), StoreError> {
+        if p.hits.is_empty() && p.misses == 0 {
+            return Ok(());
+        }
+        self.call(|| self.driver().cache_record_access(p)).await
+    }
+
+    async fn cache_stats(&self, top: i64) -> Result<CacheStats, StoreError> {
+        let (entries, hits, misses) = self.call(|| self.driver().cache_counters()).await?;
+        let top = self.call(|| self.driver().cache_top(top)).await?;
+        Ok(CacheStats {
+            entries,
+            hits,
+            misses,
+            top,
+        })
+    }
+}
+
+#[async_trait]
+impl EventLog for SqlStore {
+    async fn event_insert_many(&self, events: &[NewEvent]) -> Result<u64, StoreError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        self.call(|| self.driver().event_insert_many(events)).await
+    }
+
+    async fn event_list_latest(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        self.call(|| self.driver().event_list_latest(limit)).await
+    }
+
+    async fn event_count(&self) -> Result<i64, StoreError> {
+        self.call(|| self.driver().event_count()).await
+    }
+}
+
+#[async_trait]
+impl WorkerRegistry for SqlStore {
+    async fn worker_heartbeat(&self, p: WorkerHeartbeatParams) -> Result<(), StoreError> {
+        self.call(|| self.driver().worker_upsert(&p)).await
+    }
+
+    async fn worker_list(&self) -> Result<Vec<WorkerInfo>, StoreError> {
+        self.call(|| self.driver().worker_list()).await
+    }
+}
+
+#[async_trait]
+impl Leadership for SqlStore {
+    async fn leader_acquire(&self, p: LeaderAcquireParams) -> Result<bool, StoreError> {
+        let until = lease_end(p.now, p.ttl);
+        let holder = self.call(|| self.driver().leader_take(&p, until)).await?;
+        Ok(holder.as_deref() == Some(p.holder.as_str()))
+    }
+
+    async fn maintenance_prune(
+        &self,
+        p: MaintenancePruneParams,
+    ) -> Result<MaintenancePruneReport, StoreError> {
+        let d = self.driver();
+        Ok(MaintenancePruneReport {
+            tasks_deleted: self
+                .call(|| d.prune_finished_tasks(p.finished_before, p.limit))
+                .await?,
+            // Keys of tasks past the retention: their tasks are gone (or going).
+            idempotency_keys_deleted: self
+                .call(|| d.prune_idempotency_keys(p.finished_before, p.limit))
+                .await?,
+            cache_deleted: self.call(|| d.prune_cache(p.now, p.limit)).await?,
+            workers_marked_offline: self
+                .call(|| d.workers_mark_offline(p.workers_silent_since))
+                .await?,
+        })
+    }
+}

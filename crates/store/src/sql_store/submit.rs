@@ -1,0 +1,151 @@
+//! Queueing tasks: idempotent by id, folded by input, and under idempotency keys.
+//!
+//! A submission not inserted stands for a task already stored: itself (a
+//! resend of the same id, even one finished since), or the live task with the
+//! same cache key (its result is being computed: the submission is folded
+//! into it). Between the insert and the lookup that live task may finish;
+//! the submission is then tried again, a few times, before the caller is told
+//! to retry.
+
+use std::collections::{HashMap, HashSet};
+
+use weir_core::{StoreError, Task, TaskId, TaskInsertParams};
+
+use super::SqlStore;
+use crate::driver::StandingTask;
+
+/// How often a folded submission is tried again when the task it matched
+/// finished between the insert and the lookup.
+const FOLD_ATTEMPTS: usize = 3;
+
+impl SqlStore {
+    pub(super) async fn insert_one(&self, p: &TaskInsertParams) -> Result<Task, StoreError> {
+        let ids = self.insert_many(std::slice::from_ref(p)).await?;
+        let id = ids.first().copied().unwrap_or(p.id);
+        self.driver()
+            .task_get(id)
+            .await?
+            .ok_or_else(|| StoreError::Unavailable(format!("task {id} finished meanwhile; retry")))
+    }
+
+    pub(super) async fn insert_many(
+        &self,
+        params: &[TaskInsertParams],
+    ) -> Result<Vec<TaskId>, StoreError> {
+        let mut answers: Vec<Option<TaskId>> = vec![None; params.len()];
+        let mut pending: Vec<usize> = (0..params.len()).collect();
+        let mut any_inserted = false;
+        for _ in 0..FOLD_ATTEMPTS {
+            if pending.is_empty() {
+                break;
+            }
+            let batch: Vec<&TaskInsertParams> = pending.iter().map(|&i| &params[i]).collect();
+            let inserted: HashSet<TaskId> = self
+                .driver()
+                .task_insert_rows(&batch)
+                .await?
+                .into_iter()
+                .collect();
+            any_inserted |= !inserted.is_empty();
+            let (done, rest): (Vec<usize>, Vec<usize>) = pending
+                .iter()
+                .partition(|&&i| inserted.contains(&params[i].id));
+            for i in done {
+                answers[i] = Some(params[i].id);
+            }
+            if rest.is_empty() {
+                pending = rest;
+                break;
+            }
+            let rest_params: Vec<&TaskInsertParams> = rest.iter().map(|&i| &params[i]).collect();
+            let standing = Standing::from(self.driver().task_standing_for(&rest_params).await?);
+            pending = Vec::new();
+            for i in rest {
+                match standing.stand_in(&params[i]) {
+                    Some(id) => answers[i] = Some(id),
+                    None => pending.push(i),
+                }
+            }
+        }
+        if any_inserted {
+            self.wake_workers();
+        }
+        if !pending.is_empty() {
+            return Err(StoreError::Unavailable(
+                "a submission kept matching tasks that finished; retry".into(),
+            ));
+        }
+        Ok(answers.into_iter().map(|a| a.unwrap_or_default()).collect())
+    }
+
+    /// The first call with `key` queues the task; later ones within `window`
+    /// get the task the key names (`false`: not created now).
+    pub(super) async fn insert_idempotent(
+        &self,
+        p: &TaskInsertParams,
+        key: &str,
+        window: std::time::Duration,
+    ) -> Result<(Task, bool), StoreError> {
+        let oldest = p.now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        let mut tx = self.driver().begin().await?;
+        if let Some(existing) = tx.idempotency_key_take(key, p.id, p.now, oldest).await? {
+            tx.commit().await?;
+            let task = self.driver().task_get(existing).await?.ok_or_else(|| {
+                StoreError::Corrupt(format!("idempotency key names missing task {existing}"))
+            })?;
+            return Ok((task, false));
+        }
+        if let Some(task) = tx.task_insert_returning(p).await? {
+            tx.commit().await?;
+            self.wake_workers();
+            return Ok((task, true));
+        }
+        // Not inserted: a resend of this id, or the same input live. The key
+        // names that task. When it finished meanwhile, the key is given back
+        // (the transaction rolls back) and the caller retries.
+        let task = tx
+            .task_standing_for(p.id, p.cache_key.as_deref())
+            .await?
+            .ok_or_else(|| {
+                StoreError::Unavailable("a matching task finished meanwhile; retry".into())
+            })?;
+        tx.idempotency_key_point(key, task.id).await?;
+        tx.commit().await?;
+        Ok((task, false))
+    }
+}
+
+/// Stored tasks found for submissions that were not inserted.
+struct Standing {
+    ids: HashSet<TaskId>,
+    by_key: HashMap<String, TaskId>,
+}
+
+impl From<Vec<StandingTask>> for Standing {
+    fn from(found: Vec<StandingTask>) -> Self {
+        let mut s = Standing {
+            ids: HashSet::with_capacity(found.len()),
+            by_key: HashMap::new(),
+        };
+        for t in found {
+            s.ids.insert(t.id);
+            if let Some(k) = t.cache_key {
+                s.by_key.insert(k, t.id);
+            }
+        }
+        s
+    }
+}
+
+impl Standing {
+    /// The task standing for `p`: itself (a resend), or the live task with
+    /// its input.
+    fn stand_in(&self, p: &TaskInsertParams) -> Option<TaskId> {
+        if self.ids.contains(&p.id) {
+            return Some(p.id);
+        }
+        p.cache_key
+            .as_ref()
+            .and_then(|k| self.by_key.get(k).copied())
+    }
+}

@@ -1,0 +1,198 @@
+//! Private PostgreSQL and Redis servers for a test run.
+//!
+//! Unless `WEIR_TEST_DATABASE_URL` / `WEIR_TEST_REDIS_URL` name servers to
+//! use, the first test that needs one starts its own from the installed
+//! binaries (`initdb` + `postgres` into a temp dir; `redis-server` on a free
+//! port), once per test process. Each runs under a small shell guard that
+//! stops it and removes its files when the test process ends, however it
+//! ends. A missing binary stops the suite at once with one line naming the
+//! package to install.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// How long a private server may take to start.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The PostgreSQL tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    if let Ok(url) = std::env::var("WEIR_TEST_DATABASE_URL") {
+        return url;
+    }
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(start_postgres).clone()
+}
+
+/// The Redis tests use.
+pub fn redis_url() -> String {
+    if let Ok(url) = std::env::var("WEIR_TEST_REDIS_URL") {
+        return url;
+    }
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(start_redis).clone()
+}
+
+/// `name` on PATH, else in one of `dirs` (globs of one `*` level are listed).
+fn find_binary(name: &str, dirs: &[&str], package: &str) -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let mut candidates: Vec<PathBuf> = on_path.into_iter().map(|d| d.join(name)).collect();
+    for dir in dirs {
+        match dir.split_once('*') {
+            Some((parent, rest)) => {
+                if let Ok(entries) = std::fs::read_dir(parent) {
+                    let mut found: Vec<PathBuf> = entries
+                        .flatten()
+                        .map(|e| e.path().join(rest.trim_start_matches('/')).join(name))
+                        .collect();
+                    // Newest version first.
+                    found.sort();
+                    found.reverse();
+                    candidates.extend(found);
+                }
+            }
+            None => candidates.push(Path::new(dir).join(name)),
+        }
+    }
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "the tests need `{name}`: install the `{package}` package \
+                 (apt-get install {package}), or set the server URL variables"
+            )
+        })
+}
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+/// Runs `script` under `sh` (as `user` when given), passing this process's
+/// pid as `$1`, and waits for it to print `READY`. The script keeps running
+/// (and keeps its server up) until this process is gone.
+fn run_guarded(what: &str, script: &str, user: Option<&str>) {
+    let mut cmd = match user {
+        Some(user) => {
+            let mut c = Command::new(find_binary(
+                "runuser",
+                &["/usr/sbin", "/sbin"],
+                "util-linux",
+            ));
+            c.args(["-u", user, "--", "sh", "-c", script, "guard"]);
+            c
+        }
+        None => {
+            let mut c = Command::new("sh");
+            c.args(["-c", script, "guard"]);
+            c
+        }
+    };
+    let mut child = cmd
+        .arg(std::process::id().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting the private {what}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.trim() == "READY" {
+                let _ = tx.send(Ok(()));
+                return;
+            }
+            let _ = tx.send(Err(line));
+        }
+    });
+    let deadline = std::time::Instant::now() + START_TIMEOUT;
+    let mut said = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Ok(())) => return,
+            Ok(Err(line)) => said.push(line),
+            Err(_) => panic!(
+                "the private {what} did not start within {START_TIMEOUT:?}: {}",
+                said.join(" | ")
+            ),
+        }
+    }
+}
+
+/// Whether this process runs as root (initdb refuses to).
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn start_postgres() -> String {
+    let dirs = ["/usr/lib/postgresql/*/bin"];
+    let initdb = find_binary("initdb", &dirs, "postgresql");
+    let postgres = find_binary("postgres", &dirs, "postgresql");
+    let pg_isready = find_binary("pg_isready", &dirs, "postgresql-client");
+    let port = free_port();
+    // Tuned for tests: no fsync (a crashed test server is thrown away), room
+    // for many pools at once.
+    let script = format!(
+        r#"set -e
+dir=$(mktemp -d "${{TMPDIR:-/tmp}}/weir-test-pg.XXXXXX")
+trap 'kill -INT $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
+"{initdb}" -D "$dir/data" -U postgres -A trust --no-sync >"$dir/initdb.log" 2>&1 || {{ cat "$dir/initdb.log"; exit 1; }}
+"{postgres}" -D "$dir/data" -p {port} -k "$dir" -c listen_addresses=127.0.0.1 \
+  -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+  -c max_connections=400 -c shared_buffers=128MB >"$dir/server.log" 2>&1 &
+pid=$!
+until "{pg_isready}" -q -h 127.0.0.1 -p {port} -U postgres; do
+  kill -0 $pid 2>/dev/null || {{ cat "$dir/server.log"; exit 1; }}
+  sleep 0.1
+done
+echo READY
+while [ -d "/proc/$1" ]; do sleep 1; done
+"#,
+        initdb = initdb.display(),
+        postgres = postgres.display(),
+        pg_isready = pg_isready.display(),
+    );
+    run_guarded("PostgreSQL", &script, is_root().then_some("postgres"));
+    format!("postgres://postgres@127.0.0.1:{port}/postgres")
+}
+
+fn start_redis() -> String {
+    let server = find_binary("redis-server", &[], "redis-server");
+    let cli = find_binary("redis-cli", &[], "redis-tools");
+    let port = free_port();
+    let script = format!(
+        r#"set -e
+"{server}" --port {port} --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+  --loglevel warning &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
+until "{cli}" -p {port} ping 2>/dev/null | grep -q PONG; do
+  kill -0 $pid 2>/dev/null || exit 1
+  sleep 0.1
+done
+echo READY
+while [ -d "/proc/$1" ]; do sleep 1; done
+"#,
+        server = server.display(),
+        cli = cli.display(),
+    );
+    run_guarded("Redis", &script, None);
+    format!("redis://127.0.0.1:{port}")
+}
