@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure the servers the tests use answer: PostgreSQL (WEIR_TEST_DATABASE_URL,
+# For benchmarks (the tests start their own servers): makes sure the servers
+# the benchmarks use answer: PostgreSQL (WEIR_TEST_DATABASE_URL,
 # default postgres://postgres@127.0.0.1:5432/postgres) and Redis (127.0.0.1:6379).
 # Starts them when they do not — a test that kills or restarts a server must
 # never leave the next run without one. Safe to run any number of times.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::{Request, Uri};
 
-use crate::server::Lb;
+use crate::state::Lb;
 
 /// Checks every backend once, concurrently, and waits for all checks.
 pub async fn check_all(lb: &Arc<Lb>) {

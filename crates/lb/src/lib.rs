@@ -18,19 +18,24 @@
 pub mod admin;
 pub mod backend;
 pub mod config;
+mod dispatch;
 mod h1;
 pub mod health;
 pub mod latency;
 pub mod outlier;
 pub mod proxy;
+mod rate;
 pub mod ratelimit;
 pub mod ratelimit_shared;
+mod rules;
 pub mod selection;
 pub mod server;
+pub mod state;
 pub mod throughput;
 pub mod upstream;
 
 pub use backend::{Backend, BackendSet};
 pub use config::{HashKey, LbConfig};
 pub use selection::Strategy;
-pub use server::{run, serve, serve_admin, spawn_background, Lb};
+pub use server::{run, serve, serve_admin, spawn_background};
+pub use state::Lb;

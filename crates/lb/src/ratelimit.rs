@@ -31,15 +31,11 @@ const MAX_LIMITED_SHOWN: usize = 1000;
 /// How long a limited client stays listed after its last rejection.
 const LIMITED_SHOWN_FOR: Duration = Duration::from_secs(60);
 
-/// A rate: `per_second` sustained, `burst` at once.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RatePolicy {
-    pub per_second: u32,
-    pub burst: u32,
-}
+pub use crate::rate::RatePolicy;
 
 /// A stricter (or looser) policy for some requests.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "RouteLimitFields")]
 pub struct RouteLimit {
     /// Only this method (any when absent).
     #[serde(default, with = "method_opt")]
@@ -50,8 +46,34 @@ pub struct RouteLimit {
     pub policy: RatePolicy,
 }
 
+/// [`RouteLimit`] as written: its fields closed (`flatten` cannot refuse
+/// unknown ones).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteLimitFields {
+    #[serde(default, with = "method_opt")]
+    method: Option<Method>,
+    path_prefix: String,
+    per_second: u32,
+    burst: u32,
+}
+
+impl From<RouteLimitFields> for RouteLimit {
+    fn from(f: RouteLimitFields) -> Self {
+        RouteLimit {
+            method: f.method,
+            path_prefix: f.path_prefix,
+            policy: RatePolicy {
+                per_second: f.per_second,
+                burst: f.burst,
+            },
+        }
+    }
+}
+
 /// The whole rate-limit configuration; `default: None` means unlimited.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     #[serde(default)]
     pub default: Option<RatePolicy>,

@@ -6,6 +6,9 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// How often the request counters are sampled.
+pub const SAMPLE: Duration = Duration::from_secs(1);
+
 /// How far back the rate looks.
 pub const WINDOW: Duration = Duration::from_secs(60);
 
@@ -47,7 +50,7 @@ impl Throughput {
         let (first, _) = *s.increments.front()?;
         let requests: u64 = s.increments.iter().map(|(_, n)| n).sum();
         // Each increment covers about one sampling period before it.
-        let span = now.duration_since(first) + crate::server::THROUGHPUT_SAMPLE;
+        let span = now.duration_since(first) + SAMPLE;
         Some(requests as f64 / span.as_secs_f64())
     }
 }

@@ -2,17 +2,16 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::unauthorized;
-use crate::proxy::json_error;
-use crate::server::Lb;
+use super::extract::{AdminJson, Expected};
+use crate::rules::json_error;
+use crate::state::Lb;
 use crate::Backend;
 
 pub async fn list(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {
@@ -21,28 +20,20 @@ pub async fn list(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {
 }
 
 #[derive(Deserialize)]
-struct NewBackend {
+#[serde(deny_unknown_fields)]
+pub(super) struct NewBackend {
     url: String,
     #[serde(default)]
     weight: Option<u32>,
 }
 
+impl Expected for NewBackend {
+    const EXPECTED: &'static str = "{\"url\": \"http://host:port\", \"weight\"?: N}";
+}
+
 /// `POST /lb/backends {"url", "weight"?}`: 201 when added, 200 when it was
 /// already there (registration is idempotent: a restarted node re-registers).
-pub async fn add(State(lb): State<Arc<Lb>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(denied) = unauthorized(&lb, &headers) {
-        return denied;
-    }
-    let new: NewBackend = match serde_json::from_slice(&body) {
-        Ok(n) => n,
-        Err(e) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                &format!("expected {{\"url\": \"http://host:port\", \"weight\"?: N}}: {e}"),
-            )
-        }
-    };
+pub async fn add(State(lb): State<Arc<Lb>>, AdminJson(new): AdminJson<NewBackend>) -> Response {
     let spec = match new.weight {
         Some(w) => format!("{}={w}", new.url),
         None => new.url,
@@ -62,14 +53,7 @@ pub async fn add(State(lb): State<Arc<Lb>>, headers: HeaderMap, body: Bytes) -> 
 }
 
 /// `DELETE /lb/backends/{id}`: no new requests go there; in-flight ones finish.
-pub async fn remove(
-    State(lb): State<Arc<Lb>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if let Some(denied) = unauthorized(&lb, &headers) {
-        return denied;
-    }
+pub async fn remove(State(lb): State<Arc<Lb>>, Path(id): Path<String>) -> Response {
     if lb.backends.remove(&id) {
         tracing::info!(backend = %id, "backend removed");
         Json(json!({ "removed": id })).into_response()
@@ -79,14 +63,7 @@ pub async fn remove(
 }
 
 /// `POST /lb/backends/{id}/drain`: stays listed, gets no new requests.
-pub async fn drain(
-    State(lb): State<Arc<Lb>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if let Some(denied) = unauthorized(&lb, &headers) {
-        return denied;
-    }
+pub async fn drain(State(lb): State<Arc<Lb>>, Path(id): Path<String>) -> Response {
     match lb.backends.snapshot().iter().find(|b| b.id() == id) {
         Some(b) => {
             b.set_draining(true);

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use metrics::{counter, gauge};
 use metrics_exporter_prometheus::PrometheusBuilder;
 
-use crate::server::Lb;
+use crate::state::Lb;
 
 pub async fn render(State(lb): State<Arc<Lb>>) -> Response {
     let recorder = PrometheusBuilder::new().build_recorder();

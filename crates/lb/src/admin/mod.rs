@@ -3,24 +3,25 @@
 //! Endpoints that change state need `Authorization: Bearer <admin token>`.
 
 mod backends;
+mod extract;
 mod metrics;
 mod rate_limits;
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::proxy::json_error;
+use crate::rules::json_error;
 use crate::selection::ActiveStrategy;
-use crate::server::Lb;
+use crate::state::Lb;
 use crate::Strategy;
+use extract::AdminJson;
 
 pub fn router(lb: Arc<Lb>) -> Router {
     Router::new()
@@ -49,6 +50,10 @@ pub fn router(lb: Arc<Lb>) -> Router {
                 "method not allowed",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            lb.clone(),
+            extract::require_token,
+        ))
         .with_state(lb)
 }
 
@@ -101,20 +106,14 @@ struct StrategyChange {
     hash_key: Option<String>,
 }
 
-async fn put_strategy(State(lb): State<Arc<Lb>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(denied) = unauthorized(&lb, &headers) {
-        return denied;
-    }
-    let change: StrategyChange = match serde_json::from_slice(&body) {
-        Ok(c) => c,
-        Err(e) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                &format!("expected {{\"strategy\": NAME, \"hash_key\"?: KEY}}: {e}"),
-            )
-        }
-    };
+impl extract::Expected for StrategyChange {
+    const EXPECTED: &'static str = "{\"strategy\": NAME, \"hash_key\"?: KEY}";
+}
+
+async fn put_strategy(
+    State(lb): State<Arc<Lb>>,
+    AdminJson(change): AdminJson<StrategyChange>,
+) -> Response {
     let strategy: Strategy = match change.strategy.parse() {
         Ok(s) => s,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, "unknown_strategy", &e),
@@ -128,31 +127,4 @@ async fn put_strategy(State(lb): State<Arc<Lb>>, headers: HeaderMap, body: Bytes
         .store(Arc::new(ActiveStrategy::new(strategy, hash_key.clone())));
     tracing::info!(%strategy, %hash_key, "strategy switched");
     Json(json!({ "strategy": strategy.as_str(), "hash_key": hash_key.to_string() })).into_response()
-}
-
-/// Checks the bearer token, comparing in constant time; the 401 answer when it fails.
-pub(crate) fn unauthorized(lb: &Lb, headers: &HeaderMap) -> Option<Response<Body>> {
-    let expected = lb.config.admin_token.as_bytes();
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::as_bytes);
-    match given {
-        Some(given) if !expected.is_empty() && constant_time_eq(given, expected) => None,
-        Some(_) => Some(json_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "the admin token is wrong",
-        )),
-        None => Some(json_error(
-            StatusCode::UNAUTHORIZED,
-            "missing_token",
-            "this endpoint needs Authorization: Bearer <admin token>",
-        )),
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -2,17 +2,16 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::unauthorized;
-use crate::proxy::json_error;
+use super::extract::{AdminJson, Expected};
 use crate::ratelimit::RateLimitConfig;
-use crate::server::Lb;
+use crate::rules::json_error;
+use crate::state::Lb;
 
 pub async fn get_rate_limits(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {
     let limited: Vec<_> = lb
@@ -37,24 +36,15 @@ pub async fn get_rate_limits(State(lb): State<Arc<Lb>>) -> Json<serde_json::Valu
     }))
 }
 
+impl Expected for RateLimitConfig {
+    const EXPECTED: &'static str =
+        "{\"default\": {\"per_second\", \"burst\"} | null, \"routes\": [...]}";
+}
+
 pub async fn put_rate_limits(
     State(lb): State<Arc<Lb>>,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminJson(config): AdminJson<RateLimitConfig>,
 ) -> Response {
-    if let Some(denied) = unauthorized(&lb, &headers) {
-        return denied;
-    }
-    let config: RateLimitConfig = match serde_json::from_slice(&body) {
-        Ok(c) => c,
-        Err(e) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                &format!("expected {{\"default\": {{\"per_second\", \"burst\"}} | null, \"routes\": [...]}}: {e}"),
-            )
-        }
-    };
     if let Err(e) = lb.rate_limits.set(config.clone()) {
         return json_error(StatusCode::BAD_REQUEST, "invalid_rate_limit", &e);
     }

@@ -2,69 +2,29 @@
 //! the body, relay the answer back as it comes; retries, health bookkeeping
 //! and JSON errors as on the general path ([`crate::proxy`]).
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, Method};
+use http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use super::framing::{Consumed, Framing};
-use super::head::{parse_response, Parsed, RequestHead, ResponseContext, ResponseHead};
+use super::head::{parse_response, Parsed, ResponseContext, ResponseHead};
 use super::pool;
 use super::reply::{access_log, respond_error, response_status, Refusal};
+pub(crate) use super::request::{Buffers, Flow, Request};
 use crate::backend::clock_ns_at;
-use crate::proxy::{self, MAX_CONNECT_ATTEMPTS, REPLAY_MAX_BYTES};
-use crate::server::Lb;
+use crate::dispatch::{self, Answer, Overloaded};
+use crate::rules::{self, MAX_CONNECT_ATTEMPTS, REPLAY_MAX_BYTES};
 use crate::{outlier, upstream, Backend};
 
 /// A response head larger than this is refused (502).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Bytes read at once while relaying a body.
 const RELAY_CHUNK: usize = 64 * 1024;
-
-/// Whether the client connection stays open after an exchange.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Flow {
-    KeepAlive,
-    Close,
-}
-
-/// A client connection's reusable buffers.
-pub(crate) struct Buffers {
-    /// Bytes read from the client: the request head, then body bytes.
-    pub client: Vec<u8>,
-    /// The head being written (to the backend, then to the client).
-    pub head: Vec<u8>,
-    /// Bytes read from the backend.
-    pub upstream: Vec<u8>,
-}
-
-/// Buffers grown past this by a large head or body are shrunk back after the
-/// exchange, so ten thousand idle keep-alive connections stay small.
-const KEEP_CAPACITY: usize = 32 * 1024;
-
-impl Buffers {
-    pub(crate) fn new() -> Self {
-        Buffers {
-            client: Vec::with_capacity(8 * 1024),
-            head: Vec::with_capacity(4 * 1024),
-            upstream: Vec::with_capacity(16 * 1024),
-        }
-    }
-
-    /// Gives back what an unusually large exchange made the buffers grow by.
-    pub(crate) fn shrink(&mut self) {
-        for buf in [&mut self.client, &mut self.head, &mut self.upstream] {
-            if buf.capacity() > KEEP_CAPACITY {
-                buf.shrink_to(KEEP_CAPACITY / 4);
-            }
-        }
-    }
-}
 
 /// How an attempt on one backend ended without a response to relay.
 enum Failure {
@@ -75,15 +35,6 @@ enum Failure {
     Timeout,
     /// The client went away while its body was being sent.
     Client,
-}
-
-/// Where the request stands.
-pub(crate) struct Request<'a> {
-    pub lb: &'a Lb,
-    pub peer: SocketAddr,
-    pub head: &'a RequestHead,
-    /// Rate-limit headers for the answer.
-    pub extra: Option<&'a HeaderMap>,
 }
 
 /// Forwards one request whose head (already rewritten into `bufs.head`) and
@@ -106,11 +57,11 @@ pub(crate) async fn forward(
     let replayable = fully_buffered
         && (head.content_length == 0
             || (head.content_length <= REPLAY_MAX_BYTES
-                && (head.idempotency_key || proxy::is_idempotent(&head.method))));
+                && (head.idempotency_key || rules::is_idempotent(&head.method))));
     let key = if lb.strategy.load().strategy == crate::Strategy::ConsistentHash {
         match &head.hash_value {
             Some(r) => crate::selection::hash_key(&bufs.client[r.clone()]),
-            None => proxy::ip_key(req.peer.ip()),
+            None => dispatch::ip_key(req.peer.ip()),
         }
     } else {
         0
@@ -136,10 +87,10 @@ pub(crate) async fn forward(
             break;
         }
         let (backend, guard) =
-            match proxy::pick_or_queue(lb, &backends, &tried[..attempted], key).await {
+            match dispatch::pick_or_queue(lb, &backends, &tried[..attempted], key).await {
                 Ok(Some(reserved)) => reserved,
                 Ok(None) => break,
-                Err(proxy::Overloaded) => {
+                Err(Overloaded) => {
                     return respond_error(&req, client, bufs, Refusal::Overloaded, started).await;
                 }
             };
@@ -190,12 +141,12 @@ pub(crate) async fn forward(
         };
         let answered = Instant::now();
         backend.record_latency_at(answered - started, clock_ns_at(answered));
-        let answer = proxy::Answer {
+        let answer = Answer {
             status: response.status,
             retry_after: response.retry_after,
             node_name: response.node_name.clone().map(|r| &bufs.upstream[r]),
         };
-        proxy::note_answer(lb, &backends, backend, answer);
+        dispatch::note_answer(lb, &backends, backend, answer);
         let flow = relay(client, upstream, authority, response, bufs, answered).await;
         drop(guard);
         access_log(&req, bufs, response_status(&bufs.head), started);
@@ -443,7 +394,7 @@ mod tests {
         bufs.upstream.clear();
         bufs.client.extend_from_slice(b"GET / HTTP/1.1\r\n");
         bufs.shrink();
-        assert!(bufs.upstream.capacity() <= KEEP_CAPACITY);
+        assert!(bufs.upstream.capacity() <= super::super::request::KEEP_CAPACITY);
         assert_eq!(bufs.client, b"GET / HTTP/1.1\r\n", "contents are kept");
     }
 }

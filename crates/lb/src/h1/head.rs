@@ -674,7 +674,7 @@ mod tests {
     /// The general path's list and this one must not drift apart.
     #[test]
     fn every_hop_by_hop_header_of_the_general_path_is_dropped_or_refused_here() {
-        for name in crate::proxy::HOP_BY_HOP {
+        for name in crate::rules::HOP_BY_HOP {
             assert!(
                 matches!(
                     classify(name),

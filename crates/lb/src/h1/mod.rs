@@ -29,6 +29,7 @@ mod head;
 mod pool;
 mod prefixed;
 mod reply;
+mod request;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -38,9 +39,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::proxy::{self, REPLAY_MAX_BYTES};
 use crate::ratelimit::Verdict;
-use crate::server::Lb;
+use crate::rules::{self, REPLAY_MAX_BYTES};
+use crate::state::Lb;
 use exchange::{Buffers, Flow};
 use head::{parse_request, Parsed};
 pub(crate) use prefixed::Prefixed;
@@ -92,7 +93,7 @@ pub(crate) async fn serve_connection(
                     &bufs.client,
                     peer_ip.as_bytes(),
                     hash_header,
-                    proxy::next_request_id_bytes,
+                    rules::next_request_id_bytes,
                     &mut bufs.head,
                 ) {
                     Parsed::Complete(head) => break head,

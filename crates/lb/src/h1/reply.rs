@@ -1,5 +1,5 @@
 //! Answers the lb gives itself on the fast path: JSON errors (as
-//! [`crate::proxy::json_error`] makes them) and the access log line.
+//! [`crate::rules::json_error`] makes them) and the access log line.
 
 use std::io::Write as _;
 use std::time::Instant;
@@ -8,9 +8,9 @@ use http::{HeaderMap, StatusCode};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::exchange::{Buffers, Flow, Request};
 use super::head::RequestHead;
-use crate::proxy;
+use super::request::{Buffers, Flow, Request};
+use crate::rules;
 
 /// Answers bytes that are not HTTP with a JSON 400; the caller closes.
 pub(super) async fn refuse_malformed(client: &mut TcpStream, bufs: &mut Buffers, why: &str) {
@@ -19,7 +19,7 @@ pub(super) async fn refuse_malformed(client: &mut TcpStream, bufs: &mut Buffers,
         StatusCode::BAD_REQUEST,
         "malformed_request",
         &format!("not a valid HTTP/1.1 request: {why}"),
-        &proxy::next_request_id_bytes(),
+        &rules::next_request_id_bytes(),
         &HeaderMap::new(),
         true,
     );
@@ -78,7 +78,7 @@ pub(super) enum Refusal {
     Timeout,
 }
 
-/// Writes a JSON error answer, as [`proxy::json_error`] makes them.
+/// Writes a JSON error answer, as [`crate::rules::json_error`] makes them.
 pub(super) async fn respond_error(
     req: &Request<'_>,
     client: &mut TcpStream,
@@ -146,7 +146,7 @@ pub(crate) fn write_json_error(
     extra: &HeaderMap,
     close: bool,
 ) {
-    let body = proxy::json_error_body(code, message);
+    let body = rules::json_error_body(code, message);
     out.clear();
     let _ = write!(
         out,

@@ -295,3 +295,78 @@ async fn load_aware_strategies_do_not_feed_a_fast_refuser() {
         lb.stop().await;
     }
 }
+
+/// Regression: admin bodies with an unknown field were accepted and the
+/// field silently ignored (`{"urll": …}` on `/lb/backends`, `{"defualt": …}`
+/// on `/lb/rate-limits`). Every admin body is closed now, and every change
+/// needs the token, whatever the endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_bodies_refuse_unknown_fields_and_changes_need_the_token() {
+    let b = names(&[("a", Duration::ZERO)]).await;
+    let lb = TestLb::start(b.iter().map(|b| b.url()).collect(), Strategy::RoundRobin).await;
+    let http = reqwest::Client::new();
+    for (method, path, body) in [
+        (
+            reqwest::Method::POST,
+            "/lb/backends",
+            json!({"url": "http://127.0.0.1:1", "wieght": 2}),
+        ),
+        (
+            reqwest::Method::PUT,
+            "/lb/rate-limits",
+            json!({"defualt": {"per_second": 1, "burst": 1}}),
+        ),
+        (
+            reqwest::Method::PUT,
+            "/lb/rate-limits",
+            json!({"routes": [{"path_prefix": "/x", "per_second": 1, "burst": 1, "metod": "GET"}]}),
+        ),
+        (
+            reqwest::Method::PUT,
+            "/lb/strategy",
+            json!({"strategy": "round_robin", "extra": true}),
+        ),
+    ] {
+        let resp = http
+            .request(method.clone(), format!("{}{path}", lb.base))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{method} {path} {body}");
+        let err: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(err["error"]["code"], "invalid_json", "{err}");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("unknown field"),
+            "{err}"
+        );
+        let unauthenticated = http
+            .request(method, format!("{}{path}", lb.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unauthenticated.status(), 401);
+    }
+    let drain = http
+        .post(format!("{}/lb/backends/nope/drain", lb.base))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(drain.status(), 401);
+    let err: serde_json::Value = drain.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "invalid_token");
+    // Reads stay open.
+    let stats = http
+        .get(format!("{}/lb/stats", lb.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stats.status(), 200);
+    lb.stop().await;
+}

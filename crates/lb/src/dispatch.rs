@@ -1,0 +1,202 @@
+//! Dispatch: which backend answers a request — the strategy's pick among
+//! healthy backends, a bounded wait when all are at capacity, the affinity
+//! key — and the bookkeeping of its answer, shared by both paths.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+
+use crate::backend::InFlightGuard;
+use crate::config::HashKey;
+use crate::outlier;
+use crate::rules::json_error;
+use crate::selection::{hash_key as hash_key_bytes, Pick};
+use crate::state::Lb;
+use crate::Backend;
+
+/// What the health and load bookkeeping reads of a backend's answer.
+pub(crate) struct Answer<'a> {
+    pub status: u16,
+    pub retry_after: bool,
+    /// Its `X-Weir-Node`.
+    pub node_name: Option<&'a [u8]>,
+}
+
+/// Health and load bookkeeping for an answer, on either path: the node's
+/// name, a fast refusal (429, or 503 with Retry-After) counted as load, and a
+/// 5xx as a failure toward ejection.
+pub(crate) fn note_answer(
+    lb: &Lb,
+    backends: &[Arc<Backend>],
+    backend: &Backend,
+    answer: Answer<'_>,
+) {
+    if let Some(name) = answer.node_name {
+        backend.note_node_name(name);
+    }
+    if answer.status == 429 || (answer.status == 503 && answer.retry_after) {
+        // A fast refusal is load, not speed.
+        backend.record_refusal();
+    }
+    if answer.status >= 500 {
+        backend.record_error();
+        outlier::record_failure(&lb.config.ejection, backends, backend, false);
+    } else {
+        backend.note_success();
+    }
+}
+
+/// Every backend is at capacity and the wait queue is full (or the wait ran
+/// out): the request is refused with 503 and Retry-After.
+pub(crate) struct Overloaded;
+
+pub(crate) fn overloaded_response() -> Response<Body> {
+    let mut resp = json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "every API node is at capacity; retry shortly",
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+/// A backend by [`pick`]; when every backend is at `max_in_flight`, waits in a
+/// short bounded queue for a slot, and refuses at once when the queue is full
+/// or the wait runs out — latency stays bounded under overload instead of
+/// growing with it.
+pub(crate) async fn pick_or_queue<'a>(
+    lb: &Lb,
+    backends: &'a [Arc<Backend>],
+    tried: &[&Arc<Backend>],
+    key: u64,
+) -> Result<Option<(&'a Arc<Backend>, InFlightGuard)>, Overloaded> {
+    if let Some(b) = reserve(lb, backends, tried, key) {
+        return Ok(Some(b));
+    }
+    let Some(cap) = lb.config.max_in_flight else {
+        return Ok(None);
+    };
+    let saturated = backends
+        .iter()
+        .any(|b| !b.is_draining() && b.in_flight() >= cap);
+    if !saturated {
+        return Ok(None);
+    }
+    if lb.queued.fetch_add(1, Ordering::AcqRel) >= lb.config.queue_size {
+        lb.queued.fetch_sub(1, Ordering::AcqRel);
+        lb.rejected_overload.fetch_add(1, Ordering::Relaxed);
+        return Err(Overloaded);
+    }
+    let _queued = lb.backends.queue();
+    let deadline = tokio::time::Instant::now() + lb.config.queue_timeout;
+    let picked = loop {
+        let freed = lb.backends.slot_freed();
+        if let Some(b) = reserve(lb, backends, tried, key) {
+            break Some(b);
+        }
+        if tokio::time::timeout_at(deadline, freed).await.is_err() {
+            break reserve(lb, backends, tried, key);
+        }
+    };
+    lb.queued.fetch_sub(1, Ordering::AcqRel);
+    match picked {
+        Some(b) => Ok(Some(b)),
+        None => {
+            lb.rejected_overload.fetch_add(1, Ordering::Relaxed);
+            Err(Overloaded)
+        }
+    }
+}
+
+/// A backend by [`pick`], with its in-flight slot taken. Under a
+/// `max_in_flight` cap, another request may take the slot between the pick and
+/// the reservation; then it picks again.
+fn reserve<'a>(
+    lb: &Lb,
+    backends: &'a [Arc<Backend>],
+    tried: &[&Arc<Backend>],
+    key: u64,
+) -> Option<(&'a Arc<Backend>, InFlightGuard)> {
+    for _ in 0..backends.len().max(1) * 2 {
+        let b = pick(lb, backends, tried, key)?;
+        match lb.config.max_in_flight {
+            None => return Some((b, b.start_request())),
+            Some(cap) => {
+                if let Some(guard) = b.try_start_request(cap) {
+                    return Some((b, guard));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A healthy backend not tried yet; if every backend is marked down, any untried
+/// one (a stale health verdict beats a certain 502).
+fn pick<'a>(
+    lb: &Lb,
+    backends: &'a [Arc<Backend>],
+    tried: &[&Arc<Backend>],
+    key: u64,
+) -> Option<&'a Arc<Backend>> {
+    let active = lb.strategy.load();
+    // A draining backend gets nothing new, even when it is the last one left.
+    let cap = lb.config.max_in_flight.unwrap_or(u64::MAX);
+    let untried = |b: &Backend| {
+        !b.is_draining()
+            && b.in_flight() < cap
+            && !tried.iter().any(|t| std::ptr::eq(t.as_ref(), b))
+    };
+    let slow_start = lb.config.slow_start;
+    let healthy_untried = |b: &Backend| {
+        b.is_available()
+            && untried(b)
+            && (slow_start.is_zero() || {
+                let share = b.slow_start_share(slow_start);
+                share >= 1.0 || rand::random::<f64>() < share
+            })
+    };
+    active
+        .selector
+        .select(
+            backends,
+            &Pick {
+                key,
+                eligible: &healthy_untried,
+            },
+        )
+        .or_else(|| {
+            active.selector.select(
+                backends,
+                &Pick {
+                    key,
+                    eligible: &untried,
+                },
+            )
+        })
+        .map(|i| &backends[i])
+}
+
+/// The request's affinity key for `consistent_hash`: the named header's value
+/// when configured and present, else the client's IP.
+pub(crate) fn affinity_key(hash_key: &HashKey, headers: &HeaderMap, peer: SocketAddr) -> u64 {
+    if let HashKey::Header(name) = hash_key {
+        if let Some(v) = headers.get(name) {
+            return hash_key_bytes(v.as_bytes());
+        }
+    }
+    ip_key(peer.ip())
+}
+
+/// A client IP's `consistent_hash` key.
+pub(crate) fn ip_key(ip: std::net::IpAddr) -> u64 {
+    match ip {
+        std::net::IpAddr::V4(ip) => hash_key_bytes(&ip.octets()),
+        std::net::IpAddr::V6(ip) => hash_key_bytes(&ip.octets()),
+    }
+}

@@ -1,0 +1,58 @@
+//! One client request as the fast path carries it: where it stands, the
+//! connection's reusable buffers, and whether the connection stays open.
+
+use std::net::SocketAddr;
+
+use http::HeaderMap;
+
+use super::head::RequestHead;
+use crate::state::Lb;
+
+/// Whether the client connection stays open after an exchange.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    KeepAlive,
+    Close,
+}
+
+/// A client connection's reusable buffers.
+pub(crate) struct Buffers {
+    /// Bytes read from the client: the request head, then body bytes.
+    pub client: Vec<u8>,
+    /// The head being written (to the backend, then to the client).
+    pub head: Vec<u8>,
+    /// Bytes read from the backend.
+    pub upstream: Vec<u8>,
+}
+
+/// Buffers grown past this by a large head or body are shrunk back after the
+/// exchange, so ten thousand idle keep-alive connections stay small.
+pub(super) const KEEP_CAPACITY: usize = 32 * 1024;
+
+impl Buffers {
+    pub(crate) fn new() -> Self {
+        Buffers {
+            client: Vec::with_capacity(8 * 1024),
+            head: Vec::with_capacity(4 * 1024),
+            upstream: Vec::with_capacity(16 * 1024),
+        }
+    }
+
+    /// Gives back what an unusually large exchange made the buffers grow by.
+    pub(crate) fn shrink(&mut self) {
+        for buf in [&mut self.client, &mut self.head, &mut self.upstream] {
+            if buf.capacity() > KEEP_CAPACITY {
+                buf.shrink_to(KEEP_CAPACITY / 4);
+            }
+        }
+    }
+}
+
+/// Where the request stands.
+pub(crate) struct Request<'a> {
+    pub lb: &'a Lb,
+    pub peer: SocketAddr,
+    pub head: &'a RequestHead,
+    /// Rate-limit headers for the answer.
+    pub extra: Option<&'a HeaderMap>,
+}

@@ -1,0 +1,171 @@
+//! HTTP's rules as the lb applies them on both paths (the fast HTTP/1.1
+//! path and the hyper path): hop-by-hop headers, which requests may be sent
+//! again, request ids, `X-Forwarded-For`, and weir's JSON error shape.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use axum::body::Body;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Response, StatusCode};
+
+/// How many backends one request may try when connecting fails.
+pub(crate) const MAX_CONNECT_ATTEMPTS: usize = 3;
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+pub(crate) const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub(crate) const REQUEST_ID: &str = "x-request-id";
+
+/// A fresh request id as a header value.
+pub(crate) fn next_request_id() -> HeaderValue {
+    HeaderValue::from_bytes(&next_request_id_bytes())
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// A fresh request id: a random per-process prefix and a counter in hex, so
+/// making one costs no trip to the kernel's random source. Each thread takes
+/// counters in blocks, so the cores do not contend for one atomic.
+pub(crate) fn next_request_id_bytes() -> [u8; 32] {
+    const BLOCK: u64 = 1024;
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static BLOCKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    thread_local! {
+        static NEXT: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+    }
+    let prefix = *PREFIX.get_or_init(rand::random);
+    let n = NEXT.with(|next| {
+        let (mut n, mut end) = next.get();
+        if n == end {
+            n = BLOCKS.fetch_add(1, Ordering::Relaxed) * BLOCK;
+            end = n + BLOCK;
+        }
+        next.set((n + 1, end));
+        n
+    });
+    let mut buf = [0u8; 32];
+    let hex = b"0123456789abcdef";
+    for (i, b) in prefix
+        .to_be_bytes()
+        .iter()
+        .chain(n.to_be_bytes().iter())
+        .enumerate()
+    {
+        buf[i * 2] = hex[usize::from(b >> 4)];
+        buf[i * 2 + 1] = hex[usize::from(b & 0xf)];
+    }
+    buf
+}
+
+/// Bodies up to this size are kept to be replayed on another backend.
+pub(crate) const REPLAY_MAX_BYTES: u64 = 64 * 1024;
+
+/// Whether a request's body may be kept for a replay: a safe or idempotent
+/// method (RFC 9110 §9.2.2) or an Idempotency-Key, and a declared length
+/// small enough to hold.
+pub(crate) fn may_replay(parts: &http::request::Parts) -> bool {
+    let idempotent = is_idempotent(&parts.method) || parts.headers.contains_key("idempotency-key");
+    let small = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n <= REPLAY_MAX_BYTES);
+    idempotent && small
+}
+
+/// A safe or idempotent method (RFC 9110 §9.2.2): may be sent again.
+pub(crate) fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    )
+}
+
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        remove_connection_named(headers);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Removes the headers a `Connection` header names (RFC 9110 §7.6.1).
+fn remove_connection_named(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+}
+
+pub(crate) fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
+    let ip = peer.ip().to_string();
+    let value = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
+        _ => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert("x-forwarded-for", v);
+    }
+}
+
+/// `{"error":{"code","message"}}` with `status`.
+pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let mut resp = Response::new(Body::from(json_error_body(code, message)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The body of a JSON error: `{"error":{"code","message"}}`.
+pub(crate) fn json_error_body(code: &str, message: &str) -> String {
+    serde_json::json!({ "error": { "code": code, "message": message } }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("x-kept", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn appends_to_forwarded_for() {
+        let mut h = HeaderMap::new();
+        let peer: SocketAddr = "10.1.2.3:5555".parse().unwrap();
+        append_forwarded_for(&mut h, peer);
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+        append_forwarded_for(&mut h, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3, 127.0.0.1");
+    }
+}
