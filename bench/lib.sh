@@ -1,7 +1,8 @@
 # Shared helpers for the bench scripts (sourced, not run).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-WEIR="$ROOT/target/release/weir"
+# WEIR_BIN runs another build (e.g. the previous commit's) instead of this tree's.
+WEIR="${WEIR_BIN:-$ROOT/target/release/weir}"
 PG_ADMIN="${WEIR_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 PG_BASE="${PG_ADMIN%/*}"
 WORK="$(mktemp -d /tmp/weir-bench.XXXXXX)"
@@ -14,7 +15,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-build_weir() { (cd "$ROOT" && cargo build --release -q); }
+build_weir() { [ -n "${WEIR_BIN:-}" ] || (cd "$ROOT" && cargo build --release -q); }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

@@ -30,15 +30,15 @@ const QUEUE_CAPACITY: usize = 16_384;
 const EVENT_PIPELINES: usize = 3;
 /// Only batches of at least this many events overlap. Small ones commit one
 /// at a time, so rows queue up behind a commit and the next one is bigger:
-/// overlapping small commits cost the database a transaction each (measured:
-/// 1-event POSTs went from 21k/s to 27.5k/s, NDJSON batches kept 190k/s).
+/// overlapping small commits cost the database a transaction each (figures
+/// in docs/BENCHMARKS.md, "Group commit's thresholds").
 const EVENT_OVERLAP_FROM: usize = 256;
 
 type Ack<O> = oneshot::Sender<Result<O, StoreError>>;
 /// How long the request-log writer lets a batch of rows nobody waits for
 /// grow before committing it: many small commits of detached rows cost the
-/// database a transaction each (measured: a third of PostgreSQL's time under
-/// 1-event POSTs). Rows someone waits for (`GET /`) never linger.
+/// database a transaction each (a third of PostgreSQL's time under 1-event
+/// POSTs; docs/BENCHMARKS.md, "Group commit's thresholds"). Rows someone waits for (`GET /`) never linger.
 const REQUEST_LOG_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// How much of a batch a row is (for when batches may overlap).

@@ -15,6 +15,9 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+/// The guards of the servers this process started.
+static GUARDS: std::sync::Mutex<Vec<std::process::Child>> = std::sync::Mutex::new(Vec::new());
+
 /// How long a private server may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -122,7 +125,11 @@ fn run_guarded(what: &str, script: &str, user: Option<&str>) {
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
-            Ok(Ok(())) => return,
+            Ok(Ok(())) => {
+                // The guard outlives every test: it ends with this process.
+                GUARDS.lock().unwrap_or_else(|e| e.into_inner()).push(child);
+                return;
+            }
             Ok(Err(line)) => said.push(line),
             Err(_) => panic!(
                 "the private {what} did not start within {START_TIMEOUT:?}: {}",

@@ -202,7 +202,7 @@ impl DriverTx for PostgresTx {
              SELECT $1::uuid, $2::text, $3::jsonb, 'queued', $4::int, $5::int, $6::text, \
                     $7::timestamptz, $8::timestamptz, $9::text, $10::text, $11::bigint, \
                     $12::bigint, $13::bigint \
-             WHERE NOT EXISTS (SELECT 1 FROM tasks_finished WHERE id = $1) \
+             WHERE (SELECT 1 FROM tasks_finished WHERE id = $1::uuid) IS NULL \
              ON CONFLICT DO NOTHING RETURNING {LIVE_TASK_COLUMNS}"
         );
         let row: Option<TaskRow> = sqlx::query_as(&sql)

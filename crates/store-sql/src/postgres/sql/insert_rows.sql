@@ -11,5 +11,8 @@ FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int[], $5::int[], $6::text[
             $11::bigint[], $12::bigint[], $13::bigint[])
     AS t(id, kind, input, max_attempts, priority, cache_key, created_at, run_at,
          queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms)
-WHERE NOT EXISTS (SELECT 1 FROM tasks_finished f WHERE f.id = t.id)
+-- A scalar subquery, not NOT EXISTS: the planner would turn that into an
+-- anti-join and may hash the whole of tasks_finished for every batch; this
+-- stays one primary-key probe per row.
+WHERE (SELECT 1 FROM tasks_finished f WHERE f.id = t.id) IS NULL
 ON CONFLICT DO NOTHING RETURNING id
