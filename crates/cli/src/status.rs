@@ -180,32 +180,55 @@ fn trend_verdict(trend: Option<f64>, workers: &[Value], tasks: &Value) -> Option
     }
 }
 
-/// Plain-language findings: balance across nodes and workers, and the backlog.
+/// Plain-language findings: balance across nodes and workers, the backlog,
+/// types nobody runs, and queues held at their own limit.
 fn verdicts(nodes: &[Value], workers: &[Value], tasks: &Value) -> Vec<String> {
+    let online: Vec<&Value> = workers
+        .iter()
+        .filter(|w| w["status"] != "offline")
+        .collect();
     let mut out = Vec::new();
-    let shares = |counts: Vec<f64>, what: &str, out: &mut Vec<String>| {
-        let total: f64 = counts.iter().sum();
-        if counts.len() < 2 || total < 20.0 {
-            return;
-        }
-        let fair = total / counts.len() as f64;
-        let worst = counts
+    node_verdicts(nodes, &mut out);
+    share_verdict(
+        online
             .iter()
-            .map(|c| (c - fair).abs() / fair)
-            .fold(0.0, f64::max);
-        if worst <= BALANCE_TOLERANCE {
-            out.push(format!(
-                "{what}: balanced (every share within {:.0}% of fair)",
-                worst * 100.0
-            ));
-        } else {
-            out.push(format!(
-                "{what}: unbalanced (a share is {:.0}% off fair)",
-                worst * 100.0
-            ));
-        }
-    };
-    // Health is known only through the lb.
+            .map(|w| w["processed"].as_f64().unwrap_or(0.0))
+            .collect(),
+        "workers",
+        &mut out,
+    );
+    backlog_verdict(&online, tasks, &mut out);
+    unrun_type_verdicts(&online, tasks, &mut out);
+    queue_limit_verdicts(tasks, &mut out);
+    out
+}
+
+/// Whether shares of work (requests per node, tasks per worker) are fair.
+fn share_verdict(counts: Vec<f64>, what: &str, out: &mut Vec<String>) {
+    let total: f64 = counts.iter().sum();
+    if counts.len() < 2 || total < 20.0 {
+        return;
+    }
+    let fair = total / counts.len() as f64;
+    let worst = counts
+        .iter()
+        .map(|c| (c - fair).abs() / fair)
+        .fold(0.0, f64::max);
+    if worst <= BALANCE_TOLERANCE {
+        out.push(format!(
+            "{what}: balanced (every share within {:.0}% of fair)",
+            worst * 100.0
+        ));
+    } else {
+        out.push(format!(
+            "{what}: unbalanced (a share is {:.0}% off fair)",
+            worst * 100.0
+        ));
+    }
+}
+
+/// Nodes down (health is known only through the lb), and their balance.
+fn node_verdicts(nodes: &[Value], out: &mut Vec<String>) {
     let down = nodes.iter().filter(|n| n["healthy"] == false).count();
     if down > 0 {
         out.push(format!(
@@ -214,26 +237,18 @@ fn verdicts(nodes: &[Value], workers: &[Value], tasks: &Value) -> Vec<String> {
             nodes.len()
         ));
     }
-    shares(
+    share_verdict(
         nodes
             .iter()
             .map(|n| n["requests"].as_f64().unwrap_or(0.0))
             .collect(),
         "nodes",
-        &mut out,
+        out,
     );
-    let online: Vec<&Value> = workers
-        .iter()
-        .filter(|w| w["status"] != "offline")
-        .collect();
-    shares(
-        online
-            .iter()
-            .map(|w| w["processed"].as_f64().unwrap_or(0.0))
-            .collect(),
-        "workers",
-        &mut out,
-    );
+}
+
+/// The backlog against the workers' free slots.
+fn backlog_verdict(online: &[&Value], tasks: &Value, out: &mut Vec<String>) {
     let queued = tasks["queued"].as_i64().unwrap_or(0);
     let capacity: i64 = online
         .iter()
@@ -256,21 +271,31 @@ fn verdicts(nodes: &[Value], workers: &[Value], tasks: &Value) -> Vec<String> {
             "queue: {queued} waiting, {busy}/{capacity} worker slots busy"
         ));
     }
-    // A type no running worker can run waits forever, however many workers.
+}
+
+/// A type no running worker can run waits forever, however many workers.
+fn unrun_type_verdicts(online: &[&Value], tasks: &Value, out: &mut Vec<String>) {
+    if online.is_empty() {
+        return;
+    }
     for (kind, n) in tasks["queued_by_type"].as_object().into_iter().flatten() {
         let runnable = online.iter().any(|w| {
             w["task_types"]
                 .as_array()
                 .is_some_and(|types| types.iter().any(|t| t == kind.as_str()))
         });
-        if !runnable && !online.is_empty() {
+        if !runnable {
             out.push(format!(
-                "problem: {} tasks of type {kind} queued and no running worker runs {kind}:                  start a worker with a handler for it (or an external worker that claims it)",
+                "problem: {} tasks of type {kind} queued and no running worker runs {kind}: \
+                 start a worker with a handler for it (or an external worker that claims it)",
                 n.as_i64().unwrap_or(0)
             ));
         }
     }
-    // A named queue at its own limit waits by design: more workers won't help.
+}
+
+/// A named queue at its own limit waits by design: more workers won't help.
+fn queue_limit_verdicts(tasks: &Value, out: &mut Vec<String>) {
     for q in tasks["queues"].as_array().into_iter().flatten() {
         let (waiting, running) = (
             q["queued"].as_i64().unwrap_or(0),
@@ -286,7 +311,6 @@ fn verdicts(nodes: &[Value], workers: &[Value], tasks: &Value) -> Vec<String> {
             }
         }
     }
-    out
 }
 
 /// A number as text, or `-` when this source does not know it.

@@ -193,6 +193,11 @@ async fn status_names_a_queued_type_no_running_worker_can_run() {
         problems[0].contains("1 tasks of type py_resize"),
         "{problems:?}"
     );
+    // Regression: a lost line continuation left a run of spaces mid-sentence.
+    assert!(
+        problems[0].contains("runs py_resize: start a worker"),
+        "{problems:?}"
+    );
     assert!(
         !status.verdicts.iter().any(|v| v.contains("type noop")),
         "{:?}",
