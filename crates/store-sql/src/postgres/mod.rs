@@ -102,6 +102,23 @@ impl PostgresDriver {
         &self.pool
     }
 
+    /// Runs a statement that changes one task (binding its id, then the
+    /// time) and returns the task as it is now.
+    async fn change_one(
+        &self,
+        sql: &str,
+        id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, StoreError> {
+        let row: Option<TaskRow> = sqlx::query_as(sql)
+            .bind(id.0)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(Task::try_from).transpose()
+    }
+
     /// Runs a bounded delete binding a time, then the limit.
     async fn delete_some(
         &self,
@@ -307,13 +324,7 @@ impl Driver for PostgresDriver {
         now: DateTime<Utc>,
     ) -> Result<Option<Task>, StoreError> {
         let sql = include_str!("sql/retry_dead.sql").replace("{columns}", LIVE_TASK_COLUMNS);
-        let row: Option<TaskRow> = sqlx::query_as(&sql)
-            .bind(id.0)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(err)?;
-        row.map(Task::try_from).transpose()
+        self.change_one(&sql, id, now).await
     }
 
     async fn task_cancel_live(
@@ -322,13 +333,7 @@ impl Driver for PostgresDriver {
         now: DateTime<Utc>,
     ) -> Result<Option<Task>, StoreError> {
         let sql = include_str!("sql/cancel_live.sql").replace("{columns}", FINISHED_TASK_COLUMNS);
-        let row: Option<TaskRow> = sqlx::query_as(&sql)
-            .bind(id.0)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(err)?;
-        row.map(Task::try_from).transpose()
+        self.change_one(&sql, id, now).await
     }
 
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {

@@ -329,13 +329,7 @@ impl Driver for SqliteDriver {
                      THEN NULL ELSE cache_key END \
              WHERE id = ? AND state = 'dead' RETURNING {TASK_COLUMNS}"
         );
-        let row: Option<TaskRow> = sqlx::query_as(&sql)
-            .bind(millis(now))
-            .bind(id.to_string())
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(err)?;
-        row.map(Task::try_from).transpose()
+        self.change_one(&sql, id, now).await
     }
 
     async fn task_cancel_live(
@@ -349,13 +343,7 @@ impl Driver for SqliteDriver {
                  lease_expires_at = NULL \
              WHERE id = ? AND state IN ('queued', 'running') RETURNING {TASK_COLUMNS}"
         );
-        let row: Option<TaskRow> = sqlx::query_as(&sql)
-            .bind(millis(now))
-            .bind(id.to_string())
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(err)?;
-        row.map(Task::try_from).transpose()
+        self.change_one(&sql, id, now).await
     }
 
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
@@ -686,6 +674,23 @@ impl Driver for SqliteDriver {
 }
 
 impl SqliteDriver {
+    /// Runs a statement that changes one task (binding the time, then its
+    /// id) and returns the task as it is now.
+    async fn change_one(
+        &self,
+        sql: &str,
+        id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, StoreError> {
+        let row: Option<TaskRow> = sqlx::query_as(sql)
+            .bind(millis(now))
+            .bind(id.to_string())
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(err)?;
+        row.map(Task::try_from).transpose()
+    }
+
     /// Runs a bounded `DELETE … LIMIT ?` (binding a time, then the limit).
     async fn delete_some(&self, sql: &str, at: i64, limit: i64) -> Result<u64, StoreError> {
         Ok(sqlx::query(sql)
