@@ -129,6 +129,26 @@ impl Tally {
         }
     }
 
+    /// Adds another thread's tally to this one.
+    fn merge(&mut self, other: Tally) -> Result<(), String> {
+        self.histogram
+            .add(&other.histogram)
+            .map_err(|e| e.to_string())?;
+        for (k, v) in other.statuses {
+            *self.statuses.entry(k).or_default() += v;
+        }
+        for (k, v) in other.error_kinds {
+            *self.error_kinds.entry(k).or_default() += v;
+        }
+        for (k, v) in other.nodes {
+            match self.nodes.iter_mut().find(|(n, _)| *n == k) {
+                Some((_, c)) => *c += v,
+                None => self.nodes.push((k, v)),
+            }
+        }
+        Ok(())
+    }
+
     fn node(&mut self, v: Option<&HeaderValue>) {
         let Some(v) = v else { return };
         match self.nodes.iter_mut().find(|(n, _)| n == v) {
@@ -141,148 +161,158 @@ impl Tally {
 /// Runs the load; `done` counts finished requests as they finish (for a
 /// progress bar).
 pub async fn run(spec: LoadSpec, done: Arc<AtomicU64>) -> Result<LoadReport, String> {
-    let authority = spec
-        .url
-        .authority()
-        .ok_or_else(|| format!("{}: no host", spec.url))?
-        .clone();
-    if spec.url.scheme_str() != Some("http") {
-        return Err(format!("{}: only http:// is supported", spec.url));
-    }
-    let addr = format!(
-        "{}:{}",
-        authority.host(),
-        authority.port_u16().unwrap_or(80)
-    );
+    let addr = target_addr(&spec.url)?;
     let mut spec = spec;
     spec.raw_request = fixed_request(&spec);
     let spec = Arc::new(spec);
-    let connections = spec.connections.max(1);
-    // Requests left to hand out (closed model with -n).
-    let budget = Arc::new(AtomicU64::new(match spec.stop {
-        Stop::Requests(n) => n,
-        Stop::Duration(_) => u64::MAX,
-    }));
-    let started = Instant::now();
-    let deadline = match spec.stop {
-        Stop::Duration(d) => Some(started + d),
-        Stop::Requests(_) => None,
+    let run = Run {
+        connections: spec.connections.max(1),
+        // Requests left to hand out (closed model with -n).
+        budget: Arc::new(AtomicU64::new(match spec.stop {
+            Stop::Requests(n) => n,
+            Stop::Duration(_) => u64::MAX,
+        })),
+        started: Instant::now(),
+        spec,
+        addr,
+        done,
     };
     // Like wrk's threads: one single-threaded runtime per thread, each with
     // its share of the connections, so a connection never changes threads.
-    let threads = spec.threads.clamp(1, connections);
-    let mut handles = Vec::new();
-    for t in 0..threads {
-        let (spec, addr, budget, done) = (spec.clone(), addr.clone(), budget.clone(), done.clone());
+    let threads = run.spec.threads.clamp(1, run.connections);
+    let handles = (0..threads)
+        .map(|t| run.clone().spawn_thread(t, threads))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut total = Tally::new();
+    for rx in handles {
+        total.merge(rx.await.map_err(|_| "a load thread died".to_string())??)?;
+    }
+    Ok(LoadReport::new(&run.spec, total, run.started.elapsed()))
+}
+
+/// `host:port` of an `http://` URL.
+fn target_addr(url: &Uri) -> Result<String, String> {
+    let authority = url
+        .authority()
+        .ok_or_else(|| format!("{url}: no host"))?
+        .clone();
+    if url.scheme_str() != Some("http") {
+        return Err(format!("{url}: only http:// is supported"));
+    }
+    Ok(format!(
+        "{}:{}",
+        authority.host(),
+        authority.port_u16().unwrap_or(80)
+    ))
+}
+
+/// What the load threads share.
+#[derive(Clone)]
+struct Run {
+    spec: Arc<LoadSpec>,
+    addr: String,
+    connections: usize,
+    budget: Arc<AtomicU64>,
+    done: Arc<AtomicU64>,
+    started: Instant,
+}
+
+type ThreadTally = tokio::sync::oneshot::Receiver<Result<Tally, String>>;
+
+impl Run {
+    fn deadline(&self) -> Option<Instant> {
+        match self.spec.stop {
+            Stop::Duration(d) => Some(self.started + d),
+            Stop::Requests(_) => None,
+        }
+    }
+
+    /// Thread `t` of `threads`, running connections `t, t + threads, …`; its
+    /// tally arrives on the receiver.
+    fn spawn_thread(self, t: usize, threads: usize) -> Result<ThreadTally, String> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name(format!("weir-bench-{t}"))
             .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
+                let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
-                // One tally per thread, shared by its connections: the lock
-                // is never contended (one thread) and memory does not grow
-                // with -c (an HDR histogram is ~0.5 MB).
-                let thread_tally = Arc::new(Mutex::new(Tally::new()));
-                let tallies = runtime.block_on(async {
-                    let mut tasks = tokio::task::JoinSet::new();
-                    for c in (t..connections).step_by(threads) {
-                        let (spec, addr, budget, done, tally) = (
-                            spec.clone(),
-                            addr.clone(),
-                            budget.clone(),
-                            done.clone(),
-                            thread_tally.clone(),
-                        );
-                        tasks.spawn(async move {
-                            let schedule = spec.rate.map(|rate| {
-                                let interval =
-                                    Duration::from_secs_f64(connections as f64 / rate.max(0.001));
-                                let first =
-                                    started + interval.mul_f64(c as f64 / connections as f64);
-                                (first, interval)
-                            });
-                            let budget = matches!(spec.stop, Stop::Requests(_)).then_some(&*budget);
-                            let shared = Shared {
-                                spec: &spec,
-                                addr: &addr,
-                                deadline,
-                                budget,
-                                done: &done,
-                                tally: &tally,
-                            };
-                            connection(shared, c, schedule).await
-                        });
-                    }
-                    while let Some(joined) = tasks.join_next().await {
-                        if let Err(e) = joined {
-                            return Err(format!("a load task failed: {e}"));
-                        }
-                    }
-                    let mut tally = thread_tally.lock().unwrap_or_else(|e| e.into_inner());
-                    Ok(vec![std::mem::replace(&mut *tally, Tally::new())])
-                });
-                let _ = tx.send(tallies);
+                    .map_err(|e| e.to_string());
+                let tally = runtime.and_then(|rt| rt.block_on(self.thread(t, threads)));
+                let _ = tx.send(tally);
             })
             .map_err(|e| format!("starting a load thread: {e}"))?;
-        handles.push(rx);
+        Ok(rx)
     }
-    let mut tallies = Vec::new();
-    for rx in handles {
-        let t = rx.await.map_err(|_| "a load thread died".to_string())??;
-        tallies.extend(t);
+
+    async fn thread(self, t: usize, threads: usize) -> Result<Tally, String> {
+        // One tally per thread, shared by its connections: the lock is never
+        // contended (one thread) and memory does not grow with -c (an HDR
+        // histogram is ~0.5 MB).
+        let tally = Arc::new(Mutex::new(Tally::new()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in (t..self.connections).step_by(threads) {
+            let (run, tally) = (self.clone(), tally.clone());
+            tasks.spawn(async move {
+                let budget = matches!(run.spec.stop, Stop::Requests(_)).then_some(&*run.budget);
+                let shared = Shared {
+                    spec: &run.spec,
+                    addr: &run.addr,
+                    deadline: run.deadline(),
+                    budget,
+                    done: &run.done,
+                    tally: &tally,
+                };
+                connection(shared, c, run.schedule(c)).await
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            joined.map_err(|e| format!("a load task failed: {e}"))?;
+        }
+        let mut tally = tally.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(std::mem::replace(&mut *tally, Tally::new()))
     }
-    let mut total = Tally::new();
-    for t in tallies {
-        total
-            .histogram
-            .add(&t.histogram)
-            .map_err(|e| e.to_string())?;
-        for (k, v) in t.statuses {
-            *total.statuses.entry(k).or_default() += v;
-        }
-        for (k, v) in t.error_kinds {
-            *total.error_kinds.entry(k).or_default() += v;
-        }
-        for (k, v) in t.nodes {
-            match total.nodes.iter_mut().find(|(n, _)| *n == k) {
-                Some((_, c)) => *c += v,
-                None => total.nodes.push((k, v)),
-            }
+
+    /// Open model: connection `c`'s first due time and interval, staggered
+    /// so the connections' requests interleave evenly.
+    fn schedule(&self, c: usize) -> Option<(Instant, Duration)> {
+        let connections = self.connections as f64;
+        self.spec.rate.map(|rate| {
+            let interval = Duration::from_secs_f64(connections / rate.max(0.001));
+            (
+                self.started + interval.mul_f64(c as f64 / connections),
+                interval,
+            )
+        })
+    }
+}
+
+impl LoadReport {
+    fn new(spec: &LoadSpec, total: Tally, elapsed: Duration) -> Self {
+        let elapsed = elapsed.as_secs_f64();
+        let requests = total.histogram.len();
+        LoadReport {
+            scenario: format!("{:?}", spec.scenario).to_lowercase(),
+            requests,
+            errors: total.error_kinds.values().sum(),
+            duration_s: elapsed,
+            requests_per_sec: requests as f64 / elapsed,
+            events_per_sec: (spec.scenario == Scenario::Ingest)
+                .then(|| (requests * spec.batch as u64) as f64 / elapsed),
+            latency: Latency::from_histogram(&total.histogram),
+            statuses: total.statuses,
+            error_kinds: total
+                .error_kinds
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            nodes: total
+                .nodes
+                .into_iter()
+                .map(|(k, v)| (String::from_utf8_lossy(k.as_bytes()).into_owned(), v))
+                .collect(),
         }
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let requests = total.histogram.len();
-    let errors = total.error_kinds.values().sum();
-    Ok(LoadReport {
-        scenario: format!("{:?}", spec.scenario).to_lowercase(),
-        requests,
-        errors,
-        duration_s: elapsed,
-        requests_per_sec: requests as f64 / elapsed,
-        events_per_sec: (spec.scenario == Scenario::Ingest)
-            .then(|| (requests * spec.batch as u64) as f64 / elapsed),
-        latency: Latency::from_histogram(&total.histogram),
-        statuses: total.statuses,
-        error_kinds: total
-            .error_kinds
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-        nodes: total
-            .nodes
-            .into_iter()
-            .map(|(k, v)| (String::from_utf8_lossy(k.as_bytes()).into_owned(), v))
-            .collect(),
-    })
 }
 
 /// What every connection of one thread shares.

@@ -252,7 +252,7 @@ impl Backend {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    /// Out of rotation after failing requests (see [`crate::outlier`]).
+    /// Out of rotation after failing requests (see `outlier`).
     pub fn is_ejected(&self) -> bool {
         // No clock read for a backend never ejected.
         let until = self.ejected_until.load(Ordering::Relaxed);
@@ -471,7 +471,7 @@ impl BackendSet {
     }
 
     /// Completes when some request on some backend ends (or spuriously),
-    /// while a [`QueuedGuard`] is held.
+    /// while a `QueuedGuard` is held.
     pub async fn slot_freed(&self) {
         self.slot_freed.notify.notified().await
     }

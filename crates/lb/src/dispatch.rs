@@ -6,14 +6,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::body::Body;
-use http::header::{self, HeaderValue};
-use http::{HeaderMap, Response, StatusCode};
+use http::HeaderMap;
 
 use crate::backend::InFlightGuard;
 use crate::config::HashKey;
 use crate::outlier;
-use crate::rules::json_error;
 use crate::selection::{hash_key as hash_key_bytes, Pick};
 use crate::state::Lb;
 use crate::Backend;
@@ -53,17 +50,6 @@ pub(crate) fn note_answer(
 /// Every backend is at capacity and the wait queue is full (or the wait ran
 /// out): the request is refused with 503 and Retry-After.
 pub(crate) struct Overloaded;
-
-pub(crate) fn overloaded_response() -> Response<Body> {
-    let mut resp = json_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "overloaded",
-        "every API node is at capacity; retry shortly",
-    );
-    resp.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    resp
-}
 
 /// A backend by [`pick`]; when every backend is at `max_in_flight`, waits in a
 /// short bounded queue for a slot, and refuses at once when the queue is full

@@ -4,38 +4,48 @@
 //! own admin API under `/lb/`.
 //!
 //! # Layout
-//! - [`config`]: the balancer's settings, [`LbConfig`].
-//! - [`backend`]: [`Backend`] (counters, health) and the lock-free [`BackendSet`].
-//! - [`selection`]: the [`selection::Selector`] trait, one file per strategy.
-//! - [`health`]: active health checks.
-//! - [`outlier`]: passive health — outlier ejection with a cap, and the retry budget.
+//! - `config`: the balancer's settings, [`LbConfig`].
+//! - `state`: [`Lb`], the shared state every part reads.
+//! - `backend`: [`Backend`] (counters, health) and the lock-free [`BackendSet`].
+//! - `selection`: the `Selector` trait, one file per strategy.
+//! - `dispatch`: which backend gets a request (pick, bounded wait, affinity)
+//!   and the bookkeeping of its answer.
+//! - `attempt`: the attempt loop both paths share (retries, retry budget,
+//!   what a failure costs a backend, the lb's own JSON refusals).
+//! - `rules`: HTTP's rules as the lb applies them (hop-by-hop headers,
+//!   replays, request ids, the JSON error shape).
 //! - `h1`: the fast path — plain HTTP/1.1 relayed byte for byte.
-//! - [`proxy`]: the general path's forwarding (HTTP/2, upgrades, the rest).
-//! - [`admin`]: `/lb/stats`, `/lb/strategy`, `/lb/backends`.
-//! - [`upstream`]: per-thread keep-alive pools to the backends.
-//! - [`server`]: accepting connections, graceful shutdown; [`run`].
+//! - `proxy`: the general path's transport on hyper (HTTP/2, upgrades, the rest).
+//! - `upstream`: per-thread keep-alive pools to the backends.
+//! - `health`: active health checks; `outlier`: passive health (ejection)
+//!   and the retry budget.
+//! - [`ratelimit`] (and `ratelimit_shared`, through Redis): per-client limits.
+//! - `admin`: `/lb/stats`, `/lb/strategy`, `/lb/backends`, the dashboard.
+//! - `server`: accepting connections, graceful shutdown; [`run`].
 
-pub mod admin;
-pub mod backend;
-pub mod config;
+mod admin;
+mod attempt;
+mod backend;
+mod config;
 mod dispatch;
 mod h1;
-pub mod health;
-pub mod latency;
-pub mod outlier;
-pub mod proxy;
+mod health;
+mod latency;
+mod outlier;
+mod proxy;
 mod rate;
 pub mod ratelimit;
-pub mod ratelimit_shared;
+mod ratelimit_shared;
 mod rules;
-pub mod selection;
-pub mod server;
-pub mod state;
-pub mod throughput;
-pub mod upstream;
+mod selection;
+mod server;
+mod state;
+mod throughput;
+mod upstream;
 
 pub use backend::{Backend, BackendSet};
 pub use config::{HashKey, LbConfig};
+pub use outlier::EjectionConfig;
 pub use selection::Strategy;
 pub use server::{run, serve, serve_admin, spawn_background};
 pub use state::Lb;

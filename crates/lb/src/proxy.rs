@@ -1,19 +1,22 @@
 //! Forwarding one request to a backend and its answer back, unbuffered.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 
-use crate::dispatch::{self, Answer, Overloaded};
-use crate::rules::{self, json_error, MAX_CONNECT_ATTEMPTS, REQUEST_ID};
+use crate::attempt::{self, Answered, Failure, Plan, Refusal, Transport};
+use crate::dispatch::{self, Answer};
+use crate::rules::{self, REQUEST_ID};
 use crate::state::Lb;
 use crate::upstream::{self, UpstreamError};
-use crate::{outlier, Backend};
+use crate::Backend;
 
 /// Forwards `req` to a backend chosen by the active strategy and returns its
 /// answer, or a JSON 502/503/504 when none answers. Every request carries an
@@ -54,6 +57,7 @@ pub async fn forward(lb: &Lb, mut req: Request<Incoming>, peer: SocketAddr) -> R
 }
 
 async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let started = std::time::Instant::now();
     let (mut parts, body) = req.into_parts();
     // Only consistent hashing reads the key; don't hash for the others.
     let key = if lb.strategy.load().strategy == crate::Strategy::ConsistentHash {
@@ -61,6 +65,41 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
     } else {
         0
     };
+    rewrite_request_head(&mut parts, peer);
+    let body = match RequestBody::take(&parts, body).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let plan = Plan {
+        key,
+        replayable: body.replayable(),
+        started,
+    };
+    let mut transport = HyperClient {
+        lb,
+        head: Some(parts),
+        body,
+    };
+    let backends = lb.backends.snapshot();
+    match attempt::run(lb, &backends, plan, &mut transport).await {
+        Ok(Answered { guard, answer, .. }) => {
+            let (mut rparts, rbody) = answer.into_parts();
+            rules::strip_hop_by_hop(&mut rparts.headers);
+            // The guard lives as long as the body stream, so least-connections
+            // counts a response as in flight until it has been sent.
+            let rbody = rbody.map_frame(move |frame| {
+                let _in_flight = &guard;
+                frame
+            });
+            Response::from_parts(rparts, Body::new(rbody))
+        }
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// HTTP/1.1 to the backend: origin-form target, the client's Host kept,
+/// the hop-by-hop headers swapped for the forwarding ones.
+fn rewrite_request_head(parts: &mut http::request::Parts, peer: SocketAddr) {
     rules::strip_hop_by_hop(&mut parts.headers);
     rules::append_forwarded_for(&mut parts.headers, peer);
     parts
@@ -71,144 +110,126 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    // A request without a body can be sent again if the first backend could not
-    // even be connected to. One with a small body is kept to be sent again
-    // when its method is idempotent or it carries an Idempotency-Key; any
-    // other body is streamed once.
-    let empty = body.is_end_stream();
-    let (kept, mut body) = if !empty && rules::may_replay(&parts) {
-        match body.collect().await {
-            Ok(collected) => (Some(collected.to_bytes()), None),
-            Err(_) => {
-                return json_error(
-                    StatusCode::BAD_REQUEST,
-                    "body_read_failed",
-                    "the request body could not be read",
-                )
-            }
-        }
-    } else {
-        (None, Some(body))
-    };
-    let replayable = kept.is_some() || empty;
-    let backends = lb.backends.snapshot();
-    let mut tried: Vec<&Arc<Backend>> = Vec::with_capacity(MAX_CONNECT_ATTEMPTS);
-    let attempts = if replayable {
-        MAX_CONNECT_ATTEMPTS.min(backends.len().max(1))
-    } else {
-        1
-    };
-    let mut parts = Some(parts);
-    lb.retry_budget.record_request();
+    parts.uri = Uri::from(path_and_query);
+    parts.version = http::Version::HTTP_11;
+}
 
-    for attempt in 1..=attempts {
-        if attempt > 1 && !lb.retry_budget.try_retry() {
-            return json_error(
-                StatusCode::BAD_GATEWAY,
-                "backend_unreachable",
-                "the chosen API node could not be reached (retry budget spent)",
-            );
+/// The request body as the attempts see it.
+enum RequestBody {
+    Empty,
+    /// A small body of a request that may be sent again, read whole.
+    Kept(Bytes),
+    /// Any other body, streamed once.
+    Streamed(Option<Incoming>, ClientFault),
+}
+
+/// Set when the client's body failed while being streamed: the attempt
+/// failed by the client's fault, not the backend's.
+#[derive(Clone, Default)]
+struct ClientFault(Arc<AtomicBool>);
+
+impl ClientFault {
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl RequestBody {
+    /// A request with a small body is kept to be sent again when its method
+    /// is idempotent or it carries an Idempotency-Key; any other body is
+    /// streamed once.
+    async fn take(parts: &http::request::Parts, body: Incoming) -> Result<Self, Refusal> {
+        if body.is_end_stream() {
+            return Ok(RequestBody::Empty);
         }
-        let (backend, guard) = match dispatch::pick_or_queue(lb, &backends, &tried, key).await {
-            Ok(Some(reserved)) => reserved,
-            Ok(None) => break,
-            Err(Overloaded) => return dispatch::overloaded_response(),
-        };
-        tried.push(backend);
-        let upstream_body = match (&kept, body.take()) {
-            (Some(bytes), _) => Body::from(bytes.clone()),
-            (None, Some(b)) if !replayable => Body::new(b),
-            _ => Body::empty(),
-        };
-        // HTTP/1.1 to the backend: origin-form target, the client's Host kept.
-        // The last attempt takes the request head; earlier ones copy it.
-        let head = if attempt == attempts {
-            parts.take()
+        if !rules::may_replay(parts) {
+            return Ok(RequestBody::Streamed(Some(body), ClientFault::default()));
+        }
+        match body.collect().await {
+            Ok(collected) => Ok(RequestBody::Kept(collected.to_bytes())),
+            Err(_) => Err(Refusal::BadBody),
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        !matches!(self, RequestBody::Streamed(..))
+    }
+
+    /// The body for the next attempt.
+    fn next(&mut self) -> Body {
+        match self {
+            RequestBody::Empty => Body::empty(),
+            RequestBody::Kept(bytes) => Body::from(bytes.clone()),
+            RequestBody::Streamed(body, fault) => match body.take() {
+                Some(body) => {
+                    let fault = fault.clone();
+                    Body::new(body.map_err(move |e| {
+                        fault.0.store(true, Ordering::Relaxed);
+                        e
+                    }))
+                }
+                None => Body::empty(),
+            },
+        }
+    }
+
+    /// Whether the client's body failed while being sent.
+    fn failed(&self) -> bool {
+        matches!(self, RequestBody::Streamed(_, fault) if fault.is_set())
+    }
+}
+
+/// The general path's [`Transport`]: hyper's client on a per-thread pool.
+struct HyperClient<'l> {
+    lb: &'l Lb,
+    /// The rewritten head; the last attempt takes it, earlier ones copy it.
+    head: Option<http::request::Parts>,
+    body: RequestBody,
+}
+
+impl Transport for HyperClient<'_> {
+    type Answer = Response<Body>;
+
+    async fn send(&mut self, backend: &Backend, last: bool) -> Result<Self::Answer, Failure> {
+        let head = if last {
+            self.head.take()
         } else {
-            parts.clone()
+            self.head.clone()
         };
-        let Some(head) = head else { break };
-        let mut upstream = Request::from_parts(head, upstream_body);
-        *upstream.uri_mut() = Uri::from(path_and_query.clone());
-        *upstream.version_mut() = http::Version::HTTP_11;
+        let head = head.ok_or_else(|| Failure::Upstream("the request was already sent".into()))?;
+        let mut upstream = Request::from_parts(head, self.body.next());
         if !upstream.headers().contains_key(header::HOST) {
             if let Ok(host) = HeaderValue::from_str(backend.authority.as_str()) {
                 upstream.headers_mut().insert(header::HOST, host);
             }
         }
-
-        let started = std::time::Instant::now();
+        let config = &self.lb.config;
         let sent = tokio::time::timeout(
-            lb.config.upstream_timeout,
+            config.upstream_timeout,
             upstream::send(
                 backend.authority.as_str(),
                 upstream,
-                lb.config.connect_timeout,
-                lb.config.upstream_idle_timeout,
+                config.connect_timeout,
+                config.upstream_idle_timeout,
             ),
         )
         .await;
         match sent {
-            Ok(Ok(resp)) => {
-                backend.record_latency(started.elapsed());
-                let answer = Answer {
-                    status: resp.status().as_u16(),
-                    retry_after: resp.headers().contains_key(header::RETRY_AFTER),
-                    node_name: resp.headers().get("x-weir-node").map(|v| v.as_bytes()),
-                };
-                dispatch::note_answer(lb, &backends, backend, answer);
-                let (mut rparts, rbody) = resp.into_parts();
-                rules::strip_hop_by_hop(&mut rparts.headers);
-                // The guard lives as long as the body stream, so least-connections
-                // counts a response as in flight until it has been sent.
-                let rbody = rbody.map_frame(move |frame| {
-                    let _in_flight = &guard;
-                    frame
-                });
-                return Response::from_parts(rparts, Body::new(rbody));
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(UpstreamError::Connect(e))) => Err(Failure::Connect(e)),
+            Ok(Err(UpstreamError::Request(e))) if self.body.failed() => {
+                Err(Failure::Client(e.to_string()))
             }
-            Ok(Err(e @ UpstreamError::Connect(_))) => {
-                backend.record_error();
-                outlier::record_failure(&lb.config.ejection, &backends, backend, true);
-                tracing::warn!(backend = %backend.authority, error = %e, "connect failed");
-                if !replayable {
-                    return json_error(
-                        StatusCode::BAD_GATEWAY,
-                        "backend_unreachable",
-                        "the chosen API node could not be reached",
-                    );
-                }
-            }
-            Ok(Err(e)) => {
-                backend.record_error();
-                tracing::warn!(backend = %backend.authority, error = %e, "upstream failed");
-                return json_error(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_error",
-                    "the API node failed to answer",
-                );
-            }
-            Err(_) => {
-                backend.record_error();
-                return json_error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream_timeout",
-                    "the API node did not answer in time",
-                );
-            }
+            Ok(Err(UpstreamError::Request(e))) => Err(Failure::Upstream(e.to_string())),
+            Err(_) => Err(Failure::Timeout),
         }
     }
-    if tried.is_empty() {
-        json_error(
-            StatusCode::BAD_GATEWAY,
-            "no_backend",
-            "no API node is configured",
-        )
-    } else {
-        json_error(
-            StatusCode::BAD_GATEWAY,
-            "backend_unreachable",
-            "no API node could be reached",
-        )
+
+    fn read<'a>(&'a self, answer: &'a Self::Answer) -> Answer<'a> {
+        Answer {
+            status: answer.status().as_u16(),
+            retry_after: answer.headers().contains_key(header::RETRY_AFTER),
+            node_name: answer.headers().get("x-weir-node").map(|v| v.as_bytes()),
+        }
     }
 }

@@ -65,6 +65,12 @@ pub(crate) fn next_request_id_bytes() -> [u8; 32] {
     buf
 }
 
+/// Whether a path belongs to the lb's own admin API (when it is served on
+/// the main listener).
+pub(crate) fn is_admin_path(path: &str) -> bool {
+    path == "/lb" || path.starts_with("/lb/") || path == "/dashboard"
+}
+
 /// Bodies up to this size are kept to be replayed on another backend.
 pub(crate) const REPLAY_MAX_BYTES: u64 = 64 * 1024;
 

@@ -162,9 +162,7 @@ async fn handle(
     peer: SocketAddr,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path();
-    if lb.config.admin_on_main
-        && (path == "/lb" || path.starts_with("/lb/") || path == "/dashboard")
-    {
+    if lb.config.admin_on_main && crate::rules::is_admin_path(path) {
         return admin.oneshot(req.map(Body::new)).await;
     }
     let client = lb.rate_limits.client_ip(peer.ip(), req.headers());

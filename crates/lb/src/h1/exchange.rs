@@ -3,7 +3,6 @@
 //! and JSON errors as on the general path ([`crate::proxy`]).
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::Method;
@@ -14,28 +13,17 @@ use tokio::time::Sleep;
 use super::framing::{Consumed, Framing};
 use super::head::{parse_response, Parsed, ResponseContext, ResponseHead};
 use super::pool;
-use super::reply::{access_log, respond_error, response_status, Refusal};
+use super::reply::{access_log, respond_error, response_status};
 pub(crate) use super::request::{Buffers, Flow, Request};
-use crate::backend::clock_ns_at;
-use crate::dispatch::{self, Answer, Overloaded};
-use crate::rules::{self, MAX_CONNECT_ATTEMPTS, REPLAY_MAX_BYTES};
-use crate::{outlier, upstream, Backend};
+use crate::attempt::{self, Answered, Failure, Plan, Transport};
+use crate::dispatch::{self, Answer};
+use crate::rules::{self, REPLAY_MAX_BYTES};
+use crate::{upstream, Backend};
 
 /// A response head larger than this is refused (502).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Bytes read at once while relaying a body.
 const RELAY_CHUNK: usize = 64 * 1024;
-
-/// How an attempt on one backend ended without a response to relay.
-enum Failure {
-    /// Nothing reached the backend: another one may be tried.
-    Connect(String),
-    /// The request may have reached the backend.
-    Upstream(String),
-    Timeout,
-    /// The client went away while its body was being sent.
-    Client,
-}
 
 /// Forwards one request whose head (already rewritten into `bufs.head`) and
 /// first body bytes are in `bufs.client`, and relays the answer to `client`.
@@ -67,97 +55,92 @@ pub(crate) async fn forward(
         0
     };
     let backends = lb.backends.snapshot();
-    let attempts = if replayable {
-        MAX_CONNECT_ATTEMPTS.min(backends.len().max(1))
-    } else {
-        1
+    let plan = Plan {
+        key,
+        replayable,
+        started,
     };
-    lb.retry_budget.record_request_at(clock_ns_at(started));
-    let Some(first) = backends.first() else {
-        return respond_error(&req, client, bufs, Refusal::NoBackend, started).await;
-    };
-    // The backends tried so far: `tried[..attempted]` (no allocation per request).
-    let mut tried: [&Arc<Backend>; MAX_CONNECT_ATTEMPTS] = [first; MAX_CONNECT_ATTEMPTS];
-    let mut attempted = 0;
-    let mut body_sent = fully_buffered;
-    let mut last_error = None;
-    for attempt in 1..=attempts {
-        if attempt > 1 && !lb.retry_budget.try_retry() {
-            last_error = Some("the chosen API node could not be reached (retry budget spent)");
-            break;
-        }
-        let (backend, guard) =
-            match dispatch::pick_or_queue(lb, &backends, &tried[..attempted], key).await {
-                Ok(Some(reserved)) => reserved,
-                Ok(None) => break,
-                Err(Overloaded) => {
-                    return respond_error(&req, client, bufs, Refusal::Overloaded, started).await;
-                }
-            };
-        tried[attempted] = backend;
-        attempted += 1;
-        let authority = backend.authority.as_str();
-        arm(timer, started, lb.config.upstream_timeout);
-        let sending = send(
-            &req,
+    let mut transport = Relay {
+        out: Outbound {
+            req: &req,
             client,
             bufs,
-            authority,
             body_in_buf,
             replayable,
-            &mut body_sent,
+            body_sent: fully_buffered,
             started,
-        );
-        let sent = tokio::select! {
-            biased;
-            sent = sending => sent,
-            () = timer.as_mut() => Err(Failure::Timeout),
-        };
-        let (upstream, response) = match sent {
-            Ok(answer) => answer,
-            Err(Failure::Connect(e)) => {
-                backend.record_error();
-                outlier::record_failure(&lb.config.ejection, &backends, backend, true);
-                tracing::warn!(backend = %backend.authority, error = %e, "connect failed");
-                last_error = Some("no API node could be reached");
-                if replayable {
-                    continue;
-                }
-                let refusal = Refusal::Unreachable("the chosen API node could not be reached");
-                return respond_error(&req, client, bufs, refusal, started).await;
-            }
-            Err(Failure::Upstream(e)) => {
-                backend.record_error();
-                tracing::warn!(backend = %backend.authority, error = %e, "upstream failed");
-                let flow = respond_error(&req, client, bufs, Refusal::UpstreamError, started).await;
-                return if body_sent { flow } else { Flow::Close };
-            }
-            Err(Failure::Timeout) => {
-                backend.record_error();
-                let flow = respond_error(&req, client, bufs, Refusal::Timeout, started).await;
-                return if body_sent { flow } else { Flow::Close };
-            }
-            Err(Failure::Client) => return Flow::Close,
-        };
-        let answered = Instant::now();
-        backend.record_latency_at(answered - started, clock_ns_at(answered));
-        let answer = Answer {
-            status: response.status,
-            retry_after: response.retry_after,
-            node_name: response.node_name.clone().map(|r| &bufs.upstream[r]),
-        };
-        dispatch::note_answer(lb, &backends, backend, answer);
-        let flow = relay(client, upstream, authority, response, bufs, answered).await;
-        drop(guard);
-        access_log(&req, bufs, response_status(&bufs.head), started);
-        return flow;
-    }
-    let refusal = if attempted == 0 {
-        Refusal::NoBackend
-    } else {
-        Refusal::Unreachable(last_error.unwrap_or("no API node could be reached"))
+        },
+        timer,
     };
-    respond_error(&req, client, bufs, refusal, started).await
+    let attempted = attempt::run(lb, &backends, plan, &mut transport).await;
+    let Outbound {
+        client,
+        bufs,
+        body_sent,
+        ..
+    } = transport.out;
+    match attempted {
+        Ok(Answered {
+            backend,
+            guard,
+            answer: (upstream, response),
+        }) => {
+            let authority = backend.authority.as_str();
+            let flow = relay(client, upstream, authority, response, bufs, Instant::now()).await;
+            drop(guard);
+            access_log(&req, bufs, response_status(&bufs.head), started);
+            flow
+        }
+        // A body not wholly read from the client would be taken for the
+        // next request: such a connection closes after the refusal.
+        Err(refusal) => respond_error(&req, client, bufs, refusal, !body_sent, started).await,
+    }
+}
+
+/// The fast path's [`Transport`]: the rewritten head and the body bytes
+/// written to a pooled connection, the answer's head read back.
+struct Relay<'r, 'q> {
+    out: Outbound<'r, 'q>,
+    /// The deadline for the answer, armed per attempt.
+    timer: &'r mut Pin<Box<Sleep>>,
+}
+
+/// The request on its way out.
+struct Outbound<'r, 'q> {
+    req: &'r Request<'q>,
+    client: &'r mut TcpStream,
+    bufs: &'r mut Buffers,
+    /// Body bytes already read with the head.
+    body_in_buf: usize,
+    replayable: bool,
+    /// Whether the whole body has been read from the client.
+    body_sent: bool,
+    started: Instant,
+}
+
+impl Transport for Relay<'_, '_> {
+    type Answer = (TcpStream, ResponseHead);
+
+    async fn send(&mut self, backend: &Backend, _last: bool) -> Result<Self::Answer, Failure> {
+        arm(
+            self.timer,
+            self.out.started,
+            self.out.req.lb.config.upstream_timeout,
+        );
+        tokio::select! {
+            biased;
+            sent = self.out.send(backend.authority.as_str()) => sent,
+            () = self.timer.as_mut() => Err(Failure::Timeout),
+        }
+    }
+
+    fn read<'a>(&'a self, (_, head): &'a Self::Answer) -> Answer<'a> {
+        Answer {
+            status: head.status,
+            retry_after: head.retry_after,
+            node_name: head.node_name.clone().map(|r| &self.out.bufs.upstream[r]),
+        }
+    }
 }
 
 /// Points `timer` at `now + timeout`, lazily (as nginx does its timers): a
@@ -173,57 +156,52 @@ pub(crate) fn arm(timer: &mut Pin<Box<Sleep>>, now: Instant, timeout: Duration) 
     }
 }
 
-/// Sends the request on a pooled (or fresh) connection and reads the answer's
-/// head into `bufs.upstream`; the head for the client is then in `bufs.head`.
-#[allow(clippy::too_many_arguments)]
-async fn send(
-    req: &Request<'_>,
-    client: &mut TcpStream,
-    bufs: &mut Buffers,
-    authority: &str,
-    body_in_buf: usize,
-    replayable: bool,
-    body_sent: &mut bool,
-    now: Instant,
-) -> Result<(TcpStream, ResponseHead), Failure> {
-    let config = &req.lb.config;
-    let body = req.head.head_len..req.head.head_len + body_in_buf;
-    let mut pooled = pool::take(authority, config.upstream_idle_timeout, now);
-    loop {
-        let reused = pooled.is_some();
-        let mut upstream = match pooled.take() {
-            Some(stream) => stream,
-            None => upstream::connect_tcp(authority, config.connect_timeout)
-                .await
-                .map_err(Failure::Connect)?,
-        };
-        let written = if body.is_empty() {
-            upstream.write_all(&bufs.head).await
-        } else {
-            write_two(&mut upstream, &bufs.head, &bufs.client[body.clone()]).await
-        };
-        if let Err(e) = written {
-            if reused && replayable {
-                continue;
+impl Outbound<'_, '_> {
+    /// Sends the request on a pooled (or fresh) connection and reads the
+    /// answer's head into `bufs.upstream`; the head for the client is then in
+    /// `bufs.head`.
+    async fn send(&mut self, authority: &str) -> Result<(TcpStream, ResponseHead), Failure> {
+        let config = &self.req.lb.config;
+        let head_len = self.req.head.head_len;
+        let body = head_len..head_len + self.body_in_buf;
+        let mut pooled = pool::take(authority, config.upstream_idle_timeout, self.started);
+        loop {
+            let reused = pooled.is_some();
+            let mut upstream = match pooled.take() {
+                Some(stream) => stream,
+                None => upstream::connect_tcp(authority, config.connect_timeout)
+                    .await
+                    .map_err(Failure::Connect)?,
+            };
+            let bufs = &mut *self.bufs;
+            let written = if body.is_empty() {
+                upstream.write_all(&bufs.head).await
+            } else {
+                write_two(&mut upstream, &bufs.head, &bufs.client[body.clone()]).await
+            };
+            if let Err(e) = written {
+                if reused && self.replayable {
+                    continue;
+                }
+                return Err(Failure::Upstream(e.to_string()));
             }
-            return Err(Failure::Upstream(e.to_string()));
-        }
-        if !*body_sent {
-            let left = req.head.content_length - body_in_buf as u64;
-            stream_body(client, &mut upstream, left, &mut bufs.upstream).await?;
-            *body_sent = true;
-        }
-        match read_head(req, &mut upstream, bufs).await {
-            Ok(head) => return Ok((upstream, head)),
-            // A kept-alive connection found closed before any answer: the
-            // same request goes out again on a fresh connection.
-            Err(HeadError::Stale) if reused && replayable => continue,
-            Err(HeadError::Stale) => {
-                return Err(Failure::Upstream(
-                    "connection closed before an answer".into(),
-                ))
+            if !self.body_sent {
+                let left = self.req.head.content_length - self.body_in_buf as u64;
+                stream_body(self.client, &mut upstream, left, &mut bufs.upstream).await?;
+                self.body_sent = true;
             }
-            Err(HeadError::Failed(e)) => return Err(e),
+            match read_head(self.req, &mut upstream, bufs).await {
+                Ok(head) => return Ok((upstream, head)),
+                // A kept-alive connection found closed before any answer: the
+                // same request goes out again on a fresh connection.
+                Err(HeadError::Stale) if reused && self.replayable => continue,
+                Err(HeadError::Stale) => {
+                    return Err(Failure::Upstream(
+                        "connection closed before an answer".into(),
+                    ))
+                }
+                Err(HeadError::Failed(e)) => return Err(e),
+            }
         }
     }
 }
@@ -252,7 +230,8 @@ async fn stream_body(
     while left > 0 {
         let want = (left as usize).min(RELAY_CHUNK);
         let n = match client.read(&mut scratch[..want]).await {
-            Ok(0) | Err(_) => return Err(Failure::Client),
+            Ok(0) => return Err(Failure::Client("the client closed mid-body".into())),
+            Err(e) => return Err(Failure::Client(e.to_string())),
             Ok(n) => n,
         };
         upstream

@@ -31,19 +31,22 @@ mod prefixed;
 mod reply;
 mod request;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::Sleep;
 
 use crate::ratelimit::Verdict;
 use crate::rules::{self, REPLAY_MAX_BYTES};
 use crate::state::Lb;
 use exchange::{Buffers, Flow};
-use head::{parse_request, Parsed};
+use head::{parse_request, Parsed, RequestHead};
 pub(crate) use prefixed::Prefixed;
 
 /// A request head larger than this goes to the general path (which answers
@@ -62,46 +65,93 @@ pub(crate) enum Outcome {
 /// begins while it is idle, or a request needs the general path.
 pub(crate) async fn serve_connection(
     lb: &Lb,
-    mut client: TcpStream,
+    client: TcpStream,
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) -> Outcome {
-    let mut bufs = Buffers::new();
-    // One wait for shutdown for the connection's life, polled whenever it is
-    // idle: filed with the channel once, not once per request.
-    let mut stopping = Box::pin(async move {
-        let _ = stop.wait_for(|s| *s).await;
-    });
-    // One timer for the wait for each request head, one for each answer.
-    let mut head_timer = Box::pin(tokio::time::sleep(lb.config.header_read_timeout));
-    let mut upstream_timer = Box::pin(tokio::time::sleep(lb.config.upstream_timeout));
-    // The `X-Forwarded-For` entry this connection adds, formatted once.
-    let peer_ip = peer.ip().to_string();
+    let mut conn = Connection {
+        lb,
+        client,
+        peer,
+        // The `X-Forwarded-For` entry this connection adds, formatted once.
+        peer_ip: peer.ip().to_string(),
+        bufs: Buffers::new(),
+        // One wait for shutdown for the connection's life, polled whenever it
+        // is idle: filed with the channel once, not once per request.
+        stopping: Box::pin(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }),
+        // One timer for the wait for each request head, one for each answer.
+        head_timer: Box::pin(tokio::time::sleep(lb.config.header_read_timeout)),
+        upstream_timer: Box::pin(tokio::time::sleep(lb.config.upstream_timeout)),
+    };
     loop {
+        let head = match conn.read_head().await {
+            Ok(head) => head,
+            Err(End::Done) => return Outcome::Done,
+            Err(End::Fallback) => return conn.fallback(),
+        };
+        if lb.config.admin_on_main && rules::is_admin_path(head.path(&conn.bufs.client)) {
+            return conn.fallback();
+        }
+        if !conn.read_small_body(&head).await {
+            return Outcome::Done;
+        }
+        let body_in_buf =
+            (conn.bufs.client.len() - head.head_len).min(head.content_length as usize);
+        if conn.exchange(&head, body_in_buf).await == Flow::Close {
+            return Outcome::Done;
+        }
+        conn.bufs.client.drain(..head.head_len + body_in_buf);
+        conn.bufs.shrink();
+    }
+}
+
+/// Why no request head came.
+enum End {
+    /// Closed, timed out, malformed (answered), or shutting down.
+    Done,
+    /// The general path takes the connection over.
+    Fallback,
+}
+
+/// A client connection on the fast path, between requests.
+struct Connection<'l> {
+    lb: &'l Lb,
+    client: TcpStream,
+    peer: SocketAddr,
+    peer_ip: String,
+    bufs: Buffers,
+    stopping: Pin<Box<dyn Future<Output = ()> + Send>>,
+    head_timer: Pin<Box<Sleep>>,
+    upstream_timer: Pin<Box<Sleep>>,
+}
+
+impl Connection<'_> {
+    /// Reads and parses the next request head, within one deadline for the
+    /// wait and the head (slowloris; idle keep-alive).
+    async fn read_head(&mut self) -> Result<RequestHead, End> {
         // The hash key may be switched at runtime, with the strategy.
-        let active = lb.strategy.load();
+        let active = self.lb.strategy.load();
         let hash_header = active.hash_header();
-        // One deadline for the wait and the head (slowloris; idle keep-alive).
-        exchange::arm(
-            &mut head_timer,
-            Instant::now(),
-            lb.config.header_read_timeout,
-        );
-        let head = loop {
+        let timeout = self.lb.config.header_read_timeout;
+        exchange::arm(&mut self.head_timer, Instant::now(), timeout);
+        loop {
+            let bufs = &mut self.bufs;
             if !bufs.client.is_empty() {
                 match parse_request(
                     &bufs.client,
-                    peer_ip.as_bytes(),
+                    self.peer_ip.as_bytes(),
                     hash_header,
                     rules::next_request_id_bytes,
                     &mut bufs.head,
                 ) {
-                    Parsed::Complete(head) => break head,
+                    Parsed::Complete(head) => return Ok(head),
                     Parsed::Partial if bufs.client.len() < MAX_HEAD => {}
-                    Parsed::Partial | Parsed::Fallback => return fallback(bufs, client),
+                    Parsed::Partial | Parsed::Fallback => return Err(End::Fallback),
                     Parsed::Malformed(why) => {
-                        reply::refuse_malformed(&mut client, &mut bufs, why).await;
-                        return Outcome::Done;
+                        reply::refuse_malformed(&mut self.client, bufs, why).await;
+                        return Err(End::Done);
                     }
                 }
             }
@@ -109,44 +159,48 @@ pub(crate) async fn serve_connection(
             let idle = bufs.client.is_empty();
             let read = tokio::select! {
                 biased;
-                read = client.read_buf(&mut bufs.client) => read,
-                () = head_timer.as_mut() => return Outcome::Done,
-                () = stopping.as_mut(), if idle => return Outcome::Done,
+                read = self.client.read_buf(&mut bufs.client) => read,
+                () = self.head_timer.as_mut() => return Err(End::Done),
+                () = self.stopping.as_mut(), if idle => return Err(End::Done),
             };
             match read {
                 Ok(n) if n > 0 => {}
-                _ => return Outcome::Done,
-            }
-        };
-        let path = head.path(&bufs.client);
-        if lb.config.admin_on_main
-            && (path == "/lb" || path.starts_with("/lb/") || path == "/dashboard")
-        {
-            return fallback(bufs, client);
-        }
-        // A small body is read whole, so it can be sent again elsewhere.
-        if head.content_length <= REPLAY_MAX_BYTES {
-            let total = head.head_len + head.content_length as usize;
-            while bufs.client.len() < total {
-                bufs.client.reserve(total - bufs.client.len());
-                match client.read_buf(&mut bufs.client).await {
-                    Ok(n) if n > 0 => {}
-                    _ => return Outcome::Done,
-                }
+                _ => return Err(End::Done),
             }
         }
-        let body_in_buf = (bufs.client.len() - head.head_len).min(head.content_length as usize);
-        let whole_body = body_in_buf as u64 == head.content_length;
+    }
 
+    /// Reads a small body whole, so it can be sent again elsewhere; false
+    /// when the client went away.
+    async fn read_small_body(&mut self, head: &RequestHead) -> bool {
+        if head.content_length > REPLAY_MAX_BYTES {
+            return true;
+        }
+        let total = head.head_len + head.content_length as usize;
+        let bufs = &mut self.bufs;
+        while bufs.client.len() < total {
+            bufs.client.reserve(total - bufs.client.len());
+            match self.client.read_buf(&mut bufs.client).await {
+                Ok(n) if n > 0 => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// One request past its head: the rate limit's verdict, then the
+    /// exchange with a backend or the 429.
+    async fn exchange(&mut self, head: &RequestHead, body_in_buf: usize) -> Flow {
+        let lb = self.lb;
         let client_ip = {
             let forwarded = head
                 .forwarded_for
                 .as_ref()
-                .and_then(|r| std::str::from_utf8(&bufs.client[r.clone()]).ok());
+                .and_then(|r| std::str::from_utf8(&self.bufs.client[r.clone()]).ok());
             lb.rate_limits
-                .client_ip_from(peer.ip(), forwarded.into_iter())
+                .client_ip_from(self.peer.ip(), forwarded.into_iter())
         };
-        let path = head.path(&bufs.client);
+        let path = head.path(&self.bufs.client);
         let verdict = match &lb.shared_limits {
             Some(shared) => {
                 lb.rate_limits
@@ -155,44 +209,42 @@ pub(crate) async fn serve_connection(
             }
             None => lb.rate_limits.check(client_ip, &head.method, path),
         };
-        let flow = match verdict {
+        let extra = match verdict {
             Verdict::Limited {
                 retry_after,
                 headers,
             } => {
                 lb.rejected_rate_limit.fetch_add(1, Ordering::Relaxed);
-                // An unread body would be taken for the next request.
-                let close = head.close || !whole_body;
                 let limited = reply::Limited {
                     client: client_ip,
                     retry_after,
                     headers: &headers,
-                    close,
+                    // An unread body would be taken for the next request.
+                    close: head.close || body_in_buf as u64 != head.content_length,
                 };
-                reply::refuse_limited(&mut client, &mut bufs, &head, limited).await
+                return reply::refuse_limited(&mut self.client, &mut self.bufs, head, limited)
+                    .await;
             }
-            Verdict::Unlimited | Verdict::Allowed(_) => {
-                let extra = match &verdict {
-                    Verdict::Allowed(headers) => Some(headers),
-                    _ => None,
-                };
-                let req = exchange::Request {
-                    lb,
-                    peer,
-                    head: &head,
-                    extra,
-                };
-                exchange::forward(req, &mut client, &mut bufs, &mut upstream_timer).await
-            }
+            Verdict::Allowed(headers) => Some(headers),
+            Verdict::Unlimited => None,
         };
-        if flow == Flow::Close {
-            return Outcome::Done;
-        }
-        bufs.client.drain(..head.head_len + body_in_buf);
-        bufs.shrink();
+        let req = exchange::Request {
+            lb,
+            peer: self.peer,
+            head,
+            extra: extra.as_ref(),
+        };
+        exchange::forward(
+            req,
+            &mut self.client,
+            &mut self.bufs,
+            &mut self.upstream_timer,
+        )
+        .await
     }
-}
 
-fn fallback(bufs: Buffers, client: TcpStream) -> Outcome {
-    Outcome::Fallback(Prefixed::new(bufs.client, client))
+    /// Hands the connection, with the bytes read so far, to the general path.
+    fn fallback(self) -> Outcome {
+        Outcome::Fallback(Prefixed::new(self.bufs.client, self.client))
+    }
 }

@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 
 use super::head::RequestHead;
 use super::request::{Buffers, Flow, Request};
+use crate::attempt::Refusal;
 use crate::rules;
 
 /// Answers bytes that are not HTTP with a JSON 400; the caller closes.
@@ -69,56 +70,25 @@ pub(super) fn response_status(head: &[u8]) -> u16 {
         .unwrap_or(0)
 }
 
-/// Why the lb answers itself.
-pub(super) enum Refusal {
-    Overloaded,
-    NoBackend,
-    Unreachable(&'static str),
-    UpstreamError,
-    Timeout,
-}
-
-/// Writes a JSON error answer, as [`crate::rules::json_error`] makes them.
+/// Writes the lb's own answer to a request; with `close`, the connection
+/// closes after it (the request's body was not wholly read).
 pub(super) async fn respond_error(
     req: &Request<'_>,
     client: &mut TcpStream,
     bufs: &mut Buffers,
     refusal: Refusal,
+    close: bool,
     started: Instant,
 ) -> Flow {
-    let (status, code, message) = match refusal {
-        Refusal::Overloaded => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "every API node is at capacity; retry shortly",
-        ),
-        Refusal::NoBackend => (
-            StatusCode::BAD_GATEWAY,
-            "no_backend",
-            "no API node is configured",
-        ),
-        Refusal::Unreachable(message) => (StatusCode::BAD_GATEWAY, "backend_unreachable", message),
-        Refusal::UpstreamError => (
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
-            "the API node failed to answer",
-        ),
-        Refusal::Timeout => (
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream_timeout",
-            "the API node did not answer in time",
-        ),
-    };
+    let (status, code, message) = refusal.describe();
     let mut extra = HeaderMap::new();
-    if matches!(refusal, Refusal::Overloaded) {
-        extra.insert(
-            http::header::RETRY_AFTER,
-            http::HeaderValue::from_static("1"),
-        );
+    if let Some(v) = refusal.retry_after() {
+        extra.insert(http::header::RETRY_AFTER, v);
     }
     if let Some(more) = req.extra {
         extra.extend(more.clone());
     }
+    let close = close || req.head.close;
     write_json_error(
         &mut bufs.head,
         status,
@@ -126,10 +96,10 @@ pub(super) async fn respond_error(
         message,
         req.head.request_id(&bufs.client),
         &extra,
-        req.head.close,
+        close,
     );
     let flow = match client.write_all(&bufs.head).await {
-        Ok(()) if !req.head.close => Flow::KeepAlive,
+        Ok(()) if !close => Flow::KeepAlive,
         _ => Flow::Close,
     };
     access_log(req, bufs, status.as_u16(), started);

@@ -350,3 +350,38 @@ async fn a_chunked_request_body_is_handed_to_the_general_path_and_arrives_whole(
     assert!(second.starts_with("HTTP/1.1 200"), "{second}");
     lb.stop().await;
 }
+
+/// Regression: a malformed chunked body (bare-LF chunk lines, a chunk size
+/// that overflows) got 502 `upstream_error` and counted as an error of the
+/// healthy backend, so any client could push healthy backends toward
+/// ejection. It is the client's fault: 400, and nothing charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_malformed_chunked_body_is_a_client_400_not_a_backend_error() {
+    let backend = TestBackend::start("b1", Duration::ZERO).await;
+    let lb = TestLb::start(vec![backend.url()], Strategy::RoundRobin).await;
+    for body in [
+        &b"6\nchunk-\n0\n\n"[..],
+        b"fffffffffffffffffffffff\r\nx\r\n0\r\n\r\n",
+        b"zz\r\nchunk\r\n0\r\n\r\n",
+    ] {
+        let mut conn = connect(&lb).await;
+        let mut request =
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        request.extend_from_slice(body);
+        conn.write_all(&request).await.unwrap();
+        let answer = read_to_close(&mut conn).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        let json_body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+        let json: serde_json::Value = serde_json::from_str(json_body).unwrap();
+        assert!(json["error"]["code"].is_string(), "{answer}");
+    }
+    let stats: serde_json::Value = reqwest::get(format!("{}/lb/stats", lb.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["backends"][0]["errors"], 0, "{stats}");
+    assert_eq!(stats["backends"][0]["healthy"], true, "{stats}");
+    lb.stop().await;
+}
