@@ -300,6 +300,19 @@ pub struct BalancerArgs {
     /// Most client connections open at once (the lb stops accepting past it).
     #[arg(long, env = "WEIR_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Most connections open at once from one client IP (0: no limit, as
+    /// nginx and HAProxy by default); past it, new ones get a JSON 429.
+    #[arg(long, env = "WEIR_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: usize,
+    /// Largest request head (request line and headers) in bytes; past it, 431.
+    #[arg(long, env = "WEIR_MAX_HEAD_BYTES", default_value_t = 32 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1024 * 1024))]
+    pub max_head_bytes: u32,
+    /// Most header lines in a request; past it, 431.
+    #[arg(long, env = "WEIR_MAX_HEADERS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(8..=1000))]
+    pub max_headers: u32,
+    /// Longest request target (path and query) in bytes; past it, 414.
+    #[arg(long, env = "WEIR_MAX_URL_BYTES", default_value_t = 8 * 1024, value_parser = clap::value_parser!(u32).range(256..=1024 * 1024))]
+    pub max_url_bytes: u32,
     /// Most requests in flight per backend (unlimited when absent).
     #[arg(long, env = "WEIR_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<u64>,
@@ -614,6 +627,10 @@ impl BalancerArgs {
         config.rate_limit_redis = self.rate_limit_redis.clone();
         config.rate_limit_redis_prefix = self.rate_limit_redis_prefix.clone();
         config.max_connections = self.max_connections.max(1);
+        config.max_connections_per_ip = self.max_connections_per_ip;
+        config.max_head_bytes = self.max_head_bytes as usize;
+        config.max_headers = self.max_headers as usize;
+        config.max_url_bytes = self.max_url_bytes as usize;
         config.max_in_flight = self.max_in_flight.filter(|n| *n > 0);
         config.queue_size = self.queue_size;
         config.queue_timeout = self.queue_timeout;

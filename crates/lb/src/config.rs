@@ -74,6 +74,14 @@ pub struct LbConfig {
     /// Most client connections open at once; past it the lb stops accepting
     /// (new connections wait in the kernel's backlog).
     pub max_connections: usize,
+    /// Most connections open at once from one client IP (0: no limit).
+    pub max_connections_per_ip: usize,
+    /// Largest request head in bytes (431 past it).
+    pub max_head_bytes: usize,
+    /// Most header lines in a request (431 past it).
+    pub max_headers: usize,
+    /// Longest request target in bytes (414 past it).
+    pub max_url_bytes: usize,
     /// Most requests in flight on one backend (unlimited when `None`).
     pub max_in_flight: Option<u64>,
     /// Requests that may wait for a free backend slot when every backend is at
@@ -124,6 +132,10 @@ impl LbConfig {
             upstream_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
             max_connections: 10_000,
+            max_connections_per_ip: 0,
+            max_head_bytes: 32 * 1024,
+            max_headers: 100,
+            max_url_bytes: 8 * 1024,
             max_in_flight: None,
             queue_size: 256,
             queue_timeout: Duration::from_secs(1),

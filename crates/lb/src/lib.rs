@@ -32,6 +32,7 @@ mod h1;
 mod health;
 mod latency;
 mod outlier;
+mod per_ip;
 mod proxy;
 mod rate;
 pub mod ratelimit;

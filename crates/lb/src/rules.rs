@@ -65,6 +65,101 @@ pub(crate) fn next_request_id_bytes() -> [u8; 32] {
     buf
 }
 
+/// Why a request head is refused before it reaches a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeadRefusal {
+    pub status: http::StatusCode,
+    pub code: &'static str,
+    pub message: &'static str,
+}
+
+impl HeadRefusal {
+    pub(crate) const TOO_MANY_HEADERS: HeadRefusal = HeadRefusal {
+        status: http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        code: "too_many_headers",
+        message: "the request has more header lines than --max-headers allows",
+    };
+    pub(crate) const HEAD_TOO_LARGE: HeadRefusal = HeadRefusal {
+        status: http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        code: "head_too_large",
+        message: "the request head is larger than --max-head-bytes allows",
+    };
+    pub(crate) const URL_TOO_LONG: HeadRefusal = HeadRefusal {
+        status: http::StatusCode::URI_TOO_LONG,
+        code: "url_too_long",
+        message: "the request target is longer than --max-url-bytes allows",
+    };
+    pub(crate) const AMBIGUOUS_LENGTH: HeadRefusal = HeadRefusal {
+        status: http::StatusCode::BAD_REQUEST,
+        code: "ambiguous_framing",
+        message: "the request's body length is ambiguous: one Content-Length of digits, or Transfer-Encoding: chunked alone",
+    };
+    pub(crate) const UNSUPPORTED_CODING: HeadRefusal = HeadRefusal {
+        status: http::StatusCode::BAD_REQUEST,
+        code: "unsupported_transfer_coding",
+        message: "the only transfer coding accepted is a single Transfer-Encoding: chunked",
+    };
+    pub(crate) const TOO_MANY_CONNECTIONS: HeadRefusal = HeadRefusal {
+        status: http::StatusCode::TOO_MANY_REQUESTS,
+        code: "too_many_connections",
+        message: "this client IP holds as many connections as --max-connections-per-ip allows",
+    };
+    pub(crate) const MISSING_HOST: HeadRefusal = HeadRefusal {
+        status: http::StatusCode::BAD_REQUEST,
+        code: "missing_host",
+        message: "an HTTP/1.1 request must carry exactly one Host header (RFC 9112 section 3.2)",
+    };
+}
+
+impl HeadRefusal {
+    /// The refusal as a JSON error response (the general path); the
+    /// connection closes after it, as its body's end is unknown.
+    pub(crate) fn into_response(self) -> Response<Body> {
+        let mut resp = json_error(self.status, self.code, self.message);
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        resp
+    }
+}
+
+/// The checks the fast path makes while parsing, made on a request hyper
+/// parsed: one `Host` for HTTP/1.1, the target's length, one unambiguous
+/// body framing.
+pub(crate) fn check_request_head(
+    req: &http::Request<impl Sized>,
+    max_url: usize,
+) -> Result<(), HeadRefusal> {
+    let headers = req.headers();
+    let version = req.version();
+    let http1 = version == http::Version::HTTP_11 || version == http::Version::HTTP_10;
+    let hosts = headers.get_all(header::HOST).iter().count();
+    if hosts > 1 || (version == http::Version::HTTP_11 && hosts == 0) {
+        return Err(HeadRefusal::MISSING_HOST);
+    }
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > max_url {
+        return Err(HeadRefusal::URL_TOO_LONG);
+    }
+    if !http1 {
+        return Ok(());
+    }
+    let lengths = headers.get_all(header::CONTENT_LENGTH).iter().count();
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    match (codings.next(), codings.next()) {
+        (None, _) if lengths > 1 => Err(HeadRefusal::AMBIGUOUS_LENGTH),
+        (None, _) => Ok(()),
+        (Some(_), _) if lengths > 0 => Err(HeadRefusal::AMBIGUOUS_LENGTH),
+        (Some(te), None)
+            if version == http::Version::HTTP_11
+                && te.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") =>
+        {
+            Ok(())
+        }
+        // HTTP/1.0 has no chunked coding (RFC 9112 section 6.1).
+        _ => Err(HeadRefusal::UNSUPPORTED_CODING),
+    }
+}
+
 /// Whether a path belongs to the lb's own admin API (when it is served on
 /// the main listener).
 pub(crate) fn is_admin_path(path: &str) -> bool {

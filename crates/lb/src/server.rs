@@ -18,6 +18,7 @@ use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
 use crate::ratelimit::Verdict;
+use crate::rules::HeadRefusal;
 use crate::state::Lb;
 use crate::{admin, h1, health, proxy};
 
@@ -99,9 +100,18 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let Some(per_ip) = lb.per_ip.admit(peer.ip()) else {
+            lb.rejected_connections.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let _permit = permit;
+                h1::refuse_connection(stream, HeadRefusal::TOO_MANY_CONNECTIONS).await;
+            });
+            continue;
+        };
         let (lb, admin, stop) = (lb.clone(), admin.clone(), stop_rx.clone());
         tokio::spawn(async move {
             let _permit = permit;
+            let _per_ip = per_ip;
             if let h1::Outcome::Fallback(io) =
                 h1::serve_connection(&lb, stream, peer, stop.clone()).await
             {
@@ -132,10 +142,14 @@ async fn serve_general(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The fast path holds heads to the same limits before handing over;
+    // later requests on the connection meet hyper's (bare 431).
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(lb.config.header_read_timeout);
+        .header_read_timeout(lb.config.header_read_timeout)
+        .max_buf_size(lb.config.max_head_bytes.max(8192))
+        .max_headers(lb.config.max_headers);
     builder.http2().timer(TokioTimer::new());
     let service = service_fn(move |req| handle(lb.clone(), admin.clone(), req, peer));
     let conn = builder.serve_connection(TokioIo::new(io), service);
@@ -161,6 +175,9 @@ async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Response<Body>, Infallible> {
+    if let Err(refusal) = crate::rules::check_request_head(&req, lb.config.max_url_bytes) {
+        return Ok(refusal.into_response());
+    }
     let path = req.uri().path();
     if lb.config.admin_on_main && crate::rules::is_admin_path(path) {
         return admin.oneshot(req.map(Body::new)).await;

@@ -11,6 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::outlier::RetryBudget;
+use crate::per_ip::PerIp;
 use crate::ratelimit::RateLimits;
 use crate::ratelimit_shared::SharedLimiter;
 use crate::selection::ActiveStrategy;
@@ -33,6 +34,10 @@ pub struct Lb {
     pub rejected_overload: AtomicU64,
     /// Requests refused with 429 by the rate limits.
     pub rejected_rate_limit: AtomicU64,
+    /// Connections refused by `--max-connections-per-ip`.
+    pub rejected_connections: AtomicU64,
+    /// Open connections per client IP.
+    pub(crate) per_ip: Arc<PerIp>,
     /// Requests per second over the last minute.
     pub throughput: Throughput,
     /// Rate limits shared through Redis, when configured.
@@ -58,6 +63,8 @@ impl Lb {
             queued: AtomicUsize::new(0),
             rejected_overload: AtomicU64::new(0),
             rejected_rate_limit: AtomicU64::new(0),
+            rejected_connections: AtomicU64::new(0),
+            per_ip: PerIp::new(config.max_connections_per_ip),
             throughput: Throughput::default(),
             shared_limits: config
                 .rate_limit_redis

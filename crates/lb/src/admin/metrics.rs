@@ -49,6 +49,8 @@ pub async fn render(State(lb): State<Arc<Lb>>) -> Response {
             .absolute(lb.rejected_overload.load(Ordering::Relaxed));
         counter!("weir_lb_rejected_total", "reason" => "rate_limit")
             .absolute(lb.rejected_rate_limit.load(Ordering::Relaxed));
+        counter!("weir_lb_rejected_total", "reason" => "connections_per_ip")
+            .absolute(lb.rejected_connections.load(Ordering::Relaxed));
         gauge!("weir_lb_rate_limit_tracked_clients").set(lb.rate_limits.tracked_clients() as f64);
     });
     let mut text = handle.render();

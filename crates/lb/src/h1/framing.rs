@@ -119,7 +119,8 @@ impl ChunkedDecoder {
                 },
                 State::Extension => {
                     self.line += 1;
-                    if self.line > MAX_LINE {
+                    // A bare LF would end the line for a lenient reader.
+                    if self.line > MAX_LINE || b == b'\n' {
                         return Err(ChunkedError);
                     }
                     if b == b'\r' {
@@ -169,7 +170,7 @@ impl ChunkedDecoder {
                 }
                 State::Trailer => {
                     self.line += 1;
-                    if self.line > MAX_LINE {
+                    if self.line > MAX_LINE || b == b'\n' {
                         return Err(ChunkedError);
                     }
                     if b == b'\r' {
@@ -232,7 +233,14 @@ mod tests {
 
     #[test]
     fn malformed_chunk_sizes_are_refused() {
-        for bad in [&b"zz\r\n"[..], b"\r\n", b"5\r\nhelloXX", b"5\nhello"] {
+        for bad in [
+            &b"zz\r\n"[..],
+            b"\r\n",
+            b"5\r\nhelloXX",
+            b"5\nhello",
+            b"5;a\nb\r\nhello\r\n",
+            b"0\r\nx-a: 1\nx-b: 2\r\n\r\n",
+        ] {
             assert_eq!(chunked().consume(bad), Err(ChunkedError), "{bad:?}");
         }
         assert_eq!(

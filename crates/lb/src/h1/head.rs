@@ -8,9 +8,11 @@ use std::ops::Range;
 use http::{HeaderMap, HeaderName, Method};
 
 use super::framing::{ChunkedDecoder, Framing};
+use crate::rules::HeadRefusal;
 
-/// Most headers a head may have on the fast path (more: the general path).
-const MAX_HEADERS: usize = 64;
+/// Most headers a head may have on the fast path; a request with more is
+/// refused when `--max-headers` is no larger, else the general path takes it.
+const MAX_HEADERS: usize = 100;
 /// Most `Connection`-named headers dropped on the fast path.
 const MAX_CONNECTION_NAMES: usize = 8;
 /// A client's request id longer than this is replaced.
@@ -27,6 +29,16 @@ pub(crate) enum Parsed<T> {
     Fallback,
     /// Not HTTP at all: answered with a JSON 400, then closed.
     Malformed(&'static str),
+    /// HTTP, but refused (a limit, a missing `Host`): answered with this JSON
+    /// error, then closed.
+    Refused(HeadRefusal),
+}
+
+/// The limits a request head is held to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadLimits {
+    pub max_headers: usize,
+    pub max_url: usize,
 }
 
 /// The request id a forwarded request carries.
@@ -227,6 +239,7 @@ impl<'a> Lines<'a> {
 /// Reads a request head from `buf` and writes the head to forward into `out`.
 pub(crate) fn parse_request(
     buf: &[u8],
+    limits: HeadLimits,
     peer: &[u8],
     hash_header: Option<&HeaderName>,
     fresh_id: impl FnOnce() -> [u8; 32],
@@ -237,9 +250,12 @@ pub(crate) fn parse_request(
     let head_len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
-        // Another HTTP version (the HTTP/2 preface) or more headers than the
-        // fast path holds: hyper's to judge.
-        Err(httparse::Error::Version | httparse::Error::TooManyHeaders) => return Parsed::Fallback,
+        // Another HTTP version (the HTTP/2 preface): hyper's to judge.
+        Err(httparse::Error::Version) => return Parsed::Fallback,
+        Err(httparse::Error::TooManyHeaders) if limits.max_headers <= MAX_HEADERS => {
+            return Parsed::Refused(HeadRefusal::TOO_MANY_HEADERS)
+        }
+        Err(httparse::Error::TooManyHeaders) => return Parsed::Fallback,
         Err(httparse::Error::Token) => {
             return Parsed::Malformed("invalid method or request target")
         }
@@ -250,6 +266,12 @@ pub(crate) fn parse_request(
     let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
         return Parsed::Fallback;
     };
+    if req.headers.len() > limits.max_headers {
+        return Parsed::Refused(HeadRefusal::TOO_MANY_HEADERS);
+    }
+    if target.len() > limits.max_url {
+        return Parsed::Refused(HeadRefusal::URL_TOO_LONG);
+    }
     // Absolute-form and asterisk-form targets take the general path.
     if !target.starts_with('/') {
         return Parsed::Fallback;
@@ -280,24 +302,36 @@ pub(crate) fn parse_request(
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut lines = Lines::new(buf);
+    // Requests the general path takes, once every header has been checked.
+    let mut general = false;
+    let mut chunked = Chunked::Absent;
     for h in req.headers.iter() {
         let name = h.name;
         let known = classify(name);
         match known {
-            Known::TransferEncoding | Known::Expect | Known::Upgrade => return Parsed::Fallback,
+            Known::TransferEncoding => {
+                chunked = chunked.and(h.value);
+                continue;
+            }
+            Known::Expect | Known::Upgrade => {
+                general = true;
+                continue;
+            }
             Known::HopByHop => continue,
             _ if connection.names(name) => continue,
             Known::ContentLength => {
-                // Two lengths (even equal ones) take the general path.
+                // Two lengths, even equal ones, are refused: a peer that
+                // reads the other one would see another message.
                 if has_length {
-                    return Parsed::Fallback;
+                    return Parsed::Refused(HeadRefusal::AMBIGUOUS_LENGTH);
                 }
                 has_length = true;
                 match std::str::from_utf8(h.value).ok().and_then(parse_length) {
                     Some(n) => head.content_length = n,
-                    None => return Parsed::Fallback,
+                    None => return Parsed::Refused(HeadRefusal::AMBIGUOUS_LENGTH),
                 }
             }
+            Known::Host if has_host => return Parsed::Refused(HeadRefusal::MISSING_HOST),
             Known::Host => has_host = true,
             Known::XForwardedFor => {
                 if head.forwarded_for.is_some() {
@@ -327,6 +361,18 @@ pub(crate) fn parse_request(
     }
     lines.flush(out);
     if !has_host {
+        return Parsed::Refused(HeadRefusal::MISSING_HOST);
+    }
+    match chunked {
+        Chunked::Absent => {}
+        // Both framings (RFC 9112 section 6.1: the length must not be
+        // forwarded), or a coding other than exactly `chunked`: no reading
+        // of the body is safe to pass on.
+        Chunked::Yes if has_length => return Parsed::Refused(HeadRefusal::AMBIGUOUS_LENGTH),
+        Chunked::Yes => general = true,
+        Chunked::Other => return Parsed::Refused(HeadRefusal::UNSUPPORTED_CODING),
+    }
+    if general {
         return Parsed::Fallback;
     }
     if !has_id {
@@ -345,6 +391,25 @@ pub(crate) fn parse_request(
     out.extend_from_slice(peer);
     out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n\r\n");
     Parsed::Complete(head)
+}
+
+/// What a request's `Transfer-Encoding` headers say, all of them together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunked {
+    Absent,
+    /// One header, exactly `chunked` (any case, blanks around).
+    Yes,
+    /// Anything else: several headers, a list, another coding, `xchunked`.
+    Other,
+}
+
+impl Chunked {
+    fn and(self, value: &[u8]) -> Chunked {
+        match self {
+            Chunked::Absent if value.trim_ascii().eq_ignore_ascii_case(b"chunked") => Chunked::Yes,
+            _ => Chunked::Other,
+        }
+    }
 }
 
 /// A Content-Length value: digits only (no sign, no spaces inside).
@@ -511,9 +576,14 @@ pub(crate) fn parse_response(
 mod tests {
     use super::*;
 
+    const LIMITS: HeadLimits = HeadLimits {
+        max_headers: 100,
+        max_url: 8192,
+    };
+
     fn request(raw: &[u8]) -> (Parsed<RequestHead>, String) {
         let mut out = Vec::new();
-        let parsed = parse_request(raw, b"10.0.0.9", None, || [b'f'; 32], &mut out);
+        let parsed = parse_request(raw, LIMITS, b"10.0.0.9", None, || [b'f'; 32], &mut out);
         (parsed, String::from_utf8(out).unwrap())
     }
 
@@ -564,13 +634,51 @@ mod tests {
     }
 
     #[test]
+    fn ambiguous_hostless_or_oversized_requests_are_refused() {
+        let refused = |raw: &[u8]| match request(raw).0 {
+            Parsed::Refused(r) => r,
+            _ => panic!("not refused: {}", String::from_utf8_lossy(raw)),
+        };
+        for raw in [
+            &b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n",
+        ] {
+            assert_eq!(refused(raw), HeadRefusal::AMBIGUOUS_LENGTH);
+        }
+        for raw in [
+            &b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert_eq!(refused(raw), HeadRefusal::UNSUPPORTED_CODING);
+        }
+        assert_eq!(
+            refused(b"GET / HTTP/1.1\r\n\r\n"),
+            HeadRefusal::MISSING_HOST
+        );
+        assert_eq!(
+            refused(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            HeadRefusal::MISSING_HOST
+        );
+        let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(8192));
+        assert_eq!(refused(long.as_bytes()), HeadRefusal::URL_TOO_LONG);
+        let many = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
+            "A: b\r\n".repeat(100)
+        );
+        assert_eq!(refused(many.as_bytes()), HeadRefusal::TOO_MANY_HEADERS);
+    }
+
+    #[test]
     fn unusual_requests_take_the_general_path() {
         for raw in [
             &b"GET / HTTP/1.0\r\nHost: x\r\n\r\n"[..],
-            b"GET / HTTP/1.1\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:  ChunKed \r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n",
             b"PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",

@@ -28,6 +28,8 @@ mod framing;
 mod head;
 mod pool;
 mod prefixed;
+#[cfg(test)]
+mod props;
 mod reply;
 mod request;
 
@@ -43,15 +45,13 @@ use tokio::sync::watch;
 use tokio::time::Sleep;
 
 use crate::ratelimit::Verdict;
+use crate::rules::HeadRefusal;
 use crate::rules::{self, REPLAY_MAX_BYTES};
 use crate::state::Lb;
 use exchange::{Buffers, Flow};
-use head::{parse_request, Parsed, RequestHead};
+use head::{parse_request, HeadLimits, Parsed, RequestHead};
 pub(crate) use prefixed::Prefixed;
-
-/// A request head larger than this goes to the general path (which answers
-/// 431 past its own limit).
-const MAX_HEAD: usize = 16 * 1024;
+pub(crate) use reply::refuse_connection;
 
 /// How a connection left the fast path.
 pub(crate) enum Outcome {
@@ -134,23 +134,38 @@ impl Connection<'_> {
         // The hash key may be switched at runtime, with the strategy.
         let active = self.lb.strategy.load();
         let hash_header = active.hash_header();
-        let timeout = self.lb.config.header_read_timeout;
+        let config = &self.lb.config;
+        let limits = HeadLimits {
+            max_headers: config.max_headers,
+            max_url: config.max_url_bytes,
+        };
+        let timeout = config.header_read_timeout;
         exchange::arm(&mut self.head_timer, Instant::now(), timeout);
         loop {
             let bufs = &mut self.bufs;
             if !bufs.client.is_empty() {
                 match parse_request(
                     &bufs.client,
+                    limits,
                     self.peer_ip.as_bytes(),
                     hash_header,
                     rules::next_request_id_bytes,
                     &mut bufs.head,
                 ) {
                     Parsed::Complete(head) => return Ok(head),
-                    Parsed::Partial if bufs.client.len() < MAX_HEAD => {}
-                    Parsed::Partial | Parsed::Fallback => return Err(End::Fallback),
+                    Parsed::Partial if bufs.client.len() < config.max_head_bytes => {}
+                    Parsed::Partial => {
+                        reply::refuse_head(&mut self.client, bufs, HeadRefusal::HEAD_TOO_LARGE)
+                            .await;
+                        return Err(End::Done);
+                    }
+                    Parsed::Fallback => return Err(End::Fallback),
                     Parsed::Malformed(why) => {
                         reply::refuse_malformed(&mut self.client, bufs, why).await;
+                        return Err(End::Done);
+                    }
+                    Parsed::Refused(refusal) => {
+                        reply::refuse_head(&mut self.client, bufs, refusal).await;
                         return Err(End::Done);
                     }
                 }

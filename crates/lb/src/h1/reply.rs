@@ -5,13 +5,13 @@ use std::io::Write as _;
 use std::time::Instant;
 
 use http::{HeaderMap, StatusCode};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::head::RequestHead;
 use super::request::{Buffers, Flow, Request};
 use crate::attempt::Refusal;
-use crate::rules;
+use crate::rules::{self, HeadRefusal};
 
 /// Answers bytes that are not HTTP with a JSON 400; the caller closes.
 pub(super) async fn refuse_malformed(client: &mut TcpStream, bufs: &mut Buffers, why: &str) {
@@ -24,7 +24,65 @@ pub(super) async fn refuse_malformed(client: &mut TcpStream, bufs: &mut Buffers,
         &HeaderMap::new(),
         true,
     );
-    let _ = client.write_all(&bufs.head).await;
+    if client.write_all(&bufs.head).await.is_ok() {
+        linger_close(client).await;
+    }
+}
+
+/// Answers a refused request head with its JSON error; the caller closes.
+pub(super) async fn refuse_head(client: &mut TcpStream, bufs: &mut Buffers, refusal: HeadRefusal) {
+    write_json_error(
+        &mut bufs.head,
+        refusal.status,
+        refusal.code,
+        refusal.message,
+        &rules::next_request_id_bytes(),
+        &HeaderMap::new(),
+        true,
+    );
+    if client.write_all(&bufs.head).await.is_ok() {
+        linger_close(client).await;
+    }
+}
+
+/// Refuses a connection before reading from it (`--max-connections-per-ip`).
+pub(crate) async fn refuse_connection(mut client: TcpStream, refusal: HeadRefusal) {
+    let mut out = Vec::with_capacity(512);
+    write_json_error(
+        &mut out,
+        refusal.status,
+        refusal.code,
+        refusal.message,
+        &rules::next_request_id_bytes(),
+        &HeaderMap::new(),
+        true,
+    );
+    if client.write_all(&out).await.is_ok() {
+        linger_close(&mut client).await;
+    }
+}
+
+/// Closes after a refusal the way nginx's lingering close does: the write
+/// side first, then what the client still sends is read and dropped for a
+/// moment, so closing with unread bytes does not reset the connection
+/// before the client has read the answer.
+async fn linger_close(client: &mut TcpStream) {
+    const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+    const MAX_DRAINED: usize = 1024 * 1024;
+    if client.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut drained = 0;
+        let mut scratch = [0u8; 4096];
+        while drained < MAX_DRAINED {
+            match client.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// A request over its client's rate limit.

@@ -385,3 +385,58 @@ async fn regression_a_malformed_chunked_body_is_a_client_400_not_a_backend_error
     assert_eq!(stats["backends"][0]["healthy"], true, "{stats}");
     lb.stop().await;
 }
+
+/// Regression: an HTTP/1.1 request without `Host` was served (RFC 9112
+/// requires 400); more than 100 header lines got a bare 431; a 42 KB head
+/// with few lines was passed on. Each now gets its JSON error and a close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_heads_without_host_or_past_the_limits_get_json_errors() {
+    let backend = TestBackend::start("b1", Duration::ZERO).await;
+    let lb = TestLb::start(vec![backend.url()], Strategy::RoundRobin).await;
+    let big_header = format!("X-Big: {}\r\n", "a".repeat(42 * 1024));
+    let many = "X-Many: 1\r\n".repeat(101);
+    let long_url = format!("/work?{}", "q".repeat(9 * 1024));
+    let cases = [
+        (
+            "GET /work HTTP/1.1\r\n\r\n".to_string(),
+            400,
+            "missing_host",
+        ),
+        (
+            format!("GET /work HTTP/1.1\r\nHost: x\r\n{big_header}\r\n"),
+            431,
+            "head_too_large",
+        ),
+        (
+            format!("GET /work HTTP/1.1\r\nHost: x\r\n{many}\r\n"),
+            431,
+            "too_many_headers",
+        ),
+        (
+            format!("GET {long_url} HTTP/1.1\r\nHost: x\r\n\r\n"),
+            414,
+            "url_too_long",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let mut conn = connect(&lb).await;
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let answer = read_to_close(&mut conn).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{code}: {answer}"
+        );
+        let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"]["code"], code, "{answer}");
+    }
+    // The limits are settings: a larger head passes when allowed.
+    let roomy = TestLb::start_with(vec![backend.url()], |c| c.max_head_bytes = 64 * 1024).await;
+    let mut conn = connect(&roomy).await;
+    let request = format!("GET /work HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{big_header}\r\n");
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let answer = read_to_close(&mut conn).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    roomy.stop().await;
+    lb.stop().await;
+}

@@ -6,5 +6,6 @@ mod fast_path;
 mod forwarding;
 mod overload;
 mod rate_limits;
+mod smuggling;
 mod strategies;
 mod support;

@@ -160,3 +160,59 @@ async fn past_the_connection_cap_new_clients_wait_for_a_free_one() {
     .await;
     lb.stop().await;
 }
+
+/// `--max-connections-per-ip`: past the cap a client's new connection gets a
+/// JSON 429 and is closed; the ones it holds keep working, and a place comes
+/// free when one of them closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_per_ip_cap_get_a_json_429() {
+    let backend = TestBackend::start("b1", Duration::ZERO).await;
+    let lb = TestLb::start_with(vec![backend.url()], |c| c.max_connections_per_ip = 2).await;
+    let addr = lb.base.trim_start_matches("http://").to_string();
+    let get = b"GET /work HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        conn.write_all(get).await.unwrap();
+        let mut buf = [0u8; 1024];
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(conn);
+    }
+    let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(answer.contains("\"too_many_connections\""), "{answer}");
+    // The held ones still work.
+    held[0].write_all(get).await.unwrap();
+    let mut buf = [0u8; 1024];
+    let n = held[0].read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // One closes: a new connection is admitted (the lb notices the close).
+    held.pop();
+    crate::support::poll(Duration::from_secs(5), || async {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.ok()?;
+        conn.write_all(get).await.ok()?;
+        let mut buf = [0u8; 1024];
+        let n = conn.read(&mut buf).await.ok()?;
+        buf[..n].starts_with(b"HTTP/1.1 200").then_some(())
+    })
+    .await;
+    drop(held);
+    let stats: Value = crate::support::poll(Duration::from_secs(5), || async {
+        reqwest::get(format!("{}/lb/stats", lb.base))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    })
+    .await;
+    assert!(stats["rejected_connections_per_ip"].as_u64().unwrap() >= 1);
+    lb.stop().await;
+}
