@@ -22,6 +22,9 @@ pub enum ApiError {
     /// 401 with `WWW-Authenticate: Bearer`: no or a wrong credential.
     #[error("{message}")]
     Unauthorized { code: &'static str, message: String },
+    /// 403: the credential is known but does not allow this.
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
     /// 409: the resource is in a state the request does not apply to.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
+            ApiError::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")

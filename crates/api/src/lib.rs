@@ -8,6 +8,8 @@
 //! - [`app`]: the router; [`run`] serves it on a listener until shutdown.
 //! - [`state`]: [`AppState`] and [`ApiConfig`].
 //! - [`error`]: [`ApiError`], the one JSON error every handler returns.
+//! - [`api_keys`]: client keys and their scopes (`--api-keys`); `auth`: the
+//!   middleware that checks them.
 //! - [`body`]: [`body::JsonBody`], a JSON extractor with precise 4xx errors.
 //! - [`request_log`]: middleware that tags answers with the node id, logs
 //!   requests and records their durations.
@@ -17,6 +19,8 @@
 //!   `external` — the pull API of workers in any language —, `events`,
 //!   `cache`, `workers`, `health`, `metrics`).
 
+pub mod api_keys;
+mod auth;
 pub mod body;
 pub mod error;
 pub mod openapi;
@@ -47,6 +51,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             request_log::log_request,

@@ -43,6 +43,8 @@ pub struct ApiConfig {
     pub retry_backoff: weir_core::RetryPolicy,
     /// How long cached results (of types that cache) stay.
     pub cache_ttl: Duration,
+    /// Client keys (`--api-keys`); `None`: every endpoint is open.
+    pub api_keys: Option<Arc<crate::api_keys::ApiKeys>>,
 }
 
 impl ApiConfig {
@@ -63,6 +65,7 @@ impl ApiConfig {
             external_lease: Duration::from_secs(30),
             retry_backoff: weir_core::RetryPolicy::default(),
             cache_ttl: Duration::from_secs(3600),
+            api_keys: None,
         }
     }
 }

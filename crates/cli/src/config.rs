@@ -47,6 +47,24 @@ pub enum Command {
     Bench(BenchArgs),
     /// The cluster at a glance: nodes, workers, tasks, cache, and verdicts.
     Status(StatusArgs),
+    /// Make a client key for `--api-keys`: prints the key (once) and the
+    /// file entry that holds only its hash.
+    ApiKey(ApiKeyArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ApiKeyArgs {
+    /// A name for the key (shown in refusals and logs).
+    #[arg(long)]
+    pub name: String,
+    /// What it may do: submit, read, manage (comma-separated).
+    #[arg(long, value_delimiter = ',', required = true, value_parser = parse_scope)]
+    pub scopes: Vec<weir_api::api_keys::Scope>,
+}
+
+fn parse_scope(s: &str) -> Result<weir_api::api_keys::Scope, String> {
+    serde_json::from_value(serde_json::Value::String(s.trim().to_string()))
+        .map_err(|_| format!("unknown scope {s:?}: submit, read or manage"))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -101,6 +119,11 @@ pub struct ApiNodeArgs {
     /// `weir up` generates one).
     #[arg(long, env = "WEIR_WORKER_TOKEN")]
     pub worker_token: Option<String>,
+    /// Client keys (TOML, made with `weir api-key`): every task, event and
+    /// request-log endpoint then needs a key with the right scope. Without
+    /// it those endpoints are open to whoever reaches them.
+    #[arg(long, env = "WEIR_API_KEYS")]
+    pub api_keys: Option<std::path::PathBuf>,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "WEIR_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -217,6 +240,44 @@ pub struct TaskTypeArgs {
     /// Full settings go in the config file as `[task_types.NAME]`.
     #[arg(long = "task-type", env = "WEIR_TASK_TYPE", value_delimiter = ';', value_parser = parse_task_type)]
     pub task_type: Vec<weir_core::TaskTypeSpec>,
+    /// Key sealing sensitive task inputs (argon2's password, a type's
+    /// `sensitive` fields) in the store: 64 hex digits, the same on every api
+    /// and worker node. `weir up` keeps one in its data directory; without
+    /// one, secrets stay out of answers and logs but not out of the database.
+    #[arg(long, env = "WEIR_SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<String>,
+}
+
+/// Says at start what a node leaves open, once its settings are known good.
+pub fn warn_what_is_open(types: &weir_core::TaskTypes, api: Option<&weir_api::ApiConfig>) {
+    if types.sealer().origin() == weir_core::KeyOrigin::Public {
+        tracing::warn!(
+            "no --secrets-key: sensitive task inputs are hidden from answers and logs but \
+             can be read from the database; set WEIR_SECRETS_KEY (64 hex digits, the same \
+             on every api and worker node)"
+        );
+    }
+    if api.is_some_and(|a| a.api_keys.is_none()) {
+        tracing::warn!(
+            "no --api-keys: task, event and request-log endpoints are open to anyone who \
+             reaches this node"
+        );
+    }
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
 }
 
 fn parse_task_type(s: &str) -> Result<weir_core::TaskTypeSpec, String> {
@@ -224,13 +285,40 @@ fn parse_task_type(s: &str) -> Result<weir_core::TaskTypeSpec, String> {
 }
 
 impl TaskTypeArgs {
+    /// `--secrets-key`, else the one kept in `path` (made on first use,
+    /// readable by its owner only): how `weir up` seals without setup.
+    pub fn key_from_file(&mut self, path: &std::path::Path) -> anyhow::Result<()> {
+        if self.secrets_key.as_deref().is_some_and(|k| !k.is_empty()) {
+            return Ok(());
+        }
+        let key = match std::fs::read_to_string(path) {
+            Ok(key) => key.trim().to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = weir_core::Sealer::generate_hex();
+                write_private(path, &key)?;
+                key
+            }
+            Err(e) => anyhow::bail!("reading the secrets key {}: {e}", path.display()),
+        };
+        weir_core::Sealer::from_hex(&key)
+            .map_err(|e| anyhow::anyhow!("secrets key in {}: {e}", path.display()))?;
+        self.secrets_key = Some(key);
+        Ok(())
+    }
+
     /// The registry: built-ins, then the file's tables, then the flags
     /// (a later one replaces an earlier one of the same name).
     pub fn registry(
         &self,
         file: &[(String, weir_core::TaskTypeConfig)],
     ) -> anyhow::Result<weir_core::TaskTypes> {
-        let mut types = weir_core::TaskTypes::default();
+        let sealer = match self.secrets_key.as_deref().filter(|k| !k.is_empty()) {
+            Some(key) => {
+                weir_core::Sealer::from_hex(key).map_err(|e| anyhow::anyhow!("secrets-key: {e}"))?
+            }
+            None => weir_core::Sealer::default(),
+        };
+        let mut types = weir_core::TaskTypes::default().with_sealer(sealer);
         for (name, table) in file {
             types.insert(table.clone().into_spec(name)?)?;
         }
@@ -365,6 +453,10 @@ pub struct BalancerArgs {
         default_value = "weir:ratelimit"
     )]
     pub rate_limit_redis_prefix: String,
+    /// Client networks (CIDRs, comma-separated) that may use the admin API
+    /// and dashboard; everyone when absent (changes still need the token).
+    #[arg(long, env = "WEIR_ADMIN_ALLOW", value_delimiter = ',')]
+    pub admin_allow: Vec<ipnet::IpNet>,
     /// Proxies (CIDRs) whose X-Forwarded-For names the client, comma-separated; none by default.
     #[arg(long, env = "WEIR_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -542,6 +634,16 @@ impl ApiNodeArgs {
         let mut config = weir_api::ApiConfig::new(node_id);
         config.task_types = std::sync::Arc::new(task_types);
         config.worker_token = self.worker_token.clone().filter(|t| !t.is_empty());
+        config.api_keys = match &self.api_keys {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("api-keys: reading {}: {e}", path.display()))?;
+                let keys = weir_api::api_keys::ApiKeys::parse(&text)
+                    .map_err(|e| anyhow::anyhow!("api-keys: {}: {e}", path.display()))?;
+                Some(keys)
+            }
+            None => None,
+        };
         config.max_write_bytes = self.max_write_bytes;
         config.max_write_events = self.max_write_events.max(1);
         config.ingest_buffer = self.ingest.buffer()?;
@@ -624,6 +726,7 @@ impl BalancerArgs {
             routes: self.rate_limit_routes.clone(),
         };
         config.trusted_proxies = self.trusted_proxies.clone();
+        config.admin_allow = self.admin_allow.clone();
         config.rate_limit_redis = self.rate_limit_redis.clone();
         config.rate_limit_redis_prefix = self.rate_limit_redis_prefix.clone();
         config.max_connections = self.max_connections.max(1);

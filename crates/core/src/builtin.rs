@@ -64,6 +64,14 @@ impl Builtin {
         }
     }
 
+    /// Input fields that are secrets: sealed at rest, redacted when shown.
+    pub fn sensitive_fields(self) -> &'static [&'static str] {
+        match self {
+            Builtin::Argon2 => &["string"],
+            _ => &[],
+        }
+    }
+
     /// Whether the same input always gives the same result, so results may be
     /// served from the shared cache. Argon2 salts randomly, so it is not.
     pub fn is_cacheable(self) -> bool {

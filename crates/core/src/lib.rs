@@ -18,6 +18,7 @@ pub mod builtin;
 pub mod event;
 pub mod request_log;
 pub mod retry;
+pub mod secrets;
 pub mod store;
 pub mod task;
 pub mod task_type;
@@ -27,6 +28,7 @@ pub use builtin::Builtin;
 pub use event::{NewEvent, StoredEvent};
 pub use request_log::{NodeRequestCount, RequestLogEntry, RequestLogStats};
 pub use retry::RetryPolicy;
+pub use secrets::{KeyOrigin, OpenError, Sealer};
 pub use store::{
     CacheAccessParams, CacheEntryStats, CacheStats, CacheWrite, CompletionOutcome, EventLog,
     FinishedCounts, LeaderAcquireParams, Leadership, MaintenancePruneParams,

@@ -113,7 +113,9 @@ pub struct Task {
     pub id: TaskId,
     #[serde(rename = "type")]
     pub kind: TaskType,
+    /// Sensitive fields are shown as `"[redacted]"`.
     #[schema(value_type = Object)]
+    #[serde(serialize_with = "crate::secrets::serialize_redacted")]
     pub input: Value,
     #[serde(rename = "status")]
     pub state: TaskState,

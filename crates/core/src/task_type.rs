@@ -21,6 +21,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::secrets::{OpenError, Sealer};
 use crate::{Builtin, RetryPolicy};
 
 /// The longest type name.
@@ -189,12 +190,19 @@ pub struct TaskTypeSpec {
     pub input_schema: Option<Value>,
     /// Results cached, and live duplicates folded, by input.
     pub cache: bool,
+    /// Top-level input fields sealed before the task is stored and shown
+    /// redacted (see [`crate::secrets`]).
+    pub sensitive: Vec<String>,
 }
 
 impl TaskTypeSpec {
     /// A type with `handler` and every other setting at its default.
     pub fn new(name: TaskType, handler: HandlerSpec) -> Self {
         let cache = matches!(handler, HandlerSpec::Builtin(b) if b.is_cacheable());
+        let sensitive = match handler {
+            HandlerSpec::Builtin(b) => b.sensitive_fields().iter().map(|f| f.to_string()).collect(),
+            _ => Vec::new(),
+        };
         TaskTypeSpec {
             name,
             handler,
@@ -205,6 +213,7 @@ impl TaskTypeSpec {
             priority: None,
             input_schema: None,
             cache,
+            sensitive,
         }
     }
 }
@@ -280,6 +289,7 @@ impl RegisteredType {
             priority: s.priority,
             input_schema: s.input_schema.clone(),
             cache: s.cache,
+            sensitive: s.sensitive.clone(),
             url,
             header_names: headers,
             signed,
@@ -317,6 +327,8 @@ pub struct TaskTypeView {
     #[schema(value_type = Option<Object>)]
     pub input_schema: Option<Value>,
     pub cache: bool,
+    /// Input fields sealed at rest and redacted when shown.
+    pub sensitive: Vec<String>,
     /// HTTP handler: the target, without credentials or query.
     pub url: Option<String>,
     /// HTTP handler: the extra headers' names (values are not shown).
@@ -348,6 +360,8 @@ impl TaskTypeError {
 #[derive(Clone, Debug)]
 pub struct TaskTypes {
     types: BTreeMap<TaskType, RegisteredType>,
+    /// Seals and opens the types' sensitive fields.
+    sealer: Sealer,
 }
 
 impl Default for TaskTypes {
@@ -355,6 +369,7 @@ impl Default for TaskTypes {
     fn default() -> Self {
         let mut t = TaskTypes {
             types: BTreeMap::new(),
+            sealer: Sealer::default(),
         };
         for b in Builtin::ALL {
             let spec = TaskTypeSpec::new(b.into(), HandlerSpec::Builtin(b));
@@ -394,6 +409,28 @@ impl TaskTypes {
                 .collect::<Vec<_>>()
                 .join(", "),
         })
+    }
+
+    /// Seals sensitive fields with `sealer` from now on.
+    pub fn with_sealer(mut self, sealer: Sealer) -> Self {
+        self.sealer = sealer;
+        self
+    }
+
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    /// Seals `kind`'s sensitive fields of `input`, before it is stored.
+    pub fn seal_input(&self, kind: &RegisteredType, input: &mut Value) {
+        if !kind.spec.sensitive.is_empty() {
+            self.sealer.seal_fields(input, &kind.spec.sensitive);
+        }
+    }
+
+    /// Opens a stored input's sealed fields, for an attempt.
+    pub fn open_input(&self, input: &mut Value) -> Result<(), OpenError> {
+        self.sealer.open(input)
     }
 
     /// Every type, by name.
@@ -467,6 +504,8 @@ pub struct TaskTypeConfig {
     /// A JSON Schema, as a table or as a JSON string.
     pub input_schema: Option<Value>,
     pub cache: Option<bool>,
+    /// Top-level input fields to seal at rest and redact when shown.
+    pub sensitive: Option<Vec<String>>,
     // http
     pub url: Option<String>,
     pub headers: Option<BTreeMap<String, String>>,
@@ -533,6 +572,24 @@ impl TaskTypeConfig {
             };
         if let Some(c) = self.cache {
             spec.cache = c;
+        }
+        if let Some(fields) = self.sensitive {
+            if let Some(bad) = fields.iter().find(|f| f.is_empty() || f.len() > 128) {
+                return Err(TaskTypeError::new(
+                    at("sensitive"),
+                    format!("{bad:?} is not a field name (1 to 128 bytes)"),
+                ));
+            }
+            spec.sensitive = fields;
+        }
+        // A sealed input differs every time it is sealed: neither cached
+        // results nor folded duplicates could find it, and a cache keyed by
+        // a secret would keep it.
+        if spec.cache && !spec.sensitive.is_empty() {
+            return Err(TaskTypeError::new(
+                at("cache"),
+                "a type with sensitive fields cannot cache its results",
+            ));
         }
         Ok(spec)
     }
@@ -814,6 +871,29 @@ mod tests {
             types.insert(bad_schema).unwrap_err().key,
             "task_types.x.input_schema"
         );
+    }
+
+    #[test]
+    fn sensitive_fields_are_sealed_shown_redacted_and_cannot_cache() {
+        let err = config(json!({"handler": "external", "sensitive": ["pw"], "cache": true}))
+            .into_spec("login")
+            .unwrap_err();
+        assert_eq!(err.key, "task_types.login.cache");
+        let spec = config(json!({"handler": "external", "sensitive": ["pw"]}))
+            .into_spec("login")
+            .unwrap();
+        let mut types = TaskTypes::default();
+        types.insert(spec).unwrap();
+        let login = types.get("login").unwrap();
+        assert_eq!(login.public_view().sensitive, vec!["pw".to_string()]);
+        let mut input = json!({"pw": "hunter2", "user": "ann"});
+        types.seal_input(login, &mut input);
+        assert!(!input.to_string().contains("hunter2"), "{input}");
+        assert_eq!(input["user"], "ann");
+        types.open_input(&mut input).unwrap();
+        assert_eq!(input, json!({"pw": "hunter2", "user": "ann"}));
+        let argon2 = types.get("argon2").unwrap();
+        assert_eq!(argon2.spec.sensitive, vec!["string".to_string()]);
     }
 
     #[test]

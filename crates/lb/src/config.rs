@@ -113,6 +113,8 @@ pub struct LbConfig {
     pub rate_limit_redis: Option<String>,
     /// Key prefix of the shared limits in Redis.
     pub rate_limit_redis_prefix: String,
+    /// Client networks that may reach the admin API (everyone when empty).
+    pub admin_allow: Vec<ipnet::IpNet>,
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
@@ -151,6 +153,7 @@ impl LbConfig {
             rate_limit_redis: None,
             rate_limit_redis_prefix: "weir:ratelimit".into(),
             trusted_proxies: Vec::new(),
+            admin_allow: Vec::new(),
         }
     }
 }

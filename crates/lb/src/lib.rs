@@ -20,10 +20,12 @@
 //! - `health`: active health checks; `outlier`: passive health (ejection)
 //!   and the retry budget.
 //! - [`ratelimit`] (and `ratelimit_shared`, through Redis): per-client limits.
+//! - `admin_guard`: `--admin-allow` and the lockout after wrong admin tokens.
 //! - `admin`: `/lb/stats`, `/lb/strategy`, `/lb/backends`, the dashboard.
 //! - `server`: accepting connections, graceful shutdown; [`run`].
 
 mod admin;
+mod admin_guard;
 mod attempt;
 mod backend;
 mod config;

@@ -44,7 +44,8 @@ pub async fn serve_admin(
     lb: Arc<Lb>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, admin::router(lb))
+    let app = admin::router(lb).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -180,7 +181,10 @@ async fn handle(
     }
     let path = req.uri().path();
     if lb.config.admin_on_main && crate::rules::is_admin_path(path) {
-        return admin.oneshot(req.map(Body::new)).await;
+        let mut req = req.map(Body::new);
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        return admin.oneshot(req).await;
     }
     let client = lb.rate_limits.client_ip(peer.ip(), req.headers());
     let verdict = match &lb.shared_limits {

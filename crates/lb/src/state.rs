@@ -34,6 +34,8 @@ pub struct Lb {
     pub rejected_overload: AtomicU64,
     /// Requests refused with 429 by the rate limits.
     pub rejected_rate_limit: AtomicU64,
+    /// Wrong admin tokens per client IP.
+    pub(crate) failed_logins: crate::admin_guard::FailedLogins,
     /// Connections refused by `--max-connections-per-ip`.
     pub rejected_connections: AtomicU64,
     /// Open connections per client IP.
@@ -64,6 +66,7 @@ impl Lb {
             rejected_overload: AtomicU64::new(0),
             rejected_rate_limit: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
+            failed_logins: Default::default(),
             per_ip: PerIp::new(config.max_connections_per_ip),
             throughput: Throughput::default(),
             shared_limits: config

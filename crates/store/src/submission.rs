@@ -135,6 +135,9 @@ impl Submitter {
         let kind = spec.name.clone();
         let now = Utc::now();
         let cache_key = registered.cache_key(&s.input);
+        let mut input = s.input;
+        // Secrets are sealed before anything is stored.
+        self.types.seal_input(registered, &mut input);
         if let (Some(key), Some(recorder)) = (&cache_key, &self.cache) {
             if let Some(result) = ResultCache::cache_get(&*self.store, key, now).await? {
                 recorder.hit(key);
@@ -146,7 +149,7 @@ impl Submitter {
         let params = TaskInsertParams {
             id,
             kind: kind.clone(),
-            input: s.input,
+            input,
             max_attempts: s
                 .max_attempts
                 .or(spec.max_attempts)

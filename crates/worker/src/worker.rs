@@ -238,10 +238,13 @@ impl Worker {
             .config
             .task_types
             .attempt_timeout(&task.kind, task.timeout);
+        // Sealed secrets are opened for this attempt only.
+        let mut input = task.input.clone();
+        let opened = self.config.task_types.open_input(&mut input);
         let job = Job {
             id: task.id,
             task_type: task.kind.clone(),
-            input: task.input.clone(),
+            input,
             attempt: task.attempt,
             max_attempts: task.max_attempts,
             timeout,
@@ -251,6 +254,7 @@ impl Worker {
         let (progress, cancel) = (job.progress.clone(), job.cancel.clone());
         let handler = self.config.handlers.get(&task.kind);
         let abort = self.running.spawn(async move {
+            opened.map_err(|e| HandlerError::permanent(e.to_string()))?;
             let Some(handler) = handler else {
                 // Claims name only this worker's types; a type renamed
                 // between claim and run is retried elsewhere.

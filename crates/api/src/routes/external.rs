@@ -264,12 +264,19 @@ pub async fn claim(
     let tasks = claimed
         .into_iter()
         .map(|t| {
-            let timeout = state.config.task_types.attempt_timeout(&t.kind, t.timeout);
+            let types = &state.config.task_types;
+            let timeout = types.attempt_timeout(&t.kind, t.timeout);
+            // The worker running the attempt gets the secrets in clear; one
+            // sealed with another key stays redacted (and fails there).
+            let mut input = t.input;
+            if types.open_input(&mut input).is_err() {
+                weir_core::secrets::redact(&mut input);
+            }
             ClaimedTaskView {
                 timeout_ms: timeout.as_millis() as u64,
                 id: t.id,
                 kind: t.kind,
-                input: t.input,
+                input,
                 attempt: t.attempt,
                 max_attempts: t.max_attempts,
                 lease_token: t.lease_token,

@@ -16,6 +16,7 @@ pub async fn run(
     let config = args
         .api
         .config(String::new(), args.store.db_busy_timeout, task_types)?;
+    crate::config::warn_what_is_open(&config.task_types, Some(&config));
     let store = weir_store_sql::open(&options)
         .await
         .with_context(|| format!("opening {}", options.database_url))?;

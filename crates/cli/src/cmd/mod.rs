@@ -29,6 +29,13 @@ pub async fn run(
             None => load::run(args.load).await,
         },
         Command::Status(args) => status(args).await,
+        Command::ApiKey(args) => {
+            let (key, entry) = weir_api::api_keys::ApiKeys::generate(&args.name, &args.scopes);
+            println!("# the key, for the client (shown once; only its hash is kept):");
+            println!("# {key}");
+            print!("{entry}");
+            Ok(())
+        }
     }
 }
 

@@ -7,14 +7,16 @@ use weir_core::TaskTypeConfig;
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::config::UpArgs;
 
-pub async fn run(args: UpArgs, file_types: &[(String, TaskTypeConfig)]) -> anyhow::Result<()> {
+pub async fn run(mut args: UpArgs, file_types: &[(String, TaskTypeConfig)]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    args.types
+        .key_from_file(&args.data_dir.join("secrets.key"))?;
     let task_types = args.worker.task_types(args.types.registry(file_types)?)?;
     let (worker_token, token_generated) = match args.api.worker_token.clone() {
         Some(t) if !t.is_empty() => (t, false),
         _ => (hex::encode(rand::random::<[u8; 16]>()), true),
     };
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let default_url = format!("sqlite://{}", args.data_dir.join("weir.db").display());
     let options = args.store.options(Some(default_url))?;
     let store = weir_store_sql::open(&options)
@@ -42,6 +44,7 @@ pub async fn run(args: UpArgs, file_types: &[(String, TaskTypeConfig)]) -> anyho
         )?,
         lb: args.balancer.config(Vec::new(), admin_token.clone()),
     };
+    crate::config::warn_what_is_open(&task_types, Some(&spec.api));
     let cluster = Cluster::start(spec, store).await?;
 
     println!("weir up: store {}", options.database_url);

@@ -21,6 +21,7 @@ pub async fn run(
     let config = args
         .worker
         .config(worker_id.clone(), args.concurrency.into(), task_types)?;
+    crate::config::warn_what_is_open(&config.task_types, None);
     let stop = CancellationToken::new();
     let signal_stop = stop.clone();
     tokio::spawn(async move {

@@ -180,5 +180,107 @@ async fn lb_admin_rejects_bad_tokens_and_unknown_strategies(store: StoreKind) {
 
 crate::for_each_store!(
     api_rejects_bad_input_with_json_errors,
-    lb_admin_rejects_bad_tokens_and_unknown_strategies
+    lb_admin_rejects_bad_tokens_and_unknown_strategies,
+    every_input_limit_gets_its_json_4xx
 );
+
+/// Every input limit of an API node, driven past its edge: each gets its own
+/// 4xx with the JSON error shape, and the node keeps serving.
+async fn every_input_limit_gets_its_json_4xx(store: StoreKind) {
+    let stack = Stack::start(StackOptions {
+        max_write_events: 10,
+        ..StackOptions::on(store)
+    })
+    .await;
+    let http = &stack.http;
+    let post = |path: &str, body: String| {
+        http.post(stack.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "/tasks",
+            format!(r#"{{"type":"noop","input":{{"x":{deep}}}}}"#),
+            400,
+            "invalid_json",
+        ),
+        (
+            "/tasks",
+            format!(
+                r#"{{"type":"noop","input":{{}},"queue":"{}"}}"#,
+                "q".repeat(65)
+            ),
+            400,
+            "invalid_queue",
+        ),
+        (
+            "/tasks",
+            format!(
+                r#"{{"type":"noop","input":{{}},"idempotency_key":"{}"}}"#,
+                "k".repeat(300)
+            ),
+            400,
+            "invalid_idempotency_key",
+        ),
+        (
+            "/tasks",
+            format!(
+                r#"{{"type":"noop","input":{{}},"concurrency_key":"{}"}}"#,
+                "c".repeat(300)
+            ),
+            400,
+            "invalid_concurrency_key",
+        ),
+        (
+            "/hash/argon2",
+            r#"{"string":"x","memory_kib":10000000}"#.to_string(),
+            400,
+            "invalid_input",
+        ),
+        (
+            "/hash/argon2",
+            r#"{"string":"x","iterations":1000}"#.to_string(),
+            400,
+            "invalid_input",
+        ),
+        (
+            "/write",
+            serde_json::to_string(
+                &(0..11)
+                    .map(|i| json!({"id": format!("e{i}"), "type": "t", "payload": {}}))
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap(),
+            413,
+            "too_many_events",
+        ),
+    ];
+    for (path, body, status, code) in cases {
+        let resp = post(path, body).await.unwrap();
+        let got = resp.status().as_u16();
+        let answer: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {answer}"
+        );
+    }
+    for n in ["0", "1001", "-1", "lots"] {
+        let resp = http
+            .get(stack.url(&format!("/messages?n={n}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "n={n}");
+        let answer: Value = resp.json().await.unwrap();
+        assert!(answer["error"]["code"].is_string(), "n={n}: {answer}");
+    }
+    let (status, _) = stack
+        .post_json("/hash/md5", &json!({"string": "still up"}))
+        .await;
+    assert!(status == 202 || status == 200);
+    stack.stop().await;
+}

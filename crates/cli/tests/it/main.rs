@@ -1,6 +1,7 @@
 //! End-to-end tests: the real stack (lb, API nodes, workers) on ephemeral ports
 //! over a real SQLite file, driven over HTTP.
 
+mod api_keys;
 mod bad_input;
 mod bench_cli;
 mod binary;
@@ -16,6 +17,7 @@ mod processes;
 mod python_worker;
 mod queues;
 mod request_log;
+mod secrets;
 mod status;
 mod support;
 mod task_type_processes;

@@ -93,6 +93,8 @@ pub struct StackOptions {
     /// Workers' lease and rescue interval (worker defaults when None).
     pub lease: Option<Duration>,
     pub rescue_interval: Option<Duration>,
+    /// Client keys API nodes require (open when None).
+    pub api_keys: Option<Arc<weir_api::api_keys::ApiKeys>>,
 }
 
 impl Default for StackOptions {
@@ -120,6 +122,7 @@ impl Default for StackOptions {
             worker_token: None,
             lease: None,
             rescue_interval: None,
+            api_keys: None,
         }
     }
 }
@@ -229,6 +232,7 @@ impl Stack {
             worker = worker.with_task_types(types).unwrap();
         }
         api.worker_token = opts.worker_token.clone();
+        api.api_keys = opts.api_keys.clone();
         if let Some(lease) = opts.lease {
             worker.lease = lease;
         }

@@ -3,32 +3,71 @@
 //! bodies parsed by one extractor that refuses malformed JSON and unknown
 //! fields with a 400 naming what was expected.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::{ConnectInfo, FromRequest, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
+use crate::admin_guard as guard;
 use crate::rules::json_error;
 use crate::state::Lb;
 
-/// Requests that change state need `Authorization: Bearer <admin token>`;
-/// reads (GET, HEAD) do not.
+/// Only clients in `--admin-allow` reach the admin API; requests that
+/// change state need `Authorization: Bearer <admin token>`, reads (GET,
+/// HEAD) do not; a client IP that presented too many wrong tokens is locked
+/// out for a while, before its token is even looked at.
 pub(super) async fn require_token(
     State(lb): State<Arc<Lb>>,
     request: Request,
     next: Next,
 ) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(ip) = peer {
+        if !guard::allowed(&lb.config.admin_allow, ip) {
+            return json_error(
+                StatusCode::FORBIDDEN,
+                "admin_not_allowed",
+                "this address may not use the admin API (--admin-allow)",
+            );
+        }
+    }
     if matches!(*request.method(), Method::GET | Method::HEAD) {
         return next.run(request).await;
     }
+    let now = Instant::now();
+    if let Some(left) = peer.and_then(|ip| lb.failed_logins.locked(ip, now)) {
+        let mut resp = json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_failed_logins",
+            "too many wrong admin tokens from this address; retry later",
+        );
+        let secs = HeaderValue::from(left.as_secs().max(1));
+        resp.headers_mut().insert(header::RETRY_AFTER, secs);
+        return resp;
+    }
     match refusal(&lb, request.headers()) {
-        Some(denied) => denied,
-        None => next.run(request).await,
+        Some(denied) => {
+            if let Some(ip) = peer {
+                lb.failed_logins.record(ip, now);
+            }
+            denied
+        }
+        None => {
+            if let Some(ip) = peer {
+                lb.failed_logins.forget(ip);
+            }
+            next.run(request).await
+        }
     }
 }
 

@@ -370,3 +370,46 @@ async fn admin_bodies_refuse_unknown_fields_and_changes_need_the_token() {
     assert_eq!(stats.status(), 200);
     lb.stop().await;
 }
+
+/// `--admin-allow` keeps the admin API from other networks (reads too), and
+/// a client presenting wrong tokens is locked out before its token is even
+/// checked, so guessing stays slow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_refuses_outside_the_allow_list_and_locks_out_token_guessing() {
+    let backend = TestBackend::start("b1", Duration::ZERO).await;
+    let outside = TestLb::start_with(vec![backend.url()], |c| {
+        c.admin_allow = vec!["10.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let resp = reqwest::get(format!("{}/lb/stats", outside.base))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "admin_not_allowed");
+    // Proxied paths are not the admin API: still served.
+    let resp = reqwest::get(format!("{}/work", outside.base))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    outside.stop().await;
+
+    let lb = TestLb::start(vec![backend.url()], Strategy::RoundRobin).await;
+    let client = reqwest::Client::new();
+    let put = |token: &str| {
+        client
+            .put(format!("{}/lb/strategy", lb.base))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"strategy": "least_connections"}))
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(put("wrong").await.unwrap().status().as_u16());
+    }
+    assert_eq!(&statuses[..10], &[401; 10], "{statuses:?}");
+    assert_eq!(&statuses[10..], &[429, 429], "{statuses:?}");
+    // Locked out: even the right token waits out the window.
+    assert_eq!(put(TOKEN).await.unwrap().status(), 429);
+    lb.stop().await;
+}

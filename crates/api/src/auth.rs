@@ -1,0 +1,47 @@
+//! The middleware in front of every route: the client's key and the scope
+//! the endpoint needs ([`crate::api_keys`]).
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::api_keys::{presented, required_scope};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Refuses a request whose key is missing, unknown, or lacks the scope the
+/// endpoint needs; passes every request when no keys are configured.
+pub async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(keys) = &state.config.api_keys else {
+        return next.run(req).await;
+    };
+    let Some(scope) = required_scope(req.method(), req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let Some(given) = presented(&req) else {
+        return ApiError::Unauthorized {
+            code: "missing_api_key",
+            message: "this endpoint needs an API key: Authorization: Bearer <key>".into(),
+        }
+        .into_response();
+    };
+    let Some(key) = keys.find(given) else {
+        return ApiError::Unauthorized {
+            code: "invalid_api_key",
+            message: "the API key is not one this node knows".into(),
+        }
+        .into_response();
+    };
+    if !key.scopes.contains(&scope) {
+        return ApiError::Forbidden {
+            code: "missing_scope",
+            message: format!(
+                "key {:?} lacks the {:?} scope this endpoint needs",
+                key.name,
+                scope.as_str()
+            ),
+        }
+        .into_response();
+    }
+    next.run(req).await
+}

@@ -1,0 +1,108 @@
+//! `--api-keys`: every task, event and request-log endpoint needs a key
+//! with the scope its method implies; health and metrics stay open.
+
+use serde_json::{json, Value};
+use weir_api::api_keys::{ApiKeys, Scope};
+
+use crate::support::{Stack, StackOptions, StoreKind};
+
+async fn call(stack: &Stack, method: &str, path: &str, key: Option<&str>) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = stack.http.request(method.clone(), stack.url(path));
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    if method == reqwest::Method::POST {
+        let body = match path {
+            "/write" => json!([{"id": "e1", "type": "t", "payload": {}}]),
+            _ => json!({"string": "x"}),
+        };
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn keys_gate_every_endpoint_by_scope(store: StoreKind) {
+    let (submitter, a) = ApiKeys::generate("submitter", &[Scope::Submit]);
+    let (reader, b) = ApiKeys::generate("reader", &[Scope::Read]);
+    let (manager, c) = ApiKeys::generate("manager", &[Scope::Manage, Scope::Read]);
+    let keys = ApiKeys::parse(&format!("{a}\n{b}\n{c}")).unwrap();
+    let stack = Stack::start(StackOptions {
+        api_keys: Some(keys),
+        ..StackOptions::on(store)
+    })
+    .await;
+
+    let (status, body) = call(&stack, "POST", "/hash/md5", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("missing_api_key")),
+        "{body}"
+    );
+    let (status, body) = call(&stack, "GET", "/tasks", Some("wk_nope")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("invalid_api_key")),
+        "{body}"
+    );
+    for open in ["/health", "/metrics"] {
+        assert_eq!(call(&stack, "GET", open, None).await.0, 200, "{open}");
+    }
+
+    let (status, accepted) = call(&stack, "POST", "/hash/md5", Some(&submitter)).await;
+    assert!(status == 202 || status == 200, "{accepted}");
+    let (status, body) = call(&stack, "GET", "/tasks", Some(&submitter)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("missing_scope")),
+        "{body}"
+    );
+    assert_eq!(
+        call(&stack, "POST", "/write", Some(&submitter)).await.0,
+        202
+    );
+
+    assert_eq!(call(&stack, "GET", "/tasks", Some(&reader)).await.0, 200);
+    assert_eq!(
+        call(&stack, "GET", "/requests/stats", Some(&reader))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(call(&stack, "GET", "/messages", Some(&reader)).await.0, 200);
+    assert_eq!(
+        call(&stack, "GET", "/messages", Some(&submitter)).await.0,
+        403
+    );
+    assert_eq!(call(&stack, "POST", "/tasks", Some(&reader)).await.0, 403);
+    assert_eq!(call(&stack, "GET", "/", Some(&reader)).await.0, 403);
+
+    let (status, posted) = {
+        let resp = stack
+            .http
+            .post(stack.url("/tasks"))
+            .bearer_auth(&submitter)
+            .json(
+                &json!({"type": "sleep", "input": {"ms": 60000}, "run_at": "2099-01-01T00:00:00Z"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, 202, "{posted}");
+    let id = posted["task_id"].as_str().unwrap();
+    let path = format!("/tasks/{id}");
+    assert_eq!(call(&stack, "DELETE", &path, Some(&reader)).await.0, 403);
+    let (status, cancelled) = call(&stack, "DELETE", &path, Some(&manager)).await;
+    assert_eq!(
+        (status, cancelled["status"].as_str()),
+        (200, Some("cancelled")),
+        "{cancelled}"
+    );
+    stack.stop().await;
+}
+
+crate::for_each_store!(keys_gate_every_endpoint_by_scope);
