@@ -123,14 +123,18 @@ impl ApiKeys {
 }
 
 /// The scope a request needs; `None`: open to all (health, metrics, the
-/// OpenAPI document, and the external workers' endpoints, which have their
-/// own token).
+/// OpenAPI document, and the external workers' claim, heartbeat, complete
+/// and fail, which take the worker token).
 pub(crate) fn required_scope(method: &Method, path: &str) -> Option<Scope> {
-    let open = path.starts_with("/health")
-        || path == "/metrics"
-        || path == "/openapi.json"
-        || path.starts_with("/external/");
-    if open {
+    let open = path.starts_with("/health") || path == "/metrics" || path == "/openapi.json";
+    // External workers present the worker token there instead.
+    let external = *method == Method::POST
+        && ((path.starts_with("/workers/") && path.ends_with("/claim"))
+            || (path.starts_with("/tasks/")
+                && ["/heartbeat", "/complete", "/fail"]
+                    .iter()
+                    .any(|end| path.ends_with(end))));
+    if open || external {
         return None;
     }
     let submits = path == "/tasks" || path.starts_with("/hash/") || path == "/write";
@@ -197,7 +201,9 @@ mod tests {
             (Method::POST, "/tasks/abc/retry", Some(Scope::Manage)),
             (Method::GET, "/health", None),
             (Method::GET, "/metrics", None),
-            (Method::POST, "/external/claim", None),
+            (Method::POST, "/workers/w1/claim", None),
+            (Method::POST, "/tasks/abc/complete", None),
+            (Method::GET, "/workers", Some(Scope::Read)),
         ];
         for (method, path, scope) in cases {
             assert_eq!(required_scope(&method, path), scope, "{method} {path}");

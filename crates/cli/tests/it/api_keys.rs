@@ -31,9 +31,20 @@ async fn keys_gate_every_endpoint_by_scope(store: StoreKind) {
     let keys = ApiKeys::parse(&format!("{a}\n{b}\n{c}")).unwrap();
     let stack = Stack::start(StackOptions {
         api_keys: Some(keys),
+        worker_token: Some("worker-token".into()),
         ..StackOptions::on(store)
     })
     .await;
+    // External workers keep their own token.
+    let resp = stack
+        .http
+        .post(stack.url("/workers/w1/claim"))
+        .bearer_auth("worker-token")
+        .json(&json!({"types": ["md5"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
 
     let (status, body) = call(&stack, "POST", "/hash/md5", None).await;
     assert_eq!(

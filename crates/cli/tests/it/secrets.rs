@@ -78,3 +78,111 @@ async fn regression_an_argon2_password_is_never_stored_or_shown_in_clear(store: 
 }
 
 crate::for_each_store!(regression_an_argon2_password_is_never_stored_or_shown_in_clear);
+
+/// Tokens and keys given to `weir up` never appear in what it logs (at
+/// debug level, with access logs), in either metrics page, or in an error
+/// answer — whether the right or a wrong credential was presented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_never_reach_logs_metrics_or_answers() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    const ADMIN: &str = "admin-token-5f1c9e";
+    const WORKER: &str = "worker-token-7a2b4d";
+    let (client_key, entry) = weir_api::api_keys::ApiKeys::generate(
+        "ci",
+        &[
+            weir_api::api_keys::Scope::Submit,
+            weir_api::api_keys::Scope::Read,
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(&keys, entry).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["up", "--listen", "127.0.0.1:0", "--access-log"])
+        .args(["--admin-token", ADMIN, "--worker-token", WORKER])
+        .arg("--api-keys")
+        .arg(&keys)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let mut lines = Vec::new();
+    let base = loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("weir up printed no lb address");
+        lines.push(line.clone());
+        if let Some(addr) = line.strip_prefix("weir: lb listening on ") {
+            break format!("http://{}", addr.split_whitespace().next().unwrap());
+        }
+    };
+    let http = reqwest::Client::new();
+    let mut answers = Vec::new();
+    for token in [ADMIN, "wrong-admin-token"] {
+        let resp = http
+            .put(format!("{base}/lb/strategy"))
+            .bearer_auth(token)
+            .json(&json!({"strategy": "round_robin"}))
+            .send()
+            .await
+            .unwrap();
+        answers.push(resp.text().await.unwrap());
+    }
+    for key in [client_key.as_str(), "wk_wrong"] {
+        let resp = http
+            .post(format!("{base}/hash/md5"))
+            .bearer_auth(key)
+            .json(&json!({"string": "x"}))
+            .send()
+            .await
+            .unwrap();
+        answers.push(resp.text().await.unwrap());
+    }
+    for token in [WORKER, "wrong-worker-token"] {
+        let resp = http
+            .post(format!("{base}/workers/w1/claim"))
+            .bearer_auth(token)
+            .json(&json!({"types": ["md5"], "wait": 0}))
+            .send()
+            .await
+            .unwrap();
+        answers.push(resp.text().await.unwrap());
+    }
+    for path in ["/lb/metrics", "/metrics", "/dashboard"] {
+        let resp = http.get(format!("{base}{path}")).send().await.unwrap();
+        answers.push(resp.text().await.unwrap());
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
+        lines.push(line);
+    }
+    assert!(lines.len() > 5, "too few log lines to mean anything: {lines:?}");
+    for secret in [ADMIN, WORKER, client_key.as_str()] {
+        let leaks: Vec<_> = lines.iter().filter(|l| l.contains(secret)).collect();
+        assert!(leaks.is_empty(), "logged: {leaks:?}");
+        let shown: Vec<_> = answers.iter().filter(|a| a.contains(secret)).collect();
+        assert!(shown.is_empty(), "answered: {shown:?}");
+    }
+}
