@@ -130,7 +130,7 @@ async fn credentials_never_reach_logs_metrics_or_answers() {
             .expect("weir up printed no lb address");
         lines.push(line.clone());
         if let Some(addr) = line.strip_prefix("weir: lb listening on ") {
-            break format!("http://{}", addr.split_whitespace().next().unwrap());
+            break addr.split_whitespace().next().unwrap().to_string();
         }
     };
     let http = reqwest::Client::new();
@@ -178,7 +178,10 @@ async fn credentials_never_reach_logs_metrics_or_answers() {
     while let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
         lines.push(line);
     }
-    assert!(lines.len() > 5, "too few log lines to mean anything: {lines:?}");
+    assert!(
+        lines.len() > 5,
+        "too few log lines to mean anything: {lines:?}"
+    );
     for secret in [ADMIN, WORKER, client_key.as_str()] {
         let leaks: Vec<_> = lines.iter().filter(|l| l.contains(secret)).collect();
         assert!(leaks.is_empty(), "logged: {leaks:?}");
