@@ -76,6 +76,10 @@ pub struct StatusArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     pub target: String,
+    /// A client key with the `read` scope, for API nodes started with
+    /// `--api-keys`.
+    #[arg(long, env = "WEIR_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     /// Read the store itself instead of asking an lb (workers, tasks,
     /// queues, requests per node; no lb health or latency).
     #[arg(long, env = "WEIR_STATUS_DATABASE_URL")]

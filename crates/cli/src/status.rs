@@ -113,8 +113,26 @@ async fn read(source: &Source, http: &reqwest::Client) -> anyhow::Result<Reading
 
 /// Reads the cluster, watching the queue for `sample` to see its trend.
 pub async fn collect(source: &Source, sample: Duration) -> anyhow::Result<Status> {
+    collect_with_key(source, sample, None).await
+}
+
+/// [`collect`], presenting `api_key` to API nodes that require keys (it
+/// needs the `read` scope).
+pub async fn collect_with_key(
+    source: &Source,
+    sample: Duration,
+    api_key: Option<&str>,
+) -> anyhow::Result<Status> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = api_key {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+            .map_err(|_| anyhow::anyhow!("api-key: not a valid header value"))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
+        .default_headers(headers)
         .build()?;
     let first_queued = if sample.is_zero() {
         None

@@ -40,7 +40,7 @@ pub async fn run(
 }
 
 async fn status(args: crate::config::StatusArgs) -> anyhow::Result<()> {
-    use crate::status::{collect, Source};
+    use crate::status::{collect_with_key, Source};
     let source = match &args.database_url {
         Some(url) => {
             let mut options = weir_store_sql::StoreOptions::new(url.clone());
@@ -55,7 +55,7 @@ async fn status(args: crate::config::StatusArgs) -> anyhow::Result<()> {
         None => Source::Lb(args.target.trim_end_matches('/').to_string()),
     };
     let Some(every) = args.watch else {
-        let status = collect(&source, args.sample).await?;
+        let status = collect_with_key(&source, args.sample, args.api_key.as_deref()).await?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&status)?);
         } else {
@@ -67,7 +67,7 @@ async fn status(args: crate::config::StatusArgs) -> anyhow::Result<()> {
     tokio::pin!(stop);
     loop {
         // Clear the screen and redraw; an unreachable cluster is shown, not fatal.
-        let shown = match collect(&source, args.sample).await {
+        let shown = match collect_with_key(&source, args.sample, args.api_key.as_deref()).await {
             Ok(s) if args.json => serde_json::to_string(&s)?,
             Ok(s) => crate::status::render(&s),
             Err(e) => format!("weir status: {e:#}\n"),
