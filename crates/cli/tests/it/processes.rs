@@ -120,9 +120,8 @@ pub fn listening_url(line: &str) -> String {
     line[at..].split_whitespace().next().unwrap().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn separate_processes_share_postgres_and_lose_nothing() {
-    const TASKS: usize = 2_000;
+/// A fresh PostgreSQL database with weir's schema, by `weir migrate`.
+pub async fn migrated_database() -> (PgDatabase, String) {
     let db = PgDatabase::create().await;
     let url = db.url().to_string();
     let migrate = Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -130,6 +129,13 @@ async fn separate_processes_share_postgres_and_lose_nothing() {
         .status()
         .unwrap();
     assert!(migrate.success());
+    (db, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_processes_share_postgres_and_lose_nothing() {
+    const TASKS: usize = 2_000;
+    let (_db, url) = migrated_database().await;
 
     let mut apis = Vec::new();
     let mut backends = Vec::new();
@@ -446,4 +452,83 @@ async fn status_watch_redraws_until_sigterm_even_when_the_cluster_is_away() {
     );
     watch.wait_line("weir status:");
     watch.terminate();
+}
+
+/// The lb SIGKILLed under load: clients see connection errors until a new
+/// lb starts, and every task an API node acknowledged (202) before the kill
+/// still completes — the lb holds nothing that can be lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lb_killed_under_load_loses_no_acknowledged_task() {
+    let (_db, url) = migrated_database().await;
+    let node = ["--database-url", &url, "--no-migrate"];
+    let (api, line) = WeirProcess::start(
+        &[&["api", "--listen", "127.0.0.1:0"][..], &node[..]].concat(),
+        "listening on",
+    );
+    let backend = listening_url(&line);
+    let (worker, _) = WeirProcess::start(&[&["worker"][..], &node[..]].concat(), "running up to");
+    let lb_args = ["lb", "--listen", "127.0.0.1:0", "--backends", &backend];
+    let (lb, line) = WeirProcess::start(&lb_args, "listening on");
+    let base = listening_url(&line);
+
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..8 {
+        let (acked, stop, base) = (acked.clone(), stop.clone(), base.clone());
+        clients.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                i += 1;
+                let sent = http
+                    .post(format!("{base}/hash/md5"))
+                    .json(&json!({"string": format!("lb-kill-{c}-{i}")}))
+                    .send()
+                    .await;
+                let Ok(resp) = sent else { continue };
+                if resp.status() == 202 {
+                    let body: Value = resp.json().await.unwrap_or_default();
+                    if let Some(id) = body["task_id"].as_str() {
+                        acked.lock().unwrap().push(id.to_string());
+                    }
+                }
+            }
+        }));
+    }
+    poll(Duration::from_secs(30), || async {
+        (acked.lock().unwrap().len() >= 300).then_some(())
+    })
+    .await;
+    lb.kill();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for client in clients {
+        client.await.unwrap();
+    }
+    let ids = acked.lock().unwrap().clone();
+    // A new lb; the tasks are read from the API node behind it.
+    let (_lb, line) = WeirProcess::start(&lb_args, "listening on");
+    let base = listening_url(&line);
+    let http = reqwest::Client::new();
+    let unfinished = poll(Duration::from_secs(60), || async {
+        let mut left = Vec::new();
+        for id in &ids {
+            let task: Value = http
+                .get(format!("{base}/tasks/{id}"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            if task["status"] != "succeeded" {
+                left.push(id.clone());
+            }
+        }
+        left.is_empty().then_some(left)
+    })
+    .await;
+    assert!(unfinished.is_empty());
+    assert!(ids.len() >= 300);
+    drop((api, worker));
 }
