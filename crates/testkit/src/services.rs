@@ -180,6 +180,94 @@ while [ -d "/proc/$1" ]; do sleep 1; done
     format!("postgres://postgres@127.0.0.1:{port}/postgres")
 }
 
+/// A PostgreSQL server of one test's own, which the test can stop and start
+/// again (a database restart under load). Its guard stops it when the test
+/// process ends.
+pub struct RestartablePostgres {
+    /// `postgres://…/postgres` on its port.
+    pub url: String,
+    dir: PathBuf,
+}
+
+impl RestartablePostgres {
+    pub fn start() -> RestartablePostgres {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dirs = ["/usr/lib/postgresql/*/bin"];
+        let initdb = find_binary("initdb", &dirs, "postgresql");
+        let postgres = find_binary("postgres", &dirs, "postgresql");
+        let pg_isready = find_binary("pg_isready", &dirs, "postgresql-client");
+        let port = free_port();
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("weir-test-pg-{}-{n}", std::process::id()));
+        // The server runs while `$dir/stop` is absent; `$dir/state` says
+        // which it is now.
+        let script = format!(
+            r#"set -e
+dir="{dir}"
+mkdir -p "$dir"
+pid=
+trap 'if [ -n "$pid" ]; then kill -INT $pid; wait $pid; fi; rm -rf "$dir"' EXIT
+"{initdb}" -D "$dir/data" -U postgres -A trust --no-sync >"$dir/initdb.log" 2>&1 || {{ cat "$dir/initdb.log"; exit 1; }}
+up() {{
+  "{postgres}" -D "$dir/data" -p {port} -k "$dir" -c listen_addresses=127.0.0.1     -c fsync=off -c max_connections=200 >>"$dir/server.log" 2>&1 &
+  pid=$!
+  until "{pg_isready}" -q -h 127.0.0.1 -p {port} -U postgres; do
+    kill -0 $pid 2>/dev/null || {{ cat "$dir/server.log"; exit 1; }}
+    sleep 0.1
+  done
+  echo running >"$dir/state"
+}}
+up
+echo READY
+while [ -d "/proc/$1" ]; do
+  if [ -e "$dir/stop" ] && [ -n "$pid" ]; then
+    kill -INT $pid; wait $pid || true; pid=; echo stopped >"$dir/state"
+  elif [ ! -e "$dir/stop" ] && [ -z "$pid" ]; then
+    up
+  fi
+  sleep 0.1
+done
+"#,
+            dir = dir.display(),
+            initdb = initdb.display(),
+            postgres = postgres.display(),
+            pg_isready = pg_isready.display(),
+        );
+        run_guarded("PostgreSQL", &script, is_root().then_some("postgres"));
+        RestartablePostgres {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            dir,
+        }
+    }
+
+    /// Stops the server (fast shutdown) and waits until it is down.
+    pub fn stop(&self) {
+        std::fs::write(self.dir.join("stop"), b"").expect("writing the stop file");
+        self.wait_for("stopped");
+    }
+
+    /// Starts it again and waits until it takes connections.
+    pub fn resume(&self) {
+        std::fs::remove_file(self.dir.join("stop")).expect("removing the stop file");
+        self.wait_for("running");
+    }
+
+    fn wait_for(&self, state: &str) {
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        while std::fs::read_to_string(self.dir.join("state"))
+            .unwrap_or_default()
+            .trim()
+            != state
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the test's PostgreSQL is not {state} after {START_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 fn start_redis() -> String {
     let server = find_binary("redis-server", &[], "redis-server");
     let cli = find_binary("redis-cli", &[], "redis-tools");

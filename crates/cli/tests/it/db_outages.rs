@@ -181,3 +181,89 @@ async fn sessions_killed_mid_load_lose_no_acknowledged_task() {
     }
     stack.stop().await;
 }
+
+/// PostgreSQL restarted under load, with weir as separate processes: while
+/// it is down, submissions get `503 database_busy` with Retry-After (no
+/// other error, no hang); once it is back the processes reconnect by
+/// themselves, and every task acknowledged before, during or after the
+/// outage completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_under_load_answers_503_then_recovers_losing_nothing() {
+    use crate::processes::{start_api_and_worker, start_lb, wait_all_succeeded};
+    let pg = weir_testkit::RestartablePostgres::start();
+    let url = pg.url.clone();
+    let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["migrate", "--database-url", &url])
+        .status()
+        .unwrap();
+    assert!(migrate.success());
+    let (api, worker, backend) = start_api_and_worker(&url);
+    let (lb, base) = start_lb(&backend);
+
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let answers = Arc::new(std::sync::Mutex::new(HashMap::<String, usize>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (acked, answers, stop, base) =
+            (acked.clone(), answers.clone(), stop.clone(), base.clone());
+        clients.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap();
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                let (status, code, retry_after, id) =
+                    submit(&http, &base, &format!("pg-restart-{c}-{i}")).await;
+                let kind = match (status, code.as_deref(), retry_after) {
+                    (202, ..) => "accepted".to_string(),
+                    (503, Some("database_busy"), true) => "database_busy".to_string(),
+                    other => format!("{other:?}"),
+                };
+                *answers.lock().unwrap().entry(kind).or_default() += 1;
+                if let Some(id) = id.filter(|_| status == 202) {
+                    acked.lock().unwrap().push(id);
+                }
+                if status == 503 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }));
+    }
+    let count = |kind: &str| answers.lock().unwrap().get(kind).copied().unwrap_or(0);
+    poll(Duration::from_secs(30), || async {
+        (count("accepted") >= 100).then_some(())
+    })
+    .await;
+    tokio::task::block_in_place(|| pg.stop());
+    poll(Duration::from_secs(60), || async {
+        (count("database_busy") >= 4).then_some(())
+    })
+    .await;
+    let before_resume = count("accepted");
+    tokio::task::block_in_place(|| pg.resume());
+    poll(Duration::from_secs(60), || async {
+        (count("accepted") >= before_resume + 100).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.await.unwrap();
+    }
+    let seen = answers.lock().unwrap().clone();
+    let unexpected: Vec<_> = seen
+        .iter()
+        .filter(|(k, _)| *k != "accepted" && *k != "database_busy")
+        .collect();
+    assert!(unexpected.is_empty(), "other answers: {seen:?}");
+
+    let ids = acked.lock().unwrap().clone();
+    wait_all_succeeded(&base, &ids).await;
+    eprintln!(
+        "answers through the restart: {seen:?}; all {} acknowledged tasks succeeded",
+        ids.len()
+    );
+    drop((api, worker, lb));
+}
