@@ -34,6 +34,9 @@ pub enum ApiError {
     /// 413: the body is over the configured limit.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// 413: one event larger than accepted.
+    #[error("{message}")]
+    EventTooLarge { message: String },
     /// 413: more events in one request than configured.
     #[error("the body holds {count} events; at most {max} are accepted per request")]
     TooManyEvents { count: usize, max: usize },
@@ -68,6 +71,7 @@ impl ApiError {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
             ApiError::TooManyEvents { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_events"),
+            ApiError::EventTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "event_too_large"),
             ApiError::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             ApiError::DatabaseBusy => (StatusCode::SERVICE_UNAVAILABLE, "database_busy"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

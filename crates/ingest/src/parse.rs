@@ -15,6 +15,10 @@ use weir_core::NewEvent;
 /// Longest client-supplied event id.
 pub const MAX_ID_BYTES: usize = 256;
 
+/// Largest single event (one NDJSON line, one array element), so one event
+/// cannot take a whole body's allowance in one row.
+pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
 /// How the body is framed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyFormat {
@@ -41,6 +45,8 @@ pub enum ParseError {
     Unstorable { at: String },
     #[error("the body holds {count} events; at most {max} are accepted per request")]
     TooManyEvents { count: usize, max: usize },
+    #[error("{at} is {size} bytes; one event may be at most {max}")]
+    EventTooLarge { at: String, size: usize, max: usize },
 }
 
 /// Where generated ids come from.
@@ -69,6 +75,16 @@ pub fn parse_events(
         return Err(ParseError::TooManyEvents {
             count: raws.len(),
             max: max_events,
+        });
+    }
+    if let Some((at, raw)) = raws
+        .iter()
+        .find(|(_, raw)| raw.get().len() > MAX_EVENT_BYTES)
+    {
+        return Err(ParseError::EventTooLarge {
+            at: at.to_string(),
+            size: raw.get().len(),
+            max: MAX_EVENT_BYTES,
         });
     }
     raws.into_iter()

@@ -94,6 +94,9 @@ fn is_ndjson(headers: &HeaderMap) -> bool {
 fn parse_error(e: ParseError) -> ApiError {
     match e {
         ParseError::TooManyEvents { count, max } => ApiError::TooManyEvents { count, max },
+        ParseError::EventTooLarge { .. } => ApiError::EventTooLarge {
+            message: e.to_string(),
+        },
         ParseError::Syntax { .. } => ApiError::bad_request("invalid_json", e.to_string()),
         ParseError::NotAnObject { .. } => ApiError::bad_request("invalid_event", e.to_string()),
         ParseError::InvalidId { .. } => ApiError::bad_request("invalid_event_id", e.to_string()),

@@ -268,6 +268,28 @@ async fn every_input_limit_gets_its_json_4xx(store: StoreKind) {
             "{path}: {answer}"
         );
     }
+    // One NDJSON line past the largest event.
+    let line = format!(
+        "{{\"id\":\"big\",\"pad\":\"{}\"}}\n",
+        "p".repeat(1024 * 1024)
+    );
+    let resp = http
+        .post(stack.url("/write"))
+        .header("content-type", "application/x-ndjson")
+        .body(format!("{{\"id\":\"small\"}}\n{line}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "event_too_large", "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 2"),
+        "{answer}"
+    );
     for n in ["0", "1001", "-1", "lots"] {
         let resp = http
             .get(stack.url(&format!("/messages?n={n}")))
