@@ -149,12 +149,18 @@ pub(crate) fn required_scope(method: &Method, path: &str) -> Option<Scope> {
 /// The key a request presents: `Authorization: Bearer KEY` or `X-Api-Key`.
 pub(crate) fn presented(req: &Request) -> Option<&str> {
     let headers = req.headers();
+    bearer(headers)
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim)
+}
+
+/// The credential of `Authorization: Bearer <credential>`, for every check
+/// this node makes (client keys, the external workers' token).
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-        .map(str::trim)
 }
 
 #[cfg(test)]

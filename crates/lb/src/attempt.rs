@@ -181,10 +181,8 @@ pub(crate) async fn run<'b, T: Transport>(
                 });
             }
             Err(failure) => {
-                let refusal = charge(lb, backends, backend, failure, plan.replayable);
-                match refusal {
-                    None => continue,
-                    Some(r) => return Err(r),
+                if let Some(refusal) = charge(lb, backends, backend, failure, plan.replayable) {
+                    return Err(refusal);
                 }
             }
         }

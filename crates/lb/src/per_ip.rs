@@ -15,6 +15,10 @@ pub(crate) struct PerIp {
 
 const SHARDS: usize = 16;
 
+/// The client IP already holds as many connections as the cap allows.
+#[derive(Debug)]
+pub(crate) struct AtCap;
+
 /// One connection's place in its IP's count, given back on drop.
 pub(crate) struct PerIpGuard {
     counts: Arc<PerIp>,
@@ -37,19 +41,19 @@ impl PerIp {
         &self.shards[usize::from(byte) % SHARDS]
     }
 
-    /// A place for one more connection from `ip`; `None` when it already
-    /// holds the cap. Always a place when there is no cap.
-    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Option<PerIpGuard>> {
+    /// A place for one more connection from `ip` (`None` inside: no cap,
+    /// nothing counted); `AtCap` when it already holds the cap.
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Option<PerIpGuard>, AtCap> {
         if self.cap == 0 {
-            return Some(None);
+            return Ok(None);
         }
         let mut counts = self.shard(&ip).lock().unwrap_or_else(|e| e.into_inner());
         let count = counts.entry(ip).or_insert(0);
         if *count >= self.cap {
-            return None;
+            return Err(AtCap);
         }
         *count += 1;
-        Some(Some(PerIpGuard {
+        Ok(Some(PerIpGuard {
             counts: self.clone(),
             ip,
         }))
@@ -92,11 +96,11 @@ mod tests {
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         let first = per_ip.admit(a).unwrap();
         let second = per_ip.admit(a).unwrap();
-        assert!(per_ip.admit(a).is_none(), "a third from the same IP");
+        assert!(per_ip.admit(a).is_err(), "a third from the same IP");
         let other = per_ip.admit(b).unwrap();
         assert!(other.is_some());
         drop(first);
-        assert!(per_ip.admit(a).is_some(), "a place came free");
+        assert!(per_ip.admit(a).is_ok(), "a place came free");
         drop((second, other));
         assert_eq!(per_ip.tracked(), 0);
     }

@@ -101,7 +101,7 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let Some(per_ip) = lb.per_ip.admit(peer.ip()) else {
+        let Ok(per_ip) = lb.per_ip.admit(peer.ip()) else {
             lb.rejected_connections.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 let _permit = permit;

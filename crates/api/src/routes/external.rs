@@ -63,17 +63,12 @@ impl FromRequestParts<AppState> for WorkerAuth {
                 "external workers are off: start the API nodes with --worker-token",
             ));
         };
-        let given = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                unauthorized(
-                    "missing_token",
-                    "Authorization: Bearer <worker token> is required",
-                )
-            })?;
+        let given = crate::api_keys::bearer(&parts.headers).ok_or_else(|| {
+            unauthorized(
+                "missing_token",
+                "Authorization: Bearer <worker token> is required",
+            )
+        })?;
         if bool::from(given.trim().as_bytes().ct_eq(expected.as_bytes())) {
             Ok(WorkerAuth)
         } else {

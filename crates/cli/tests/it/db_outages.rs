@@ -227,6 +227,8 @@ async fn postgres_restarted_under_load_answers_503_then_recovers_losing_nothing(
                     acked.lock().unwrap().push(id);
                 }
                 if status == 503 {
+                    // Client pacing, not a wait for a condition: a client
+                    // told to retry later does not hammer the node.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }

@@ -15,50 +15,39 @@ use crate::rules::{self, HeadRefusal};
 
 /// Answers bytes that are not HTTP with a JSON 400; the caller closes.
 pub(super) async fn refuse_malformed(client: &mut TcpStream, bufs: &mut Buffers, why: &str) {
-    write_json_error(
-        &mut bufs.head,
+    let message = format!("not a valid HTTP/1.1 request: {why}");
+    let refusal = (
         StatusCode::BAD_REQUEST,
         "malformed_request",
-        &format!("not a valid HTTP/1.1 request: {why}"),
-        &rules::next_request_id_bytes(),
-        &HeaderMap::new(),
-        true,
+        message.as_str(),
     );
-    if client.write_all(&bufs.head).await.is_ok() {
-        linger_close(client).await;
-    }
+    refuse_and_close(client, &mut bufs.head, refusal).await;
 }
 
 /// Answers a refused request head with its JSON error; the caller closes.
 pub(super) async fn refuse_head(client: &mut TcpStream, bufs: &mut Buffers, refusal: HeadRefusal) {
-    write_json_error(
-        &mut bufs.head,
-        refusal.status,
-        refusal.code,
-        refusal.message,
-        &rules::next_request_id_bytes(),
-        &HeaderMap::new(),
-        true,
-    );
-    if client.write_all(&bufs.head).await.is_ok() {
-        linger_close(client).await;
-    }
+    let refusal = (refusal.status, refusal.code, refusal.message);
+    refuse_and_close(client, &mut bufs.head, refusal).await;
 }
 
 /// Refuses a connection before reading from it (`--max-connections-per-ip`).
 pub(crate) async fn refuse_connection(mut client: TcpStream, refusal: HeadRefusal) {
     let mut out = Vec::with_capacity(512);
-    write_json_error(
-        &mut out,
-        refusal.status,
-        refusal.code,
-        refusal.message,
-        &rules::next_request_id_bytes(),
-        &HeaderMap::new(),
-        true,
-    );
-    if client.write_all(&out).await.is_ok() {
-        linger_close(&mut client).await;
+    let refusal = (refusal.status, refusal.code, refusal.message);
+    refuse_and_close(&mut client, &mut out, refusal).await;
+}
+
+/// Writes a JSON error (status, code, message) with `connection: close`
+/// into `out`, sends it, and closes lingering.
+async fn refuse_and_close(
+    client: &mut TcpStream,
+    out: &mut Vec<u8>,
+    (status, code, message): (StatusCode, &str, &str),
+) {
+    let id = rules::next_request_id_bytes();
+    write_json_error(out, status, code, message, &id, &HeaderMap::new(), true);
+    if client.write_all(out).await.is_ok() {
+        linger_close(client).await;
     }
 }
 
