@@ -58,12 +58,43 @@ pub fn app(state: AppState) -> Router {
             auth::require_key,
         ));
     }
-    router
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            request_log::log_request,
-        ))
-        .with_state(state)
+    let router = router.layer(middleware::from_fn_with_state(
+        state.clone(),
+        request_log::log_request,
+    ));
+    // Outermost: a browser's preflight carries no key, and is answered here.
+    let router = match cors(&state.config.cors_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.with_state(state)
+}
+
+/// The CORS policy `--cors-origin` asks for; `None`: closed (no headers).
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{header, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        // Checked at start (`weir api` refuses an origin that is no header value).
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::HeaderName::from_static("x-api-key"),
+                header::HeaderName::from_static("idempotency-key"),
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// Every route with its OpenAPI description: registering one is describing it.

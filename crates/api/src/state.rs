@@ -45,6 +45,9 @@ pub struct ApiConfig {
     pub cache_ttl: Duration,
     /// Client keys (`--api-keys`); `None`: every endpoint is open.
     pub api_keys: Option<Arc<crate::api_keys::ApiKeys>>,
+    /// Origins whose pages may call this API from a browser (`--cors-origin`;
+    /// `*`: any). Empty: no CORS headers, so browsers refuse cross-origin calls.
+    pub cors_origins: Vec<String>,
 }
 
 impl ApiConfig {
@@ -66,6 +69,7 @@ impl ApiConfig {
             retry_backoff: weir_core::RetryPolicy::default(),
             cache_ttl: Duration::from_secs(3600),
             api_keys: None,
+            cors_origins: Vec::new(),
         }
     }
 }

@@ -102,6 +102,9 @@ pub struct LoadReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events_per_sec: Option<f64>,
     pub latency: Latency,
+    /// Latency of the admitted answers alone (1xx–3xx): what shedding keeps
+    /// fast while the rest are refused.
+    pub admitted_latency: Latency,
     /// Answers by status code.
     pub statuses: BTreeMap<u16, u64>,
     /// Failures without an answer, by kind (`connect`, `timeout`, `closed`, …).
@@ -113,6 +116,8 @@ pub struct LoadReport {
 /// Per-connection tallies, merged at the end.
 struct Tally {
     histogram: Histogram<u64>,
+    /// Answers below 400 only.
+    admitted: Histogram<u64>,
     statuses: BTreeMap<u16, u64>,
     error_kinds: BTreeMap<&'static str, u64>,
     /// Few distinct values: a list beats hashing every answer's header.
@@ -123,6 +128,7 @@ impl Tally {
     fn new() -> Self {
         Tally {
             histogram: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+            admitted: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
             statuses: BTreeMap::new(),
             error_kinds: BTreeMap::new(),
             nodes: Vec::new(),
@@ -133,6 +139,9 @@ impl Tally {
     fn merge(&mut self, other: Tally) -> Result<(), String> {
         self.histogram
             .add(&other.histogram)
+            .map_err(|e| e.to_string())?;
+        self.admitted
+            .add(&other.admitted)
             .map_err(|e| e.to_string())?;
         for (k, v) in other.statuses {
             *self.statuses.entry(k).or_default() += v;
@@ -300,6 +309,7 @@ impl LoadReport {
             events_per_sec: (spec.scenario == Scenario::Ingest)
                 .then(|| (requests * spec.batch as u64) as f64 / elapsed),
             latency: Latency::from_histogram(&total.histogram),
+            admitted_latency: Latency::from_histogram(&total.admitted),
             statuses: total.statuses,
             error_kinds: total
                 .error_kinds
@@ -394,6 +404,9 @@ async fn connection(shared: Shared<'_>, conn_index: usize, schedule: Option<(Ins
                 let took = (began.elapsed().as_micros() as u64).max(1);
                 record(&mut |t| {
                     t.histogram.saturating_record(took);
+                    if status < 400 {
+                        t.admitted.saturating_record(took);
+                    }
                     *t.statuses.entry(status).or_default() += 1;
                     t.node(node.as_ref());
                 });

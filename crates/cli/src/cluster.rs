@@ -173,20 +173,29 @@ pub async fn serve_api_node(
         ..BusyRetry::default()
     };
     let store: Arc<dyn Store> = Arc::new(store.with_busy_retry(retry));
+    // A caller queued behind a commit stuck on an unreachable database
+    // gives up within the same budget.
+    let budget = config.db_busy_timeout;
     let (writer, writer_task) = RequestLogWriter::spawn(store.clone(), REQUEST_LOG_MAX_BATCH);
+    let writer = writer.within(budget);
     let node_id = config.node_id.clone();
     let (task_inserts, inserts_task) =
         TaskInsertWriter::spawn_tasks(store.clone(), TASK_INSERT_MAX_BATCH);
+    let task_inserts = task_inserts.within(budget);
     let (cache_access, cache_access_task) =
         CacheAccessRecorder::spawn(store.clone(), CACHE_STATS_FLUSH);
     let (events, events_task) = match &config.ingest_buffer {
         Some(b) => (
-            EventSink::Buffered(EventBuffer::connect(&b.redis_url, &b.stream, b.max_len).await?),
+            EventSink::Buffered(
+                EventBuffer::connect(&b.redis_url, &b.stream, b.max_len)
+                    .await?
+                    .within(budget),
+            ),
             None,
         ),
         None => {
             let (writer, task) = EventWriter::spawn_events(store.clone(), EVENT_MAX_BATCH);
-            (EventSink::Direct(writer), Some(task))
+            (EventSink::Direct(writer.within(budget)), Some(task))
         }
     };
     let state = AppState::new(config, store, writer, task_inserts, cache_access, events);

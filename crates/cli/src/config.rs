@@ -128,6 +128,11 @@ pub struct ApiNodeArgs {
     /// it those endpoints are open to whoever reaches them.
     #[arg(long, env = "WEIR_API_KEYS")]
     pub api_keys: Option<std::path::PathBuf>,
+    /// An origin (`https://app.example.com`) whose pages may call the API
+    /// from a browser; repeat or comma-separate for more, `*` for any.
+    /// Without it browsers refuse cross-origin calls (no CORS headers).
+    #[arg(long = "cors-origin", env = "WEIR_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "WEIR_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -405,9 +410,15 @@ pub struct BalancerArgs {
     /// Longest request target (path and query) in bytes; past it, 414.
     #[arg(long, env = "WEIR_MAX_URL_BYTES", default_value_t = 8 * 1024, value_parser = clap::value_parser!(u32).range(256..=1024 * 1024))]
     pub max_url_bytes: u32,
-    /// Most requests in flight per backend (unlimited when absent).
+    /// Most requests in flight per backend. Without it each backend's limit
+    /// is learned from its response times (see --adaptive-in-flight).
     #[arg(long, env = "WEIR_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<u64>,
+    /// Learn each backend's in-flight limit from its response times, so an
+    /// overloaded backend gets a short queue and fast 503s (default on;
+    /// `false`: no limit unless --max-in-flight).
+    #[arg(long, env = "WEIR_ADAPTIVE_IN_FLIGHT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub adaptive_in_flight: bool,
     /// Requests that may wait for a backend slot when all are full; past it, 503 at once.
     #[arg(long, env = "WEIR_QUEUE_SIZE", default_value_t = 256)]
     pub queue_size: usize,
@@ -648,6 +659,7 @@ impl ApiNodeArgs {
             }
             None => None,
         };
+        config.cors_origins = valid_cors_origins(&self.cors_origins)?;
         config.max_write_bytes = self.max_write_bytes;
         config.max_write_events = self.max_write_events.max(1);
         config.ingest_buffer = self.ingest.buffer()?;
@@ -658,6 +670,27 @@ impl ApiNodeArgs {
         config.worker_offline_after = self.worker_offline_after;
         Ok(config)
     }
+}
+
+/// `--cors-origin` values: `*`, or `scheme://host[:port]` exactly as a
+/// browser sends it in `Origin` (no path, no trailing slash).
+fn valid_cors_origins(origins: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut valid = Vec::new();
+    for origin in origins.iter().map(|o| o.trim()).filter(|o| !o.is_empty()) {
+        let well_formed = origin == "*"
+            || origin.split_once("://").is_some_and(|(scheme, host)| {
+                matches!(scheme, "http" | "https")
+                    && !host.is_empty()
+                    && !host.contains(['/', ' ', '?', '#'])
+            });
+        if !well_formed {
+            anyhow::bail!(
+                "cors-origin: {origin:?} is not `*` or an origin such as https://app.example.com"
+            );
+        }
+        valid.push(origin.to_owned());
+    }
+    Ok(valid)
 }
 
 impl WorkerTuning {
@@ -739,6 +772,7 @@ impl BalancerArgs {
         config.max_headers = self.max_headers as usize;
         config.max_url_bytes = self.max_url_bytes as usize;
         config.max_in_flight = self.max_in_flight.filter(|n| *n > 0);
+        config.adaptive_in_flight = self.adaptive_in_flight;
         config.queue_size = self.queue_size;
         config.queue_timeout = self.queue_timeout;
         config.header_read_timeout = self.header_read_timeout;
@@ -779,5 +813,15 @@ mod tests {
         assert_eq!((r.policy.per_second, r.policy.burst), (10, 20));
         assert_eq!(parse_route_limit("/x=5").unwrap().policy.burst, 5);
         assert!(parse_route_limit("/x").is_err());
+    }
+
+    #[test]
+    fn cors_origins_must_be_origins() {
+        let ok = valid_cors_origins(&["https://app.example.com".into(), "*".into()]).unwrap();
+        assert_eq!(ok, ["https://app.example.com", "*"]);
+        for bad in ["app.example.com", "https://app.example.com/", "ftp://x"] {
+            let err = valid_cors_origins(&[bad.into()]).unwrap_err().to_string();
+            assert!(err.starts_with("cors-origin: "), "{err}");
+        }
     }
 }

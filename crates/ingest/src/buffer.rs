@@ -31,6 +31,8 @@ pub struct EventBuffer {
     stream: String,
     max_len: u64,
     script: redis::Script,
+    /// Longest an append waits for Redis.
+    budget: std::time::Duration,
 }
 
 impl EventBuffer {
@@ -42,7 +44,15 @@ impl EventBuffer {
             stream: stream.to_owned(),
             max_len: max_len.max(1),
             script: redis::Script::new(APPEND_SCRIPT),
+            budget: crate::RESPONSE_TIMEOUT,
         })
+    }
+
+    /// The same buffer, whose appends give up after `budget` (an API node's
+    /// database budget): a request never waits on a stalled Redis for longer.
+    pub fn within(mut self, budget: std::time::Duration) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Appends one request's events as one entry. `Err(Full)` when the
@@ -50,13 +60,11 @@ impl EventBuffer {
     pub async fn append(&self, events: &[NewEvent]) -> Result<(), IngestError> {
         let entry = encode(events);
         let mut conn = self.conn.clone();
-        let id: Option<String> = self
-            .script
-            .key(&self.stream)
-            .arg(self.max_len)
-            .arg(entry)
-            .invoke_async(&mut conn)
+        let mut call = self.script.key(&self.stream);
+        call.arg(self.max_len).arg(entry);
+        let id: Option<String> = tokio::time::timeout(self.budget, call.invoke_async(&mut conn))
             .await
+            .map_err(|_| IngestError::Redis(format!("no answer within {:?}", self.budget)))?
             .map_err(IngestError::from_redis)?;
         match id {
             Some(_) => Ok(()),

@@ -97,7 +97,7 @@ impl IngestError {
 }
 
 /// Slowest answer Redis may take; above the consumer's blocking read time.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A reconnecting connection. Lazy: a node starts while Redis is away, and
 /// its calls fail (503) until Redis is back.

@@ -9,6 +9,7 @@ use http::uri::{Authority, Scheme};
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::adaptive::AdaptiveLimit;
 use crate::latency::LatencyHistogram;
 
 /// One upstream API node, with the counters the strategies and stats read.
@@ -42,6 +43,9 @@ pub struct Backend {
     slot_freed: OnceLock<Arc<SlotFreed>>,
     /// Time to response headers, for p50/p99.
     pub latency: LatencyHistogram,
+    /// The in-flight limit its response times call for (used unless
+    /// `max_in_flight` is configured).
+    pub adaptive: AdaptiveLimit,
     /// Failed requests in a row (passive health).
     consecutive_errors: AtomicU32,
     /// Ejected until this `clock_ns` (0: not ejected), and how often so far.
@@ -93,6 +97,9 @@ pub struct BackendStats {
     pub draining: bool,
     pub requests: u64,
     pub in_flight: u64,
+    /// The in-flight limit learnt from its latency (applies unless
+    /// `--max-in-flight` is set or `--adaptive-in-flight false`).
+    pub adaptive_in_flight_limit: u64,
     pub errors: u64,
     pub weight: u32,
     /// Peak-EWMA latency, in milliseconds.
@@ -155,6 +162,7 @@ impl Backend {
             refusals_at: AtomicU64::new(0),
             slot_freed: OnceLock::new(),
             latency: LatencyHistogram::default(),
+            adaptive: AdaptiveLimit::default(),
             consecutive_errors: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             ejections: AtomicU32::new(0),
@@ -173,6 +181,7 @@ impl Backend {
     /// [`Self::record_latency`] at `now` ([`clock_ns`]).
     pub(crate) fn record_latency_at(&self, sample: Duration, now: u64) {
         self.latency.record(sample);
+        self.adaptive.record(sample, self.in_flight(), now);
         self.ewma_sample(sample, now);
     }
 
@@ -397,6 +406,7 @@ impl Backend {
             draining: self.is_draining(),
             requests: self.requests.load(Ordering::Relaxed),
             in_flight: self.in_flight(),
+            adaptive_in_flight_limit: self.adaptive.limit(),
             errors: self.errors.load(Ordering::Relaxed),
             weight: self.weight,
             latency_ewma_ms: self.latency_ewma().as_secs_f64() * 1000.0,

@@ -82,8 +82,11 @@ pub struct LbConfig {
     pub max_headers: usize,
     /// Longest request target in bytes (414 past it).
     pub max_url_bytes: usize,
-    /// Most requests in flight on one backend (unlimited when `None`).
+    /// Most requests in flight on one backend; when `None`, each backend's
+    /// adaptive limit (unless `adaptive_in_flight` is off: then unlimited).
     pub max_in_flight: Option<u64>,
+    /// Learn each backend's in-flight limit from its response times.
+    pub adaptive_in_flight: bool,
     /// Requests that may wait for a free backend slot when every backend is at
     /// `max_in_flight`; past it, 503 at once.
     pub queue_size: usize,
@@ -139,6 +142,7 @@ impl LbConfig {
             max_headers: 100,
             max_url_bytes: 8 * 1024,
             max_in_flight: None,
+            adaptive_in_flight: true,
             queue_size: 256,
             queue_timeout: Duration::from_secs(1),
             header_read_timeout: Duration::from_secs(10),

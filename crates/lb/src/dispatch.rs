@@ -5,10 +5,11 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::HeaderMap;
 
-use crate::backend::InFlightGuard;
+use crate::backend::{clock_ns, InFlightGuard};
 use crate::config::HashKey;
 use crate::outlier;
 use crate::selection::{hash_key as hash_key_bytes, Pick};
@@ -51,10 +52,14 @@ pub(crate) fn note_answer(
 /// out): the request is refused with 503 and Retry-After.
 pub(crate) struct Overloaded;
 
-/// A backend by [`pick`]; when every backend is at `max_in_flight`, waits in a
-/// short bounded queue for a slot, and refuses at once when the queue is full
-/// or the wait runs out — latency stays bounded under overload instead of
-/// growing with it.
+/// A backend by [`pick`]; when every backend is at its in-flight limit,
+/// waits in a short bounded queue for a slot, and refuses at once when the
+/// queue is full or the wait runs out — latency stays bounded under overload
+/// instead of growing with it. While the queue stands (it overflowed and
+/// most waits are long: [`crate::sojourn`]), a wait is cut
+/// to [`STANDING_WAIT`]: a queue that does not drain only adds latency, so
+/// the requests it cannot serve soon are better refused now (CoDel's
+/// reasoning).
 pub(crate) async fn pick_or_queue<'a>(
     lb: &Lb,
     backends: &'a [Arc<Backend>],
@@ -64,22 +69,27 @@ pub(crate) async fn pick_or_queue<'a>(
     if let Some(b) = reserve(lb, backends, tried, key) {
         return Ok(Some(b));
     }
-    let Some(cap) = lb.config.max_in_flight else {
-        return Ok(None);
-    };
     let saturated = backends
         .iter()
-        .any(|b| !b.is_draining() && b.in_flight() >= cap);
+        .any(|b| !b.is_draining() && cap(lb, b).is_some_and(|cap| b.in_flight() >= cap));
     if !saturated {
         return Ok(None);
     }
-    if lb.queued.fetch_add(1, Ordering::AcqRel) >= lb.config.queue_size {
+    let ahead = lb.queued.fetch_add(1, Ordering::AcqRel);
+    if ahead >= lb.config.queue_size {
         lb.queued.fetch_sub(1, Ordering::AcqRel);
+        lb.queue_sojourn.overflow();
         lb.rejected_overload.fetch_add(1, Ordering::Relaxed);
         return Err(Overloaded);
     }
+    let wait = if lb.queue_sojourn.standing(clock_ns()) {
+        STANDING_WAIT.min(lb.config.queue_timeout)
+    } else {
+        lb.config.queue_timeout
+    };
     let _queued = lb.backends.queue();
-    let deadline = tokio::time::Instant::now() + lb.config.queue_timeout;
+    let entered = tokio::time::Instant::now();
+    let deadline = entered + wait;
     let picked = loop {
         let freed = lb.backends.slot_freed();
         if let Some(b) = reserve(lb, backends, tried, key) {
@@ -89,6 +99,7 @@ pub(crate) async fn pick_or_queue<'a>(
             break reserve(lb, backends, tried, key);
         }
     };
+    lb.queue_sojourn.record(entered.elapsed(), clock_ns());
     lb.queued.fetch_sub(1, Ordering::AcqRel);
     match picked {
         Some(b) => Ok(Some(b)),
@@ -99,9 +110,21 @@ pub(crate) async fn pick_or_queue<'a>(
     }
 }
 
-/// A backend by [`pick`], with its in-flight slot taken. Under a
-/// `max_in_flight` cap, another request may take the slot between the pick and
-/// the reservation; then it picks again.
+/// While the queue stands ([`crate::sojourn`]), a request waits at most
+/// this long for a slot.
+const STANDING_WAIT: Duration = crate::sojourn::TARGET;
+
+/// How many requests `b` may have in flight: `max_in_flight` when
+/// configured, else its adaptive limit (or none, with that turned off).
+fn cap(lb: &Lb, b: &Backend) -> Option<u64> {
+    lb.config
+        .max_in_flight
+        .or_else(|| lb.config.adaptive_in_flight.then(|| b.adaptive.limit()))
+}
+
+/// A backend by [`pick`], with its in-flight slot taken. Under a cap,
+/// another request may take the slot between the pick and the reservation;
+/// then it picks again.
 fn reserve<'a>(
     lb: &Lb,
     backends: &'a [Arc<Backend>],
@@ -110,7 +133,7 @@ fn reserve<'a>(
 ) -> Option<(&'a Arc<Backend>, InFlightGuard)> {
     for _ in 0..backends.len().max(1) * 2 {
         let b = pick(lb, backends, tried, key)?;
-        match lb.config.max_in_flight {
+        match cap(lb, b) {
             None => return Some((b, b.start_request())),
             Some(cap) => {
                 if let Some(guard) = b.try_start_request(cap) {
@@ -132,10 +155,9 @@ fn pick<'a>(
 ) -> Option<&'a Arc<Backend>> {
     let active = lb.strategy.load();
     // A draining backend gets nothing new, even when it is the last one left.
-    let cap = lb.config.max_in_flight.unwrap_or(u64::MAX);
     let untried = |b: &Backend| {
         !b.is_draining()
-            && b.in_flight() < cap
+            && cap(lb, b).is_none_or(|cap| b.in_flight() < cap)
             && !tried.iter().any(|t| std::ptr::eq(t.as_ref(), b))
     };
     let slow_start = lb.config.slow_start;

@@ -10,6 +10,9 @@
 //! - `selection`: the `Selector` trait, one file per strategy.
 //! - `dispatch`: which backend gets a request (pick, bounded wait, affinity)
 //!   and the bookkeeping of its answer.
+//! - `adaptive`: each backend's in-flight limit, learned from its response
+//!   times (the default overload protection).
+//! - `sojourn`: whether the wait queue stands (CoDel's sojourn time).
 //! - `attempt`: the attempt loop both paths share (retries, retry budget,
 //!   what a failure costs a backend, the lb's own JSON refusals).
 //! - `rules`: HTTP's rules as the lb applies them (hop-by-hop headers,
@@ -24,6 +27,7 @@
 //! - `admin`: `/lb/stats`, `/lb/strategy`, `/lb/backends`, the dashboard.
 //! - `server`: accepting connections, graceful shutdown; [`run`].
 
+mod adaptive;
 mod admin;
 mod admin_guard;
 mod attempt;
@@ -42,6 +46,7 @@ mod ratelimit_shared;
 mod rules;
 mod selection;
 mod server;
+mod sojourn;
 mod state;
 mod throughput;
 mod upstream;

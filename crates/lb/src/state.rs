@@ -30,6 +30,8 @@ pub struct Lb {
     pub retry_budget: RetryBudget,
     /// Requests waiting for a backend slot.
     pub queued: AtomicUsize,
+    /// How long requests wait in the queue: whether it stands.
+    pub queue_sojourn: crate::sojourn::Sojourn,
     /// Requests refused with 503 because every backend was at capacity.
     pub rejected_overload: AtomicU64,
     /// Requests refused with 429 by the rate limits.
@@ -63,6 +65,7 @@ impl Lb {
                 config.retry_budget_min_per_second,
             ),
             queued: AtomicUsize::new(0),
+            queue_sojourn: crate::sojourn::Sojourn::default(),
             rejected_overload: AtomicU64::new(0),
             rejected_rate_limit: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),

@@ -14,6 +14,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
@@ -39,7 +40,7 @@ type Ack<O> = oneshot::Sender<Result<O, StoreError>>;
 /// grow before committing it: many small commits of detached rows cost the
 /// database a transaction each (a third of PostgreSQL's time under 1-event
 /// POSTs; docs/BENCHMARKS.md, "Group commit's thresholds"). Rows someone waits for (`GET /`) never linger.
-const REQUEST_LOG_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+const REQUEST_LOG_LINGER: Duration = Duration::from_millis(2);
 
 /// How much of a batch a row is (for when batches may overlap).
 type Weigh<T> = fn(&T) -> usize;
@@ -52,13 +53,27 @@ type WriteFn<T, O> = Box<dyn Fn(Vec<T>) -> WriteFuture<O> + Send + Sync>;
 /// answers with an `O` (the task id a submission came to, for tasks).
 pub struct GroupCommit<T, O = ()> {
     tx: mpsc::Sender<(T, Option<Ack<O>>)>,
+    /// Longest a [`GroupCommit::write`] waits for its commit; `None`: no limit.
+    budget: Option<Duration>,
 }
 
 impl<T, O> Clone for GroupCommit<T, O> {
     fn clone(&self) -> Self {
         GroupCommit {
             tx: self.tx.clone(),
+            budget: self.budget,
         }
+    }
+}
+
+impl<T, O> GroupCommit<T, O> {
+    /// The same writer, whose [`GroupCommit::write`] gives up after
+    /// `budget`: a caller queued behind a batch stuck on an unreachable
+    /// database gets an error in time instead of waiting for it. A row given
+    /// up on before its batch started is never written.
+    pub fn within(mut self, budget: Duration) -> Self {
+        self.budget = Some(budget);
+        self
     }
 }
 
@@ -135,7 +150,7 @@ impl<T: Send + 'static, O: Clone + Send + 'static> GroupCommit<T, O> {
         max_batch: usize,
         pipelines: usize,
         overlap: Option<(Weigh<T>, usize)>,
-        linger: Option<std::time::Duration>,
+        linger: Option<Duration>,
         write: WriteFn<T, O>,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
@@ -157,18 +172,31 @@ impl<T: Send + 'static, O: Clone + Send + 'static> GroupCommit<T, O> {
                 let _ = l.await;
             }
         });
-        (GroupCommit { tx }, handle)
+        (GroupCommit { tx, budget: None }, handle)
     }
 
-    /// Appends a row and waits until it is committed.
+    /// Appends a row and waits until it is committed (or the budget is
+    /// spent: [`StoreError::Unavailable`], the row then written or not).
     pub async fn write(&self, row: T) -> Result<O, StoreError> {
+        let stopped = || StoreError::Unavailable("group-commit writer stopped".into());
         let (ack, done) = oneshot::channel();
-        self.tx
-            .send((row, Some(ack)))
-            .await
-            .map_err(|_| StoreError::Unavailable("group-commit writer stopped".into()))?;
-        done.await
-            .map_err(|_| StoreError::Unavailable("group-commit writer stopped".into()))?
+        let queued = async {
+            self.tx
+                .send((row, Some(ack)))
+                .await
+                .map_err(|_| stopped())?;
+            done.await.map_err(|_| stopped())?
+        };
+        match self.budget {
+            None => queued.await,
+            Some(budget) => tokio::time::timeout(budget, queued)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::Unavailable(format!(
+                        "not committed within {budget:?}"
+                    )))
+                }),
+        }
     }
 
     /// Appends a row without waiting for the commit (for requests whose answer
@@ -200,7 +228,7 @@ async fn write_loop<T, O: Clone>(
     rx: SharedReceiver<T, O>,
     max_batch: usize,
     overlap: Option<(Weigh<T>, usize)>,
-    linger: Option<std::time::Duration>,
+    linger: Option<Duration>,
     write: Arc<WriteFn<T, O>>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
@@ -219,6 +247,11 @@ async fn write_loop<T, O: Clone>(
                     }
                 }
             }
+        }
+        // Callers that gave up (their budget spent) are not written for.
+        batch.retain(|(_, ack)| !ack.as_ref().is_some_and(|a| a.is_closed()));
+        if batch.is_empty() {
+            continue;
         }
         let (rows, acks): (Vec<T>, Vec<Option<Ack<O>>>) = batch.drain(..).unzip();
         // A large batch lets the next loop gather and commit beside it; a
@@ -304,5 +337,47 @@ mod tests {
             peak_overlap(12, 50).await > 1,
             "large batches did not overlap"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_stuck_behind_a_hung_commit_gives_up_within_its_budget_and_is_not_written() {
+        let written = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let w = written.clone();
+        // The first commit hangs for 10 s (a black-holed database).
+        let write: WriteFn<u32, ()> = Box::new(move |rows| {
+            let w = w.clone();
+            Box::pin(async move {
+                if rows.contains(&1) {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+                w.lock().unwrap().extend(rows.iter().copied());
+                Ok(vec![(); rows.len()])
+            })
+        });
+        let (writer, task) = GroupCommit::spawn_with(1, 1, None, None, write);
+        let writer = writer.within(Duration::from_secs(3));
+        let first = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.write(1).await }
+        });
+        tokio::task::yield_now().await;
+        let started = tokio::time::Instant::now();
+        let queued = writer.write(2).await;
+        assert!(
+            matches!(queued, Err(StoreError::Unavailable(_))),
+            "{queued:?}"
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        assert!(matches!(
+            first.await.unwrap(),
+            Err(StoreError::Unavailable(_))
+        ));
+        // Once the hung commit ends (virtual time), only rows someone still
+        // waited for are written.
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        writer.write(3).await.unwrap();
+        drop(writer);
+        task.await.unwrap();
+        assert_eq!(*written.lock().unwrap(), vec![1, 3]);
     }
 }

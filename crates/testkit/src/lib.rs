@@ -6,8 +6,12 @@
 //! itself ([`services`]), or on the servers `WEIR_TEST_DATABASE_URL` and
 //! `WEIR_TEST_REDIS_URL` name. Leftover databases from killed runs on a
 //! shared server are dropped by the next run once they are an hour old.
+//! [`fault_proxy`] puts network faults between weir and those servers;
+//! [`set_check`] checks what a run stored against what it acknowledged.
 
+pub mod fault_proxy;
 pub mod services;
+pub mod set_check;
 
 use std::str::FromStr;
 

@@ -65,6 +65,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 listen: args.listen,
                 delay: std::time::Duration::from_millis(args.delay_ms),
                 error_per_mille: (args.error_percent * 10.0).round().clamp(0.0, 1000.0) as u64,
+                capacity: args.capacity.map(|c| c as usize),
             };
             let serving = upstream::run(spec, |addr| {
                 println!("weir: upstream listening on http://{addr}")

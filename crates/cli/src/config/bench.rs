@@ -76,6 +76,10 @@ pub struct BenchUpstreamArgs {
     /// Share of answers that are 500, in percent.
     #[arg(long, default_value_t = 0.0)]
     pub error_percent: f64,
+    /// Requests worked on at once, each for --delay-ms; the rest wait their
+    /// turn (a fixed pool of application workers). Default: unlimited.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub capacity: Option<u32>,
 }
 
 #[derive(Debug, Clone, Args)]

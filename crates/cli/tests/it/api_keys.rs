@@ -117,3 +117,69 @@ async fn keys_gate_every_endpoint_by_scope(store: StoreKind) {
 }
 
 crate::for_each_store!(keys_gate_every_endpoint_by_scope);
+
+/// A browser's preflight from `origin` for a keyed POST, and the origin it
+/// was allowed (the `Access-Control-Allow-Origin` answer), if any.
+async fn preflight(stack: &Stack, origin: &str) -> (u16, Option<String>) {
+    let resp = stack
+        .http
+        .request(reqwest::Method::OPTIONS, stack.url("/tasks"))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    let allowed = resp
+        .headers()
+        .get("access-control-allow-origin")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (resp.status().as_u16(), allowed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_is_closed_unless_an_origin_is_configured() {
+    let app = "https://app.example.com";
+    let closed = Stack::start(StackOptions::on(StoreKind::Sqlite)).await;
+    assert_eq!(
+        preflight(&closed, app).await.1,
+        None,
+        "CORS open by default"
+    );
+    let resp = closed
+        .http
+        .get(closed.url("/health"))
+        .header("origin", app)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+    closed.stop().await;
+
+    // Configured, with keys: the preflight (which carries no key) is
+    // answered for the listed origin only; the real call still needs a key.
+    let (key, entry) = ApiKeys::generate("browser", &[Scope::Submit]);
+    let stack = Stack::start(StackOptions {
+        api_keys: Some(ApiKeys::parse(&entry).unwrap()),
+        cors_origins: vec![app.to_owned()],
+        ..StackOptions::on(StoreKind::Sqlite)
+    })
+    .await;
+    assert_eq!(preflight(&stack, app).await, (200, Some(app.to_owned())));
+    assert_eq!(preflight(&stack, "https://evil.example").await.1, None);
+    let resp = stack
+        .http
+        .post(stack.url("/hash/md5"))
+        .header("origin", app)
+        .bearer_auth(&key)
+        .json(&json!({"string": "cors"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_eq!(resp.headers()["access-control-allow-origin"], app);
+    stack.stop().await;
+}

@@ -116,6 +116,7 @@ async fn bench_open_model_counts_a_stall_from_each_requests_due_time() {
         listen: "127.0.0.1:0".parse().unwrap(),
         delay: Duration::from_millis(40),
         error_per_mille: 0,
+        capacity: None,
     };
     tokio::spawn(upstream::run(spec, move |addr| {
         let _ = tx.send(addr);

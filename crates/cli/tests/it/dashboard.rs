@@ -191,3 +191,58 @@ async fn dashboard_charts_follow_load_and_switch_the_strategy() {
     load.await.unwrap();
     up.terminate();
 }
+
+/// Regression: with `--api-keys`, the task and worker panels got 401s and
+/// stayed empty; the page now asks for a key once and sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_panels_send_the_api_key_they_are_given() {
+    let chromium = chromium();
+    let dir = tempfile::tempdir().unwrap();
+    let (key, entry) =
+        weir_api::api_keys::ApiKeys::generate("dashboard", &[weir_api::api_keys::Scope::Read]);
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(&keys, entry).unwrap();
+    let data_dir = dir.path().join("data").display().to_string();
+    let keys = keys.display().to_string();
+    let (mut up, line) = WeirProcess::start(
+        &[
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data_dir,
+            "--api-keys",
+            &keys,
+        ],
+        "lb listening on",
+    );
+    let lb = listening_url(&line);
+    up.wait_line("ready");
+    let page = format!("{lb}/dashboard");
+    let view = tokio::task::spawn_blocking(move || {
+        let options = LaunchOptions::default_builder()
+            .path(Some(chromium))
+            .sandbox(false)
+            .build()
+            .unwrap();
+        let browser = Browser::new(options).unwrap();
+        let tab = browser.new_tab().unwrap();
+        tab.navigate_to(&page)
+            .unwrap()
+            .wait_until_navigated()
+            .unwrap();
+        let form_shown = "document.getElementById('key-form').style.display !== 'none'";
+        wait_for_value(&tab, form_shown, |v| v == &json!(true));
+        let queued = "document.getElementById('queued').textContent";
+        assert_eq!(tab.evaluate(queued, false).unwrap().value, Some(json!("–")));
+        tab.find_element("#api-key").unwrap().click().unwrap();
+        tab.type_str(&key).unwrap();
+        tab.find_element("#save-key").unwrap().click().unwrap();
+        wait_for_value(&tab, queued, |v| v == &json!("0"));
+        wait_for_value(&tab, form_shown, |v| v == &json!(false))
+    })
+    .await
+    .unwrap();
+    assert_eq!(view, json!(false));
+    up.terminate();
+}

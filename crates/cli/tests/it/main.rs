@@ -10,6 +10,7 @@ mod crashes;
 mod dashboard;
 mod db_outages;
 mod events;
+mod faults;
 mod ingest_crashes;
 mod metrics;
 mod openapi;

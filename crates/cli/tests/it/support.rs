@@ -95,6 +95,8 @@ pub struct StackOptions {
     pub rescue_interval: Option<Duration>,
     /// Client keys API nodes require (open when None).
     pub api_keys: Option<Arc<weir_api::api_keys::ApiKeys>>,
+    /// `--cors-origin` of every API node (closed when empty).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for StackOptions {
@@ -123,6 +125,7 @@ impl Default for StackOptions {
             lease: None,
             rescue_interval: None,
             api_keys: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -233,6 +236,7 @@ impl Stack {
         }
         api.worker_token = opts.worker_token.clone();
         api.api_keys = opts.api_keys.clone();
+        api.cors_origins = opts.cors_origins.clone();
         if let Some(lease) = opts.lease {
             worker.lease = lease;
         }

@@ -90,14 +90,7 @@ async fn backends_join_drain_and_leave_at_runtime() {
         })
     };
     crate::support::poll(Duration::from_secs(5), || async {
-        let stats: Value = http
-            .get(format!("{}/lb/stats", lb.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stats = lb.stats().await;
         let b_stats = stats["backends"]
             .as_array()
             .unwrap()

@@ -125,14 +125,7 @@ async fn stats_and_prometheus_metrics_show_each_backend() {
             200
         );
     }
-    let stats: Value = http
-        .get(format!("{}/lb/stats", lb.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = lb.stats().await;
     let b = &stats["backends"][0];
     assert_eq!(b["requests"], 20);
     let p50 = b["latency_p50_ms"].as_f64().unwrap();

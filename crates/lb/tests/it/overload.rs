@@ -43,15 +43,79 @@ async fn saturated_backends_answer_503_at_once_instead_of_queueing_forever() {
         // Refused long before the slow backend would have answered.
         assert!(*took < Duration::from_millis(1500), "{took:?}");
     }
-    let stats: Value = http
-        .get(format!("{}/lb/stats", lb.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = lb.stats().await;
     assert_eq!(stats["rejected_overload"], 8);
+    lb.stop().await;
+}
+
+/// Regression: with default flags the lb refused nothing, so a backend that
+/// works on only a few requests at once had every request wait in its queue
+/// (latency growing with the load). Now its in-flight limit is learnt from
+/// its latency and the excess gets a fast 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_a_bounded_backend_is_sent_only_what_it_answers_in_time() {
+    // 2 at once, 20 ms each: 100 requests/s.
+    let app = TestBackend::bounded(2, Duration::from_millis(20)).await;
+    let lb = TestLb::start_with(vec![app.url()], |_| {}).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/work", lb.base);
+    // Unloaded first: the latency it answers in when nothing queues.
+    for _ in 0..40 {
+        assert_eq!(http.get(&url).send().await.unwrap().status(), 200);
+    }
+    // 800 requests/s for 3 s, whatever the answers: 8x what it can answer.
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_micros(1250));
+    let mut sent = Vec::new();
+    while started.elapsed() < Duration::from_secs(3) {
+        tick.tick().await;
+        let (http, url) = (http.clone(), url.clone());
+        sent.push(tokio::spawn(async move {
+            let at = Instant::now();
+            let resp = http.get(&url).send().await.unwrap();
+            let retry_after = resp.headers().contains_key("retry-after");
+            (resp.status().as_u16(), retry_after, at, at.elapsed())
+        }));
+    }
+    let answers: Vec<_> = join_all(sent)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let refused = answers.iter().filter(|a| a.0 == 503).count();
+    assert!(refused > 0, "nothing refused");
+    let other: Vec<_> = answers
+        .iter()
+        .filter(|a| !(a.0 == 200 || (a.0 == 503 && a.1)))
+        .map(|a| a.0)
+        .collect();
+    assert!(
+        other.is_empty(),
+        "answers neither 200 nor 503 with Retry-After: {other:?}"
+    );
+    // Past the first second, what is admitted is not held in the backend's
+    // queue: without the limit, the backlog grows by 700 a second.
+    let mut late: Vec<Duration> = answers
+        .iter()
+        .filter(|a| a.0 == 200 && a.2 - started > Duration::from_secs(1))
+        .map(|a| a.3)
+        .collect();
+    late.sort();
+    assert!(
+        late.len() > 50,
+        "{} admitted after the first second",
+        late.len()
+    );
+    let median = late[late.len() / 2];
+    assert!(
+        median < Duration::from_millis(120),
+        "admitted median {median:?}"
+    );
+    let stats = lb.stats().await;
+    let limit = stats["backends"][0]["adaptive_in_flight_limit"]
+        .as_u64()
+        .unwrap();
+    assert!(limit < 16, "learnt limit {limit}");
     lb.stop().await;
 }
 

@@ -78,6 +78,29 @@ impl TestBackend {
         TestBackend { addr, task }
     }
 
+    /// A backend that works on `capacity` requests to `/work` at once, each
+    /// for `delay`, while the rest wait their turn (a fixed worker pool).
+    pub async fn bounded(capacity: usize, delay: Duration) -> TestBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let workers = std::sync::Arc::new(tokio::sync::Semaphore::new(capacity));
+        let app = Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .route(
+                "/work",
+                get(move || {
+                    let workers = workers.clone();
+                    async move {
+                        let _worker = workers.acquire_owned().await;
+                        tokio::time::sleep(delay).await;
+                        "done"
+                    }
+                }),
+            );
+        let task = tokio::spawn(serve_killable(listener, app));
+        TestBackend { addr, task }
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -145,6 +168,16 @@ impl TestLb {
             stop: tx,
             task,
         }
+    }
+
+    /// `GET /lb/stats`.
+    pub async fn stats(&self) -> Value {
+        reqwest::get(format!("{}/lb/stats", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     pub async fn stop(self) {
