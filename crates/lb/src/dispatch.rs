@@ -66,15 +66,32 @@ pub(crate) async fn pick_or_queue<'a>(
     tried: &[&Arc<Backend>],
     key: u64,
 ) -> Result<Option<(&'a Arc<Backend>, InFlightGuard)>, Overloaded> {
-    if let Some(b) = reserve(lb, backends, tried, key) {
-        return Ok(Some(b));
+    // A slot freed between a failed reservation and the look at the caps
+    // must be taken, not read as "no backend" (a 502 under load).
+    for _ in 0..RESERVE_TRIES {
+        if let Some(b) = reserve(lb, backends, tried, key) {
+            return Ok(Some(b));
+        }
+        let saturated = backends
+            .iter()
+            .any(|b| !b.is_draining() && cap(lb, b).is_some_and(|cap| b.in_flight() >= cap));
+        if saturated {
+            return queue(lb, backends, tried, key).await;
+        }
     }
-    let saturated = backends
-        .iter()
-        .any(|b| !b.is_draining() && cap(lb, b).is_some_and(|cap| b.in_flight() >= cap));
-    if !saturated {
-        return Ok(None);
-    }
+    Ok(None)
+}
+
+/// Reservations tried while the caps read as free, before "no backend".
+const RESERVE_TRIES: usize = 3;
+
+/// Every backend is at its cap: waits in the bounded queue for a slot.
+async fn queue<'a>(
+    lb: &Lb,
+    backends: &'a [Arc<Backend>],
+    tried: &[&Arc<Backend>],
+    key: u64,
+) -> Result<Option<(&'a Arc<Backend>, InFlightGuard)>, Overloaded> {
     let ahead = lb.queued.fetch_add(1, Ordering::AcqRel);
     if ahead >= lb.config.queue_size {
         lb.queued.fetch_sub(1, Ordering::AcqRel);

@@ -92,12 +92,10 @@ async fn by_default_a_bounded_backend_is_sent_only_what_it_answers_in_time() {
         .filter(|a| !(a.0 == 200 || (a.0 == 503 && a.1)))
         .map(|a| format!("{} {}", a.0, a.4))
         .collect();
-    // A rare 502 has been seen under CI load (once in some
-    // 2,400 answers, in two of nine runs; cause not found yet): tolerated
-    // here and listed in the session note, so that this test checks the
-    // shedding.
+    // Regression: a slot freed between a failed reservation and the look
+    // at the caps was read as "no backend": a rare 502 under load.
     assert!(
-        other.len() <= 2,
+        other.is_empty(),
         "answers neither 200 nor 503 with Retry-After: {other:?}"
     );
     // Past the first second, what is admitted is not held in the backend's
