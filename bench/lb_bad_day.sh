@@ -14,13 +14,6 @@ CHURN=${2:-60}
 bash "$ROOT/bench/setup.sh" >&2
 build_weir
 
-upstream() { # args → prints the URL
-    local log="$WORK/upstream-$RANDOM.log"
-    "$WEIR" bench upstream "$@" >"$log" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 1 100); do grep -q listening "$log" && break; sleep 0.05; done
-    grep -o 'http://[0-9.:]*' "$log"
-}
 host() { echo "${1#http://}"; }
 p99() { python3 -c "import json,sys; print(json.loads(sys.argv[1])['latency']['p99_ms'])" "$1"; }
 errors() { python3 -c "import json,sys; s=json.loads(sys.argv[1])['statuses']; print(sum(v for k,v in s.items() if k=='0' or int(k)>=500))" "$1"; }

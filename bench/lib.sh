@@ -70,6 +70,16 @@ CONF
     wait_http "http://127.0.0.1:$1/"
 }
 
+# Starts `weir bench upstream` with the given args (e.g. --delay-ms 200
+# --error-percent 5, --capacity 4); prints its URL.
+upstream() {
+    local log="$WORK/upstream-$RANDOM.log"
+    "$WEIR" bench upstream "$@" >"$log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 1 100); do grep -q listening "$log" && break; sleep 0.05; done
+    grep -o 'http://[0-9.:]*' "$log"
+}
+
 stop_pid() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 # Runs wrk; prints "requests_per_sec p50_ms p99_ms total_requests non2xx".

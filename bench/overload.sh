@@ -50,14 +50,7 @@ PY
 # side: nginx with a plain proxy config, and `weir lb` with default flags.
 echo
 echo "--- lb in front of a bounded application (2 upstreams x 4 workers x 10 ms) ---"
-upstream() { # → prints the URL
-    local log="$WORK/upstream-$RANDOM.log"
-    "$WEIR" bench upstream --capacity 4 --delay-ms 10 >"$log" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 1 100); do grep -q listening "$log" && break; sleep 0.05; done
-    grep -o 'http://[0-9.:]*' "$log"
-}
-U1=$(upstream); U2=$(upstream)
+U1=$(upstream --capacity 4 --delay-ms 10); U2=$(upstream --capacity 4 --delay-ms 10)
 NGINX=$(free_port)
 cat >"$WORK/nginx.conf" <<CONF
 worker_processes 1;

@@ -80,7 +80,7 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     let allow = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {
-        // Checked at start (`weir api` refuses an origin that is no header value).
+        // Each is a valid header value: `weir` checks `--cors-origin` at start.
         AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
     };
     Some(

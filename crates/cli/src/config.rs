@@ -678,11 +678,12 @@ fn valid_cors_origins(origins: &[String]) -> anyhow::Result<Vec<String>> {
     let mut valid = Vec::new();
     for origin in origins.iter().map(|o| o.trim()).filter(|o| !o.is_empty()) {
         let well_formed = origin == "*"
-            || origin.split_once("://").is_some_and(|(scheme, host)| {
-                matches!(scheme, "http" | "https")
-                    && !host.is_empty()
-                    && !host.contains(['/', ' ', '?', '#'])
-            });
+            || (http::HeaderValue::from_str(origin).is_ok()
+                && origin.split_once("://").is_some_and(|(scheme, host)| {
+                    matches!(scheme, "http" | "https")
+                        && !host.is_empty()
+                        && !host.contains(['/', ' ', '?', '#'])
+                }));
         if !well_formed {
             anyhow::bail!(
                 "cors-origin: {origin:?} is not `*` or an origin such as https://app.example.com"
@@ -819,7 +820,12 @@ mod tests {
     fn cors_origins_must_be_origins() {
         let ok = valid_cors_origins(&["https://app.example.com".into(), "*".into()]).unwrap();
         assert_eq!(ok, ["https://app.example.com", "*"]);
-        for bad in ["app.example.com", "https://app.example.com/", "ftp://x"] {
+        for bad in [
+            "app.example.com",
+            "https://app.example.com/",
+            "ftp://x",
+            "https://a\u{7f}b",
+        ] {
             let err = valid_cors_origins(&[bad.into()]).unwrap_err().to_string();
             assert!(err.starts_with("cors-origin: "), "{err}");
         }

@@ -172,7 +172,12 @@ pub(crate) async fn run<'b, T: Transport>(
         match transport.send(backend, attempt == attempts).await {
             Ok(answer) => {
                 let answered = Instant::now();
-                backend.record_latency_at(answered - sent_at, clock_ns_at(answered));
+                let (took, now) = (answered - sent_at, clock_ns_at(answered));
+                backend.record_latency_at(took, now);
+                // Only where the limit is used: three shared atomics per answer.
+                if dispatch::learns_limits(lb) {
+                    backend.adaptive.record(took, backend.in_flight(), now);
+                }
                 dispatch::note_answer(lb, backends, backend, transport.read(&answer));
                 return Ok(Answered {
                     backend,

@@ -43,8 +43,8 @@ pub struct Backend {
     slot_freed: OnceLock<Arc<SlotFreed>>,
     /// Time to response headers, for p50/p99.
     pub latency: LatencyHistogram,
-    /// The in-flight limit its response times call for (used unless
-    /// `max_in_flight` is configured).
+    /// The in-flight limit its response times call for (fed and used only
+    /// without `max_in_flight`, with `adaptive_in_flight` on).
     pub adaptive: AdaptiveLimit,
     /// Failed requests in a row (passive health).
     consecutive_errors: AtomicU32,
@@ -181,7 +181,6 @@ impl Backend {
     /// [`Self::record_latency`] at `now` ([`clock_ns`]).
     pub(crate) fn record_latency_at(&self, sample: Duration, now: u64) {
         self.latency.record(sample);
-        self.adaptive.record(sample, self.in_flight(), now);
         self.ewma_sample(sample, now);
     }
 

@@ -136,7 +136,13 @@ const STANDING_WAIT: Duration = crate::sojourn::TARGET;
 fn cap(lb: &Lb, b: &Backend) -> Option<u64> {
     lb.config
         .max_in_flight
-        .or_else(|| lb.config.adaptive_in_flight.then(|| b.adaptive.limit()))
+        .or_else(|| learns_limits(lb).then(|| b.adaptive.limit()))
+}
+
+/// Whether each backend's in-flight limit is learnt from its answers (no
+/// `max_in_flight`, `adaptive_in_flight` on).
+pub(crate) fn learns_limits(lb: &Lb) -> bool {
+    lb.config.max_in_flight.is_none() && lb.config.adaptive_in_flight
 }
 
 /// A backend by [`pick`], with its in-flight slot taken. Under a cap,

@@ -48,29 +48,44 @@ fn wait_for_value(tab: &Tab, js: &str, check: impl Fn(&Value) -> bool) -> Value 
     panic!("{js} never passed its check; last value {last}");
 }
 
+/// `weir up` on `data_dir` with `extra` flags, ready; and the lb's URL.
+fn start_up(data_dir: &str, extra: &[&str]) -> (WeirProcess, String) {
+    let args = [
+        &["up", "--listen", "127.0.0.1:0", "--data-dir", data_dir][..],
+        extra,
+    ]
+    .concat();
+    let (mut up, line) = WeirProcess::start(&args, "lb listening on");
+    up.wait_line("ready");
+    (up, listening_url(&line))
+}
+
+/// Headless Chromium showing `page` in a 1400×1000 window; the browser must
+/// outlive the tab.
+fn open_page(page: &str) -> (Browser, Arc<Tab>) {
+    let options = LaunchOptions::default_builder()
+        .path(Some(chromium()))
+        .sandbox(false)
+        .window_size(Some((1400, 1000)))
+        .build()
+        .unwrap();
+    let browser = Browser::new(options).unwrap();
+    let tab = browser.new_tab().unwrap();
+    tab.navigate_to(page)
+        .unwrap()
+        .wait_until_navigated()
+        .unwrap();
+    (browser, tab)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_charts_follow_load_and_switch_the_strategy() {
-    let chromium = chromium();
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().display().to_string();
-    let (mut up, line) = WeirProcess::start(
-        &[
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            &data_dir,
-            "--api-nodes",
-            "2",
-            "--workers",
-            "2",
-            "--admin-token",
-            TOKEN,
-        ],
-        "lb listening on",
+    let (up, lb) = start_up(
+        &data_dir,
+        &["--api-nodes", "2", "--workers", "2", "--admin-token", TOKEN],
     );
-    let lb = listening_url(&line);
-    up.wait_line("ready");
 
     // Load for as long as the browser looks: hello requests and tasks.
     let stop = Arc::new(AtomicBool::new(false));
@@ -93,15 +108,7 @@ async fn dashboard_charts_follow_load_and_switch_the_strategy() {
     let page = format!("{lb}/dashboard");
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let browser_view = tokio::task::spawn_blocking(move || {
-        let options = LaunchOptions::default_builder()
-            .path(Some(chromium))
-            .sandbox(false)
-            .window_size(Some((1400, 1000)))
-            .build()
-            .unwrap();
-        let browser = Browser::new(options).unwrap();
-        let tab = browser.new_tab().unwrap();
-        tab.navigate_to(&page).unwrap().wait_until_navigated().unwrap();
+        let (_browser, tab) = open_page(&page);
 
         // Charts update: several samples drawn, requests per second above 0,
         // one row per API node, tasks seen in the queue chart.
@@ -196,7 +203,6 @@ async fn dashboard_charts_follow_load_and_switch_the_strategy() {
 /// stayed empty; the page now asks for a key once and sends it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_panels_send_the_api_key_they_are_given() {
-    let chromium = chromium();
     let dir = tempfile::tempdir().unwrap();
     let (key, entry) =
         weir_api::api_keys::ApiKeys::generate("dashboard", &[weir_api::api_keys::Scope::Read]);
@@ -204,33 +210,10 @@ async fn dashboard_panels_send_the_api_key_they_are_given() {
     std::fs::write(&keys, entry).unwrap();
     let data_dir = dir.path().join("data").display().to_string();
     let keys = keys.display().to_string();
-    let (mut up, line) = WeirProcess::start(
-        &[
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            &data_dir,
-            "--api-keys",
-            &keys,
-        ],
-        "lb listening on",
-    );
-    let lb = listening_url(&line);
-    up.wait_line("ready");
+    let (up, lb) = start_up(&data_dir, &["--api-keys", &keys]);
     let page = format!("{lb}/dashboard");
     let view = tokio::task::spawn_blocking(move || {
-        let options = LaunchOptions::default_builder()
-            .path(Some(chromium))
-            .sandbox(false)
-            .build()
-            .unwrap();
-        let browser = Browser::new(options).unwrap();
-        let tab = browser.new_tab().unwrap();
-        tab.navigate_to(&page)
-            .unwrap()
-            .wait_until_navigated()
-            .unwrap();
+        let (_browser, tab) = open_page(&page);
         let form_shown = "document.getElementById('key-form').style.display !== 'none'";
         wait_for_value(&tab, form_shown, |v| v == &json!(true));
         let queued = "document.getElementById('queued').textContent";

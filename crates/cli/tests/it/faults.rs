@@ -7,7 +7,6 @@
 //! exactly once, and every repeated execution is explained by a lost lease.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,9 +14,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use weir_testkit::fault_proxy::{url_target, Fault, FaultProxy};
 use weir_testkit::set_check::SetHistory;
-use weir_testkit::{PgDatabase, RedisPrefix};
+use weir_testkit::RedisPrefix;
 
-use crate::processes::{listening_url, WeirProcess};
+use crate::processes::{listening_url, migrated_database, WeirProcess};
 use crate::support::poll;
 
 /// What clients were answered, by status (0: no answer in time).
@@ -69,23 +68,26 @@ impl Answers {
     }
 }
 
-/// Submits md5 tasks of unique inputs until `stop`; the set is of inputs.
-async fn task_client(
+/// What every client shares: where to send, when to stop, what came back.
+#[derive(Clone)]
+struct Load {
     http: reqwest::Client,
     base: String,
-    client: usize,
     stop: Arc<AtomicBool>,
-    history: Arc<SetHistory>,
     answers: Arc<Answers>,
-) {
+}
+
+/// Submits md5 tasks of unique inputs until `stop`; the set is of inputs.
+async fn task_client(load: Load, client: usize, history: Arc<SetHistory>) {
     let mut n = 0;
-    while !stop.load(Ordering::Relaxed) {
+    while !load.stop.load(Ordering::Relaxed) {
         let input = format!("fault-{client}-{n}");
         n += 1;
-        let req = http
-            .post(format!("{base}/hash/md5"))
+        let req = load
+            .http
+            .post(format!("{}/hash/md5", load.base))
             .json(&json!({"string": input}));
-        let status = answers.send("task", req).await;
+        let status = load.answers.send("task", req).await;
         if status == 202 {
             history.acknowledged(input);
         } else {
@@ -95,27 +97,21 @@ async fn task_client(
 }
 
 /// Posts NDJSON batches of events with unique ids until `stop`.
-async fn event_client(
-    http: reqwest::Client,
-    base: String,
-    client: usize,
-    stop: Arc<AtomicBool>,
-    history: Arc<SetHistory>,
-    answers: Arc<Answers>,
-) {
+async fn event_client(load: Load, client: usize, history: Arc<SetHistory>) {
     let mut batch = 0;
-    while !stop.load(Ordering::Relaxed) {
+    while !load.stop.load(Ordering::Relaxed) {
         let ids: Vec<String> = (0..20).map(|i| format!("e{client}-{batch}-{i}")).collect();
         batch += 1;
         let body: String = ids
             .iter()
             .map(|id| format!("{{\"id\":\"{id}\",\"kind\":\"fault\"}}\n"))
             .collect();
-        let req = http
-            .post(format!("{base}/write"))
+        let req = load
+            .http
+            .post(format!("{}/write", load.base))
             .header("content-type", "application/x-ndjson")
             .body(body);
-        let status = answers.send("event batch", req).await;
+        let status = load.answers.send("event batch", req).await;
         for id in ids {
             if status == 202 {
                 history.acknowledged(id);
@@ -153,14 +149,8 @@ fn apply(step: &str, proxies: &[&FaultProxy]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_between_weir_and_its_stores_lose_and_duplicate_nothing() {
-    let db = PgDatabase::create().await;
+    let (_db, direct_url) = migrated_database().await;
     let redis = RedisPrefix::create();
-    let direct_url = db.url().to_string();
-    assert!(Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["migrate", "--database-url", &direct_url])
-        .status()
-        .unwrap()
-        .success());
     let pg_proxy = FaultProxy::start(url_target(&direct_url)).await;
     let redis_proxy = FaultProxy::start(url_target(&redis.url())).await;
     let url = pg_proxy.url_through(&direct_url);
@@ -192,28 +182,24 @@ async fn faults_between_weir_and_its_stores_lose_and_duplicate_nothing() {
         workers.push(WeirProcess::start(&args, "running up to").0);
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
     let tasks = Arc::new(SetHistory::default());
     let events = Arc::new(SetHistory::default());
-    let answers = Arc::new(Answers::default());
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let load = Load {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap(),
+        base,
+        stop: Arc::new(AtomicBool::new(false)),
+        answers: Arc::new(Answers::default()),
+    };
+    let (stop, answers) = (load.stop.clone(), load.answers.clone());
     let mut clients = Vec::new();
     for c in 0..12 {
-        let (http, base, stop) = (http.clone(), base.clone(), stop.clone());
-        let (tasks, answers) = (tasks.clone(), answers.clone());
-        clients.push(tokio::spawn(task_client(
-            http, base, c, stop, tasks, answers,
-        )));
+        clients.push(tokio::spawn(task_client(load.clone(), c, tasks.clone())));
     }
     for c in 0..3 {
-        let (http, base, stop) = (http.clone(), base.clone(), stop.clone());
-        let (events, answers) = (events.clone(), answers.clone());
-        clients.push(tokio::spawn(event_client(
-            http, base, c, stop, events, answers,
-        )));
+        clients.push(tokio::spawn(event_client(load.clone(), c, events.clone())));
     }
 
     for (step, hold) in SCHEDULE {
