@@ -10,7 +10,13 @@
 //! name = "frontend"
 //! sha256 = "…64 hex digits…"   # `weir api-key` makes a key and this line
 //! scopes = ["submit", "read"]
+//! tenant = "acme"              # optional: this key sees only acme's tasks
 //! ```
+//!
+//! A key with a tenant stamps the tasks it submits with it, and sees,
+//! cancels and retries only tasks of its tenant; another tenant's task is
+//! answered 404, as if it did not exist. Its cache and idempotency keys are
+//! its tenant's own, so nothing of another tenant's inputs shows through.
 //!
 //! Keys are 32 random bytes, so a plain hash is enough to keep them out of
 //! the file; a lookup by hash leaks nothing of the key.
@@ -56,6 +62,7 @@ pub struct ApiKeys {
 pub(crate) struct Key {
     pub name: String,
     pub scopes: Vec<Scope>,
+    pub tenant: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +78,19 @@ struct KeyEntry {
     name: String,
     sha256: String,
     scopes: Vec<Scope>,
+    tenant: Option<String>,
+}
+
+/// Longest tenant name.
+pub const MAX_TENANT_BYTES: usize = 64;
+
+/// A tenant: 1 to 64 of `A-Za-z0-9_.-` (it is part of cache and
+/// idempotency keys, so no `:` or `/`).
+pub fn valid_tenant(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= MAX_TENANT_BYTES
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 impl ApiKeys {
@@ -87,9 +107,15 @@ impl ApiKeys {
             if entry.scopes.is_empty() {
                 return Err(format!("{at}.scopes: grants nothing"));
             }
+            if entry.tenant.as_deref().is_some_and(|t| !valid_tenant(t)) {
+                return Err(format!(
+                    "{at}.tenant: 1 to {MAX_TENANT_BYTES} of A-Z a-z 0-9 _ . -"
+                ));
+            }
             let key = Key {
                 name: entry.name,
                 scopes: entry.scopes,
+                tenant: entry.tenant,
             };
             if keys.by_hash.insert(hash, key).is_some() {
                 return Err(format!("{at}.sha256: the same key is listed twice"));
@@ -102,17 +128,20 @@ impl ApiKeys {
     }
 
     /// A fresh key and its file entry, for `weir api-key`.
-    pub fn generate(name: &str, scopes: &[Scope]) -> (String, String) {
+    pub fn generate(name: &str, scopes: &[Scope], tenant: Option<&str>) -> (String, String) {
         let key = format!("wk_{}", hex::encode(rand::random::<[u8; 32]>()));
         let scopes = scopes
             .iter()
             .map(|s| format!("{:?}", s.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
-        let entry = format!(
+        let mut entry = format!(
             "[[key]]\nname = {name:?}\nsha256 = \"{}\"\nscopes = [{scopes}]\n",
             hex::encode(Sha256::digest(key.as_bytes()))
         );
+        if let Some(tenant) = tenant {
+            entry.push_str(&format!("tenant = {tenant:?}\n"));
+        }
         (key, entry)
     }
 
@@ -169,7 +198,7 @@ mod tests {
 
     #[test]
     fn a_generated_entry_parses_and_finds_its_key_only() {
-        let (key, entry) = ApiKeys::generate("ci", &[Scope::Submit, Scope::Read]);
+        let (key, entry) = ApiKeys::generate("ci", &[Scope::Submit, Scope::Read], None);
         assert!(
             !entry.contains(&key),
             "the file holds the hash, not the key"
@@ -177,6 +206,7 @@ mod tests {
         let keys = ApiKeys::parse(&entry).unwrap();
         let found = keys.find(&key).unwrap();
         assert_eq!(found.scopes, vec![Scope::Submit, Scope::Read]);
+        assert_eq!(found.tenant, None);
         assert!(keys.find("wk_other").is_none());
     }
 
@@ -192,6 +222,12 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("root"), "{err}");
         assert!(ApiKeys::parse("").is_err(), "no keys at all");
+        let err = ApiKeys::parse(&format!(
+            "[[key]]\nname = \"a\"\nsha256 = \"{}\"\nscopes = [\"read\"]\ntenant = \"a:b\"",
+            "0".repeat(64)
+        ))
+        .unwrap_err();
+        assert!(err.contains("key[0]") && err.contains("tenant"), "{err}");
     }
 
     #[test]

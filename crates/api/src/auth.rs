@@ -1,7 +1,10 @@
 //! The middleware in front of every route: the client's key and the scope
 //! the endpoint needs ([`crate::api_keys`]).
 
-use axum::extract::{Request, State};
+use std::convert::Infallible;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -11,7 +14,11 @@ use crate::state::AppState;
 
 /// Refuses a request whose key is missing, unknown, or lacks the scope the
 /// endpoint needs; passes every request when no keys are configured.
-pub async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn require_key(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let Some(keys) = &state.config.api_keys else {
         return next.run(req).await;
     };
@@ -43,5 +50,31 @@ pub async fn require_key(State(state): State<AppState>, req: Request, next: Next
         }
         .into_response();
     }
+    if let Some(tenant) = &key.tenant {
+        req.extensions_mut().insert(Tenant(Some(tenant.clone())));
+    }
     next.run(req).await
+}
+
+/// The tenant of the request's key: `Tenant(None)` when keys are off or the
+/// key has none (it then sees every task).
+#[derive(Clone, Debug, Default)]
+pub struct Tenant(pub Option<String>);
+
+impl Tenant {
+    /// Whether this caller may see a task of `owner`.
+    pub fn sees(&self, owner: Option<&str>) -> bool {
+        match &self.0 {
+            None => true,
+            Some(mine) => owner == Some(mine.as_str()),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Tenant {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(parts.extensions.get::<Tenant>().cloned().unwrap_or_default())
+    }
 }

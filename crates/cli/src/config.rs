@@ -60,6 +60,18 @@ pub struct ApiKeyArgs {
     /// What it may do: submit, read, manage (comma-separated).
     #[arg(long, value_delimiter = ',', required = true, value_parser = parse_scope)]
     pub scopes: Vec<weir_api::api_keys::Scope>,
+    /// The tenant whose tasks alone the key sees, cancels and retries.
+    #[arg(long, value_parser = parse_tenant)]
+    pub tenant: Option<String>,
+}
+
+fn parse_tenant(s: &str) -> Result<String, String> {
+    use weir_api::api_keys::{valid_tenant, MAX_TENANT_BYTES};
+    if valid_tenant(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("a tenant is 1 to {MAX_TENANT_BYTES} of A-Z a-z 0-9 _ . -"))
+    }
 }
 
 fn parse_scope(s: &str) -> Result<weir_api::api_keys::Scope, String> {

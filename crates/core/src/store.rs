@@ -61,6 +61,8 @@ pub struct TaskInsertParams {
     pub backoff: Option<crate::RetryPolicy>,
     /// This task's own per-attempt time limit (else its type's).
     pub timeout: Option<Duration>,
+    /// The submitting key's tenant, if it has one.
+    pub tenant: Option<String>,
 }
 
 /// A worker asking for up to `max` runnable tasks.
@@ -224,6 +226,8 @@ pub struct TaskListParams {
     /// Only tasks older than this one (the previous page's last id).
     pub before: Option<TaskId>,
     pub limit: i64,
+    /// Only this tenant's tasks (a tenant key's listing).
+    pub tenant: Option<String>,
 }
 
 /// Cache reads gathered by an API node, recorded in one call.

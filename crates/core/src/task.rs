@@ -149,6 +149,9 @@ pub struct Task {
     /// This task's own per-attempt time limit, if its submission lowered
     /// its type's.
     pub timeout_ms: Option<i64>,
+    /// The tenant of the API key that submitted it; keys of a tenant see
+    /// only its tasks.
+    pub tenant: Option<String>,
 }
 
 /// One failed attempt, as kept on its task.

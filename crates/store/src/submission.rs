@@ -34,6 +34,9 @@ pub struct Submission {
     pub concurrency_key: Option<String>,
     pub backoff: Option<RetryPolicy>,
     pub timeout: Option<Duration>,
+    /// The submitting key's tenant: the task is stamped with it, and its
+    /// cache and idempotency keys are the tenant's own.
+    pub tenant: Option<String>,
 }
 
 impl Submission {
@@ -50,7 +53,16 @@ impl Submission {
             concurrency_key: None,
             backoff: None,
             timeout: None,
+            tenant: None,
         }
+    }
+}
+
+/// A key in a tenant's own namespace (`None`: the shared one).
+fn scoped(tenant: Option<&str>, key: String) -> String {
+    match tenant {
+        Some(t) => format!("{t}/{key}"),
+        None => key,
     }
 }
 
@@ -134,7 +146,9 @@ impl Submitter {
         let spec = &registered.spec;
         let kind = spec.name.clone();
         let now = Utc::now();
-        let cache_key = registered.cache_key(&s.input);
+        let cache_key = registered
+            .cache_key(&s.input)
+            .map(|k| scoped(s.tenant.as_deref(), k));
         let mut input = s.input;
         // Secrets are sealed before anything is stored.
         self.types.seal_input(registered, &mut input);
@@ -165,8 +179,10 @@ impl Submitter {
             concurrency_key: s.concurrency_key,
             backoff: s.backoff,
             timeout: s.timeout,
+            tenant: s.tenant.clone(),
         };
         if let Some(key) = s.idempotency_key {
+            let key = scoped(s.tenant.as_deref(), key);
             let (task, created) = TaskQueue::task_insert_idempotent(
                 &*self.store,
                 params,

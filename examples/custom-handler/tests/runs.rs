@@ -24,6 +24,7 @@ fn params(kind: &str, input: serde_json::Value) -> TaskInsertParams {
         concurrency_key: None,
         backoff: None,
         timeout: None,
+        tenant: None,
     }
 }
 

@@ -14,6 +14,7 @@ use weir_core::{
 
 use weir_store::{Submission, Submitted};
 
+use crate::auth::Tenant;
 use crate::body::JsonBody;
 use crate::schema::{
     CachedResult, ErrorBody, QueueStats, SubmitAnswer, TaskAccepted, TaskPage, TaskStats,
@@ -183,6 +184,7 @@ pub(crate) fn idempotency_key(
         (status = 503, description = "Database busy; retry after Retry-After", body = ErrorBody)))]
 pub async fn submit(
     State(state): State<AppState>,
+    tenant: Tenant,
     headers: HeaderMap,
     JsonBody(body): JsonBody<SubmitTask>,
 ) -> Result<Response, ApiError> {
@@ -208,6 +210,7 @@ pub async fn submit(
         concurrency_key: valid_concurrency_key(body.concurrency_key)?,
         backoff: valid_backoff(body.retry_backoff)?,
         timeout: valid_timeout(body.timeout, registered)?,
+        tenant: tenant.0,
     };
     enqueue(&state, submission).await
 }
@@ -224,6 +227,7 @@ pub async fn submit(
 pub async fn submit_hash(
     State(state): State<AppState>,
     Path(kind): Path<String>,
+    tenant: Tenant,
     headers: HeaderMap,
     JsonBody(input): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
@@ -250,6 +254,7 @@ pub async fn submit_hash(
         concurrency_key: None,
         backoff: None,
         timeout: None,
+        tenant: tenant.0,
     };
     enqueue(&state, submission).await
 }
@@ -315,6 +320,7 @@ fn not_found() -> ApiError {
         (status = 404, description = "No such task", body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
+    tenant: Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<Task>, ApiError> {
     let id: TaskId = id.parse().map_err(|_| not_found())?;
@@ -322,8 +328,21 @@ pub async fn get(
         .store
         .task_get(id)
         .await?
+        .filter(|t| tenant.sees(t.tenant.as_deref()))
         .map(Json)
         .ok_or_else(not_found)
+}
+
+/// The task id a caller may change: another tenant's task is not found.
+async fn own_task(state: &AppState, tenant: &Tenant, id: &str) -> Result<TaskId, ApiError> {
+    let id: TaskId = id.parse().map_err(|_| not_found())?;
+    if tenant.0.is_some() {
+        let task = state.store.task_get(id).await?;
+        if !task.is_some_and(|t| tenant.sees(t.tenant.as_deref())) {
+            return Err(not_found());
+        }
+    }
+    Ok(id)
 }
 
 /// `POST /tasks/{id}/retry`: a dead task queued again with fresh attempts.
@@ -335,9 +354,10 @@ pub async fn get(
         (status = 409, description = "The task is not dead", body = ErrorBody)))]
 pub async fn retry(
     State(state): State<AppState>,
+    tenant: Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<Task>, ApiError> {
-    let id: TaskId = id.parse().map_err(|_| not_found())?;
+    let id = own_task(&state, &tenant, &id).await?;
     match state.store.task_retry(id, Utc::now()).await? {
         TaskChange::Changed(task) => Ok(Json(*task)),
         TaskChange::NotFound => Err(not_found()),
@@ -358,9 +378,10 @@ pub async fn retry(
         (status = 409, description = "Already finished", body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
+    tenant: Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<Task>, ApiError> {
-    let id: TaskId = id.parse().map_err(|_| not_found())?;
+    let id = own_task(&state, &tenant, &id).await?;
     match state.store.task_cancel(id, Utc::now()).await? {
         TaskChange::Changed(task) => Ok(Json(*task)),
         TaskChange::NotFound => Err(not_found()),
@@ -397,6 +418,7 @@ pub struct ListQuery {
         (status = 400, description = "Bad filter, limit or cursor", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
+    tenant: Tenant,
     query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<TaskPage>, ApiError> {
     let axum::extract::Query(q) =
@@ -431,6 +453,7 @@ pub async fn list(
             kind,
             before,
             limit,
+            tenant: tenant.0,
         })
         .await?;
     let next_cursor = (tasks.len() as i64 == limit)

@@ -57,6 +57,7 @@ pub async fn run(args: BenchBurndownArgs) -> anyhow::Result<()> {
                 concurrency_key: None,
                 backoff: None,
                 timeout: None,
+                tenant: None,
             })
             .collect();
         store.task_insert_many(&batch).await?;

@@ -30,7 +30,11 @@ pub async fn run(
         },
         Command::Status(args) => status(args).await,
         Command::ApiKey(args) => {
-            let (key, entry) = weir_api::api_keys::ApiKeys::generate(&args.name, &args.scopes);
+            let (key, entry) = weir_api::api_keys::ApiKeys::generate(
+                &args.name,
+                &args.scopes,
+                args.tenant.as_deref(),
+            );
             println!("# the key, for the client (shown once; only its hash is kept):");
             println!("# {key}");
             print!("{entry}");

@@ -25,9 +25,9 @@ async fn call(stack: &Stack, method: &str, path: &str, key: Option<&str>) -> (u1
 }
 
 async fn keys_gate_every_endpoint_by_scope(store: StoreKind) {
-    let (submitter, a) = ApiKeys::generate("submitter", &[Scope::Submit]);
-    let (reader, b) = ApiKeys::generate("reader", &[Scope::Read]);
-    let (manager, c) = ApiKeys::generate("manager", &[Scope::Manage, Scope::Read]);
+    let (submitter, a) = ApiKeys::generate("submitter", &[Scope::Submit], None);
+    let (reader, b) = ApiKeys::generate("reader", &[Scope::Read], None);
+    let (manager, c) = ApiKeys::generate("manager", &[Scope::Manage, Scope::Read], None);
     let keys = ApiKeys::parse(&format!("{a}\n{b}\n{c}")).unwrap();
     let stack = Stack::start(StackOptions {
         api_keys: Some(keys),
@@ -116,7 +116,6 @@ async fn keys_gate_every_endpoint_by_scope(store: StoreKind) {
     stack.stop().await;
 }
 
-crate::for_each_store!(keys_gate_every_endpoint_by_scope);
 
 /// A browser's preflight from `origin` for a keyed POST, and the origin it
 /// was allowed (the `Access-Control-Allow-Origin` answer), if any.
@@ -161,7 +160,7 @@ async fn cors_is_closed_unless_an_origin_is_configured() {
 
     // Configured, with keys: the preflight (which carries no key) is
     // answered for the listed origin only; the real call still needs a key.
-    let (key, entry) = ApiKeys::generate("browser", &[Scope::Submit]);
+    let (key, entry) = ApiKeys::generate("browser", &[Scope::Submit], None);
     let stack = Stack::start(StackOptions {
         api_keys: Some(ApiKeys::parse(&entry).unwrap()),
         cors_origins: vec![app.to_owned()],
@@ -183,3 +182,82 @@ async fn cors_is_closed_unless_an_origin_is_configured() {
     assert_eq!(resp.headers()["access-control-allow-origin"], app);
     stack.stop().await;
 }
+
+/// POSTs `body` to `path` with `key` (and an idempotency key, if given).
+async fn post_as(
+    stack: &Stack,
+    path: &str,
+    key: &str,
+    body: Value,
+    idempotency: Option<&str>,
+) -> (u16, Value) {
+    let mut req = stack.http.post(stack.url(path)).bearer_auth(key).json(&body);
+    if let Some(k) = idempotency {
+        req = req.header("idempotency-key", k);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+async fn a_tenant_key_sees_and_changes_only_its_tenants_tasks(store: StoreKind) {
+    let all = [Scope::Submit, Scope::Read, Scope::Manage];
+    let (acme, a) = ApiKeys::generate("acme", &all, Some("acme"));
+    let (globex, g) = ApiKeys::generate("globex", &all, Some("globex"));
+    let (operator, o) = ApiKeys::generate("operator", &[Scope::Read, Scope::Manage], None);
+    let stack = Stack::start(StackOptions {
+        api_keys: Some(ApiKeys::parse(&format!("{a}\n{g}\n{o}")).unwrap()),
+        ..StackOptions::on(store)
+    })
+    .await;
+    let later = json!({"type": "sleep", "input": {"ms": 10}, "run_at": "2099-01-01T00:00:00Z"});
+    let (status, mine) = post_as(&stack, "/tasks", &acme, later.clone(), None).await;
+    assert_eq!(status, 202, "{mine}");
+    let (status, theirs) = post_as(&stack, "/tasks", &globex, later, None).await;
+    assert_eq!(status, 202, "{theirs}");
+    let (mine, theirs) = (mine["task_id"].as_str().unwrap(), theirs["task_id"].as_str().unwrap());
+
+    // Another tenant's task does not exist for this key: not read, not
+    // cancelled, not retried, not listed.
+    let theirs_path = format!("/tasks/{theirs}");
+    assert_eq!(call(&stack, "GET", &theirs_path, Some(&acme)).await.0, 404);
+    assert_eq!(call(&stack, "DELETE", &theirs_path, Some(&acme)).await.0, 404);
+    let retry = format!("{theirs_path}/retry");
+    assert_eq!(call(&stack, "POST", &retry, Some(&acme)).await.0, 404);
+    let (status, task) = call(&stack, "GET", &theirs_path, Some(&operator)).await;
+    assert_eq!(
+        (status, task["status"].as_str(), task["tenant"].as_str()),
+        (200, Some("queued"), Some("globex")),
+        "{task}"
+    );
+    let (_, listed) = call(&stack, "GET", "/tasks?limit=500", Some(&acme)).await;
+    let listed = listed["tasks"].as_array().unwrap();
+    assert!(listed.iter().any(|t| t["id"] == mine), "{listed:?}");
+    assert!(
+        listed.iter().all(|t| t["tenant"] == "acme"),
+        "acme's listing shows another tenant's task: {listed:?}"
+    );
+    let (_, everyone) = call(&stack, "GET", "/tasks?limit=500", Some(&operator)).await;
+    assert!(everyone["tasks"].as_array().unwrap().len() >= 2);
+
+    // Cache and idempotency keys are each tenant's own: the same input or
+    // key from another tenant is a new task, never the other's.
+    let shared = json!({"string": "shared-input"});
+    let (_, first) = post_as(&stack, "/hash/md5", &acme, shared.clone(), None).await;
+    let (status, second) = post_as(&stack, "/hash/md5", &globex, shared, None).await;
+    assert_eq!(status, 202, "globex got acme's task or result: {second}");
+    assert_ne!(first["task_id"], second["task_id"]);
+    let once = json!({"type": "noop", "input": {}});
+    let (_, first) = post_as(&stack, "/tasks", &acme, once.clone(), Some("order-1")).await;
+    let (status, second) = post_as(&stack, "/tasks", &globex, once, Some("order-1")).await;
+    assert_eq!(status, 202, "globex replayed acme's idempotency key: {second}");
+    assert_ne!(first["task_id"], second["task_id"]);
+
+    let (status, cancelled) = call(&stack, "DELETE", &theirs_path, Some(&globex)).await;
+    assert_eq!((status, cancelled["status"].as_str()), (200, Some("cancelled")));
+    stack.stop().await;
+}
+
+crate::for_each_store!(
+    keys_gate_every_endpoint_by_scope,
+    a_tenant_key_sees_and_changes_only_its_tenants_tasks
+);

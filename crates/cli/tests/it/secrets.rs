@@ -94,8 +94,7 @@ async fn credentials_never_reach_logs_metrics_or_answers() {
         &[
             weir_api::api_keys::Scope::Submit,
             weir_api::api_keys::Scope::Read,
-        ],
-    );
+        ], None);
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys.toml");
     std::fs::write(&keys, entry).unwrap();

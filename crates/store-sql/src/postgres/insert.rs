@@ -28,6 +28,7 @@ pub(super) async fn insert_rows(
     let mut bases = Vec::with_capacity(n);
     let mut caps = Vec::with_capacity(n);
     let mut timeouts = Vec::with_capacity(n);
+    let mut tenants = Vec::with_capacity(n);
     for p in params {
         ids.push(p.id.0);
         kinds.push(p.kind.as_str());
@@ -43,6 +44,7 @@ pub(super) async fn insert_rows(
         bases.push(base);
         caps.push(cap);
         timeouts.push(p.timeout.map(|t| t.as_millis() as i64));
+        tenants.push(p.tenant.as_deref());
     }
     let inserted: Vec<Uuid> = sqlx::query_scalar(include_str!("sql/insert_rows.sql"))
         .bind(ids)
@@ -58,6 +60,7 @@ pub(super) async fn insert_rows(
         .bind(bases)
         .bind(caps)
         .bind(timeouts)
+        .bind(tenants)
         .fetch_all(pool)
         .await
         .map_err(err)?;

@@ -379,6 +379,9 @@ impl Driver for PostgresDriver {
             if let Some(before) = p.before {
                 q.push(" AND id < ").push_bind(before.0);
             }
+            if let Some(tenant) = &p.tenant {
+                q.push(" AND tenant = ").push_bind(tenant.clone());
+            }
             q.push(" ORDER BY id DESC LIMIT ")
                 .push_bind(p.limit)
                 .push(")");

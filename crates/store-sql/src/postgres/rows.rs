@@ -12,11 +12,11 @@ use weir_store::Claimed;
 /// completion time, so it selects NULLs for them.
 pub const LIVE_TASK_COLUMNS: &str = "id, kind, input, state, NULL::jsonb AS result, error, attempts, \
     max_attempts, priority, worker_id, created_at, run_at, started_at, NULL::timestamptz AS completed_at, errors, progress, \
-    queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms";
+    queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms, tenant";
 /// What a task read takes from `tasks_finished` (no progress kept there).
 pub const FINISHED_TASK_COLUMNS: &str = "id, kind, input, state, result, error, attempts, \
     max_attempts, priority, worker_id, created_at, run_at, started_at, completed_at, errors, \
-    NULL::smallint AS progress, queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms";
+    NULL::smallint AS progress, queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms, tenant";
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
@@ -45,6 +45,7 @@ pub struct TaskRow {
     backoff_base_ms: Option<i64>,
     backoff_cap_ms: Option<i64>,
     timeout_ms: Option<i64>,
+    tenant: Option<String>,
 }
 
 impl TryFrom<TaskRow> for Task {
@@ -73,6 +74,7 @@ impl TryFrom<TaskRow> for Task {
             concurrency_key: r.concurrency_key,
             retry_backoff: RetryPolicy::from_millis(r.backoff_base_ms, r.backoff_cap_ms),
             timeout_ms: r.timeout_ms,
+            tenant: r.tenant,
         })
     }
 }

@@ -198,10 +198,10 @@ impl DriverTx for PostgresTx {
         let sql = format!(
             "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, \
                                 run_at, queue, concurrency_key, backoff_base_ms, backoff_cap_ms, \
-                                timeout_ms) \
+                                timeout_ms, tenant) \
              SELECT $1::uuid, $2::text, $3::jsonb, 'queued', $4::int, $5::int, $6::text, \
                     $7::timestamptz, $8::timestamptz, $9::text, $10::text, $11::bigint, \
-                    $12::bigint, $13::bigint \
+                    $12::bigint, $13::bigint, $14::text \
              WHERE (SELECT 1 FROM tasks_finished WHERE id = $1::uuid) IS NULL \
              ON CONFLICT DO NOTHING RETURNING {LIVE_TASK_COLUMNS}"
         );
@@ -219,6 +219,7 @@ impl DriverTx for PostgresTx {
             .bind(base)
             .bind(cap)
             .bind(p.timeout.map(|t| t.as_millis() as i64))
+            .bind(&p.tenant)
             .fetch_optional(&mut *self.tx)
             .await
             .map_err(err)?;

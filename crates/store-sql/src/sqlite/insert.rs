@@ -22,7 +22,7 @@ pub(super) async fn insert_rows(
         let mut q = QueryBuilder::new(
             "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, \
              created_at, run_at, queue, concurrency_key, backoff_base_ms, backoff_cap_ms, \
-             timeout_ms) ",
+             timeout_ms, tenant) ",
         );
         q.push_values(chunk, |mut b, p| {
             let (base, cap) = RetryPolicy::to_millis(p.backoff);
@@ -39,7 +39,8 @@ pub(super) async fn insert_rows(
                 .push_bind(&p.concurrency_key)
                 .push_bind(base)
                 .push_bind(cap)
-                .push_bind(p.timeout.map(|t| t.as_millis() as i64));
+                .push_bind(p.timeout.map(|t| t.as_millis() as i64))
+                .push_bind(&p.tenant);
         });
         // Any conflict: the same id (a resend) or the same input live.
         q.push(" ON CONFLICT DO NOTHING RETURNING id");

@@ -367,6 +367,9 @@ impl Driver for SqliteDriver {
         if let Some(before) = p.before {
             q.push(" AND id < ").push_bind(before.to_string());
         }
+        if let Some(tenant) = &p.tenant {
+            q.push(" AND tenant = ").push_bind(tenant.clone());
+        }
         q.push(" ORDER BY id DESC LIMIT ").push_bind(p.limit);
         let rows: Vec<TaskRow> = q
             .build_query_as()

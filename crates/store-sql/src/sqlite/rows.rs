@@ -9,7 +9,7 @@ use weir_store::Claimed;
 
 pub const TASK_COLUMNS: &str = "id, kind, input, state, result, error, attempts, max_attempts, \
     priority, worker_id, created_at, run_at, started_at, completed_at, errors, progress, queue, \
-    concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms";
+    concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms, tenant";
 
 pub fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -59,6 +59,7 @@ pub struct TaskRow {
     backoff_base_ms: Option<i64>,
     backoff_cap_ms: Option<i64>,
     timeout_ms: Option<i64>,
+    tenant: Option<String>,
 }
 
 impl TryFrom<TaskRow> for Task {
@@ -95,6 +96,7 @@ impl TryFrom<TaskRow> for Task {
             concurrency_key: r.concurrency_key,
             retry_backoff: RetryPolicy::from_millis(r.backoff_base_ms, r.backoff_cap_ms),
             timeout_ms: r.timeout_ms,
+            tenant: r.tenant,
         })
     }
 }

@@ -191,8 +191,8 @@ impl DriverTx for SqliteTx {
         let sql = format!(
             "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, created_at, \
                                 run_at, queue, concurrency_key, backoff_base_ms, backoff_cap_ms, \
-                                timeout_ms) \
-             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                                timeout_ms, tenant) \
+             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT DO NOTHING RETURNING {TASK_COLUMNS}"
         );
         let row: Option<TaskRow> = sqlx::query_as(&sql)
@@ -209,6 +209,7 @@ impl DriverTx for SqliteTx {
             .bind(base)
             .bind(cap)
             .bind(p.timeout.map(|t| t.as_millis() as i64))
+            .bind(&p.tenant)
             .fetch_optional(&mut *self.tx)
             .await
             .map_err(err)?;

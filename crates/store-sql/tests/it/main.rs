@@ -42,6 +42,7 @@ macro_rules! conformance_suite {
             a_batch_claim_comes_back_in_claim_order,
             a_resent_id_under_a_new_idempotency_key_returns_its_task,
             a_resent_id_of_a_finished_task_is_not_queued_again,
+            a_tasks_tenant_travels_with_it_and_scopes_lists,
         );
     };
     ($setup:ident; $($name:ident),* $(,)?) => {

@@ -14,6 +14,7 @@ finished AS (
     RETURNING t.id, t.kind, t.input, c.state, c.result, c.error, t.attempts, t.max_attempts,
               t.priority, t.worker_id, t.created_at, t.run_at, t.started_at, c.now,
               t.queue, t.concurrency_key, t.backoff_base_ms, t.backoff_cap_ms, t.timeout_ms,
+              t.tenant,
               CASE WHEN c.state = 'dead'
                    THEN t.errors || jsonb_build_array(jsonb_build_object('attempt', t.attempts,
                             'error', c.error, 'at', c.now, 'worker_id', t.worker_id))
@@ -23,7 +24,7 @@ archived AS (
     INSERT INTO tasks_finished (id, kind, input, state, result, error, attempts, max_attempts,
                                 priority, worker_id, created_at, run_at, started_at, completed_at,
                                 queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms,
-                                errors)
+                                tenant, errors)
     SELECT * FROM finished
     RETURNING id
 ),

@@ -10,14 +10,14 @@ dead AS (
     RETURNING t.id, t.kind, t.input, t.attempts, t.max_attempts, t.priority,
               t.worker_id, t.created_at, t.run_at, t.started_at, t.errors,
               t.queue, t.concurrency_key, t.backoff_base_ms, t.backoff_cap_ms,
-              t.timeout_ms),
+              t.timeout_ms, t.tenant),
 archived AS (
     INSERT INTO tasks_finished (id, kind, input, state, result, error, attempts,
         max_attempts, priority, worker_id, created_at, run_at, started_at, completed_at,
-        queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms, errors)
+        queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms, tenant, errors)
     SELECT id, kind, input, 'dead', NULL, $2, attempts, max_attempts, priority,
            worker_id, created_at, run_at, started_at, $1, queue, concurrency_key,
-           backoff_base_ms, backoff_cap_ms, timeout_ms,
+           backoff_base_ms, backoff_cap_ms, timeout_ms, tenant,
            errors || jsonb_build_array(jsonb_build_object('attempt', attempts,
                'error', $2::text, 'at', $1::timestamptz, 'worker_id', worker_id))
     FROM dead

@@ -35,6 +35,7 @@ pub(crate) fn insert_params(kind: Builtin, s: &str, now: DateTime<Utc>) -> TaskI
         concurrency_key: None,
         backoff: None,
         timeout: None,
+        tenant: None,
     }
 }
 

@@ -329,6 +329,7 @@ pub async fn tasks_list_newest_first_with_filters_and_a_cursor(store: Arc<dyn St
         kind,
         before,
         limit,
+        tenant: None,
     };
     let all = store.task_list(page(None, None, None, 10)).await.unwrap();
     let newest_first: Vec<TaskId> = ids.iter().rev().copied().collect();
@@ -603,4 +604,77 @@ pub async fn the_same_cacheable_input_is_queued_once_while_live(store: Arc<dyn S
         .await
         .unwrap();
     assert_eq!((task.id, created), (after.id, false));
+}
+
+pub async fn a_tasks_tenant_travels_with_it_and_scopes_lists(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let with = |s: &str, tenant: Option<&str>| {
+        let mut p = insert_params(Builtin::Md5, s, now);
+        p.tenant = tenant.map(str::to_string);
+        p
+    };
+    let mut last_try = with("a-1", Some("a"));
+    last_try.max_attempts = 1;
+    let (a1, a2, b1, none) = (last_try.id, TaskId::new(), TaskId::new(), TaskId::new());
+    store.task_insert(last_try).await.unwrap();
+    // The batch path as well as the single insert.
+    let mut batch = vec![with("a-2", Some("a")), with("b-1", Some("b")), with("n", None)];
+    for (p, id) in batch.iter_mut().zip([a2, b1, none]) {
+        p.id = id;
+    }
+    store.task_insert_many(&batch).await.unwrap();
+
+    // Every move between live and finished keeps the tenant.
+    let claimed = store.task_claim(claim("w", 4, now)).await.unwrap();
+    assert_eq!(claimed.len(), 4);
+    let a2_claim = claimed.iter().find(|t| t.id == a2).unwrap();
+    store
+        .task_complete_many(&[success(a2_claim, now, None)])
+        .await
+        .unwrap();
+    let late = now + chrono::Duration::seconds(16);
+    store
+        .task_rescue_expired(TaskRescueParams { now: late })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.task_get(a1).await.unwrap().unwrap().state,
+        TaskState::Dead
+    );
+    store.task_retry(a1, late).await.unwrap();
+    store.task_cancel(b1, late).await.unwrap();
+    for (id, tenant) in [(a1, Some("a")), (a2, Some("a")), (b1, Some("b")), (none, None)] {
+        let task = store.task_get(id).await.unwrap().unwrap();
+        assert_eq!(task.tenant.as_deref(), tenant, "{:?} {id}", task.state);
+    }
+
+    let listed = |tenant: Option<&str>| {
+        let store = store.clone();
+        let tenant = tenant.map(str::to_string);
+        async move {
+            let page = TaskListParams {
+                state: None,
+                kind: None,
+                before: None,
+                limit: 10,
+                tenant,
+            };
+            let mut ids: Vec<TaskId> = store
+                .task_list(page)
+                .await
+                .unwrap()
+                .iter()
+                .map(|t| t.id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let sorted = |mut v: Vec<TaskId>| {
+        v.sort();
+        v
+    };
+    assert_eq!(listed(Some("a")).await, sorted(vec![a1, a2]));
+    assert_eq!(listed(Some("b")).await, vec![b1]);
+    assert_eq!(listed(None).await, sorted(vec![a1, a2, b1, none]));
 }
