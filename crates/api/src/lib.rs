@@ -119,6 +119,8 @@ fn routes(max_write_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(events::latest))
         .routes(utoipa_axum::routes!(events::count))
         .routes(utoipa_axum::routes!(health::health))
+        .routes(utoipa_axum::routes!(health::live))
+        .routes(utoipa_axum::routes!(health::ready))
         .routes(utoipa_axum::routes!(metrics::render))
         .routes(utoipa_axum::routes!(openapi::document))
 }

@@ -79,7 +79,9 @@ pub async fn log_request(State(state): State<AppState>, req: Request, next: Next
     if let Ok(node) = HeaderValue::from_str(&state.config.node_id) {
         response.headers_mut().insert("x-weir-node", node);
     }
-    if response.extensions().get::<AlreadyLogged>().is_none() && path != "/health" {
+    // Probes are not the users' requests: they would fill the log.
+    let probe = path == "/health" || path.starts_with("/health/");
+    if response.extensions().get::<AlreadyLogged>().is_none() && !probe {
         let entry = RequestLogEntry {
             node_id: state.config.node_id.clone(),
             method,

@@ -118,6 +118,14 @@ pub struct MessageCount {
     pub count: i64,
 }
 
+/// `GET /health/live` and `GET /health/ready` when they pass.
+#[derive(Serialize, ToSchema)]
+pub struct Probe {
+    /// `live` or `ready`.
+    pub status: &'static str,
+    pub node_id: String,
+}
+
 /// `GET /health`.
 #[derive(Serialize, ToSchema)]
 pub struct Health {

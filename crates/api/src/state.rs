@@ -48,6 +48,8 @@ pub struct ApiConfig {
     /// Origins whose pages may call this API from a browser (`--cors-origin`;
     /// `*`: any). Empty: no CORS headers, so browsers refuse cross-origin calls.
     pub cors_origins: Vec<String>,
+    /// The draining flag `/health/ready` reads; the node's shutdown sets it.
+    pub readiness: weir_store::Readiness,
 }
 
 impl ApiConfig {
@@ -70,6 +72,7 @@ impl ApiConfig {
             cache_ttl: Duration::from_secs(3600),
             api_keys: None,
             cors_origins: Vec::new(),
+            readiness: weir_store::Readiness::default(),
         }
     }
 }

@@ -26,6 +26,10 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, env = "WEIR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// Check flags, env and config file as the command would, print one
+    /// line, and exit without starting (what deploy files are tested with).
+    #[arg(long, global = true)]
+    pub check_config: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -50,6 +54,18 @@ pub enum Command {
     /// Make a client key for `--api-keys`: prints the key (once) and the
     /// file entry that holds only its hash.
     ApiKey(ApiKeyArgs),
+    /// Probe a URL (e.g. `/health/ready`): exit 0 on a 2xx answer in time,
+    /// 1 otherwise — a container health check without curl.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// The URL to probe, e.g. http://127.0.0.1:8081/health/ready.
+    pub url: String,
+    /// Longest wait for the answer.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -536,6 +552,11 @@ pub struct LbArgs {
     /// Serving threads, each with its own runtime and listener (0: one per core).
     #[arg(long, env = "WEIR_LB_THREADS", default_value_t = 0)]
     pub threads: usize,
+    /// On SIGTERM, answer `/lb/health/ready` with 503 and keep serving this
+    /// long before closing the listener, so whatever routes to this process
+    /// stops first (e.g. 5s behind a Kubernetes Service).
+    #[arg(long, env = "WEIR_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Duration,
     #[command(flatten)]
     pub balancer: BalancerArgs,
 }
@@ -557,6 +578,11 @@ pub struct ApiArgs {
     /// The lb's admin token, for --register-with.
     #[arg(long, env = "WEIR_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
+    /// On SIGTERM, answer `/health/ready` with 503 and keep serving this
+    /// long before closing the listener, so whatever routes to this node
+    /// stops first (e.g. 5s behind a Kubernetes Service).
+    #[arg(long, env = "WEIR_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Duration,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]

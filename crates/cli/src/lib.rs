@@ -10,6 +10,7 @@
 //! - [`registration`]: `weir api --register-with`, joining and leaving a running lb.
 //! - [`status`]: `weir status`, the cluster at a glance with verdicts.
 //! - [`signal`]: the shutdown signal (Ctrl-C or SIGTERM).
+//! - [`probes`]: a worker's `/health/live` and `/health/ready`.
 //! - [`logging`]: tracing setup (`--log-format text|json`).
 
 pub mod cluster;
@@ -17,6 +18,7 @@ pub mod cmd;
 pub mod config;
 pub mod config_file;
 pub mod logging;
+pub mod probes;
 pub mod registration;
 pub mod signal;
 pub mod status;

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(weir::cmd::run(cli.command, task_types)) {
+    match runtime.block_on(weir::cmd::run(cli.command, task_types, cli.check_config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("weir: {e:#}");

@@ -464,9 +464,12 @@ pub trait Leadership: Send + Sync + 'static {
 
 /// The whole store: every role at once. Callers that need one role take that
 /// role's trait (an `Arc<dyn Store>` coerces to any of them).
+#[async_trait]
 pub trait Store:
     RequestLog + TaskQueue + TaskAdmin + ResultCache + EventLog + WorkerRegistry + Leadership
 {
     /// The backend's name, e.g. `sqlite`.
     fn backend(&self) -> &'static str;
+    /// A round trip to the database: whether it answers now.
+    async fn ping(&self) -> Result<(), StoreError>;
 }

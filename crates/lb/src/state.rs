@@ -46,6 +46,8 @@ pub struct Lb {
     pub throughput: Throughput,
     /// Rate limits shared through Redis, when configured.
     pub shared_limits: Option<SharedLimiter>,
+    /// Set from the shutdown signal on: `/lb/health/ready` answers 503.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl Lb {
@@ -82,6 +84,7 @@ impl Lb {
                 config.hash_key.clone(),
             )),
             backends: BackendSet::new(backends),
+            draining: Default::default(),
             config,
             id: NEXT_LB_ID.fetch_add(1, Ordering::Relaxed),
         }))

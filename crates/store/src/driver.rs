@@ -134,6 +134,8 @@ pub trait DriverTx: Send {
 pub trait Driver: Send + Sync + 'static {
     /// The backend's name, e.g. `sqlite`.
     fn name(&self) -> &'static str;
+    /// A round trip to the database: what readiness probes ask.
+    async fn ping(&self) -> Result<(), StoreError>;
     /// Starts a transaction holding the write side (on SQLite, the write lock).
     async fn begin(&self) -> Result<Box<dyn DriverTx>, StoreError>;
     /// Tells other processes that tasks became due (PostgreSQL: a debounced

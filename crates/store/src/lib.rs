@@ -13,6 +13,7 @@
 //! - [`cache_access`]: [`CacheAccessRecorder`], cache hit/miss statistics in batches.
 //! - [`submission`]: [`Submitter`], what a submission becomes (cache hit,
 //!   idempotency key, de-duplication), for the API and the scheduler alike.
+//! - [`readiness`]: [`Readiness`], what every role's `/health/ready` answers.
 //! - `hints`: the claim's small rules (lease ends, token buckets) and memories.
 
 pub mod busy_retry;
@@ -20,6 +21,7 @@ pub mod cache_access;
 pub mod driver;
 pub mod group_commit;
 mod hints;
+pub mod readiness;
 pub mod sql_store;
 pub mod submission;
 
@@ -28,5 +30,6 @@ pub use cache_access::CacheAccessRecorder;
 pub use driver::{Claimed, Driver, DriverTx, LimitedQueue, Rescued, StandingTask};
 pub use group_commit::{EventWriter, GroupCommit, RequestLogWriter, TaskInsertWriter};
 pub use hints::lease_end;
+pub use readiness::{NotReady, Readiness};
 pub use sql_store::SqlStore;
 pub use submission::{Submission, SubmitError, Submitted, Submitter};

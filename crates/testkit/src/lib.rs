@@ -32,6 +32,8 @@ pub struct PgDatabase {
     url: String,
     /// A login role that owns the database, when one was made.
     owner: Option<String>,
+    /// Roles made by [`PgDatabase::least_privilege_roles`].
+    roles: Vec<String>,
 }
 
 impl PgDatabase {
@@ -56,7 +58,38 @@ impl PgDatabase {
             name,
             url,
             owner: None,
+            roles: Vec::new(),
         }
+    }
+
+    /// Makes this database's schema owner and app roles with
+    /// `deploy/postgres/roles.sql` (the file deployments run) and returns
+    /// their URLs: (owner, app). The app role may read and write rows only.
+    pub fn least_privilege_roles(&mut self) -> (String, String) {
+        let (owner, app) = (format!("{}_owner", self.name), format!("{}_app", self.name));
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/postgres/roles.sql");
+        let out = std::process::Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &admin_url()])
+            .args(["-v", &format!("owner={owner}"), "-v", &format!("app={app}")])
+            .args(["-v", "owner_password=owner-secret", "-v", "app_password=app-secret"])
+            .args(["-v", &format!("db={}", self.name), "-f", script])
+            .output()
+            .expect("running psql");
+        assert!(
+            out.status.success(),
+            "roles.sql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.roles = vec![app.clone(), owner.clone()];
+        let as_role = |role: &str, password: &str| {
+            PgConnectOptions::from_str(&self.url)
+                .expect("the test database URL parses")
+                .username(role)
+                .password(password)
+                .to_url_lossy()
+                .to_string()
+        };
+        (as_role(&owner, "owner-secret"), as_role(&app, "app-secret"))
     }
 
     /// Makes a login role with `CONNECTION LIMIT limit` that owns this database
@@ -127,6 +160,7 @@ impl Drop for PgDatabase {
         // works whether or not the test's runtime is still alive.
         let name = self.name.clone();
         let owner = self.owner.clone();
+        let roles = std::mem::take(&mut self.roles);
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -140,7 +174,7 @@ impl Drop for PgDatabase {
                 if let Err(e) = dropped {
                     eprintln!("could not drop test database {name}: {e}");
                 }
-                if let Some(role) = owner {
+                for role in owner.into_iter().chain(roles) {
                     let _ = sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
                         .execute(&mut conn)
                         .await;
@@ -185,9 +219,11 @@ async fn drop_stale(conn: &mut PgConnection) {
             let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .execute(&mut *conn)
                 .await;
-            let _ = sqlx::query(&format!("DROP ROLE IF EXISTS {name}_owner"))
-                .execute(&mut *conn)
-                .await;
+            for role in ["owner", "app"] {
+                let _ = sqlx::query(&format!("DROP ROLE IF EXISTS {name}_{role}"))
+                    .execute(&mut *conn)
+                    .await;
+            }
         }
     }
 }

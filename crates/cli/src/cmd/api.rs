@@ -10,12 +10,16 @@ use crate::registration::Registration;
 pub async fn run(
     args: ApiArgs,
     file_types: &[(String, weir_core::TaskTypeConfig)],
+    check: bool,
 ) -> anyhow::Result<()> {
     let options = args.store.options(None)?;
     let task_types = args.types.registry(file_types)?;
     let config = args
         .api
         .config(String::new(), args.store.db_busy_timeout, task_types)?;
+    if check {
+        return super::checked("api");
+    }
     crate::config::warn_what_is_open(&config.task_types, Some(&config));
     let store = weir_store_sql::open(&options)
         .await
@@ -45,6 +49,7 @@ pub async fn run(
     // On a signal: drain at the lb first (no new requests), then stop serving
     // (in-flight requests finish), then leave the lb.
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let readiness = config.readiness.clone();
     let mut serving = tokio::spawn(serve_api_node(
         listener,
         weir_api::ApiConfig { node_id, ..config },
@@ -56,6 +61,13 @@ pub async fn run(
     tokio::select! {
         _ = crate::signal::shutdown() => {}
         ended = &mut serving => return ended.context("API node task")?,
+    }
+    readiness.drain();
+    if !args.shutdown_delay.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(args.shutdown_delay) => {}
+            ended = &mut serving => return ended.context("API node task")?,
+        }
     }
     if let Some(r) = &registration {
         r.drain().await;

@@ -14,13 +14,16 @@ use tokio::sync::watch;
 
 use crate::config::LbArgs;
 
-pub async fn run(args: LbArgs) -> anyhow::Result<()> {
+pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
     let (admin_token, generated) = args.balancer.admin_token();
     let mut config = args
         .balancer
         .config(args.backends.clone(), admin_token.clone());
     config.admin_on_main = args.admin_listen.is_none();
     let lb = weir_lb::Lb::new(config).map_err(anyhow::Error::msg)?;
+    if check {
+        return super::checked("lb");
+    }
     let threads = match args.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -80,6 +83,9 @@ pub async fn run(args: LbArgs) -> anyhow::Result<()> {
         workers.push(worker);
     }
     crate::signal::shutdown().await;
+    lb.draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(args.shutdown_delay).await;
     let _ = stop_tx.send(true);
     let joined = tokio::task::spawn_blocking(move || {
         workers

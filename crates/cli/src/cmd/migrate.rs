@@ -4,8 +4,11 @@ use anyhow::Context;
 
 use crate::config::StoreArgs;
 
-pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
+pub async fn run(args: StoreArgs, check: bool) -> anyhow::Result<()> {
     let mut options = args.options(None)?;
+    if check {
+        return super::checked("migrate");
+    }
     options.migrate = true;
     let store = weir_store_sql::open_shared(&options)
         .await

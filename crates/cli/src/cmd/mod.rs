@@ -14,16 +14,20 @@ use weir_core::TaskTypeConfig;
 use crate::config::Command;
 
 /// Runs `command`; `task_types` are the config file's `[task_types.NAME]` tables.
+/// With `check`, a role checks its configuration and returns before it
+/// binds, connects or starts anything.
 pub async fn run(
     command: Command,
     task_types: Vec<(String, TaskTypeConfig)>,
+    check: bool,
 ) -> anyhow::Result<()> {
     match command {
-        Command::Up(args) => up::run(*args, &task_types).await,
-        Command::Lb(args) => lb::run(args).await,
-        Command::Api(args) => api::run(args, &task_types).await,
-        Command::Worker(args) => worker::run(args, &task_types).await,
-        Command::Migrate(args) => migrate::run(args).await,
+        Command::Up(args) => up::run(*args, &task_types, check).await,
+        Command::Lb(args) => lb::run(args, check).await,
+        Command::Api(args) => api::run(args, &task_types, check).await,
+        Command::Worker(args) => worker::run(args, &task_types, check).await,
+        Command::Migrate(args) => migrate::run(args, check).await,
+        Command::Health(args) => health(args).await,
         Command::Bench(args) => match args.command {
             Some(command) => bench::run(command).await,
             None => load::run(args.load).await,
@@ -41,6 +45,33 @@ pub async fn run(
             Ok(())
         }
     }
+}
+
+/// The configuration passed its checks: say so, start nothing.
+fn checked(role: &str) -> anyhow::Result<()> {
+    println!("weir {role}: configuration ok");
+    Ok(())
+}
+
+async fn health(args: crate::config::HealthArgs) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(args.timeout)
+        .build()
+        .map_err(|e| anyhow::anyhow!("building the client: {e}"))?;
+    let resp = client
+        .get(&args.url)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.url))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    anyhow::ensure!(
+        status.is_success(),
+        "{}: {status}: {}",
+        args.url,
+        body.chars().take(300).collect::<String>()
+    );
+    Ok(())
 }
 
 async fn status(args: crate::config::StatusArgs) -> anyhow::Result<()> {

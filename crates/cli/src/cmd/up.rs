@@ -7,7 +7,11 @@ use weir_core::TaskTypeConfig;
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::config::UpArgs;
 
-pub async fn run(mut args: UpArgs, file_types: &[(String, TaskTypeConfig)]) -> anyhow::Result<()> {
+pub async fn run(
+    mut args: UpArgs,
+    file_types: &[(String, TaskTypeConfig)],
+    check: bool,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     args.types
@@ -19,9 +23,6 @@ pub async fn run(mut args: UpArgs, file_types: &[(String, TaskTypeConfig)]) -> a
     };
     let default_url = format!("sqlite://{}", args.data_dir.join("weir.db").display());
     let options = args.store.options(Some(default_url))?;
-    let store = weir_store_sql::open(&options)
-        .await
-        .with_context(|| format!("opening {}", options.database_url))?;
     let (admin_token, generated) = args.balancer.admin_token();
     let spec = ClusterSpec {
         listen: args.listen,
@@ -44,7 +45,14 @@ pub async fn run(mut args: UpArgs, file_types: &[(String, TaskTypeConfig)]) -> a
         )?,
         lb: args.balancer.config(Vec::new(), admin_token.clone()),
     };
+    weir_lb::Lb::new(spec.lb.clone()).map_err(anyhow::Error::msg)?;
+    if check {
+        return super::checked("up");
+    }
     crate::config::warn_what_is_open(&task_types, Some(&spec.api));
+    let store = weir_store_sql::open(&options)
+        .await
+        .with_context(|| format!("opening {}", options.database_url))?;
     let cluster = Cluster::start(spec, store).await?;
 
     println!("weir up: store {}", options.database_url);

@@ -8,12 +8,10 @@ use crate::config::WorkerArgs;
 pub async fn run(
     args: WorkerArgs,
     file_types: &[(String, weir_core::TaskTypeConfig)],
+    check: bool,
 ) -> anyhow::Result<()> {
     let options = args.store.options(None)?;
     let task_types = args.worker.task_types(args.types.registry(file_types)?)?;
-    let store = weir_store_sql::open_shared(&options)
-        .await
-        .with_context(|| format!("opening {}", options.database_url))?;
     let worker_id = args
         .worker_id
         .clone()
@@ -21,11 +19,21 @@ pub async fn run(
     let config = args
         .worker
         .config(worker_id.clone(), args.concurrency.into(), task_types)?;
+    args.ingest.buffer()?;
+    if check {
+        return super::checked("worker");
+    }
+    let store = weir_store_sql::open_shared(&options)
+        .await
+        .with_context(|| format!("opening {}", options.database_url))?;
     crate::config::warn_what_is_open(&config.task_types, None);
     let stop = CancellationToken::new();
     let signal_stop = stop.clone();
+    let readiness = weir_store::Readiness::default();
+    let draining = readiness.clone();
     tokio::spawn(async move {
         crate::signal::shutdown().await;
+        draining.drain();
         signal_stop.cancel();
     });
     let metrics_stop = CancellationToken::new();
@@ -40,8 +48,9 @@ pub async fn run(
         weir_telemetry::install();
         // Served through the drain too: it ends when the worker has stopped.
         let stopped = metrics_stop.clone();
+        let app = weir_telemetry::router().merge(crate::probes::router(readiness, store.clone()));
         tokio::spawn(async move {
-            let served = axum::serve(listener, weir_telemetry::router())
+            let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stopped.cancelled().await })
                 .await;
             if let Err(e) = served {

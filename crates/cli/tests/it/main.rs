@@ -12,6 +12,7 @@ mod db_outages;
 mod events;
 mod faults;
 mod ingest_crashes;
+mod least_privilege;
 mod metrics;
 mod openapi;
 mod processes;

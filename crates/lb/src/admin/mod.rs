@@ -28,6 +28,8 @@ pub fn router(lb: Arc<Lb>) -> Router {
         .route("/dashboard", get(dashboard))
         .route("/lb/dashboard", get(dashboard))
         .route("/lb/stats", get(stats))
+        .route("/lb/health/live", get(live))
+        .route("/lb/health/ready", get(ready))
         .route("/lb/metrics", get(metrics::render))
         .route("/lb/strategy", get(get_strategy).put(put_strategy))
         .route("/lb/backends", get(backends::list).post(backends::add))
@@ -70,6 +72,35 @@ async fn stats(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {
         "requests_per_second_last_minute": lb.throughput.per_second(std::time::Instant::now()),
         "backends": backends,
     }))
+}
+
+/// Liveness: the balancer serves (its own answer, never a backend's).
+async fn live() -> Json<serde_json::Value> {
+    Json(json!({"status": "live"}))
+}
+
+/// Readiness: not draining, and at least one backend may be picked.
+async fn ready(State(lb): State<Arc<Lb>>) -> Response {
+    if lb.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "this balancer is shutting down",
+        );
+    }
+    let backends = lb.backends.snapshot();
+    let available = backends
+        .iter()
+        .filter(|b| b.is_available() && !b.is_draining())
+        .count();
+    if available == 0 {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_backend",
+            "no backend is healthy",
+        );
+    }
+    Json(json!({"status": "ready", "available_backends": available})).into_response()
 }
 
 /// The live dashboard: one self-contained page (no CDN) polling the

@@ -79,10 +79,7 @@ impl PostgresDriver {
             .test_before_acquire(true)
             .connect_lazy_with(connect);
         if options.migrate {
-            MIGRATOR
-                .run(&pool)
-                .await
-                .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
+            migrate(&pool).await?;
         } else {
             // Fail fast on a wrong URL rather than on the first request.
             sqlx::query("SELECT 1").execute(&pool).await.map_err(err)?;
@@ -136,6 +133,51 @@ impl PostgresDriver {
     }
 }
 
+/// Brings the schema up to date — unless it already is: then no DDL runs, so
+/// a role with data rights alone (API nodes and workers under least
+/// privilege) starts, and so does a connection through a transaction pooler
+/// (the migrator's session lock would not hold there).
+async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    if schema_current(pool).await? {
+        return Ok(());
+    }
+    MIGRATOR.run(pool).await.map_err(|e| {
+        let denied = matches!(&e, sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(d))
+            if d.code().as_deref() == Some("42501"))
+            || e.to_string().contains("permission denied");
+        StoreError::Internal(if denied {
+            format!(
+                "the schema is not current and this role may not change it ({e}): \
+                 run `weir migrate` as the schema's owner, then start again"
+            )
+        } else {
+            format!("migration failed: {e}")
+        })
+    })
+}
+
+/// Whether every migration this binary carries is applied, with the same
+/// checksum.
+async fn schema_current(pool: &PgPool) -> Result<bool, StoreError> {
+    let table: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+            .fetch_one(pool)
+            .await
+            .map_err(err)?;
+    if table.is_none() {
+        return Ok(false);
+    }
+    let applied: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+            .map_err(err)?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .all(|m| applied.iter().any(|(v, c)| *v == m.version && *c == *m.checksum)))
+}
+
 impl Drop for PostgresDriver {
     fn drop(&mut self) {
         self.producer.abort();
@@ -149,6 +191,14 @@ impl Drop for PostgresDriver {
 impl Driver for PostgresDriver {
     fn name(&self) -> &'static str {
         "postgres"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
     }
 
     async fn begin(&self) -> Result<Box<dyn DriverTx>, StoreError> {

@@ -93,6 +93,14 @@ impl Driver for SqliteDriver {
         "sqlite"
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
     async fn begin(&self) -> Result<Box<dyn DriverTx>, StoreError> {
         // IMMEDIATE: take the write lock up front, so another process's
         // writer cannot slip in between a transaction's counts and its claims.

@@ -107,9 +107,14 @@ impl SqlStore {
     }
 }
 
+#[async_trait]
 impl Store for SqlStore {
     fn backend(&self) -> &'static str {
         self.driver().name()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.driver().ping().await
     }
 }
 
