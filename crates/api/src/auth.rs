@@ -14,11 +14,7 @@ use crate::state::AppState;
 
 /// Refuses a request whose key is missing, unknown, or lacks the scope the
 /// endpoint needs; passes every request when no keys are configured.
-pub async fn require_key(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+pub async fn require_key(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(keys) = &state.config.api_keys else {
         return next.run(req).await;
     };
@@ -75,6 +71,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Tenant {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
-        Ok(parts.extensions.get::<Tenant>().cloned().unwrap_or_default())
+        Ok(parts
+            .extensions
+            .get::<Tenant>()
+            .cloned()
+            .unwrap_or_default())
     }
 }

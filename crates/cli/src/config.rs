@@ -86,7 +86,9 @@ fn parse_tenant(s: &str) -> Result<String, String> {
     if valid_tenant(s) {
         Ok(s.to_string())
     } else {
-        Err(format!("a tenant is 1 to {MAX_TENANT_BYTES} of A-Z a-z 0-9 _ . -"))
+        Err(format!(
+            "a tenant is 1 to {MAX_TENANT_BYTES} of A-Z a-z 0-9 _ . -"
+        ))
     }
 }
 

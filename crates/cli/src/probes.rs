@@ -21,7 +21,10 @@ struct Probed {
 /// The probe routes: ready while not draining and the store answers.
 pub fn router(readiness: Readiness, store: Arc<dyn Store>) -> Router {
     Router::new()
-        .route("/health/live", get(|| async { Json(json!({"status": "live"})) }))
+        .route(
+            "/health/live",
+            get(|| async { Json(json!({"status": "live"})) }),
+        )
         .route("/health/ready", get(ready))
         .with_state(Probed { readiness, store })
 }

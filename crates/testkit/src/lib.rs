@@ -67,11 +67,19 @@ impl PgDatabase {
     /// their URLs: (owner, app). The app role may read and write rows only.
     pub fn least_privilege_roles(&mut self) -> (String, String) {
         let (owner, app) = (format!("{}_owner", self.name), format!("{}_app", self.name));
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/postgres/roles.sql");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/postgres/roles.sql"
+        );
         let out = std::process::Command::new("psql")
             .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &admin_url()])
             .args(["-v", &format!("owner={owner}"), "-v", &format!("app={app}")])
-            .args(["-v", "owner_password=owner-secret", "-v", "app_password=app-secret"])
+            .args([
+                "-v",
+                "owner_password=owner-secret",
+                "-v",
+                "app_password=app-secret",
+            ])
             .args(["-v", &format!("db={}", self.name), "-f", script])
             .output()
             .expect("running psql");

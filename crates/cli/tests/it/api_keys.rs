@@ -116,7 +116,6 @@ async fn keys_gate_every_endpoint_by_scope(store: StoreKind) {
     stack.stop().await;
 }
 
-
 /// A browser's preflight from `origin` for a keyed POST, and the origin it
 /// was allowed (the `Access-Control-Allow-Origin` answer), if any.
 async fn preflight(stack: &Stack, origin: &str) -> (u16, Option<String>) {
@@ -191,7 +190,11 @@ async fn post_as(
     body: Value,
     idempotency: Option<&str>,
 ) -> (u16, Value) {
-    let mut req = stack.http.post(stack.url(path)).bearer_auth(key).json(&body);
+    let mut req = stack
+        .http
+        .post(stack.url(path))
+        .bearer_auth(key)
+        .json(&body);
     if let Some(k) = idempotency {
         req = req.header("idempotency-key", k);
     }
@@ -214,13 +217,19 @@ async fn a_tenant_key_sees_and_changes_only_its_tenants_tasks(store: StoreKind) 
     assert_eq!(status, 202, "{mine}");
     let (status, theirs) = post_as(&stack, "/tasks", &globex, later, None).await;
     assert_eq!(status, 202, "{theirs}");
-    let (mine, theirs) = (mine["task_id"].as_str().unwrap(), theirs["task_id"].as_str().unwrap());
+    let (mine, theirs) = (
+        mine["task_id"].as_str().unwrap(),
+        theirs["task_id"].as_str().unwrap(),
+    );
 
     // Another tenant's task does not exist for this key: not read, not
     // cancelled, not retried, not listed.
     let theirs_path = format!("/tasks/{theirs}");
     assert_eq!(call(&stack, "GET", &theirs_path, Some(&acme)).await.0, 404);
-    assert_eq!(call(&stack, "DELETE", &theirs_path, Some(&acme)).await.0, 404);
+    assert_eq!(
+        call(&stack, "DELETE", &theirs_path, Some(&acme)).await.0,
+        404
+    );
     let retry = format!("{theirs_path}/retry");
     assert_eq!(call(&stack, "POST", &retry, Some(&acme)).await.0, 404);
     let (status, task) = call(&stack, "GET", &theirs_path, Some(&operator)).await;
@@ -249,11 +258,17 @@ async fn a_tenant_key_sees_and_changes_only_its_tenants_tasks(store: StoreKind) 
     let once = json!({"type": "noop", "input": {}});
     let (_, first) = post_as(&stack, "/tasks", &acme, once.clone(), Some("order-1")).await;
     let (status, second) = post_as(&stack, "/tasks", &globex, once, Some("order-1")).await;
-    assert_eq!(status, 202, "globex replayed acme's idempotency key: {second}");
+    assert_eq!(
+        status, 202,
+        "globex replayed acme's idempotency key: {second}"
+    );
     assert_ne!(first["task_id"], second["task_id"]);
 
     let (status, cancelled) = call(&stack, "DELETE", &theirs_path, Some(&globex)).await;
-    assert_eq!((status, cancelled["status"].as_str()), (200, Some("cancelled")));
+    assert_eq!(
+        (status, cancelled["status"].as_str()),
+        (200, Some("cancelled"))
+    );
     stack.stop().await;
 }
 

@@ -204,8 +204,11 @@ async fn dashboard_charts_follow_load_and_switch_the_strategy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_panels_send_the_api_key_they_are_given() {
     let dir = tempfile::tempdir().unwrap();
-    let (key, entry) =
-        weir_api::api_keys::ApiKeys::generate("dashboard", &[weir_api::api_keys::Scope::Read], None);
+    let (key, entry) = weir_api::api_keys::ApiKeys::generate(
+        "dashboard",
+        &[weir_api::api_keys::Scope::Read],
+        None,
+    );
     let keys = dir.path().join("keys.toml");
     std::fs::write(&keys, entry).unwrap();
     let data_dir = dir.path().join("data").display().to_string();

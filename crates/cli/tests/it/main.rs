@@ -15,6 +15,7 @@ mod ingest_crashes;
 mod least_privilege;
 mod metrics;
 mod openapi;
+mod probes;
 mod processes;
 mod python_worker;
 mod queues;

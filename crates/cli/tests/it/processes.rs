@@ -84,13 +84,23 @@ impl WeirProcess {
 
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(mut self) {
+        self.send_term();
+        let code = self.child.wait().unwrap();
+        assert!(code.success(), "weir exited with {code}");
+    }
+
+    /// Sends SIGTERM and returns at once (the process drains).
+    pub fn send_term(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
-        let code = self.child.wait().unwrap();
-        assert!(code.success(), "weir exited with {code}");
+    }
+
+    /// Waits for the process to end; whether it ended cleanly.
+    pub fn wait_exit(mut self) -> bool {
+        self.child.wait().unwrap().success()
     }
 }
 

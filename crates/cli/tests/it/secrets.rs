@@ -94,7 +94,9 @@ async fn credentials_never_reach_logs_metrics_or_answers() {
         &[
             weir_api::api_keys::Scope::Submit,
             weir_api::api_keys::Scope::Read,
-        ], None);
+        ],
+        None,
+    );
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys.toml");
     std::fs::write(&keys, entry).unwrap();

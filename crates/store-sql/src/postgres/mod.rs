@@ -159,11 +159,10 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
 /// Whether every migration this binary carries is applied, with the same
 /// checksum.
 async fn schema_current(pool: &PgPool) -> Result<bool, StoreError> {
-    let table: Option<String> =
-        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
-            .fetch_one(pool)
-            .await
-            .map_err(err)?;
+    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+        .fetch_one(pool)
+        .await
+        .map_err(err)?;
     if table.is_none() {
         return Ok(false);
     }
@@ -175,7 +174,11 @@ async fn schema_current(pool: &PgPool) -> Result<bool, StoreError> {
     Ok(MIGRATOR
         .iter()
         .filter(|m| m.migration_type.is_up_migration())
-        .all(|m| applied.iter().any(|(v, c)| *v == m.version && *c == *m.checksum)))
+        .all(|m| {
+            applied
+                .iter()
+                .any(|(v, c)| *v == m.version && *c == *m.checksum)
+        }))
 }
 
 impl Drop for PostgresDriver {

@@ -618,7 +618,11 @@ pub async fn a_tasks_tenant_travels_with_it_and_scopes_lists(store: Arc<dyn Stor
     let (a1, a2, b1, none) = (last_try.id, TaskId::new(), TaskId::new(), TaskId::new());
     store.task_insert(last_try).await.unwrap();
     // The batch path as well as the single insert.
-    let mut batch = vec![with("a-2", Some("a")), with("b-1", Some("b")), with("n", None)];
+    let mut batch = vec![
+        with("a-2", Some("a")),
+        with("b-1", Some("b")),
+        with("n", None),
+    ];
     for (p, id) in batch.iter_mut().zip([a2, b1, none]) {
         p.id = id;
     }
@@ -643,7 +647,12 @@ pub async fn a_tasks_tenant_travels_with_it_and_scopes_lists(store: Arc<dyn Stor
     );
     store.task_retry(a1, late).await.unwrap();
     store.task_cancel(b1, late).await.unwrap();
-    for (id, tenant) in [(a1, Some("a")), (a2, Some("a")), (b1, Some("b")), (none, None)] {
+    for (id, tenant) in [
+        (a1, Some("a")),
+        (a2, Some("a")),
+        (b1, Some("b")),
+        (none, None),
+    ] {
         let task = store.task_get(id).await.unwrap().unwrap();
         assert_eq!(task.tenant.as_deref(), tenant, "{:?} {id}", task.state);
     }
