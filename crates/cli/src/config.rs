@@ -13,6 +13,29 @@ use crate::logging::LogFormat;
 mod bench;
 pub use bench::*;
 
+/// `WEIR_X_FILE=PATH` sets `WEIR_X` to the file's contents (one trailing
+/// newline dropped) unless `WEIR_X` is set: Docker and Kubernetes hand
+/// secrets over as files, and a token or a database URL with its password
+/// then never sits in the process's environment listing or the deploy files.
+/// Call before any other thread starts (it sets environment variables).
+pub fn env_from_files() -> Result<(), String> {
+    let wanted: Vec<(String, std::ffi::OsString)> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let name = k.to_str()?.strip_suffix("_FILE")?;
+            (name.starts_with("WEIR_") && std::env::var_os(name).is_none())
+                .then(|| (name.to_string(), v))
+        })
+        .collect();
+    for (name, path) in wanted {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{name}_FILE: reading {}: {e}", path.to_string_lossy()))?;
+        let value = text.strip_suffix('\n').unwrap_or(&text);
+        let value = value.strip_suffix('\r').unwrap_or(value);
+        std::env::set_var(name, value);
+    }
+    Ok(())
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "weir",
@@ -548,6 +571,17 @@ pub struct LbArgs {
     /// http://10.0.0.1:8081=5,http://10.0.0.2:8081.
     #[arg(long, env = "WEIR_BACKENDS", value_delimiter = ',')]
     pub backends: Vec<String>,
+    /// Backends from DNS, comma-separated: NAME:PORT (every A/AAAA address
+    /// of NAME, e.g. a headless Service) or an SRV name like
+    /// _http._tcp.api.default.svc.cluster.local; resolved every --dns-interval.
+    #[arg(long, env = "WEIR_BACKENDS_DNS", value_delimiter = ',')]
+    pub backends_dns: Vec<weir_lb::discovery::DnsTarget>,
+    /// How often --backends-dns names are resolved again.
+    #[arg(long, env = "WEIR_DNS_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub dns_interval: Duration,
+    /// The DNS server for --backends-dns (default: the system's resolv.conf).
+    #[arg(long, env = "WEIR_DNS_SERVER")]
+    pub dns_server: Option<SocketAddr>,
     /// Serve the admin API (`/lb/*`) here instead of on --listen.
     #[arg(long, env = "WEIR_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,

@@ -11,6 +11,11 @@ use weir::config::Cli;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Before anything reads the environment, and before any thread starts.
+    if let Err(e) = weir::config::env_from_files() {
+        eprintln!("weir: {e}");
+        return ExitCode::from(2);
+    }
     // The config file gives the flags' defaults: flags > env > file.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let file = match weir::config_file::config_path(&args) {

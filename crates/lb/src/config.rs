@@ -71,6 +71,12 @@ pub struct LbConfig {
     pub upstream_timeout: Duration,
     /// How long in-flight requests may take to finish after shutdown begins.
     pub shutdown_grace: Duration,
+    /// Names whose addresses are backends (`--backends-dns`).
+    pub backends_dns: Vec<crate::discovery::DnsTarget>,
+    /// How often those names are resolved again.
+    pub dns_interval: Duration,
+    /// The DNS server to ask (default: the system's resolv.conf).
+    pub dns_server: Option<std::net::SocketAddr>,
     /// Most client connections open at once; past it the lb stops accepting
     /// (new connections wait in the kernel's backlog).
     pub max_connections: usize,
@@ -136,6 +142,9 @@ impl LbConfig {
             connect_timeout: Duration::from_secs(1),
             upstream_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
+            backends_dns: Vec::new(),
+            dns_interval: Duration::from_secs(5),
+            dns_server: None,
             max_connections: 10_000,
             max_connections_per_ip: 0,
             max_head_bytes: 32 * 1024,

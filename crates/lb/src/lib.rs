@@ -20,6 +20,7 @@
 //! - `h1`: the fast path — plain HTTP/1.1 relayed byte for byte.
 //! - `proxy`: the general path's transport on hyper (HTTP/2, upgrades, the rest).
 //! - `upstream`: per-thread keep-alive pools to the backends.
+//! - `discovery`: `--backends-dns`, the backend set following DNS names.
 //! - `health`: active health checks; `outlier`: passive health (ejection)
 //!   and the retry budget.
 //! - [`ratelimit`] (and `ratelimit_shared`, through Redis): per-client limits.
@@ -33,6 +34,7 @@ mod admin_guard;
 mod attempt;
 mod backend;
 mod config;
+pub mod discovery;
 mod dispatch;
 mod h1;
 mod health;

@@ -56,6 +56,12 @@ pub fn spawn_background(lb: &Arc<Lb>) -> tokio::task::AbortHandle {
     let lb = lb.clone();
     tokio::spawn(async move {
         tokio::join!(
+            crate::discovery::run(
+                lb.clone(),
+                lb.config.backends_dns.clone(),
+                lb.config.dns_interval,
+                lb.config.dns_server,
+            ),
             health::run(lb.clone()),
             sample_throughput(lb.clone()),
             housekeep(lb)

@@ -20,6 +20,9 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
         .balancer
         .config(args.backends.clone(), admin_token.clone());
     config.admin_on_main = args.admin_listen.is_none();
+    config.backends_dns = args.backends_dns.clone();
+    config.dns_interval = args.dns_interval;
+    config.dns_server = args.dns_server;
     let lb = weir_lb::Lb::new(config).map_err(anyhow::Error::msg)?;
     if check {
         return super::checked("lb");

@@ -6,6 +6,7 @@ mod bad_input;
 mod bench_cli;
 mod binary;
 mod chaos;
+mod container;
 mod crashes;
 mod dashboard;
 mod db_outages;

@@ -1,6 +1,7 @@
 //! The load balancer against tiny real backends on ephemeral ports.
 
 mod backends;
+mod discovery;
 mod failover;
 mod fast_path;
 mod forwarding;
