@@ -26,7 +26,16 @@ impl WeirProcess {
     /// Starts `weir ARGS` and waits until it prints a line containing `ready_marker`;
     /// returns the process and that line.
     pub fn start(args: &[&str], ready_marker: &str) -> (WeirProcess, String) {
-        Self::spawn(args, "error", false, ready_marker)
+        Self::spawn(args, &[], "error", false, ready_marker)
+    }
+
+    /// Like [`WeirProcess::start`], with `env` set.
+    pub fn start_with_env(
+        args: &[&str],
+        env: &[(&str, &str)],
+        ready_marker: &str,
+    ) -> (WeirProcess, String) {
+        Self::spawn(args, env, "error", false, ready_marker)
     }
 
     /// Like [`WeirProcess::start`] with `RUST_LOG=rust_log`, its log lines
@@ -36,17 +45,19 @@ impl WeirProcess {
         rust_log: &str,
         ready_marker: &str,
     ) -> (WeirProcess, String) {
-        Self::spawn(args, rust_log, true, ready_marker)
+        Self::spawn(args, &[], rust_log, true, ready_marker)
     }
 
     fn spawn(
         args: &[&str],
+        env: &[(&str, &str)],
         rust_log: &str,
         keep_logs: bool,
         ready_marker: &str,
     ) -> (WeirProcess, String) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
             .stderr(if keep_logs {
