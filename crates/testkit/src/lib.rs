@@ -236,7 +236,7 @@ async fn drop_stale(conn: &mut PgConnection) {
     }
 }
 
-pub use services::{redis_url, RestartablePostgres};
+pub use services::{redis_url, start_tls_postgres, RestartablePostgres};
 
 /// A key prefix of one's own on the test Redis; every key under it is
 /// deleted on drop, even when the test fails. The server may hold other

@@ -149,23 +149,65 @@ fn is_root() -> bool {
 }
 
 fn start_postgres() -> String {
+    let port = start_private_postgres("", "");
+    format!("postgres://postgres@127.0.0.1:{port}/postgres")
+}
+
+/// A private PostgreSQL that takes TLS connections only, with the PEM
+/// certificate chain and key given; its port. Connect to `localhost`.
+pub fn start_tls_postgres(cert_pem: &str, key_pem: &str) -> u16 {
+    let dir = std::env::temp_dir().join(format!(
+        "weir-test-pg-tls-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).expect("a directory for the certificate");
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    std::fs::write(&cert, cert_pem).expect("writing the certificate");
+    std::fs::write(&key, key_pem).expect("writing the key");
+    // The server's own copies: readable by it alone, as it insists.
+    let setup = format!(
+        r#"cp "{cert}" "{key}" "$dir/data/"
+chmod 600 "$dir/data/server.key"
+printf 'local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n' >"$dir/data/pg_hba.conf"
+"#,
+        cert = cert.display(),
+        key = key.display()
+    );
+    start_private_postgres(&setup, "-c ssl=on")
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .elapsed()
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    h.finish()
+}
+
+/// Starts a private server (tuned for tests: no fsync — a crashed test
+/// server is thrown away —, room for many pools at once) after `setup` ran
+/// in its fresh cluster, with `args` added; its port.
+fn start_private_postgres(setup: &str, args: &str) -> u16 {
     let dirs = ["/usr/lib/postgresql/*/bin"];
     let initdb = find_binary("initdb", &dirs, "postgresql");
     let postgres = find_binary("postgres", &dirs, "postgresql");
     let pg_isready = find_binary("pg_isready", &dirs, "postgresql-client");
     let port = free_port();
-    // Tuned for tests: no fsync (a crashed test server is thrown away), room
-    // for many pools at once.
     let script = format!(
         r#"set -e
 dir=$(mktemp -d "${{TMPDIR:-/tmp}}/weir-test-pg.XXXXXX")
 trap 'kill -INT $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
 "{initdb}" -D "$dir/data" -U postgres -A trust --no-sync >"$dir/initdb.log" 2>&1 || {{ cat "$dir/initdb.log"; exit 1; }}
+{setup}
 "{postgres}" -D "$dir/data" -p {port} -k "$dir" -c listen_addresses=127.0.0.1 \
   -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-  -c max_connections=400 -c shared_buffers=128MB >"$dir/server.log" 2>&1 &
+  -c max_connections=400 -c shared_buffers=128MB {args} >"$dir/server.log" 2>&1 &
 pid=$!
-until "{pg_isready}" -q -h 127.0.0.1 -p {port} -U postgres; do
+until "{pg_isready}" -q -h "$dir" -p {port} -U postgres; do
   kill -0 $pid 2>/dev/null || {{ cat "$dir/server.log"; exit 1; }}
   sleep 0.1
 done
@@ -177,7 +219,7 @@ while [ -d "/proc/$1" ]; do sleep 1; done
         pg_isready = pg_isready.display(),
     );
     run_guarded("PostgreSQL", &script, is_root().then_some("postgres"));
-    format!("postgres://postgres@127.0.0.1:{port}/postgres")
+    port
 }
 
 /// A PostgreSQL server of one test's own, which the test can stop and start

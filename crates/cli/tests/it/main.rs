@@ -10,6 +10,7 @@ mod container;
 mod crashes;
 mod dashboard;
 mod db_outages;
+mod db_tls;
 mod deploy_files;
 mod events;
 mod faults;
