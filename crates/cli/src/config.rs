@@ -164,6 +164,15 @@ pub struct StoreArgs {
     /// Do not run migrations on start.
     #[arg(long, env = "WEIR_NO_MIGRATE")]
     pub no_migrate: bool,
+    /// The PostgreSQL URL goes through a transaction pooler (pgbouncer,
+    /// pool_mode = transaction): each statement in its own transaction, no
+    /// named prepared statements; `weir migrate` must then go direct.
+    #[arg(long, env = "WEIR_TRANSACTION_POOLER")]
+    pub transaction_pooler: bool,
+    /// Beside a transaction pooler: a direct PostgreSQL URL for LISTEN, so
+    /// workers wake at once (without it they poll).
+    #[arg(long, env = "WEIR_LISTEN_DATABASE_URL")]
+    pub listen_database_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -709,6 +718,8 @@ impl StoreArgs {
         options.max_connections = self.db_max_connections.max(1);
         options.migrate = !self.no_migrate;
         options.acquire_timeout = self.db_busy_timeout;
+        options.transaction_pooler = self.transaction_pooler;
+        options.listen_database_url = self.listen_database_url.clone();
         Ok(options)
     }
 }

@@ -34,6 +34,13 @@ pub struct StoreOptions {
     pub acquire_timeout: Duration,
     /// Run pending migrations on open.
     pub migrate: bool,
+    /// PostgreSQL behind a transaction pooler (pgbouncer's
+    /// `pool_mode = transaction`): every statement in a transaction of its
+    /// own, no named prepared statements, no migrations through it.
+    pub transaction_pooler: bool,
+    /// Where LISTEN connects beside a transaction pooler (straight to
+    /// PostgreSQL); without it, workers behind a pooler poll.
+    pub listen_database_url: Option<String>,
 }
 
 impl StoreOptions {
@@ -43,6 +50,8 @@ impl StoreOptions {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
             migrate: true,
+            transaction_pooler: false,
+            listen_database_url: None,
         }
     }
 }

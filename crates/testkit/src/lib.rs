@@ -156,6 +156,15 @@ impl PgDatabase {
         &self.url
     }
 
+    /// The same database through the test pgbouncer (transaction pooling).
+    pub fn pooled_url(&self) -> String {
+        PgConnectOptions::from_str(&self.url)
+            .expect("the test database URL parses")
+            .port(services::pgbouncer_port())
+            .to_url_lossy()
+            .to_string()
+    }
+
     /// The database's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -236,7 +245,7 @@ async fn drop_stale(conn: &mut PgConnection) {
     }
 }
 
-pub use services::{redis_url, start_tls_postgres, RestartablePostgres};
+pub use services::{pgbouncer_port, redis_url, start_tls_postgres, RestartablePostgres};
 
 /// A key prefix of one's own on the test Redis; every key under it is
 /// deleted on drop, even when the test fails. The server may hold other

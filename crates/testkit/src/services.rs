@@ -177,6 +177,62 @@ printf 'local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all a
     start_private_postgres(&setup, "-c ssl=on")
 }
 
+/// A pgbouncer in transaction pooling mode in front of the test
+/// PostgreSQL (any database, any user, as `postgres`); its port. One per
+/// test process, started on first use.
+pub fn pgbouncer_port() -> u16 {
+    static PORT: OnceLock<u16> = OnceLock::new();
+    *PORT.get_or_init(start_pgbouncer)
+}
+
+fn start_pgbouncer() -> u16 {
+    let admin = postgres_admin_url();
+    let pg_port = admin
+        .rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|p| p.parse::<u16>().ok())
+        .expect("the test PostgreSQL URL has a port");
+    let pgbouncer = find_binary("pgbouncer", &["/usr/sbin"], "pgbouncer");
+    let pg_isready = find_binary(
+        "pg_isready",
+        &["/usr/lib/postgresql/*/bin"],
+        "postgresql-client",
+    );
+    let port = free_port();
+    // Debian's pgbouncer is 1.18: no prepared statements in this mode.
+    let script = format!(
+        r#"set -e
+dir=$(mktemp -d "${{TMPDIR:-/tmp}}/weir-test-pgbouncer.XXXXXX")
+cat >"$dir/pgbouncer.ini" <<INI
+[databases]
+* = host=127.0.0.1 port={pg_port} user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = any
+pool_mode = transaction
+default_pool_size = 20
+max_client_conn = 2000
+ignore_startup_parameters = extra_float_digits
+INI
+"{pgbouncer}" "$dir/pgbouncer.ini" >"$dir/pgbouncer.log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
+until "{pg_isready}" -q -h 127.0.0.1 -p {port} -U postgres; do
+  kill -0 $pid 2>/dev/null || {{ cat "$dir/pgbouncer.log"; exit 1; }}
+  sleep 0.1
+done
+echo READY
+while [ -d "/proc/$1" ]; do sleep 1; done
+"#,
+        pgbouncer = pgbouncer.display(),
+        pg_isready = pg_isready.display(),
+    );
+    run_guarded("pgbouncer", &script, is_root().then_some("postgres"));
+    port
+}
+
 fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

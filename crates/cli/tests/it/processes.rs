@@ -198,45 +198,43 @@ pub async fn migrated_database() -> (PgDatabase, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn separate_processes_share_postgres_and_lose_nothing() {
+    separate_processes_lose_nothing(false).await;
+}
+
+/// The same through pgbouncer in transaction pooling mode; workers LISTEN
+/// on a direct connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_processes_through_pgbouncer_lose_nothing() {
+    separate_processes_lose_nothing(true).await;
+}
+
+async fn separate_processes_lose_nothing(through_pooler: bool) {
     const TASKS: usize = 2_000;
-    let (_db, url) = migrated_database().await;
+    let (db, url) = migrated_database().await;
+    let pooled = db.pooled_url();
+    // What API nodes and workers connect with.
+    let mut store: Vec<&str> = vec!["--no-migrate", "--database-url"];
+    if through_pooler {
+        store.extend([pooled.as_str(), "--transaction-pooler"]);
+        store.extend(["--listen-database-url", url.as_str()]);
+    } else {
+        store.push(url.as_str());
+    }
 
     let mut apis = Vec::new();
     let mut backends = Vec::new();
     for i in 1..=3 {
         let id = format!("api-{i}");
-        let (p, line) = WeirProcess::start(
-            &[
-                "api",
-                "--listen",
-                "127.0.0.1:0",
-                "--node-id",
-                &id,
-                "--database-url",
-                &url,
-                "--no-migrate",
-            ],
-            "listening on",
-        );
+        let args = ["api", "--listen", "127.0.0.1:0", "--node-id", &id];
+        let (p, line) = WeirProcess::start(&[&args[..], &store[..]].concat(), "listening on");
         backends.push(listening_url(&line));
         apis.push(p);
     }
     let mut workers = Vec::new();
     for i in 1..=3 {
         let id = format!("worker-{i}");
-        let (p, _) = WeirProcess::start(
-            &[
-                "worker",
-                "--worker-id",
-                &id,
-                "--concurrency",
-                "4",
-                "--database-url",
-                &url,
-                "--no-migrate",
-            ],
-            "running up to",
-        );
+        let args = ["worker", "--worker-id", &id, "--concurrency", "4"];
+        let (p, _) = WeirProcess::start(&[&args[..], &store[..]].concat(), "running up to");
         workers.push(p);
     }
     let (lb, line) = WeirProcess::start(

@@ -5,12 +5,15 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::Row;
 use weir_core::{NewEvent, StoreError, StoredEvent};
 
 use super::err;
 
-pub(super) async fn insert_many(pool: &PgPool, events: &[NewEvent]) -> Result<u64, StoreError> {
+pub(super) async fn insert_many(
+    pool: &super::exec::PgExec,
+    events: &[NewEvent],
+) -> Result<u64, StoreError> {
     if events.is_empty() {
         return Ok(0);
     }
@@ -37,7 +40,10 @@ pub(super) async fn insert_many(pool: &PgPool, events: &[NewEvent]) -> Result<u6
     Ok(done.rows_affected())
 }
 
-pub(super) async fn list_latest(pool: &PgPool, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+pub(super) async fn list_latest(
+    pool: &super::exec::PgExec,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
     let rows = sqlx::query(
         "SELECT id, received_at, body FROM events ORDER BY received_at DESC, id DESC LIMIT $1",
     )
@@ -56,7 +62,7 @@ pub(super) async fn list_latest(pool: &PgPool, limit: i64) -> Result<Vec<StoredE
         .collect()
 }
 
-pub(super) async fn count(pool: &PgPool) -> Result<i64, StoreError> {
+pub(super) async fn count(pool: &super::exec::PgExec) -> Result<i64, StoreError> {
     sqlx::query_scalar("SELECT COUNT(*) FROM events")
         .fetch_one(pool)
         .await

@@ -3,7 +3,6 @@
 //! submission whose result is already being computed is skipped there
 //! (`ON CONFLICT DO NOTHING`); an id already finished is skipped too.
 
-use sqlx::PgPool;
 use uuid::Uuid;
 use weir_core::{RetryPolicy, StoreError, TaskId, TaskInsertParams};
 use weir_store::StandingTask;
@@ -11,7 +10,7 @@ use weir_store::StandingTask;
 use super::err;
 
 pub(super) async fn insert_rows(
-    pool: &PgPool,
+    pool: &super::exec::PgExec,
     params: &[&TaskInsertParams],
 ) -> Result<Vec<TaskId>, StoreError> {
     let n = params.len();
@@ -69,7 +68,7 @@ pub(super) async fn insert_rows(
 
 /// Tasks with these ids (live or finished), and live tasks with these cache keys.
 pub(super) async fn standing_for(
-    pool: &PgPool,
+    pool: &super::exec::PgExec,
     params: &[&TaskInsertParams],
 ) -> Result<Vec<StandingTask>, StoreError> {
     let ids: Vec<Uuid> = params.iter().map(|p| p.id.0).collect();

@@ -15,6 +15,7 @@
 
 mod batch;
 mod events;
+pub mod exec;
 mod insert;
 mod notify;
 mod rows;
@@ -25,6 +26,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use exec::PgExec;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, QueryBuilder};
@@ -52,12 +54,16 @@ pub const TASK_CLAIM_SQL: &str = include_str!("sql/claim_unlimited.sql");
 
 /// The PostgreSQL driver.
 pub struct PostgresDriver {
-    pool: PgPool,
+    /// The pool, and whether a transaction pooler stands in front of it.
+    exec: PgExec,
     /// Pokes the NOTIFY producer after tasks became due.
     poke: Arc<Notify>,
     producer: JoinHandle<()>,
     /// Started on the first subscription: only workers listen.
     listener: OnceLock<JoinHandle<()>>,
+    /// Where LISTEN connects when it may not go through `exec` (a
+    /// transaction pooler keeps no session state).
+    listen_url: Option<String>,
 }
 
 fn err(e: sqlx::Error) -> StoreError {
@@ -67,9 +73,13 @@ fn err(e: sqlx::Error) -> StoreError {
 impl PostgresDriver {
     /// Connects, and runs migrations unless told not to.
     pub async fn open(options: &StoreOptions) -> Result<Self, StoreError> {
-        let connect = PgConnectOptions::from_str(&options.database_url)
+        let mut connect = PgConnectOptions::from_str(&options.database_url)
             .map_err(|e| StoreError::Internal(format!("bad postgres URL: {e}")))?
             .application_name("weir");
+        if options.transaction_pooler {
+            // No statement outlives its transaction (see `exec`).
+            connect = connect.statement_cache_capacity(0);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
             .min_connections(0)
@@ -78,16 +88,21 @@ impl PostgresDriver {
             // is found and replaced instead of failing the next caller.
             .test_before_acquire(true)
             .connect_lazy_with(connect);
+        let exec = PgExec {
+            pool,
+            pooled: options.transaction_pooler,
+        };
         if options.migrate {
-            migrate(&pool).await?;
+            migrate(&exec).await?;
         } else {
             // Fail fast on a wrong URL rather than on the first request.
-            sqlx::query("SELECT 1").execute(&pool).await.map_err(err)?;
+            sqlx::query("SELECT 1").execute(&exec).await.map_err(err)?;
         }
         let poke = Arc::new(Notify::new());
-        let producer = tokio::spawn(notify::run_producer(pool.clone(), poke.clone()));
+        let producer = tokio::spawn(notify::run_producer(exec.clone(), poke.clone()));
         Ok(PostgresDriver {
-            pool,
+            exec,
+            listen_url: options.listen_database_url.clone(),
             poke,
             producer,
             listener: OnceLock::new(),
@@ -96,7 +111,7 @@ impl PostgresDriver {
 
     /// The connection pool (tests and benchmarks inspect the database through it).
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        &self.exec.pool
     }
 
     /// Runs a statement that changes one task (binding its id, then the
@@ -110,7 +125,7 @@ impl PostgresDriver {
         let row: Option<TaskRow> = sqlx::query_as(sql)
             .bind(id.0)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.exec)
             .await
             .map_err(err)?;
         row.map(Task::try_from).transpose()
@@ -126,7 +141,7 @@ impl PostgresDriver {
         Ok(sqlx::query(sql)
             .bind(at)
             .bind(limit)
-            .execute(&self.pool)
+            .execute(&self.exec)
             .await
             .map_err(err)?
             .rows_affected())
@@ -137,11 +152,19 @@ impl PostgresDriver {
 /// a role with data rights alone (API nodes and workers under least
 /// privilege) starts, and so does a connection through a transaction pooler
 /// (the migrator's session lock would not hold there).
-async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
-    if schema_current(pool).await? {
+async fn migrate(exec: &PgExec) -> Result<(), StoreError> {
+    if schema_current(exec).await? {
         return Ok(());
     }
-    MIGRATOR.run(pool).await.map_err(|e| {
+    if exec.pooled {
+        // The migrator holds a session lock: a pooler would not keep it.
+        return Err(StoreError::Internal(
+            "the schema is not current: run `weir migrate` against PostgreSQL directly \
+             (not through the transaction pooler), then start again"
+                .into(),
+        ));
+    }
+    MIGRATOR.run(&exec.pool).await.map_err(|e| {
         let denied = matches!(&e, sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(d))
             if d.code().as_deref() == Some("42501"))
             || e.to_string().contains("permission denied");
@@ -158,7 +181,7 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
 
 /// Whether every migration this binary carries is applied, with the same
 /// checksum.
-async fn schema_current(pool: &PgPool) -> Result<bool, StoreError> {
+async fn schema_current(pool: &PgExec) -> Result<bool, StoreError> {
     let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
         .fetch_one(pool)
         .await
@@ -198,15 +221,18 @@ impl Driver for PostgresDriver {
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
-            .execute(&self.pool)
+            .execute(&self.exec)
             .await
             .map_err(err)?;
         Ok(())
     }
 
     async fn begin(&self) -> Result<Box<dyn DriverTx>, StoreError> {
-        let tx = self.pool.begin().await.map_err(err)?;
-        Ok(Box::new(tx::PostgresTx { tx }))
+        let tx = self.exec.pool.begin().await.map_err(err)?;
+        Ok(Box::new(tx::PostgresTx {
+            tx,
+            named: !self.exec.pooled,
+        }))
     }
 
     fn wake_other_processes(&self) {
@@ -214,15 +240,28 @@ impl Driver for PostgresDriver {
     }
 
     fn listen_for_wakeups(&self, inserted: watch::Sender<u64>) {
-        self.listener
-            .get_or_init(|| tokio::spawn(notify::run_listener(self.pool.clone(), inserted)));
+        self.listener.get_or_init(|| {
+            let connect = match (&self.listen_url, self.exec.pooled) {
+                (Some(url), _) => match PgConnectOptions::from_str(url) {
+                    Ok(o) => notify::ListenOn::Direct(Box::new(o)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "bad --listen-database-url; polling instead");
+                        notify::ListenOn::Nowhere
+                    }
+                },
+                // LISTEN is session state: not through a transaction pooler.
+                (None, true) => notify::ListenOn::Nowhere,
+                (None, false) => notify::ListenOn::Pool(self.exec.pool.clone()),
+            };
+            tokio::spawn(notify::run_listener(connect, inserted))
+        });
     }
 
     async fn limited_queue_names(&self) -> Result<Vec<String>, StoreError> {
         sqlx::query_scalar(
             "SELECT name FROM queues WHERE concurrency IS NOT NULL OR rate_per_second IS NOT NULL",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.exec)
         .await
         .map_err(err)
     }
@@ -234,7 +273,7 @@ impl Driver for PostgresDriver {
                             AND state = 'queued' AND run_at <= $1)",
         )
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.exec)
         .await
         .map_err(err)
     }
@@ -253,7 +292,7 @@ impl Driver for PostgresDriver {
             .bind(p.now)
             .bind(lease_end(p.now, p.lease))
             .bind(i64::from(p.max))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.exec)
             .await
             .map_err(err)?;
         decode(rows)
@@ -263,14 +302,14 @@ impl Driver for PostgresDriver {
         &self,
         params: &[&TaskInsertParams],
     ) -> Result<Vec<TaskId>, StoreError> {
-        insert::insert_rows(&self.pool, params).await
+        insert::insert_rows(&self.exec, params).await
     }
 
     async fn task_standing_for(
         &self,
         params: &[&TaskInsertParams],
     ) -> Result<Vec<StandingTask>, StoreError> {
-        insert::standing_for(&self.pool, params).await
+        insert::standing_for(&self.exec, params).await
     }
 
     async fn task_complete_many(
@@ -293,7 +332,7 @@ impl Driver for PostgresDriver {
             .bind(cache_keys)
             .bind(cache_ids)
             .bind(cache_expiry)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.exec)
             .await
             .map_err(err)?;
         Ok(applied.into_iter().map(TaskId).collect())
@@ -315,7 +354,7 @@ impl Driver for PostgresDriver {
         .bind(&p.worker_id)
         .bind(ids)
         .bind(tokens)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.exec)
         .await
         .map_err(err)?;
         if !p.progress.is_empty() {
@@ -329,7 +368,7 @@ impl Driver for PostgresDriver {
             .bind(ids)
             .bind(progress)
             .bind(&p.worker_id)
-            .execute(&self.pool)
+            .execute(&self.exec)
             .await
             .map_err(err)?;
         }
@@ -344,7 +383,7 @@ impl Driver for PostgresDriver {
         let (dead, requeued): (i64, i64) = sqlx::query_as(include_str!("sql/rescue_expired.sql"))
             .bind(now)
             .bind(error)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.exec)
             .await
             .map_err(err)?;
         Ok(Rescued {
@@ -365,7 +404,7 @@ impl Driver for PostgresDriver {
         .bind(p.now)
         .bind(ids)
         .bind(tokens)
-        .execute(&self.pool)
+        .execute(&self.exec)
         .await
         .map_err(err)?;
         Ok(done.rows_affected())
@@ -398,7 +437,7 @@ impl Driver for PostgresDriver {
         );
         let row: Option<TaskRow> = sqlx::query_as(&sql)
             .bind(id.0)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.exec)
             .await
             .map_err(err)?;
         row.map(Task::try_from).transpose()
@@ -442,7 +481,7 @@ impl Driver for PostgresDriver {
         q.push(") t ORDER BY id DESC LIMIT ").push_bind(p.limit);
         let rows: Vec<TaskRow> = q
             .build_query_as()
-            .fetch_all(&self.pool)
+            .fetch_all(&self.exec)
             .await
             .map_err(err)?;
         decode(rows)
@@ -453,7 +492,7 @@ impl Driver for PostgresDriver {
             "SELECT state, COUNT(*) FROM tasks GROUP BY state \
              UNION ALL SELECT state, COUNT(*) FROM tasks_finished GROUP BY state",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.exec)
         .await
         .map_err(err)
     }
@@ -467,7 +506,7 @@ impl Driver for PostgresDriver {
              AND state IN ('succeeded', 'dead') GROUP BY state",
         )
         .bind(since)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.exec)
         .await
         .map_err(err)
     }
@@ -476,7 +515,7 @@ impl Driver for PostgresDriver {
         sqlx::query_as(
             "SELECT queue, state, COUNT(*) FROM tasks GROUP BY queue, state ORDER BY queue",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.exec)
         .await
         .map_err(err)
     }
@@ -485,7 +524,7 @@ impl Driver for PostgresDriver {
         sqlx::query_as(
             "SELECT kind, COUNT(*) FROM tasks WHERE state = 'queued' GROUP BY kind ORDER BY kind",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.exec)
         .await
         .map_err(err)
     }
@@ -502,7 +541,7 @@ impl Driver for PostgresDriver {
         .bind(q.concurrency)
         .bind(q.rate_per_second)
         .bind(q.burst)
-        .execute(&self.pool)
+        .execute(&self.exec)
         .await
         .map_err(err)?;
         Ok(())
@@ -513,7 +552,7 @@ impl Driver for PostgresDriver {
             "SELECT name, concurrency, rate_per_second, burst FROM queues \
              WHERE concurrency IS NOT NULL OR rate_per_second IS NOT NULL ORDER BY name",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.exec)
         .await
         .map_err(err)?;
         Ok(rows
@@ -542,7 +581,7 @@ impl Driver for PostgresDriver {
         .bind(&p.holder)
         .bind(until)
         .bind(p.now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.exec)
         .await
         .map_err(err)
     }
@@ -592,7 +631,7 @@ impl Driver for PostgresDriver {
              WHERE status <> 'offline' AND last_heartbeat_at < $1",
         )
         .bind(since)
-        .execute(&self.pool)
+        .execute(&self.exec)
         .await
         .map_err(err)?
         .rows_affected())
@@ -602,7 +641,7 @@ impl Driver for PostgresDriver {
         sqlx::query_scalar("SELECT value FROM cache WHERE key = $1 AND expires_at > $2")
             .bind(key)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.exec)
             .await
             .map_err(err)
     }
@@ -630,7 +669,7 @@ impl Driver for PostgresDriver {
         .bind(times)
         .bind(hits)
         .bind(p.misses)
-        .execute(&self.pool)
+        .execute(&self.exec)
         .await
         .map_err(err)?;
         Ok(())
@@ -640,7 +679,7 @@ impl Driver for PostgresDriver {
         sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM cache), hits, misses FROM cache_counters WHERE id = 1",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.exec)
         .await
         .map_err(err)
     }
@@ -657,7 +696,7 @@ impl Driver for PostgresDriver {
                  ORDER BY access_count DESC, key LIMIT $1",
         )
         .bind(n)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.exec)
         .await
         .map_err(err)?;
         Ok(rows
@@ -701,7 +740,7 @@ impl Driver for PostgresDriver {
         .bind(statuses)
         .bind(messages)
         .bind(times)
-        .execute(&self.pool)
+        .execute(&self.exec)
         .await
         .map_err(err)?;
         Ok(())
@@ -710,7 +749,7 @@ impl Driver for PostgresDriver {
     async fn request_log_stats(&self) -> Result<RequestLogStats, StoreError> {
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT node_id, COUNT(*) FROM requests GROUP BY node_id")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.exec)
                 .await
                 .map_err(err)?;
         Ok(rows
@@ -720,15 +759,15 @@ impl Driver for PostgresDriver {
     }
 
     async fn event_insert_many(&self, events: &[NewEvent]) -> Result<u64, StoreError> {
-        events::insert_many(&self.pool, events).await
+        events::insert_many(&self.exec, events).await
     }
 
     async fn event_list_latest(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
-        events::list_latest(&self.pool, limit).await
+        events::list_latest(&self.exec, limit).await
     }
 
     async fn event_count(&self) -> Result<i64, StoreError> {
-        events::count(&self.pool).await
+        events::count(&self.exec).await
     }
 
     async fn worker_upsert(&self, p: &WorkerHeartbeatParams) -> Result<(), StoreError> {
@@ -753,7 +792,7 @@ impl Driver for PostgresDriver {
         .bind(p.started_at)
         .bind(p.now)
         .bind(serde_json::Value::from(p.task_types.clone()))
-        .execute(&self.pool)
+        .execute(&self.exec)
         .await
         .map_err(err)?;
         Ok(())
@@ -764,7 +803,7 @@ impl Driver for PostgresDriver {
             "SELECT id, status, concurrency, active_tasks, current_task, processed, failed, \
                  started_at, last_heartbeat_at, task_types FROM workers ORDER BY id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.exec)
         .await
         .map_err(err)?;
         decode(rows)

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::sync::{watch, Notify};
 
@@ -18,7 +18,7 @@ use tokio::sync::{watch, Notify};
 pub const CHANNEL: &str = "weir_task_inserted";
 
 /// Sends one NOTIFY per wake-up round, however many pokes arrived.
-pub async fn run_producer(pool: PgPool, poke: Arc<Notify>) {
+pub async fn run_producer(pool: super::exec::PgExec, poke: Arc<Notify>) {
     loop {
         poke.notified().await;
         let sent = sqlx::query("SELECT pg_notify($1, '')")
@@ -32,11 +32,31 @@ pub async fn run_producer(pool: PgPool, poke: Arc<Notify>) {
     }
 }
 
+/// Where LISTEN connects.
+pub enum ListenOn {
+    /// A connection of the pool's (straight to PostgreSQL).
+    Pool(PgPool),
+    /// Its own connection (`--listen-database-url`), beside a pooler.
+    Direct(Box<PgConnectOptions>),
+    /// Nowhere: workers poll.
+    Nowhere,
+}
+
 /// Listens for wake-ups and bumps `inserted` for each; reconnects on its own.
-pub async fn run_listener(pool: PgPool, inserted: watch::Sender<u64>) {
+pub async fn run_listener(on: ListenOn, inserted: watch::Sender<u64>) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let mut listener = match PgListener::connect_with(&pool).await {
+        let connected = match &on {
+            ListenOn::Pool(pool) => PgListener::connect_with(pool).await,
+            ListenOn::Direct(options) => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect_lazy_with((**options).clone());
+                PgListener::connect_with(&pool).await
+            }
+            ListenOn::Nowhere => return,
+        };
+        let mut listener = match connected {
             Ok(l) => l,
             Err(e) => {
                 tracing::debug!(error = %e, "LISTEN connection failed; retrying");

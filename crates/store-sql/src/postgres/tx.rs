@@ -15,6 +15,17 @@ use super::rows::{decode, ClaimedRow, TaskRow, FINISHED_TASK_COLUMNS, LIVE_TASK_
 
 pub(super) struct PostgresTx {
     pub(super) tx: Transaction<'static, Postgres>,
+    /// False behind a transaction pooler: unnamed statements only.
+    pub(super) named: bool,
+}
+
+impl PostgresTx {
+    fn exec(&mut self) -> super::exec::TxExec<'_> {
+        super::exec::TxExec {
+            conn: &mut self.tx,
+            named: self.named,
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -40,7 +51,7 @@ impl DriverTx for PostgresTx {
              ORDER BY name FOR UPDATE SKIP LOCKED",
         )
         .bind(only)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.exec())
         .await
         .map_err(err)?;
         Ok(rows
@@ -59,7 +70,7 @@ impl DriverTx for PostgresTx {
     async fn running_in_queue(&mut self, queue: &str) -> Result<i64, StoreError> {
         sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE queue = $1 AND state = 'running'")
             .bind(queue)
-            .fetch_one(&mut *self.tx)
+            .fetch_one(self.exec())
             .await
             .map_err(err)
     }
@@ -74,7 +85,7 @@ impl DriverTx for PostgresTx {
             .bind(queue)
             .bind(tokens)
             .bind(refilled_at)
-            .execute(&mut *self.tx)
+            .execute(self.exec())
             .await
             .map_err(err)?;
         Ok(())
@@ -92,7 +103,7 @@ impl DriverTx for PostgresTx {
             .bind(&c.queues)
             .bind(limit)
             .bind(&c.types)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.exec())
             .await
             .map_err(err)
     }
@@ -100,7 +111,7 @@ impl DriverTx for PostgresTx {
     async fn key_try_lock(&mut self, key: &str) -> Result<bool, StoreError> {
         sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 7))")
             .bind(format!("weir:concurrency_key:{key}"))
-            .fetch_one(&mut *self.tx)
+            .fetch_one(self.exec())
             .await
             .map_err(err)
     }
@@ -110,7 +121,7 @@ impl DriverTx for PostgresTx {
             "SELECT COUNT(*) FROM tasks WHERE concurrency_key = $1 AND state = 'running'",
         )
         .bind(key)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.exec())
         .await
         .map_err(err)
     }
@@ -131,7 +142,7 @@ impl DriverTx for PostgresTx {
             .bind(key)
             .bind(&c.queues)
             .bind(&c.types)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.exec())
             .await
             .map_err(err)?;
         decode(rows)
@@ -152,7 +163,7 @@ impl DriverTx for PostgresTx {
         )
         .bind(key)
         .bind(oldest)
-        .execute(&mut *self.tx)
+        .execute(self.exec())
         .await
         .map_err(err)?;
         // A concurrent call with the same key waits here on the unique index
@@ -164,7 +175,7 @@ impl DriverTx for PostgresTx {
         .bind(key)
         .bind(task.0)
         .bind(now)
-        .execute(&mut *self.tx)
+        .execute(self.exec())
         .await
         .map_err(err)?
         .rows_affected()
@@ -174,7 +185,7 @@ impl DriverTx for PostgresTx {
         }
         let held: Uuid = sqlx::query_scalar("SELECT task_id FROM idempotency_keys WHERE key = $1")
             .bind(key)
-            .fetch_one(&mut *self.tx)
+            .fetch_one(self.exec())
             .await
             .map_err(err)?;
         Ok(Some(TaskId(held)))
@@ -184,7 +195,7 @@ impl DriverTx for PostgresTx {
         sqlx::query("UPDATE idempotency_keys SET task_id = $2 WHERE key = $1")
             .bind(key)
             .bind(task.0)
-            .execute(&mut *self.tx)
+            .execute(self.exec())
             .await
             .map_err(err)?;
         Ok(())
@@ -220,7 +231,7 @@ impl DriverTx for PostgresTx {
             .bind(cap)
             .bind(p.timeout.map(|t| t.as_millis() as i64))
             .bind(&p.tenant)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.exec())
             .await
             .map_err(err)?;
         row.map(Task::try_from).transpose()
@@ -241,7 +252,7 @@ impl DriverTx for PostgresTx {
         let row: Option<TaskRow> = sqlx::query_as(&sql)
             .bind(id.0)
             .bind(cache_key)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.exec())
             .await
             .map_err(err)?;
         row.map(Task::try_from).transpose()

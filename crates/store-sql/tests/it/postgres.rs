@@ -70,3 +70,36 @@ async fn claim_query_uses_the_claim_index() {
         "claim plan scans the table:\n{plan}"
     );
 }
+
+/// The conformance suite again, through pgbouncer in transaction pooling
+/// mode (Debian's 1.18: no prepared statements there): the schema made
+/// directly, then every call through the pooler.
+mod through_pgbouncer {
+    use super::*;
+
+    async fn setup() -> (Arc<dyn Store>, PgDatabase) {
+        let db = PgDatabase::create().await;
+        drop(
+            weir_store_sql::open(&StoreOptions::new(db.url()))
+                .await
+                .unwrap(),
+        );
+        let mut options = StoreOptions::new(db.pooled_url());
+        options.transaction_pooler = true;
+        let store = weir_store_sql::open(&options).await.unwrap();
+        (Arc::new(store), db)
+    }
+
+    crate::conformance_suite!(setup);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unmigrated_schema_is_not_migrated_through_the_pooler() {
+        let db = PgDatabase::create().await;
+        let mut options = StoreOptions::new(db.pooled_url());
+        options.transaction_pooler = true;
+        let Err(e) = weir_store_sql::open(&options).await else {
+            panic!("opened an empty schema through the pooler");
+        };
+        assert!(e.to_string().contains("weir migrate"), "{e}");
+    }
+}
