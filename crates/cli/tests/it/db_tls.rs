@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::processes::{listening_url, WeirProcess};
+use crate::processes::{listening_url, post_json, WeirProcess};
 
 /// A certificate for `localhost` and its key, as PEM.
 fn certificate() -> (String, String) {
@@ -12,13 +12,7 @@ fn certificate() -> (String, String) {
     (ck.cert.pem(), ck.signing_key.serialize_pem())
 }
 
-fn weir(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap()
-}
+use crate::processes::run_weir as weir;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_full_connects_over_tls_and_refuses_a_server_it_cannot_verify() {
@@ -149,13 +143,8 @@ async fn rediss_urls_reach_redis_over_verified_tls() {
     );
     let base = listening_url(&line);
     let events = serde_json::json!([{"id": "over-tls", "type": "t", "payload": {}}]);
-    let resp = reqwest::Client::new()
-        .post(format!("{base}/write"))
-        .json(&events)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+    let (status, body) = post_json(&format!("{base}/write"), &events).await;
+    assert_eq!(status, 202, "{body}");
     crate::support::poll(std::time::Duration::from_secs(30), || async {
         let count: serde_json::Value = reqwest::get(format!("{base}/messages/count"))
             .await
@@ -170,13 +159,8 @@ async fn rediss_urls_reach_redis_over_verified_tls() {
     // Without the certificate trusted, nothing is accepted over it.
     let (up, line) = WeirProcess::start(&args, "lb listening on");
     let base = listening_url(&line);
-    let resp = reqwest::Client::new()
-        .post(format!("{base}/write"))
-        .json(&events)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 503, "an unverified Redis was used");
+    let (status, _) = post_json(&format!("{base}/write"), &events).await;
+    assert_eq!(status, 503, "an unverified Redis was used");
     up.terminate();
     let pid = std::fs::read_to_string(dir.path().join("redis.pid")).unwrap();
     let _ = Command::new("kill").arg(pid.trim()).status();

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::processes::{listening_url, migrated_database, WeirProcess};
+use crate::processes::{listening_url, migrated_database, post_json, WeirProcess};
 use crate::support::poll;
 
 fn root() -> PathBuf {
@@ -481,37 +481,13 @@ async fn every_probe_and_grafana_metric_is_one_the_roles_serve() {
     }
 
     // Traffic, so every series exists: a task done, one waiting, an event.
-    let done: Value = http
-        .post(format!("{lb}/hash/md5"))
-        .json(&json!({"string": "grafana"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, done) = post_json(&format!("{lb}/hash/md5"), &json!({"string": "grafana"})).await;
     crate::processes::wait_all_succeeded(&lb, &[done["task_id"].as_str().unwrap().to_string()])
         .await;
     let later = json!({"type": "sleep", "input": {"ms": 1}, "run_at": "2099-01-01T00:00:00Z"});
-    assert_eq!(
-        http.post(format!("{lb}/tasks"))
-            .json(&later)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        202
-    );
+    assert_eq!(post_json(&format!("{lb}/tasks"), &later).await.0, 202);
     let events = json!([{"id": "grafana-1", "type": "t", "payload": {}}]);
-    assert_eq!(
-        http.post(format!("{lb}/write"))
-            .json(&events)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        202
-    );
+    assert_eq!(post_json(&format!("{lb}/write"), &events).await.0, 202);
 
     let mut exported = BTreeSet::new();
     for page in [

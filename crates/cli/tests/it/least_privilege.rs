@@ -2,20 +2,11 @@
 //! migrate` runs as the schema's owner; API nodes and workers connect as a
 //! role that may only read and write rows, and start without DDL.
 
-use std::process::Command;
-
 use serde_json::json;
 use weir_testkit::PgDatabase;
 
-use crate::processes::{listening_url, WeirProcess};
-
-fn weir(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap()
-}
+use crate::processes::run_weir as weir;
+use crate::processes::{listening_url, post_json, WeirProcess};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_role_without_ddl_starts_on_a_current_schema_and_names_migrate_otherwise() {
@@ -45,16 +36,12 @@ async fn an_app_role_without_ddl_starts_on_a_current_schema_and_names_migrate_ot
     );
     let (worker, _) = WeirProcess::start(&["worker", "--database-url", &app], "running up to");
     let base = listening_url(&line);
-    let http = reqwest::Client::new();
-    let accepted: serde_json::Value = http
-        .post(format!("{base}/hash/md5"))
-        .json(&json!({"string": "least privilege"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, accepted) = post_json(
+        &format!("{base}/hash/md5"),
+        &json!({"string": "least privilege"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
     let id = accepted["task_id"].as_str().expect("a task id").to_string();
     crate::processes::wait_all_succeeded(&base, &[id]).await;
 

@@ -135,6 +135,28 @@ fn forward_lines(from: impl std::io::Read + Send + 'static) -> Receiver<String> 
     lines
 }
 
+/// Runs `weir ARGS` to its end (quiet logs); its output.
+pub fn run_weir(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap()
+}
+
+/// POSTs `body` as JSON to `url`: the status and the JSON answer (`Null`
+/// when the answer is not JSON).
+pub async fn post_json(url: &str, body: &Value) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
 /// The address in a "… listening on http://ADDR" line.
 pub fn listening_url(line: &str) -> String {
     let at = line.find("http://").expect("an address");
