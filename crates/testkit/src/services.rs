@@ -159,7 +159,7 @@ pub fn start_tls_postgres(cert_pem: &str, key_pem: &str) -> u16 {
     let dir = std::env::temp_dir().join(format!(
         "weir-test-pg-tls-{}-{}",
         std::process::id(),
-        rand_suffix()
+        unique_suffix()
     ));
     std::fs::create_dir_all(&dir).expect("a directory for the certificate");
     let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
@@ -233,15 +233,10 @@ while [ -d "/proc/$1" ]; do sleep 1; done
     port
 }
 
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .elapsed()
-            .map_or(0, |d| d.as_nanos() as u64),
-    );
-    h.finish()
+/// A number no other call in this process returns.
+fn unique_suffix() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Starts a private server (tuned for tests: no fsync — a crashed test
