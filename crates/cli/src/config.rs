@@ -591,6 +591,11 @@ pub struct LbArgs {
     /// The DNS server for --backends-dns (default: the system's resolv.conf).
     #[arg(long, env = "WEIR_DNS_SERVER")]
     pub dns_server: Option<SocketAddr>,
+    /// Behind a balancer that sends the PROXY protocol (v1 or v2, e.g. a
+    /// cloud NLB): each connection's header names the client, for rate
+    /// limits, hashing and X-Forwarded-For; a connection without one is refused.
+    #[arg(long, env = "WEIR_PROXY_PROTOCOL")]
+    pub proxy_protocol: bool,
     /// Serve the admin API (`/lb/*`) here instead of on --listen.
     #[arg(long, env = "WEIR_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,

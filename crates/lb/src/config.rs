@@ -77,6 +77,9 @@ pub struct LbConfig {
     pub dns_interval: Duration,
     /// The DNS server to ask (default: the system's resolv.conf).
     pub dns_server: Option<std::net::SocketAddr>,
+    /// Every connection opens with a PROXY protocol header naming the client
+    /// (a trusted balancer in front); one without is refused.
+    pub proxy_protocol: bool,
     /// Most client connections open at once; past it the lb stops accepting
     /// (new connections wait in the kernel's backlog).
     pub max_connections: usize,
@@ -145,6 +148,7 @@ impl LbConfig {
             backends_dns: Vec::new(),
             dns_interval: Duration::from_secs(5),
             dns_server: None,
+            proxy_protocol: false,
             max_connections: 10_000,
             max_connections_per_ip: 0,
             max_head_bytes: 32 * 1024,

@@ -21,6 +21,7 @@
 //! - `proxy`: the general path's transport on hyper (HTTP/2, upgrades, the rest).
 //! - `upstream`: per-thread keep-alive pools to the backends.
 //! - `discovery`: `--backends-dns`, the backend set following DNS names.
+//! - `proxy_protocol`: `--proxy-protocol`, the client named by a balancer in front.
 //! - `health`: active health checks; `outlier`: passive health (ejection)
 //!   and the retry budget.
 //! - [`ratelimit`] (and `ratelimit_shared`, through Redis): per-client limits.
@@ -42,6 +43,7 @@ mod latency;
 mod outlier;
 mod per_ip;
 mod proxy;
+mod proxy_protocol;
 mod rate;
 pub mod ratelimit;
 mod ratelimit_shared;

@@ -104,6 +104,11 @@ impl HeadRefusal {
         code: "too_many_connections",
         message: "this client IP holds as many connections as --max-connections-per-ip allows",
     };
+    pub(crate) const PROXY_HEADER_REQUIRED: HeadRefusal = HeadRefusal {
+        status: http::StatusCode::BAD_REQUEST,
+        code: "proxy_header_required",
+        message: "this listener takes connections from a balancer that sends a PROXY protocol header first (--proxy-protocol)",
+    };
     pub(crate) const MISSING_HOST: HeadRefusal = HeadRefusal {
         status: http::StatusCode::BAD_REQUEST,
         code: "missing_host",

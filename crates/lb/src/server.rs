@@ -107,23 +107,27 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let Ok(per_ip) = lb.per_ip.admit(peer.ip()) else {
-            lb.rejected_connections.fetch_add(1, Ordering::Relaxed);
+        let (lb, admin, stop) = (lb.clone(), admin.clone(), stop_rx.clone());
+        if lb.config.proxy_protocol {
+            // The header names the client; it is awaited off the accept loop.
             tokio::spawn(async move {
                 let _permit = permit;
-                h1::refuse_connection(stream, HeadRefusal::TOO_MANY_CONNECTIONS).await;
+                let mut stream = stream;
+                let timeout = lb.config.header_read_timeout;
+                let peer = match crate::proxy_protocol::read_header(&mut stream, timeout).await {
+                    Ok(client) => client.unwrap_or(peer),
+                    Err(()) => {
+                        h1::refuse_connection(stream, HeadRefusal::PROXY_HEADER_REQUIRED).await;
+                        return;
+                    }
+                };
+                serve_accepted(lb, admin, stream, peer, stop).await;
             });
             continue;
-        };
-        let (lb, admin, stop) = (lb.clone(), admin.clone(), stop_rx.clone());
+        }
         tokio::spawn(async move {
             let _permit = permit;
-            let _per_ip = per_ip;
-            if let h1::Outcome::Fallback(io) =
-                h1::serve_connection(&lb, stream, peer, stop.clone()).await
-            {
-                serve_general(lb, admin, io, peer, stop).await;
-            }
+            serve_accepted(lb, admin, stream, peer, stop).await;
         });
     }
     drop(listener);
@@ -137,6 +141,25 @@ pub async fn serve(
         tracing::warn!("grace period over; closing remaining connections");
     }
     Ok(())
+}
+
+/// Serves an accepted connection from `peer` (the client): its per-IP
+/// admission, then the fast path, then — if a request needs it — hyper.
+async fn serve_accepted(
+    lb: Arc<Lb>,
+    admin: Router,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    stop: watch::Receiver<bool>,
+) {
+    let Ok(_per_ip) = lb.per_ip.admit(peer.ip()) else {
+        lb.rejected_connections.fetch_add(1, Ordering::Relaxed);
+        h1::refuse_connection(stream, HeadRefusal::TOO_MANY_CONNECTIONS).await;
+        return;
+    };
+    if let h1::Outcome::Fallback(io) = h1::serve_connection(&lb, stream, peer, stop.clone()).await {
+        serve_general(lb, admin, io, peer, stop).await;
+    }
 }
 
 /// Serves a connection on hyper (HTTP/2, HTTP/1.0, upgrades, the admin API,

@@ -23,6 +23,7 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
     config.backends_dns = args.backends_dns.clone();
     config.dns_interval = args.dns_interval;
     config.dns_server = args.dns_server;
+    config.proxy_protocol = args.proxy_protocol;
     let lb = weir_lb::Lb::new(config).map_err(anyhow::Error::msg)?;
     if check {
         return super::checked("lb");

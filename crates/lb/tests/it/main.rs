@@ -6,6 +6,7 @@ mod failover;
 mod fast_path;
 mod forwarding;
 mod overload;
+mod proxy_protocol;
 mod rate_limits;
 mod smuggling;
 mod strategies;
