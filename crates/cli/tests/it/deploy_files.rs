@@ -119,6 +119,8 @@ struct Container {
     probes: Vec<(String, u16)>,
     grace: Option<u64>,
     pre_stop: bool,
+    /// Where Prometheus scrapes it (the pod's annotations): path and port.
+    scrape: Option<(String, u16)>,
 }
 
 fn containers(objects: &[Value]) -> Vec<Container> {
@@ -190,6 +192,13 @@ fn containers(objects: &[Value]) -> Vec<Container> {
             probes,
             grace: pod["terminationGracePeriodSeconds"].as_u64(),
             pre_stop: !c["lifecycle"]["preStop"].is_null(),
+            scrape: o["spec"]["template"]["metadata"]["annotations"]
+                .as_object()
+                .filter(|a| a["prometheus.io/scrape"] == "true")
+                .map(|a| {
+                    let port = a["prometheus.io/port"].as_str().unwrap().parse().unwrap();
+                    (a["prometheus.io/path"].as_str().unwrap().to_string(), port)
+                }),
         });
     }
     found
@@ -489,13 +498,28 @@ async fn every_probe_and_grafana_metric_is_one_the_roles_serve() {
     let events = json!([{"id": "grafana-1", "type": "t", "payload": {}}]);
     assert_eq!(post_json(&format!("{lb}/write"), &events).await.0, 202);
 
+    // Scraped where the pods' annotations say: the port each role listens
+    // on, a path it serves.
+    let mut pages = Vec::new();
+    for (base, r) in [(&api, "api"), (&worker, "worker"), (&lb, "lb")] {
+        let c = role(r);
+        let (path, port) = c
+            .scrape
+            .clone()
+            .unwrap_or_else(|| panic!("{} is not scraped", c.what));
+        assert_eq!(
+            Some(port),
+            listen_port(&c.args),
+            "{}: scraped on another port",
+            c.what
+        );
+        pages.push(format!("{base}{path}"));
+    }
     let mut exported = BTreeSet::new();
-    for page in [
-        format!("{api}/metrics"),
-        format!("{worker}/metrics"),
-        format!("{lb}/lb/metrics"),
-    ] {
-        let text = http.get(&page).send().await.unwrap().text().await.unwrap();
+    for page in pages {
+        let resp = http.get(&page).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{page}");
+        let text = resp.text().await.unwrap();
         for line in text
             .lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())
