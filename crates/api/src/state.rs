@@ -100,6 +100,9 @@ pub struct Shared {
     /// recorded in batches) or queued through group commit.
     pub submitter: Submitter,
     pub events: EventSink,
+    /// `weir_events_accepted_total` for this node's ingest mode, looked up
+    /// once rather than per request.
+    pub events_accepted: metrics::Counter,
 }
 
 impl AppState {
@@ -119,12 +122,20 @@ impl AppState {
         )
         .reading_cache(cache_access)
         .through(task_inserts);
+        // Installed first, so the counter is bound to the exporter.
+        weir_telemetry::install();
+        let mode = match &events {
+            EventSink::Direct(_) => "direct",
+            EventSink::Buffered(_) => "buffered",
+        };
+        let events_accepted = metrics::counter!("weir_events_accepted_total", "mode" => mode);
         AppState(Arc::new(Shared {
             config: Arc::new(config),
             store,
             request_log,
             submitter,
             events,
+            events_accepted,
         }))
     }
 }

@@ -164,13 +164,14 @@ pub async fn run(
 
 /// Makes the discovered part of the backend set equal to `wanted`.
 fn reconcile(lb: &Lb, wanted: &BTreeSet<SocketAddr>, owned: &mut BTreeSet<SocketAddr>) {
-    for addr in wanted.difference(&owned.clone()) {
+    let new: Vec<SocketAddr> = wanted.difference(owned).copied().collect();
+    for addr in new {
         match Backend::parse(&format!("http://{addr}")) {
             Ok(backend) => {
                 if lb.backends.add(backend) {
                     tracing::info!(backend = %addr, "backend added (DNS)");
                 }
-                owned.insert(*addr);
+                owned.insert(addr);
             }
             Err(e) => tracing::warn!(backend = %addr, error = %e, "DNS gave an unusable address"),
         }

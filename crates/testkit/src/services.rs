@@ -284,13 +284,12 @@ pub struct RestartablePostgres {
 
 impl RestartablePostgres {
     pub fn start() -> RestartablePostgres {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dirs = ["/usr/lib/postgresql/*/bin"];
         let initdb = find_binary("initdb", &dirs, "postgresql");
         let postgres = find_binary("postgres", &dirs, "postgresql");
         let pg_isready = find_binary("pg_isready", &dirs, "postgresql-client");
         let port = free_port();
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = unique_suffix();
         let dir = std::env::temp_dir().join(format!("weir-test-pg-{}-{n}", std::process::id()));
         // The server runs while `$dir/stop` is absent; `$dir/state` says
         // which it is now.

@@ -70,11 +70,7 @@ pub async fn write(
             EventSink::Buffered(buffer) => buffer.append(&events).await.map_err(ingest_error)?,
         }
         // Counted once durable (or buffered): what the ingest rate panel shows.
-        let mode = match &state.events {
-            EventSink::Direct(_) => "direct",
-            EventSink::Buffered(_) => "buffered",
-        };
-        metrics::counter!("weir_events_accepted_total", "mode" => mode).increment(accepted as u64);
+        state.events_accepted.increment(accepted as u64);
     }
     Ok((StatusCode::ACCEPTED, Json(EventsAccepted { accepted })))
 }

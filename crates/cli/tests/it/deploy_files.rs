@@ -35,9 +35,9 @@ fn kustomize(dir: &str) -> Vec<Value> {
 }
 
 fn yaml_docs(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
+    serde_yaml_ng::Deserializer::from_str(text)
         .map(|doc| {
-            let mut v: serde_yaml::Value = serde::Deserialize::deserialize(doc).unwrap();
+            let mut v: serde_yaml_ng::Value = serde::Deserialize::deserialize(doc).unwrap();
             v.apply_merge().unwrap();
             serde_json::to_value(v).unwrap()
         })
