@@ -7,14 +7,12 @@
 #   3. overload: 10 × R for DURATION — answers by status, p99;
 #   4. after: 100 requests/s for 5 s — p99, to see it back to normal;
 # and the peak RSS of the process (VmHWM) over the whole run.
-# Usage: bench/overload.sh [overload duration, default 30s]
+# Usage: bench/overload.sh [overload duration, default 30s] [all|lb]
+#   (`lb`: only the second part, the lb in front of a bounded application)
 source "$(dirname "$0")/lib.sh"
 bash "$ROOT/bench/setup.sh" >&2
 DURATION=${1:-30s}
 build_weir
-start_weir_up sqlite
-URL="$UP_URL/?message=overload"
-bench() { "$WEIR" bench "$URL" --json --quiet --timeout 10s "$@"; }
 summary() { # label json
     python3 - "$1" "$2" <<'PY'
 import json, sys
@@ -24,6 +22,10 @@ adm = r["admitted_latency"]
 print(f"{label:<34} {r['requests_per_sec']:>10.0f}/s  p50 {lat['p50_ms']:>8.2f} ms  p99 {lat['p99_ms']:>9.2f} ms  admitted p99 {adm['p99_ms']:>9.2f} ms  statuses {r['statuses']}  errors {r['error_kinds']}")
 PY
 }
+if [[ ${2:-all} != lb ]]; then
+start_weir_up sqlite
+URL="$UP_URL/?message=overload"
+bench() { "$WEIR" bench "$URL" --json --quiet --timeout 10s "$@"; }
 unloaded=$(bench --rate 100 -d 5s -c 16)
 summary "unloaded (100/s)" "$unloaded"
 closed=$(bench -c 64 -d 5s)
@@ -42,6 +44,7 @@ print(f"overload admitted p99 / unloaded p99: {o['admitted_latency']['p99_ms'] /
 print(f"overload p99 of every answer / unloaded p99: {o['latency']['p99_ms'] / p99u:.1f}x (the refused ones at once)")
 print(f"after p99 / unloaded p99: {a['latency']['p99_ms'] / p99u:.1f}x")
 PY
+fi
 
 # Part 2: the lb in front of an application that works on only so many
 # requests at once (two upstreams, 4 workers each, 10 ms per request: 800

@@ -491,6 +491,14 @@ pub struct BalancerArgs {
     /// keep-alive connection is closed after this long without a new request.
     #[arg(long, env = "WEIR_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
+    /// How long an upgraded connection (a WebSocket) may stay silent both
+    /// ways before the lb closes it.
+    #[arg(long, env = "WEIR_UPGRADE_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub upgrade_idle_timeout: Duration,
+    /// How long a draining lb waits for open exchanges and upgraded
+    /// connections (WebSockets) before closing them.
+    #[arg(long, env = "WEIR_LB_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub lb_shutdown_grace: Duration,
     /// How long the lb waits for a backend's response headers before 504.
     #[arg(long, env = "WEIR_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub upstream_timeout: Duration,
@@ -867,6 +875,8 @@ impl BalancerArgs {
         config.queue_size = self.queue_size;
         config.queue_timeout = self.queue_timeout;
         config.header_read_timeout = self.header_read_timeout;
+        config.upgrade_idle_timeout = self.upgrade_idle_timeout;
+        config.shutdown_grace = self.lb_shutdown_grace;
         config.upstream_timeout = self.upstream_timeout;
         config.access_log = self.access_log;
         config.slow_start = self.slow_start;

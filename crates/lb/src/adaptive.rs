@@ -13,6 +13,14 @@
 //! window, it grows by about its square root. The limit starts at its
 //! maximum, so a backend that is never slow is never limited, and the floor
 //! keeps fast backends (the lb's own CPU is the bottleneck there) unlimited.
+//!
+//! A window needs answers to close, and at the onset of a surge a queueing
+//! backend answers slowly: by the time a window shows it, the lb has sent
+//! it far more than it can answer in time. So a single answer past the
+//! threshold, while far more are in flight than any window within the
+//! threshold ever had, falls back at once to that proven in-flight level —
+//! as TCP falls back to a small window on a timeout — and windows take over
+//! from there.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -27,7 +35,7 @@ const WINDOW_SAMPLES: u64 = 32;
 /// …or this long after it opened, whichever is later.
 const WINDOW_NS: u64 = 20_000_000;
 /// Overloaded: a window's mean past this multiple of the baseline…
-const TOLERANCE: f64 = 1.5;
+const TOLERANCE: f64 = 1.2;
 /// …and past this response time (below it, queueing costs too little to
 /// refuse anyone for).
 const FLOOR: Duration = Duration::from_millis(5);
@@ -44,6 +52,10 @@ pub struct AdaptiveLimit {
     samples: AtomicU64,
     /// The most requests in flight seen in the open window.
     peak_in_flight: AtomicU64,
+    /// The last window's threshold in ns; 0 before the first window.
+    threshold_ns: AtomicU64,
+    /// The most in flight in any window whose mean was within threshold.
+    proven_in_flight: AtomicU64,
     state: Mutex<Baseline>,
 }
 
@@ -62,15 +74,29 @@ impl Default for AdaptiveLimit {
             sum_ns: AtomicU64::new(0),
             samples: AtomicU64::new(0),
             peak_in_flight: AtomicU64::new(0),
+            threshold_ns: AtomicU64::new(0),
+            proven_in_flight: AtomicU64::new(0),
             state: Mutex::new(Baseline::default()),
         }
     }
 }
 
 impl AdaptiveLimit {
-    /// Requests this backend may have in flight now.
+    /// Requests this backend may have in flight now: its limit, and for a
+    /// backend slow enough to be limited at all, at most twice the most it
+    /// has answered in time so far — slow start, so that a surge is not sent
+    /// to it in full before its first slow answers can come back.
     pub fn limit(&self) -> u64 {
-        self.limit.load(Ordering::Relaxed)
+        let limit = self.limit.load(Ordering::Relaxed);
+        if self.threshold_ns.load(Ordering::Relaxed) > FLOOR.as_nanos() as u64 {
+            limit.min(2 * self.proven())
+        } else {
+            limit
+        }
+    }
+
+    fn proven(&self) -> u64 {
+        self.proven_in_flight.load(Ordering::Relaxed).max(MIN_LIMIT)
     }
 
     /// One answer's response time, with the requests in flight when it came.
@@ -78,6 +104,7 @@ impl AdaptiveLimit {
         let ns = sample.as_nanos().min(u128::from(u64::MAX)) as u64;
         self.sum_ns.fetch_add(ns, Ordering::Relaxed);
         self.peak_in_flight.fetch_max(in_flight, Ordering::Relaxed);
+        self.fall_back_on_a_surge(ns, in_flight);
         let n = self.samples.fetch_add(1, Ordering::Relaxed) + 1;
         if n < WINDOW_SAMPLES {
             return;
@@ -106,7 +133,11 @@ impl AdaptiveLimit {
             drifted.min(mean)
         };
         let threshold = (state.ns * TOLERANCE).max(FLOOR.as_nanos() as f64);
-        let limit = self.limit();
+        self.threshold_ns.store(threshold as u64, Ordering::Relaxed);
+        if mean <= threshold {
+            self.proven_in_flight.fetch_max(peak, Ordering::Relaxed);
+        }
+        let limit = self.limit.load(Ordering::Relaxed);
         let next = if mean > threshold {
             // Little's law: `peak` in flight answered in `mean` each is the
             // backend's rate; `rate × threshold` in flight is what it
@@ -120,6 +151,22 @@ impl AdaptiveLimit {
         };
         self.limit
             .store(next.clamp(MIN_LIMIT, MAX_LIMIT), Ordering::Relaxed);
+    }
+
+    /// One answer past the threshold with more than twice the proven
+    /// in-flight level in flight: the backend is queueing what was sent
+    /// since, so the limit drops to that level now. A slow answer at the
+    /// usual load (one slow endpoint among fast ones) leaves the limit to the
+    /// windows.
+    fn fall_back_on_a_surge(&self, ns: u64, in_flight: u64) {
+        let threshold = self.threshold_ns.load(Ordering::Relaxed);
+        if threshold == 0 || ns <= threshold {
+            return;
+        }
+        let proven = self.proven();
+        if in_flight > 2 * proven {
+            self.limit.fetch_min(proven, Ordering::Relaxed);
+        }
     }
 }
 
@@ -170,6 +217,40 @@ mod tests {
             squeezed + 100,
         );
         assert!(limit.limit() > squeezed * 2, "limit {}", limit.limit());
+    }
+
+    #[test]
+    fn a_surge_falls_back_to_the_proven_level_at_the_first_slow_answer() {
+        let limit = AdaptiveLimit::default();
+        let mut now = MS;
+        // Unloaded: 10 ms answers, at most 6 in flight.
+        feed(&limit, &mut now, 5, Duration::from_millis(10), 6);
+        // Slow start: at most twice that may be sent to it now.
+        assert_eq!(limit.limit(), 12);
+        // A surge: 60 sent before the first answer past 15 ms comes back.
+        limit.record(Duration::from_millis(17), 60, now + MS);
+        assert_eq!(limit.limit(), 6);
+    }
+
+    #[test]
+    fn a_slow_backend_answering_in_time_is_sent_twice_as_much_each_window() {
+        let limit = AdaptiveLimit::default();
+        let mut now = MS;
+        feed(&limit, &mut now, 5, Duration::from_millis(10), 6);
+        assert_eq!(limit.limit(), 12);
+        feed(&limit, &mut now, 1, Duration::from_millis(10), 12);
+        assert_eq!(limit.limit(), 24);
+        feed(&limit, &mut now, 1, Duration::from_millis(10), 24);
+        assert_eq!(limit.limit(), 48);
+    }
+
+    #[test]
+    fn a_slow_answer_at_the_usual_load_leaves_the_limit_to_the_windows() {
+        let limit = AdaptiveLimit::default();
+        let mut now = MS;
+        feed(&limit, &mut now, 5, Duration::from_millis(10), 6);
+        limit.record(Duration::from_millis(200), 8, now + MS);
+        assert_eq!(limit.limit(), 12);
     }
 
     #[test]

@@ -485,6 +485,11 @@ impl BackendSet {
         self.slot_freed.notify.notified().await
     }
 
+    /// Wakes every queued request, to judge its wait again.
+    pub fn wake_queued(&self) {
+        self.slot_freed.notify.notify_waiters();
+    }
+
     pub fn snapshot(&self) -> Arc<Vec<Arc<Backend>>> {
         self.backends.load_full()
     }

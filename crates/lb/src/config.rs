@@ -105,6 +105,9 @@ pub struct LbConfig {
     pub header_read_timeout: Duration,
     /// How long an idle pooled connection to a backend is kept.
     pub upstream_idle_timeout: Duration,
+    /// How long an upgraded connection (WebSocket) may pass no byte either
+    /// way before the lb closes both sides.
+    pub upgrade_idle_timeout: Duration,
     /// Passive health: when failing backends are taken out of rotation.
     pub ejection: EjectionConfig,
     /// A backend coming back gets a share of traffic rising over this window.
@@ -160,6 +163,7 @@ impl LbConfig {
             queue_timeout: Duration::from_secs(1),
             header_read_timeout: Duration::from_secs(10),
             upstream_idle_timeout: Duration::from_secs(90),
+            upgrade_idle_timeout: Duration::from_secs(300),
             access_log: false,
             admin_on_main: true,
             ejection: EjectionConfig::default(),

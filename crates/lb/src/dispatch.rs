@@ -95,28 +95,36 @@ async fn queue<'a>(
     let ahead = lb.queued.fetch_add(1, Ordering::AcqRel);
     if ahead >= lb.config.queue_size {
         lb.queued.fetch_sub(1, Ordering::AcqRel);
-        lb.queue_sojourn.overflow();
+        if lb.queue_sojourn.overflow() {
+            lb.backends.wake_queued();
+        }
         lb.rejected_overload.fetch_add(1, Ordering::Relaxed);
         return Err(Overloaded);
     }
-    let wait = if lb.queue_sojourn.standing(clock_ns()) {
-        STANDING_WAIT.min(lb.config.queue_timeout)
-    } else {
-        lb.config.queue_timeout
-    };
     let _queued = lb.backends.queue();
     let entered = tokio::time::Instant::now();
-    let deadline = entered + wait;
     let picked = loop {
         let freed = lb.backends.slot_freed();
         if let Some(b) = reserve(lb, backends, tried, key) {
             break Some(b);
         }
-        if tokio::time::timeout_at(deadline, freed).await.is_err() {
+        // Judged again at every wake: a request queued before the queue
+        // stood must not keep its long wait once it does.
+        let wait = if lb.queue_sojourn.standing(clock_ns()) {
+            STANDING_WAIT.min(lb.config.queue_timeout)
+        } else {
+            lb.config.queue_timeout
+        };
+        if tokio::time::timeout_at(entered + wait, freed)
+            .await
+            .is_err()
+        {
             break reserve(lb, backends, tried, key);
         }
     };
-    lb.queue_sojourn.record(entered.elapsed(), clock_ns());
+    if lb.queue_sojourn.record(entered.elapsed(), clock_ns()) {
+        lb.backends.wake_queued();
+    }
     lb.queued.fetch_sub(1, Ordering::AcqRel);
     match picked {
         Some(b) => Ok(Some(b)),

@@ -20,6 +20,7 @@
 //! - `h1`: the fast path — plain HTTP/1.1 relayed byte for byte.
 //! - `proxy`: the general path's transport on hyper (HTTP/2, upgrades, the rest).
 //! - `upstream`: per-thread keep-alive pools to the backends.
+//! - `tunnel`: upgraded connections (WebSockets) relayed both ways.
 //! - `discovery`: `--backends-dns`, the backend set following DNS names.
 //! - `proxy_protocol`: `--proxy-protocol`, the client named by a balancer in front.
 //! - `health`: active health checks; `outlier`: passive health (ejection)
@@ -53,6 +54,7 @@ mod server;
 mod sojourn;
 mod state;
 mod throughput;
+mod tunnel;
 mod upstream;
 
 pub use backend::{Backend, BackendSet};

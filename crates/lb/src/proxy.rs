@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Request, Response, Uri};
+use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 
@@ -56,8 +56,14 @@ pub async fn forward(lb: &Lb, mut req: Request<Incoming>, peer: SocketAddr) -> R
     resp
 }
 
-async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+async fn forward_to_backend(
+    lb: &Lb,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
     let started = std::time::Instant::now();
+    let upgrade = rules::upgrade_wanted(&req);
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     // Only consistent hashing reads the key; don't hash for the others.
     let key = if lb.strategy.load().strategy == crate::Strategy::ConsistentHash {
@@ -66,6 +72,9 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
         0
     };
     rewrite_request_head(&mut parts, peer);
+    if let Some(protocol) = &upgrade {
+        rules::keep_upgrade(&mut parts.headers, protocol.clone());
+    }
     let body = match RequestBody::take(&parts, body).await {
         Ok(body) => body,
         Err(refusal) => return refusal.into_response(),
@@ -79,10 +88,16 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
         lb,
         head: Some(parts),
         body,
+        upgrade: upgrade.is_some(),
     };
     let backends = lb.backends.snapshot();
     match attempt::run(lb, &backends, plan, &mut transport).await {
         Ok(Answered { guard, answer, .. }) => {
+            if answer.status() == StatusCode::SWITCHING_PROTOCOLS {
+                if let Some(client) = client_upgrade {
+                    return switch_protocols(lb, client, answer, guard);
+                }
+            }
             let (mut rparts, rbody) = answer.into_parts();
             rules::strip_hop_by_hop(&mut rparts.headers);
             // The guard lives as long as the body stream, so least-connections
@@ -95,6 +110,26 @@ async fn forward_to_backend(lb: &Lb, req: Request<Incoming>, peer: SocketAddr) -
         }
         Err(refusal) => refusal.into_response(),
     }
+}
+
+/// The backend agreed to switch protocols: the `101` goes to the client with
+/// the protocol it names, and once both sides have switched, a tunnel
+/// relays between them.
+fn switch_protocols(
+    lb: &Lb,
+    client: hyper::upgrade::OnUpgrade,
+    mut answer: Response<Body>,
+    guard: crate::backend::InFlightGuard,
+) -> Response<Body> {
+    let backend = hyper::upgrade::on(&mut answer);
+    let (mut parts, _) = answer.into_parts();
+    let protocol = parts.headers.get(header::UPGRADE).cloned();
+    rules::strip_hop_by_hop(&mut parts.headers);
+    if let Some(protocol) = protocol {
+        rules::keep_upgrade(&mut parts.headers, protocol);
+    }
+    crate::tunnel::spawn(lb, client, backend, guard);
+    Response::from_parts(parts, Body::empty())
 }
 
 /// HTTP/1.1 to the backend: origin-form target, the client's Host kept,
@@ -185,6 +220,8 @@ struct HyperClient<'l> {
     /// The rewritten head; the last attempt takes it, earlier ones copy it.
     head: Option<http::request::Parts>,
     body: RequestBody,
+    /// An upgrade request: sent on a connection of its own.
+    upgrade: bool,
 }
 
 impl Transport for HyperClient<'_> {
@@ -204,16 +241,18 @@ impl Transport for HyperClient<'_> {
             }
         }
         let config = &self.lb.config;
-        let sent = tokio::time::timeout(
-            config.upstream_timeout,
-            upstream::send(
-                backend.authority.as_str(),
-                upstream,
-                config.connect_timeout,
-                config.upstream_idle_timeout,
-            ),
-        )
-        .await;
+        let authority = backend.authority.as_str();
+        let sending = async {
+            if self.upgrade {
+                upstream::send_upgrade(authority, upstream, config.connect_timeout)
+                    .await
+                    .map(|resp| resp.map(Body::new))
+            } else {
+                let idle = config.upstream_idle_timeout;
+                upstream::send(authority, upstream, config.connect_timeout, idle).await
+            }
+        };
+        let sent = tokio::time::timeout(config.upstream_timeout, sending).await;
         match sent {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(UpstreamError::Connect(e))) => Err(Failure::Connect(e)),

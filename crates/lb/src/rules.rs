@@ -204,6 +204,29 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The protocol an HTTP/1.1 request asks to switch to: its `Upgrade`
+/// header, when `Connection` names `upgrade` (RFC 9110 §7.8).
+pub(crate) fn upgrade_wanted(req: &http::Request<hyper::body::Incoming>) -> Option<HeaderValue> {
+    if req.version() != http::Version::HTTP_11 {
+        return None;
+    }
+    let protocol = req.headers().get(header::UPGRADE)?;
+    req.headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+        .then(|| protocol.clone())
+}
+
+/// Puts back the two headers an upgrade travels in, after the hop-by-hop
+/// ones were stripped.
+pub(crate) fn keep_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::UPGRADE, protocol);
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+}
+
 /// Removes the headers a `Connection` header names (RFC 9110 §7.6.1).
 fn remove_connection_named(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers

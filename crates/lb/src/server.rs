@@ -134,7 +134,14 @@ pub async fn serve(
     // Idle connections close now; busy ones after their current exchange.
     let _ = stop_tx.send(true);
     let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(lb.config.shutdown_grace, connections.acquire_many(all))
+    // Upgraded connections (WebSockets) have left their client connection's
+    // task; they are waited for within the same grace.
+    lb.tunnels.close();
+    let drained = async {
+        let _ = connections.acquire_many(all).await;
+        lb.tunnels.wait().await;
+    };
+    if tokio::time::timeout(lb.config.shutdown_grace, drained)
         .await
         .is_err()
     {
@@ -182,7 +189,7 @@ async fn serve_general(
         .max_headers(lb.config.max_headers);
     builder.http2().timer(TokioTimer::new());
     let service = service_fn(move |req| handle(lb.clone(), admin.clone(), req, peer));
-    let conn = builder.serve_connection(TokioIo::new(io), service);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let stopping = async move {
         let _ = stop.wait_for(|s| *s).await;

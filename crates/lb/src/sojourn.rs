@@ -36,8 +36,9 @@ pub struct Sojourn {
 }
 
 impl Sojourn {
-    /// Notes one request's wait in the queue, ended (slot or refusal) at `now_ns`.
-    pub fn record(&self, waited: Duration, now_ns: u64) {
+    /// Notes one request's wait in the queue, ended (slot or refusal) at
+    /// `now_ns`; true when this made the queue stand.
+    pub fn record(&self, waited: Duration, now_ns: u64) -> bool {
         let waited = waited.as_nanos().min(u128::from(u64::MAX)) as u64;
         let start = self.interval_start.load(Ordering::Relaxed);
         if start == 0 || now_ns.saturating_sub(start) >= INTERVAL.as_nanos() as u64 {
@@ -54,22 +55,26 @@ impl Sojourn {
                     start != 0 && now_ns.saturating_sub(start) < 2 * INTERVAL.as_nanos() as u64;
                 let overflowed = self.overflowed.swap(false, Ordering::AcqRel);
                 let was = self.standing.load(Ordering::Relaxed);
-                self.standing.store(
-                    closed_one && (was || overflowed) && long_waits * 2 > waits,
-                    Ordering::Relaxed,
-                );
-                return;
+                let stands = closed_one && (was || overflowed) && long_waits * 2 > waits;
+                self.standing.store(stands, Ordering::Relaxed);
+                return stands && !was;
             }
         }
         self.waits.fetch_add(1, Ordering::AcqRel);
         if waited > TARGET.as_nanos() as u64 {
             self.long_waits.fetch_add(1, Ordering::AcqRel);
         }
+        false
     }
 
-    /// Notes a request refused because the queue was full.
-    pub fn overflow(&self) {
+    /// Notes a request refused because the queue was full: arrivals outrun
+    /// service, so the queue stands from now on, until an interval's waits
+    /// say otherwise — waiting for the interval would admit a full queue's
+    /// worth of long waits at the onset of every surge.
+    /// True when this made the queue stand.
+    pub fn overflow(&self) -> bool {
         self.overflowed.store(true, Ordering::Relaxed);
+        !self.standing.swap(true, Ordering::Relaxed)
     }
 
     /// Whether the queue stands now: most waits of the last interval were
@@ -119,5 +124,17 @@ mod tests {
         interval(&s, 420 * MS, Duration::from_millis(50));
         assert!(s.standing(521 * MS));
         assert!(!s.standing(900 * MS));
+    }
+
+    #[test]
+    fn an_overflow_makes_the_queue_stand_at_once() {
+        let s = Sojourn::default();
+        interval(&s, MS, Duration::from_micros(200));
+        assert!(!s.standing(102 * MS));
+        s.overflow();
+        assert!(s.standing(103 * MS));
+        // The interval it happened in decides whether it goes on standing.
+        interval(&s, 101 * MS, Duration::from_micros(200));
+        assert!(!s.standing(202 * MS));
     }
 }

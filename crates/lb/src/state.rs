@@ -48,6 +48,8 @@ pub struct Lb {
     pub shared_limits: Option<SharedLimiter>,
     /// Set from the shutdown signal on: `/lb/health/ready` answers 503.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Upgraded connections being relayed; a drain waits for them.
+    pub(crate) tunnels: tokio_util::task::TaskTracker,
 }
 
 impl Lb {
@@ -85,6 +87,7 @@ impl Lb {
             )),
             backends: BackendSet::new(backends),
             draining: Default::default(),
+            tunnels: Default::default(),
             config,
             id: NEXT_LB_ID.fetch_add(1, Ordering::Relaxed),
         }))

@@ -99,6 +99,28 @@ async fn connect(authority: &str, timeout: Duration) -> Result<SendRequest<Body>
     Ok(sender)
 }
 
+/// Sends an upgrade request on a fresh connection of its own, which a `101`
+/// answer hands over (`hyper::upgrade::on` the response) and anything else
+/// ends with its body: an upgraded connection never returns to the pool.
+pub async fn send_upgrade(
+    authority: &str,
+    req: Request<Body>,
+    connect_timeout: Duration,
+) -> Result<Response<Incoming>, UpstreamError> {
+    let stream = connect_tcp(authority, connect_timeout)
+        .await
+        .map_err(UpstreamError::Connect)?;
+    let (mut sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream upgrade connection ended with an error");
+        }
+    });
+    Ok(sender.send_request(req).await?)
+}
+
 /// Sends `req` (origin-form URI, Host set) to the backend at `authority` over a
 /// pooled or fresh connection.
 pub async fn send(

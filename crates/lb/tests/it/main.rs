@@ -11,3 +11,4 @@ mod rate_limits;
 mod smuggling;
 mod strategies;
 mod support;
+mod upgrades;

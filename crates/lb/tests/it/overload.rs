@@ -116,6 +116,21 @@ async fn by_default_a_bounded_backend_is_sent_only_what_it_answers_in_time() {
         median < Duration::from_millis(120),
         "admitted median {median:?}"
     );
+    // Regression: at the surge's onset the limit was still at its maximum
+    // until windows of slow answers came back, so the backend was sent
+    // hundreds that it answered seconds later; and requests queued before
+    // the queue stood kept their long wait. Slow start and an overflow
+    // that stands the queue at once keep even the first answers prompt.
+    let slowest = answers
+        .iter()
+        .filter(|a| a.0 == 200)
+        .map(|a| a.3)
+        .max()
+        .unwrap();
+    assert!(
+        slowest < Duration::from_millis(1000),
+        "slowest admitted answer {slowest:?}"
+    );
     let stats = lb.stats().await;
     let limit = stats["backends"][0]["adaptive_in_flight_limit"]
         .as_u64()

@@ -184,6 +184,12 @@ impl TestLb {
         let _ = self.stop.send(());
         self.task.await.unwrap().unwrap();
     }
+
+    /// Asks the lb to drain and returns its task, which ends when it has.
+    pub fn begin_stop(self) -> JoinHandle<std::io::Result<()>> {
+        let _ = self.stop.send(());
+        self.task
+    }
 }
 
 pub use weir_testkit::poll;
