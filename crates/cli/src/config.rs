@@ -615,8 +615,86 @@ pub struct LbArgs {
     /// stops first (e.g. 5s behind a Kubernetes Service).
     #[arg(long, env = "WEIR_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
     pub shutdown_delay: Duration,
+    /// Also serve HTTPS here (HTTP/1.1 and, by ALPN, HTTP/2), with
+    /// --tls-cert/--tls-key or --tls certificates.
+    #[arg(long, env = "WEIR_TLS_LISTEN")]
+    pub tls_listen: Option<SocketAddr>,
+    /// The certificate chain (PEM; RSA or ECDSA) for clients that name no
+    /// other certificate's server. Reloaded on SIGHUP and when the file changes.
+    #[arg(long, env = "WEIR_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "WEIR_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A certificate by server name (SNI): NAME=CERT:KEY, NAME may be
+    /// *.example.com; repeatable or comma-separated.
+    #[arg(long = "tls", env = "WEIR_TLS", value_delimiter = ',')]
+    pub tls_by_name: Vec<SniCertificate>,
+    /// The oldest TLS version clients may use: 1.2 or 1.3.
+    #[arg(long, env = "WEIR_TLS_MIN_VERSION", default_value = "1.2")]
+    pub tls_min_version: weir_lb::tls::TlsVersion,
     #[command(flatten)]
     pub balancer: BalancerArgs,
+}
+
+/// `--tls NAME=CERT:KEY`.
+#[derive(Debug, Clone)]
+pub struct SniCertificate {
+    pub name: String,
+    pub files: weir_lb::tls::CertFiles,
+}
+
+impl std::str::FromStr for SniCertificate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parsed = s.split_once('=').and_then(|(name, files)| {
+            let (cert, key) = files.split_once(':')?;
+            let ok = !name.is_empty() && !cert.is_empty() && !key.is_empty();
+            ok.then(|| SniCertificate {
+                name: name.to_string(),
+                files: weir_lb::tls::CertFiles {
+                    cert: cert.into(),
+                    key: key.into(),
+                },
+            })
+        });
+        parsed.ok_or_else(|| format!("{s:?} is not NAME=CERT:KEY"))
+    }
+}
+
+impl LbArgs {
+    /// The TLS listener's certificates; an error names the flag that is
+    /// missing.
+    pub fn tls_settings(&self) -> anyhow::Result<Option<weir_lb::tls::TlsSettings>> {
+        let default = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(weir_lb::tls::CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        let has_certificates = default.is_some() || !self.tls_by_name.is_empty();
+        match (self.tls_listen, has_certificates) {
+            (None, false) => Ok(None),
+            (None, true) => {
+                anyhow::bail!("--tls-listen: certificates are given but no TLS listener")
+            }
+            (Some(_), false) => {
+                anyhow::bail!(
+                    "--tls-listen: needs --tls-cert and --tls-key, or --tls NAME=CERT:KEY"
+                )
+            }
+            (Some(_), true) => Ok(Some(weir_lb::tls::TlsSettings {
+                default,
+                by_name: self
+                    .tls_by_name
+                    .iter()
+                    .map(|c| (c.name.clone(), c.files.clone()))
+                    .collect(),
+                min_version: self.tls_min_version,
+            })),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

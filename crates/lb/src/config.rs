@@ -80,6 +80,8 @@ pub struct LbConfig {
     /// Every connection opens with a PROXY protocol header naming the client
     /// (a trusted balancer in front); one without is refused.
     pub proxy_protocol: bool,
+    /// Certificates for the TLS listener ([`crate::serve_tls`]).
+    pub tls: Option<crate::tls::TlsSettings>,
     /// Most client connections open at once; past it the lb stops accepting
     /// (new connections wait in the kernel's backlog).
     pub max_connections: usize,
@@ -152,6 +154,7 @@ impl LbConfig {
             dns_interval: Duration::from_secs(5),
             dns_server: None,
             proxy_protocol: false,
+            tls: None,
             max_connections: 10_000,
             max_connections_per_ip: 0,
             max_head_bytes: 32 * 1024,

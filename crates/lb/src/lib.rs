@@ -28,13 +28,16 @@
 //! - [`ratelimit`] (and `ratelimit_shared`, through Redis): per-client limits.
 //! - `admin_guard`: `--admin-allow` and the lockout after wrong admin tokens.
 //! - `admin`: `/lb/stats`, `/lb/strategy`, `/lb/backends`, the dashboard.
-//! - `server`: accepting connections, graceful shutdown; [`run`].
+//! - [`tls`]: TLS termination (certificates by SNI, reloaded in place);
+//!   `client_io`: a client connection, plain or TLS.
+//! - `server`: accepting connections, graceful shutdown; [`run`], [`serve_tls`].
 
 mod adaptive;
 mod admin;
 mod admin_guard;
 mod attempt;
 mod backend;
+mod client_io;
 mod config;
 pub mod discovery;
 mod dispatch;
@@ -54,6 +57,7 @@ mod server;
 mod sojourn;
 mod state;
 mod throughput;
+pub mod tls;
 mod tunnel;
 mod upstream;
 
@@ -61,5 +65,5 @@ pub use backend::{Backend, BackendSet};
 pub use config::{HashKey, LbConfig};
 pub use outlier::EjectionConfig;
 pub use selection::Strategy;
-pub use server::{run, serve, serve_admin, spawn_background};
+pub use server::{run, serve, serve_admin, serve_tls, spawn_background};
 pub use state::Lb;

@@ -20,8 +20,14 @@ use crate::Backend;
 
 /// Forwards `req` to a backend chosen by the active strategy and returns its
 /// answer, or a JSON 502/503/504 when none answers. Every request carries an
-/// `X-Request-Id` (the client's, or a fresh one) to the backend and back.
-pub async fn forward(lb: &Lb, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+/// `X-Request-Id` (the client's, or a fresh one) to the backend and back;
+/// `tls` when the client came over TLS (`X-Forwarded-Proto: https`).
+pub async fn forward(
+    lb: &Lb,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    tls: bool,
+) -> Response<Body> {
     let request_id = match req.headers().get(REQUEST_ID) {
         Some(v) if !v.is_empty() && v.len() <= 128 => v.clone(),
         _ => {
@@ -37,7 +43,7 @@ pub async fn forward(lb: &Lb, mut req: Request<Incoming>, peer: SocketAddr) -> R
             std::time::Instant::now(),
         )
     });
-    let mut resp = forward_to_backend(lb, req, peer).await;
+    let mut resp = forward_to_backend(lb, req, peer, tls).await;
     resp.headers_mut()
         .entry(REQUEST_ID)
         .or_insert(request_id.clone());
@@ -60,6 +66,7 @@ async fn forward_to_backend(
     lb: &Lb,
     mut req: Request<Incoming>,
     peer: SocketAddr,
+    tls: bool,
 ) -> Response<Body> {
     let started = std::time::Instant::now();
     let upgrade = rules::upgrade_wanted(&req);
@@ -71,7 +78,7 @@ async fn forward_to_backend(
     } else {
         0
     };
-    rewrite_request_head(&mut parts, peer);
+    rewrite_request_head(&mut parts, peer, tls);
     if let Some(protocol) = &upgrade {
         rules::keep_upgrade(&mut parts.headers, protocol.clone());
     }
@@ -134,12 +141,13 @@ fn switch_protocols(
 
 /// HTTP/1.1 to the backend: origin-form target, the client's Host kept,
 /// the hop-by-hop headers swapped for the forwarding ones.
-fn rewrite_request_head(parts: &mut http::request::Parts, peer: SocketAddr) {
+fn rewrite_request_head(parts: &mut http::request::Parts, peer: SocketAddr, tls: bool) {
     rules::strip_hop_by_hop(&mut parts.headers);
     rules::append_forwarded_for(&mut parts.headers, peer);
-    parts
-        .headers
-        .insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    parts.headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if tls { "https" } else { "http" }),
+    );
     let path_and_query = parts
         .uri
         .path_and_query()

@@ -17,12 +17,15 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
+use crate::client_io::ClientIo;
 use crate::ratelimit::Verdict;
 use crate::rules::HeadRefusal;
 use crate::state::Lb;
 use crate::{admin, h1, health, proxy};
 
 /// How often idle clients' rate-limit state is dropped.
+/// How often certificate files are checked for a renewal.
+const CERTIFICATE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serves until `shutdown` completes: stops accepting, lets open requests
@@ -64,6 +67,7 @@ pub fn spawn_background(lb: &Arc<Lb>) -> tokio::task::AbortHandle {
             ),
             health::run(lb.clone()),
             sample_throughput(lb.clone()),
+            watch_certificates(lb.clone()),
             housekeep(lb)
         );
     })
@@ -78,6 +82,32 @@ pub async fn serve(
     listener: TcpListener,
     lb: Arc<Lb>,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    accept_loop(listener, lb, shutdown, false).await
+}
+
+/// [`serve`] for HTTPS: each connection's TLS handshake first, with the
+/// lb's certificates ([`crate::LbConfig::tls`]); HTTP/1.1 then takes the
+/// fast path, and clients that chose `h2` by ALPN the general path.
+pub async fn serve_tls(
+    listener: TcpListener,
+    lb: Arc<Lb>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if lb.tls.is_none() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a TLS listener needs certificates (--tls-cert and --tls-key, or --tls)",
+        ));
+    }
+    accept_loop(listener, lb, shutdown, true).await
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    lb: Arc<Lb>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    tls: bool,
 ) -> std::io::Result<()> {
     let admin = admin::router(lb.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -117,17 +147,18 @@ pub async fn serve(
                 let peer = match crate::proxy_protocol::read_header(&mut stream, timeout).await {
                     Ok(client) => client.unwrap_or(peer),
                     Err(()) => {
+                        let stream = ClientIo::Plain(stream);
                         h1::refuse_connection(stream, HeadRefusal::PROXY_HEADER_REQUIRED).await;
                         return;
                     }
                 };
-                serve_accepted(lb, admin, stream, peer, stop).await;
+                serve_accepted(lb, admin, stream, peer, stop, tls).await;
             });
             continue;
         }
         tokio::spawn(async move {
             let _permit = permit;
-            serve_accepted(lb, admin, stream, peer, stop).await;
+            serve_accepted(lb, admin, stream, peer, stop, tls).await;
         });
     }
     drop(listener);
@@ -150,21 +181,43 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves an accepted connection from `peer` (the client): its per-IP
-/// admission, then the fast path, then — if a request needs it — hyper.
+/// Serves an accepted connection from `peer` (the client): its TLS
+/// handshake on a TLS listener, its per-IP admission, then the fast path,
+/// then — if a request needs it — hyper.
 async fn serve_accepted(
     lb: Arc<Lb>,
     admin: Router,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     stop: watch::Receiver<bool>,
+    tls: bool,
 ) {
-    let Ok(_per_ip) = lb.per_ip.admit(peer.ip()) else {
+    let admitted = lb.per_ip.admit(peer.ip());
+    let client = match lb.tls.as_ref().filter(|_| tls) {
+        None => ClientIo::Plain(stream),
+        // Within the head's deadline: a handshake that stalls is a slowloris.
+        Some(terminator) => {
+            let timeout = lb.config.header_read_timeout;
+            match tokio::time::timeout(timeout, terminator.accept(stream)).await {
+                Ok(Ok(client)) => client,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    };
+    let Ok(_per_ip) = admitted else {
         lb.rejected_connections.fetch_add(1, Ordering::Relaxed);
-        h1::refuse_connection(stream, HeadRefusal::TOO_MANY_CONNECTIONS).await;
+        h1::refuse_connection(client, HeadRefusal::TOO_MANY_CONNECTIONS).await;
         return;
     };
-    if let h1::Outcome::Fallback(io) = h1::serve_connection(&lb, stream, peer, stop.clone()).await {
+    if client.negotiated_h2() {
+        let io = h1::Prefixed::new(Vec::new(), client);
+        return serve_general(lb, admin, io, peer, stop).await;
+    }
+    if let h1::Outcome::Fallback(io) = h1::serve_connection(&lb, client, peer, stop.clone()).await {
         serve_general(lb, admin, io, peer, stop).await;
     }
 }
@@ -188,7 +241,8 @@ async fn serve_general(
         .max_buf_size(lb.config.max_head_bytes.max(8192))
         .max_headers(lb.config.max_headers);
     builder.http2().timer(TokioTimer::new());
-    let service = service_fn(move |req| handle(lb.clone(), admin.clone(), req, peer));
+    let tls = io.is_tls();
+    let service = service_fn(move |req| handle(lb.clone(), admin.clone(), req, peer, tls));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let stopping = async move {
@@ -211,6 +265,7 @@ async fn handle(
     admin: Router,
     req: Request<Incoming>,
     peer: SocketAddr,
+    tls: bool,
 ) -> Result<Response<Body>, Infallible> {
     if let Err(refusal) = crate::rules::check_request_head(&req, lb.config.max_url_bytes) {
         return Ok(refusal.into_response());
@@ -232,9 +287,9 @@ async fn handle(
         None => lb.rate_limits.check(client, req.method(), path),
     };
     match verdict {
-        Verdict::Unlimited => Ok(proxy::forward(&lb, req, peer).await),
+        Verdict::Unlimited => Ok(proxy::forward(&lb, req, peer, tls).await),
         Verdict::Allowed(headers) => {
-            let mut resp = proxy::forward(&lb, req, peer).await;
+            let mut resp = proxy::forward(&lb, req, peer, tls).await;
             resp.headers_mut().extend(headers);
             Ok(resp)
         }
@@ -264,6 +319,19 @@ async fn sample_throughput(lb: Arc<Lb>) {
         every.tick().await;
         let total = lb.backends.snapshot().iter().map(|b| b.requests()).sum();
         lb.throughput.sample(total, std::time::Instant::now());
+    }
+}
+
+/// Reloads the certificates when their files change on disk (renewed in
+/// place); a bad renewal keeps the ones in use and says why.
+async fn watch_certificates(lb: Arc<Lb>) {
+    let Some(tls) = &lb.tls else { return };
+    let mut every = tokio::time::interval(CERTIFICATE_CHECK_INTERVAL);
+    loop {
+        every.tick().await;
+        if tls.due_for_reload() {
+            tls.reload_or_keep();
+        }
     }
 }
 

@@ -50,6 +50,8 @@ pub struct Lb {
     pub draining: std::sync::atomic::AtomicBool,
     /// Upgraded connections being relayed; a drain waits for them.
     pub(crate) tunnels: tokio_util::task::TaskTracker,
+    /// TLS termination, when certificates are configured.
+    pub tls: Option<crate::tls::Terminator>,
 }
 
 impl Lb {
@@ -88,6 +90,12 @@ impl Lb {
             backends: BackendSet::new(backends),
             draining: Default::default(),
             tunnels: Default::default(),
+            tls: config
+                .tls
+                .clone()
+                .map(crate::tls::Terminator::new)
+                .transpose()
+                .map_err(|e| e.to_string())?,
             config,
             id: NEXT_LB_ID.fetch_add(1, Ordering::Relaxed),
         }))

@@ -24,6 +24,7 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
     config.dns_interval = args.dns_interval;
     config.dns_server = args.dns_server;
     config.proxy_protocol = args.proxy_protocol;
+    config.tls = args.tls_settings()?;
     let lb = weir_lb::Lb::new(config).map_err(anyhow::Error::msg)?;
     if check {
         return super::checked("lb");
@@ -37,6 +38,18 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
         reuseport_listener(args.listen).with_context(|| format!("binding {}", args.listen))?;
     let addr = first.local_addr()?;
     println!("weir: lb listening on http://{addr} ({threads} threads)");
+    let mut tls_listeners = Vec::new();
+    if let Some(tls_addr) = args.tls_listen {
+        let first = reuseport_listener(tls_addr)
+            .with_context(|| format!("binding --tls-listen {tls_addr}"))?;
+        let tls_addr = first.local_addr()?;
+        println!("weir: lb listening on https://{tls_addr}");
+        tls_listeners.push(first.into_std()?);
+        for _ in 1..threads {
+            tls_listeners.push(reuseport_listener(tls_addr)?.into_std()?);
+        }
+        tokio::spawn(reload_on_sighup(lb.clone()));
+    }
     if generated {
         println!("weir: admin token {admin_token}");
     }
@@ -65,8 +78,10 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
         listeners.push(reuseport_listener(addr)?.into_std()?);
     }
     let mut workers = Vec::new();
+    let mut tls_listeners = tls_listeners.into_iter();
     for (i, listener) in listeners.into_iter().enumerate() {
         let (lb, mut stop) = (lb.clone(), stop_rx.clone());
+        let tls_listener = tls_listeners.next();
         let worker = std::thread::Builder::new()
             .name(format!("weir-lb-{i}"))
             .spawn(move || -> anyhow::Result<()> {
@@ -76,10 +91,22 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
                     .context("building a serving runtime")?;
                 rt.block_on(async move {
                     let listener = TcpListener::from_std(listener)?;
+                    let mut tls_stop = stop.clone();
                     let shutdown = async move {
                         let _ = stop.wait_for(|s| *s).await;
                     };
-                    weir_lb::serve(listener, lb, shutdown).await
+                    let Some(tls_listener) = tls_listener else {
+                        return weir_lb::serve(listener, lb, shutdown).await;
+                    };
+                    let tls_listener = TcpListener::from_std(tls_listener)?;
+                    let tls_shutdown = async move {
+                        let _ = tls_stop.wait_for(|s| *s).await;
+                    };
+                    let (plain, tls) = tokio::join!(
+                        weir_lb::serve(listener, lb.clone(), shutdown),
+                        weir_lb::serve_tls(tls_listener, lb, tls_shutdown)
+                    );
+                    plain.and(tls)
                 })?;
                 Ok(())
             })
@@ -107,6 +134,19 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
     }
     joined?;
     Ok(())
+}
+
+/// SIGHUP: the certificate files are read again; a bad one keeps the
+/// certificates in use (the lb logs why).
+async fn reload_on_sighup(lb: std::sync::Arc<weir_lb::Lb>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        if let Some(tls) = &lb.tls {
+            tls.reload_or_keep();
+        }
+    }
 }
 
 fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {

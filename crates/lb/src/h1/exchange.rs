@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::client_io::ClientIo;
 use tokio::time::Sleep;
 
 use super::framing::{Consumed, Framing};
@@ -30,7 +32,7 @@ const RELAY_CHUNK: usize = 64 * 1024;
 /// On return, `bufs.client` still starts with this request's head.
 pub(crate) async fn forward(
     req: Request<'_>,
-    client: &mut TcpStream,
+    client: &mut ClientIo,
     bufs: &mut Buffers,
     timer: &mut Pin<Box<Sleep>>,
 ) -> Flow {
@@ -108,7 +110,7 @@ struct Relay<'r, 'q> {
 /// The request on its way out.
 struct Outbound<'r, 'q> {
     req: &'r Request<'q>,
-    client: &'r mut TcpStream,
+    client: &'r mut ClientIo,
     bufs: &'r mut Buffers,
     /// Body bytes already read with the head.
     body_in_buf: usize,
@@ -221,7 +223,7 @@ async fn write_two(stream: &mut TcpStream, a: &[u8], b: &[u8]) -> std::io::Resul
 
 /// Copies the rest of a request body (`left` bytes) from the client.
 async fn stream_body(
-    client: &mut TcpStream,
+    client: &mut ClientIo,
     upstream: &mut TcpStream,
     mut left: u64,
     scratch: &mut Vec<u8>,
@@ -303,7 +305,7 @@ async fn read_head(
 /// Relays the answer's head and body to the client; the connection goes back
 /// to the pool when the body ended where its framing said.
 async fn relay(
-    client: &mut TcpStream,
+    client: &mut ClientIo,
     mut upstream: TcpStream,
     authority: &str,
     response: ResponseHead,
@@ -351,6 +353,10 @@ async fn relay(
         if n > 0 && client.write_all(&bufs.upstream[..n]).await.is_err() {
             return Flow::Close;
         }
+    }
+    // TLS may hold the last records back until flushed.
+    if client.flush().await.is_err() {
+        return Flow::Close;
     }
     if response.upstream_keep_alive && exact {
         pool::put(authority, upstream, answered);

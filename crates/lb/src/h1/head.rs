@@ -34,11 +34,14 @@ pub(crate) enum Parsed<T> {
     Refused(HeadRefusal),
 }
 
-/// The limits a request head is held to.
+/// The limits a request head is held to, and what its rewrite says of the
+/// connection.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct HeadLimits {
+pub(crate) struct HeadRules {
     pub max_headers: usize,
     pub max_url: usize,
+    /// The client came over TLS: `X-Forwarded-Proto: https`.
+    pub tls: bool,
 }
 
 /// The request id a forwarded request carries.
@@ -239,7 +242,7 @@ impl<'a> Lines<'a> {
 /// Reads a request head from `buf` and writes the head to forward into `out`.
 pub(crate) fn parse_request(
     buf: &[u8],
-    limits: HeadLimits,
+    limits: HeadRules,
     peer: &[u8],
     hash_header: Option<&HeaderName>,
     fresh_id: impl FnOnce() -> [u8; 32],
@@ -389,7 +392,11 @@ pub(crate) fn parse_request(
         }
     }
     out.extend_from_slice(peer);
-    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n\r\n");
+    out.extend_from_slice(if limits.tls {
+        b"\r\nx-forwarded-proto: https\r\n\r\n"
+    } else {
+        b"\r\nx-forwarded-proto: http\r\n\r\n"
+    });
     Parsed::Complete(head)
 }
 
@@ -576,9 +583,10 @@ pub(crate) fn parse_response(
 mod tests {
     use super::*;
 
-    const LIMITS: HeadLimits = HeadLimits {
+    const LIMITS: HeadRules = HeadRules {
         max_headers: 100,
         max_url: 8192,
+        tls: false,
     };
 
     fn request(raw: &[u8]) -> (Parsed<RequestHead>, String) {

@@ -39,8 +39,8 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use crate::client_io::ClientIo;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Sleep;
 
@@ -49,7 +49,7 @@ use crate::rules::HeadRefusal;
 use crate::rules::{self, REPLAY_MAX_BYTES};
 use crate::state::Lb;
 use exchange::{Buffers, Flow};
-use head::{parse_request, HeadLimits, Parsed, RequestHead};
+use head::{parse_request, HeadRules, Parsed, RequestHead};
 pub(crate) use prefixed::Prefixed;
 pub(crate) use reply::refuse_connection;
 
@@ -65,7 +65,7 @@ pub(crate) enum Outcome {
 /// begins while it is idle, or a request needs the general path.
 pub(crate) async fn serve_connection(
     lb: &Lb,
-    client: TcpStream,
+    client: ClientIo,
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) -> Outcome {
@@ -118,7 +118,7 @@ enum End {
 /// A client connection on the fast path, between requests.
 struct Connection<'l> {
     lb: &'l Lb,
-    client: TcpStream,
+    client: ClientIo,
     peer: SocketAddr,
     peer_ip: String,
     bufs: Buffers,
@@ -135,9 +135,10 @@ impl Connection<'_> {
         let active = self.lb.strategy.load();
         let hash_header = active.hash_header();
         let config = &self.lb.config;
-        let limits = HeadLimits {
+        let limits = HeadRules {
             max_headers: config.max_headers,
             max_url: config.max_url_bytes,
+            tls: self.client.is_tls(),
         };
         let timeout = config.header_read_timeout;
         exchange::arm(&mut self.head_timer, Instant::now(), timeout);

@@ -6,21 +6,29 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+
+use crate::client_io::ClientIo;
 
 pub(crate) struct Prefixed {
     prefix: Vec<u8>,
     read: usize,
-    inner: TcpStream,
+    inner: ClientIo,
 }
 
 impl Prefixed {
-    pub(crate) fn new(prefix: Vec<u8>, inner: TcpStream) -> Self {
+    pub(crate) fn new(prefix: Vec<u8>, inner: ClientIo) -> Self {
         Prefixed {
             prefix,
             read: 0,
             inner,
         }
+    }
+}
+
+impl Prefixed {
+    /// Whether the connection under the replayed bytes is TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.inner.is_tls()
     }
 }
 
@@ -79,6 +87,7 @@ impl AsyncWrite for Prefixed {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     #[tokio::test]
     async fn yields_the_prefix_then_the_stream() {
@@ -89,7 +98,7 @@ mod tests {
             c.write_all(b" world").await.unwrap();
         });
         let (server, _) = listener.accept().await.unwrap();
-        let mut s = Prefixed::new(b"hello".to_vec(), server);
+        let mut s = Prefixed::new(b"hello".to_vec(), ClientIo::Plain(server));
         let mut all = String::new();
         s.read_to_string(&mut all).await.unwrap();
         client.await.unwrap();

@@ -5,11 +5,12 @@
 use proptest::prelude::*;
 
 use super::framing::{ChunkedDecoder, Consumed, Framing};
-use super::head::{parse_request, HeadLimits, Parsed};
+use super::head::{parse_request, HeadRules, Parsed};
 
-const LIMITS: HeadLimits = HeadLimits {
+const LIMITS: HeadRules = HeadRules {
     max_headers: 100,
     max_url: 8192,
+    tls: false,
 };
 
 /// A parse result in a comparable form.

@@ -4,9 +4,9 @@
 use std::io::Write as _;
 use std::time::Instant;
 
+use crate::client_io::ClientIo;
 use http::{HeaderMap, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::head::RequestHead;
 use super::request::{Buffers, Flow, Request};
@@ -14,7 +14,7 @@ use crate::attempt::Refusal;
 use crate::rules::{self, HeadRefusal};
 
 /// Answers bytes that are not HTTP with a JSON 400; the caller closes.
-pub(super) async fn refuse_malformed(client: &mut TcpStream, bufs: &mut Buffers, why: &str) {
+pub(super) async fn refuse_malformed(client: &mut ClientIo, bufs: &mut Buffers, why: &str) {
     let message = format!("not a valid HTTP/1.1 request: {why}");
     let refusal = (
         StatusCode::BAD_REQUEST,
@@ -25,13 +25,13 @@ pub(super) async fn refuse_malformed(client: &mut TcpStream, bufs: &mut Buffers,
 }
 
 /// Answers a refused request head with its JSON error; the caller closes.
-pub(super) async fn refuse_head(client: &mut TcpStream, bufs: &mut Buffers, refusal: HeadRefusal) {
+pub(super) async fn refuse_head(client: &mut ClientIo, bufs: &mut Buffers, refusal: HeadRefusal) {
     let refusal = (refusal.status, refusal.code, refusal.message);
     refuse_and_close(client, &mut bufs.head, refusal).await;
 }
 
 /// Refuses a connection before reading from it (`--max-connections-per-ip`).
-pub(crate) async fn refuse_connection(mut client: TcpStream, refusal: HeadRefusal) {
+pub(crate) async fn refuse_connection(mut client: ClientIo, refusal: HeadRefusal) {
     let mut out = Vec::with_capacity(512);
     let refusal = (refusal.status, refusal.code, refusal.message);
     refuse_and_close(&mut client, &mut out, refusal).await;
@@ -40,13 +40,13 @@ pub(crate) async fn refuse_connection(mut client: TcpStream, refusal: HeadRefusa
 /// Writes a JSON error (status, code, message) with `connection: close`
 /// into `out`, sends it, and closes lingering.
 async fn refuse_and_close(
-    client: &mut TcpStream,
+    client: &mut ClientIo,
     out: &mut Vec<u8>,
     (status, code, message): (StatusCode, &str, &str),
 ) {
     let id = rules::next_request_id_bytes();
     write_json_error(out, status, code, message, &id, &HeaderMap::new(), true);
-    if client.write_all(out).await.is_ok() {
+    if send_all(client, out).await.is_ok() {
         linger_close(client).await;
     }
 }
@@ -55,7 +55,7 @@ async fn refuse_and_close(
 /// side first, then what the client still sends is read and dropped for a
 /// moment, so closing with unread bytes does not reset the connection
 /// before the client has read the answer.
-async fn linger_close(client: &mut TcpStream) {
+async fn linger_close(client: &mut ClientIo) {
     const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
     const MAX_DRAINED: usize = 1024 * 1024;
     if client.shutdown().await.is_err() {
@@ -85,7 +85,7 @@ pub(super) struct Limited<'a> {
 
 /// Answers 429 with the limiter's headers and a JSON body.
 pub(super) async fn refuse_limited(
-    client: &mut TcpStream,
+    client: &mut ClientIo,
     bufs: &mut Buffers,
     head: &RequestHead,
     limited: Limited<'_>,
@@ -104,7 +104,7 @@ pub(super) async fn refuse_limited(
         limited.headers,
         limited.close,
     );
-    match client.write_all(&bufs.head).await {
+    match send_all(client, &bufs.head).await {
         Ok(()) if !limited.close => Flow::KeepAlive,
         _ => Flow::Close,
     }
@@ -121,7 +121,7 @@ pub(super) fn response_status(head: &[u8]) -> u16 {
 /// closes after it (the request's body was not wholly read).
 pub(super) async fn respond_error(
     req: &Request<'_>,
-    client: &mut TcpStream,
+    client: &mut ClientIo,
     bufs: &mut Buffers,
     refusal: Refusal,
     close: bool,
@@ -145,7 +145,7 @@ pub(super) async fn respond_error(
         &extra,
         close,
     );
-    let flow = match client.write_all(&bufs.head).await {
+    let flow = match send_all(client, &bufs.head).await {
         Ok(()) if !close => Flow::KeepAlive,
         _ => Flow::Close,
     };
@@ -202,4 +202,10 @@ pub(super) fn access_log(req: &Request<'_>, bufs: &Buffers, status: u16, started
         request_id = std::str::from_utf8(req.head.request_id(&bufs.client)).unwrap_or("-"),
         "request"
     );
+}
+
+/// Writes `bytes` and flushes them (TLS may hold records back otherwise).
+async fn send_all(client: &mut ClientIo, bytes: &[u8]) -> std::io::Result<()> {
+    client.write_all(bytes).await?;
+    client.flush().await
 }

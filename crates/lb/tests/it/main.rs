@@ -11,4 +11,5 @@ mod rate_limits;
 mod smuggling;
 mod strategies;
 mod support;
+mod tls;
 mod upgrades;
