@@ -76,14 +76,6 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "round $round of $ROUNDS done" >&2
 done
 
-# The median of each column over the rounds: "rps p50 p99 total non2xx".
-median() {
-    tr ';' '\n' <<<"$1" | grep . | python3 -c '
-import sys, statistics
-rows = [line.split() for line in sys.stdin]
-print(" ".join(str(statistics.median_low(float(r[i]) for r in rows)) for i in range(5)))'
-}
-
 echo
 echo "load balancer, 3 trivial upstreams, wrk -t2 -c64, medians of $ROUNDS interleaved rounds of $DURATION"
 printf "%-28s %12s %9s %9s %8s   %s\n" proxy "req/s" "p50 ms" "p99 ms" "non-2xx" "req/s of each round"

@@ -101,4 +101,13 @@ n=float(m.group(1)); u=m.group(2)
 print(round(n/1000 if u=="us" else n*1000 if u=="s" else n,2))' "$1"
 }
 
+# The median of each column over rounds given as ";"-separated rows of
+# "rps p50 p99 total non2xx".
+median() {
+    tr ';' '\n' <<<"$1" | grep . | python3 -c '
+import sys, statistics
+rows = [line.split() for line in sys.stdin]
+print(" ".join(str(statistics.median_low(float(r[i]) for r in rows)) for i in range(5)))'
+}
+
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2]):.2f}')" "$1" "$2"; }

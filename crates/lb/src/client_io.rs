@@ -20,6 +20,16 @@ impl ClientIo {
         matches!(self, ClientIo::Tls(_))
     }
 
+    /// Waits until a plain connection has bytes to read, without a buffer
+    /// (an idle connection holds none). A TLS connection may hold bytes
+    /// already decrypted, so it is read at once.
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        match self {
+            ClientIo::Plain(s) => s.readable().await,
+            ClientIo::Tls(_) => Ok(()),
+        }
+    }
+
     /// Whether the client chose HTTP/2 by ALPN.
     pub(crate) fn negotiated_h2(&self) -> bool {
         match self {

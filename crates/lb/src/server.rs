@@ -198,7 +198,7 @@ async fn serve_accepted(
         // Within the head's deadline: a handshake that stalls is a slowloris.
         Some(terminator) => {
             let timeout = lb.config.header_read_timeout;
-            match tokio::time::timeout(timeout, terminator.accept(stream)).await {
+            match tokio::time::timeout(timeout, Box::pin(terminator.accept(stream))).await {
                 Ok(Ok(client)) => client,
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, %peer, "TLS handshake failed");
@@ -215,10 +215,12 @@ async fn serve_accepted(
     };
     if client.negotiated_h2() {
         let io = h1::Prefixed::new(Vec::new(), client);
-        return serve_general(lb, admin, io, peer, stop).await;
+        return Box::pin(serve_general(lb, admin, io, peer, stop)).await;
     }
     if let h1::Outcome::Fallback(io) = h1::serve_connection(&lb, client, peer, stop.clone()).await {
-        serve_general(lb, admin, io, peer, stop).await;
+        // Boxed, as the TLS handshake: few connections need them, and every
+        // connection's task would otherwise be as large as their state.
+        Box::pin(serve_general(lb, admin, io, peer, stop)).await;
     }
 }
 
@@ -340,5 +342,28 @@ async fn housekeep(lb: Arc<Lb>) {
     loop {
         every.tick().await;
         lb.rate_limits.housekeep();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every client connection's task is this future: what it holds inline
+    /// an idle connection pays for (it once held a 4 KiB array of the
+    /// lingering close, and the exchange's state, ~5.5 KB in all).
+    #[tokio::test]
+    async fn regression_an_idle_connections_task_stays_small() {
+        let lb = crate::Lb::new(crate::LbConfig::new(vec!["http://127.0.0.1:9".into()])).unwrap();
+        let admin = crate::admin::router(lb.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let (_stop, stop) = tokio::sync::watch::channel(false);
+        let task = super::serve_accepted(lb, admin, stream, peer, stop, false);
+        let size = std::mem::size_of_val(&task);
+        assert!(
+            size <= 2048,
+            "a connection's task holds {size} bytes inline"
+        );
     }
 }

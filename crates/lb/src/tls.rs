@@ -222,11 +222,17 @@ fn load_all(
 ) -> Result<Loaded, TlsError> {
     let mut by_name = HashMap::new();
     for (name, files) in &settings.by_name {
-        let key = load_pair(&format!("--tls {name}"), files, provider, stamps)?;
+        let flag = format!("--tls {name}");
+        let key = load_pair([flag.as_str(), flag.as_str()], files, provider, stamps)?;
         by_name.insert(name.to_ascii_lowercase(), Arc::new(key));
     }
     let default = match &settings.default {
-        Some(files) => Arc::new(load_pair("--tls-cert", files, provider, stamps)?),
+        Some(files) => Arc::new(load_pair(
+            ["--tls-cert", "--tls-key"],
+            files,
+            provider,
+            stamps,
+        )?),
         None => {
             let (first, _) = settings.by_name.first().ok_or(TlsError::NoCertificate)?;
             by_name[&first.to_ascii_lowercase()].clone()
@@ -235,14 +241,20 @@ fn load_all(
     Ok(Loaded { default, by_name })
 }
 
+/// `flags`: what names the certificate file and the key file, for errors.
 fn load_pair(
-    flag: &str,
+    [cert_flag, key_flag]: [&str; 2],
     files: &CertFiles,
     provider: &CryptoProvider,
     stamps: &mut Stamps,
 ) -> Result<CertifiedKey, TlsError> {
     let error = |path: &Path, why: String| TlsError::File {
-        flag: flag.to_string(),
+        flag: if path == files.key {
+            key_flag
+        } else {
+            cert_flag
+        }
+        .to_string(),
         path: path.display().to_string(),
         why,
     };

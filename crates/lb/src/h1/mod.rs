@@ -99,7 +99,9 @@ pub(crate) async fn serve_connection(
         }
         let body_in_buf =
             (conn.bufs.client.len() - head.head_len).min(head.content_length as usize);
-        if conn.exchange(&head, body_in_buf).await == Flow::Close {
+        // Boxed: the exchange's state is the largest part of the
+        // connection's, and an idle connection should not carry it.
+        if Box::pin(conn.exchange(&head, body_in_buf)).await == Flow::Close {
             return Outcome::Done;
         }
         conn.bufs.client.drain(..head.head_len + body_in_buf);
@@ -171,8 +173,20 @@ impl Connection<'_> {
                     }
                 }
             }
-            bufs.client.reserve(4096);
             let idle = bufs.client.is_empty();
+            if idle {
+                // Waiting for the next request holds no buffer.
+                let ready = tokio::select! {
+                    biased;
+                    ready = self.client.readable() => ready,
+                    () = self.head_timer.as_mut() => return Err(End::Done),
+                    () = self.stopping.as_mut() => return Err(End::Done),
+                };
+                if ready.is_err() {
+                    return Err(End::Done);
+                }
+            }
+            bufs.client.reserve(4096);
             let read = tokio::select! {
                 biased;
                 read = self.client.read_buf(&mut bufs.client) => read,

@@ -63,7 +63,9 @@ async fn linger_close(client: &mut ClientIo) {
     }
     let drain = async {
         let mut drained = 0;
-        let mut scratch = [0u8; 4096];
+        // On the heap: an array here would make every connection's task
+        // that much larger, refused or not.
+        let mut scratch = vec![0u8; 4096];
         while drained < MAX_DRAINED {
             match client.read(&mut scratch).await {
                 Ok(0) | Err(_) => break,

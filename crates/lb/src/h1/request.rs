@@ -26,20 +26,28 @@ pub(crate) struct Buffers {
 }
 
 /// Buffers grown past this by a large head or body are shrunk back after the
-/// exchange, so ten thousand idle keep-alive connections stay small.
+/// exchange when the client has already sent more (pipelining).
 pub(super) const KEEP_CAPACITY: usize = 32 * 1024;
 
 impl Buffers {
+    /// Empty: nothing is allocated until bytes arrive, so an idle
+    /// connection costs no buffers.
     pub(crate) fn new() -> Self {
         Buffers {
-            client: Vec::with_capacity(8 * 1024),
-            head: Vec::with_capacity(4 * 1024),
-            upstream: Vec::with_capacity(16 * 1024),
+            client: Vec::new(),
+            head: Vec::new(),
+            upstream: Vec::new(),
         }
     }
 
-    /// Gives back what an unusually large exchange made the buffers grow by.
+    /// After an exchange: with nothing more from the client yet, every
+    /// buffer goes back (as nginx returns its buffers to an idle keep-alive
+    /// connection); otherwise only what a large exchange grew them by.
     pub(crate) fn shrink(&mut self) {
+        if self.client.is_empty() {
+            *self = Buffers::new();
+            return;
+        }
         for buf in [&mut self.client, &mut self.head, &mut self.upstream] {
             if buf.capacity() > KEEP_CAPACITY {
                 buf.shrink_to(KEEP_CAPACITY / 4);

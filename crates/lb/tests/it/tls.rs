@@ -362,7 +362,7 @@ fn bad_or_mismatched_certificate_files_stop_the_lb_with_one_line_naming_the_file
     };
     let err = start_error(mismatched);
     assert!(
-        err.contains("does not match") && err.contains("b.key"),
+        err.contains("does not match") && err.contains("--tls-key") && err.contains("b.key"),
         "{err}"
     );
 

@@ -135,15 +135,7 @@ async fn in_flight(lb: &TestLb) -> u64 {
 
 #[tokio::test]
 async fn websocket_messages_and_close_codes_pass_both_ways_on_every_strategy() {
-    let strategies = [
-        Strategy::RoundRobin,
-        Strategy::WeightedRoundRobin,
-        Strategy::LeastConnections,
-        Strategy::PowerOfTwoChoices,
-        Strategy::ConsistentHash,
-        Strategy::PeakEwma,
-    ];
-    for strategy in strategies {
+    for strategy in Strategy::ALL {
         let mut backend = WsBackend::start().await;
         let lb = TestLb::start(vec![backend.url()], strategy).await;
         let mut ws = connect(&lb).await;
