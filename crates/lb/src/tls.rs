@@ -121,14 +121,6 @@ pub struct Terminator {
     failing: std::sync::Mutex<Option<String>>,
 }
 
-impl std::fmt::Debug for Terminator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Terminator")
-            .field("settings", &self.settings)
-            .finish()
-    }
-}
-
 impl Terminator {
     /// Loads every certificate; any file that does not load is an error
     /// naming its flag and path.

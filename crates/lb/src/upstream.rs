@@ -91,8 +91,10 @@ async fn connect(authority: &str, timeout: Duration) -> Result<SendRequest<Body>
     let (sender, conn) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+    // With upgrades: a `101` hands the connection over (WebSockets); any
+    // other answer leaves it an ordinary keep-alive connection.
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
+        if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "upstream connection ended with an error");
         }
     });
@@ -107,17 +109,7 @@ pub async fn send_upgrade(
     req: Request<Body>,
     connect_timeout: Duration,
 ) -> Result<Response<Incoming>, UpstreamError> {
-    let stream = connect_tcp(authority, connect_timeout)
-        .await
-        .map_err(UpstreamError::Connect)?;
-    let (mut sender, conn) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| UpstreamError::Connect(e.to_string()))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(error = %e, "upstream upgrade connection ended with an error");
-        }
-    });
+    let mut sender = connect(authority, connect_timeout).await?;
     Ok(sender.send_request(req).await?)
 }
 
