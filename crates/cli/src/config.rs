@@ -633,6 +633,23 @@ pub struct LbArgs {
     /// The oldest TLS version clients may use: 1.2 or 1.3.
     #[arg(long, env = "WEIR_TLS_MIN_VERSION", default_value = "1.2")]
     pub tls_min_version: weir_lb::tls::TlsVersion,
+    /// Answer plain HTTP with a 308 to the same URL on HTTPS, at this port
+    /// (default: --tls-listen's); ACME challenges and the admin API are
+    /// still served over plain HTTP.
+    #[arg(long, env = "WEIR_REDIRECT_HTTP", num_args = 0..=1, default_missing_value = "0", requires = "tls_listen")]
+    pub redirect_http: Option<u16>,
+    /// Strict-Transport-Security on answers over TLS; `--hsts` alone sends
+    /// `max-age=31536000`.
+    #[arg(long, env = "WEIR_HSTS", num_args = 0..=1, default_missing_value = "max-age=31536000")]
+    pub hsts: Option<String>,
+    /// A header added to every proxied answer that lacks it, as
+    /// `NAME: VALUE`; repeatable.
+    #[arg(long = "add-header", env = "WEIR_ADD_HEADER")]
+    pub add_headers: Vec<String>,
+    /// Add X-Content-Type-Options: nosniff, X-Frame-Options: SAMEORIGIN and
+    /// Referrer-Policy: strict-origin-when-cross-origin to answers that lack them.
+    #[arg(long, env = "WEIR_SECURITY_HEADERS")]
+    pub security_headers: bool,
     #[command(flatten)]
     pub balancer: BalancerArgs,
 }
@@ -663,6 +680,50 @@ impl std::str::FromStr for SniCertificate {
 }
 
 impl LbArgs {
+    /// The headers added to answers and the redirect of plain HTTP; an
+    /// error names the flag.
+    pub fn edge_settings(
+        &self,
+    ) -> anyhow::Result<(
+        weir_lb::edge::EdgeHeaders,
+        Option<weir_lb::edge::HttpsRedirect>,
+    )> {
+        use weir_lb::edge;
+        let mut added = Vec::new();
+        if self.security_headers {
+            for (name, value) in edge::SECURITY_HEADERS {
+                added.push(
+                    edge::parse_header(&format!("{name}: {value}")).map_err(anyhow::Error::msg)?,
+                );
+            }
+        }
+        for header in &self.add_headers {
+            let (name, value) =
+                edge::parse_header(header).map_err(|e| anyhow::anyhow!("--add-header: {e}"))?;
+            added.retain(|(n, _)| *n != name);
+            added.push((name, value));
+        }
+        let hsts = match &self.hsts {
+            Some(v) if v.trim_start().to_ascii_lowercase().starts_with("max-age=") => Some(
+                http::HeaderValue::from_str(v)
+                    .map_err(|_| anyhow::anyhow!("--hsts: {v:?} is not a header value"))?,
+            ),
+            Some(v) => anyhow::bail!("--hsts: {v:?} does not start with max-age=SECONDS"),
+            None => None,
+        };
+        let redirect = match self.redirect_http {
+            None => None,
+            Some(0) => match self.tls_listen.map(|a| a.port()) {
+                Some(port) if port != 0 => Some(edge::HttpsRedirect { port }),
+                _ => anyhow::bail!(
+                    "--redirect-http: name the HTTPS port (--tls-listen has none fixed)"
+                ),
+            },
+            Some(port) => Some(edge::HttpsRedirect { port }),
+        };
+        Ok((edge::EdgeHeaders::new(added, hsts), redirect))
+    }
+
     /// The TLS listener's certificates; an error names the flag that is
     /// missing.
     pub fn tls_settings(&self) -> anyhow::Result<Option<weir_lb::tls::TlsSettings>> {
@@ -982,6 +1043,56 @@ mod tests {
         assert!(parse_backoff("2s:1s").is_err(), "cap below base");
         assert!(parse_backoff("0s:1s").is_err());
         assert!(parse_backoff("1s").is_err());
+    }
+
+    fn lb_args(flags: &[&str]) -> LbArgs {
+        use clap::Parser;
+        let argv = ["weir", "lb", "--backends", "http://127.0.0.1:1"];
+        let cli = Cli::try_parse_from(argv.iter().chain(flags)).unwrap();
+        match cli.command {
+            Command::Lb(args) => args,
+            other => panic!("not lb: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn edge_flags_build_headers_and_the_redirect_or_name_the_bad_flag() {
+        let args = lb_args(&[
+            "--tls-listen",
+            "0.0.0.0:8443",
+            "--redirect-http",
+            "--hsts",
+            "--security-headers",
+            "--add-header",
+            "X-Frame-Options: DENY",
+        ]);
+        let (headers, redirect) = args.edge_settings().unwrap();
+        assert_eq!(redirect, Some(weir_lb::edge::HttpsRedirect { port: 8443 }));
+        let tls: Vec<_> = headers
+            .for_connection(true)
+            .iter()
+            .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
+            .collect();
+        assert!(tls.contains(&"strict-transport-security: max-age=31536000".to_string()));
+        assert!(
+            tls.contains(&"x-frame-options: DENY".to_string()),
+            "{tls:?}"
+        );
+        assert!(!tls.contains(&"x-frame-options: SAMEORIGIN".to_string()));
+        assert!(tls.contains(&"x-content-type-options: nosniff".to_string()));
+        assert_eq!(headers.for_connection(false).len(), tls.len() - 1);
+
+        let public = lb_args(&["--tls-listen", "0.0.0.0:8443", "--redirect-http", "443"]);
+        assert_eq!(
+            public.edge_settings().unwrap().1,
+            Some(weir_lb::edge::HttpsRedirect { port: 443 })
+        );
+        let err = |flags: &[&str]| lb_args(flags).edge_settings().unwrap_err().to_string();
+        assert!(err(&["--hsts", "1 year"]).starts_with("--hsts:"));
+        assert!(err(&["--add-header", "no colon"]).starts_with("--add-header:"));
+        assert!(err(&["--add-header", "Connection: x"]).starts_with("--add-header:"));
+        assert!(err(&["--tls-listen", "127.0.0.1:0", "--redirect-http"])
+            .starts_with("--redirect-http:"));
     }
 
     #[test]

@@ -123,6 +123,9 @@ fn parse(text: &str) -> Result<FileConfig, String> {
         None => Vec::new(),
     };
     let mut vars = Vec::new();
+    if let Some(tables) = table.remove("tls") {
+        vars.extend(tls_tables(tables)?);
+    }
     for (key, value) in table {
         let var = key.to_ascii_lowercase().replace('_', "-");
         let value = match value {
@@ -151,6 +154,70 @@ fn parse(text: &str) -> Result<FileConfig, String> {
         vars.push((var, value));
     }
     Ok(FileConfig { vars, task_types })
+}
+
+/// `[[tls]]` tables: `cert` and `key` files, for the server `names` given
+/// (`--tls NAME=CERT:KEY` each), or the default certificate without them
+/// (`--tls-cert`/`--tls-key`). A plain list is `--tls` values as they are.
+fn tls_tables(value: toml::Value) -> Result<Vec<(String, Vec<String>)>, String> {
+    let toml::Value::Array(items) = value else {
+        return Err("tls: expected [[tls]] tables or a list of NAME=CERT:KEY".into());
+    };
+    let mut by_name = Vec::new();
+    let mut default = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let table = match item {
+            toml::Value::String(s) => {
+                by_name.push(s);
+                continue;
+            }
+            toml::Value::Table(t) => t,
+            other => {
+                return Err(format!(
+                    "tls[{i}]: a {} is not a certificate",
+                    other.type_str()
+                ))
+            }
+        };
+        let text = |key: &str| match table.get(key) {
+            Some(toml::Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            _ => Err(format!("tls[{i}].{key}: expected a file path")),
+        };
+        let (cert, key) = (text("cert")?, text("key")?);
+        if let Some(unknown) = table
+            .keys()
+            .find(|k| !["cert", "key", "names"].contains(&k.as_str()))
+        {
+            return Err(format!(
+                "tls[{i}].{unknown}: not a setting (cert, key, names)"
+            ));
+        }
+        match table.get("names") {
+            None => default.push((cert, key)),
+            Some(toml::Value::Array(names)) => {
+                for name in names {
+                    let toml::Value::String(name) = name else {
+                        return Err(format!("tls[{i}].names: expected server names"));
+                    };
+                    by_name.push(format!("{name}={cert}:{key}"));
+                }
+            }
+            Some(_) => return Err(format!("tls[{i}].names: expected a list of server names")),
+        }
+    }
+    let mut vars = Vec::new();
+    match default.as_slice() {
+        [] => {}
+        [(cert, key)] => {
+            vars.push(("tls-cert".to_string(), vec![cert.clone()]));
+            vars.push(("tls-key".to_string(), vec![key.clone()]));
+        }
+        _ => return Err("tls: more than one [[tls]] table without names (the default)".into()),
+    }
+    if !by_name.is_empty() {
+        vars.push(("tls".to_string(), by_name));
+    }
+    Ok(vars)
 }
 
 /// `[task_types.NAME]` tables; an unknown key is named with its table.
@@ -191,6 +258,31 @@ mod tests {
         assert!(has("max-in-flight", &["64"]));
         assert!(has("access-log", &["true"]));
         assert!(has("backends", &["http://a:1", "http://b:2=3"]));
+    }
+
+    #[test]
+    fn tls_tables_become_certificate_flags() {
+        let vars = parse(
+            "[[tls]]\ncert = \"/c/site.crt\"\nkey = \"/c/site.key\"\n\
+             [[tls]]\nnames = [\"a.example\", \"*.b.example\"]\ncert = \"/c/a.crt\"\nkey = \"/c/a.key\"\n",
+        )
+        .unwrap()
+        .vars;
+        assert!(vars.contains(&("tls-cert".into(), vec!["/c/site.crt".into()])));
+        assert!(vars.contains(&("tls-key".into(), vec!["/c/site.key".into()])));
+        assert!(vars.contains(&(
+            "tls".into(),
+            vec![
+                "a.example=/c/a.crt:/c/a.key".into(),
+                "*.b.example=/c/a.crt:/c/a.key".into()
+            ]
+        )));
+        let err = parse("[[tls]]\ncert = \"/c\"\n").unwrap_err();
+        assert_eq!(err, "tls[0].key: expected a file path");
+        let err = parse("[[tls]]\ncert = \"/c\"\nkey = \"/k\"\nname = \"x\"\n").unwrap_err();
+        assert!(err.starts_with("tls[0].name:"), "{err}");
+        let two = "[[tls]]\ncert = \"/c\"\nkey = \"/k\"\n[[tls]]\ncert = \"/d\"\nkey = \"/k\"\n";
+        assert!(parse(two).unwrap_err().contains("more than one"));
     }
 
     #[test]

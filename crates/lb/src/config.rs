@@ -82,6 +82,11 @@ pub struct LbConfig {
     pub proxy_protocol: bool,
     /// Certificates for the TLS listener ([`crate::serve_tls`]).
     pub tls: Option<crate::tls::TlsSettings>,
+    /// Headers added to proxied answers the backend did not set itself.
+    pub edge_headers: crate::edge::EdgeHeaders,
+    /// Plain HTTP answered with a 308 to the TLS listener (ACME challenges
+    /// and the admin API excepted).
+    pub redirect_http: Option<crate::edge::HttpsRedirect>,
     /// Most client connections open at once; past it the lb stops accepting
     /// (new connections wait in the kernel's backlog).
     pub max_connections: usize,
@@ -169,6 +174,8 @@ impl LbConfig {
             upgrade_idle_timeout: Duration::from_secs(300),
             access_log: false,
             admin_on_main: true,
+            edge_headers: Default::default(),
+            redirect_http: None,
             ejection: EjectionConfig::default(),
             slow_start: Duration::from_secs(10),
             retry_budget_percent: 20,

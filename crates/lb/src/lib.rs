@@ -30,6 +30,8 @@
 //! - `admin`: `/lb/stats`, `/lb/strategy`, `/lb/backends`, the dashboard.
 //! - [`tls`]: TLS termination (certificates by SNI, reloaded in place);
 //!   `client_io`: a client connection, plain or TLS.
+//! - [`edge`]: headers added to answers (HSTS, `--add-header`) and the
+//!   redirect of plain HTTP to HTTPS.
 //! - `server`: accepting connections, graceful shutdown; [`run`], [`serve_tls`].
 
 mod adaptive;
@@ -41,6 +43,7 @@ mod client_io;
 mod config;
 pub mod discovery;
 mod dispatch;
+pub mod edge;
 mod h1;
 mod health;
 mod latency;

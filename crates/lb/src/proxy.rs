@@ -47,6 +47,7 @@ pub async fn forward(
     resp.headers_mut()
         .entry(REQUEST_ID)
         .or_insert(request_id.clone());
+    lb.config.edge_headers.apply(tls, resp.headers_mut());
     if let Some((method, uri, started)) = access {
         tracing::info!(
             target: "weir_lb::access",

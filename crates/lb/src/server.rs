@@ -213,7 +213,8 @@ async fn serve_accepted(
         h1::refuse_connection(client, HeadRefusal::TOO_MANY_CONNECTIONS).await;
         return;
     };
-    if client.negotiated_h2() {
+    // A redirecting listener answers with redirects: hyper writes them.
+    if client.negotiated_h2() || (lb.config.redirect_http.is_some() && !client.is_tls()) {
         let io = h1::Prefixed::new(Vec::new(), client);
         return Box::pin(serve_general(lb, admin, io, peer, stop)).await;
     }
@@ -278,6 +279,11 @@ async fn handle(
         req.extensions_mut()
             .insert(axum::extract::ConnectInfo(peer));
         return admin.oneshot(req).await;
+    }
+    if let Some(redirect) = lb.config.redirect_http.filter(|_| !tls) {
+        if crate::edge::HttpsRedirect::applies_to(path) {
+            return Ok(redirect.answer(&req));
+        }
     }
     let client = lb.rate_limits.client_ip(peer.ip(), req.headers());
     let verdict = match &lb.shared_limits {

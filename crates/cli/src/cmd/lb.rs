@@ -25,6 +25,7 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
     config.dns_server = args.dns_server;
     config.proxy_protocol = args.proxy_protocol;
     config.tls = args.tls_settings()?;
+    (config.edge_headers, config.redirect_http) = args.edge_settings()?;
     let lb = weir_lb::Lb::new(config).map_err(anyhow::Error::msg)?;
     if check {
         return super::checked("lb");

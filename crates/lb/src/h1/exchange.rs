@@ -269,6 +269,7 @@ async fn read_head(
         request_id: req.head.request_id(&bufs.client),
         extra: req.extra,
         client_close: req.head.close,
+        added: req.lb.config.edge_headers.for_connection(req.tls),
     };
     loop {
         if !bufs.upstream.is_empty() {

@@ -449,6 +449,8 @@ pub(crate) struct ResponseContext<'a> {
     /// Rate-limit headers for the client.
     pub extra: Option<&'a HeaderMap>,
     pub client_close: bool,
+    /// Added unless the backend sent them (`--hsts`, `--add-header`).
+    pub added: &'a [(http::HeaderName, http::HeaderValue)],
 }
 
 /// Reads a response head from `buf` and writes the head for the client into
@@ -500,8 +502,15 @@ pub(crate) fn parse_response(
     let mut has_te = false;
     let mut length_header: Option<Range<usize>> = None;
     let mut lines = Lines::new(buf);
+    // Which of `ctx.added` the backend set itself, by index.
+    let mut sent_by_backend = 0u64;
     for h in resp.headers.iter() {
         let name = h.name;
+        for (i, (added, _)) in ctx.added.iter().enumerate().take(64) {
+            if name.eq_ignore_ascii_case(added.as_str()) {
+                sent_by_backend |= 1 << i;
+            }
+        }
         match classify(name) {
             Known::HopByHop => continue,
             _ if connection.names(name) => continue,
@@ -569,6 +578,11 @@ pub(crate) fn parse_response(
     }
     if let Some(extra) = ctx.extra {
         for (name, value) in extra {
+            write_header(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    for (i, (name, value)) in ctx.added.iter().enumerate() {
+        if i >= 64 || sent_by_backend & (1 << i) == 0 {
             write_header(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
@@ -710,6 +724,7 @@ mod tests {
             head_request,
             request_id: b"rid",
             extra: None,
+            added: &[],
             client_close: false,
         };
         match parse_response(raw, &ctx, &mut out) {
@@ -808,6 +823,7 @@ mod tests {
             head_request: false,
             request_id: b"rid",
             extra: None,
+            added: &[],
             client_close: false,
         };
         let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n";

@@ -263,6 +263,7 @@ impl Connection<'_> {
             peer: self.peer,
             head,
             extra: extra.as_ref(),
+            tls: self.client.is_tls(),
         };
         exchange::forward(
             req,

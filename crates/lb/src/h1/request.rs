@@ -63,4 +63,6 @@ pub(crate) struct Request<'a> {
     pub head: &'a RequestHead,
     /// Rate-limit headers for the answer.
     pub extra: Option<&'a HeaderMap>,
+    /// The client came over TLS.
+    pub tls: bool,
 }

@@ -28,6 +28,7 @@ impl TestBackend {
             .route("/health", get(|| async { "ok" }))
             .route("/echo", get(echo).post(echo_body))
             .route("/work", get(work))
+            .route("/.well-known/acme-challenge/{token}", get(echo))
             .with_state((name.to_string(), delay))
             // The echo backend must take what the streaming test sends.
             .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024));

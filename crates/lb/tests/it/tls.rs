@@ -62,10 +62,19 @@ struct TlsLb {
 
 impl TlsLb {
     async fn start(backends: Vec<String>, tls: TlsSettings) -> TlsLb {
+        Self::start_with(backends, tls, |_| {}).await
+    }
+
+    async fn start_with(
+        backends: Vec<String>,
+        tls: TlsSettings,
+        adjust: impl FnOnce(&mut LbConfig),
+    ) -> TlsLb {
         let mut config = LbConfig::new(backends);
         config.admin_token = crate::support::TOKEN.into();
         config.health_interval = Duration::from_millis(100);
         config.tls = Some(tls);
+        adjust(&mut config);
         let lb = Lb::new(config).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -395,4 +404,104 @@ fn bad_or_mismatched_certificate_files_stop_the_lb_with_one_line_naming_the_file
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// `--hsts` and `--add-header` as the CLI builds them.
+fn edge_headers() -> weir_lb::edge::EdgeHeaders {
+    weir_lb::edge::EdgeHeaders::new(
+        vec![
+            weir_lb::edge::parse_header("X-Content-Type-Options: nosniff").unwrap(),
+            // The backend sends its own: it must win.
+            weir_lb::edge::parse_header("Content-Type: text/plain").unwrap(),
+        ],
+        Some(http::HeaderValue::from_static("max-age=63072000")),
+    )
+}
+
+#[tokio::test]
+async fn answers_over_tls_carry_hsts_and_the_added_headers_on_both_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::write(dir.path(), "site", &["localhost"]);
+    let backend = TestBackend::start("a", Duration::ZERO).await;
+    let lb = TlsLb::start_with(vec![backend.url()], single(&cert), |c| {
+        c.edge_headers = edge_headers();
+    })
+    .await;
+    let check = |headers: &http::HeaderMap| {
+        assert_eq!(headers["strict-transport-security"], "max-age=63072000");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["content-type"], "application/json");
+        assert_eq!(headers.get_all("content-type").iter().count(), 1);
+    };
+    // HTTP/1.1: the fast path.
+    let config = client_config(&[&cert.der], &[b"http/1.1"], rustls::DEFAULT_VERSIONS);
+    let mut sender = http1(handshake(&lb, config, "localhost").await.unwrap()).await;
+    let resp = sender.send_request(get("/echo")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    check(resp.headers());
+    // HTTP/2: the general path.
+    let config = client_config(&[&cert.der], &[b"h2"], rustls::DEFAULT_VERSIONS);
+    let tls = handshake(&lb, config, "localhost").await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("https://localhost/echo")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    check(resp.headers());
+    lb.stop().await;
+    backend.kill().await;
+}
+
+#[tokio::test]
+async fn plain_http_is_redirected_to_https_except_acme_challenges() {
+    let backend = TestBackend::start("a", Duration::ZERO).await;
+    let lb = crate::support::TestLb::start_with(vec![backend.url()], |c| {
+        c.redirect_http = Some(weir_lb::edge::HttpsRedirect { port: 8443 });
+        c.edge_headers = edge_headers();
+    })
+    .await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: &str, host: &str| {
+        client
+            .get(format!("{}{path}", lb.base))
+            .header("host", host)
+            .send()
+    };
+    for _ in 0..2 {
+        let resp = get("/tasks/1?full=1", "example.com:8080").await.unwrap();
+        assert_eq!(resp.status(), 308);
+        assert_eq!(
+            resp.headers()["location"],
+            "https://example.com:8443/tasks/1?full=1"
+        );
+        assert!(resp.headers().get("strict-transport-security").is_none());
+    }
+    // A Host no redirect may be built from: 400, not a location elsewhere.
+    let resp = get("/", "evil.com/phish").await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_host");
+    // ACME HTTP-01 challenges reach the backend over plain HTTP, with the
+    // added headers but never HSTS.
+    let resp = get("/.well-known/acme-challenge/token", "example.com")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    assert!(resp.headers().get("strict-transport-security").is_none());
+    let echoed: Value = resp.json().await.unwrap();
+    assert_eq!(echoed["backend"], "a");
+    // The admin API stays on the plain listener.
+    let resp = get("/lb/health/live", "example.com").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    lb.stop().await;
+    backend.kill().await;
 }

@@ -14,6 +14,7 @@
 //!   polling as the fallback.
 
 mod batch;
+mod claim_hint;
 mod events;
 pub mod exec;
 mod insert;
@@ -44,6 +45,7 @@ use weir_store::{lease_end, Claimed, Driver, DriverTx, Rescued, StandingTask};
 use crate::error::{from_sqlx, postgres_contention};
 use crate::StoreOptions;
 use batch::{CompletionArrays, COMPLETE_MANY};
+use claim_hint::{ClaimHints, ClaimKey};
 use rows::{decode, ClaimedRow, TaskRow, WorkerRow, FINISHED_TASK_COLUMNS, LIVE_TASK_COLUMNS};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -61,6 +63,8 @@ pub struct PostgresDriver {
     producer: JoinHandle<()>,
     /// Started on the first subscription: only workers listen.
     listener: OnceLock<JoinHandle<()>>,
+    /// Where each claim filter's next index walk may start.
+    hints: Arc<ClaimHints>,
     /// Where LISTEN connects when it may not go through `exec` (a
     /// transaction pooler keeps no session state).
     listen_url: Option<String>,
@@ -71,6 +75,39 @@ fn err(e: sqlx::Error) -> StoreError {
 }
 
 impl PostgresDriver {
+    /// One claim statement walking `tasks_claim` from `from` (None: from the
+    /// front), taking at most `max`; leaves a hint for the next walk.
+    async fn claim_walk(
+        &self,
+        p: &TaskClaimParams,
+        filter: &str,
+        from: Option<ClaimKey>,
+        max: u32,
+    ) -> Result<Vec<ClaimedRow>, StoreError> {
+        let sql = match from {
+            Some(_) => TASK_CLAIM_SQL.replace(
+                "{filter}",
+                &format!("{filter} AND priority = $5 AND (run_at, id) > ($6, $7)"),
+            ),
+            None => TASK_CLAIM_SQL.replace("{filter}", filter),
+        };
+        let mut query = sqlx::query_as(&sql)
+            .bind(&p.worker_id)
+            .bind(p.now)
+            .bind(lease_end(p.now, p.lease))
+            .bind(i64::from(max));
+        if let Some(k) = from {
+            query = query.bind(k.priority).bind(k.run_at).bind(k.id);
+        }
+        let started = std::time::Instant::now();
+        let rows: Vec<ClaimedRow> = query.fetch_all(&self.exec).await.map_err(err)?;
+        let last = claim_hint::latest(rows.iter().map(ClaimedRow::claim_key));
+        let full = rows.len() >= max as usize;
+        self.hints
+            .record(filter, from, last, full, started.elapsed());
+        Ok(rows)
+    }
+
     /// Connects, and runs migrations unless told not to.
     pub async fn open(options: &StoreOptions) -> Result<Self, StoreError> {
         let mut connect = PgConnectOptions::from_str(&options.database_url)
@@ -106,6 +143,7 @@ impl PostgresDriver {
             poke,
             producer,
             listener: OnceLock::new(),
+            hints: Arc::default(),
         })
     }
 
@@ -232,6 +270,7 @@ impl Driver for PostgresDriver {
         Ok(Box::new(tx::PostgresTx {
             tx,
             named: !self.exec.pooled,
+            hints: self.hints.clone(),
         }))
     }
 
@@ -283,18 +322,15 @@ impl Driver for PostgresDriver {
         p: &TaskClaimParams,
         limited: &[String],
     ) -> Result<Vec<Claimed>, StoreError> {
-        let sql = TASK_CLAIM_SQL.replace(
-            "{filter}",
-            &crate::filter::fast_claim_filter(limited, p.queues.as_deref(), p.types.as_deref()),
-        );
-        let rows: Vec<ClaimedRow> = sqlx::query_as(&sql)
-            .bind(&p.worker_id)
-            .bind(p.now)
-            .bind(lease_end(p.now, p.lease))
-            .bind(i64::from(p.max))
-            .fetch_all(&self.exec)
-            .await
-            .map_err(err)?;
+        let filter =
+            crate::filter::fast_claim_filter(limited, p.queues.as_deref(), p.types.as_deref());
+        let from = self.hints.start_for(&filter);
+        let mut rows = self.claim_walk(p, &filter, from, p.max).await?;
+        if from.is_some() && rows.len() < p.max as usize {
+            // The hint's priority ran out: the rest may sit anywhere.
+            let rest = p.max - rows.len() as u32;
+            rows.extend(self.claim_walk(p, &filter, None, rest).await?);
+        }
         decode(rows)
     }
 
@@ -302,7 +338,11 @@ impl Driver for PostgresDriver {
         &self,
         params: &[&TaskInsertParams],
     ) -> Result<Vec<TaskId>, StoreError> {
-        insert::insert_rows(&self.exec, params).await
+        let ids = insert::insert_rows(&self.exec, params).await?;
+        for p in params {
+            self.hints.task_queued_at(&ClaimKey::of(p));
+        }
+        Ok(ids)
     }
 
     async fn task_standing_for(
@@ -317,6 +357,10 @@ impl Driver for PostgresDriver {
         completions: &[TaskCompletion],
     ) -> Result<Vec<TaskId>, StoreError> {
         let a = CompletionArrays::new(completions);
+        if a.states.contains(&"queued") {
+            // Retries go back at a later run_at but perhaps a higher priority.
+            self.hints.forget_all();
+        }
         let (cache_keys, (cache_ids, cache_expiry)): (
             Vec<String>,
             (Vec<Uuid>, Vec<DateTime<Utc>>),
@@ -386,6 +430,9 @@ impl Driver for PostgresDriver {
             .fetch_one(&self.exec)
             .await
             .map_err(err)?;
+        if requeued > 0 {
+            self.hints.forget_all();
+        }
         Ok(Rescued {
             dead: dead as u64,
             requeued: requeued as u64,
@@ -407,6 +454,7 @@ impl Driver for PostgresDriver {
         .execute(&self.exec)
         .await
         .map_err(err)?;
+        self.hints.forget_all();
         Ok(done.rows_affected())
     }
 
@@ -416,7 +464,9 @@ impl Driver for PostgresDriver {
         now: DateTime<Utc>,
     ) -> Result<Option<Task>, StoreError> {
         let sql = include_str!("sql/retry_dead.sql").replace("{columns}", LIVE_TASK_COLUMNS);
-        self.change_one(&sql, id, now).await
+        let task = self.change_one(&sql, id, now).await?;
+        self.hints.forget_all();
+        Ok(task)
     }
 
     async fn task_cancel_live(

@@ -94,6 +94,17 @@ pub struct ClaimedRow {
     timeout_ms: Option<i64>,
 }
 
+impl ClaimedRow {
+    /// Where this row sat in `tasks_claim`.
+    pub(super) fn claim_key(&self) -> super::claim_hint::ClaimKey {
+        super::claim_hint::ClaimKey {
+            priority: self.priority,
+            run_at: self.run_at,
+            id: self.id,
+        }
+    }
+}
+
 impl TryFrom<ClaimedRow> for Claimed {
     type Error = StoreError;
 

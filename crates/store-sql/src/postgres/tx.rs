@@ -17,6 +17,8 @@ pub(super) struct PostgresTx {
     pub(super) tx: Transaction<'static, Postgres>,
     /// False behind a transaction pooler: unnamed statements only.
     pub(super) named: bool,
+    /// Told of every task this transaction queues.
+    pub(super) hints: std::sync::Arc<super::claim_hint::ClaimHints>,
 }
 
 impl PostgresTx {
@@ -234,6 +236,9 @@ impl DriverTx for PostgresTx {
             .fetch_optional(self.exec())
             .await
             .map_err(err)?;
+        // Before commit, so a claim racing the commit walks from the front.
+        self.hints
+            .task_queued_at(&super::claim_hint::ClaimKey::of(p));
         row.map(Task::try_from).transpose()
     }
 

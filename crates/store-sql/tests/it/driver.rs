@@ -23,6 +23,7 @@ macro_rules! driver_suite {
             complete_many_returns_only_the_applied_ids,
             rescue_tells_dead_from_requeued,
             limited_queues_come_with_their_buckets,
+            a_task_queued_before_a_draining_claimer_is_claimed_next,
         );
     };
     ($setup:ident; $($name:ident),* $(,)?) => {
@@ -193,5 +194,36 @@ pub async fn limited_queues_come_with_their_buckets(d: Arc<dyn Driver>) {
     assert_eq!(
         queues[0].refilled_at.map(|t| t.timestamp_millis()),
         Some(now.timestamp_millis())
+    );
+}
+
+/// A claimer draining a backlog in full batches may start its index walk
+/// where its last batch ended; a task this process queues ahead of that
+/// point (a higher priority, an earlier run_at) is still claimed first.
+pub async fn a_task_queued_before_a_draining_claimer_is_claimed_next(d: Arc<dyn Driver>) {
+    let now = Utc::now();
+    let backlog: Vec<TaskInsertParams> = (0..30)
+        .map(|i| insert_params(Builtin::Md5, &format!("backlog {i}"), now))
+        .collect();
+    d.task_insert_rows(&backlog.iter().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let first = d.claim_unlimited(&claim("w", 10, now), &[]).await.unwrap();
+    assert_eq!(first.len(), 10, "a full batch");
+
+    let mut urgent = insert_params(Builtin::Md5, "urgent", now);
+    urgent.priority = 5;
+    let mut early = insert_params(Builtin::Md5, "early", now);
+    early.run_at = now - chrono::Duration::seconds(60);
+    d.task_insert_rows(&[&urgent]).await.unwrap();
+    let next = d.claim_unlimited(&claim("w", 10, now), &[]).await.unwrap();
+    assert_eq!(next.len(), 10);
+    assert_eq!(next.iter().filter(|c| c.task.id == urgent.id).count(), 1);
+
+    d.task_insert_rows(&[&early]).await.unwrap();
+    let after = d.claim_unlimited(&claim("w", 10, now), &[]).await.unwrap();
+    assert!(
+        after.iter().any(|c| c.task.id == early.id),
+        "a task due earlier than the last batch was skipped"
     );
 }

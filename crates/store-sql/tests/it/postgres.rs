@@ -71,6 +71,56 @@ async fn claim_query_uses_the_claim_index() {
     );
 }
 
+/// Regression: a drain of a large backlog slowed as it went, each claim
+/// walking the index entries of every task claimed before it. A claimer now
+/// starts where its last full batch ended; a higher-priority task another
+/// process queues meanwhile is still found by the periodic walk from the
+/// front.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_priority_task_from_another_process_is_claimed_during_a_drain() {
+    use chrono::Utc;
+    use weir_store::Driver;
+    let db = PgDatabase::create().await;
+    let claimer = PostgresDriver::open(&StoreOptions::new(db.url()))
+        .await
+        .unwrap();
+    let submitter = PostgresDriver::open(&StoreOptions::new(db.url()))
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let backlog: Vec<_> = (0..2000)
+        .map(|i| crate::conformance::insert_params(weir_core::Builtin::Md5, &i.to_string(), now))
+        .collect();
+    submitter
+        .task_insert_rows(&backlog.iter().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let batch = crate::conformance::claim("w", 5, now);
+    assert_eq!(claimer.claim_unlimited(&batch, &[]).await.unwrap().len(), 5);
+
+    let mut urgent = crate::conformance::insert_params(weir_core::Builtin::Md5, "urgent", now);
+    urgent.priority = 9;
+    submitter.task_insert_rows(&[&urgent]).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut claims = 0;
+    loop {
+        let got = claimer.claim_unlimited(&batch, &[]).await.unwrap();
+        claims += 1;
+        if got.iter().any(|c| c.task.id == urgent.id) {
+            break;
+        }
+        assert_eq!(
+            got.len(),
+            5,
+            "the backlog ran out before the urgent task was claimed"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the urgent task was not claimed after {claims} claims"
+        );
+    }
+}
+
 /// The conformance suite again, through pgbouncer in transaction pooling
 /// mode (Debian's 1.18: no prepared statements there): the schema made
 /// directly, then every call through the pooler.
