@@ -62,7 +62,7 @@ pub enum Command {
     /// The whole system in one process: lb, API nodes and workers on an embedded SQLite store.
     Up(Box<UpArgs>),
     /// The load balancer alone.
-    Lb(LbArgs),
+    Lb(Box<LbArgs>),
     /// One API node.
     Api(ApiArgs),
     /// One worker.
@@ -585,7 +585,8 @@ pub struct LbArgs {
     #[arg(long, env = "WEIR_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Backend URLs with optional weights, comma-separated:
-    /// http://10.0.0.1:8081=5,http://10.0.0.2:8081.
+    /// http://10.0.0.1:8081=5,http://10.0.0.2:8081; https:// (TLS, HTTP/2
+    /// when offered) and h2c:// (HTTP/2 without TLS, e.g. gRPC) too.
     #[arg(long, env = "WEIR_BACKENDS", value_delimiter = ',')]
     pub backends: Vec<String>,
     /// Backends from DNS, comma-separated: NAME:PORT (every A/AAAA address
@@ -633,6 +634,25 @@ pub struct LbArgs {
     /// The oldest TLS version clients may use: 1.2 or 1.3.
     #[arg(long, env = "WEIR_TLS_MIN_VERSION", default_value = "1.2")]
     pub tls_min_version: weir_lb::tls::TlsVersion,
+    /// PEM certificates that `https://` backends' certificates must lead to
+    /// (default: the system's roots).
+    #[arg(long, env = "WEIR_BACKEND_CA")]
+    pub backend_ca: Option<PathBuf>,
+    /// A client certificate (PEM) for `https://` backends that require one
+    /// (mutual TLS).
+    #[arg(
+        long,
+        env = "WEIR_BACKEND_CLIENT_CERT",
+        requires = "backend_client_key"
+    )]
+    pub backend_client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --backend-client-cert.
+    #[arg(
+        long,
+        env = "WEIR_BACKEND_CLIENT_KEY",
+        requires = "backend_client_cert"
+    )]
+    pub backend_client_key: Option<PathBuf>,
     /// Answer plain HTTP with a 308 to the same URL on HTTPS, at this port
     /// (default: --tls-listen's); ACME challenges and the admin API are
     /// still served over plain HTTP.
@@ -680,6 +700,20 @@ impl std::str::FromStr for SniCertificate {
 }
 
 impl LbArgs {
+    /// How `https://` backends are verified and what the lb shows them.
+    pub fn backend_tls(&self) -> weir_lb::upstream_tls::BackendTlsSettings {
+        weir_lb::upstream_tls::BackendTlsSettings {
+            ca: self.backend_ca.clone(),
+            client_cert: match (&self.backend_client_cert, &self.backend_client_key) {
+                (Some(cert), Some(key)) => Some(weir_lb::tls::CertFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
+        }
+    }
+
     /// The headers added to answers and the redirect of plain HTTP; an
     /// error names the flag.
     pub fn edge_settings(
@@ -1050,7 +1084,7 @@ mod tests {
         let argv = ["weir", "lb", "--backends", "http://127.0.0.1:1"];
         let cli = Cli::try_parse_from(argv.iter().chain(flags)).unwrap();
         match cli.command {
-            Command::Lb(args) => args,
+            Command::Lb(args) => *args,
             other => panic!("not lb: {other:?}"),
         }
     }

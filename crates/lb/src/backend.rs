@@ -12,12 +12,25 @@ use tokio::sync::Notify;
 use crate::adaptive::AdaptiveLimit;
 use crate::latency::LatencyHistogram;
 
+/// What a backend speaks, from its URL's scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `http://`: HTTP/1.1 over TCP (the fast path's).
+    Http1,
+    /// `https://`: TLS, then HTTP/2 or HTTP/1.1 as ALPN settles.
+    Https,
+    /// `h2c://`: HTTP/2 over TCP, by prior knowledge (gRPC servers).
+    H2c,
+}
+
 /// One upstream API node, with the counters the strategies and stats read.
 #[derive(Debug)]
 pub struct Backend {
     /// `host:port`; also the backend's id in the admin API.
     pub authority: Authority,
     pub scheme: Scheme,
+    /// How requests travel to it.
+    pub protocol: Protocol,
     in_flight: AtomicU64,
     requests: AtomicU64,
     errors: AtomicU64,
@@ -110,7 +123,9 @@ pub struct BackendStats {
 }
 
 impl Backend {
-    /// Parses `http://host:port[=WEIGHT]` (a bare `host:port` is taken as http).
+    /// Parses `SCHEME://host:port[=WEIGHT]`, SCHEME `http`, `https` (TLS,
+    /// HTTP/2 when the backend offers it) or `h2c` (HTTP/2 without TLS); a
+    /// bare `host:port` is taken as http.
     pub fn parse(spec: &str) -> Result<Self, String> {
         let (url, weight) = match spec.trim().rsplit_once('=') {
             Some((url, w)) => {
@@ -132,11 +147,17 @@ impl Backend {
         let uri: http::Uri = with_scheme
             .parse()
             .map_err(|e| format!("invalid backend URL {url:?}: {e}"))?;
-        if uri.scheme() != Some(&Scheme::HTTP) {
-            return Err(format!(
-                "backend {url:?}: only http:// backends are supported"
-            ));
-        }
+        let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
+        let protocol = match scheme.as_str() {
+            "http" => Protocol::Http1,
+            "https" => Protocol::Https,
+            "h2c" => Protocol::H2c,
+            other => {
+                return Err(format!(
+                    "backend {url:?}: {other}:// is not http://, https:// or h2c://"
+                ))
+            }
+        };
         if uri.path() != "/" && !uri.path().is_empty() {
             return Err(format!("backend {url:?}: a backend URL has no path"));
         }
@@ -146,7 +167,8 @@ impl Backend {
             .ok_or_else(|| format!("backend {url:?} has no host"))?;
         Ok(Backend {
             authority,
-            scheme: Scheme::HTTP,
+            scheme,
+            protocol,
             in_flight: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -492,6 +514,14 @@ impl BackendSet {
 
     pub fn snapshot(&self) -> Arc<Vec<Arc<Backend>>> {
         self.backends.load_full()
+    }
+
+    /// Whether every backend speaks plain HTTP/1.1 (the fast path's).
+    pub fn all_http1(&self) -> bool {
+        self.backends
+            .load()
+            .iter()
+            .all(|b| b.protocol == Protocol::Http1)
     }
 
     /// Adds a backend unless one with the same id exists; returns whether it was added.

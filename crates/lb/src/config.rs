@@ -82,6 +82,9 @@ pub struct LbConfig {
     pub proxy_protocol: bool,
     /// Certificates for the TLS listener ([`crate::serve_tls`]).
     pub tls: Option<crate::tls::TlsSettings>,
+    /// How `https://` backends are verified, and the client certificate
+    /// they may ask for.
+    pub backend_tls: crate::upstream_tls::BackendTlsSettings,
     /// Headers added to proxied answers the backend did not set itself.
     pub edge_headers: crate::edge::EdgeHeaders,
     /// Plain HTTP answered with a 308 to the TLS listener (ACME challenges
@@ -175,6 +178,7 @@ impl LbConfig {
             access_log: false,
             admin_on_main: true,
             edge_headers: Default::default(),
+            backend_tls: Default::default(),
             redirect_http: None,
             ejection: EjectionConfig::default(),
             slow_start: Duration::from_secs(10),

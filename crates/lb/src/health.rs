@@ -3,17 +3,19 @@
 
 use std::sync::Arc;
 
-use http::{Request, Uri};
+use http::Request;
 
 use crate::state::Lb;
+use crate::upstream::{self, Route};
+use crate::Backend;
 
 /// Checks every backend once, concurrently, and waits for all checks.
 pub async fn check_all(lb: &Arc<Lb>) {
     let mut checks = tokio::task::JoinSet::new();
-    for backend in lb.backends.snapshot().iter().cloned() {
-        let lb = lb.clone();
+    for backend in lb.backends.snapshot().iter() {
+        let (lb, backend) = (lb.clone(), backend.clone());
         checks.spawn(async move {
-            if probe(&lb, backend.authority.as_str()).await {
+            if probe(&lb, &backend).await {
                 backend.record_check_success(lb.config.health_rise);
             } else {
                 backend.record_check_failure(lb.config.health_fall);
@@ -23,15 +25,29 @@ pub async fn check_all(lb: &Arc<Lb>) {
     while checks.join_next().await.is_some() {}
 }
 
-async fn probe(lb: &Lb, authority: &str) -> bool {
-    let Ok(uri) = format!("http://{authority}/health").parse::<Uri>() else {
+async fn probe(lb: &Lb, backend: &Backend) -> bool {
+    let authority = backend.authority.as_str();
+    let Ok(req) = Request::get("/health")
+        .header(http::header::HOST, authority)
+        .body(axum::body::Body::empty())
+    else {
         return false;
     };
-    let Ok(req) = Request::get(uri).body(axum::body::Body::empty()) else {
-        return false;
-    };
-    match tokio::time::timeout(lb.config.health_timeout, lb.client().request(req)).await {
-        Ok(Ok(resp)) => resp.status().is_success(),
+    let route = Route::to(backend, lb.backend_tls());
+    let config = &lb.config;
+    let sent = upstream::send(
+        route,
+        req,
+        config.connect_timeout,
+        config.upstream_idle_timeout,
+    );
+    match tokio::time::timeout(config.health_timeout, sent).await {
+        Ok(Ok(resp)) => {
+            let ok = resp.status().is_success();
+            // Read to the end, so the connection goes back to the pool.
+            let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+            ok
+        }
         _ => false,
     }
 }

@@ -19,7 +19,9 @@
 //!   replays, request ids, the JSON error shape).
 //! - `h1`: the fast path — plain HTTP/1.1 relayed byte for byte.
 //! - `proxy`: the general path's transport on hyper (HTTP/2, upgrades, the rest).
-//! - `upstream`: per-thread keep-alive pools to the backends.
+//! - `upstream`: per-thread keep-alive pools to the backends (HTTP/1.1, and
+//!   HTTP/2 for `h2c://` and `https://` backends that offer it);
+//!   [`upstream_tls`]: TLS to `https://` backends.
 //! - `tunnel`: upgraded connections (WebSockets) relayed both ways.
 //! - `discovery`: `--backends-dns`, the backend set following DNS names.
 //! - `proxy_protocol`: `--proxy-protocol`, the client named by a balancer in front.
@@ -63,6 +65,7 @@ mod throughput;
 pub mod tls;
 mod tunnel;
 mod upstream;
+pub mod upstream_tls;
 
 pub use backend::{Backend, BackendSet};
 pub use config::{HashKey, LbConfig};

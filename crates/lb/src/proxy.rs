@@ -250,15 +250,15 @@ impl Transport for HyperClient<'_> {
             }
         }
         let config = &self.lb.config;
-        let authority = backend.authority.as_str();
+        let route = upstream::Route::to(backend, self.lb.backend_tls());
         let sending = async {
             if self.upgrade {
-                upstream::send_upgrade(authority, upstream, config.connect_timeout)
+                upstream::send_upgrade(route, upstream, config.connect_timeout)
                     .await
                     .map(|resp| resp.map(Body::new))
             } else {
                 let idle = config.upstream_idle_timeout;
-                upstream::send(authority, upstream, config.connect_timeout, idle).await
+                upstream::send(route, upstream, config.connect_timeout, idle).await
             }
         };
         let sent = tokio::time::timeout(config.upstream_timeout, sending).await;

@@ -1,21 +1,19 @@
 //! [`Lb`]: the load balancer's shared state, read by every part of it (the
 //! accept loop, both forwarding paths, health checks, the admin API).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use axum::body::Body;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::backend::Protocol;
 use crate::outlier::RetryBudget;
 use crate::per_ip::PerIp;
 use crate::ratelimit::RateLimits;
 use crate::ratelimit_shared::SharedLimiter;
 use crate::selection::ActiveStrategy;
 use crate::throughput::Throughput;
+use crate::upstream_tls::BackendTls;
 use crate::{Backend, BackendSet, LbConfig};
 
 /// The load balancer's shared state.
@@ -23,8 +21,6 @@ pub struct Lb {
     pub config: LbConfig,
     pub backends: BackendSet,
     pub strategy: ArcSwap<ActiveStrategy>,
-    /// Tells this balancer's per-thread connection pools apart.
-    id: u64,
     pub rate_limits: RateLimits,
     /// Retries left this second.
     pub retry_budget: RetryBudget,
@@ -52,6 +48,8 @@ pub struct Lb {
     pub(crate) tunnels: tokio_util::task::TaskTracker,
     /// TLS termination, when certificates are configured.
     pub tls: Option<crate::tls::Terminator>,
+    /// TLS to `https://` backends.
+    backend_tls: std::sync::OnceLock<Option<BackendTls>>,
 }
 
 impl Lb {
@@ -62,6 +60,15 @@ impl Lb {
             .iter()
             .map(|url| Backend::parse(url).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
+        // Bad CA or client certificate files stop the lb at start.
+        let backend_tls = std::sync::OnceLock::new();
+        let wants_tls = backends.iter().any(|b| b.protocol == Protocol::Https)
+            || config.backend_tls.ca.is_some()
+            || config.backend_tls.client_cert.is_some();
+        if wants_tls {
+            let tls = BackendTls::load(&config.backend_tls).map_err(|e| e.to_string())?;
+            let _ = backend_tls.set(Some(tls));
+        }
         let rate_limits =
             RateLimits::new(config.rate_limit.clone(), config.trusted_proxies.clone())?;
         Ok(Arc::new(Lb {
@@ -96,39 +103,22 @@ impl Lb {
                 .map(crate::tls::Terminator::new)
                 .transpose()
                 .map_err(|e| e.to_string())?,
+            backend_tls,
             config,
-            id: NEXT_LB_ID.fetch_add(1, Ordering::Relaxed),
         }))
     }
 
-    /// This thread's pooled keep-alive client to the backends. Each thread has
-    /// its own pool, so a request and its upstream connection stay on one
-    /// thread: no lock shared across threads, no cross-thread wake-ups.
-    pub fn client(&self) -> Client<HttpConnector, Body> {
-        CLIENTS.with(|clients| {
-            clients
-                .borrow_mut()
-                .entry(self.id)
-                .or_insert_with(|| {
-                    let mut connector = HttpConnector::new();
-                    connector.set_nodelay(true);
-                    connector.set_connect_timeout(Some(self.config.connect_timeout));
-                    Client::builder(TokioExecutor::new())
-                        .pool_max_idle_per_host(256)
-                        .pool_idle_timeout(self.config.upstream_idle_timeout)
-                        .pool_timer(TokioTimer::new())
-                        .build(connector)
-                })
-                .clone()
-        })
+    /// The TLS client for `https://` backends: loaded at start when
+    /// configured or needed, else on first use (a backend added later).
+    pub(crate) fn backend_tls(&self) -> Option<&BackendTls> {
+        self.backend_tls
+            .get_or_init(|| match BackendTls::load(&self.config.backend_tls) {
+                Ok(tls) => Some(tls),
+                Err(e) => {
+                    tracing::error!(error = %e, "no TLS client for https:// backends");
+                    None
+                }
+            })
+            .as_ref()
     }
-}
-
-static NEXT_LB_ID: AtomicU64 = AtomicU64::new(0);
-
-type UpstreamClient = Client<HttpConnector, Body>;
-
-thread_local! {
-    static CLIENTS: std::cell::RefCell<std::collections::HashMap<u64, UpstreamClient>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
 }

@@ -234,7 +234,7 @@ fn load_all(
 }
 
 /// `flags`: what names the certificate file and the key file, for errors.
-fn load_pair(
+pub(crate) fn load_pair(
     [cert_flag, key_flag]: [&str; 2],
     files: &CertFiles,
     provider: &CryptoProvider,

@@ -26,6 +26,7 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
     config.proxy_protocol = args.proxy_protocol;
     config.tls = args.tls_settings()?;
     (config.edge_headers, config.redirect_http) = args.edge_settings()?;
+    config.backend_tls = args.backend_tls();
     let lb = weir_lb::Lb::new(config).map_err(anyhow::Error::msg)?;
     if check {
         return super::checked("lb");

@@ -23,7 +23,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     match command {
         Command::Up(args) => up::run(*args, &task_types, check).await,
-        Command::Lb(args) => lb::run(args, check).await,
+        Command::Lb(args) => lb::run(*args, check).await,
         Command::Api(args) => api::run(args, &task_types, check).await,
         Command::Worker(args) => worker::run(args, &task_types, check).await,
         Command::Migrate(args) => migrate::run(args, check).await,

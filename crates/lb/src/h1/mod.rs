@@ -94,6 +94,10 @@ pub(crate) async fn serve_connection(
         if lb.config.admin_on_main && rules::is_admin_path(head.path(&conn.bufs.client)) {
             return conn.fallback();
         }
+        // TLS and HTTP/2 to backends are hyper's.
+        if !lb.backends.all_http1() {
+            return conn.fallback();
+        }
         if !conn.read_small_body(&head).await {
             return Outcome::Done;
         }

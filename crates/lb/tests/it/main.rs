@@ -1,5 +1,6 @@
 //! The load balancer against tiny real backends on ephemeral ports.
 
+mod backend_protocols;
 mod backends;
 mod discovery;
 mod failover;
