@@ -7,6 +7,8 @@
 //! - [`config`]: [`WorkerConfig`] and its defaults.
 //! - [`worker`]: [`run`], the claim → execute → complete loop of one worker.
 //! - [`completer`]: records finished attempts in batches, off the claim path.
+//! - `prefetch`: claiming ahead of free slots when tasks are shorter than a
+//!   claim, without hoarding long ones.
 //! - [`handler`]: the [`Handler`] trait every task type's code implements
 //!   (async; gets the input, attempt, a progress handle and a cancellation
 //!   signal; succeeds, fails retryably or permanently), and [`Handlers`],
@@ -21,6 +23,7 @@ pub mod config;
 pub mod handler;
 pub mod handlers;
 pub mod maintenance;
+mod prefetch;
 pub mod worker;
 
 pub use config::WorkerConfig;

@@ -17,6 +17,7 @@ use weir_core::{
 
 use crate::completer::Completer;
 use crate::handler::{HandlerError, Job, Progress};
+use crate::prefetch::Prefetch;
 use crate::{maintenance, WorkerConfig};
 
 /// What a worker did before it stopped.
@@ -49,6 +50,7 @@ pub async fn run(
         config,
         started_at: Utc::now(),
         running: JoinSet::new(),
+        prefetch: Prefetch::default(),
         held: HashMap::new(),
         aborts: HashMap::new(),
         completer: Some(completer),
@@ -73,6 +75,8 @@ struct Worker {
     config: WorkerConfig,
     started_at: DateTime<Utc>,
     running: JoinSet<Result<serde_json::Value, HandlerError>>,
+    /// Claimed tasks waiting for a slot.
+    prefetch: Prefetch,
     /// What each running tokio task is running, to complete or release it.
     held: HashMap<tokio::task::Id, ClaimedTask>,
     /// How to stop each running tokio task (a cancelled or lost task), and
@@ -89,6 +93,7 @@ struct Running {
     abort: tokio::task::AbortHandle,
     cancel: CancellationToken,
     progress: Progress,
+    started: Instant,
 }
 
 impl Running {
@@ -144,11 +149,15 @@ impl Worker {
             if draining && self.running.is_empty() {
                 break;
             }
-            let has_room = !draining && self.running.len() < self.config.concurrency;
+            let has_room = !draining && self.in_hand() < self.config.concurrency + self.ahead();
+            let stale_at = self.prefetch.deadline();
             tokio::select! {
                 _ = shutdown.cancelled(), if !draining => {
                     tracing::info!(worker = %self.config.worker_id, running = self.running.len(), "draining");
                     drain_deadline = Some(Instant::now() + self.config.shutdown_grace);
+                    // Tasks in hand go back now, for workers that stay.
+                    let waiting = self.prefetch.take_stale(true);
+                    self.hand_back(waiting).await;
                     self.heartbeat(WorkerStatus::Draining).await;
                 }
                 Some(joined) = self.running.join_next_with_id(), if !self.running.is_empty() => {
@@ -156,6 +165,11 @@ impl Worker {
                     while let Some(joined) = self.running.try_join_next_with_id() {
                         self.finished(joined);
                     }
+                    self.start_waiting();
+                }
+                _ = sleep_until(stale_at.unwrap_or_else(Instant::now)), if stale_at.is_some() => {
+                    let stale = self.prefetch.take_stale(false);
+                    self.hand_back(stale).await;
                 }
                 changed = inserted.changed(), if has_room => {
                     if changed.is_err() {
@@ -198,7 +212,7 @@ impl Worker {
     /// Claims as many tasks as there is room for and starts them. On a store
     /// error, returns how long to wait before claiming again.
     async fn claim(&mut self) -> Result<(), Duration> {
-        let room = self.config.concurrency.saturating_sub(self.running.len());
+        let room = (self.config.concurrency + self.ahead()).saturating_sub(self.in_hand());
         if room == 0 {
             return Ok(());
         }
@@ -211,23 +225,63 @@ impl Worker {
             key_limit: self.config.concurrency_key_limit,
             types: Some(self.types.clone()),
         };
+        let asked = std::time::Instant::now();
         match self.store.task_claim(params).await {
             Ok(tasks) => {
+                self.prefetch.claim_took(asked.elapsed());
                 for task in tasks {
                     if task.attempt > 1 {
                         self.metrics.retries.increment(1);
                     }
-                    let running = self.start(&task);
-                    self.held.insert(running.abort.id(), task);
-                    self.aborts.insert(running.abort.id(), running);
+                    self.prefetch.push(task);
                 }
-                self.metrics.active.set(self.held.len() as f64);
+                self.start_waiting();
                 Ok(())
             }
             Err(e) => {
                 tracing::warn!(worker = %self.config.worker_id, error = %e, "claim failed");
                 Err(self.config.poll_interval)
             }
+        }
+    }
+
+    /// Tasks claimed and not finished: running or waiting for a slot.
+    fn in_hand(&self) -> usize {
+        self.running.len() + self.prefetch.len()
+    }
+
+    /// How many tasks to hold beyond the slots ([`Prefetch::ahead`]).
+    fn ahead(&self) -> usize {
+        let oldest = self.aborts.values().map(|r| r.started.elapsed()).max();
+        self.prefetch
+            .ahead(self.config.concurrency, oldest.unwrap_or_default())
+    }
+
+    /// Starts waiting tasks while slots are free.
+    fn start_waiting(&mut self) {
+        while self.running.len() < self.config.concurrency {
+            let Some(task) = self.prefetch.pop() else {
+                break;
+            };
+            let running = self.start(&task);
+            self.held.insert(running.abort.id(), task);
+            self.aborts.insert(running.abort.id(), running);
+        }
+        self.metrics.active.set(self.held.len() as f64);
+    }
+
+    /// Gives tasks that never started back to the queue (their attempt is
+    /// not counted); a failure leaves them to expire and be rescued.
+    async fn hand_back(&mut self, tasks: Vec<ClaimedTask>) {
+        if tasks.is_empty() {
+            return;
+        }
+        let params = TaskReleaseParams {
+            tasks: tasks.iter().map(|t| (t.id, t.lease_token)).collect(),
+            now: Utc::now(),
+        };
+        if let Err(e) = self.store.task_release(params).await {
+            tracing::warn!(error = %e, "handing back waiting tasks failed; their leases will expire");
         }
     }
 
@@ -277,6 +331,7 @@ impl Worker {
             abort,
             cancel,
             progress,
+            started: Instant::now(),
         }
     }
 
@@ -294,7 +349,9 @@ impl Worker {
             // Cancelled: only during release, which handles the task itself.
             Err(_) => return,
         };
-        self.aborts.remove(&id);
+        if let Some(running) = self.aborts.remove(&id) {
+            self.prefetch.task_took(running.started.elapsed());
+        }
         let Some(task) = self.held.remove(&id) else {
             return;
         };
@@ -350,12 +407,17 @@ impl Worker {
     /// longer holds (cancelled by a user, or rescued and handed to another
     /// worker) — their results would be refused anyway.
     async fn extend_leases(&mut self) {
-        if self.held.is_empty() {
+        if self.held.is_empty() && self.prefetch.len() == 0 {
             return;
         }
         let params = TaskLeaseExtendParams {
             worker_id: self.config.worker_id.clone(),
-            tasks: self.held.values().map(|t| (t.id, t.lease_token)).collect(),
+            tasks: self
+                .held
+                .values()
+                .chain(self.prefetch.iter())
+                .map(|t| (t.id, t.lease_token))
+                .collect(),
             lease_expires_at: Utc::now() + to_chrono(self.config.lease),
             progress: self
                 .held
@@ -368,6 +430,7 @@ impl Worker {
         };
         match self.store.task_lease_extend(params).await {
             Ok(still_held) => {
+                self.prefetch.forget(|t| !still_held.contains(&t.id));
                 let lost: Vec<tokio::task::Id> = self
                     .held
                     .iter()

@@ -202,7 +202,54 @@ async fn periodic_jobs_run_once_per_slot_across_workers(store: StoreKind) {
     stack.stop().await;
 }
 
+/// Workers claim tiny tasks ahead of their free slots; when the queue turns
+/// to long tasks, none of them sits in one worker's hand while another
+/// worker has free slots (with default flags: 3 workers × 4 slots).
+async fn a_worker_that_learnt_tasks_are_fast_does_not_hoard_slow_ones(store: StoreKind) {
+    let stack = Stack::start(StackOptions::on(store)).await;
+    let mut fast = Vec::new();
+    for i in 0..400 {
+        let body = json!({"type": "md5", "input": {"string": format!("fast-{i}")}});
+        let (status, accepted) = stack.post_json("/tasks", &body).await;
+        assert_eq!(status, 202, "{accepted}");
+        fast.push(accepted["task_id"].as_str().unwrap().to_string());
+    }
+    for id in &fast {
+        assert_eq!(stack.wait_task(id).await["status"], "succeeded");
+    }
+    // As many slow tasks as there are slots, due at one instant (so one
+    // claim could take them all): all must run at once.
+    let due = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    for _ in 0..12 {
+        let body = json!({"type": "sleep", "input": {"ms": 3000}, "run_at": due});
+        let (status, _) = stack.post_json("/tasks", &body).await;
+        assert_eq!(status, 202);
+    }
+    let running = poll(Duration::from_millis(4000), || async {
+        let (_, page) = stack
+            .get_json("/tasks?type=sleep&status=running&limit=50")
+            .await;
+        let tasks = page["tasks"].as_array()?.clone();
+        (tasks.len() == 12).then_some(tasks)
+    })
+    .await;
+    let mut per_worker: HashMap<String, usize> = HashMap::new();
+    for t in &running {
+        *per_worker
+            .entry(t["worker_id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(per_worker.len(), 3, "{per_worker:?}");
+    assert!(per_worker.values().all(|n| *n == 4), "{per_worker:?}");
+    // Nothing was counted as an attempt while it waited in a worker's hand.
+    for t in &running {
+        assert_eq!(t["attempts"], 1, "{t}");
+    }
+    stack.stop().await;
+}
+
 crate::for_each_store!(
+    a_worker_that_learnt_tasks_are_fast_does_not_hoard_slow_ones,
     periodic_jobs_run_once_per_slot_across_workers,
     long_tasks_show_their_progress,
     cancelling_a_running_task_stops_it,
