@@ -605,6 +605,11 @@ pub struct LbArgs {
     /// limits, hashing and X-Forwarded-For; a connection without one is refused.
     #[arg(long, env = "WEIR_PROXY_PROTOCOL")]
     pub proxy_protocol: bool,
+    /// Open every connection to a backend with a PROXY v2 header naming the
+    /// client (for backends behind which the client's address matters at
+    /// the TCP level); such connections are not shared between clients.
+    #[arg(long, env = "WEIR_SEND_PROXY_PROTOCOL")]
+    pub send_proxy_protocol: bool,
     /// Serve the admin API (`/lb/*`) here instead of on --listen.
     #[arg(long, env = "WEIR_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,

@@ -30,6 +30,15 @@ impl ClientIo {
         }
     }
 
+    /// The lb's own address of this connection (the PROXY header's
+    /// destination when one is sent to backends).
+    pub(crate) fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        match self {
+            ClientIo::Plain(s) => s.local_addr(),
+            ClientIo::Tls(tls) => tls.get_ref().0.local_addr(),
+        }
+    }
+
     /// Whether the client chose HTTP/2 by ALPN.
     pub(crate) fn negotiated_h2(&self) -> bool {
         match self {

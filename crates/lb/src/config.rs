@@ -80,6 +80,10 @@ pub struct LbConfig {
     /// Every connection opens with a PROXY protocol header naming the client
     /// (a trusted balancer in front); one without is refused.
     pub proxy_protocol: bool,
+    /// Every connection to a backend opens with a PROXY v2 header naming the
+    /// client (`--send-proxy-protocol`); such connections are not shared
+    /// between clients.
+    pub send_proxy_protocol: bool,
     /// Certificates for the TLS listener ([`crate::serve_tls`]).
     pub tls: Option<crate::tls::TlsSettings>,
     /// How `https://` backends are verified, and the client certificate
@@ -180,6 +184,7 @@ impl LbConfig {
             edge_headers: Default::default(),
             backend_tls: Default::default(),
             redirect_http: None,
+            send_proxy_protocol: false,
             ejection: EjectionConfig::default(),
             slow_start: Duration::from_secs(10),
             retry_budget_percent: 20,

@@ -33,7 +33,11 @@ async fn probe(lb: &Lb, backend: &Backend) -> bool {
     else {
         return false;
     };
-    let route = Route::to(backend, lb.backend_tls());
+    let local = lb
+        .config
+        .send_proxy_protocol
+        .then(crate::proxy::proxy_header_local);
+    let route = Route::to(backend, lb.backend_tls()).with_proxy_header(local.as_deref());
     let config = &lb.config;
     let sent = upstream::send(
         route,

@@ -92,8 +92,14 @@ async fn forward_to_backend(
         replayable: body.replayable(),
         started,
     };
+    let proxy_header = lb
+        .config
+        .send_proxy_protocol
+        .then(|| proxy_header(peer, parts.extensions.get::<LocalAddr>().map(|l| l.0)))
+        .flatten();
     let mut transport = HyperClient {
         lb,
+        proxy_header,
         head: Some(parts),
         body,
         upgrade: upgrade.is_some(),
@@ -223,9 +229,42 @@ impl RequestBody {
     }
 }
 
+/// The lb's own address of a client's connection (a request extension).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LocalAddr(pub SocketAddr);
+
+/// The PROXY v2 header naming `peer` (and the address it reached), for a
+/// connection to a backend.
+fn proxy_header(peer: SocketAddr, local: Option<SocketAddr>) -> Option<Vec<u8>> {
+    use ppp::v2::{Builder, Command, Protocol, Version};
+    let local = match (peer, local) {
+        (SocketAddr::V4(_), Some(l @ SocketAddr::V4(_))) | (SocketAddr::V6(_), Some(l @ SocketAddr::V6(_))) => l,
+        (SocketAddr::V4(_), _) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        (SocketAddr::V6(_), _) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+    };
+    Builder::with_addresses(Version::Two | Command::Proxy, Protocol::Stream, (peer, local))
+        .build()
+        .ok()
+}
+
+/// The PROXY v2 `LOCAL` header: a connection of the lb's own (a health
+/// check), to be taken at its real addresses.
+pub(crate) fn proxy_header_local() -> Vec<u8> {
+    use ppp::v2::{Builder, Command, Protocol, Version};
+    Builder::with_addresses(
+        Version::Two | Command::Local,
+        Protocol::Unspecified,
+        ppp::v2::Addresses::Unspecified,
+    )
+    .build()
+    .unwrap_or_default()
+}
+
 /// The general path's [`Transport`]: hyper's client on a per-thread pool.
 struct HyperClient<'l> {
     lb: &'l Lb,
+    /// With `--send-proxy-protocol`: the header each connection opens with.
+    proxy_header: Option<Vec<u8>>,
     /// The rewritten head; the last attempt takes it, earlier ones copy it.
     head: Option<http::request::Parts>,
     body: RequestBody,
@@ -250,7 +289,8 @@ impl Transport for HyperClient<'_> {
             }
         }
         let config = &self.lb.config;
-        let route = upstream::Route::to(backend, self.lb.backend_tls());
+        let route = upstream::Route::to(backend, self.lb.backend_tls())
+            .with_proxy_header(self.proxy_header.as_deref());
         let sending = async {
             if self.upgrade {
                 upstream::send_upgrade(route, upstream, config.connect_timeout)

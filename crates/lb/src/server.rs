@@ -245,7 +245,13 @@ async fn serve_general(
         .max_headers(lb.config.max_headers);
     builder.http2().timer(TokioTimer::new());
     let tls = io.is_tls();
-    let service = service_fn(move |req| handle(lb.clone(), admin.clone(), req, peer, tls));
+    let local = io.local_addr().ok();
+    let service = service_fn(move |mut req: Request<Incoming>| {
+        if let Some(local) = local {
+            req.extensions_mut().insert(crate::proxy::LocalAddr(local));
+        }
+        handle(lb.clone(), admin.clone(), req, peer, tls)
+    });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let stopping = async move {

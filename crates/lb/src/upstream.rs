@@ -58,6 +58,8 @@ pub(crate) struct Route<'a> {
     pub protocol: Protocol,
     /// For `https://` backends.
     pub tls: Option<&'a BackendTls>,
+    /// Written first on a connection of this request's own, never pooled.
+    pub proxy_header: Option<&'a [u8]>,
 }
 
 impl<'a> Route<'a> {
@@ -66,6 +68,14 @@ impl<'a> Route<'a> {
             authority: backend.authority.as_str(),
             protocol: backend.protocol,
             tls,
+            proxy_header: None,
+        }
+    }
+
+    pub fn with_proxy_header(self, header: Option<&'a [u8]>) -> Route<'a> {
+        Route {
+            proxy_header: header,
+            ..self
         }
     }
 
@@ -136,9 +146,15 @@ async fn connect(
     timeout: Duration,
     http1_only: bool,
 ) -> Result<Opened, UpstreamError> {
-    let stream = connect_tcp(route.authority, timeout)
+    let mut stream = connect_tcp(route.authority, timeout)
         .await
         .map_err(UpstreamError::Connect)?;
+    if let Some(header) = route.proxy_header {
+        // Before anything else, TLS included (as HAProxy's send-proxy-v2).
+        tokio::io::AsyncWriteExt::write_all(&mut stream, header)
+            .await
+            .map_err(|e| UpstreamError::Connect(format!("PROXY header: {e}")))?;
+    }
     let failed = |e: hyper::Error| UpstreamError::Connect(e.to_string());
     match (route.protocol, route.tls) {
         (Protocol::Http1, _) => Ok(Opened::Http1(http1_over(stream).await.map_err(failed)?)),
@@ -214,6 +230,13 @@ pub(crate) async fn send(
     connect_timeout: Duration,
     max_idle: Duration,
 ) -> Result<Response<Body>, UpstreamError> {
+    if route.proxy_header.is_some() {
+        // The header names one client: the connection is this request's.
+        return match connect(route, connect_timeout, false).await? {
+            Opened::Http1(mut sender) => Ok(sender.send_request(req).await?.map(Body::new)),
+            Opened::Http2(sender) => send_http2(sender, route, req).await,
+        };
+    }
     let key = route.key();
     if let Some(sender) = shared_http2(&key) {
         return send_http2(sender, route, req).await;

@@ -24,6 +24,7 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
     config.dns_interval = args.dns_interval;
     config.dns_server = args.dns_server;
     config.proxy_protocol = args.proxy_protocol;
+    config.send_proxy_protocol = args.send_proxy_protocol;
     config.tls = args.tls_settings()?;
     (config.edge_headers, config.redirect_http) = args.edge_settings()?;
     config.backend_tls = args.backend_tls();

@@ -94,8 +94,8 @@ pub(crate) async fn serve_connection(
         if lb.config.admin_on_main && rules::is_admin_path(head.path(&conn.bufs.client)) {
             return conn.fallback();
         }
-        // TLS and HTTP/2 to backends are hyper's.
-        if !lb.backends.all_http1() {
+        // TLS and HTTP/2 to backends, and PROXY headers to them, are hyper's.
+        if lb.config.send_proxy_protocol || !lb.backends.all_http1() {
             return conn.fallback();
         }
         if !conn.read_small_body(&head).await {

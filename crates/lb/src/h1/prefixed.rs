@@ -30,6 +30,10 @@ impl Prefixed {
     pub(crate) fn is_tls(&self) -> bool {
         self.inner.is_tls()
     }
+
+    pub(crate) fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.inner.local_addr()
+    }
 }
 
 impl AsyncRead for Prefixed {

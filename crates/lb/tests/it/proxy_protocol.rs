@@ -13,11 +13,32 @@ use crate::support::{TestBackend, TestLb};
 
 /// Sends `prefix` then one `GET /echo` on a fresh connection; the answer.
 async fn exchange(lb: &TestLb, prefix: &[u8]) -> String {
+    exchange_at(lb, prefix, "/echo").await
+}
+
+/// `/lb/stats` from an lb that takes only connections with a PROXY header.
+async fn stats_through_header(lb: &TestLb) -> serde_json::Value {
+    let local = Builder::with_addresses(
+        Version::Two | Command::Local,
+        Protocol::Unspecified,
+        ppp::v2::Addresses::Unspecified,
+    )
+    .build()
+    .unwrap();
+    let answer = exchange_at(lb, &local, "/lb/stats").await;
+    let body = &answer[answer.find("\r\n\r\n").expect("a whole answer") + 4..];
+    serde_json::from_str(body).unwrap_or_default()
+}
+
+/// Sends `prefix` then one `GET path` on a fresh connection; the answer.
+async fn exchange_at(lb: &TestLb, prefix: &[u8], path: &str) -> String {
     let mut conn = TcpStream::connect(lb.base.trim_start_matches("http://"))
         .await
         .unwrap();
     let mut bytes = prefix.to_vec();
-    bytes.extend_from_slice(b"GET /echo HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n");
+    bytes.extend_from_slice(
+        format!("GET {path} HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
     conn.write_all(&bytes).await.unwrap();
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
@@ -71,4 +92,40 @@ async fn the_client_a_proxy_header_names_is_the_one_forwarded() {
         assert!(answer.contains("proxy_header_required"), "{answer}");
     }
     lb.stop().await;
+}
+
+/// `--send-proxy-protocol`: a front lb names the client to a back lb that
+/// requires the header (`--proxy-protocol`), on requests and on its health
+/// checks (as `LOCAL`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_header_sent_to_backends_names_the_client() {
+    let backend = TestBackend::start("b1", Duration::ZERO).await;
+    let back = TestLb::start_with(vec![backend.url()], |c| c.proxy_protocol = true).await;
+    let front = TestLb::start_with(vec![back.base.clone()], |c| {
+        c.proxy_protocol = true;
+        c.send_proxy_protocol = true;
+    })
+    .await;
+    let from: SocketAddr = "198.51.100.9:40000".parse().unwrap();
+    let to: SocketAddr = "10.0.0.1:443".parse().unwrap();
+    let v2 = Builder::with_addresses(Version::Two | Command::Proxy, Protocol::Stream, (from, to))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let answer = exchange(&front, &v2).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        // The front lb's X-Forwarded-For entry, then the back lb's: the
+        // client the PROXY header named, not the front lb's own address.
+        assert_eq!(forwarded_for(&answer), "198.51.100.9, 198.51.100.9");
+    }
+    // The front's health checks reach the back lb's backend through it.
+    crate::support::poll(Duration::from_secs(10), || async {
+        let requests = stats_through_header(&back).await["backends"][0]["requests"].as_u64()?;
+        (requests >= 6).then_some(())
+    })
+    .await;
+    assert_eq!(stats_through_header(&front).await["backends"][0]["healthy"], true);
+    front.stop().await;
+    back.stop().await;
+    backend.kill().await;
 }
