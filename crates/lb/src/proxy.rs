@@ -238,13 +238,18 @@ pub(crate) struct LocalAddr(pub SocketAddr);
 fn proxy_header(peer: SocketAddr, local: Option<SocketAddr>) -> Option<Vec<u8>> {
     use ppp::v2::{Builder, Command, Protocol, Version};
     let local = match (peer, local) {
-        (SocketAddr::V4(_), Some(l @ SocketAddr::V4(_))) | (SocketAddr::V6(_), Some(l @ SocketAddr::V6(_))) => l,
+        (SocketAddr::V4(_), Some(l @ SocketAddr::V4(_)))
+        | (SocketAddr::V6(_), Some(l @ SocketAddr::V6(_))) => l,
         (SocketAddr::V4(_), _) => SocketAddr::from(([0, 0, 0, 0], 0)),
         (SocketAddr::V6(_), _) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
     };
-    Builder::with_addresses(Version::Two | Command::Proxy, Protocol::Stream, (peer, local))
-        .build()
-        .ok()
+    Builder::with_addresses(
+        Version::Two | Command::Proxy,
+        Protocol::Stream,
+        (peer, local),
+    )
+    .build()
+    .ok()
 }
 
 /// The PROXY v2 `LOCAL` header: a connection of the lb's own (a health

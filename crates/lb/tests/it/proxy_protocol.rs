@@ -124,7 +124,10 @@ async fn a_proxy_header_sent_to_backends_names_the_client() {
         (requests >= 6).then_some(())
     })
     .await;
-    assert_eq!(stats_through_header(&front).await["backends"][0]["healthy"], true);
+    assert_eq!(
+        stats_through_header(&front).await["backends"][0]["healthy"],
+        true
+    );
     front.stop().await;
     back.stop().await;
     backend.kill().await;
