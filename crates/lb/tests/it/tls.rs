@@ -152,6 +152,19 @@ async fn http1(tls: TlsStream<TcpStream>) -> Sender {
     sender
 }
 
+/// `GET /echo` over HTTP/2 on an established TLS connection.
+async fn h2_get_echo(tls: TlsStream<TcpStream>) -> http::Response<hyper::body::Incoming> {
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("https://localhost/echo")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    sender.send_request(req).await.unwrap()
+}
+
 fn get(path: &str) -> http::Request<Full<Bytes>> {
     http::Request::get(path)
         .header("host", "localhost")
@@ -207,15 +220,7 @@ async fn https_requests_reach_the_backend_over_http1_keep_alive_and_http2_by_alp
     );
     let tls = handshake(&lb, config, "localhost").await.unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get("https://localhost/echo")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
+    let resp = h2_get_echo(tls).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.version(), http::Version::HTTP_2);
     assert_eq!(json_of(resp).await["headers"]["x-forwarded-proto"], "https");
@@ -442,15 +447,7 @@ async fn answers_over_tls_carry_hsts_and_the_added_headers_on_both_paths() {
     // HTTP/2: the general path.
     let config = client_config(&[&cert.der], &[b"h2"], rustls::DEFAULT_VERSIONS);
     let tls = handshake(&lb, config, "localhost").await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get("https://localhost/echo")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
+    let resp = h2_get_echo(tls).await;
     assert_eq!(resp.status(), 200);
     check(resp.headers());
     lb.stop().await;
