@@ -103,6 +103,25 @@ pub fn unknown_key(cmd: &clap::Command, vars: &[(String, Vec<String>)]) -> Optio
         .map(|(key, _)| key.clone())
 }
 
+/// The command line as `main` reads it: the config file (named by
+/// `--config` or `WEIR_CONFIG`) gives the flags' defaults. What a reload
+/// reads again; an error is one line.
+pub fn parse_cli(args: &[OsString]) -> Result<crate::config::Cli, String> {
+    use clap::{CommandFactory, FromArgMatches};
+    let file = match config_path(args) {
+        Some(path) => read(Path::new(&path)).map_err(|e| e.to_string())?,
+        None => FileConfig::default(),
+    };
+    let command = crate::config::Cli::command();
+    if let Some(key) = unknown_key(&command, &file.vars) {
+        return Err(format!("config file: {key}: no such setting"));
+    }
+    let matches = with_file_defaults(command, &file.vars)
+        .try_get_matches_from(args)
+        .map_err(|e| e.to_string().lines().next().unwrap_or_default().to_string())?;
+    crate::config::Cli::from_arg_matches(&matches).map_err(|e| e.to_string())
+}
+
 /// Reads and parses a config file.
 pub fn read(path: &Path) -> Result<FileConfig, ConfigFileError> {
     let shown = path.display().to_string();

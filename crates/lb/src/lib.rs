@@ -72,4 +72,4 @@ pub use config::{HashKey, LbConfig};
 pub use outlier::EjectionConfig;
 pub use selection::Strategy;
 pub use server::{run, serve, serve_admin, serve_tls, spawn_background};
-pub use state::Lb;
+pub use state::{BackendsReloaded, Lb};

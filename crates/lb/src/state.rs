@@ -50,6 +50,16 @@ pub struct Lb {
     pub tls: Option<crate::tls::Terminator>,
     /// TLS to `https://` backends.
     backend_tls: std::sync::OnceLock<Option<BackendTls>>,
+    /// The backend URLs of the configuration last loaded (not those added
+    /// by DNS or the admin API), for [`Lb::reload_backends`].
+    configured: std::sync::Mutex<Vec<String>>,
+}
+
+/// What [`Lb::reload_backends`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BackendsReloaded {
+    pub added: usize,
+    pub removed: usize,
 }
 
 impl Lb {
@@ -104,8 +114,41 @@ impl Lb {
                 .transpose()
                 .map_err(|e| e.to_string())?,
             backend_tls,
+            configured: std::sync::Mutex::new(config.backends.clone()),
             config,
         }))
+    }
+
+    /// Makes the configured backends `urls` (a reload): new ones are added,
+    /// ones no longer listed removed (their requests in flight finish), a
+    /// changed weight replaces the backend; backends from DNS or the admin
+    /// API stay. A URL that does not parse changes nothing.
+    pub fn reload_backends(&self, urls: &[String]) -> Result<BackendsReloaded, String> {
+        let wanted = urls
+            .iter()
+            .map(|url| Backend::parse(url))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut configured = self.configured.lock().unwrap_or_else(|p| p.into_inner());
+        let mut report = BackendsReloaded::default();
+        let previous: Vec<Backend> = configured
+            .iter()
+            .filter_map(|u| Backend::parse(u).ok())
+            .collect();
+        for old in &previous {
+            let kept = wanted.iter().any(|b| {
+                b.id() == old.id() && b.weight == old.weight && b.protocol == old.protocol
+            });
+            if !kept && self.backends.remove(old.id()) {
+                report.removed += 1;
+            }
+        }
+        for backend in wanted {
+            if self.backends.add(backend) {
+                report.added += 1;
+            }
+        }
+        *configured = urls.to_vec();
+        Ok(report)
     }
 
     /// The TLS client for `https://` backends: loaded at start when

@@ -51,8 +51,8 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
         for _ in 1..threads {
             tls_listeners.push(reuseport_listener(tls_addr)?.into_std()?);
         }
-        tokio::spawn(reload_on_sighup(lb.clone()));
     }
+    tokio::spawn(reload_on_sighup(lb.clone()));
     if generated {
         println!("weir: admin token {admin_token}");
     }
@@ -139,8 +139,10 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGHUP: the certificate files are read again; a bad one keeps the
-/// certificates in use (the lb logs why).
+/// SIGHUP: the command line and config file are read again and the
+/// backends and rate limits applied in place; the certificate files are
+/// read again. Anything that does not load keeps what is in use, and the
+/// lb logs why.
 async fn reload_on_sighup(lb: std::sync::Arc<weir_lb::Lb>) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         return;
@@ -148,6 +150,29 @@ async fn reload_on_sighup(lb: std::sync::Arc<weir_lb::Lb>) {
     while hup.recv().await.is_some() {
         if let Some(tls) = &lb.tls {
             tls.reload_or_keep();
+        }
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let fresh = match crate::config_file::parse_cli(&args) {
+            Ok(cli) => cli,
+            Err(e) => {
+                tracing::error!(error = %e, "reload: the configuration does not load; keeping the one in use");
+                continue;
+            }
+        };
+        let crate::config::Command::Lb(args) = fresh.command else {
+            continue;
+        };
+        match lb.reload_backends(&args.backends) {
+            Ok(r) => tracing::info!(
+                added = r.added,
+                removed = r.removed,
+                "reload: backends applied"
+            ),
+            Err(e) => tracing::error!(error = %e, "reload: backends kept"),
+        }
+        let limits = args.balancer.config(Vec::new(), String::new()).rate_limit;
+        if let Err(e) = lb.rate_limits.set(limits) {
+            tracing::error!(error = %e, "reload: rate limits kept");
         }
     }
 }

@@ -215,3 +215,93 @@ async fn weir_up_killed_with_sigkill_keeps_everything_it_acknowledged() {
         "{events} events acknowledged, {stored} stored: {counted}"
     );
 }
+
+/// SIGHUP re-reads the config file: the backends and rate limits it names
+/// apply in place, without a restart; a config that does not load keeps the
+/// one in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_the_config_files_backends_and_rate_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weir.toml");
+    let write = |text: &str| std::fs::write(&config, text).unwrap();
+    write("backends = [\"http://127.0.0.1:1\"]\n");
+    let (lb, line) = WeirProcess::start_logging(
+        &[
+            "lb",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-token",
+            "t",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        "warn,weir=info",
+        "listening on",
+    );
+    let base = listening_url(&line);
+    let stats = || async {
+        let v: serde_json::Value = reqwest::get(format!("{base}/lb/stats"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v
+    };
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&stats().await), ["127.0.0.1:1"]);
+
+    write("backends = [\"http://127.0.0.1:2\", \"http://127.0.0.1:3=4\"]\nrate-limit = 50\n");
+    lb.signal("-HUP");
+    poll(Duration::from_secs(10), || async {
+        let v = stats().await;
+        (ids(&v) == ["127.0.0.1:2", "127.0.0.1:3"]).then_some(())
+    })
+    .await;
+    let limits: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/lb/rate-limits"))
+        .bearer_auth("t")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(limits["policy"]["default"]["per_second"], 50, "{limits}");
+
+    // A file that does not load: what is in use stays, and the log says why.
+    let refused = |lb: &WeirProcess| {
+        let logs = lb.logs.as_ref().unwrap();
+        loop {
+            let line = logs
+                .recv_timeout(Duration::from_secs(30))
+                .expect("no log line about the refused reload");
+            if line.contains("reload") && (line.contains("does not load") || line.contains("kept"))
+            {
+                return line;
+            }
+        }
+    };
+    write("backends = [\"http://127.0.0.1:5\"]\nstrategy = \"no_such\"\n");
+    lb.signal("-HUP");
+    assert!(refused(&lb).contains("strategy"));
+    write("backends = [\"ftp://127.0.0.1:5\"]\n");
+    lb.signal("-HUP");
+    assert!(refused(&lb).contains("ftp://"));
+    assert_eq!(ids(&stats().await), ["127.0.0.1:2", "127.0.0.1:3"]);
+    // A good file after them applies.
+    write("backends = [\"http://127.0.0.1:6\"]\n");
+    lb.signal("-HUP");
+    poll(Duration::from_secs(10), || async {
+        (ids(&stats().await) == ["127.0.0.1:6"]).then_some(())
+    })
+    .await;
+    lb.kill();
+}

@@ -102,8 +102,13 @@ impl WeirProcess {
 
     /// Sends SIGTERM and returns at once (the process drains).
     pub fn send_term(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends a signal (`-HUP`, `-TERM`) and returns at once.
+    pub fn signal(&self, which: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([which, &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());

@@ -144,3 +144,48 @@ async fn backends_join_drain_and_leave_at_runtime() {
     assert_eq!(list["backends"].as_array().unwrap().len(), 1);
     lb.stop().await;
 }
+
+/// A reload (SIGHUP) makes the configured backends the new list: new ones
+/// join, dropped ones leave, a changed weight applies; a backend added at
+/// runtime stays, and a bad URL changes nothing.
+#[test]
+fn a_reload_makes_the_configured_backends_and_keeps_the_ones_added_at_runtime() {
+    let lb = weir_lb::Lb::new(weir_lb::LbConfig::new(vec![
+        "http://127.0.0.1:1".into(),
+        "http://127.0.0.1:2=3".into(),
+    ]))
+    .unwrap();
+    lb.backends
+        .add(weir_lb::Backend::parse("http://127.0.0.1:9").unwrap());
+    let listed = || {
+        let mut ids: Vec<(String, u32)> = lb
+            .backends
+            .snapshot()
+            .iter()
+            .map(|b| (b.id().to_string(), b.weight))
+            .collect();
+        ids.sort();
+        ids
+    };
+    let reloaded = lb
+        .reload_backends(&["http://127.0.0.1:2=5".into(), "http://127.0.0.1:3".into()])
+        .unwrap();
+    assert_eq!(
+        reloaded,
+        weir_lb::BackendsReloaded {
+            added: 2,
+            removed: 2
+        }
+    );
+    let expected = vec![
+        ("127.0.0.1:2".to_string(), 5),
+        ("127.0.0.1:3".to_string(), 1),
+        ("127.0.0.1:9".to_string(), 1),
+    ];
+    assert_eq!(listed(), expected);
+    let err = lb
+        .reload_backends(&["http://127.0.0.1:4".into(), "ftp://x:1".into()])
+        .unwrap_err();
+    assert!(err.contains("ftp://"), "{err}");
+    assert_eq!(listed(), expected, "a bad list changed the backends");
+}
