@@ -159,6 +159,12 @@ impl Connection<'_> {
                     rules::next_request_id_bytes,
                     &mut bufs.head,
                 ) {
+                    // A head read whole in one go is held to the limit too.
+                    Parsed::Complete(head) if head.head_len > config.max_head_bytes => {
+                        reply::refuse_head(&mut self.client, bufs, HeadRefusal::HEAD_TOO_LARGE)
+                            .await;
+                        return Err(End::Done);
+                    }
                     Parsed::Complete(head) => return Ok(head),
                     Parsed::Partial if bufs.client.len() < config.max_head_bytes => {}
                     Parsed::Partial => {
