@@ -114,9 +114,12 @@ async fn srv_records_coming_and_going_add_and_remove_backends_without_a_5xx() {
 
     // Constant load while b3's record goes away, then b3 itself.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Answers each client has had so far.
+    let done: Arc<Vec<std::sync::atomic::AtomicUsize>> =
+        Arc::new((0..8).map(|_| Default::default()).collect());
     let mut clients = Vec::new();
-    for _ in 0..8 {
-        let (base, stop) = (lb.base.clone(), stop.clone());
+    for i in 0..8 {
+        let (base, stop, done) = (lb.base.clone(), stop.clone(), done.clone());
         clients.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
             let mut answers = Vec::new();
@@ -124,6 +127,7 @@ async fn srv_records_coming_and_going_add_and_remove_backends_without_a_5xx() {
                 let resp = http.get(format!("{base}/work")).send().await.unwrap();
                 let status = resp.status().as_u16();
                 answers.push((status, resp.text().await.unwrap_or_default()));
+                done[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             answers
         }));
@@ -140,7 +144,20 @@ async fn srv_records_coming_and_going_add_and_remove_backends_without_a_5xx() {
         (backend_ids(&lb).await.len() == 2).then_some(())
     })
     .await;
-    // Once out of the set, its process may end: nothing is sent there.
+    // Once out of the set and its requests in flight answered, its process
+    // may end: nothing new is sent there. Every client finishing two more
+    // requests means each one's request in flight at removal has ended.
+    let counts: Vec<usize> = done
+        .iter()
+        .map(|d| d.load(std::sync::atomic::Ordering::Relaxed))
+        .collect();
+    poll(Duration::from_secs(10), || async {
+        done.iter()
+            .zip(&counts)
+            .all(|(d, seen)| d.load(std::sync::atomic::Ordering::Relaxed) >= seen + 2)
+            .then_some(())
+    })
+    .await;
     let [b1, b2, b3] = backends;
     b3.kill().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
