@@ -730,11 +730,12 @@ impl LbArgs {
         use weir_lb::edge;
         let mut added = Vec::new();
         if self.security_headers {
-            for (name, value) in edge::SECURITY_HEADERS {
-                added.push(
-                    edge::parse_header(&format!("{name}: {value}")).map_err(anyhow::Error::msg)?,
-                );
-            }
+            added.extend(edge::SECURITY_HEADERS.iter().map(|(name, value)| {
+                (
+                    http::HeaderName::from_static(name),
+                    http::HeaderValue::from_static(value),
+                )
+            }));
         }
         for header in &self.add_headers {
             let (name, value) =

@@ -280,6 +280,12 @@ impl Stack {
         (status, resp.json().await.unwrap())
     }
 
+    /// `DELETE path` (cancel a task); the status.
+    pub async fn delete(&self, path: &str) -> u16 {
+        let resp = self.http.delete(self.url(path)).send().await.unwrap();
+        resp.status().as_u16()
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
         let resp = self
             .http

@@ -133,13 +133,7 @@ async fn cancelling_a_running_task_stops_it(store: StoreKind) {
         (t["status"] == "running").then_some(())
     })
     .await;
-    let resp = stack
-        .http
-        .delete(stack.url(&format!("/tasks/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    assert_eq!(stack.delete(&format!("/tasks/{id}")).await, 200);
     // The worker learns at its next lease renewal and stops the sleep, long
     // before the minute is up.
     poll(Duration::from_secs(10), || async {
@@ -245,13 +239,7 @@ async fn a_worker_that_learnt_tasks_are_fast_does_not_hoard_slow_ones(store: Sto
     for t in &running {
         assert_eq!(t["attempts"], 1, "{t}");
         let id = t["id"].as_str().unwrap();
-        let resp = stack
-            .http
-            .delete(stack.url(&format!("/tasks/{id}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        assert_eq!(stack.delete(&format!("/tasks/{id}")).await, 200);
     }
     stack.stop().await;
 }
