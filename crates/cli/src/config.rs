@@ -621,6 +621,12 @@ pub struct LbArgs {
     /// stops first (e.g. 5s behind a Kubernetes Service).
     #[arg(long, env = "WEIR_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
     pub shutdown_delay: Duration,
+    /// Restarts that drop nothing: started with this flag, the lb takes the
+    /// listening sockets of the lb already listening at this Unix socket
+    /// (an older binary), serves on them, and that one drains and exits;
+    /// then it listens here for its own successor.
+    #[arg(long, env = "WEIR_HANDOVER_SOCKET")]
+    pub handover_socket: Option<PathBuf>,
     /// Also serve HTTPS here (HTTP/1.1 and, by ALPN, HTTP/2), with
     /// --tls-cert/--tls-key or --tls certificates.
     #[arg(long, env = "WEIR_TLS_LISTEN")]

@@ -20,12 +20,14 @@ impl ClientIo {
         matches!(self, ClientIo::Tls(_))
     }
 
-    /// Waits until a plain connection has bytes to read, without a buffer
-    /// (an idle connection holds none). A TLS connection may hold bytes
-    /// already decrypted, so it is read at once.
+    /// Waits until a plain connection has bytes to read (or is closed),
+    /// without a buffer: an idle connection holds none. Peeked, because
+    /// `readable()` may report readiness left over from the last read, and
+    /// the read that finds nothing would then wait holding its buffer. A TLS
+    /// connection may hold bytes already decrypted, so it is read at once.
     pub(crate) async fn readable(&self) -> io::Result<()> {
         match self {
-            ClientIo::Plain(s) => s.readable().await,
+            ClientIo::Plain(s) => s.peek(&mut [0u8; 1]).await.map(|_| ()),
             ClientIo::Tls(_) => Ok(()),
         }
     }

@@ -47,6 +47,7 @@ pub mod discovery;
 mod dispatch;
 pub mod edge;
 mod h1;
+pub mod handover;
 mod health;
 mod latency;
 mod outlier;

@@ -20,6 +20,15 @@ use crate::handler::{HandlerError, Job, Progress};
 use crate::prefetch::Prefetch;
 use crate::{maintenance, WorkerConfig};
 
+/// A claim in flight: the tasks and how long the claim took, and how many
+/// were asked for. A task of its own, not a future polled by the loop: the
+/// loop awaits other store calls in between, and a claim's transaction
+/// left unpolled would hold SQLite's write lock against them.
+type ClaimFuture = tokio::task::JoinHandle<(
+    Result<(Vec<ClaimedTask>, Duration), weir_core::StoreError>,
+    usize,
+)>;
+
 /// What a worker did before it stopped.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WorkerReport {
@@ -138,15 +147,22 @@ impl Worker {
         let has_jobs = !self.config.periodic.is_empty();
         let mut drain_deadline: Option<Instant> = None;
         let mut claim_not_before = Instant::now();
+        // At most one claim in flight, awaited beside the running tasks: a
+        // slot that frees meanwhile starts a task in hand at once.
+        let mut claiming: Option<ClaimFuture> = None;
+        // Whether to claim again: after any event since the last claim
+        // began, or a full batch (there may be more); not after a claim
+        // that came back short (the queue is empty until a notification).
+        let mut claim_due = true;
 
         loop {
             let draining = drain_deadline.is_some();
-            if !draining && Instant::now() >= claim_not_before {
-                if let Err(delay) = self.claim().await {
-                    claim_not_before = Instant::now() + delay;
-                }
+            if !draining && claim_due && claiming.is_none() && Instant::now() >= claim_not_before {
+                claiming = self.begin_claim();
+                claim_due = claiming.is_none();
             }
-            if draining && self.running.is_empty() {
+            let mut claim_answered = false;
+            if draining && self.running.is_empty() && claiming.is_none() {
                 break;
             }
             let has_room = !draining && self.in_hand() < self.config.concurrency + self.ahead();
@@ -159,6 +175,23 @@ impl Worker {
                     let waiting = self.prefetch.take_stale(true);
                     self.hand_back(waiting).await;
                     self.heartbeat(WorkerStatus::Draining).await;
+                }
+                joined = async { claiming.as_mut().expect("a claim in flight").await }, if claiming.is_some() => {
+                    claiming = None;
+                    claim_answered = true;
+                    let (claimed, asked) = joined.unwrap_or_else(|e| {
+                        (Err(weir_core::StoreError::Internal(format!("the claim's task failed: {e}"))), 0)
+                    });
+                    match claimed {
+                        Ok((tasks, took)) => {
+                            let full = tasks.len() == asked;
+                            claim_due |= self.claimed(tasks, took, draining).await && full;
+                        }
+                        Err(e) => {
+                            tracing::warn!(worker = %self.config.worker_id, error = %e, "claim failed");
+                            claim_not_before = Instant::now() + self.config.poll_interval;
+                        }
+                    }
                 }
                 Some(joined) = self.running.join_next_with_id(), if !self.running.is_empty() => {
                     self.finished(joined);
@@ -196,10 +229,16 @@ impl Worker {
                         .await;
                 }
                 _ = sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if draining => {
+                    if let Some(claim) = claiming.take() {
+                        if let Ok((Ok((tasks, _)), _)) = claim.await {
+                            self.hand_back(tasks).await;
+                        }
+                    }
                     self.release_unfinished().await;
                     break;
                 }
             }
+            claim_due |= !claim_answered;
         }
         if let Some(completer) = self.completer.take() {
             completer.finish(self.config.shutdown_grace).await;
@@ -209,12 +248,12 @@ impl Worker {
         tracing::info!(worker = %self.config.worker_id, processed = self.report.processed, "stopped");
     }
 
-    /// Claims as many tasks as there is room for and starts them. On a store
-    /// error, returns how long to wait before claiming again.
-    async fn claim(&mut self) -> Result<(), Duration> {
+    /// Starts claiming as many tasks as there is room for; `None` when
+    /// there is none.
+    fn begin_claim(&mut self) -> Option<ClaimFuture> {
         let room = (self.config.concurrency + self.ahead()).saturating_sub(self.in_hand());
         if room == 0 {
-            return Ok(());
+            return None;
         }
         let params = TaskClaimParams {
             worker_id: self.config.worker_id.clone(),
@@ -225,24 +264,30 @@ impl Worker {
             key_limit: self.config.concurrency_key_limit,
             types: Some(self.types.clone()),
         };
-        let asked = std::time::Instant::now();
-        match self.store.task_claim(params).await {
-            Ok(tasks) => {
-                self.prefetch.claim_took(asked.elapsed());
-                for task in tasks {
-                    if task.attempt > 1 {
-                        self.metrics.retries.increment(1);
-                    }
-                    self.prefetch.push(task);
-                }
-                self.start_waiting();
-                Ok(())
-            }
-            Err(e) => {
-                tracing::warn!(worker = %self.config.worker_id, error = %e, "claim failed");
-                Err(self.config.poll_interval)
-            }
+        let store = self.store.clone();
+        Some(tokio::spawn(async move {
+            let asked = std::time::Instant::now();
+            let claimed = store.task_claim(params).await;
+            (claimed.map(|tasks| (tasks, asked.elapsed())), room)
+        }))
+    }
+
+    /// Takes claimed tasks in hand and starts them while slots are free;
+    /// while draining, hands them back. Whether they were taken.
+    async fn claimed(&mut self, tasks: Vec<ClaimedTask>, took: Duration, draining: bool) -> bool {
+        if draining {
+            self.hand_back(tasks).await;
+            return false;
         }
+        self.prefetch.claim_took(took);
+        for task in tasks {
+            if task.attempt > 1 {
+                self.metrics.retries.increment(1);
+            }
+            self.prefetch.push(task);
+        }
+        self.start_waiting();
+        true
     }
 
     /// Tasks claimed and not finished: running or waiting for a slot.

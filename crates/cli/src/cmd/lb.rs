@@ -5,12 +5,17 @@
 //! request never crosses threads: no cross-thread wake-ups, no shared pool
 //! lock. The backend set, stats, strategy and rate limits are shared (atomics
 //! and lock-free swaps). Health checks and housekeeping run on the main runtime.
+//!
+//! With `--handover-socket`, a new binary takes the listeners of the running
+//! one and it drains ([`weir_lb::handover`]): upgrades drop no connection.
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
+
+use weir_lb::handover::ListenerKind;
 
 use crate::config::LbArgs;
 
@@ -36,22 +41,49 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    // The first listener fixes the port (it may be 0); the others join it.
-    let first =
-        reuseport_listener(args.listen).with_context(|| format!("binding {}", args.listen))?;
-    let addr = first.local_addr()?;
-    println!("weir: lb listening on http://{addr} ({threads} threads)");
-    let mut tls_listeners = Vec::new();
-    if let Some(tls_addr) = args.tls_listen {
-        let first = reuseport_listener(tls_addr)
-            .with_context(|| format!("binding --tls-listen {tls_addr}"))?;
-        let tls_addr = first.local_addr()?;
-        println!("weir: lb listening on https://{tls_addr}");
-        tls_listeners.push(first.into_std()?);
-        for _ in 1..threads {
-            tls_listeners.push(reuseport_listener(tls_addr)?.into_std()?);
+    // A running lb at the handover socket gives this one its listeners.
+    let mut inherited = match &args.handover_socket {
+        Some(path) => weir_lb::handover::Inherited::take_over(path)?,
+        None => None,
+    };
+    let from = if inherited.is_some() {
+        " (taken over)"
+    } else {
+        ""
+    };
+    let plain = listeners(
+        inherited.as_mut(),
+        ListenerKind::Plain,
+        args.listen,
+        threads,
+    )
+    .with_context(|| format!("binding {}", args.listen))?;
+    println!(
+        "weir: lb listening on http://{}{from} ({threads} threads)",
+        plain[0].local_addr()?
+    );
+    let tls = match args.tls_listen {
+        Some(tls_addr) => {
+            let tls = listeners(inherited.as_mut(), ListenerKind::Tls, tls_addr, threads)
+                .with_context(|| format!("binding --tls-listen {tls_addr}"))?;
+            println!(
+                "weir: lb listening on https://{}{from}",
+                tls[0].local_addr()?
+            );
+            tls
         }
-    }
+        None => Vec::new(),
+    };
+    let admin_listener = match args.admin_listen {
+        Some(admin_addr) => {
+            let listener = listeners(inherited.as_mut(), ListenerKind::Admin, admin_addr, 1)
+                .with_context(|| format!("binding the admin listener {admin_addr}"))?
+                .swap_remove(0);
+            println!("weir: lb admin API on http://{}", listener.local_addr()?);
+            Some(listener)
+        }
+        None => None,
+    };
     tokio::spawn(reload_on_sighup(lb.clone()));
     if generated {
         println!("weir: admin token {admin_token}");
@@ -59,15 +91,21 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
 
     let background = weir_lb::spawn_background(&lb);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let admin = match args.admin_listen {
-        Some(admin_addr) => {
-            let listener = TcpListener::bind(admin_addr)
-                .await
-                .with_context(|| format!("binding the admin listener {admin_addr}"))?;
-            println!("weir: lb admin API on http://{}", listener.local_addr()?);
+    let offered = match &args.handover_socket {
+        Some(path) => {
+            let mut offered: Vec<(ListenerKind, &std::net::TcpListener)> = Vec::new();
+            offered.extend(plain.iter().map(|l| (ListenerKind::Plain, l)));
+            offered.extend(tls.iter().map(|l| (ListenerKind::Tls, l)));
+            offered.extend(admin_listener.iter().map(|l| (ListenerKind::Admin, l)));
+            Some(weir_lb::handover::Offer::bind(path, &offered)?)
+        }
+        None => None,
+    };
+    let admin = match admin_listener {
+        Some(listener) => {
             let mut stop = stop_rx.clone();
             Some(tokio::spawn(weir_lb::serve_admin(
-                listener,
+                TcpListener::from_std(listener)?,
                 lb.clone(),
                 async move {
                     let _ = stop.wait_for(|s| *s).await;
@@ -76,50 +114,27 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let mut listeners = vec![first.into_std()?];
-    for _ in 1..threads {
-        listeners.push(reuseport_listener(addr)?.into_std()?);
+    let workers = spawn_serving_threads(&lb, plain, tls, threads, &stop_rx)?;
+    if let Some(inherited) = inherited {
+        // Serving: the old process may stop accepting.
+        for addr in inherited.ready()? {
+            tracing::warn!(%addr, "handover: not configured here any more; closed");
+        }
     }
-    let mut workers = Vec::new();
-    let mut tls_listeners = tls_listeners.into_iter();
-    for (i, listener) in listeners.into_iter().enumerate() {
-        let (lb, mut stop) = (lb.clone(), stop_rx.clone());
-        let tls_listener = tls_listeners.next();
-        let worker = std::thread::Builder::new()
-            .name(format!("weir-lb-{i}"))
-            .spawn(move || -> anyhow::Result<()> {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .context("building a serving runtime")?;
-                rt.block_on(async move {
-                    let listener = TcpListener::from_std(listener)?;
-                    let mut tls_stop = stop.clone();
-                    let shutdown = async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    };
-                    let Some(tls_listener) = tls_listener else {
-                        return weir_lb::serve(listener, lb, shutdown).await;
-                    };
-                    let tls_listener = TcpListener::from_std(tls_listener)?;
-                    let tls_shutdown = async move {
-                        let _ = tls_stop.wait_for(|s| *s).await;
-                    };
-                    let (plain, tls) = tokio::join!(
-                        weir_lb::serve(listener, lb.clone(), shutdown),
-                        weir_lb::serve_tls(tls_listener, lb, tls_shutdown)
-                    );
-                    plain.and(tls)
-                })?;
-                Ok(())
-            })
-            .context("starting a serving thread")?;
-        workers.push(worker);
-    }
-    crate::signal::shutdown().await;
+    let handed_over = wait_for_successor(offered);
+    let stopped_by = tokio::select! {
+        () = crate::signal::shutdown() => "signal",
+        () = handed_over => "handover",
+    };
     lb.draining
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    tokio::time::sleep(args.shutdown_delay).await;
+    // A successor already serves new connections: no need to wait for
+    // routes to this process to go.
+    if stopped_by == "signal" {
+        tokio::time::sleep(args.shutdown_delay).await;
+    } else {
+        println!("weir: lb handed its listeners over; draining");
+    }
     let _ = stop_tx.send(true);
     let joined = tokio::task::spawn_blocking(move || {
         workers
@@ -137,6 +152,109 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
     }
     joined?;
     Ok(())
+}
+
+/// Completes when a successor serves on this lb's listeners; never without
+/// a handover socket.
+async fn wait_for_successor(offer: Option<weir_lb::handover::Offer>) {
+    let Some(offer) = offer else {
+        return std::future::pending().await;
+    };
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    // A thread of its own: the offer blocks on its socket, and must not
+    // hold the runtime's shutdown.
+    let spawned = std::thread::Builder::new()
+        .name("weir-lb-handover".into())
+        .spawn(move || {
+            offer.wait_for_successor();
+            let _ = done_tx.send(());
+        });
+    if spawned.is_err() || done.await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// `count` listeners of `kind` on `addr`, sharing it by `SO_REUSEPORT`: the
+/// ones taken over from a running lb first (all of them, even more than
+/// `count`: a connection queued on any of them must be accepted).
+fn listeners(
+    inherited: Option<&mut weir_lb::handover::Inherited>,
+    kind: ListenerKind,
+    addr: SocketAddr,
+    count: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut all = inherited.map_or_else(Vec::new, |i| i.take(kind, addr));
+    // The first fixes the port (it may be 0); the others join it.
+    let addr = match all.first() {
+        Some(l) => l.local_addr()?,
+        None => {
+            let first = reuseport_listener(addr)?.into_std()?;
+            let addr = first.local_addr()?;
+            all.push(first);
+            addr
+        }
+    };
+    while all.len() < count {
+        all.push(reuseport_listener(addr)?.into_std()?);
+    }
+    Ok(all)
+}
+
+/// One single-threaded runtime per serving thread, each accepting on its
+/// share of the listeners.
+fn spawn_serving_threads(
+    lb: &std::sync::Arc<weir_lb::Lb>,
+    plain: Vec<std::net::TcpListener>,
+    tls: Vec<std::net::TcpListener>,
+    threads: usize,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<std::thread::JoinHandle<anyhow::Result<()>>>> {
+    let mut shares: Vec<Vec<(bool, std::net::TcpListener)>> =
+        (0..threads).map(|_| Vec::new()).collect();
+    let tagged = plain
+        .into_iter()
+        .map(|l| (false, l))
+        .enumerate()
+        .chain(tls.into_iter().map(|l| (true, l)).enumerate());
+    for (i, listener) in tagged {
+        shares[i % threads].push(listener);
+    }
+    let mut workers = Vec::new();
+    for (i, share) in shares.into_iter().enumerate() {
+        let (lb, stop) = (lb.clone(), stop.clone());
+        let worker = std::thread::Builder::new()
+            .name(format!("weir-lb-{i}"))
+            .spawn(move || -> anyhow::Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("building a serving runtime")?;
+                rt.block_on(async move {
+                    let mut served = tokio::task::JoinSet::new();
+                    for (is_tls, listener) in share {
+                        let listener = TcpListener::from_std(listener)?;
+                        let mut stop = stop.clone();
+                        let shutdown = async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        };
+                        match is_tls {
+                            false => served.spawn(weir_lb::serve(listener, lb.clone(), shutdown)),
+                            true => {
+                                served.spawn(weir_lb::serve_tls(listener, lb.clone(), shutdown))
+                            }
+                        };
+                    }
+                    while let Some(done) = served.join_next().await {
+                        done.context("a listener's accept loop panicked")??;
+                    }
+                    anyhow::Ok(())
+                })?;
+                Ok(())
+            })
+            .context("starting a serving thread")?;
+        workers.push(worker);
+    }
+    Ok(workers)
 }
 
 /// SIGHUP: the command line and config file are read again and the

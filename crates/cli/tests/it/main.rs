@@ -29,4 +29,5 @@ mod support;
 mod task_type_processes;
 mod task_types;
 mod tasks;
+mod upgrades;
 mod workers;

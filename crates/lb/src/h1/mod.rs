@@ -84,13 +84,16 @@ pub(crate) async fn serve_connection(
         // One timer for the wait for each request head, one for each answer.
         head_timer: Box::pin(tokio::time::sleep(lb.config.header_read_timeout)),
         upstream_timer: Box::pin(tokio::time::sleep(lb.config.upstream_timeout)),
+        draining: false,
     };
     loop {
-        let head = match conn.read_head().await {
+        let mut head = match conn.read_head().await {
             Ok(head) => head,
             Err(End::Done) => return Outcome::Done,
             Err(End::Fallback) => return conn.fallback(),
         };
+        // Shutting down: this answer is the connection's last, and says so.
+        head.close |= conn.draining;
         if lb.config.admin_on_main && rules::is_admin_path(head.path(&conn.bufs.client)) {
             return conn.fallback();
         }
@@ -131,7 +134,16 @@ struct Connection<'l> {
     stopping: Pin<Box<dyn Future<Output = ()> + Send>>,
     head_timer: Pin<Box<Sleep>>,
     upstream_timer: Pin<Box<Sleep>>,
+    /// Shutdown began: one more request is awaited, briefly, then the
+    /// connection closes.
+    draining: bool,
 }
+
+/// How long a connection idle when shutdown begins waits for one last
+/// request. Closing it at once races a request already on its way (the
+/// client sees a reset); answering that request with `Connection: close`
+/// lets keep-alive clients move to the process taking over.
+const DRAIN_LAST_REQUEST: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Connection<'_> {
     /// Reads and parses the next request head, within one deadline for the
@@ -146,7 +158,10 @@ impl Connection<'_> {
             max_url: config.max_url_bytes,
             tls: self.client.is_tls(),
         };
-        let timeout = config.header_read_timeout;
+        let timeout = match self.draining {
+            true => DRAIN_LAST_REQUEST.min(config.header_read_timeout),
+            false => config.header_read_timeout,
+        };
         exchange::arm(&mut self.head_timer, Instant::now(), timeout);
         loop {
             let bufs = &mut self.bufs;
@@ -190,7 +205,12 @@ impl Connection<'_> {
                     biased;
                     ready = self.client.readable() => ready,
                     () = self.head_timer.as_mut() => return Err(End::Done),
-                    () = self.stopping.as_mut() => return Err(End::Done),
+                    () = self.stopping.as_mut(), if !self.draining => {
+                        self.draining = true;
+                        let last = DRAIN_LAST_REQUEST.min(config.header_read_timeout);
+                        exchange::arm(&mut self.head_timer, Instant::now(), last);
+                        continue;
+                    }
                 };
                 if ready.is_err() {
                     return Err(End::Done);
@@ -201,7 +221,12 @@ impl Connection<'_> {
                 biased;
                 read = self.client.read_buf(&mut bufs.client) => read,
                 () = self.head_timer.as_mut() => return Err(End::Done),
-                () = self.stopping.as_mut(), if idle => return Err(End::Done),
+                () = self.stopping.as_mut(), if idle && !self.draining => {
+                    self.draining = true;
+                    let last = DRAIN_LAST_REQUEST.min(config.header_read_timeout);
+                    exchange::arm(&mut self.head_timer, Instant::now(), last);
+                    continue;
+                }
             };
             match read {
                 Ok(n) if n > 0 => {}

@@ -459,3 +459,37 @@ async fn regression_a_head_past_the_limit_read_whole_is_refused() {
     lb.stop().await;
     backend.kill().await;
 }
+
+/// At shutdown a keep-alive connection is not closed under a request that
+/// may already be on its way: its next request is answered, with
+/// `Connection: close`, and one that stays idle is closed soon after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_answers_the_next_request_with_close_and_closes_idle_connections() {
+    let backend = RawBackend::plain().await;
+    let lb = TestLb::start(vec![backend.url.clone()], Strategy::RoundRobin).await;
+    let addr = lb.base.trim_start_matches("http://").to_string();
+    let mut busy = connect(&lb).await;
+    let mut idle = connect(&lb).await;
+    for conn in [&mut busy, &mut idle] {
+        conn.write_all(b"GET /before HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_until(conn, "path=/before", 1).await;
+        assert!(!answer.contains("connection: close"), "{answer}");
+    }
+    let drained = lb.begin_stop();
+    // The listener is closed once the drain has begun.
+    crate::support::poll(Duration::from_secs(10), || async {
+        TcpStream::connect(&addr).await.is_err().then_some(())
+    })
+    .await;
+    busy.write_all(b"GET /last HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut busy).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("connection: close\r\n"), "{answer}");
+    assert!(answer.ends_with("path=/last"), "{answer}");
+    assert_eq!(read_to_close(&mut idle).await, "");
+    drained.await.unwrap().unwrap();
+}
