@@ -21,19 +21,7 @@ use crate::config::LbArgs;
 
 pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
     let (admin_token, generated) = args.balancer.admin_token();
-    let mut config = args
-        .balancer
-        .config(args.backends.clone(), admin_token.clone());
-    config.admin_on_main = args.admin_listen.is_none();
-    config.backends_dns = args.backends_dns.clone();
-    config.dns_interval = args.dns_interval;
-    config.dns_server = args.dns_server;
-    config.proxy_protocol = args.proxy_protocol;
-    config.send_proxy_protocol = args.send_proxy_protocol;
-    config.tls = args.tls_settings()?;
-    (config.edge_headers, config.redirect_http) = args.edge_settings()?;
-    config.backend_tls = args.backend_tls();
-    let lb = weir_lb::Lb::new(config).map_err(anyhow::Error::msg)?;
+    let lb = build_lb(&args, &admin_token)?;
     if check {
         return super::checked("lb");
     }
@@ -46,44 +34,11 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
         Some(path) => weir_lb::handover::Inherited::take_over(path)?,
         None => None,
     };
-    let from = if inherited.is_some() {
-        " (taken over)"
-    } else {
-        ""
-    };
-    let plain = listeners(
-        inherited.as_mut(),
-        ListenerKind::Plain,
-        args.listen,
-        threads,
-    )
-    .with_context(|| format!("binding {}", args.listen))?;
-    println!(
-        "weir: lb listening on http://{}{from} ({threads} threads)",
-        plain[0].local_addr()?
-    );
-    let tls = match args.tls_listen {
-        Some(tls_addr) => {
-            let tls = listeners(inherited.as_mut(), ListenerKind::Tls, tls_addr, threads)
-                .with_context(|| format!("binding --tls-listen {tls_addr}"))?;
-            println!(
-                "weir: lb listening on https://{}{from}",
-                tls[0].local_addr()?
-            );
-            tls
-        }
-        None => Vec::new(),
-    };
-    let admin_listener = match args.admin_listen {
-        Some(admin_addr) => {
-            let listener = listeners(inherited.as_mut(), ListenerKind::Admin, admin_addr, 1)
-                .with_context(|| format!("binding the admin listener {admin_addr}"))?
-                .swap_remove(0);
-            println!("weir: lb admin API on http://{}", listener.local_addr()?);
-            Some(listener)
-        }
-        None => None,
-    };
+    let Listeners {
+        plain,
+        tls,
+        admin: admin_listener,
+    } = bind_listeners(&args, inherited.as_mut(), threads)?;
     tokio::spawn(reload_on_sighup(lb.clone()));
     if generated {
         println!("weir: admin token {admin_token}");
@@ -91,15 +46,12 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
 
     let background = weir_lb::spawn_background(&lb);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let offered = match &args.handover_socket {
-        Some(path) => {
-            let mut offered: Vec<(ListenerKind, &std::net::TcpListener)> = Vec::new();
-            offered.extend(plain.iter().map(|l| (ListenerKind::Plain, l)));
-            offered.extend(tls.iter().map(|l| (ListenerKind::Tls, l)));
-            offered.extend(admin_listener.iter().map(|l| (ListenerKind::Admin, l)));
-            Some(weir_lb::handover::Offer::bind(path, &offered)?)
-        }
-        None => None,
+    // Copies of the listeners for a successor, offered once this process
+    // serves: a process that fails before then leaves its predecessor's
+    // socket file alone.
+    let to_offer = match args.handover_socket.is_some() {
+        true => copies(&plain, &tls, admin_listener.as_ref())?,
+        false => Vec::new(),
     };
     let admin = match admin_listener {
         Some(listener) => {
@@ -116,11 +68,12 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
     };
     let workers = spawn_serving_threads(&lb, plain, tls, threads, &stop_rx)?;
     if let Some(inherited) = inherited {
-        // Serving: the old process may stop accepting.
-        for addr in inherited.ready()? {
-            tracing::warn!(%addr, "handover: not configured here any more; closed");
-        }
+        tell_predecessor(inherited);
     }
+    let offered = args
+        .handover_socket
+        .as_deref()
+        .and_then(|path| offer(path, to_offer));
     let handed_over = wait_for_successor(offered);
     let stopped_by = tokio::select! {
         () = crate::signal::shutdown() => "signal",
@@ -152,6 +105,128 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
     }
     joined?;
     Ok(())
+}
+
+/// The balancer the flags describe.
+fn build_lb(args: &LbArgs, admin_token: &str) -> anyhow::Result<std::sync::Arc<weir_lb::Lb>> {
+    let mut config = args
+        .balancer
+        .config(args.backends.clone(), admin_token.to_owned());
+    config.admin_on_main = args.admin_listen.is_none();
+    config.backends_dns = args.backends_dns.clone();
+    config.dns_interval = args.dns_interval;
+    config.dns_server = args.dns_server;
+    config.proxy_protocol = args.proxy_protocol;
+    config.send_proxy_protocol = args.send_proxy_protocol;
+    config.tls = args.tls_settings()?;
+    (config.edge_headers, config.redirect_http) = args.edge_settings()?;
+    config.backend_tls = args.backend_tls();
+    weir_lb::Lb::new(config).map_err(anyhow::Error::msg)
+}
+
+/// What `weir lb` listens on.
+struct Listeners {
+    /// `--listen`, one or more per serving thread.
+    plain: Vec<std::net::TcpListener>,
+    /// `--tls-listen`, as many.
+    tls: Vec<std::net::TcpListener>,
+    /// `--admin-listen`.
+    admin: Option<std::net::TcpListener>,
+}
+
+/// The listeners: taken over from `inherited`, or bound.
+fn bind_listeners(
+    args: &LbArgs,
+    mut inherited: Option<&mut weir_lb::handover::Inherited>,
+    threads: usize,
+) -> anyhow::Result<Listeners> {
+    let from = if inherited.is_some() {
+        " (taken over)"
+    } else {
+        ""
+    };
+    let plain = listeners(
+        inherited.as_deref_mut(),
+        ListenerKind::Plain,
+        args.listen,
+        threads,
+    )
+    .with_context(|| format!("binding {}", args.listen))?;
+    println!(
+        "weir: lb listening on http://{}{from} ({threads} threads)",
+        plain[0].local_addr()?
+    );
+    let tls = match args.tls_listen {
+        Some(tls_addr) => {
+            let tls = listeners(
+                inherited.as_deref_mut(),
+                ListenerKind::Tls,
+                tls_addr,
+                threads,
+            )
+            .with_context(|| format!("binding --tls-listen {tls_addr}"))?;
+            println!(
+                "weir: lb listening on https://{}{from}",
+                tls[0].local_addr()?
+            );
+            tls
+        }
+        None => Vec::new(),
+    };
+    let admin_listener = match args.admin_listen {
+        Some(admin_addr) => {
+            let listener = listeners(inherited, ListenerKind::Admin, admin_addr, 1)
+                .with_context(|| format!("binding the admin listener {admin_addr}"))?
+                .swap_remove(0);
+            println!("weir: lb admin API on http://{}", listener.local_addr()?);
+            Some(listener)
+        }
+        None => None,
+    };
+    Ok(Listeners {
+        plain,
+        tls,
+        admin: admin_listener,
+    })
+}
+
+/// Copies of the listening sockets, each with its kind.
+fn copies(
+    plain: &[std::net::TcpListener],
+    tls: &[std::net::TcpListener],
+    admin: Option<&std::net::TcpListener>,
+) -> std::io::Result<Vec<(ListenerKind, std::net::TcpListener)>> {
+    (plain.iter().map(|l| (ListenerKind::Plain, l)))
+        .chain(tls.iter().map(|l| (ListenerKind::Tls, l)))
+        .chain(admin.map(|l| (ListenerKind::Admin, l)))
+        .map(|(kind, l)| Ok((kind, l.try_clone()?)))
+        .collect()
+}
+
+/// This process serves on the taken sockets: the old one may stop accepting.
+fn tell_predecessor(inherited: weir_lb::handover::Inherited) {
+    match inherited.ready() {
+        Ok(closed) => {
+            for addr in closed {
+                tracing::warn!(%addr, "handover: not configured here any more; closed");
+            }
+        }
+        // It went away by itself: nothing to tell it.
+        Err(e) => tracing::warn!(error = %e, "handover: the old process did not hear ready"),
+    }
+}
+
+/// Offers the listeners at `path` for the next upgrade. This process serves
+/// already (its predecessor drains): a socket that cannot be offered costs
+/// the next upgrade, not this process.
+fn offer(
+    path: &std::path::Path,
+    listeners: Vec<(ListenerKind, std::net::TcpListener)>,
+) -> Option<weir_lb::handover::Offer> {
+    let offered: Vec<_> = listeners.iter().map(|(kind, l)| (*kind, l)).collect();
+    weir_lb::handover::Offer::bind(path, &offered)
+        .inspect_err(|e| tracing::error!(error = %e, "handover: no offer for a successor"))
+        .ok()
 }
 
 /// Completes when a successor serves on this lb's listeners; never without
