@@ -502,3 +502,72 @@ async fn plain_http_is_redirected_to_https_except_acme_challenges() {
     lb.stop().await;
     backend.kill().await;
 }
+
+/// An RSA certificate made by `openssl` (rcgen on ring cannot make RSA
+/// keys), its key as PKCS#8 (`BEGIN PRIVATE KEY`) or as the traditional
+/// PKCS#1 (`BEGIN RSA PRIVATE KEY`).
+fn openssl_rsa_cert(dir: &Path, pkcs1: bool) -> TestCert {
+    let files = CertFiles {
+        cert: dir.join("rsa.crt"),
+        key: dir.join("rsa.key"),
+    };
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            // A leaf, not the CA `req -x509` makes by default.
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&files.key)
+        .arg("-out")
+        .arg(&files.cert)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    if pkcs1 {
+        let converted = std::process::Command::new("openssl")
+            .args(["rsa", "-traditional", "-in"])
+            .arg(&files.key)
+            .arg("-out")
+            .arg(&files.key)
+            .output()
+            .unwrap();
+        assert!(converted.status.success());
+        let pem = std::fs::read_to_string(&files.key).unwrap();
+        assert!(pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"), "{pem}");
+    }
+    let pem = std::fs::read(&files.cert).unwrap();
+    let der = rustls::pki_types::pem::PemObject::from_pem_slice(&pem).unwrap();
+    TestCert { der, files }
+}
+
+#[tokio::test]
+async fn rsa_certificates_are_served_with_pkcs8_and_pkcs1_keys() {
+    let backend = TestBackend::start("a", Duration::ZERO).await;
+    for pkcs1 in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = openssl_rsa_cert(dir.path(), pkcs1);
+        let lb = TlsLb::start(vec![backend.url()], single(&cert)).await;
+        assert_eq!(
+            presented(&lb, &[&cert.der], "localhost").await,
+            cert.der.to_vec()
+        );
+        let config = client_config(&[&cert.der], &[b"http/1.1"], rustls::DEFAULT_VERSIONS);
+        let tls = handshake(&lb, config, "localhost").await.unwrap();
+        let mut sender = http1(tls).await;
+        let resp = sender.send_request(get("/echo")).await.unwrap();
+        assert_eq!(resp.status(), 200, "pkcs1: {pkcs1}");
+        lb.stop().await;
+    }
+}
