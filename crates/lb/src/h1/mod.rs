@@ -158,8 +158,10 @@ impl Connection<'_> {
             max_url: config.max_url_bytes,
             tls: self.client.is_tls(),
         };
+        // Once shutdown begins, the wait for a last request is shorter.
+        let last = DRAIN_LAST_REQUEST.min(config.header_read_timeout);
         let timeout = match self.draining {
-            true => DRAIN_LAST_REQUEST.min(config.header_read_timeout),
+            true => last,
             false => config.header_read_timeout,
         };
         exchange::arm(&mut self.head_timer, Instant::now(), timeout);
@@ -207,7 +209,6 @@ impl Connection<'_> {
                     () = self.head_timer.as_mut() => return Err(End::Done),
                     () = self.stopping.as_mut(), if !self.draining => {
                         self.draining = true;
-                        let last = DRAIN_LAST_REQUEST.min(config.header_read_timeout);
                         exchange::arm(&mut self.head_timer, Instant::now(), last);
                         continue;
                     }
@@ -223,7 +224,6 @@ impl Connection<'_> {
                 () = self.head_timer.as_mut() => return Err(End::Done),
                 () = self.stopping.as_mut(), if idle && !self.draining => {
                     self.draining = true;
-                    let last = DRAIN_LAST_REQUEST.min(config.header_read_timeout);
                     exchange::arm(&mut self.head_timer, Instant::now(), last);
                     continue;
                 }
