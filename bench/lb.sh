@@ -65,13 +65,28 @@ for port in $NGINX $HAPROXY $WEIR_PORT; do wait_http "http://127.0.0.1:$port/"; 
 # Interleaved rounds: this machine's other load drifts over a minute, so each
 # proxy is measured once per round, in turn, and the median of each figure is shown.
 declare -A RUNS
+SPLITS=""
+# weir's serving threads: connections accepted and requests served by each.
+thread_counts() { curl -s -H 'Authorization: Bearer bench' "http://127.0.0.1:$WEIR_PORT/lb/stats" | python3 -c '
+import json, sys
+print(json.dumps([[t["connections_total"], t["requests"]] for t in json.load(sys.stdin)["threads"]]))'; }
+thread_split() { python3 - "$1" "$2" <<'PY'
+import json, sys
+a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+d = [[y[0] - x[0], y[1] - x[1]] for x, y in zip(a, b)]
+conns, reqs = sum(t[0] for t in d) or 1, sum(t[1] for t in d) or 1
+print("/".join(f"{100 * t[0] / conns:.0f}" for t in d) + " conns, " + "/".join(f"{100 * t[1] / reqs:.0f}" for t in d) + " reqs")
+PY
+}
 for round in $(seq 1 "$ROUNDS"); do
     for name in direct nginx haproxy weir; do
         case $name in
             direct) port=$U1 ;; nginx) port=$NGINX ;; haproxy) port=$HAPROXY ;; weir) port=$WEIR_PORT ;;
         esac
         run_wrk "http://127.0.0.1:$port/" 1s 64 >/dev/null   # warm-up
+        [ $name = weir ] && before=$(thread_counts)
         RUNS[$name]+="$(run_wrk "http://127.0.0.1:$port/" "$DURATION" 64);"
+        [ $name = weir ] && SPLITS+="$(thread_split "$before" "$(thread_counts)"); "
     done
     echo "round $round of $ROUNDS done" >&2
 done
@@ -89,3 +104,7 @@ done
 best=nginx
 python3 -c "import sys; sys.exit(0 if float('${RPS[haproxy]}') > float('${RPS[nginx]}') else 1)" && best=haproxy
 echo "weir / best peer ($best): $(ratio "${RPS[weir]}" "${RPS[$best]}")x requests/s (floor 1.0x, goal 1.1x); p99 ${P99[weir]} vs ${P99[$best]} ms"
+echo "weir's threads, % of each round's connections and requests: $SPLITS"
+for name in nginx haproxy weir; do
+    tr ';' '\n' <<<"${RUNS[$name]}" | grep . | awk -v n=$name '{v[NR]=$1; if (NR==1||$1<lo) lo=$1; if ($1>hi) hi=$1} END {asort(v); printf "%s rounds spread %.1f%% of their median\n", n, 100*(hi-lo)/v[int((NR+1)/2)]}'
+done

@@ -111,3 +111,35 @@ print(" ".join(str(statistics.median_low(float(r[i]) for r in rows)) for i in ra
 }
 
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2]):.2f}')" "$1" "$2"; }
+
+rss_kb() { # pids...
+    local total=0 pid
+    for pid in "$@"; do total=$((total + $(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0))); done
+    echo $total
+}
+# Opens `count` connections and holds them: tls|plain ones that send nothing,
+# or `used` plain ones that make one `GET /health` first and stay open.
+hold_idle() { # port tls|plain|used count → prints how many opened once all are, holds until killed
+    python3 - "$1" "$3" "$2" <<'PY'
+import asyncio, ssl, sys
+port, n, kind = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+async def one(sem, held):
+    async with sem:
+        if kind == "tls":
+            r, w = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname="localhost")
+        else:
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+        if kind == "used":
+            w.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            await w.drain()
+            await r.readuntil(b"\r\n\r\n")
+        held.append(w)
+async def main():
+    held, sem = [], asyncio.Semaphore(200)
+    await asyncio.gather(*(one(sem, held) for _ in range(n)))
+    print(len(held), flush=True)
+    await asyncio.sleep(3600)
+asyncio.run(main())
+PY
+}

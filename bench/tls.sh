@@ -118,31 +118,6 @@ table "(b) new TLS connections (one request each), wrk -t2 -c64" NEW "floor 0.8x
 
 # (c) idle TLS connections: handshake IDLE of them, hold them, sum the RSS
 # of the proxy's processes before and after.
-rss_kb() { # pids...
-    local total=0 pid
-    for pid in "$@"; do total=$((total + $(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0))); done
-    echo $total
-}
-hold_idle() { # port tls|plain → prints when all are open, holds until killed
-    python3 - "$1" "$IDLE" "$2" <<'PY'
-import asyncio, ssl, sys
-port, n, tls = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "tls"
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-async def one(sem, held):
-    async with sem:
-        if tls:
-            r, w = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname="localhost")
-        else:
-            r, w = await asyncio.open_connection("127.0.0.1", port)
-        held.append(w)
-async def main():
-    held, sem = [], asyncio.Semaphore(200)
-    await asyncio.gather(*(one(sem, held) for _ in range(n)))
-    print(len(held), flush=True)
-    await asyncio.sleep(3600)
-asyncio.run(main())
-PY
-}
 nginx_workers() { pgrep -P "$(cat "$WORK/nginx.pid")" | tr '\n' ' '; }
 # Plain first: memory a process freed is reused, so each kind starts fresh
 # only for the first.
@@ -158,7 +133,7 @@ for name in nginx haproxy weir; do
     [ "$kind" = plain ] && port=$plain
     # shellcheck disable=SC2086
     before=$(rss_kb $pids)
-    exec {fd}< <(hold_idle "$port" "$kind")
+    exec {fd}< <(hold_idle "$port" "$kind" "$IDLE")
     holder=$!
     read -r opened <&$fd
     # shellcheck disable=SC2086

@@ -5,7 +5,8 @@
 //! (see `weir_ingest`).
 //!
 //! # Layout
-//! - [`app`]: the router; [`run`] serves it on a listener until shutdown.
+//! - [`app`]: the router; [`run`] serves it on a listener until shutdown,
+//!   through [`serve`] (connections that hold nothing until their first byte).
 //! - [`state`]: [`AppState`] and [`ApiConfig`].
 //! - [`error`]: [`ApiError`], the one JSON error every handler returns.
 //! - [`api_keys`]: client keys and their scopes (`--api-keys`); `auth`: the
@@ -27,6 +28,7 @@ pub mod openapi;
 pub mod request_log;
 mod routes;
 pub mod schema;
+pub mod serve;
 pub mod state;
 
 use std::future::Future;
@@ -132,7 +134,5 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve::serve(listener, app(state), shutdown).await
 }

@@ -469,6 +469,10 @@ pub struct BalancerArgs {
     /// Most header lines in a request; past it, 431.
     #[arg(long, env = "WEIR_MAX_HEADERS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(8..=1000))]
     pub max_headers: u32,
+    /// Most HTTP/2 streams a client connection may have open at once
+    /// (HAProxy's default; nginx allows 128).
+    #[arg(long, env = "WEIR_H2_MAX_STREAMS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub h2_max_streams: u32,
     /// Longest request target (path and query) in bytes; past it, 414.
     #[arg(long, env = "WEIR_MAX_URL_BYTES", default_value_t = 8 * 1024, value_parser = clap::value_parser!(u32).range(256..=1024 * 1024))]
     pub max_url_bytes: u32,
@@ -1054,6 +1058,7 @@ impl BalancerArgs {
         config.max_connections_per_ip = self.max_connections_per_ip;
         config.max_head_bytes = self.max_head_bytes as usize;
         config.max_headers = self.max_headers as usize;
+        config.h2_max_streams = self.h2_max_streams;
         config.max_url_bytes = self.max_url_bytes as usize;
         config.max_in_flight = self.max_in_flight.filter(|n| *n > 0);
         config.adaptive_in_flight = self.adaptive_in_flight;

@@ -353,6 +353,7 @@ impl Backend {
     pub fn start_request(self: &Arc<Self>) -> InFlightGuard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
+        crate::spread::count_request();
         InFlightGuard(self.clone())
     }
 
@@ -366,6 +367,7 @@ impl Backend {
             })
             .ok()?;
         self.requests.fetch_add(1, Ordering::Relaxed);
+        crate::spread::count_request();
         Some(InFlightGuard(self.clone()))
     }
 

@@ -105,6 +105,8 @@ pub struct LbConfig {
     pub max_headers: usize,
     /// Longest request target in bytes (414 past it).
     pub max_url_bytes: usize,
+    /// Most HTTP/2 streams open at once on one client connection.
+    pub h2_max_streams: u32,
     /// Most requests in flight on one backend; when `None`, each backend's
     /// adaptive limit (unless `adaptive_in_flight` is off: then unlimited).
     pub max_in_flight: Option<u64>,
@@ -171,6 +173,7 @@ impl LbConfig {
             max_connections_per_ip: 0,
             max_head_bytes: 32 * 1024,
             max_headers: 100,
+            h2_max_streams: 100,
             max_url_bytes: 8 * 1024,
             max_in_flight: None,
             adaptive_in_flight: true,

@@ -35,6 +35,8 @@
 //! - [`edge`]: headers added to answers (HSTS, `--add-header`) and the
 //!   redirect of plain HTTP to HTTPS.
 //! - `server`: accepting connections, graceful shutdown; [`run`], [`serve_tls`].
+//! - [`spread`]: connections spread over the serving threads ([`serve_seated`],
+//!   [`serve_inbox`]).
 
 mod adaptive;
 mod admin;
@@ -61,6 +63,7 @@ mod rules;
 mod selection;
 mod server;
 mod sojourn;
+pub mod spread;
 mod state;
 mod throughput;
 pub mod tls;
@@ -72,5 +75,5 @@ pub use backend::{Backend, BackendSet};
 pub use config::{HashKey, LbConfig};
 pub use outlier::EjectionConfig;
 pub use selection::Strategy;
-pub use server::{run, serve, serve_admin, serve_tls, spawn_background};
+pub use server::{run, serve, serve_admin, serve_inbox, serve_seated, serve_tls, spawn_background};
 pub use state::{BackendsReloaded, Lb};

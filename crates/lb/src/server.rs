@@ -14,18 +14,23 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::client_io::ClientIo;
 use crate::ratelimit::Verdict;
 use crate::rules::HeadRefusal;
+use crate::spread::{Handed, Inbox, LiveGuard, Placement, Seat};
 use crate::state::Lb;
 use crate::{admin, h1, health, proxy};
 
-/// How often idle clients' rate-limit state is dropped.
 /// How often certificate files are checked for a renewal.
 const CERTIFICATE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Bytes of an answer buffered per HTTP/2 stream beyond what the socket
+/// takes: four frames.
+const H2_SEND_BUFFER: usize = 64 * 1024;
+/// How often idle clients' rate-limit state is dropped.
 const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serves until `shutdown` completes: stops accepting, lets open requests
@@ -83,7 +88,7 @@ pub async fn serve(
     lb: Arc<Lb>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    accept_loop(listener, lb, shutdown, false).await
+    accept_loop(listener, lb, shutdown, false, None).await
 }
 
 /// [`serve`] for HTTPS: each connection's TLS handshake first, with the
@@ -100,7 +105,70 @@ pub async fn serve_tls(
             "a TLS listener needs certificates (--tls-cert and --tls-key, or --tls)",
         ));
     }
-    accept_loop(listener, lb, shutdown, true).await
+    accept_loop(listener, lb, shutdown, true, None).await
+}
+
+/// [`serve`] or [`serve_tls`] on one of several serving threads: a
+/// connection accepted while this thread serves more than another is
+/// handed to that thread's [`serve_inbox`] ([`crate::spread`]).
+pub async fn serve_seated(
+    listener: TcpListener,
+    lb: Arc<Lb>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    tls: bool,
+    seat: Seat,
+) -> std::io::Result<()> {
+    if tls && lb.tls.is_none() {
+        return serve_tls(listener, lb, shutdown).await;
+    }
+    accept_loop(listener, lb, shutdown, tls, Some(seat)).await
+}
+
+/// Serves the connections other threads hand to this one, until
+/// `shutdown`; then waits, within the shutdown grace, for those it started
+/// (their own accept loops wait on other threads, whose runtimes these
+/// connections do not run on).
+pub async fn serve_inbox(
+    mut inbox: Inbox,
+    lb: Arc<Lb>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let started = TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            handed = inbox.next() => match handed {
+                Some(handed) => start_handed(&lb, handed, Some(&started)),
+                None => break,
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    // Handed over just before the stop: served under the drain's rules.
+    for handed in inbox.close() {
+        start_handed(&lb, handed, Some(&started));
+    }
+    started.close();
+    let _ = tokio::time::timeout(lb.config.shutdown_grace, started.wait()).await;
+}
+
+fn start_handed(lb: &Arc<Lb>, handed: Handed, tracker: Option<&TaskTracker>) {
+    let Handed {
+        stream,
+        peer,
+        permit,
+        stop,
+        admin,
+        tls,
+        live,
+    } = handed;
+    let Ok(stream) = tokio::net::TcpStream::from_std(stream).inspect_err(
+        |e| tracing::warn!(error = %e, %peer, "a connection handed over could not be served"),
+    ) else {
+        return;
+    };
+    let (held, serving) = ((permit, Some(live)), (stop, tls));
+    start_connection(lb.clone(), admin, stream, peer, held, serving, tracker);
 }
 
 async fn accept_loop(
@@ -108,6 +176,7 @@ async fn accept_loop(
     lb: Arc<Lb>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     tls: bool,
+    seat: Option<Seat>,
 ) -> std::io::Result<()> {
     let admin = admin::router(lb.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -138,26 +207,36 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let (lb, admin, stop) = (lb.clone(), admin.clone(), stop_rx.clone());
-        if lb.config.proxy_protocol {
-            // The header names the client; it is awaited off the accept loop.
-            tokio::spawn(async move {
-                let _permit = permit;
-                let mut stream = stream;
-                let timeout = lb.config.header_read_timeout;
-                let peer = match crate::proxy_protocol::read_header(&mut stream, timeout).await {
-                    Ok(client) => client.unwrap_or(peer),
-                    Err(()) => {
-                        let stream = ClientIo::Plain(stream);
-                        h1::refuse_connection(stream, HeadRefusal::PROXY_HEADER_REQUIRED).await;
-                        return;
-                    }
+        let live = match seat.as_ref().map(Seat::place) {
+            None => None,
+            Some(Placement::Here(live)) => Some(live),
+            Some(Placement::Away(inbox, live)) => {
+                let Ok(stream) = stream.into_std() else {
+                    continue;
                 };
-                let admitted = lb.per_ip.admit(peer.ip());
-                Box::pin(serve_accepted(lb, admin, stream, peer, admitted, stop, tls)).await;
-            });
-            continue;
-        }
-        tokio::spawn(serve_client(lb, admin, stream, peer, permit, stop, tls));
+                let handed = Handed {
+                    stream,
+                    peer,
+                    permit,
+                    stop,
+                    admin,
+                    tls,
+                    live,
+                };
+                // That thread has stopped taking connections: serve it here.
+                let Err(mpsc::error::SendError(handed)) = inbox.send(handed) else {
+                    continue;
+                };
+                let seat = seat.as_ref().expect("placed by a seat");
+                let handed = Handed {
+                    live: handed.live.back_to(seat),
+                    ..handed
+                };
+                start_handed(&lb, handed, None);
+                continue;
+            }
+        };
+        start_connection(lb, admin, stream, peer, (permit, live), (stop, tls), None);
     }
     drop(listener);
     // Idle connections close now; busy ones after their current exchange.
@@ -179,6 +258,52 @@ async fn accept_loop(
     Ok(())
 }
 
+/// Spawns an accepted connection's task (on `tracker` when given): the
+/// PROXY protocol header first where the listener expects one, then
+/// [`serve_client`]. `held` is what the task holds until it ends; `serving`
+/// the drain signal and whether the listener is TLS.
+fn start_connection(
+    lb: Arc<Lb>,
+    admin: Router,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    held: Held,
+    (stop, tls): (watch::Receiver<bool>, bool),
+    tracker: Option<&TaskTracker>,
+) {
+    if !lb.config.proxy_protocol {
+        let task = serve_client(lb, admin, stream, peer, held, stop, tls);
+        return spawn_on(tracker, task);
+    }
+    // The header names the client; it is awaited off the accept loop.
+    spawn_on(tracker, async move {
+        let _held = held;
+        let mut stream = stream;
+        let timeout = lb.config.header_read_timeout;
+        let peer = match crate::proxy_protocol::read_header(&mut stream, timeout).await {
+            Ok(client) => client.unwrap_or(peer),
+            Err(()) => {
+                let stream = ClientIo::Plain(stream);
+                h1::refuse_connection(stream, HeadRefusal::PROXY_HEADER_REQUIRED).await;
+                return;
+            }
+        };
+        let admitted = lb.per_ip.admit(peer.ip());
+        Box::pin(serve_accepted(lb, admin, stream, peer, admitted, stop, tls)).await;
+    });
+}
+
+fn spawn_on(tracker: Option<&TaskTracker>, task: impl Future<Output = ()> + Send + 'static) {
+    match tracker {
+        Some(tracker) => drop(tracker.spawn(task)),
+        None => drop(tokio::spawn(task)),
+    }
+}
+
+/// What a connection's task holds until it ends: its place under
+/// `--max-connections`, and its count on its serving thread.
+type Held = (tokio::sync::OwnedSemaphorePermit, Option<LiveGuard>);
+
 /// A client connection's task. Until its first bytes arrive it is this
 /// small future alone, holding no buffer, timer box or TLS state: an idle
 /// connection costs little more than its socket.
@@ -187,11 +312,11 @@ async fn serve_client(
     admin: Router,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    held: Held,
     mut stop: watch::Receiver<bool>,
     tls: bool,
 ) {
-    let _permit = permit;
+    let _held = held;
     // Counted from the start: idle connections are what a flood holds.
     let admitted = lb.per_ip.admit(peer.ip());
     if admitted.is_ok() {
@@ -273,7 +398,13 @@ async fn serve_general(
         .header_read_timeout(lb.config.header_read_timeout)
         .max_buf_size(lb.config.max_head_bytes.max(8192))
         .max_headers(lb.config.max_headers);
-    builder.http2().timer(TokioTimer::new());
+    // What a client that reads nothing can make the lb hold is its streams
+    // times each stream's send buffer (hyper's default buffer is 400 KiB).
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(lb.config.h2_max_streams)
+        .max_send_buf_size(H2_SEND_BUFFER);
     let tls = io.is_tls();
     let local = io.local_addr().ok();
     let service = service_fn(move |mut req: Request<Incoming>| {
@@ -406,7 +537,7 @@ mod tests {
             .acquire_owned()
             .await
             .unwrap();
-        let task = super::serve_client(lb, admin, stream, peer, permit, stop, false);
+        let task = super::serve_client(lb, admin, stream, peer, (permit, None), stop, false);
         let size = std::mem::size_of_val(&task);
         assert!(
             size <= 1024,

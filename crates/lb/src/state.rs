@@ -50,6 +50,8 @@ pub struct Lb {
     pub tls: Option<crate::tls::Terminator>,
     /// TLS to `https://` backends.
     backend_tls: std::sync::OnceLock<Option<BackendTls>>,
+    /// The serving threads' spread, when connections are spread over several.
+    spread: std::sync::OnceLock<Arc<crate::spread::Spread>>,
     /// The backend URLs of the configuration last loaded (not those added
     /// by DNS or the admin API), for [`Lb::reload_backends`].
     configured: std::sync::Mutex<Vec<String>>,
@@ -63,6 +65,16 @@ pub struct BackendsReloaded {
 }
 
 impl Lb {
+    /// Marks the serving threads' spread, shown in `/lb/stats`.
+    pub fn set_spread(&self, spread: Arc<crate::spread::Spread>) {
+        let _ = self.spread.set(spread);
+    }
+
+    /// Each serving thread's connections and requests, when spread.
+    pub fn thread_stats(&self) -> Option<Vec<crate::spread::ThreadStats>> {
+        self.spread.get().map(|s| s.stats())
+    }
+
     /// Validates the config and builds the state.
     pub fn new(config: LbConfig) -> Result<Arc<Self>, String> {
         let backends = config
@@ -115,6 +127,7 @@ impl Lb {
                 .map_err(|e| e.to_string())?,
             backend_tls,
             configured: std::sync::Mutex::new(config.backends.clone()),
+            spread: std::sync::OnceLock::new(),
             config,
         }))
     }

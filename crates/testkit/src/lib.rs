@@ -7,9 +7,11 @@
 //! `WEIR_TEST_REDIS_URL` name. Leftover databases from killed runs on a
 //! shared server are dropped by the next run once they are an hour old.
 //! [`fault_proxy`] puts network faults between weir and those servers;
-//! [`set_check`] checks what a run stored against what it acknowledged.
+//! [`set_check`] checks what a run stored against what it acknowledged;
+//! [`heap`] counts what idle connections cost a server's heap.
 
 pub mod fault_proxy;
+pub mod heap;
 pub mod services;
 pub mod set_check;
 

@@ -394,6 +394,47 @@ pub async fn cancel(
 
 /// Most tasks one `GET /tasks` page holds.
 const MAX_PAGE: i64 = 500;
+/// A page ends once its tasks reach this many bytes of JSON (as a
+/// DynamoDB query page ends at 1 MB): the answer a request makes the node
+/// hold, and a client that never reads it leaves held, stays bounded
+/// whatever the tasks' inputs and results hold.
+const MAX_PAGE_BYTES: u64 = 1024 * 1024;
+
+/// Keeps the newest tasks whose JSON fits [`MAX_PAGE_BYTES`] (always at
+/// least one); whether any were cut.
+fn cut_to_page_bytes(tasks: &mut Vec<Task>) -> bool {
+    let mut bytes = 0;
+    let fits = tasks
+        .iter()
+        .take_while(|task| {
+            let first = bytes == 0;
+            bytes += json_len(task);
+            first || bytes <= MAX_PAGE_BYTES
+        })
+        .count();
+    let cut = fits < tasks.len();
+    tasks.truncate(fits);
+    cut
+}
+
+fn json_len(task: &Task) -> u64 {
+    let mut counter = ByteCounter(0);
+    let _ = serde_json::to_writer(&mut counter, task);
+    counter.0
+}
+
+/// An `io::Write` that only counts.
+struct ByteCounter(u64);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -456,7 +497,9 @@ pub async fn list(
             tenant: tenant.0,
         })
         .await?;
-    let next_cursor = (tasks.len() as i64 == limit)
+    let mut tasks = tasks;
+    let cut = cut_to_page_bytes(&mut tasks);
+    let next_cursor = (cut || tasks.len() as i64 == limit)
         .then(|| tasks.last().map(|t| t.id))
         .flatten();
     Ok(Json(TaskPage { tasks, next_cursor }))

@@ -294,8 +294,10 @@ fn spawn_serving_threads(
     for (i, listener) in tagged {
         shares[i % threads].push(listener);
     }
+    let (spread, inboxes) = weir_lb::spread::Spread::new(threads);
+    lb.set_spread(spread);
     let mut workers = Vec::new();
-    for (i, share) in shares.into_iter().enumerate() {
+    for ((i, share), inbox) in shares.into_iter().enumerate().zip(inboxes) {
         let (lb, stop) = (lb.clone(), stop.clone());
         let worker = std::thread::Builder::new()
             .name(format!("weir-lb-{i}"))
@@ -306,19 +308,21 @@ fn spawn_serving_threads(
                     .context("building a serving runtime")?;
                 rt.block_on(async move {
                     let mut served = tokio::task::JoinSet::new();
-                    for (is_tls, listener) in share {
+                    let seat = inbox.seat();
+                    let stopped = |mut stop: watch::Receiver<bool>| async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    };
+                    for (tls, listener) in share {
                         let listener = TcpListener::from_std(listener)?;
-                        let mut stop = stop.clone();
-                        let shutdown = async move {
-                            let _ = stop.wait_for(|s| *s).await;
-                        };
-                        match is_tls {
-                            false => served.spawn(weir_lb::serve(listener, lb.clone(), shutdown)),
-                            true => {
-                                served.spawn(weir_lb::serve_tls(listener, lb.clone(), shutdown))
-                            }
-                        };
+                        let (lb, seat) = (lb.clone(), seat.clone());
+                        let shutdown = stopped(stop.clone());
+                        served.spawn(weir_lb::serve_seated(listener, lb, shutdown, tls, seat));
                     }
+                    let inbox = weir_lb::serve_inbox(inbox, lb.clone(), stopped(stop.clone()));
+                    served.spawn(async move {
+                        inbox.await;
+                        Ok(())
+                    });
                     while let Some(done) = served.join_next().await {
                         done.context("a listener's accept loop panicked")??;
                     }

@@ -15,6 +15,7 @@ mod deploy_files;
 mod events;
 mod faults;
 mod ingest_crashes;
+mod lb_threads;
 mod least_privilege;
 mod metrics;
 mod openapi;

@@ -289,7 +289,61 @@ async fn tasks_are_listed_newest_first_page_by_page(store: StoreKind) {
     stack.stop().await;
 }
 
+/// `GET /tasks?limit=500` of tasks with large inputs made one answer of
+/// 500 inputs, held whole by the API node until the client read it: a few
+/// clients that never read could make it hold gigabytes.
+async fn regression_a_page_of_large_tasks_ends_near_a_mebibyte(store: StoreKind) {
+    let stack = Stack::start(StackOptions {
+        store,
+        workers: 0,
+        ..StackOptions::default()
+    })
+    .await;
+    let large = "x".repeat(200_000);
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        // Distinct inputs: an md5 of the same input is the same task.
+        let input = format!("{i:02}{large}");
+        let (status, accepted) = stack
+            .post_json(
+                "/tasks",
+                &json!({"type": "md5", "input": {"string": input}}),
+            )
+            .await;
+        assert_eq!(status, 202, "{accepted}");
+        ids.push(accepted["task_id"].as_str().unwrap().to_string());
+    }
+    ids.reverse();
+    let mut listed = Vec::new();
+    let mut path = "/tasks?limit=500".to_string();
+    loop {
+        let resp = stack.http.get(stack.url(&path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.bytes().await.unwrap();
+        assert!(
+            body.len() < 1024 * 1024 + 210_000,
+            "a page of {} bytes",
+            body.len()
+        );
+        let page: Value = serde_json::from_slice(&body).unwrap();
+        let tasks = page["tasks"].as_array().unwrap();
+        assert!(
+            !tasks.is_empty() && tasks.len() < 12,
+            "{} tasks",
+            tasks.len()
+        );
+        listed.extend(tasks.iter().map(|t| t["id"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/tasks?limit=500&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(listed, ids, "every task, once, newest first");
+    stack.stop().await;
+}
+
 crate::for_each_store!(
+    regression_a_page_of_large_tasks_ends_near_a_mebibyte,
     tasks_are_listed_newest_first_page_by_page,
     an_idempotency_key_gives_the_same_task_again,
     md5_and_sha256_run_and_then_come_from_the_cache,

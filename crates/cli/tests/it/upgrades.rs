@@ -11,7 +11,7 @@ use weir_bench::upstream::{self, UpstreamSpec};
 use crate::processes::WeirProcess;
 use crate::support::poll;
 
-async fn start_upstream() -> std::net::SocketAddr {
+pub(crate) async fn start_upstream() -> std::net::SocketAddr {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let spec = UpstreamSpec {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -27,7 +27,7 @@ async fn start_upstream() -> std::net::SocketAddr {
 
 /// A port nothing listens on now: the lb is given it fixed, as in
 /// production, so the old and the new process name the same address.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -35,7 +35,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn stats(base: &str) -> Value {
+pub(crate) async fn stats(base: &str) -> Value {
     reqwest::get(format!("{base}/lb/stats"))
         .await
         .unwrap()

@@ -71,6 +71,7 @@ async fn stats(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {
         "rejected_connections_per_ip": lb.rejected_connections.load(std::sync::atomic::Ordering::Relaxed),
         "requests_per_second_last_minute": lb.throughput.per_second(std::time::Instant::now()),
         "backends": backends,
+        "threads": lb.thread_stats(),
     }))
 }
 

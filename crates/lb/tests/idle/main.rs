@@ -1,23 +1,14 @@
 //! What an idle client connection costs the lb's heap, counted by this test
-//! binary's own allocator (a binary of its own: no other test allocates
-//! meanwhile).
+//! binary's own allocator.
 
 use std::time::Duration;
 
-use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
-use std::net::TcpStream;
-
 use tokio::net::TcpListener;
 use weir_lb::{Lb, LbConfig};
+use weir_testkit::heap::{per_idle_connection, Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
-
-/// Bytes allocated and not yet freed since `region` began.
-fn live(region: &Region<std::alloc::System>) -> isize {
-    let change = region.change();
-    change.bytes_allocated as isize - change.bytes_deallocated as isize + change.bytes_reallocated
-}
 
 /// A new socket's readiness is set before any byte has come: waiting with
 /// `readable()` then reading went straight on to allocate the fast path's
@@ -37,43 +28,15 @@ async fn regression_an_idle_connection_holds_no_buffer() {
     let served = tokio::spawn(weir_lb::serve(listener, lb, async move {
         let _ = stopped.await;
     }));
-    const N: isize = 2000;
-    let mut clients = Vec::new();
     // The first connections warm up what is allocated once.
-    for _ in 0..50 {
-        clients.push(TcpStream::connect(addr).unwrap());
-    }
-    let region = Region::new(GLOBAL);
-    settle(&region).await;
-    let before = live(&region);
-    // Blocking clients, which allocate nothing, in batches the backlog holds.
-    for _ in 0..N / 100 {
-        for _ in 0..100 {
-            clients.push(TcpStream::connect(addr).unwrap());
-        }
-        settle(&region).await;
-    }
-    let after = live(&region);
-    let per_connection = (after - before) / N;
+    let (_, warm) = per_idle_connection(&Region::new(GLOBAL), addr, 50).await;
+    let (per_connection, clients) = per_idle_connection(&Region::new(GLOBAL), addr, 2000).await;
     eprintln!("{per_connection} bytes per idle connection");
     assert!(
         per_connection < 1536,
         "{per_connection} bytes per idle connection"
     );
-    drop(clients);
+    drop((warm, clients));
     let _ = stop.send(());
     served.await.unwrap().unwrap();
-}
-
-/// Lets the lb accept and park every connection: yields until what is
-/// allocated stops changing (within a deadline).
-async fn settle(region: &Region<'_, std::alloc::System>) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let (mut last, mut steady) = (live(region), 0);
-    while steady < 500 && std::time::Instant::now() < deadline {
-        tokio::task::yield_now().await;
-        let now = live(region);
-        steady = if now == last { steady + 1 } else { 0 };
-        last = now;
-    }
 }

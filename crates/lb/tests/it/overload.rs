@@ -300,3 +300,50 @@ async fn connections_past_the_per_ip_cap_get_a_json_429() {
     assert!(stats["rejected_connections_per_ip"].as_u64().unwrap() >= 1);
     lb.stop().await;
 }
+
+/// Reads frames until a SETTINGS frame from the server (not an ack) and
+/// returns its (identifier, value) pairs.
+async fn server_settings(conn: &mut tokio::net::TcpStream) -> Vec<(u16, u32)> {
+    loop {
+        let mut head = [0u8; 9];
+        conn.read_exact(&mut head).await.unwrap();
+        let length = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; length];
+        conn.read_exact(&mut payload).await.unwrap();
+        if head[3] == 0x4 && head[4] & 0x1 == 0 {
+            return payload
+                .chunks(6)
+                .map(|s| {
+                    let id = u16::from_be_bytes([s[0], s[1]]);
+                    (id, u32::from_be_bytes([s[2], s[3], s[4], s[5]]))
+                })
+                .collect();
+        }
+    }
+}
+
+/// HTTP/2 clients are held to `--h2-max-streams` (100 by default): with
+/// hyper's default (200 streams, each buffering up to 400 KiB of an answer
+/// the client does not read), 2,000 such clients grew `weir up` to 2.2 GB.
+#[tokio::test]
+async fn http2_clients_are_told_the_stream_limit() {
+    let backend = TestBackend::start("b1", Duration::ZERO).await;
+    for (configured, expected) in [(None, 100), (Some(7), 7)] {
+        let lb = TestLb::start_with(vec![backend.url()], |c| {
+            if let Some(n) = configured {
+                c.h2_max_streams = n;
+            }
+        })
+        .await;
+        let addr = lb.base.trim_start_matches("http://").to_string();
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await
+            .unwrap();
+        let settings = tokio::time::timeout(Duration::from_secs(5), server_settings(&mut conn))
+            .await
+            .expect("no SETTINGS from the lb");
+        // SETTINGS_MAX_CONCURRENT_STREAMS is identifier 3.
+        assert!(settings.contains(&(3, expected)), "{settings:?}");
+    }
+}
