@@ -207,10 +207,10 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let (lb, admin, stop) = (lb.clone(), admin.clone(), stop_rx.clone());
-        let live = match seat.as_ref().map(Seat::place) {
+        let live = match seat.as_ref().map(|seat| (seat, seat.place())) {
             None => None,
-            Some(Placement::Here(live)) => Some(live),
-            Some(Placement::Away(inbox, live)) => {
+            Some((_, Placement::Here(live))) => Some(live),
+            Some((seat, Placement::Away(inbox, live))) => {
                 let Ok(stream) = stream.into_std() else {
                     continue;
                 };
@@ -227,7 +227,6 @@ async fn accept_loop(
                 let Err(mpsc::error::SendError(handed)) = inbox.send(handed) else {
                     continue;
                 };
-                let seat = seat.as_ref().expect("placed by a seat");
                 let handed = Handed {
                     live: handed.live.back_to(seat),
                     ..handed
@@ -238,9 +237,11 @@ async fn accept_loop(
         };
         start_connection(lb, admin, stream, peer, (permit, live), (stop, tls), None);
     }
-    drop(listener);
     // Idle connections close now; busy ones after their current exchange.
+    // Told before the listener closes: a client that sees it closed finds
+    // the drain begun.
     let _ = stop_tx.send(true);
+    drop(listener);
     let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     // Upgraded connections (WebSockets) have left their client connection's
     // task; they are waited for within the same grace.

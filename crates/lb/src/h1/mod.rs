@@ -92,8 +92,10 @@ pub(crate) async fn serve_connection(
             Err(End::Done) => return Outcome::Done,
             Err(End::Fallback) => return conn.fallback(),
         };
-        // Shutting down: this answer is the connection's last, and says so.
-        head.close |= conn.draining;
+        // Shutting down: this answer is the connection's last, and says so
+        // (also when the stop came with the request's bytes and the wait
+        // took the bytes first).
+        head.close |= conn.stop_seen();
         if lb.config.admin_on_main && rules::is_admin_path(head.path(&conn.bufs.client)) {
             return conn.fallback();
         }
@@ -146,6 +148,17 @@ struct Connection<'l> {
 const DRAIN_LAST_REQUEST: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Connection<'_> {
+    /// Whether shutdown has begun, noticing it if it has come since the
+    /// connection last waited.
+    fn stop_seen(&mut self) -> bool {
+        if !self.draining {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            // Polled at most until ready: `draining` guards every later poll.
+            self.draining = self.stopping.as_mut().poll(&mut cx).is_ready();
+        }
+        self.draining
+    }
+
     /// Reads and parses the next request head, within one deadline for the
     /// wait and the head (slowloris; idle keep-alive).
     async fn read_head(&mut self) -> Result<RequestHead, End> {
