@@ -76,6 +76,7 @@ pub(crate) async fn serve_connection(
         // The `X-Forwarded-For` entry this connection adds, formatted once.
         peer_ip: peer.ip().to_string(),
         bufs: Buffers::new(),
+        stop_sent: stop.clone(),
         // One wait for shutdown for the connection's life, polled whenever it
         // is idle: filed with the channel once, not once per request.
         stopping: Box::pin(async move {
@@ -134,6 +135,8 @@ struct Connection<'l> {
     peer_ip: String,
     bufs: Buffers,
     stopping: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// The same signal, read without waiting: whether it has been sent.
+    stop_sent: watch::Receiver<bool>,
     head_timer: Pin<Box<Sleep>>,
     upstream_timer: Pin<Box<Sleep>>,
     /// Shutdown began: one more request is awaited, briefly, then the
@@ -151,11 +154,11 @@ impl Connection<'_> {
     /// Whether shutdown has begun, noticing it if it has come since the
     /// connection last waited.
     fn stop_seen(&mut self) -> bool {
-        if !self.draining {
-            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-            // Polled at most until ready: `draining` guards every later poll.
-            self.draining = self.stopping.as_mut().poll(&mut cx).is_ready();
-        }
+        // An atomic load of the channel's version: polling `stopping` here
+        // would take the channel's waiter lock, shared by every connection,
+        // once per request. The only value ever sent is the stop; a closed
+        // channel means the accept loop is gone.
+        self.draining = self.draining || self.stop_sent.has_changed().unwrap_or(true);
         self.draining
     }
 
