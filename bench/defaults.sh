@@ -16,7 +16,12 @@ rate() { # extra flags for `weir up`...
     [ "$STORE" = postgres ] && db=$(fresh_db weir_bench_defaults)
     start_weir_up "$db" "$@"
     "$WEIR" bench tasks --target "$UP_URL" --tasks "$TASKS" --concurrency 64 --json |
-        python3 -c 'import json,sys; print(round(json.load(sys.stdin)["tasks_per_sec"]))'
+        python3 -c 'import json,sys; print(round(json.load(sys.stdin)["tasks_per_sec"]), end=" ")'
+    # The workers' claims: how many, and the tasks each brought on average.
+    curl -s "$UP_URL/metrics" | awk '
+        /^worker_claims_total/ {claims += $NF}
+        /^worker_claimed_tasks_total/ {tasks += $NF}
+        END {printf "%d %.1f\n", claims, claims ? tasks / claims : 0}'
     stop_pid "$UP_PID"; PIDS=()
     [ "$STORE" = postgres ] && drop_db weir_bench_defaults
     return 0
@@ -24,9 +29,11 @@ rate() { # extra flags for `weir up`...
 
 defaults=() tuned=()
 for round in $(seq 1 "$ROUNDS"); do
-    defaults+=("$(rate)")
-    tuned+=("$(rate --worker-concurrency 32)")
-    echo "round $round: defaults ${defaults[-1]} tasks/s, --worker-concurrency 32 ${tuned[-1]} tasks/s" >&2
+    read -r d_rate d_claims d_batch < <(rate)
+    read -r t_rate t_claims t_batch < <(rate --worker-concurrency 32)
+    defaults+=("$d_rate") tuned+=("$t_rate")
+    echo "round $round: defaults $d_rate tasks/s ($d_claims claims, $d_batch tasks each)," \
+        "--worker-concurrency 32 $t_rate tasks/s ($t_claims claims, $t_batch tasks each)" >&2
 done
 med() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 d=$(med "${defaults[@]}") t=$(med "${tuned[@]}")

@@ -7,7 +7,7 @@
 #   (c) RSS of each proxy holding 9,800 idle plain HTTP connections, then as
 #       many TLS ones (HAProxy needs two
 #       descriptors per connection it may hold, and the hard limit here is 20,000).
-# Usage: bench/tls.sh [duration of a round, default 5s] [rounds, default 5] [idle connections, default 9800]
+# Usage: bench/tls.sh [duration of a round, default 5s] [rounds, default 5; 0: (c) only] [idle connections, default 9800]
 source "$(dirname "$0")/lib.sh"
 DURATION=${1:-5s}
 ROUNDS=${2:-5}
@@ -113,8 +113,11 @@ table() { # title, array name
     python3 -c "import sys; sys.exit(0 if float('${RPS[haproxy]}') > float('${RPS[nginx]}') else 1)" && best=haproxy
     echo "weir / best peer ($best): $(ratio "${RPS[weir]}" "${RPS[$best]}")x ($3); p99 ${P99[weir]} vs ${P99[$best]} ms"
 }
-table "(a) HTTPS keep-alive, TLS 1.3, wrk -t2 -c64" KEEP "floor 1.0x, goal 1.2x"
-table "(b) new TLS connections (one request each), wrk -t2 -c64" NEW "floor 0.8x, goal 1.0x"
+# Rounds 0: the memory figures (c) alone.
+if ((ROUNDS > 0)); then
+    table "(a) HTTPS keep-alive, TLS 1.3, wrk -t2 -c64" KEEP "floor 1.0x, goal 1.2x"
+    table "(b) new TLS connections (one request each), wrk -t2 -c64" NEW "floor 0.8x, goal 1.0x"
+fi
 
 # (c) idle TLS connections: handshake IDLE of them, hold them, sum the RSS
 # of the proxy's processes before and after.

@@ -20,15 +20,43 @@ impl ClientIo {
         matches!(self, ClientIo::Tls(_))
     }
 
-    /// Waits until a plain connection has bytes to read (or is closed),
-    /// without a buffer: an idle connection holds none. Peeked, because
-    /// `readable()` may report readiness left over from the last read, and
-    /// the read that finds nothing would then wait holding its buffer. A TLS
-    /// connection may hold bytes already decrypted, so it is read at once.
-    pub(crate) async fn readable(&self) -> io::Result<()> {
+    /// Waits until the connection has bytes to read (or is closed),
+    /// without a buffer of its own: an idle connection holds none. A plain
+    /// one is peeked, because `readable()` may report readiness left over
+    /// from the last read, and the read that finds nothing would then wait
+    /// holding its buffer. A TLS session reads into the record buffer it
+    /// keeps anyway, and decrypts what came (a client's first request often
+    /// comes with its Finished): the read that follows finds the plaintext
+    /// there and costs no further system call.
+    pub(crate) async fn readable(&mut self) -> io::Result<()> {
         match self {
             ClientIo::Plain(s) => s.peek(&mut [0u8; 1]).await.map(|_| ()),
-            ClientIo::Tls(_) => Ok(()),
+            ClientIo::Tls(tls) => {
+                let (tcp, session) = tls.get_mut();
+                loop {
+                    match session.process_new_packets() {
+                        Ok(state) if state.plaintext_bytes_to_read() > 0 => return Ok(()),
+                        Ok(state) if state.peer_has_closed() || !session.wants_read() => {
+                            return Ok(())
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            // The alert rustls queued, if the socket takes it now.
+                            let _ = session.write_tls(&mut TryIo(tcp));
+                            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                        }
+                    }
+                    tcp.readable().await?;
+                    match session.read_tls(&mut TryIo(tcp)) {
+                        // End of stream: the read reports it.
+                        Ok(0) => return Ok(()),
+                        Ok(_) => {}
+                        // Readiness was stale; `try_read` cleared it.
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
         }
     }
 
@@ -105,5 +133,25 @@ impl AsyncWrite for ClientIo {
             ClientIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
             ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+/// A TCP socket as a blocking-style reader and writer that never blocks:
+/// what rustls reads records from and writes alerts to.
+struct TryIo<'a>(&'a TcpStream);
+
+impl io::Read for TryIo<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
+
+impl io::Write for TryIo<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }

@@ -118,6 +118,10 @@ struct WorkerMetrics {
     failed: Counter,
     retries: Counter,
     active: Gauge,
+    /// Claims answered, and the tasks they brought: their ratio is the
+    /// claims' mean batch, which shows whether slots wait on round trips.
+    claims: Counter,
+    claimed: Counter,
 }
 
 impl WorkerMetrics {
@@ -127,7 +131,9 @@ impl WorkerMetrics {
             processed: counter!("worker_messages_processed_total", "worker_id" => id.clone()),
             failed: counter!("worker_messages_failed_total", "worker_id" => id.clone()),
             retries: counter!("worker_retry_attempts_total", "worker_id" => id.clone()),
-            active: gauge!("worker_active_tasks", "worker_id" => id),
+            active: gauge!("worker_active_tasks", "worker_id" => id.clone()),
+            claims: counter!("worker_claims_total", "worker_id" => id.clone()),
+            claimed: counter!("worker_claimed_tasks_total", "worker_id" => id),
         }
     }
 }
@@ -280,6 +286,8 @@ impl Worker {
             return false;
         }
         self.prefetch.claim_took(took);
+        self.metrics.claims.increment(1);
+        self.metrics.claimed.increment(tasks.len() as u64);
         for task in tasks {
             if task.attempt > 1 {
                 self.metrics.retries.increment(1);

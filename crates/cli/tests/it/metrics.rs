@@ -96,6 +96,11 @@ async fn api_and_worker_serve_prometheus_metrics_with_conventional_names() {
         Some(0.0),
         "{text}"
     );
+    // Seven attempts came in claims (more if a task taken ahead was
+    // handed back and claimed again).
+    let claims = sample(&text, "worker_claims_total", &[id]).unwrap_or(0.0);
+    let claimed = sample(&text, "worker_claimed_tasks_total", &[id]).unwrap_or(0.0);
+    assert!(claims >= 1.0 && claimed >= 7.0, "{text}");
 
     // Made-up methods share one series: clients cannot mint new ones.
     for _ in 0..3 {

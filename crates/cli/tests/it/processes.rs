@@ -284,15 +284,8 @@ async fn separate_processes_lose_nothing(through_pooler: bool) {
         .map(|i| {
             let (http, base) = (http.clone(), base.clone());
             async move {
-                let resp = http
-                    .post(format!("{base}/hash/md5"))
-                    .json(&json!({"string": format!("multi-process-{i}")}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(resp.status(), 202);
-                let body: Value = resp.json().await.unwrap();
-                body["task_id"].as_str().unwrap().to_string()
+                let input = json!({"string": format!("multi-process-{i}")});
+                submit_honouring_retry_after(&http, &format!("{base}/hash/md5"), &input).await
             }
         })
         .buffer_unordered(50)
@@ -592,4 +585,31 @@ async fn lb_killed_under_load_loses_no_acknowledged_task() {
     assert!(ids.len() >= 300);
     wait_all_succeeded(&base, &ids).await;
     drop((api, worker));
+}
+
+/// Submits `input` and returns its task id. A 503 is no acknowledgement: it
+/// must say why (`overloaded` from the lb, `database_busy` from an API node)
+/// and carry Retry-After, and the client submits again as told — what a
+/// client does when a loaded machine (CI's) slows PostgreSQL's commits.
+async fn submit_honouring_retry_after(http: &reqwest::Client, url: &str, input: &Value) -> String {
+    for _ in 0..20 {
+        let resp = http.post(url).json(input).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let retry_after = resp.headers().get("retry-after").cloned();
+        let body: Value = resp.json().await.unwrap();
+        match status {
+            202 => return body["task_id"].as_str().unwrap().to_string(),
+            503 => {
+                let code = body["error"]["code"].as_str().unwrap_or_default();
+                assert!(
+                    matches!(code, "overloaded" | "database_busy") && retry_after.is_some(),
+                    "a 503 without its reason or Retry-After: {body}"
+                );
+                let secs: u64 = retry_after.unwrap().to_str().unwrap().parse().unwrap();
+                tokio::time::sleep(Duration::from_secs(secs)).await;
+            }
+            _ => panic!("submitting {input} got {status}: {body}"),
+        }
+    }
+    panic!("{input} was refused 20 times over")
 }
