@@ -456,7 +456,8 @@ pub struct BalancerArgs {
     /// Bearer token for admin endpoints that change state (generated when empty).
     #[arg(long, env = "WEIR_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
-    /// Most client connections open at once (the lb stops accepting past it).
+    /// Most client connections open at once, over every listener and serving
+    /// thread (the lb stops accepting past it).
     #[arg(long, env = "WEIR_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
     /// Most connections open at once from one client IP (0: no limit, as

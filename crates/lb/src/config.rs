@@ -94,8 +94,9 @@ pub struct LbConfig {
     /// Plain HTTP answered with a 308 to the TLS listener (ACME challenges
     /// and the admin API excepted).
     pub redirect_http: Option<crate::edge::HttpsRedirect>,
-    /// Most client connections open at once; past it the lb stops accepting
-    /// (new connections wait in the kernel's backlog).
+    /// Most client connections open at once, over every listener and serving
+    /// thread of this `Lb`; past it the lb stops accepting (new connections
+    /// wait in the kernel's backlog).
     pub max_connections: usize,
     /// Most connections open at once from one client IP (0: no limit).
     pub max_connections_per_ip: usize,

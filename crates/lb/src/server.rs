@@ -14,7 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
@@ -180,8 +180,7 @@ async fn accept_loop(
 ) -> std::io::Result<()> {
     let admin = admin::router(lb.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let max_connections = lb.config.max_connections.clamp(1, u32::MAX as usize);
-    let connections = Arc::new(Semaphore::new(max_connections));
+    let connections = lb.connections.clone();
     tokio::pin!(shutdown);
     loop {
         // At the connection cap, stop accepting: new clients wait in the
@@ -242,7 +241,10 @@ async fn accept_loop(
     // the drain begun.
     let _ = stop_tx.send(true);
     drop(listener);
-    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    // Every permit back: this loop's connections, and those of the other
+    // loops, which drain alongside it.
+    let all =
+        u32::try_from(lb.config.max_connections.clamp(1, u32::MAX as usize)).unwrap_or(u32::MAX);
     // Upgraded connections (WebSockets) have left their client connection's
     // task; they are waited for within the same grace.
     lb.tunnels.close();

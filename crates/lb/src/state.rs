@@ -46,6 +46,10 @@ pub struct Lb {
     pub draining: std::sync::atomic::AtomicBool,
     /// Upgraded connections being relayed; a drain waits for them.
     pub(crate) tunnels: tokio_util::task::TaskTracker,
+    /// A permit per open client connection, shared by every listener and
+    /// serving thread: `--max-connections` bounds the process, not each
+    /// accept loop.
+    pub(crate) connections: Arc<tokio::sync::Semaphore>,
     /// TLS termination, when certificates are configured.
     pub tls: Option<crate::tls::Terminator>,
     /// TLS to `https://` backends.
@@ -119,6 +123,9 @@ impl Lb {
             backends: BackendSet::new(backends),
             draining: Default::default(),
             tunnels: Default::default(),
+            connections: Arc::new(tokio::sync::Semaphore::new(
+                config.max_connections.clamp(1, u32::MAX as usize),
+            )),
             tls: config
                 .tls
                 .clone()

@@ -99,3 +99,53 @@ async fn sixty_four_long_lived_connections_split_evenly_over_two_threads() {
         }
     }
 }
+
+/// `--max-connections` was a cap per accept loop: with two serving threads
+/// (each with its own listener) the lb held up to twice as many client
+/// connections as it was told to, and the memory the cap bounds with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_max_connections_bounds_the_process_not_each_thread() {
+    let upstream = start_upstream().await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let admin = format!("http://127.0.0.1:{}", free_port());
+    let backend = format!("http://{upstream}");
+    let args = [
+        "lb",
+        "--listen",
+        &listen,
+        "--admin-listen",
+        admin.trim_start_matches("http://"),
+        "--threads",
+        "2",
+        "--max-connections",
+        "8",
+        "--backends",
+        &backend,
+    ];
+    let (_lb, _) = WeirProcess::start(&args, "listening on");
+
+    // The kernel completes all 24 handshakes and hashes them over the two
+    // threads' listeners; the lb takes 8 and leaves the rest in the backlog.
+    let idle: Vec<_> = (0..24)
+        .map(|_| std::net::TcpStream::connect(&listen).unwrap())
+        .collect();
+    let open = || async {
+        let threads = stats(&admin).await["threads"].as_array().unwrap().clone();
+        let counts: Vec<u64> = threads
+            .iter()
+            .map(|t| t["connections"].as_u64().unwrap())
+            .collect();
+        (counts.iter().sum::<u64>(), counts)
+    };
+    let first = poll(Duration::from_secs(20), || async {
+        let (sum, counts) = open().await;
+        (sum >= 8).then_some((sum, counts))
+    })
+    .await;
+    assert_eq!(first.0, 8, "open connections per thread: {:?}", first.1);
+    for _ in 0..20 {
+        let (sum, counts) = open().await;
+        assert_eq!(sum, 8, "open connections per thread: {counts:?}");
+    }
+    drop(idle);
+}
