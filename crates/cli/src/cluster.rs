@@ -35,6 +35,8 @@ const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub struct ClusterSpec {
     pub listen: SocketAddr,
+    /// Where the lb also serves HTTPS (its certificates in `lb.tls`).
+    pub tls_listen: Option<SocketAddr>,
     pub api_nodes: usize,
     pub workers: usize,
     pub api: ApiConfig,
@@ -46,6 +48,8 @@ pub struct ClusterSpec {
 pub struct Cluster {
     /// Where the load balancer listens.
     pub lb_addr: SocketAddr,
+    /// Where it serves HTTPS, when asked to.
+    pub lb_tls_addr: Option<SocketAddr>,
     /// (node id, address) of each API node.
     pub api_nodes: Vec<(String, SocketAddr)>,
     pub worker_ids: Vec<String>,
@@ -117,13 +121,34 @@ impl Cluster {
             .await
             .with_context(|| format!("binding the load balancer to {}", spec.listen))?;
         let lb_addr = listener.local_addr()?;
-        let lb_task = tokio::spawn(weir_lb::run(
-            listener,
-            lb.clone(),
-            lb_stop.clone().cancelled_owned(),
-        ));
+        let tls_listener = match spec.tls_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding --tls-listen {addr}"))?,
+            ),
+            None => None,
+        };
+        let lb_tls_addr = tls_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+        let plain = weir_lb::run(listener, lb.clone(), lb_stop.clone().cancelled_owned());
+        let https = tls_listener.map(|l| {
+            tokio::spawn(weir_lb::serve_tls(
+                l,
+                lb.clone(),
+                lb_stop.clone().cancelled_owned(),
+            ))
+        });
+        // One task for the lb's listeners: it ends when both have drained.
+        let lb_task = tokio::spawn(async move {
+            let served = plain.await;
+            match https {
+                Some(task) => task.await.map_err(std::io::Error::other)?.and(served),
+                None => served,
+            }
+        });
         Ok(Cluster {
             lb_addr,
+            lb_tls_addr,
             api_nodes,
             worker_ids,
             lb,

@@ -582,6 +582,8 @@ pub struct UpArgs {
     pub worker: WorkerTuning,
     #[command(flatten)]
     pub balancer: BalancerArgs,
+    #[command(flatten)]
+    pub tls: TlsListenArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -632,24 +634,8 @@ pub struct LbArgs {
     /// then it listens here for its own successor.
     #[arg(long, env = "WEIR_HANDOVER_SOCKET")]
     pub handover_socket: Option<PathBuf>,
-    /// Also serve HTTPS here (HTTP/1.1 and, by ALPN, HTTP/2), with
-    /// --tls-cert/--tls-key or --tls certificates.
-    #[arg(long, env = "WEIR_TLS_LISTEN")]
-    pub tls_listen: Option<SocketAddr>,
-    /// The certificate chain (PEM; RSA or ECDSA) for clients that name no
-    /// other certificate's server. Reloaded on SIGHUP and when the file changes.
-    #[arg(long, env = "WEIR_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// The private key (PEM) of --tls-cert.
-    #[arg(long, env = "WEIR_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// A certificate by server name (SNI): NAME=CERT:KEY, NAME may be
-    /// *.example.com; repeatable or comma-separated.
-    #[arg(long = "tls", env = "WEIR_TLS", value_delimiter = ',')]
-    pub tls_by_name: Vec<SniCertificate>,
-    /// The oldest TLS version clients may use: 1.2 or 1.3.
-    #[arg(long, env = "WEIR_TLS_MIN_VERSION", default_value = "1.2")]
-    pub tls_min_version: weir_lb::tls::TlsVersion,
+    #[command(flatten)]
+    pub tls: TlsListenArgs,
     /// PEM certificates that `https://` backends' certificates must lead to
     /// (default: the system's roots).
     #[arg(long, env = "WEIR_BACKEND_CA")]
@@ -688,6 +674,65 @@ pub struct LbArgs {
     pub security_headers: bool,
     #[command(flatten)]
     pub balancer: BalancerArgs,
+}
+
+/// HTTPS beside plain HTTP: where, and with which certificates (`weir lb`
+/// and `weir up`).
+#[derive(Debug, Clone, Args)]
+pub struct TlsListenArgs {
+    /// Also serve HTTPS here (HTTP/1.1 and, by ALPN, HTTP/2), with
+    /// --tls-cert/--tls-key or --tls certificates.
+    #[arg(long, env = "WEIR_TLS_LISTEN")]
+    pub tls_listen: Option<SocketAddr>,
+    /// The certificate chain (PEM; RSA or ECDSA) for clients that name no
+    /// other certificate's server. Reloaded on SIGHUP and when the file changes.
+    #[arg(long, env = "WEIR_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "WEIR_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A certificate by server name (SNI): NAME=CERT:KEY, NAME may be
+    /// *.example.com; repeatable or comma-separated.
+    #[arg(long = "tls", env = "WEIR_TLS", value_delimiter = ',')]
+    pub tls_by_name: Vec<SniCertificate>,
+    /// The oldest TLS version clients may use: 1.2 or 1.3.
+    #[arg(long, env = "WEIR_TLS_MIN_VERSION", default_value = "1.2")]
+    pub tls_min_version: weir_lb::tls::TlsVersion,
+}
+
+impl TlsListenArgs {
+    /// The TLS listener's certificates; an error names the flag that is
+    /// missing.
+    pub fn tls_settings(&self) -> anyhow::Result<Option<weir_lb::tls::TlsSettings>> {
+        let default = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(weir_lb::tls::CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        let has_certificates = default.is_some() || !self.tls_by_name.is_empty();
+        match (self.tls_listen, has_certificates) {
+            (None, false) => Ok(None),
+            (None, true) => {
+                anyhow::bail!("--tls-listen: certificates are given but no TLS listener")
+            }
+            (Some(_), false) => {
+                anyhow::bail!(
+                    "--tls-listen: needs --tls-cert and --tls-key, or --tls NAME=CERT:KEY"
+                )
+            }
+            (Some(_), true) => Ok(Some(weir_lb::tls::TlsSettings {
+                default,
+                by_name: self
+                    .tls_by_name
+                    .iter()
+                    .map(|c| (c.name.clone(), c.files.clone()))
+                    .collect(),
+                min_version: self.tls_min_version,
+            })),
+        }
+    }
 }
 
 /// `--tls NAME=CERT:KEY`.
@@ -764,7 +809,7 @@ impl LbArgs {
         };
         let redirect = match self.redirect_http {
             None => None,
-            Some(0) => match self.tls_listen.map(|a| a.port()) {
+            Some(0) => match self.tls.tls_listen.map(|a| a.port()) {
                 Some(port) if port != 0 => Some(edge::HttpsRedirect { port }),
                 _ => anyhow::bail!(
                     "--redirect-http: name the HTTPS port (--tls-listen has none fixed)"
@@ -773,39 +818,6 @@ impl LbArgs {
             Some(port) => Some(edge::HttpsRedirect { port }),
         };
         Ok((edge::EdgeHeaders::new(added, hsts), redirect))
-    }
-
-    /// The TLS listener's certificates; an error names the flag that is
-    /// missing.
-    pub fn tls_settings(&self) -> anyhow::Result<Option<weir_lb::tls::TlsSettings>> {
-        let default = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(weir_lb::tls::CertFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-            }),
-            _ => None,
-        };
-        let has_certificates = default.is_some() || !self.tls_by_name.is_empty();
-        match (self.tls_listen, has_certificates) {
-            (None, false) => Ok(None),
-            (None, true) => {
-                anyhow::bail!("--tls-listen: certificates are given but no TLS listener")
-            }
-            (Some(_), false) => {
-                anyhow::bail!(
-                    "--tls-listen: needs --tls-cert and --tls-key, or --tls NAME=CERT:KEY"
-                )
-            }
-            (Some(_), true) => Ok(Some(weir_lb::tls::TlsSettings {
-                default,
-                by_name: self
-                    .tls_by_name
-                    .iter()
-                    .map(|c| (c.name.clone(), c.files.clone()))
-                    .collect(),
-                min_version: self.tls_min_version,
-            })),
-        }
     }
 }
 

@@ -118,7 +118,7 @@ fn build_lb(args: &LbArgs, admin_token: &str) -> anyhow::Result<std::sync::Arc<w
     config.dns_server = args.dns_server;
     config.proxy_protocol = args.proxy_protocol;
     config.send_proxy_protocol = args.send_proxy_protocol;
-    config.tls = args.tls_settings()?;
+    config.tls = args.tls.tls_settings()?;
     (config.edge_headers, config.redirect_http) = args.edge_settings()?;
     config.backend_tls = args.backend_tls();
     weir_lb::Lb::new(config).map_err(anyhow::Error::msg)
@@ -156,7 +156,7 @@ fn bind_listeners(
         "weir: lb listening on http://{}{from} ({threads} threads)",
         plain[0].local_addr()?
     );
-    let tls = match args.tls_listen {
+    let tls = match args.tls.tls_listen {
         Some(tls_addr) => {
             let tls = listeners(
                 inherited.as_deref_mut(),

@@ -24,8 +24,11 @@ pub async fn run(
     let default_url = format!("sqlite://{}", args.data_dir.join("weir.db").display());
     let options = args.store.options(Some(default_url))?;
     let (admin_token, generated) = args.balancer.admin_token();
+    let mut lb = args.balancer.config(Vec::new(), admin_token.clone());
+    lb.tls = args.tls.tls_settings()?;
     let spec = ClusterSpec {
         listen: args.listen,
+        tls_listen: args.tls.tls_listen,
         api_nodes: args.api_nodes.into(),
         workers: args.workers.into(),
         api: weir_api::ApiConfig {
@@ -43,7 +46,7 @@ pub async fn run(
             args.worker_concurrency.into(),
             task_types.clone(),
         )?,
-        lb: args.balancer.config(Vec::new(), admin_token.clone()),
+        lb,
     };
     weir_lb::Lb::new(spec.lb.clone()).map_err(anyhow::Error::msg)?;
     if check {
@@ -60,6 +63,9 @@ pub async fn run(
         "weir: lb listening on http://{} (strategy {})",
         cluster.lb_addr, args.balancer.strategy
     );
+    if let Some(addr) = cluster.lb_tls_addr {
+        println!("weir: lb listening on https://{addr}");
+    }
     println!("weir: dashboard on http://{}/dashboard", cluster.lb_addr);
     for (id, addr) in &cluster.api_nodes {
         println!("weir: {id} listening on http://{addr}");

@@ -30,5 +30,6 @@ mod support;
 mod task_type_processes;
 mod task_types;
 mod tasks;
+mod up_tls;
 mod upgrades;
 mod workers;

@@ -247,6 +247,7 @@ impl Stack {
         lb.admin_token = ADMIN_TOKEN.into();
         let spec = ClusterSpec {
             listen: "127.0.0.1:0".parse().unwrap(),
+            tls_listen: None,
             api_nodes: opts.api_nodes,
             workers: opts.workers,
             api,

@@ -40,7 +40,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::client_io::ClientIo;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Sleep;
 
@@ -90,7 +90,7 @@ pub(crate) async fn serve_connection(
     loop {
         let mut head = match conn.read_head().await {
             Ok(head) => head,
-            Err(End::Done) => return Outcome::Done,
+            Err(End::Done) => return conn.close().await,
             Err(End::Fallback) => return conn.fallback(),
         };
         // Shutting down: this answer is the connection's last, and says so
@@ -105,17 +105,37 @@ pub(crate) async fn serve_connection(
             return conn.fallback();
         }
         if !conn.read_small_body(&head).await {
-            return Outcome::Done;
+            return conn.close().await;
         }
         let body_in_buf =
             (conn.bufs.client.len() - head.head_len).min(head.content_length as usize);
         // Boxed: the exchange's state is the largest part of the
         // connection's, and an idle connection should not carry it.
         if Box::pin(conn.exchange(&head, body_in_buf)).await == Flow::Close {
-            return Outcome::Done;
+            return conn.close().await;
         }
         conn.bufs.client.drain(..head.head_len + body_in_buf);
         conn.bufs.shrink();
+    }
+}
+
+/// How long a TLS client is given to take the close_notify alert.
+const CLOSE_NOTIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Connection<'_> {
+    /// Ends the connection. A TLS session says so first with close_notify,
+    /// so that a client reading an answer delimited by the close (or any
+    /// strict TLS client) sees a clean end rather than a truncation.
+    async fn close(mut self) -> Outcome {
+        if self.client.is_tls() {
+            // Boxed: the wait would otherwise enlarge every connection's task.
+            let notify = Box::pin(tokio::time::timeout(
+                CLOSE_NOTIFY_WAIT,
+                self.client.shutdown(),
+            ));
+            let _ = notify.await;
+        }
+        Outcome::Done
     }
 }
 

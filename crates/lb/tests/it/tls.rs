@@ -242,6 +242,29 @@ async fn https_requests_reach_the_backend_over_http1_keep_alive_and_http2_by_alp
     backend.kill().await;
 }
 
+/// The lb closed a TLS connection it ended (`Connection: close` here) with
+/// a bare TCP close: rustls and other strict clients report an unexpected
+/// end of file, and an answer delimited by the close reads as truncated.
+#[tokio::test]
+async fn regression_a_tls_connection_the_lb_closes_ends_with_close_notify() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::write(dir.path(), "site", &["localhost"]);
+    let backend = TestBackend::start("a", Duration::ZERO).await;
+    let lb = TlsLb::start(vec![backend.url()], single(&cert)).await;
+    let config = client_config(&[&cert.der], &[b"http/1.1"], rustls::DEFAULT_VERSIONS);
+    let mut tls = handshake(&lb, config, "localhost").await.unwrap();
+    tls.write_all(b"GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tls.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(read.is_ok(), "{read:?} after {answer}");
+    lb.stop().await;
+}
+
 #[tokio::test]
 async fn sni_picks_the_certificate_named_and_the_default_for_other_names() {
     let dir = tempfile::tempdir().unwrap();
