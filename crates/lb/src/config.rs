@@ -152,6 +152,12 @@ pub struct LbConfig {
 }
 
 impl LbConfig {
+    /// The permits of the lb's connection semaphore: `max_connections`,
+    /// at least one and at most what `acquire_many` can wait for at once.
+    pub(crate) fn connection_permits(&self) -> u32 {
+        u32::try_from(self.max_connections.max(1)).unwrap_or(u32::MAX)
+    }
+
     pub fn new(backends: Vec<String>) -> Self {
         LbConfig {
             backends,

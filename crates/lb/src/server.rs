@@ -243,8 +243,7 @@ async fn accept_loop(
     drop(listener);
     // Every permit back: this loop's connections, and those of the other
     // loops, which drain alongside it.
-    let all =
-        u32::try_from(lb.config.max_connections.clamp(1, u32::MAX as usize)).unwrap_or(u32::MAX);
+    let all = lb.config.connection_permits();
     // Upgraded connections (WebSockets) have left their client connection's
     // task; they are waited for within the same grace.
     lb.tunnels.close();

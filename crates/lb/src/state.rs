@@ -124,7 +124,7 @@ impl Lb {
             draining: Default::default(),
             tunnels: Default::default(),
             connections: Arc::new(tokio::sync::Semaphore::new(
-                config.max_connections.clamp(1, u32::MAX as usize),
+                config.connection_permits() as usize
             )),
             tls: config
                 .tls
