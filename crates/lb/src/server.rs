@@ -183,15 +183,6 @@ async fn accept_loop(
     let connections = lb.connections.clone();
     tokio::pin!(shutdown);
     loop {
-        // At the connection cap, stop accepting: new clients wait in the
-        // kernel's backlog instead of starving the ones being served.
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = &mut shutdown => break,
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -201,6 +192,18 @@ async fn accept_loop(
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
+            },
+            _ = &mut shutdown => break,
+        };
+        // At the connection cap, stop accepting: new clients wait in the
+        // kernel's backlog instead of starving the ones being served. The
+        // permit is taken after the accept, so that a loop whose listener
+        // has nothing waiting holds no permit the others could use (the
+        // cap is shared by every loop).
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
             },
             _ = &mut shutdown => break,
         };
