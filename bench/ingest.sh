@@ -27,19 +27,8 @@ with open(sys.argv[1], "w") as f:
     for i in range(500):
         f.write(json.dumps({"level": "info", "service": "checkout", "msg": "order placed", "order": i, "ms": 17}) + "\n")
 PY
-post_script() { # body file, content type → a wrk script path
-    local lua="$WORK/post-$(basename "$1").lua"
-    python3 - "$1" "$2" >"$lua" <<'PY'
-import sys
-body = open(sys.argv[1]).read()
-print('wrk.method = "POST"')
-print('wrk.headers["Content-Type"] = "%s"' % sys.argv[2])
-print('wrk.body = %s' % ("[==[" + body + "]==]"))
-PY
-    echo "$lua"
-}
-ONE_LUA=$(post_script "$WORK/one.json" application/json)
-BATCH_LUA=$(post_script "$WORK/batch.ndjson" application/x-ndjson)
+ONE_LUA=$(post_lua "$WORK/one.json" application/json)
+BATCH_LUA=$(post_lua "$WORK/batch.ndjson" application/x-ndjson)
 
 # Runs wrk with a POST script; prints "events_per_sec acked_requests p99_ms".
 load() { # url lua connections events_per_request

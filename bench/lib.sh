@@ -143,3 +143,16 @@ async def main():
 asyncio.run(main())
 PY
 }
+
+# A wrk script that POSTs the file's content with the given content type.
+post_lua() { # body file, content type → a wrk script path
+    local lua="$WORK/post-$(basename "$1").lua"
+    python3 - "$1" "$2" >"$lua" <<'PY'
+import sys
+body = open(sys.argv[1]).read()
+print('wrk.method = "POST"')
+print('wrk.headers["Content-Type"] = "%s"' % sys.argv[2])
+print('wrk.body = %s' % ("[==[" + body + "]==]"))
+PY
+    echo "$lua"
+}

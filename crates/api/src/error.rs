@@ -28,6 +28,9 @@ pub enum ApiError {
     /// 409: the resource is in a state the request does not apply to.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// 422: an idempotency key reused for a different request.
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
     /// 405.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -46,6 +49,9 @@ pub enum ApiError {
     /// 503 with Retry-After: the database is busy or unreachable.
     #[error("the database is busy or unreachable; retry shortly")]
     DatabaseBusy,
+    /// 507 with Retry-After: the database's disk is full; nothing was stored.
+    #[error("the database's disk is full; nothing was stored: retry once space is freed")]
+    DiskFull,
     /// 500: a bug or a broken database; details are in the log.
     #[error("internal error")]
     Internal,
@@ -64,6 +70,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             ApiError::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
             ApiError::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -74,6 +81,7 @@ impl ApiError {
             ApiError::EventTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "event_too_large"),
             ApiError::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             ApiError::DatabaseBusy => (StatusCode::SERVICE_UNAVAILABLE, "database_busy"),
+            ApiError::DiskFull => (StatusCode::INSUFFICIENT_STORAGE, "disk_full"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -81,7 +89,19 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        if e.is_retryable() {
+        if let StoreError::IdempotencyKeyReused(task) = e {
+            return ApiError::Unprocessable {
+                code: "idempotency_key_reused",
+                message: format!(
+                    "this Idempotency-Key was used for a different request (task {task}); \
+                     use a new key for a new request"
+                ),
+            };
+        }
+        if let StoreError::DiskFull(_) = e {
+            tracing::warn!(error = %e, "store's disk full");
+            ApiError::DiskFull
+        } else if e.is_retryable() {
             tracing::warn!(error = %e, "store unavailable");
             ApiError::DatabaseBusy
         } else {
@@ -115,7 +135,7 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         let body = json!({ "error": { "code": code, "message": self.to_string() } });
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::INSUFFICIENT_STORAGE {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));

@@ -210,14 +210,15 @@ pub async fn serve_api_node(
     let (cache_access, cache_access_task) =
         CacheAccessRecorder::spawn(store.clone(), CACHE_STATS_FLUSH);
     let (events, events_task) = match &config.ingest_buffer {
-        Some(b) => (
-            EventSink::Buffered(
-                EventBuffer::connect(&b.redis_url, &b.stream, b.max_len)
-                    .await?
-                    .within(budget),
-            ),
-            None,
-        ),
+        Some(b) => {
+            let buffer = EventBuffer::connect(&b.redis_url, &b.stream, b.max_len)
+                .await?
+                .within(budget);
+            if let Some(risk) = buffer.persistence_warning().await {
+                tracing::warn!("{risk}");
+            }
+            (EventSink::Buffered(buffer), None)
+        }
         None => {
             let (writer, task) = EventWriter::spawn_events(store.clone(), EVENT_MAX_BATCH);
             (EventSink::Direct(writer.within(budget)), Some(task))

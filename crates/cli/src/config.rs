@@ -173,6 +173,11 @@ pub struct StoreArgs {
     /// workers wake at once (without it they poll).
     #[arg(long, env = "WEIR_LISTEN_DATABASE_URL")]
     pub listen_database_url: Option<String>,
+    /// SQLite only: `full` syncs every commit to disk before it is
+    /// acknowledged (survives a power loss); `normal` syncs at checkpoints
+    /// only (survives a process crash, not a power loss; cheaper writes).
+    #[arg(long, env = "WEIR_SQLITE_SYNCHRONOUS", default_value = "full")]
+    pub sqlite_synchronous: weir_store_sql::SqliteSynchronous,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -935,6 +940,7 @@ impl StoreArgs {
         options.acquire_timeout = self.db_busy_timeout;
         options.transaction_pooler = self.transaction_pooler;
         options.listen_database_url = self.listen_database_url.clone();
+        options.sqlite_synchronous = self.sqlite_synchronous;
         Ok(options)
     }
 }

@@ -31,7 +31,7 @@ pub use retry::RetryPolicy;
 pub use secrets::{KeyOrigin, OpenError, Sealer};
 pub use store::{
     CacheAccessParams, CacheEntryStats, CacheStats, CacheWrite, CompletionOutcome, EventLog,
-    FinishedCounts, LeaderAcquireParams, Leadership, MaintenancePruneParams,
+    FinishedCounts, IdempotencyKey, LeaderAcquireParams, Leadership, MaintenancePruneParams,
     MaintenancePruneReport, QueueDepth, QueueLimits, RequestLog, ResultCache, Store, StoreError,
     TaskAdmin, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskInsertParams,
     TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskQueue, TaskReleaseParams,

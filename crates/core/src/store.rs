@@ -29,15 +29,48 @@ pub enum StoreError {
     /// The stored data could not be read back (a bug or a hand-edited row).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The disk under the database is full: nothing of the call was
+    /// written. Worth retrying once space is freed, not within a request.
+    #[error("the database's disk is full: {0}")]
+    DiskFull(String),
+    /// An idempotency key came again with a different request: the task it
+    /// names stands for the first one, not for this.
+    #[error("the idempotency key was used for a different request (task {0})")]
+    IdempotencyKeyReused(TaskId),
     /// Any other database error.
     #[error("database error: {0}")]
     Internal(String),
 }
 
 impl StoreError {
-    /// Whether the same call may succeed if tried again later.
+    /// Whether the same call may succeed if tried again later (background
+    /// services wait and retry; a request gives up).
     pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::DiskFull(_))
+    }
+
+    /// Whether the same call may succeed within a request's budget: the
+    /// database is busy or briefly away. A full disk does not clear so soon.
+    pub fn is_busy(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// An idempotency key, with a fingerprint of the request it came with (a
+/// later request under the key must have the same one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key: String,
+    /// `None`: not compared (a caller that has no request to fingerprint).
+    pub fingerprint: Option<String>,
+}
+
+impl From<&str> for IdempotencyKey {
+    fn from(key: &str) -> Self {
+        IdempotencyKey {
+            key: key.to_string(),
+            fingerprint: None,
+        }
     }
 }
 
@@ -353,11 +386,13 @@ pub trait TaskQueue: Send + Sync + 'static {
     ) -> Result<Vec<TaskId>, StoreError>;
     /// Queues a task under an idempotency key: the first call with a key
     /// inserts the task; later calls within `window` of it return that task
-    /// instead (`false`: not created now). Safe under concurrent calls.
+    /// instead (`false`: not created now), or, when their request's
+    /// fingerprint differs from the first's,
+    /// [`StoreError::IdempotencyKeyReused`]. Safe under concurrent calls.
     async fn task_insert_idempotent(
         &self,
         params: TaskInsertParams,
-        key: &str,
+        key: &IdempotencyKey,
         window: Duration,
     ) -> Result<(Task, bool), StoreError>;
     /// Atomically moves up to `max` due tasks, highest priority first, to

@@ -74,6 +74,29 @@ impl EventBuffer {
         }
     }
 
+    /// What a 202 does not survive under Redis's persistence settings (as
+    /// Redis's documentation describes them), as one line; `None` when
+    /// every acknowledged entry is on disk before Redis answers, or the
+    /// settings cannot be read (`CONFIG` renamed away, as managed Redis
+    /// services do).
+    pub async fn persistence_warning(&self) -> Option<String> {
+        let get = |name: &'static str| {
+            let mut conn = self.conn.clone();
+            async move {
+                let pair: Vec<String> = redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg(name)
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                pair.get(1).cloned()
+            }
+        };
+        let appendonly = get("appendonly").await?;
+        let appendfsync = get("appendfsync").await?;
+        persistence_risk(&appendonly, &appendfsync)
+    }
+
     /// Entries waiting in the stream (appended, not yet committed).
     pub async fn backlog(&self) -> Result<u64, IngestError> {
         let mut conn = self.conn.clone();
@@ -82,6 +105,26 @@ impl EventBuffer {
             .query_async(&mut conn)
             .await
             .map_err(IngestError::from_redis)
+    }
+}
+
+/// What buffered ingest's 202 does not survive under these settings.
+fn persistence_risk(appendonly: &str, appendfsync: &str) -> Option<String> {
+    let lost = "events acknowledged with 202 and not yet written to the database";
+    match (appendonly, appendfsync) {
+        ("no", _) => Some(format!(
+            "Redis runs with appendonly no: {lost} are lost when Redis restarts or crashes \
+             (snapshots keep only what was in the last one)"
+        )),
+        (_, "everysec") => Some(format!(
+            "Redis runs with appendfsync everysec: up to a second of {lost} may be lost on a \
+             power loss or an OS crash (a Redis crash alone loses none)"
+        )),
+        (_, "no") => Some(format!(
+            "Redis runs with appendfsync no: {lost} may be lost on a power loss or an OS crash \
+             (the OS syncs when it likes, typically every 30 s)"
+        )),
+        _ => None,
     }
 }
 
@@ -134,6 +177,17 @@ pub(crate) fn decode(entry: &[u8]) -> Result<Vec<NewEvent>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_aof_synced_at_every_write_keeps_every_acknowledged_event() {
+        assert_eq!(persistence_risk("yes", "always"), None);
+        let none = persistence_risk("no", "everysec").unwrap();
+        assert!(none.contains("appendonly no"), "{none}");
+        let everysec = persistence_risk("yes", "everysec").unwrap();
+        assert!(everysec.contains("appendfsync everysec"), "{everysec}");
+        let never = persistence_risk("yes", "no").unwrap();
+        assert!(never.contains("appendfsync no"), "{never}");
+    }
 
     #[test]
     fn an_entry_decodes_to_the_events_encoded() {

@@ -41,6 +41,58 @@ pub struct StoreOptions {
     /// Where LISTEN connects beside a transaction pooler (straight to
     /// PostgreSQL); without it, workers behind a pooler poll.
     pub listen_database_url: Option<String>,
+    /// When SQLite syncs what it commits to the disk.
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+/// When SQLite syncs its write-ahead log (SQLite's `PRAGMA synchronous`, in
+/// WAL mode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SqliteSynchronous {
+    /// The log is synced at every commit, before any caller of it is
+    /// answered: an acknowledged write survives a power loss or an OS crash.
+    /// One sync per group-commit batch.
+    #[default]
+    Full,
+    /// The log is synced only at checkpoints: an acknowledged write survives
+    /// the process's crash, not a power loss or an OS crash (the last
+    /// commits may be rolled back).
+    Normal,
+}
+
+impl SqliteSynchronous {
+    /// What the setting promises, for a start-up line.
+    pub fn promise(self) -> &'static str {
+        match self {
+            SqliteSynchronous::Full => {
+                "synchronous=full: every acknowledged write is synced to disk (survives a power loss)"
+            }
+            SqliteSynchronous::Normal => {
+                "synchronous=normal: acknowledged writes survive a process crash, not a power loss"
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for SqliteSynchronous {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Ok(SqliteSynchronous::Full),
+            "normal" => Ok(SqliteSynchronous::Normal),
+            other => Err(format!("{other:?}: expected full or normal")),
+        }
+    }
+}
+
+impl std::fmt::Display for SqliteSynchronous {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SqliteSynchronous::Full => "full",
+            SqliteSynchronous::Normal => "normal",
+        })
+    }
 }
 
 impl StoreOptions {
@@ -52,6 +104,7 @@ impl StoreOptions {
             migrate: true,
             transaction_pooler: false,
             listen_database_url: None,
+            sqlite_synchronous: SqliteSynchronous::Full,
         }
     }
 }

@@ -52,7 +52,7 @@ impl BusyRetry {
         loop {
             let last = match tokio::time::timeout_at(deadline, op()).await {
                 Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) if e.is_retryable() => e,
+                Ok(Err(e)) if e.is_busy() => e,
                 Ok(Err(e)) => return Err(e),
                 Err(_) => {
                     return Err(StoreError::Unavailable(format!(
@@ -100,14 +100,20 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn does_not_retry_other_errors() {
-        let calls = std::sync::atomic::AtomicU32::new(0);
-        let result: Result<(), StoreError> = BusyRetry::default()
-            .run(|| async {
-                calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Err(StoreError::Internal("syntax".into()))
-            })
-            .await;
-        assert_eq!(result, Err(StoreError::Internal("syntax".into())));
-        assert_eq!(calls.into_inner(), 1);
+        // A full disk does not clear within a request: answered at once.
+        for error in [
+            StoreError::Internal("syntax".into()),
+            StoreError::DiskFull("database or disk is full".into()),
+        ] {
+            let calls = std::sync::atomic::AtomicU32::new(0);
+            let result: Result<(), StoreError> = BusyRetry::default()
+                .run(|| async {
+                    calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Err(error.clone())
+                })
+                .await;
+            assert_eq!(result, Err(error));
+            assert_eq!(calls.into_inner(), 1);
+        }
     }
 }

@@ -51,6 +51,14 @@ pub struct Rescued {
     pub requeued: u64,
 }
 
+/// An idempotency key already held: the task it names, and the fingerprint
+/// of the request that took it (`None` for keys taken before fingerprints).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldKey {
+    pub task: TaskId,
+    pub fingerprint: Option<String>,
+}
+
 /// A stored task that may stand for a submission not inserted: the same id,
 /// or (when live) the same cache key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,14 +110,16 @@ pub trait DriverTx: Send {
     ) -> Result<Vec<Claimed>, StoreError>;
 
     /// Frees `key` when it is older than `oldest` or its task is gone, then
-    /// takes it for `task`. `Some(id)`: the key is held, for task `id`.
+    /// takes it for `task`, with the request's `fingerprint`. `Some`: the
+    /// key is held, for the task and fingerprint it names.
     async fn idempotency_key_take(
         &mut self,
         key: &str,
+        fingerprint: Option<&str>,
         task: TaskId,
         now: DateTime<Utc>,
         oldest: DateTime<Utc>,
-    ) -> Result<Option<TaskId>, StoreError>;
+    ) -> Result<Option<HeldKey>, StoreError>;
     /// Points a held key at another task.
     async fn idempotency_key_point(&mut self, key: &str, task: TaskId) -> Result<(), StoreError>;
     /// Inserts one task; `None` when it conflicts (its id, or its cache key

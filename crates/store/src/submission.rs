@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 use weir_core::{
-    InputError, ResultCache, RetryPolicy, Store, StoreError, TaskAdmin, TaskId, TaskInsertParams,
-    TaskQueue, TaskState, TaskType, TaskTypes,
+    IdempotencyKey, InputError, ResultCache, RetryPolicy, Store, StoreError, TaskAdmin, TaskId,
+    TaskInsertParams, TaskQueue, TaskState, TaskType, TaskTypes,
 };
 
 use crate::{CacheAccessRecorder, TaskInsertWriter};
@@ -56,6 +57,64 @@ impl Submission {
             tenant: None,
         }
     }
+}
+
+impl Submission {
+    /// What makes two submissions the same request: every field the client
+    /// chose (defaults left out, so a changed default does not change it),
+    /// the input with its object keys in order. SHA-256, hex.
+    pub fn fingerprint(&self) -> String {
+        let fields = serde_json::json!([
+            self.kind,
+            canonical(&self.input),
+            self.max_attempts,
+            self.priority,
+            self.run_at.map(|t| t.timestamp_micros()),
+            self.queue,
+            self.concurrency_key,
+            self.backoff
+                .map(|b| (b.base.as_millis() as u64, b.cap.as_millis() as u64)),
+            self.timeout.map(|t| t.as_millis() as u64),
+        ]);
+        hex::encode(Sha256::digest(fields.to_string().as_bytes()))
+    }
+}
+
+/// `value` as a string whose object keys are sorted, whatever order they
+/// came in (serde_json may keep insertion order).
+fn canonical(value: &Value) -> String {
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::from(k.as_str()).to_string());
+                    out.push(':');
+                    write(&map[k], out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(value, &mut out);
+    out
 }
 
 /// A key in a tenant's own namespace (`None`: the shared one).
@@ -149,6 +208,7 @@ impl Submitter {
         let cache_key = registered
             .cache_key(&s.input)
             .map(|k| scoped(s.tenant.as_deref(), k));
+        let fingerprint = s.fingerprint();
         let mut input = s.input;
         // Secrets are sealed before anything is stored.
         self.types.seal_input(registered, &mut input);
@@ -182,7 +242,10 @@ impl Submitter {
             tenant: s.tenant.clone(),
         };
         if let Some(key) = s.idempotency_key {
-            let key = scoped(s.tenant.as_deref(), key);
+            let key = IdempotencyKey {
+                key: scoped(s.tenant.as_deref(), key),
+                fingerprint: Some(fingerprint),
+            };
             let (task, created) = TaskQueue::task_insert_idempotent(
                 &*self.store,
                 params,
@@ -227,5 +290,33 @@ impl Submitter {
             state,
             replayed: false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_ignores_key_order_and_sees_every_chosen_field() {
+        let a = Submission::new(
+            "md5",
+            serde_json::json!({"string": "a", "n": {"x": 1, "y": 2}}),
+        );
+        let mut b = a.clone();
+        b.input = serde_json::from_str(r#"{"n": {"y": 2, "x": 1}, "string": "a"}"#).unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        b.input = serde_json::json!({"string": "b", "n": {"x": 1, "y": 2}});
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        let mut c = a.clone();
+        c.priority = Some(5);
+        assert_ne!(a.fingerprint(), c.fingerprint());
+        let mut d = a.clone();
+        d.kind = "sha256".into();
+        assert_ne!(a.fingerprint(), d.fingerprint());
+        // The key itself is not part of the request it names.
+        let mut e = a.clone();
+        e.idempotency_key = Some("k-1".into());
+        assert_eq!(a.fingerprint(), e.fingerprint());
     }
 }

@@ -8,12 +8,14 @@
 //! shared server are dropped by the next run once they are an hour old.
 //! [`fault_proxy`] puts network faults between weir and those servers;
 //! [`set_check`] checks what a run stored against what it acknowledged;
-//! [`heap`] counts what idle connections cost a server's heap.
+//! [`heap`] counts what idle connections cost a server's heap;
+//! [`small_disk`] is a tmpfs to fill up.
 
 pub mod fault_proxy;
 pub mod heap;
 pub mod services;
 pub mod set_check;
+pub mod small_disk;
 
 use std::str::FromStr;
 

@@ -59,6 +59,9 @@ pub async fn run(
     let cluster = Cluster::start(spec, store).await?;
 
     println!("weir up: store {}", options.database_url);
+    if options.database_url.starts_with("sqlite:") {
+        println!("weir up: {}", options.sqlite_synchronous.promise());
+    }
     println!(
         "weir: lb listening on http://{} (strategy {})",
         cluster.lb_addr, args.balancer.strategy

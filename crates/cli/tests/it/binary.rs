@@ -119,7 +119,7 @@ async fn weir_up_serves_and_stops_gracefully_on_sigterm() {
 }
 
 /// Starts `weir up` on `data_dir`; returns it and the lb's address.
-fn start_up(data_dir: &std::path::Path) -> (WeirProcess, String) {
+pub(crate) fn start_up(data_dir: &std::path::Path) -> (WeirProcess, String) {
     let data_dir = data_dir.display().to_string();
     let args = [
         "up",

@@ -12,6 +12,8 @@ mod dashboard;
 mod db_outages;
 mod db_tls;
 mod deploy_files;
+mod disk_full;
+mod durability;
 mod events;
 mod faults;
 mod ingest_crashes;

@@ -212,6 +212,23 @@ async fn an_idempotency_key_gives_the_same_task_again(store: StoreKind) {
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["task_id"], first["task_id"]);
+    // The same key with another request is refused, not answered with the
+    // first one's task (draft-ietf-httpapi-idempotency-key-header: 422).
+    let reused = http
+        .post(stack.url("/tasks"))
+        .header("idempotency-key", "order-17")
+        .json(&json!({"type": "sleep", "input": {"ms": 20}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reused.status(), 422);
+    let reused: Value = reused.json().await.unwrap();
+    assert_eq!(
+        reused["error"]["code"], "idempotency_key_reused",
+        "{reused}"
+    );
+    let (_, listed) = stack.get_json("/tasks?limit=100").await;
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 1, "{listed}");
     // The body field works too, and a different key is a different task.
     let (status, other) = stack
         .post_json(

@@ -15,6 +15,7 @@
 
 mod batch;
 mod claim_hint;
+mod durability;
 mod events;
 pub mod exec;
 mod insert;
@@ -42,7 +43,7 @@ use weir_core::{
 };
 use weir_store::{lease_end, Claimed, Driver, DriverTx, Rescued, StandingTask};
 
-use crate::error::{from_sqlx, postgres_contention};
+use crate::error::{from_sqlx, postgres_cause};
 use crate::StoreOptions;
 use batch::{CompletionArrays, COMPLETE_MANY};
 use claim_hint::{ClaimHints, ClaimKey};
@@ -71,7 +72,7 @@ pub struct PostgresDriver {
 }
 
 fn err(e: sqlx::Error) -> StoreError {
-    from_sqlx(e, postgres_contention)
+    from_sqlx(e, postgres_cause)
 }
 
 impl PostgresDriver {
@@ -135,6 +136,7 @@ impl PostgresDriver {
             // Fail fast on a wrong URL rather than on the first request.
             sqlx::query("SELECT 1").execute(&exec).await.map_err(err)?;
         }
+        durability::warn_if_commits_may_be_lost(&exec).await;
         let poke = Arc::new(Notify::new());
         let producer = tokio::spawn(notify::run_producer(exec.clone(), poke.clone()));
         Ok(PostgresDriver {

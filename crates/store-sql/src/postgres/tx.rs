@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 use weir_core::{RetryPolicy, StoreError, Task, TaskClaimParams, TaskId, TaskInsertParams};
-use weir_store::{lease_end, Claimed, DriverTx, LimitedQueue};
+use weir_store::{lease_end, Claimed, DriverTx, HeldKey, LimitedQueue};
 
 use super::err;
 use super::rows::{decode, ClaimedRow, TaskRow, FINISHED_TASK_COLUMNS, LIVE_TASK_COLUMNS};
@@ -153,10 +153,11 @@ impl DriverTx for PostgresTx {
     async fn idempotency_key_take(
         &mut self,
         key: &str,
+        fingerprint: Option<&str>,
         task: TaskId,
         now: DateTime<Utc>,
         oldest: DateTime<Utc>,
-    ) -> Result<Option<TaskId>, StoreError> {
+    ) -> Result<Option<HeldKey>, StoreError> {
         // A key past its window, or whose task the cleaner has deleted, is free again.
         sqlx::query(
             "DELETE FROM idempotency_keys k WHERE k.key = $1 AND (k.created_at < $2 \
@@ -171,12 +172,13 @@ impl DriverTx for PostgresTx {
         // A concurrent call with the same key waits here on the unique index
         // until the first commits, then finds its row.
         let taken = sqlx::query(
-            "INSERT INTO idempotency_keys (key, task_id, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (key) DO NOTHING",
+            "INSERT INTO idempotency_keys (key, task_id, created_at, fingerprint) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING",
         )
         .bind(key)
         .bind(task.0)
         .bind(now)
+        .bind(fingerprint)
         .execute(self.exec())
         .await
         .map_err(err)?
@@ -185,12 +187,16 @@ impl DriverTx for PostgresTx {
         if taken {
             return Ok(None);
         }
-        let held: Uuid = sqlx::query_scalar("SELECT task_id FROM idempotency_keys WHERE key = $1")
-            .bind(key)
-            .fetch_one(self.exec())
-            .await
-            .map_err(err)?;
-        Ok(Some(TaskId(held)))
+        let (held, fingerprint): (Uuid, Option<String>) =
+            sqlx::query_as("SELECT task_id, fingerprint FROM idempotency_keys WHERE key = $1")
+                .bind(key)
+                .fetch_one(self.exec())
+                .await
+                .map_err(err)?;
+        Ok(Some(HeldKey {
+            task: TaskId(held),
+            fingerprint,
+        }))
     }
 
     async fn idempotency_key_point(&mut self, key: &str, task: TaskId) -> Result<(), StoreError> {

@@ -3,10 +3,11 @@
 //! SQLite allows one writer at a time, so every write goes through a pool of
 //! exactly one connection (writers queue in the pool instead of spinning on
 //! `SQLITE_BUSY`), while reads use a separate pool of read-only connections that
-//! WAL lets run beside the writer. `synchronous = NORMAL` in WAL mode survives a
-//! killed process (what weir promises); only an OS crash or power loss may lose
-//! the last commits. The single writer also makes every transaction's counts
-//! hold until it commits, so no row or key needs locking.
+//! WAL lets run beside the writer. `synchronous = FULL` (the default) syncs the
+//! log at every commit, so whatever a commit acknowledges survives a power
+//! loss; `NORMAL` (`--sqlite-synchronous normal`) survives a killed process
+//! only. The single writer also makes every transaction's counts hold until
+//! it commits, so no row or key needs locking.
 
 mod events;
 mod insert;
@@ -14,6 +15,7 @@ mod rows;
 mod tx;
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -29,7 +31,7 @@ use weir_core::{
 };
 use weir_store::{lease_end, Claimed, Driver, DriverTx, Rescued, StandingTask};
 
-use crate::error::{from_sqlx, sqlite_contention};
+use crate::error::{from_sqlx, sqlite_cause};
 use crate::StoreOptions;
 use rows::{decode, millis, time, ClaimedRow, TaskRow, WorkerRow, TASK_COLUMNS};
 
@@ -45,8 +47,21 @@ pub struct SqliteDriver {
     reader: SqlitePool,
 }
 
+/// Set when any statement failed in the database: the writer connection
+/// may be left mid-transaction where sqlx believes it is not, or the other
+/// way round (SQLite rolls a transaction back by itself on some errors, a
+/// full disk among them, and a COMMIT that fails leaves it open). Such a
+/// connection would acknowledge later writes it never commits, so the writer
+/// pool replaces its connection when it is next released (an SQLite open is
+/// about a millisecond; errors are rare). Process-wide: a spurious
+/// replacement costs only the reopen.
+static WRITER_SUSPECT: AtomicBool = AtomicBool::new(false);
+
 fn err(e: sqlx::Error) -> StoreError {
-    from_sqlx(e, sqlite_contention)
+    if matches!(e, sqlx::Error::Database(_)) {
+        WRITER_SUSPECT.store(true, Ordering::Release);
+    }
+    from_sqlx(e, sqlite_cause)
 }
 
 impl SqliteDriver {
@@ -57,12 +72,26 @@ impl SqliteDriver {
             .map_err(|e| StoreError::Internal(format!("bad sqlite URL: {e}")))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(match options.sqlite_synchronous {
+                crate::SqliteSynchronous::Full => SqliteSynchronous::Full,
+                crate::SqliteSynchronous::Normal => SqliteSynchronous::Normal,
+            })
             .busy_timeout(options.acquire_timeout)
             .foreign_keys(true);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(options.acquire_timeout)
+            .after_release(|_conn, _meta| {
+                Box::pin(async {
+                    let suspect = WRITER_SUSPECT.swap(false, Ordering::AcqRel);
+                    if suspect {
+                        tracing::info!(
+                            "sqlite: a statement failed; the writer connection is reopened"
+                        );
+                    }
+                    Ok(!suspect)
+                })
+            })
             .connect_with(connect.clone())
             .await
             .map_err(err)?;

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{Sqlite, Transaction};
 use weir_core::{RetryPolicy, StoreError, Task, TaskClaimParams, TaskId, TaskInsertParams};
-use weir_store::{lease_end, Claimed, DriverTx, LimitedQueue};
+use weir_store::{lease_end, Claimed, DriverTx, HeldKey, LimitedQueue};
 
 use super::rows::{decode, millis, task_id, time, ClaimedRow, TaskRow, TASK_COLUMNS};
 use super::{err, json_list};
@@ -136,10 +136,11 @@ impl DriverTx for SqliteTx {
     async fn idempotency_key_take(
         &mut self,
         key: &str,
+        fingerprint: Option<&str>,
         task: TaskId,
         now: DateTime<Utc>,
         oldest: DateTime<Utc>,
-    ) -> Result<Option<TaskId>, StoreError> {
+    ) -> Result<Option<HeldKey>, StoreError> {
         // A key past its window, or whose task the cleaner has deleted, is free again.
         sqlx::query(
             "DELETE FROM idempotency_keys WHERE key = ?1 AND (created_at < ?2 \
@@ -151,12 +152,13 @@ impl DriverTx for SqliteTx {
         .await
         .map_err(err)?;
         let taken = sqlx::query(
-            "INSERT INTO idempotency_keys (key, task_id, created_at) VALUES (?, ?, ?) \
-             ON CONFLICT (key) DO NOTHING",
+            "INSERT INTO idempotency_keys (key, task_id, created_at, fingerprint) \
+             VALUES (?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
         )
         .bind(key)
         .bind(task.to_string())
         .bind(millis(now))
+        .bind(fingerprint)
         .execute(&mut *self.tx)
         .await
         .map_err(err)?
@@ -165,12 +167,16 @@ impl DriverTx for SqliteTx {
         if taken {
             return Ok(None);
         }
-        let held: String = sqlx::query_scalar("SELECT task_id FROM idempotency_keys WHERE key = ?")
-            .bind(key)
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(err)?;
-        task_id(&held).map(Some)
+        let (held, fingerprint): (String, Option<String>) =
+            sqlx::query_as("SELECT task_id, fingerprint FROM idempotency_keys WHERE key = ?")
+                .bind(key)
+                .fetch_one(&mut *self.tx)
+                .await
+                .map_err(err)?;
+        Ok(Some(HeldKey {
+            task: task_id(&held)?,
+            fingerprint,
+        }))
     }
 
     async fn idempotency_key_point(&mut self, key: &str, task: TaskId) -> Result<(), StoreError> {

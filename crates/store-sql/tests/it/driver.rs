@@ -111,7 +111,7 @@ pub async fn a_dropped_transaction_rolls_back(d: Arc<dyn Driver>) {
     {
         let mut tx = d.begin().await.unwrap();
         assert_eq!(
-            tx.idempotency_key_take("key", p.id, now, oldest)
+            tx.idempotency_key_take("key", None, p.id, now, oldest)
                 .await
                 .unwrap(),
             None
@@ -121,7 +121,7 @@ pub async fn a_dropped_transaction_rolls_back(d: Arc<dyn Driver>) {
     assert!(d.task_get(p.id).await.unwrap().is_none());
     let mut tx = d.begin().await.unwrap();
     assert_eq!(
-        tx.idempotency_key_take("key", p.id, now, oldest)
+        tx.idempotency_key_take("key", None, p.id, now, oldest)
             .await
             .unwrap(),
         None,

@@ -17,12 +17,12 @@ use serde_json::Value;
 use tokio::sync::watch;
 use weir_core::{
     CacheAccessParams, CacheStats, ClaimedTask, CompletionOutcome, EventLog, FinishedCounts,
-    LeaderAcquireParams, Leadership, MaintenancePruneParams, MaintenancePruneReport, NewEvent,
-    QueueDepth, QueueLimits, RequestLog, RequestLogEntry, RequestLogStats, ResultCache, Store,
-    StoreError, StoredEvent, Task, TaskAdmin, TaskChange, TaskClaimParams, TaskCompletion,
-    TaskCounts, TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskOutcome,
-    TaskQueue, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams, WorkerInfo,
-    WorkerRegistry,
+    IdempotencyKey, LeaderAcquireParams, Leadership, MaintenancePruneParams,
+    MaintenancePruneReport, NewEvent, QueueDepth, QueueLimits, RequestLog, RequestLogEntry,
+    RequestLogStats, ResultCache, Store, StoreError, StoredEvent, Task, TaskAdmin, TaskChange,
+    TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams, TaskLeaseExtendParams,
+    TaskListParams, TaskOutcome, TaskQueue, TaskReleaseParams, TaskRescueParams,
+    WorkerHeartbeatParams, WorkerInfo, WorkerRegistry,
 };
 
 use crate::driver::Driver;
@@ -152,7 +152,7 @@ impl TaskQueue for SqlStore {
     async fn task_insert_idempotent(
         &self,
         p: TaskInsertParams,
-        key: &str,
+        key: &IdempotencyKey,
         window: Duration,
     ) -> Result<(Task, bool), StoreError> {
         self.call(|| self.insert_idempotent(&p, key, window)).await

@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use weir_core::{StoreError, Task, TaskId, TaskInsertParams};
+use weir_core::{IdempotencyKey, StoreError, Task, TaskId, TaskInsertParams};
 
 use super::SqlStore;
 use crate::driver::StandingTask;
@@ -79,17 +79,28 @@ impl SqlStore {
     }
 
     /// The first call with `key` queues the task; later ones within `window`
-    /// get the task the key names (`false`: not created now).
+    /// get the task the key names (`false`: not created now), when they
+    /// carry the first one's fingerprint.
     pub(super) async fn insert_idempotent(
         &self,
         p: &TaskInsertParams,
-        key: &str,
+        key: &IdempotencyKey,
         window: std::time::Duration,
     ) -> Result<(Task, bool), StoreError> {
         let oldest = p.now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
         let mut tx = self.driver().begin().await?;
-        if let Some(existing) = tx.idempotency_key_take(key, p.id, p.now, oldest).await? {
+        let fingerprint = key.fingerprint.as_deref();
+        if let Some(held) = tx
+            .idempotency_key_take(&key.key, fingerprint, p.id, p.now, oldest)
+            .await?
+        {
             tx.commit().await?;
+            let existing = held.task;
+            if let (Some(first), Some(this)) = (held.fingerprint.as_deref(), fingerprint) {
+                if first != this {
+                    return Err(StoreError::IdempotencyKeyReused(existing));
+                }
+            }
             let task = self.driver().task_get(existing).await?.ok_or_else(|| {
                 StoreError::Corrupt(format!("idempotency key names missing task {existing}"))
             })?;
@@ -109,7 +120,7 @@ impl SqlStore {
             .ok_or_else(|| {
                 StoreError::Unavailable("a matching task finished meanwhile; retry".into())
             })?;
-        tx.idempotency_key_point(key, task.id).await?;
+        tx.idempotency_key_point(&key.key, task.id).await?;
         tx.commit().await?;
         Ok((task, false))
     }

@@ -41,7 +41,7 @@ pub async fn a_resent_id_under_a_new_idempotency_key_returns_its_task(store: Arc
     assert!(p.cache_key.is_none());
     let first = store.task_insert(p.clone()).await.unwrap();
     let (task, created) = store
-        .task_insert_idempotent(p, "a-new-key", Duration::from_secs(60))
+        .task_insert_idempotent(p, &"a-new-key".into(), Duration::from_secs(60))
         .await
         .unwrap();
     assert!(!created);
@@ -49,7 +49,7 @@ pub async fn a_resent_id_under_a_new_idempotency_key_returns_its_task(store: Arc
     // The key now names that task.
     let again = insert_params(Builtin::Noop, "something else", now);
     let (task, created) = store
-        .task_insert_idempotent(again, "a-new-key", Duration::from_secs(60))
+        .task_insert_idempotent(again, &"a-new-key".into(), Duration::from_secs(60))
         .await
         .unwrap();
     assert!(!created);

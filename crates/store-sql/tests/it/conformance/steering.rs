@@ -141,12 +141,52 @@ pub async fn dead_tasks_can_be_retried_and_queued_ones_cancelled(store: Arc<dyn 
     assert_eq!(store.task_counts().await.unwrap().cancelled, 1);
 }
 
+pub async fn a_reused_idempotency_key_with_another_request_is_refused(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let window = Duration::from_secs(3600);
+    let key = |fingerprint: &str| IdempotencyKey {
+        key: "k-reused".into(),
+        fingerprint: Some(fingerprint.into()),
+    };
+    let first = insert_params(Builtin::Md5, "A", now);
+    let (task, created) = store
+        .task_insert_idempotent(first.clone(), &key("fp-a"), window)
+        .await
+        .unwrap();
+    assert!(created);
+    // The same request again: its task, replayed.
+    let (again, created) = store
+        .task_insert_idempotent(insert_params(Builtin::Md5, "A", now), &key("fp-a"), window)
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(again.id, task.id);
+    // Another request under the key: refused, naming the key's task; nothing queued.
+    let refused = store
+        .task_insert_idempotent(insert_params(Builtin::Md5, "B", now), &key("fp-b"), window)
+        .await
+        .unwrap_err();
+    assert_eq!(refused, StoreError::IdempotencyKeyReused(task.id));
+    assert_eq!(store.task_counts().await.unwrap().queued, 1);
+    // A caller with no fingerprint to compare gets the key's task.
+    let (unchecked, created) = store
+        .task_insert_idempotent(
+            insert_params(Builtin::Md5, "C", now),
+            &"k-reused".into(),
+            window,
+        )
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(unchecked.id, task.id);
+}
+
 pub async fn idempotency_keys_return_the_same_task(store: Arc<dyn Store>) {
     let now = Utc::now();
     let window = Duration::from_secs(24 * 3600);
     let first = insert_params(Builtin::Md5, "once", now);
     let (task, created) = store
-        .task_insert_idempotent(first.clone(), "key-1", window)
+        .task_insert_idempotent(first.clone(), &"key-1".into(), window)
         .await
         .unwrap();
     assert!(created);
@@ -154,7 +194,7 @@ pub async fn idempotency_keys_return_the_same_task(store: Arc<dyn Store>) {
     // The same key again (a client retrying): the same task, nothing new.
     let second = insert_params(Builtin::Md5, "once", now);
     let (again, created) = store
-        .task_insert_idempotent(second, "key-1", window)
+        .task_insert_idempotent(second, &"key-1".into(), window)
         .await
         .unwrap();
     assert!(!created);
@@ -167,7 +207,7 @@ pub async fn idempotency_keys_return_the_same_task(store: Arc<dyn Store>) {
             tokio::spawn(async move {
                 let p = insert_params(Builtin::Md5, &format!("race-{i}"), now);
                 store
-                    .task_insert_idempotent(p, "key-race", window)
+                    .task_insert_idempotent(p, &"key-race".into(), window)
                     .await
                     .unwrap()
             })
@@ -186,7 +226,7 @@ pub async fn idempotency_keys_return_the_same_task(store: Arc<dyn Store>) {
     let (fresh, created) = store
         .task_insert_idempotent(
             insert_params(Builtin::Md5, "once more", later),
-            "key-1",
+            &"key-1".into(),
             window,
         )
         .await
@@ -434,7 +474,7 @@ pub async fn idempotency_key_of_a_pruned_task_queues_a_new_one(store: Arc<dyn St
     // Keys as old as the retention go with their tasks.
     let first = insert_params(Builtin::Md5, "pruned", now);
     store
-        .task_insert_idempotent(first.clone(), "key-pruned", window)
+        .task_insert_idempotent(first.clone(), &"key-pruned".into(), window)
         .await
         .unwrap();
     let t = store
@@ -458,7 +498,7 @@ pub async fn idempotency_key_of_a_pruned_task_queues_a_new_one(store: Arc<dyn St
     let (again, created) = store
         .task_insert_idempotent(
             insert_params(Builtin::Md5, "pruned", later),
-            "key-pruned",
+            &"key-pruned".into(),
             window,
         )
         .await
@@ -470,7 +510,7 @@ pub async fn idempotency_key_of_a_pruned_task_queues_a_new_one(store: Arc<dyn St
     // the key's own age reached the retention) must not break a replay either.
     let third = insert_params(Builtin::Md5, "vanished", later);
     store
-        .task_insert_idempotent(third.clone(), "key-vanished", window)
+        .task_insert_idempotent(third.clone(), &"key-vanished".into(), window)
         .await
         .unwrap();
     store
@@ -488,7 +528,7 @@ pub async fn idempotency_key_of_a_pruned_task_queues_a_new_one(store: Arc<dyn St
     let (fresh, created) = store
         .task_insert_idempotent(
             insert_params(Builtin::Md5, "vanished", later),
-            "key-vanished",
+            &"key-vanished".into(),
             window,
         )
         .await
@@ -600,7 +640,7 @@ pub async fn the_same_cacheable_input_is_queued_once_while_live(store: Arc<dyn S
     // An idempotency key on a folded submission names the live task.
     let keyed = insert_params(Builtin::Md5, "same", now);
     let (task, created) = store
-        .task_insert_idempotent(keyed, "k-same", Duration::from_secs(60))
+        .task_insert_idempotent(keyed, &"k-same".into(), Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!((task.id, created), (after.id, false));

@@ -82,7 +82,7 @@ pub async fn a_submissions_timeout_travels_with_its_task(store: Arc<dyn Store>) 
     let mut p = typed("render", now);
     p.timeout = Some(Duration::from_secs(2));
     let (task, _) = store
-        .task_insert_idempotent(p, "render-key", Duration::from_secs(60))
+        .task_insert_idempotent(p, &"render-key".into(), Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(task.timeout_ms, Some(2000));

@@ -1,0 +1,135 @@
+//! Settings under which an acknowledged write could be lost are named at
+//! start: PostgreSQL's `fsync`, `synchronous_commit` and `full_page_writes`
+//! (the suite's own server runs with all three off, for speed), and which
+//! SQLite synchronous mode `weir up` runs with.
+
+use std::time::Duration;
+
+use crate::processes::{migrated_database, WeirProcess};
+
+/// The PostgreSQL settings of the test server that may lose a commit.
+async fn unsafe_settings(url: &str) -> Vec<String> {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT name, setting FROM pg_settings \
+         WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes') AND setting = 'off'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows.into_iter().map(|(n, v)| format!("{n}={v}")).collect()
+}
+
+/// The first log line containing `marker` within `within`, if any.
+fn log_line(p: &WeirProcess, marker: &str, within: Duration) -> Option<String> {
+    let logs = p.logs.as_ref().unwrap();
+    let until = std::time::Instant::now() + within;
+    while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+        match logs.recv_timeout(left) {
+            Ok(line) if line.contains(marker) => return Some(line),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_nodes_and_workers_name_postgres_settings_that_may_lose_commits() {
+    let (_db, url) = migrated_database().await;
+    let expected = unsafe_settings(&url).await;
+    let node = ["--database-url", url.as_str(), "--no-migrate"];
+    let (api, _) = WeirProcess::start_logging(
+        &[&["api", "--listen", "127.0.0.1:0"][..], &node[..]].concat(),
+        "warn",
+        "listening on",
+    );
+    let (worker, _) = WeirProcess::start_logging(
+        &[&["worker"][..], &node[..]].concat(),
+        "warn",
+        "running up to",
+    );
+    for p in [&api, &worker] {
+        let line = log_line(p, "PostgreSQL runs with", Duration::from_secs(5));
+        if expected.is_empty() {
+            assert_eq!(line, None, "a warning for a safe server");
+            continue;
+        }
+        let line = line.expect("no warning naming the unsafe settings");
+        for setting in &expected {
+            assert!(
+                line.contains(setting.as_str()),
+                "{setting} not named: {line}"
+            );
+        }
+    }
+    api.terminate();
+    worker.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weir_up_says_which_sqlite_synchronous_mode_is_in_force() {
+    for (flag, promise) in [
+        (None, "synchronous=full"),
+        (
+            Some("normal"),
+            "synchronous=normal: acknowledged writes survive a process crash, not a power loss",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().display().to_string();
+        let mut args = vec!["up", "--listen", "127.0.0.1:0", "--data-dir", &data];
+        if let Some(mode) = flag {
+            args.extend(["--sqlite-synchronous", mode]);
+        }
+        let (mut up, _) = WeirProcess::start(&args, "weir up: store");
+        let line = up.wait_line("synchronous=");
+        assert!(line.contains(promise), "{line}");
+        up.terminate();
+    }
+    let bad = crate::processes::run_weir(&["up", "--sqlite-synchronous", "sometimes"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("--sqlite-synchronous"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_ingest_names_what_redis_persistence_gives_up() {
+    let (_db, url) = migrated_database().await;
+    let redis = weir_testkit::RedisPrefix::create();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let appendonly: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("appendonly")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // The suite's Redis keeps nothing on disk: the warning must say so.
+    assert_eq!(appendonly[1], "no");
+    let (redis_url, stream) = (redis.url(), redis.key("events"));
+    let (api, _) = WeirProcess::start_logging(
+        &[
+            "api",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &url,
+            "--no-migrate",
+            "--ingest-mode",
+            "buffered",
+            "--redis-url",
+            &redis_url,
+            "--ingest-stream",
+            &stream,
+        ],
+        "warn",
+        "listening on",
+    );
+    let line = log_line(&api, "Redis runs with", Duration::from_secs(5))
+        .expect("no warning about Redis's persistence");
+    assert!(line.contains("appendonly no"), "{line}");
+    assert!(line.contains("lost when Redis restarts"), "{line}");
+    api.terminate();
+}
