@@ -9,10 +9,12 @@
 //! [`fault_proxy`] puts network faults between weir and those servers;
 //! [`set_check`] checks what a run stored against what it acknowledged;
 //! [`heap`] counts what idle connections cost a server's heap;
-//! [`small_disk`] is a tmpfs to fill up.
+//! [`small_disk`] is a tmpfs to fill up; [`lazy_fs`], a disk that loses
+//! power.
 
 pub mod fault_proxy;
 pub mod heap;
+pub mod lazy_fs;
 pub mod services;
 pub mod set_check;
 pub mod small_disk;

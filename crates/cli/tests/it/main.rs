@@ -21,6 +21,7 @@ mod lb_threads;
 mod least_privilege;
 mod metrics;
 mod openapi;
+mod power_loss;
 mod probes;
 mod processes;
 mod python_worker;
