@@ -86,6 +86,8 @@ async fn weir_up_says_which_sqlite_synchronous_mode_is_in_force() {
         let (mut up, _) = WeirProcess::start(&args, "weir up: store");
         let line = up.wait_line("synchronous=");
         assert!(line.contains(promise), "{line}");
+        // SIGTERM is handled once weir says it is ready.
+        up.wait_line("ready");
         up.terminate();
     }
     let bad = crate::processes::run_weir(&["up", "--sqlite-synchronous", "sometimes"]);

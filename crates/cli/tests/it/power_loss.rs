@@ -112,7 +112,9 @@ async fn cut_power_under_load(synchronous: &str) -> (SetVerdict, SetVerdict) {
 
     // weir starts on what was synced (SQLite replays its log), and stops
     // cleanly; then the file is read.
-    let (up, _) = start_up(disk.path(), synchronous);
+    let (mut up, _) = start_up(disk.path(), synchronous);
+    // SIGTERM is handled once weir says it is ready.
+    up.wait_line("ready");
     up.terminate();
     let url = format!("sqlite://{}?mode=ro", disk.path().join("weir.db").display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
