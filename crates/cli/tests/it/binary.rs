@@ -265,16 +265,20 @@ async fn sighup_applies_the_config_files_backends_and_rate_limits() {
         (ids(&v) == ["127.0.0.1:2", "127.0.0.1:3"]).then_some(())
     })
     .await;
-    let limits: serde_json::Value = reqwest::Client::new()
-        .get(format!("{base}/lb/rate-limits"))
-        .bearer_auth("t")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(limits["policy"]["default"]["per_second"], 50, "{limits}");
+    // The backends and the rate limits are applied one after the other.
+    poll(Duration::from_secs(10), || async {
+        let limits: serde_json::Value = reqwest::Client::new()
+            .get(format!("{base}/lb/rate-limits"))
+            .bearer_auth("t")
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (limits["policy"]["default"]["per_second"] == 50).then_some(())
+    })
+    .await;
 
     // A file that does not load: what is in use stays, and the log says why.
     let refused = |lb: &WeirProcess| {
