@@ -89,11 +89,11 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        if let StoreError::IdempotencyKeyReused(task) = e {
+        if let StoreError::IdempotencyKeyReused(named) = e {
             return ApiError::Unprocessable {
                 code: "idempotency_key_reused",
                 message: format!(
-                    "this Idempotency-Key was used for a different request (task {task}); \
+                    "this Idempotency-Key was used for a different request ({named}); \
                      use a new key for a new request"
                 ),
             };

@@ -33,10 +33,10 @@ pub enum StoreError {
     /// written. Worth retrying once space is freed, not within a request.
     #[error("the database's disk is full: {0}")]
     DiskFull(String),
-    /// An idempotency key came again with a different request: the task it
-    /// names stands for the first one, not for this.
-    #[error("the idempotency key was used for a different request (task {0})")]
-    IdempotencyKeyReused(TaskId),
+    /// An idempotency key came again with a different request: what it
+    /// names (a task, an event batch) stands for the first one, not for this.
+    #[error("the idempotency key was used for a different request ({0})")]
+    IdempotencyKeyReused(String),
     /// Any other database error.
     #[error("database error: {0}")]
     Internal(String),
@@ -473,6 +473,14 @@ pub trait EventLog: Send + Sync + 'static {
     async fn event_list_latest(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError>;
     /// How many events are stored.
     async fn event_count(&self) -> Result<i64, StoreError>;
+    /// Takes an idempotency key for a batch of events whose request has
+    /// `key.fingerprint`; a key already taken by the same request is fine,
+    /// by another one [`StoreError::IdempotencyKeyReused`].
+    async fn event_key_take(
+        &self,
+        key: &IdempotencyKey,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 }
 
 /// Workers reporting themselves.

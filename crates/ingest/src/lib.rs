@@ -29,7 +29,7 @@ use weir_core::StoreError;
 
 pub use buffer::EventBuffer;
 pub use consumer::ConsumerConfig;
-pub use parse::{parse_events, BodyFormat, IdSource, ParseError};
+pub use parse::{fingerprint, parse_events, BodyFormat, IdSource, ParseError};
 
 /// The consumer group every `weir worker` reads the stream in.
 pub const DEFAULT_GROUP: &str = "weir-ingest";

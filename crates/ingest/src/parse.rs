@@ -59,6 +59,18 @@ pub enum IdSource<'a> {
     Key(&'a str),
 }
 
+/// What makes two batches the same request under one idempotency key: the
+/// events' bodies in order (their ids come from the key). SHA-256, hex.
+pub fn fingerprint(events: &[NewEvent]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for e in events {
+        hash.update(e.body.as_bytes());
+        hash.update(b"\n");
+    }
+    hex::encode(hash.finalize())
+}
+
 /// Parses `body` into events received at `now`.
 pub fn parse_events(
     body: &[u8],
@@ -227,6 +239,24 @@ mod tests {
 
     fn parse(body: &str, format: BodyFormat) -> Result<Vec<NewEvent>, ParseError> {
         parse_events(body.as_bytes(), format, IdSource::Random, 100, Utc::now())
+    }
+
+    #[test]
+    fn a_batch_is_fingerprinted_by_its_bodies_not_its_ids() {
+        let batch = |body: &str, key: &str| {
+            parse_events(
+                body.as_bytes(),
+                BodyFormat::Ndjson,
+                IdSource::Key(key),
+                100,
+                Utc::now(),
+            )
+            .unwrap()
+        };
+        let a = fingerprint(&batch("{\"v\":1}\n{\"v\":2}\n", "k"));
+        assert_eq!(a, fingerprint(&batch("{\"v\":1}\n{\"v\":2}\n", "other")));
+        assert_ne!(a, fingerprint(&batch("{\"v\":1}\n{\"v\":3}\n", "k")));
+        assert_ne!(a, fingerprint(&batch("{\"v\":1}\n", "k")));
     }
 
     #[test]

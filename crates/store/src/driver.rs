@@ -268,6 +268,14 @@ pub trait Driver: Send + Sync + 'static {
     async fn event_insert_many(&self, events: &[NewEvent]) -> Result<u64, StoreError>;
     async fn event_list_latest(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError>;
     async fn event_count(&self) -> Result<i64, StoreError>;
+    /// Takes `key` for an event batch with `fingerprint`, unless taken;
+    /// returns the fingerprint the key holds now.
+    async fn event_key_take(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError>;
 
     async fn worker_upsert(&self, params: &WorkerHeartbeatParams) -> Result<(), StoreError>;
     async fn worker_list(&self) -> Result<Vec<WorkerInfo>, StoreError>;

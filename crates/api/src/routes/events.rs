@@ -6,8 +6,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use chrono::Utc;
 use serde::Deserialize;
-use weir_core::StoredEvent;
-use weir_ingest::{parse_events, BodyFormat, IdSource, IngestError, ParseError};
+use weir_core::{IdempotencyKey, StoredEvent};
+use weir_ingest::{fingerprint, parse_events, BodyFormat, IdSource, IngestError, ParseError};
 
 use crate::routes::tasks::idempotency_key;
 use crate::schema::{ErrorBody, EventsAccepted, MessageCount, Messages};
@@ -27,7 +27,9 @@ const MAX_MESSAGES: i64 = 1000;
         (status = 202, description = "Durable: committed, or in the Redis buffer", body = EventsAccepted),
         (status = 400, description = "Not JSON, or an event is not an object; nothing stored", body = ErrorBody),
         (status = 413, description = "Body or event count over the limit", body = ErrorBody),
-        (status = 503, description = "Database busy or buffer full; retry after Retry-After", body = ErrorBody)))]
+        (status = 422, description = "The Idempotency-Key came with another batch before", body = ErrorBody),
+        (status = 503, description = "Database busy or buffer full; retry after Retry-After", body = ErrorBody),
+        (status = 507, description = "The database's disk is full; nothing stored; retry after Retry-After", body = ErrorBody)))]
 pub async fn write(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -63,6 +65,14 @@ pub async fn write(
         Utc::now(),
     )
     .map_err(parse_error)?;
+    if let Some(key) = key {
+        // A key sent again with another batch is refused, not deduplicated.
+        let key = IdempotencyKey {
+            key,
+            fingerprint: Some(fingerprint(&events)),
+        };
+        state.store.event_key_take(&key, Utc::now()).await?;
+    }
     let accepted = events.len();
     if accepted > 0 {
         match &state.events {

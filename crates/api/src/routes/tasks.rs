@@ -181,7 +181,9 @@ pub(crate) fn idempotency_key(
         (status = 200, description = "An earlier submission stands for this one (idempotency key, or the same cacheable input queued or running), or the result came from the cache", body = SubmitAnswer),
         (status = 400, description = "Malformed submission", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
-        (status = 503, description = "Database busy; retry after Retry-After", body = ErrorBody)))]
+        (status = 422, description = "The Idempotency-Key came with another request before", body = ErrorBody),
+        (status = 503, description = "Database busy; retry after Retry-After", body = ErrorBody),
+        (status = 507, description = "The database's disk is full; nothing stored; retry after Retry-After", body = ErrorBody)))]
 pub async fn submit(
     State(state): State<AppState>,
     tenant: Tenant,

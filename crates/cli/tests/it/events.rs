@@ -169,6 +169,23 @@ async fn a_batch_sent_again_is_stored_once(store: StoreKind) {
         assert_eq!(resp.status().as_u16(), 202);
     }
     assert_eq!(count(&stack).await, 5);
+    // The same key with another batch is refused, not dropped as a repeat.
+    let reused = stack
+        .http
+        .post(stack.url("/write"))
+        .header("idempotency-key", "batch-7")
+        .header("content-type", "application/x-ndjson")
+        .body("{\"v\":10}\n{\"v\":12}\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reused.status().as_u16(), 422);
+    let reused: Value = reused.json().await.unwrap();
+    assert_eq!(
+        reused["error"]["code"], "idempotency_key_reused",
+        "{reused}"
+    );
+    assert_eq!(count(&stack).await, 5);
     // Without either, the same body twice is two sets of events.
     for _ in 0..2 {
         write(&stack, r#"{"v":99}"#, "application/json").await;

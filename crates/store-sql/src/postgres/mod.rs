@@ -659,13 +659,23 @@ impl Driver for PostgresDriver {
         before: DateTime<Utc>,
         limit: i64,
     ) -> Result<u64, StoreError> {
-        self.delete_some(
-            "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys \
-             WHERE created_at < $1 LIMIT $2)",
-            before,
-            limit,
-        )
-        .await
+        let tasks = self
+            .delete_some(
+                "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys \
+                 WHERE created_at < $1 LIMIT $2)",
+                before,
+                limit,
+            )
+            .await?;
+        let events = self
+            .delete_some(
+                "DELETE FROM event_keys WHERE key IN (SELECT key FROM event_keys \
+                 WHERE created_at < $1 LIMIT $2)",
+                before,
+                limit,
+            )
+            .await?;
+        Ok(tasks + events)
     }
 
     async fn prune_cache(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
@@ -820,6 +830,26 @@ impl Driver for PostgresDriver {
 
     async fn event_count(&self) -> Result<i64, StoreError> {
         events::count(&self.exec).await
+    }
+
+    async fn event_key_take(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        // The no-op update makes RETURNING give the row that holds the key
+        // (and waits on a concurrent taker's commit).
+        sqlx::query_scalar(
+            "INSERT INTO event_keys (key, fingerprint, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET key = excluded.key RETURNING fingerprint",
+        )
+        .bind(key)
+        .bind(fingerprint)
+        .bind(now)
+        .fetch_one(&self.exec)
+        .await
+        .map_err(err)
     }
 
     async fn worker_upsert(&self, p: &WorkerHeartbeatParams) -> Result<(), StoreError> {

@@ -532,13 +532,23 @@ impl Driver for SqliteDriver {
         before: DateTime<Utc>,
         limit: i64,
     ) -> Result<u64, StoreError> {
-        self.delete_some(
-            "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys \
-             WHERE created_at < ? LIMIT ?)",
-            millis(before),
-            limit,
-        )
-        .await
+        let tasks = self
+            .delete_some(
+                "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys \
+                 WHERE created_at < ? LIMIT ?)",
+                millis(before),
+                limit,
+            )
+            .await?;
+        let events = self
+            .delete_some(
+                "DELETE FROM event_keys WHERE key IN (SELECT key FROM event_keys \
+                 WHERE created_at < ? LIMIT ?)",
+                millis(before),
+                limit,
+            )
+            .await?;
+        Ok(tasks + events)
     }
 
     async fn prune_cache(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
@@ -671,6 +681,25 @@ impl Driver for SqliteDriver {
 
     async fn event_count(&self) -> Result<i64, StoreError> {
         events::count(&self.reader).await
+    }
+
+    async fn event_key_take(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        // The no-op update makes RETURNING give the row that holds the key.
+        sqlx::query_scalar(
+            "INSERT INTO event_keys (key, fingerprint, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (key) DO UPDATE SET key = excluded.key RETURNING fingerprint",
+        )
+        .bind(key)
+        .bind(fingerprint)
+        .bind(millis(now))
+        .fetch_one(&self.writer)
+        .await
+        .map_err(err)
     }
 
     async fn worker_upsert(&self, p: &WorkerHeartbeatParams) -> Result<(), StoreError> {

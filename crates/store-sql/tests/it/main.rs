@@ -26,6 +26,7 @@ macro_rules! conformance_suite {
             dead_tasks_can_be_retried_and_queued_ones_cancelled,
             idempotency_keys_return_the_same_task,
             a_reused_idempotency_key_with_another_request_is_refused,
+            an_event_batch_key_refuses_another_batch,
             one_leader_at_a_time_until_its_lease_expires,
             prune_removes_old_finished_tasks_expired_cache_and_silent_workers,
             tasks_list_newest_first_with_filters_and_a_cursor,

@@ -347,6 +347,28 @@ impl EventLog for SqlStore {
     async fn event_count(&self) -> Result<i64, StoreError> {
         self.call(|| self.driver().event_count()).await
     }
+
+    async fn event_key_take(
+        &self,
+        key: &IdempotencyKey,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        // No fingerprint, nothing to compare: the ids the key gives its
+        // events deduplicate a resend.
+        let Some(fingerprint) = key.fingerprint.as_deref() else {
+            return Ok(());
+        };
+        let held = self
+            .call(|| self.driver().event_key_take(&key.key, fingerprint, now))
+            .await?;
+        if held == fingerprint {
+            Ok(())
+        } else {
+            Err(StoreError::IdempotencyKeyReused(
+                "an earlier event batch".into(),
+            ))
+        }
+    }
 }
 
 #[async_trait]

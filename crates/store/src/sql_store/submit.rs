@@ -98,7 +98,7 @@ impl SqlStore {
             let existing = held.task;
             if let (Some(first), Some(this)) = (held.fingerprint.as_deref(), fingerprint) {
                 if first != this {
-                    return Err(StoreError::IdempotencyKeyReused(existing));
+                    return Err(StoreError::IdempotencyKeyReused(format!("task {existing}")));
                 }
             }
             let task = self.driver().task_get(existing).await?.ok_or_else(|| {

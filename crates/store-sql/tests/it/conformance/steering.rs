@@ -166,7 +166,10 @@ pub async fn a_reused_idempotency_key_with_another_request_is_refused(store: Arc
         .task_insert_idempotent(insert_params(Builtin::Md5, "B", now), &key("fp-b"), window)
         .await
         .unwrap_err();
-    assert_eq!(refused, StoreError::IdempotencyKeyReused(task.id));
+    assert_eq!(
+        refused,
+        StoreError::IdempotencyKeyReused(format!("task {}", task.id))
+    );
     assert_eq!(store.task_counts().await.unwrap().queued, 1);
     // A caller with no fingerprint to compare gets the key's task.
     let (unchecked, created) = store
@@ -179,6 +182,41 @@ pub async fn a_reused_idempotency_key_with_another_request_is_refused(store: Arc
         .unwrap();
     assert!(!created);
     assert_eq!(unchecked.id, task.id);
+}
+
+pub async fn an_event_batch_key_refuses_another_batch(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let key = |fingerprint: &str| IdempotencyKey {
+        key: "batch-1".into(),
+        fingerprint: Some(fingerprint.into()),
+    };
+    store.event_key_take(&key("fp-a"), now).await.unwrap();
+    // The same batch again: fine (its ids deduplicate it).
+    store.event_key_take(&key("fp-a"), now).await.unwrap();
+    assert_eq!(
+        store.event_key_take(&key("fp-b"), now).await.unwrap_err(),
+        StoreError::IdempotencyKeyReused("an earlier event batch".into())
+    );
+    // Concurrent takers of one fresh key: exactly one fingerprint wins.
+    let takes: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let k = IdempotencyKey {
+                    key: "batch-race".into(),
+                    fingerprint: Some(format!("fp-{}", i % 2)),
+                };
+                store.event_key_take(&k, now).await.map(|()| i % 2)
+            })
+        })
+        .collect();
+    let mut winners = HashSet::new();
+    for t in takes {
+        if let Ok(fp) = t.await.unwrap() {
+            winners.insert(fp);
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
 }
 
 pub async fn idempotency_keys_return_the_same_task(store: Arc<dyn Store>) {
