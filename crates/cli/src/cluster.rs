@@ -211,9 +211,12 @@ pub async fn serve_api_node(
         CacheAccessRecorder::spawn(store.clone(), CACHE_STATS_FLUSH);
     let (events, events_task) = match &config.ingest_buffer {
         Some(b) => {
-            let buffer = EventBuffer::connect(&b.redis_url, &b.stream, b.max_len)
+            let mut buffer = EventBuffer::connect(&b.redis_url, &b.stream, b.max_len)
                 .await?
                 .within(budget);
+            if b.wait_aof {
+                buffer = buffer.waiting_for_aof().await?;
+            }
             if let Some(risk) = buffer.persistence_warning().await {
                 tracing::warn!("{risk}");
             }

@@ -241,6 +241,11 @@ pub struct IngestArgs {
     /// Stream consumers each worker runs (each commits its own batches).
     #[arg(long, env = "WEIR_INGEST_CONSUMERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub ingest_consumers: u16,
+    /// Buffered ingest: answer 202 only once Redis has synced the batch to
+    /// its append-only file (WAITAOF; Redis 7.2 or later, appendonly yes),
+    /// so an acknowledged event survives a power loss of the Redis machine.
+    #[arg(long, env = "WEIR_INGEST_WAIT_AOF")]
+    pub ingest_wait_aof: bool,
 }
 
 impl IngestArgs {
@@ -257,6 +262,7 @@ impl IngestArgs {
         b.max_len = self.ingest_buffer_max;
         b.claim_idle = self.ingest_claim_idle;
         b.consumers_per_worker = self.ingest_consumers.into();
+        b.wait_aof = self.ingest_wait_aof;
         Ok(Some(b))
     }
 }

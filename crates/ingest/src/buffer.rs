@@ -33,6 +33,8 @@ pub struct EventBuffer {
     script: redis::Script,
     /// Longest an append waits for Redis.
     budget: std::time::Duration,
+    /// Each append waits until Redis has synced it to its AOF.
+    wait_aof: bool,
 }
 
 impl EventBuffer {
@@ -45,7 +47,40 @@ impl EventBuffer {
             max_len: max_len.max(1),
             script: redis::Script::new(APPEND_SCRIPT),
             budget: crate::RESPONSE_TIMEOUT,
+            wait_aof: false,
         })
+    }
+
+    /// The same buffer, whose appends are answered only once Redis has
+    /// synced them to its append-only file (`WAITAOF 1 0`): a 202 then
+    /// survives a power loss of the Redis machine. Refused unless Redis is
+    /// 7.2 or later and runs with `appendonly yes`.
+    pub async fn waiting_for_aof(mut self) -> Result<Self, IngestError> {
+        let mut conn = self.conn.clone();
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
+            .await
+            .map_err(IngestError::from_redis)?;
+        let version = info_field(&info, "redis_version").unwrap_or_default();
+        if !at_least(&version, (7, 2)) {
+            return Err(IngestError::Unsupported(format!(
+                "--ingest-wait-aof needs Redis 7.2 or later (WAITAOF); this Redis is {version}"
+            )));
+        }
+        let appendonly: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendonly")
+            .query_async(&mut conn)
+            .await
+            .map_err(IngestError::from_redis)?;
+        if appendonly.get(1).map(String::as_str) != Some("yes") {
+            return Err(IngestError::Unsupported(
+                "--ingest-wait-aof needs Redis to run with appendonly yes".into(),
+            ));
+        }
+        self.wait_aof = true;
+        Ok(self)
     }
 
     /// The same buffer, whose appends give up after `budget` (an API node's
@@ -66,12 +101,29 @@ impl EventBuffer {
             .await
             .map_err(|_| IngestError::Redis(format!("no answer within {:?}", self.budget)))?
             .map_err(IngestError::from_redis)?;
-        match id {
-            Some(_) => Ok(()),
-            None => Err(IngestError::Full {
+        if id.is_none() {
+            return Err(IngestError::Full {
                 max_len: self.max_len,
-            }),
+            });
         }
+        if self.wait_aof {
+            // Covers every write this connection sent before it, ours included.
+            let timeout_ms = self.budget.as_millis().max(1) as u64;
+            let (local, _replicas): (i64, i64) = redis::cmd("WAITAOF")
+                .arg(1)
+                .arg(0)
+                .arg(timeout_ms)
+                .query_async(&mut conn)
+                .await
+                .map_err(IngestError::from_redis)?;
+            if local < 1 {
+                return Err(IngestError::Redis(format!(
+                    "the batch was not synced to Redis's append-only file within {:?}",
+                    self.budget
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// What a 202 does not survive under Redis's persistence settings (as
@@ -106,6 +158,20 @@ impl EventBuffer {
             .await
             .map_err(IngestError::from_redis)
     }
+}
+
+/// A `field:value` line of Redis's `INFO` text.
+fn info_field(info: &str, field: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+}
+
+/// Whether a version like `7.0.15` is at least `(major, minor)`.
+fn at_least(version: &str, (major, minor): (u32, u32)) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let v = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    v >= (major, minor)
 }
 
 /// What buffered ingest's 202 does not survive under these settings.
@@ -177,6 +243,15 @@ pub(crate) fn decode(entry: &[u8]) -> Result<Vec<NewEvent>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_and_info_fields_are_read() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n";
+        assert_eq!(info_field(info, "redis_version").as_deref(), Some("7.0.15"));
+        assert!(!at_least("7.0.15", (7, 2)));
+        assert!(at_least("7.2.0", (7, 2)));
+        assert!(at_least("8.0.1", (7, 2)));
+    }
 
     #[test]
     fn only_an_aof_synced_at_every_write_keeps_every_acknowledged_event() {

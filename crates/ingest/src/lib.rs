@@ -48,6 +48,9 @@ pub struct BufferConfig {
     /// Consumers each worker runs: each writes its own batches, so the
     /// database parses and indexes several at once.
     pub consumers_per_worker: usize,
+    /// Answer an append only once Redis has synced it to its append-only
+    /// file (`WAITAOF`, Redis 7.2 or later, `appendonly yes`).
+    pub wait_aof: bool,
 }
 
 impl BufferConfig {
@@ -58,6 +61,7 @@ impl BufferConfig {
             max_len: 100_000,
             claim_idle: Duration::from_secs(30),
             consumers_per_worker: 2,
+            wait_aof: false,
         }
     }
 
@@ -86,6 +90,9 @@ pub enum IngestError {
     /// Redis refused, timed out or is unreachable.
     #[error("redis: {0}")]
     Redis(String),
+    /// Redis cannot give what the configuration asks of it.
+    #[error("{0}")]
+    Unsupported(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

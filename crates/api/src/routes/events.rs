@@ -122,7 +122,7 @@ fn ingest_error(e: IngestError) -> ApiError {
             code: "ingest_buffer_full",
             message: e.to_string(),
         },
-        IngestError::Redis(_) => {
+        IngestError::Redis(_) | IngestError::Unsupported(_) => {
             tracing::warn!(error = %e, "ingest buffer unavailable");
             ApiError::Unavailable {
                 code: "ingest_buffer_unavailable",

@@ -1,6 +1,7 @@
 //! A full disk costs nothing acknowledged: `weir up` (SQLite) with its data
-//! directory on a 6 MB tmpfs, four clients submitting 60 KB tasks and event
-//! batches until the disk is full. Every 202 is stored, every refusal is a
+//! directory on a 6 MB tmpfs — and an API node and a worker on PostgreSQL
+//! with the database in a tablespace on a tmpfs —, four clients submitting
+//! 60 KB tasks and event batches until the disk is full. Every 202 is stored, every refusal is a
 //! 507 `disk_full` (never a 202 for a row not stored, never a 500), and what
 //! was refused is not stored. Once the disk grows, submissions are accepted
 //! again and the workers finish every acknowledged task, without a restart.
@@ -14,10 +15,20 @@ use serde_json::{json, Value};
 use weir_testkit::set_check::SetHistory;
 use weir_testkit::small_disk::SmallDisk;
 
+use weir_testkit::PgDatabase;
+
 use crate::binary::start_up;
+use crate::processes::{run_weir, start_api_and_worker};
 use crate::support::poll;
 
-const PAD: usize = 60_000;
+/// 60 KB of hex that compresses little (PostgreSQL compresses large values).
+fn padding() -> String {
+    hex::encode(
+        (0..30_000)
+            .map(|_| rand::random::<u8>())
+            .collect::<Vec<_>>(),
+    )
+}
 
 /// What the clients were answered.
 #[derive(Default)]
@@ -83,7 +94,7 @@ impl Load {
         let req = self
             .http
             .post(format!("{}/hash/md5", self.base))
-            .json(&json!({"string": format!("{key}:{}", "x".repeat(PAD))}));
+            .json(&json!({"string": format!("{key}:{}", padding())}));
         self.send(req, &self.tasks, &[key.to_string()]).await;
     }
 
@@ -111,31 +122,72 @@ async fn client(load: Load, c: usize) {
     }
 }
 
-/// Task keys (the part of the md5 input before `:`) and event ids stored.
-async fn stored(db: &std::path::Path) -> (Vec<String>, Vec<String>) {
-    let url = format!("sqlite://{}?mode=ro", db.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let inputs: Vec<String> =
-        sqlx::query_scalar("SELECT json_extract(input, '$.string') FROM tasks")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    let keys = inputs
-        .iter()
-        .map(|s| s.split(':').next().unwrap_or_default().to_string())
-        .collect();
-    let events = sqlx::query_scalar("SELECT id FROM events")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    (keys, events)
+/// Where the test's weir keeps its data, read directly.
+enum Db {
+    Sqlite(String),
+    Postgres(String),
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_refuses_with_507_loses_nothing_acknowledged_and_recovers() {
-    let disk = SmallDisk::mount("6m");
-    let (up, base) = start_up(disk.path());
+impl Db {
+    async fn query<T>(&self, sqlite: &str, postgres: &str) -> Vec<T>
+    where
+        T: Send + Unpin,
+        for<'r> (T,):
+            sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
+        match self {
+            Db::Sqlite(url) => {
+                let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+                let rows: Vec<(T,)> = sqlx::query_as(sqlite).fetch_all(&pool).await.unwrap();
+                pool.close().await;
+                rows.into_iter().map(|r| r.0).collect()
+            }
+            Db::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                let rows: Vec<(T,)> = sqlx::query_as(postgres).fetch_all(&pool).await.unwrap();
+                pool.close().await;
+                rows.into_iter().map(|r| r.0).collect()
+            }
+        }
+    }
+
+    /// Task keys (the part of the md5 input before `:`) and event ids stored.
+    async fn stored(&self) -> (Vec<String>, Vec<String>) {
+        let inputs: Vec<String> = self
+            .query(
+                "SELECT json_extract(input, '$.string') FROM tasks",
+                "SELECT input->>'string' FROM tasks \
+                 UNION ALL SELECT input->>'string' FROM tasks_finished",
+            )
+            .await;
+        let keys = inputs
+            .iter()
+            .map(|s| s.split(':').next().unwrap_or_default().to_string())
+            .collect();
+        let events = self
+            .query("SELECT id FROM events", "SELECT id FROM events")
+            .await;
+        (keys, events)
+    }
+
+    /// Stored tasks not (yet) succeeded.
+    async fn unfinished(&self) -> i64 {
+        let counts: Vec<i64> = self
+            .query(
+                "SELECT count(*) FROM tasks WHERE state <> 'succeeded'",
+                "SELECT (SELECT count(*) FROM tasks WHERE state <> 'succeeded') \
+                      + (SELECT count(*) FROM tasks_finished WHERE state <> 'succeeded')",
+            )
+            .await;
+        counts[0]
+    }
+}
+
+/// Four clients fill the disk through `base`; then the disk grows. Every
+/// answer is 202, 507 `disk_full` or 503 with Retry-After; the stores hold
+/// exactly what was acknowledged (and maybe what was indeterminate), then
+/// accept again, and every stored task succeeds.
+async fn fill_then_grow(base: String, disk: &SmallDisk, grown: &str, db: &Db) {
     let load = Load {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
@@ -150,7 +202,7 @@ async fn a_full_disk_refuses_with_507_loses_nothing_acknowledged_and_recovers() 
     let clients: Vec<_> = (0..4)
         .map(|c| tokio::spawn(client(load.clone(), c)))
         .collect();
-    poll(Duration::from_secs(90), || async {
+    poll(Duration::from_secs(120), || async {
         (load.answers.full.load(Ordering::Relaxed) >= 40).then_some(())
     })
     .await;
@@ -168,17 +220,15 @@ async fn a_full_disk_refuses_with_507_loses_nothing_acknowledged_and_recovers() 
         &wrong[..wrong.len().min(5)]
     );
     assert!(load.tasks.acknowledged_count() > 0, "{statuses:?}");
-
-    let db = disk.path().join("weir.db");
-    let (task_keys, event_ids) = stored(&db).await;
+    let (task_keys, event_ids) = db.stored().await;
     let verdict = load.tasks.check(task_keys);
     assert!(verdict.valid(), "tasks: {verdict}");
     let verdict = load.events.check(event_ids);
     assert!(verdict.valid(), "events: {verdict}");
 
-    // Space freed: accepted again, without a restart, and every
-    // acknowledged task is worked.
-    disk.resize("64m");
+    // Space freed: accepted again, without a restart, and every stored
+    // task is worked.
+    disk.resize(grown);
     poll(Duration::from_secs(30), || async {
         let before = load.tasks.acknowledged_count();
         load.submit_task("after-0").await;
@@ -188,21 +238,65 @@ async fn a_full_disk_refuses_with_507_loses_nothing_acknowledged_and_recovers() 
     load.submit_events("after-events").await;
     let wrong = load.answers.wrong.lock().unwrap().clone();
     assert!(wrong.is_empty(), "after the disk grew: {wrong:?}");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
-        .await
-        .unwrap();
     poll(Duration::from_secs(90), || async {
-        let unfinished: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM tasks WHERE state <> 'succeeded'")
-                .fetch_one(&pool)
-                .await
-                .ok()?;
-        (unfinished == 0).then_some(())
+        (db.unfinished().await == 0).then_some(())
     })
     .await;
-    pool.close().await;
-    let (task_keys, event_ids) = stored(&db).await;
+    let (task_keys, event_ids) = db.stored().await;
     assert!(load.tasks.check(task_keys).valid());
     assert!(load.events.check(event_ids).valid());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_with_507_loses_nothing_acknowledged_and_recovers() {
+    let disk = SmallDisk::mount("6m");
+    let (up, base) = start_up(disk.path());
+    let db = Db::Sqlite(format!(
+        "sqlite://{}?mode=ro",
+        disk.path().join("weir.db").display()
+    ));
+    fill_then_grow(base, &disk, "64m", &db).await;
     up.terminate();
+}
+
+/// The same on PostgreSQL: the test database lives in a tablespace on a
+/// small tmpfs (the suite's own server runs on this machine), so a full
+/// disk is SQLSTATE 53100.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_postgres_disk_refuses_with_507_loses_nothing_acknowledged_and_recovers() {
+    let disk = SmallDisk::mount("24m");
+    let chowned = std::process::Command::new("chown")
+        .args(["postgres:postgres"])
+        .arg(disk.path())
+        .status()
+        .unwrap();
+    assert!(chowned.success());
+    let pg = PgDatabase::create().await;
+    let space = format!("weir_small_{}", pg.name());
+    let mut admin = pg.admin().await;
+    sqlx::query(&format!(
+        "CREATE TABLESPACE {space} LOCATION '{}'",
+        disk.path().display()
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap_or_else(|e| panic!("a tablespace on a local tmpfs (the suite's own server): {e}"));
+    sqlx::query(&format!(
+        "ALTER DATABASE {} SET TABLESPACE {space}",
+        pg.name()
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let url = pg.url().to_string();
+    let migrated = run_weir(&["migrate", "--database-url", &url]);
+    assert!(migrated.status.success(), "{migrated:?}");
+    let (api, worker, base) = start_api_and_worker(&url);
+    fill_then_grow(base, &disk, "128m", &Db::Postgres(url)).await;
+    api.terminate();
+    worker.terminate();
+    drop(pg);
+    let _ = sqlx::query(&format!("DROP TABLESPACE {space}"))
+        .execute(&mut admin)
+        .await;
 }

@@ -135,3 +135,38 @@ async fn buffered_ingest_names_what_redis_persistence_gives_up() {
     assert!(line.contains("lost when Redis restarts"), "{line}");
     api.terminate();
 }
+
+/// `--ingest-wait-aof` needs WAITAOF (Redis 7.2+) and an append-only file:
+/// without them an API node stops at start with one line naming the flag
+/// (the suite's Redis keeps no AOF; this machine's is 7.0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_the_aof_without_one_stops_at_start_naming_the_flag() {
+    let (_db, url) = migrated_database().await;
+    let redis = weir_testkit::RedisPrefix::create();
+    let (redis_url, stream) = (redis.url(), redis.key("events"));
+    let out = crate::processes::run_weir(&[
+        "api",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        &url,
+        "--no-migrate",
+        "--ingest-mode",
+        "buffered",
+        "--redis-url",
+        &redis_url,
+        "--ingest-stream",
+        &stream,
+        "--ingest-wait-aof",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("--ingest-wait-aof"))
+        .unwrap_or_else(|| panic!("no line names the flag: {err}"));
+    assert!(
+        line.contains("Redis 7.2 or later") || line.contains("appendonly yes"),
+        "{line}"
+    );
+}
