@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Makes sure the binaries the tests start their own servers from are
 # installed: PostgreSQL (initdb, postgres, pg_isready) and Redis (redis-server,
-# redis-cli). Nothing needs to be running: the test suite starts private
-# instances on free ports (crates/testkit/src/services.rs). Safe to run any
-# number of times.
+# redis-cli), and Valkey (valkey-server, from bookworm-backports: Debian 12's
+# Redis is 7.0, and the test of --ingest-wait-aof needs WAITAOF, Redis 7.2+).
+# Nothing needs to be running: the test suite starts private instances on
+# free ports (crates/testkit/src/services.rs); package scripts are kept from
+# starting a system service. Safe to run any number of times.
 set -euo pipefail
 
 have_pg() {
@@ -20,4 +22,18 @@ if ((${#missing[@]})); then
     apt-get update -qq >/dev/null
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-echo "ensure-test-packages: PostgreSQL and Redis binaries are installed" >&2
+if ! command -v valkey-server >/dev/null 2>&1; then
+    echo "ensure-test-packages: installing valkey-server from bookworm-backports" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+    list=/etc/apt/sources.list.d/weir-backports.list
+    [ -e "$list" ] || echo "deb http://deb.debian.org/debian $codename-backports main" >"$list"
+    apt-get update -qq >/dev/null
+    # No service started by the package: the tests start their own.
+    policy=/usr/sbin/policy-rc.d
+    had_policy=0; [ -e "$policy" ] && had_policy=1
+    [ "$had_policy" = 1 ] || { printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; }
+    apt-get install -y -qq --no-install-recommends -t "$codename-backports" valkey-server >/dev/null
+    [ "$had_policy" = 1 ] || rm -f "$policy"
+fi
+echo "ensure-test-packages: PostgreSQL, Redis and Valkey binaries are installed" >&2

@@ -170,3 +170,117 @@ async fn waiting_for_the_aof_without_one_stops_at_start_naming_the_flag() {
         "{line}"
     );
 }
+
+/// A Valkey server (Redis 7.2's protocol, WAITAOF included) of the test's
+/// own, with an append-only file synced every second; killed on drop.
+struct Valkey {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Valkey {
+    fn start() -> Valkey {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("valkey-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("valkey-server (scripts/ensure-test-packages.sh installs it)");
+        Valkey {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Valkey {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// With an append-only file and WAITAOF, an API node waits for each batch's
+/// sync before its 202: the server counts one WAITAOF per batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_the_aof_answers_after_valkey_synced_each_batch() {
+    let (_db, url) = migrated_database().await;
+    let valkey = Valkey::start();
+    let client = redis::Client::open(valkey.url()).unwrap();
+    let mut conn = crate::support::poll(Duration::from_secs(20), || async {
+        client.get_multiplexed_async_connection().await.ok()
+    })
+    .await;
+    let redis_url = valkey.url();
+    let (api, line) = WeirProcess::start(
+        &[
+            "api",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &url,
+            "--no-migrate",
+            "--ingest-mode",
+            "buffered",
+            "--redis-url",
+            &redis_url,
+            "--ingest-wait-aof",
+        ],
+        "listening on",
+    );
+    let base = crate::processes::listening_url(&line);
+    let http = reqwest::Client::new();
+    for batch in 0..5 {
+        let resp = http
+            .post(format!("{base}/write"))
+            .header("content-type", "application/x-ndjson")
+            .body(format!("{{\"id\":\"aof-{batch}\"}}\n"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+    }
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let calls = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_waitaof:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert_eq!(calls, 5, "{stats}");
+    let pending: u64 = redis::cmd("XLEN")
+        .arg(weir_ingest::DEFAULT_STREAM)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        pending, 5,
+        "every batch in the stream (no worker drains it)"
+    );
+    api.terminate();
+}
