@@ -611,7 +611,7 @@ pub struct LbArgs {
     /// of NAME, e.g. a headless Service) or an SRV name like
     /// _http._tcp.api.default.svc.cluster.local; resolved every --dns-interval.
     #[arg(long, env = "WEIR_BACKENDS_DNS", value_delimiter = ',')]
-    pub backends_dns: Vec<weir_lb::discovery::DnsTarget>,
+    pub backends_dns: Vec<weir_lb::DnsTarget>,
     /// How often --backends-dns names are resolved again.
     #[arg(long, env = "WEIR_DNS_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub dns_interval: Duration,

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::task_type::InputError;
+use crate::input::InputError;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 

@@ -8,6 +8,7 @@
 //! - [`task`]: [`Task`], [`TaskId`], [`TaskState`] (and who moves a task out of each state).
 //! - [`task_type`]: [`TaskType`] and the registry of configured types ([`TaskTypes`]).
 //! - [`builtin`]: the handlers compiled into weir ([`Builtin`]) and their input rules.
+//! - [`input`]: [`InputError`], what every check of a submission's type and input returns.
 //! - [`retry`]: [`RetryPolicy`], exponential backoff with full jitter.
 //! - [`worker`]: a worker's registry row as the store keeps it.
 //! - [`request_log`]: one logged HTTP request, and per-node counts.
@@ -16,6 +17,7 @@
 
 pub mod builtin;
 pub mod event;
+pub mod input;
 pub mod request_log;
 pub mod retry;
 pub mod secrets;
@@ -26,12 +28,13 @@ pub mod worker;
 
 pub use builtin::Builtin;
 pub use event::{NewEvent, StoredEvent};
+pub use input::InputError;
 pub use request_log::{NodeRequestCount, RequestLogEntry, RequestLogStats};
 pub use retry::RetryPolicy;
 pub use secrets::{KeyOrigin, OpenError, Sealer};
 pub use store::{
-    CacheAccessParams, CacheEntryStats, CacheStats, CacheWrite, CompletionOutcome, EventLog,
-    FinishedCounts, IdempotencyKey, LeaderAcquireParams, Leadership, MaintenancePruneParams,
+    CacheAccessParams, CacheEntryStats, CacheStats, CompletionOutcome, EventLog, FinishedCounts,
+    IdempotencyKey, LeaderAcquireParams, Leadership, MaintenancePruneParams,
     MaintenancePruneReport, QueueDepth, QueueLimits, RequestLog, ResultCache, Store, StoreError,
     TaskAdmin, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskInsertParams,
     TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskQueue, TaskReleaseParams,
@@ -39,7 +42,7 @@ pub use store::{
 };
 pub use task::{AttemptError, ClaimedTask, Task, TaskId, TaskState};
 pub use task_type::{
-    HandlerSpec, InputError, RegisteredType, TaskType, TaskTypeConfig, TaskTypeError, TaskTypeSpec,
+    CacheWrite, HandlerSpec, RegisteredType, TaskType, TaskTypeConfig, TaskTypeError, TaskTypeSpec,
     TaskTypeView, TaskTypes,
 };
 pub use worker::{WorkerInfo, WorkerStatus};

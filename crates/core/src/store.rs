@@ -14,8 +14,8 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::{
-    ClaimedTask, NewEvent, RequestLogEntry, RequestLogStats, StoredEvent, Task, TaskId, TaskState,
-    TaskType, WorkerInfo, WorkerStatus,
+    CacheWrite, ClaimedTask, NewEvent, RequestLogEntry, RequestLogStats, StoredEvent, Task, TaskId,
+    TaskState, TaskType, WorkerInfo, WorkerStatus,
 };
 
 /// What went wrong in the store. Backends map their driver's errors onto these.
@@ -132,13 +132,6 @@ pub struct QueueLimits {
     /// (a token bucket holding up to `burst`).
     pub rate_per_second: Option<f64>,
     pub burst: Option<i32>,
-}
-
-/// Where a successful result is also cached.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CacheWrite {
-    pub key: String,
-    pub expires_at: DateTime<Utc>,
 }
 
 /// How an attempt ended.

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::secrets::{OpenError, Sealer};
-use crate::{Builtin, RetryPolicy};
+use crate::{Builtin, InputError, RetryPolicy};
 
 /// The longest type name.
 pub const MAX_TYPE_NAME_BYTES: usize = 64;
@@ -95,16 +95,12 @@ impl PartialEq<str> for TaskType {
     }
 }
 
-/// Input a client sent that weir will not queue.
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum InputError {
-    /// The task type is not registered; the message lists the known ones.
-    #[error("unknown task type {name:?}; known types: {known}")]
-    UnknownKind { name: String, known: String },
-    /// The input does not have the shape the type needs.
-    #[error("{0}")]
-    Invalid(String),
+/// Where a successful result is also cached: the type decides (its cache
+/// policy), the store writes it with the result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CacheWrite {
+    pub key: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Which code runs a type's attempts.
@@ -468,9 +464,9 @@ impl TaskTypes {
         input: &Value,
         now: chrono::DateTime<chrono::Utc>,
         ttl: Duration,
-    ) -> Option<crate::CacheWrite> {
+    ) -> Option<CacheWrite> {
         let key = self.get(kind.as_str()).ok()?.cache_key(input)?;
-        Some(crate::CacheWrite {
+        Some(CacheWrite {
             key,
             expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
         })

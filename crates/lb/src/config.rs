@@ -1,47 +1,51 @@
 //! The load balancer's settings.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
-
-use http::HeaderName;
 
 use crate::outlier::EjectionConfig;
 use crate::ratelimit::RateLimitConfig;
-use crate::Strategy;
+use crate::selection::{HashKey, Strategy};
 
-/// What `consistent_hash` keys on.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum HashKey {
-    /// The connecting client's IP.
-    #[default]
-    ClientIp,
-    /// A request header's value (falling back to the client IP when absent).
-    Header(HeaderName),
+/// What one `--backends-dns` value names.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DnsTarget {
+    /// `NAME:PORT`: every A/AAAA address of NAME, on PORT.
+    Host { name: String, port: u16 },
+    /// `_service._proto.NAME` (no port): SRV records give hosts and ports.
+    Srv { name: String },
 }
 
-impl FromStr for HashKey {
+impl std::str::FromStr for DnsTarget {
     type Err = String;
+
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "client_ip" => Ok(HashKey::ClientIp),
-            _ => match s.strip_prefix("header:") {
-                Some(name) => HeaderName::from_bytes(name.trim().as_bytes())
-                    .map(HashKey::Header)
-                    .map_err(|_| format!("invalid header name {name:?}")),
-                None => Err(format!(
-                    "hash key must be client_ip or header:NAME, not {s:?}"
-                )),
-            },
+        let s = s.trim();
+        if s.starts_with('_') && !s.contains(':') {
+            return Ok(DnsTarget::Srv { name: s.into() });
         }
+        let (name, port) = s.rsplit_once(':').ok_or_else(|| {
+            format!("{s:?}: expected NAME:PORT, or an SRV name like _http._tcp.api")
+        })?;
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("{s:?}: the port must be 1 to 65535"))?;
+        if name.is_empty() {
+            return Err(format!("{s:?}: no name"));
+        }
+        Ok(DnsTarget::Host {
+            name: name.into(),
+            port,
+        })
     }
 }
 
-impl fmt::Display for HashKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl std::fmt::Display for DnsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            HashKey::ClientIp => f.write_str("client_ip"),
-            HashKey::Header(name) => write!(f, "header:{name}"),
+            DnsTarget::Host { name, port } => write!(f, "{name}:{port}"),
+            DnsTarget::Srv { name } => f.write_str(name),
         }
     }
 }
@@ -72,7 +76,7 @@ pub struct LbConfig {
     /// How long in-flight requests may take to finish after shutdown begins.
     pub shutdown_grace: Duration,
     /// Names whose addresses are backends (`--backends-dns`).
-    pub backends_dns: Vec<crate::discovery::DnsTarget>,
+    pub backends_dns: Vec<DnsTarget>,
     /// How often those names are resolved again.
     pub dns_interval: Duration,
     /// The DNS server to ask (default: the system's resolv.conf).

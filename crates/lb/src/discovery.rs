@@ -19,52 +19,9 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
 
+use crate::config::DnsTarget;
 use crate::state::Lb;
 use crate::Backend;
-
-/// What one `--backends-dns` value names.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum DnsTarget {
-    /// `NAME:PORT`: every A/AAAA address of NAME, on PORT.
-    Host { name: String, port: u16 },
-    /// `_service._proto.NAME` (no port): SRV records give hosts and ports.
-    Srv { name: String },
-}
-
-impl std::str::FromStr for DnsTarget {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        if s.starts_with('_') && !s.contains(':') {
-            return Ok(DnsTarget::Srv { name: s.into() });
-        }
-        let (name, port) = s.rsplit_once(':').ok_or_else(|| {
-            format!("{s:?}: expected NAME:PORT, or an SRV name like _http._tcp.api")
-        })?;
-        let port = port
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| format!("{s:?}: the port must be 1 to 65535"))?;
-        if name.is_empty() {
-            return Err(format!("{s:?}: no name"));
-        }
-        Ok(DnsTarget::Host {
-            name: name.into(),
-            port,
-        })
-    }
-}
-
-impl std::fmt::Display for DnsTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DnsTarget::Host { name, port } => write!(f, "{name}:{port}"),
-            DnsTarget::Srv { name } => f.write_str(name),
-        }
-    }
-}
 
 /// Where to resolve: a given server (tests, a cluster DNS reached
 /// directly), or the system's `/etc/resolv.conf`.

@@ -10,8 +10,8 @@ use std::time::Duration;
 use http::HeaderMap;
 
 use crate::backend::{clock_ns, InFlightGuard};
-use crate::config::HashKey;
 use crate::outlier;
+use crate::selection::HashKey;
 use crate::selection::{hash_key as hash_key_bytes, Pick};
 use crate::state::Lb;
 use crate::Backend;

@@ -72,8 +72,8 @@ mod upstream;
 pub mod upstream_tls;
 
 pub use backend::{Backend, BackendSet};
-pub use config::{HashKey, LbConfig};
+pub use config::{DnsTarget, LbConfig};
 pub use outlier::EjectionConfig;
-pub use selection::Strategy;
+pub use selection::{HashKey, Strategy};
 pub use server::{run, serve, serve_admin, serve_inbox, serve_seated, serve_tls, spawn_background};
 pub use state::{BackendsReloaded, Lb};

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use weir_core::{RetryPolicy, TaskType, TaskTypes};
 
-use crate::handler::Handlers;
+use crate::registry::{HandlerSetupError, Handlers};
 
 /// How one worker behaves. Built by the CLI from flags, env and config file.
 #[derive(Clone, Debug)]
@@ -60,10 +60,7 @@ impl WorkerConfig {
 
     /// Uses `types`, with a handler for each type weir runs itself (and
     /// keeps the Rust handlers registered before).
-    pub fn with_task_types(
-        mut self,
-        types: TaskTypes,
-    ) -> Result<Self, crate::handler::HandlerSetupError> {
+    pub fn with_task_types(mut self, types: TaskTypes) -> Result<Self, HandlerSetupError> {
         let mut handlers = Handlers::from_types(&types)?;
         handlers.extend_registered(&self.handlers);
         self.handlers = handlers;

@@ -11,9 +11,10 @@
 //!   claim, without hoarding long ones.
 //! - [`handler`]: the [`Handler`] trait every task type's code implements
 //!   (async; gets the input, attempt, a progress handle and a cancellation
-//!   signal; succeeds, fails retryably or permanently), and [`Handlers`],
-//!   the registry a worker claims by.
+//!   signal; succeeds, fails retryably or permanently).
 //! - [`handlers`]: the handlers weir runs itself — built-in, `http`, `command`.
+//! - [`registry`]: [`Handlers`], a handler per task type: the registry a
+//!   worker claims by.
 //! - [`maintenance`]: background services; [`maintenance::rescuer`] takes back
 //!   tasks whose lease expired, [`maintenance::cleaner`] (on the leader only)
 //!   deletes old finished tasks and expired cache entries.
@@ -24,8 +25,10 @@ pub mod handler;
 pub mod handlers;
 pub mod maintenance;
 mod prefetch;
+pub mod registry;
 pub mod worker;
 
 pub use config::WorkerConfig;
-pub use handler::{Handler, HandlerError, Handlers, Job, Progress};
+pub use handler::{Handler, HandlerError, Job, Progress};
+pub use registry::{HandlerSetupError, Handlers};
 pub use worker::{run, WorkerReport};

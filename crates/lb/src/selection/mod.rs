@@ -12,6 +12,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use http::HeaderName;
+
 pub use consistent_hash::{hash_key, ConsistentHash};
 pub use least_connections::LeastConnections;
 pub use peak_ewma::PeakEwma;
@@ -20,6 +22,42 @@ pub use round_robin::RoundRobin;
 pub use weighted_round_robin::WeightedRoundRobin;
 
 use crate::Backend;
+
+/// What `consistent_hash` keys on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum HashKey {
+    /// The connecting client's IP.
+    #[default]
+    ClientIp,
+    /// A request header's value (falling back to the client IP when absent).
+    Header(HeaderName),
+}
+
+impl FromStr for HashKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "client_ip" => Ok(HashKey::ClientIp),
+            _ => match s.strip_prefix("header:") {
+                Some(name) => HeaderName::from_bytes(name.trim().as_bytes())
+                    .map(HashKey::Header)
+                    .map_err(|_| format!("invalid header name {name:?}")),
+                None => Err(format!(
+                    "hash key must be client_ip or header:NAME, not {s:?}"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HashKey::ClientIp => f.write_str("client_ip"),
+            HashKey::Header(name) => write!(f, "header:{name}"),
+        }
+    }
+}
 
 /// What a selector knows of the request it places.
 pub struct Pick<'a> {
@@ -127,11 +165,11 @@ pub struct ActiveStrategy {
     pub strategy: Strategy,
     pub selector: Box<dyn Selector>,
     /// What `consistent_hash` keys on; switched together with the strategy.
-    pub hash_key: crate::HashKey,
+    pub hash_key: HashKey,
 }
 
 impl ActiveStrategy {
-    pub fn new(strategy: Strategy, hash_key: crate::HashKey) -> Self {
+    pub fn new(strategy: Strategy, hash_key: HashKey) -> Self {
         ActiveStrategy {
             strategy,
             selector: strategy.selector(),
@@ -142,8 +180,8 @@ impl ActiveStrategy {
     /// The header `consistent_hash` keys on, if it keys on one.
     pub fn hash_header(&self) -> Option<&http::HeaderName> {
         match &self.hash_key {
-            crate::HashKey::Header(name) => Some(name),
-            crate::HashKey::ClientIp => None,
+            HashKey::Header(name) => Some(name),
+            HashKey::ClientIp => None,
         }
     }
 }

@@ -10,7 +10,7 @@ use hickory_proto::op::{Message, OpCode};
 use hickory_proto::rr::rdata::{A, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::net::UdpSocket;
-use weir_lb::discovery::DnsTarget;
+use weir_lb::DnsTarget;
 
 use crate::support::{poll, TestBackend, TestLb};
 

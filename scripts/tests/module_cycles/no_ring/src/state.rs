@@ -1,0 +1,5 @@
+use crate::{Config as Settings};
+
+pub struct State {
+    pub config: Settings,
+}

@@ -1,0 +1,4 @@
+mod selection;
+mod settings;
+
+pub use selection::Strategy;

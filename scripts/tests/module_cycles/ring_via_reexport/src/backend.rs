@@ -1,0 +1,5 @@
+use crate::Config;
+
+pub struct Backend {
+    pub config: Config,
+}
