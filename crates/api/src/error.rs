@@ -113,8 +113,15 @@ impl From<StoreError> for ApiError {
 
 impl From<InputError> for ApiError {
     fn from(e: InputError) -> Self {
-        let code = match e {
+        let code = match &e {
             InputError::UnknownKind { .. } => "unknown_task_type",
+            InputError::Option { option, .. } => match *option {
+                "queue" => "invalid_queue",
+                "concurrency_key" => "invalid_concurrency_key",
+                "retry_backoff" => "invalid_retry_backoff",
+                "timeout" => "invalid_timeout",
+                _ => "invalid_input",
+            },
             _ => "invalid_input",
         };
         ApiError::bad_request(code, e.to_string())

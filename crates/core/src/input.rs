@@ -14,4 +14,20 @@ pub enum InputError {
     /// The input does not have the shape the type needs.
     #[error("{0}")]
     Invalid(String),
+    /// An option of the submission (`queue`, `timeout`, …) is out of its
+    /// bounds; `option` names it.
+    #[error("{message}")]
+    Option {
+        option: &'static str,
+        message: String,
+    },
+}
+
+impl InputError {
+    pub fn option(option: &'static str, message: impl Into<String>) -> Self {
+        InputError::Option {
+            option,
+            message: message.into(),
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! What a submission becomes, whoever submits it: the API's `POST /tasks`,
 //! the periodic scheduler, or any other submitter.
 //!
-//! In order: the input is checked against its type; the type's defaults fill
+//! In order: the input is checked against its type and the options against
+//! their bounds (`Submission::check_options`); the type's defaults fill
 //! what the submission left out; a cacheable input already computed is
 //! answered from the cache (when the submitter reads the cache); a submission
 //! under an idempotency key returns the task the key names; otherwise the task
@@ -16,8 +17,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use weir_core::{
-    IdempotencyKey, InputError, ResultCache, RetryPolicy, Store, StoreError, TaskAdmin, TaskId,
-    TaskInsertParams, TaskQueue, TaskState, TaskType, TaskTypes,
+    IdempotencyKey, InputError, RegisteredType, ResultCache, RetryPolicy, Store, StoreError,
+    TaskAdmin, TaskId, TaskInsertParams, TaskQueue, TaskState, TaskType, TaskTypes,
 };
 
 use crate::{CacheAccessRecorder, TaskInsertWriter};
@@ -59,7 +60,67 @@ impl Submission {
     }
 }
 
+/// Most attempts a submission may ask for.
+pub const MAX_ATTEMPTS_LIMIT: i32 = 100;
+/// Longest concurrency key accepted.
+pub const MAX_CONCURRENCY_KEY_BYTES: usize = 255;
+/// Longest backoff cap a submission may ask for.
+pub const MAX_BACKOFF_CAP: Duration = Duration::from_secs(24 * 3600);
+
 impl Submission {
+    /// The bounds every submission's options meet, whoever submits it (the
+    /// API, the scheduler, any other entry point); the input itself is its
+    /// type's to check.
+    pub fn check_options(&self, t: &RegisteredType) -> Result<(), InputError> {
+        if let Some(n) = self.max_attempts {
+            if !(1..=MAX_ATTEMPTS_LIMIT).contains(&n) {
+                return Err(InputError::option(
+                    "max_attempts",
+                    format!("max_attempts must be from 1 to {MAX_ATTEMPTS_LIMIT}"),
+                ));
+            }
+        }
+        if let Some(q) = &self.queue {
+            if !weir_core::task_type::valid_queue_name(q) {
+                return Err(InputError::option(
+                    "queue",
+                    format!(
+                        "a queue name is 1 to {} of A-Z a-z 0-9 _ . : -",
+                        weir_core::task_type::MAX_QUEUE_NAME_BYTES
+                    ),
+                ));
+            }
+        }
+        if let Some(k) = &self.concurrency_key {
+            if k.is_empty() || k.len() > MAX_CONCURRENCY_KEY_BYTES {
+                return Err(InputError::option(
+                    "concurrency_key",
+                    format!("a concurrency key is 1 to {MAX_CONCURRENCY_KEY_BYTES} bytes"),
+                ));
+            }
+        }
+        if let Some(b) = self.backoff {
+            if b.base.as_millis() < 1 || b.cap < b.base || b.cap > MAX_BACKOFF_CAP {
+                return Err(InputError::option(
+                    "retry_backoff",
+                    "the base must be at least 1ms, the cap at least the base and at most 24h",
+                ));
+            }
+        }
+        if let Some(d) = self.timeout {
+            if d.is_zero() || d > t.spec.timeout {
+                return Err(InputError::option(
+                    "timeout",
+                    format!(
+                        "timeout must be above 0 and at most the type's {}",
+                        humantime::format_duration(t.spec.timeout)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// What makes two submissions the same request: every field the client
     /// chose (defaults left out, so a changed default does not change it),
     /// the input with its object keys in order. SHA-256, hex.
@@ -202,6 +263,7 @@ impl Submitter {
     pub async fn submit(&self, s: Submission) -> Result<Submitted, SubmitError> {
         let registered = self.types.get(&s.kind)?;
         registered.validate_input(&s.input)?;
+        s.check_options(registered)?;
         let spec = &registered.spec;
         let kind = spec.name.clone();
         let now = Utc::now();
@@ -296,6 +358,61 @@ impl Submitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_out_of_bounds_are_refused_naming_the_option() {
+        let types = TaskTypes::default();
+        let md5 = types.get("md5").unwrap();
+        let base = Submission::new("md5", serde_json::json!({"string": "a"}));
+        assert_eq!(base.check_options(md5), Ok(()));
+        let refused = |change: fn(&mut Submission)| {
+            let mut s = base.clone();
+            change(&mut s);
+            match s.check_options(md5) {
+                Err(InputError::Option { option, .. }) => option,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(refused(|s| s.max_attempts = Some(0)), "max_attempts");
+        assert_eq!(refused(|s| s.max_attempts = Some(101)), "max_attempts");
+        assert_eq!(refused(|s| s.queue = Some("no spaces".into())), "queue");
+        assert_eq!(
+            refused(|s| s.concurrency_key = Some(String::new())),
+            "concurrency_key"
+        );
+        assert_eq!(
+            refused(|s| s.concurrency_key = Some("k".repeat(256))),
+            "concurrency_key"
+        );
+        assert_eq!(
+            refused(|s| {
+                s.backoff = Some(RetryPolicy {
+                    base: Duration::from_secs(2),
+                    cap: Duration::from_secs(1),
+                })
+            }),
+            "retry_backoff"
+        );
+        assert_eq!(
+            refused(|s| {
+                s.backoff = Some(RetryPolicy {
+                    base: Duration::from_secs(1),
+                    cap: Duration::from_secs(25 * 3600),
+                })
+            }),
+            "retry_backoff"
+        );
+        assert_eq!(refused(|s| s.timeout = Some(Duration::ZERO)), "timeout");
+        assert_eq!(
+            refused(|s| s.timeout = Some(Duration::from_secs(24 * 3600))),
+            "timeout"
+        );
+        let mut fine = base.clone();
+        fine.max_attempts = Some(100);
+        fine.queue = Some("emails".into());
+        fine.timeout = Some(Duration::from_secs(1));
+        assert_eq!(fine.check_options(md5), Ok(()));
+    }
 
     #[test]
     fn the_fingerprint_ignores_key_order_and_sees_every_chosen_field() {

@@ -8,8 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 use weir_core::{
-    Builtin, RegisteredType, RetryPolicy, Store, StoreError, Task, TaskChange, TaskId,
-    TaskListParams, TaskState,
+    Builtin, RetryPolicy, Store, StoreError, Task, TaskChange, TaskId, TaskListParams, TaskState,
 };
 
 use weir_store::{Submission, Submitted};
@@ -20,9 +19,6 @@ use crate::schema::{
     CachedResult, ErrorBody, QueueStats, SubmitAnswer, TaskAccepted, TaskPage, TaskStats,
 };
 use crate::{ApiError, AppState};
-
-/// Upper bound on `max_attempts` a client may ask for.
-const MAX_ATTEMPTS_LIMIT: i32 = 100;
 
 /// The general submission form.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -55,81 +51,23 @@ pub struct SubmitTask {
     timeout: Option<String>,
 }
 
-/// Longest concurrency key accepted.
-const MAX_CONCURRENCY_KEY_BYTES: usize = 255;
-
-/// A queue name: 1 to 64 of `A-Za-z0-9_.:-`.
-fn valid_queue(queue: Option<String>) -> Result<Option<String>, ApiError> {
-    let Some(q) = queue else {
-        return Ok(None);
-    };
-    if weir_core::task_type::valid_queue_name(&q) {
-        Ok(Some(q))
-    } else {
-        Err(ApiError::bad_request(
-            "invalid_queue",
-            format!(
-                "a queue name is 1 to {} of A-Z a-z 0-9 _ . : -",
-                weir_core::task_type::MAX_QUEUE_NAME_BYTES
-            ),
-        ))
-    }
+/// `retry_backoff` as sent: `BASE:CAP` like `100ms:30s` (its bounds are the
+/// submission's rules, checked by the submitter).
+fn parse_backoff(spec: Option<String>) -> Result<Option<RetryPolicy>, ApiError> {
+    spec.map(|s| {
+        weir_core::task_type::parse_backoff(&s)
+            .map_err(|why| ApiError::bad_request("invalid_retry_backoff", why))
+    })
+    .transpose()
 }
 
-fn valid_concurrency_key(key: Option<String>) -> Result<Option<String>, ApiError> {
-    match key {
-        Some(k) if k.is_empty() || k.len() > MAX_CONCURRENCY_KEY_BYTES => {
-            Err(ApiError::bad_request(
-                "invalid_concurrency_key",
-                format!("a concurrency key is 1 to {MAX_CONCURRENCY_KEY_BYTES} bytes"),
-            ))
-        }
-        k => Ok(k),
-    }
-}
-
-/// Longest backoff cap a submission may ask for.
-const MAX_BACKOFF_CAP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-/// `BASE:CAP`, e.g. `100ms:30s`: full jitter below a ceiling that starts at
-/// BASE and doubles per attempt up to CAP.
-fn valid_backoff(spec: Option<String>) -> Result<Option<RetryPolicy>, ApiError> {
-    let Some(spec) = spec else {
-        return Ok(None);
-    };
-    let invalid = |why: String| ApiError::bad_request("invalid_retry_backoff", why);
-    let (base, cap) = spec
-        .split_once(':')
-        .ok_or_else(|| invalid(format!("expected BASE:CAP like 100ms:30s, got {spec:?}")))?;
-    let parse =
-        |s: &str| humantime::parse_duration(s.trim()).map_err(|e| invalid(format!("{s:?}: {e}")));
-    let (base, cap) = (parse(base)?, parse(cap)?);
-    if base.as_millis() < 1 || cap < base || cap > MAX_BACKOFF_CAP {
-        return Err(invalid(
-            "the base must be at least 1ms, the cap at least the base and at most 24h".into(),
-        ));
-    }
-    Ok(Some(RetryPolicy { base, cap }))
-}
-
-/// A submission's `timeout`: a duration no longer than its type's.
-fn valid_timeout(
-    spec: Option<String>,
-    t: &RegisteredType,
-) -> Result<Option<std::time::Duration>, ApiError> {
-    let Some(spec) = spec else {
-        return Ok(None);
-    };
-    let invalid = |why: String| ApiError::bad_request("invalid_timeout", why);
-    let d =
-        humantime::parse_duration(spec.trim()).map_err(|e| invalid(format!("{spec:?}: {e}")))?;
-    if d.is_zero() || d > t.spec.timeout {
-        return Err(invalid(format!(
-            "timeout must be above 0 and at most the type's {}",
-            humantime::format_duration(t.spec.timeout)
-        )));
-    }
-    Ok(Some(d))
+/// `timeout` as sent: a duration like `30s`.
+fn parse_timeout(spec: Option<String>) -> Result<Option<std::time::Duration>, ApiError> {
+    spec.map(|s| {
+        humantime::parse_duration(s.trim())
+            .map_err(|e| ApiError::bad_request("invalid_timeout", format!("{s:?}: {e}")))
+    })
+    .transpose()
 }
 
 /// Longest idempotency key accepted.
@@ -191,15 +129,6 @@ pub async fn submit(
     JsonBody(body): JsonBody<SubmitTask>,
 ) -> Result<Response, ApiError> {
     let registered = state.config.task_types.get(&body.kind)?;
-    if body
-        .max_attempts
-        .is_some_and(|n| !(1..=MAX_ATTEMPTS_LIMIT).contains(&n))
-    {
-        return Err(ApiError::bad_request(
-            "invalid_input",
-            format!("max_attempts must be from 1 to {MAX_ATTEMPTS_LIMIT}"),
-        ));
-    }
     let idempotency_key = idempotency_key(&headers, body.idempotency_key)?;
     let submission = Submission {
         kind: registered.spec.name.to_string(),
@@ -208,10 +137,10 @@ pub async fn submit(
         priority: body.priority,
         run_at: body.run_at,
         idempotency_key,
-        queue: valid_queue(body.queue)?,
-        concurrency_key: valid_concurrency_key(body.concurrency_key)?,
-        backoff: valid_backoff(body.retry_backoff)?,
-        timeout: valid_timeout(body.timeout, registered)?,
+        queue: body.queue,
+        concurrency_key: body.concurrency_key,
+        backoff: parse_backoff(body.retry_backoff)?,
+        timeout: parse_timeout(body.timeout)?,
         tenant: tenant.0,
     };
     enqueue(&state, submission).await
