@@ -10,11 +10,14 @@
 //! - [`builtin`]: the handlers compiled into weir ([`Builtin`]) and their input rules.
 //! - [`input`]: [`InputError`], what every check of a submission's type and input returns.
 //! - [`retry`]: [`RetryPolicy`], exponential backoff with full jitter.
+//! - [`attempt`]: what an attempt's end makes of its task ([`AttemptEnd`] →
+//!   `TaskOutcome`), decided once for every runner.
 //! - [`worker`]: a worker's registry row as the store keeps it.
 //! - [`request_log`]: one logged HTTP request, and per-node counts.
 //! - [`event`]: ingested events ([`NewEvent`] on the way in, [`StoredEvent`] out).
 //! - [`store`]: the [`Store`] trait, its params structs and [`StoreError`].
 
+pub mod attempt;
 pub mod builtin;
 pub mod event;
 pub mod input;
@@ -26,6 +29,7 @@ pub mod task;
 pub mod task_type;
 pub mod worker;
 
+pub use attempt::{Attempt, AttemptDefaults, AttemptEnd};
 pub use builtin::Builtin;
 pub use event::{NewEvent, StoredEvent};
 pub use input::InputError;

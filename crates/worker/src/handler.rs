@@ -89,6 +89,16 @@ impl HandlerError {
     }
 }
 
+impl From<HandlerError> for weir_core::AttemptEnd {
+    fn from(e: HandlerError) -> Self {
+        weir_core::AttemptEnd::Failed {
+            error: e.message,
+            permanent: e.permanent,
+            retry_after: e.retry_after,
+        }
+    }
+}
+
 impl From<String> for HandlerError {
     fn from(message: String) -> Self {
         HandlerError::retryable(message)

@@ -11,8 +11,8 @@ use tokio::task::JoinSet;
 use tokio::time::{interval, sleep, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use weir_core::{
-    ClaimedTask, Store, TaskClaimParams, TaskCompletion, TaskLeaseExtendParams, TaskOutcome,
-    TaskReleaseParams, WorkerHeartbeatParams, WorkerStatus,
+    Attempt, AttemptDefaults, AttemptEnd, ClaimedTask, Store, TaskClaimParams, TaskCompletion,
+    TaskLeaseExtendParams, TaskReleaseParams, WorkerHeartbeatParams, WorkerStatus,
 };
 
 use crate::completer::Completer;
@@ -83,7 +83,7 @@ struct Worker {
     store: Arc<dyn Store>,
     config: WorkerConfig,
     started_at: DateTime<Utc>,
-    running: JoinSet<Result<serde_json::Value, HandlerError>>,
+    running: JoinSet<AttemptEnd>,
     /// Claimed tasks waiting for a slot.
     prefetch: Prefetch,
     /// What each running tokio task is running, to complete or release it.
@@ -361,23 +361,24 @@ impl Worker {
         let (progress, cancel) = (job.progress.clone(), job.cancel.clone());
         let handler = self.config.handlers.get(&task.kind);
         let abort = self.running.spawn(async move {
-            opened.map_err(|e| HandlerError::permanent(e.to_string()))?;
+            if let Err(e) = opened {
+                return HandlerError::permanent(e.to_string()).into();
+            }
             let Some(handler) = handler else {
                 // Claims name only this worker's types; a type renamed
                 // between claim and run is retried elsewhere.
-                return Err(HandlerError::retryable(format!(
+                return HandlerError::retryable(format!(
                     "no handler for task type {} on this worker",
                     job.task_type
-                )));
+                ))
+                .into();
             };
             // On timeout the attempt's future is dropped: an HTTP request is
             // aborted, a command's process group killed.
             match tokio::time::timeout(timeout, handler.run(job)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(HandlerError::retryable(format!(
-                    "timed out after {}",
-                    humantime::format_duration(timeout)
-                ))),
+                Ok(Ok(result)) => AttemptEnd::Succeeded(result),
+                Ok(Err(error)) => error.into(),
+                Err(_) => AttemptEnd::TimedOut(timeout),
             }
         });
         Running {
@@ -389,16 +390,10 @@ impl Worker {
     }
 
     /// Turns a finished execution into a pending completion.
-    fn finished(
-        &mut self,
-        joined: Result<
-            (tokio::task::Id, Result<serde_json::Value, HandlerError>),
-            tokio::task::JoinError,
-        >,
-    ) {
-        let (id, result) = match joined {
-            Ok((id, result)) => (id, result),
-            Err(e) if e.is_panic() => (e.id(), Err(HandlerError::retryable("the task panicked"))),
+    fn finished(&mut self, joined: Result<(tokio::task::Id, AttemptEnd), tokio::task::JoinError>) {
+        let (id, end) = match joined {
+            Ok((id, end)) => (id, end),
+            Err(e) if e.is_panic() => (e.id(), HandlerError::retryable("the task panicked").into()),
             // Cancelled: only during release, which handles the task itself.
             Err(_) => return,
         };
@@ -410,42 +405,35 @@ impl Worker {
         };
         self.metrics.active.set(self.held.len() as f64);
         let now = Utc::now();
-        let outcome = match result {
-            Ok(result) => {
+        match &end {
+            AttemptEnd::Succeeded(_) => {
                 self.report.processed += 1;
                 self.metrics.processed.increment(1);
-                let cache = self.config.task_types.cache_write(
-                    &task.kind,
-                    &task.input,
-                    now,
-                    self.config.cache_ttl,
-                );
-                TaskOutcome::Succeeded { result, cache }
             }
-            Err(error) => {
+            failed => {
                 self.report.failed += 1;
                 self.metrics.failed.increment(1);
-                let retry_at = (!error.permanent && task.attempt < task.max_attempts).then(|| {
-                    // The submission's own backoff wins over the type's.
-                    let policy = self.config.task_types.retry_policy(
-                        &task.kind,
-                        task.backoff,
-                        self.config.retry,
-                    );
-                    let delay = policy.delay_or_asked(
-                        task.attempt,
-                        error.retry_after,
-                        rand::thread_rng().gen(),
-                    );
-                    now + to_chrono(delay)
-                });
-                tracing::info!(task = %task.id, attempt = task.attempt, permanent = error.permanent, %error, "attempt failed");
-                TaskOutcome::Failed {
-                    error: error.message,
-                    retry_at,
-                }
+                tracing::info!(task = %task.id, attempt = task.attempt, end = ?failed, "attempt failed");
             }
+        }
+        let attempt = Attempt {
+            kind: &task.kind,
+            input: &task.input,
+            attempt: task.attempt,
+            max_attempts: task.max_attempts,
+            backoff: task.backoff,
         };
+        let defaults = AttemptDefaults {
+            retry: self.config.retry,
+            cache_ttl: self.config.cache_ttl,
+        };
+        let outcome = self.config.task_types.attempt_outcome(
+            &attempt,
+            end,
+            &defaults,
+            now,
+            rand::thread_rng().gen(),
+        );
         if let Some(completer) = &self.completer {
             completer.send(TaskCompletion {
                 id: task.id,

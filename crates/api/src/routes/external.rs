@@ -24,8 +24,9 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 use weir_core::{
-    CompletionOutcome, Task, TaskClaimParams, TaskCompletion, TaskId, TaskLeaseExtendParams,
-    TaskOutcome, TaskState, TaskType, WorkerHeartbeatParams, WorkerStatus,
+    Attempt, AttemptDefaults, AttemptEnd, CompletionOutcome, Task, TaskClaimParams, TaskCompletion,
+    TaskId, TaskLeaseExtendParams, TaskOutcome, TaskState, TaskType, WorkerHeartbeatParams,
+    WorkerStatus,
 };
 
 use crate::body::JsonBody;
@@ -353,11 +354,10 @@ pub async fn heartbeat(
         .started_at
         .is_some_and(|s| now - s > to_chrono(timeout))
     {
-        let error = format!("timed out after {}", humantime::format_duration(timeout));
-        let retry_at = next_attempt_at(&state, &task, true, None, now);
-        let outcome = TaskOutcome::Failed {
-            error: error.clone(),
-            retry_at,
+        let outcome = attempt_outcome(&state, &task, AttemptEnd::TimedOut(timeout), now);
+        let error = match &outcome {
+            TaskOutcome::Failed { error, .. } => error.clone(),
+            TaskOutcome::Succeeded { .. } => String::new(),
         };
         record(&state, &task, body.lease_token, outcome, now).await?;
         return Err(ApiError::Conflict {
@@ -413,15 +413,7 @@ pub async fn complete(
 ) -> Result<Json<AttemptAnswer>, ApiError> {
     let task = held(&state, &id).await?;
     let now = Utc::now();
-    let cache =
-        state
-            .config
-            .task_types
-            .cache_write(&task.kind, &task.input, now, state.config.cache_ttl);
-    let outcome = TaskOutcome::Succeeded {
-        result: body.result,
-        cache,
-    };
+    let outcome = attempt_outcome(&state, &task, AttemptEnd::Succeeded(body.result), now);
     record(&state, &task, body.lease_token, outcome, now).await?;
     Ok(Json(AttemptAnswer {
         task_id: task.id,
@@ -464,7 +456,6 @@ pub async fn fail(
         .map(|w| w.parse("retry_after"))
         .transpose()?;
     let now = Utc::now();
-    let retry_at = next_attempt_at(&state, &task, body.retry.unwrap_or(true), retry_after, now);
     let mut error = body.error;
     if error.len() > MAX_ERROR_BYTES {
         let mut cut = MAX_ERROR_BYTES;
@@ -473,19 +464,19 @@ pub async fn fail(
         }
         error.truncate(cut);
     }
-    let status = if retry_at.is_some() {
-        TaskState::Queued
-    } else {
-        TaskState::Dead
+    let end = AttemptEnd::Failed {
+        error,
+        permanent: !body.retry.unwrap_or(true),
+        retry_after,
     };
-    record(
-        &state,
-        &task,
-        body.lease_token,
-        TaskOutcome::Failed { error, retry_at },
-        now,
-    )
-    .await?;
+    let outcome = attempt_outcome(&state, &task, end, now);
+    let status = match &outcome {
+        TaskOutcome::Failed {
+            retry_at: Some(_), ..
+        } => TaskState::Queued,
+        _ => TaskState::Dead,
+    };
+    record(&state, &task, body.lease_token, outcome, now).await?;
     Ok(Json(AttemptAnswer {
         task_id: task.id,
         status,
@@ -493,25 +484,30 @@ pub async fn fail(
     }))
 }
 
-/// When a failed attempt runs again (`None`: dead) — the task's backoff,
-/// else its type's, else the node's; a worker's `retry_after` wins, capped.
-fn next_attempt_at(
+/// What `end` makes of the external worker's attempt: the same decision a
+/// built-in worker makes (`TaskTypes::attempt_outcome`), with this node's
+/// defaults.
+fn attempt_outcome(
     state: &AppState,
     task: &Task,
-    retryable: bool,
-    retry_after: Option<Duration>,
+    end: AttemptEnd,
     now: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    if !retryable || task.attempts >= task.max_attempts {
-        return None;
-    }
-    let policy = state.config.task_types.retry_policy(
-        &task.kind,
-        task.retry_backoff,
-        state.config.retry_backoff,
-    );
-    let delay = policy.delay_or_asked(task.attempts, retry_after, rand::thread_rng().gen());
-    Some(now + to_chrono(delay))
+) -> TaskOutcome {
+    let attempt = Attempt {
+        kind: &task.kind,
+        input: &task.input,
+        attempt: task.attempts,
+        max_attempts: task.max_attempts,
+        backoff: task.retry_backoff,
+    };
+    let defaults = AttemptDefaults {
+        retry: state.config.retry_backoff,
+        cache_ttl: state.config.cache_ttl,
+    };
+    state
+        .config
+        .task_types
+        .attempt_outcome(&attempt, end, &defaults, now, rand::thread_rng().gen())
 }
 
 /// Records one attempt's outcome, fenced by its lease token.
