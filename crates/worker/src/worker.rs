@@ -73,7 +73,19 @@ pub async fn run(
         }
     }
     w.heartbeat(WorkerStatus::Online).await;
+    // The rescuer, the cleaner and the scheduler run as tasks of their own
+    // and stop when the drain begins.
+    let services_stop = shutdown.child_token();
+    let services = maintenance::spawn(
+        w.store.clone(),
+        Arc::new(w.config.clone()),
+        services_stop.clone(),
+    );
     w.run_loop(shutdown).await;
+    services_stop.cancel();
+    for service in services {
+        let _ = service.await;
+    }
     w.report
 }
 
@@ -143,14 +155,6 @@ impl Worker {
         let mut inserted = self.store.task_inserted();
         let mut heartbeat = interval(self.config.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut rescue = interval(self.config.rescue_interval);
-        rescue.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut clean = interval(self.config.maintenance_interval);
-        clean.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut schedule = interval(self.config.scheduler_interval);
-        schedule.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut scheduler = maintenance::scheduler::Scheduler::default();
-        let has_jobs = !self.config.periodic.is_empty();
         let mut drain_deadline: Option<Instant> = None;
         let mut claim_not_before = Instant::now();
         // At most one claim in flight, awaited beside the running tasks: a
@@ -222,17 +226,6 @@ impl Worker {
                     let status = if draining { WorkerStatus::Draining } else { WorkerStatus::Online };
                     self.heartbeat(status).await;
                     self.extend_leases().await;
-                }
-                _ = rescue.tick(), if !draining => {
-                    maintenance::rescuer::rescue_once(&self.store).await;
-                }
-                _ = clean.tick(), if !draining => {
-                    maintenance::cleaner::clean_once(&self.store, &self.config).await;
-                }
-                _ = schedule.tick(), if !draining && has_jobs => {
-                    scheduler
-                        .tick(&self.store, &self.config.worker_id, &self.config.periodic, self.config.scheduler_interval, &self.config.task_types)
-                        .await;
                 }
                 _ = sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if draining => {
                     if let Some(claim) = claiming.take() {

@@ -19,6 +19,7 @@ mod faults;
 mod ingest_crashes;
 mod lb_threads;
 mod least_privilege;
+mod maintenance;
 mod metrics;
 mod openapi;
 mod power_loss;
