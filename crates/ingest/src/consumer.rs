@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use tokio_util::sync::CancellationToken;
-use weir_core::{NewEvent, Store};
+use weir_core::{EventLog, NewEvent};
 
 use crate::buffer::{decode, EVENTS_FIELD};
 use crate::IngestError;
@@ -63,7 +63,7 @@ pub struct ConsumerReport {
 /// Drains the stream into `store` until `shutdown`; the batch in hand is
 /// finished first.
 pub async fn run(
-    store: Arc<dyn Store>,
+    store: Arc<dyn EventLog>,
     config: ConsumerConfig,
     shutdown: CancellationToken,
 ) -> Result<ConsumerReport, IngestError> {
@@ -115,7 +115,7 @@ pub async fn run(
 
 struct Consumer {
     conn: ConnectionManager,
-    store: Arc<dyn Store>,
+    store: Arc<dyn EventLog>,
     config: ConsumerConfig,
     report: ConsumerReport,
     group_ready: bool,

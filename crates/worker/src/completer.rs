@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use weir_core::{CompletionOutcome, Store, TaskCompletion};
+use weir_core::{CompletionOutcome, TaskCompletion, TaskQueue};
 
 /// Most completions one call records.
 const MAX_BATCH: usize = 1024;
@@ -24,7 +24,7 @@ pub struct Completer {
 impl Completer {
     /// Starts the completer; on a store error it keeps the batch and tries
     /// again after `retry_pause`.
-    pub fn spawn(store: Arc<dyn Store>, worker_id: String, retry_pause: Duration) -> Completer {
+    pub fn spawn(store: Arc<dyn TaskQueue>, worker_id: String, retry_pause: Duration) -> Completer {
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(store, rx, worker_id, retry_pause));
         Completer { tx, task }
@@ -50,7 +50,7 @@ impl Completer {
 }
 
 async fn run(
-    store: Arc<dyn Store>,
+    store: Arc<dyn TaskQueue>,
     mut rx: mpsc::UnboundedReceiver<TaskCompletion>,
     worker_id: String,
     retry_pause: Duration,

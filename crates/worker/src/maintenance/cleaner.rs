@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use weir_core::{LeaderAcquireParams, MaintenancePruneParams, Store};
+use weir_core::{LeaderAcquireParams, Leadership, MaintenancePruneParams};
 
 use crate::WorkerConfig;
 
@@ -17,7 +17,7 @@ const PRUNE_BATCH: i64 = 10_000;
 
 /// One pass: take or renew the lease, and prune if it is ours. Returns
 /// whether this worker was the leader.
-pub async fn clean_once(store: &Arc<dyn Store>, config: &WorkerConfig) -> bool {
+pub async fn clean_once(store: &Arc<dyn Leadership>, config: &WorkerConfig) -> bool {
     let now = Utc::now();
     let lease = LeaderAcquireParams {
         name: "maintenance".into(),

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::{interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use weir_core::Store;
+use weir_core::{Leadership, Store, TaskQueue};
 
 use crate::WorkerConfig;
 
@@ -53,14 +53,14 @@ pub fn spawn(
     stop: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let mut services = Vec::with_capacity(3);
-    let s = store.clone();
+    let s: Arc<dyn TaskQueue> = store.clone();
     services.push(every(config.rescue_interval, stop.clone(), move || {
         let store = s.clone();
         async move {
             rescuer::rescue_once(&store).await;
         }
     }));
-    let (s, c) = (store.clone(), config.clone());
+    let (s, c): (Arc<dyn Leadership>, _) = (store.clone(), config.clone());
     services.push(every(
         config.maintenance_interval,
         stop.clone(),

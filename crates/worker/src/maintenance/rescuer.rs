@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use weir_core::{Store, TaskRescueParams};
+use weir_core::{TaskQueue, TaskRescueParams};
 
 /// One rescue pass; returns how many tasks were taken back. Errors are logged:
 /// the next pass tries again.
-pub async fn rescue_once(store: &Arc<dyn Store>) -> u64 {
+pub async fn rescue_once(store: &Arc<dyn TaskQueue>) -> u64 {
     match store
         .task_rescue_expired(TaskRescueParams { now: Utc::now() })
         .await
