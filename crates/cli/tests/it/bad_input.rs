@@ -51,6 +51,39 @@ async fn api_rejects_bad_input_with_json_errors(store: StoreKind) {
         "invalid_input",
     )
     .await;
+    // A field of the wrong type is named, with what it accepts.
+    let body = expect_error(
+        post(
+            "/tasks",
+            r#"{"type":"noop","input":{},"run_at":"not-a-date"}"#,
+        )
+        .await
+        .unwrap(),
+        400,
+        "invalid_input",
+    )
+    .await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("run_at: expected an RFC 3339 time"),
+        "{message}"
+    );
+    let body = expect_error(
+        post(
+            "/tasks",
+            r#"{"type":"noop","input":{},"priority":99999999999}"#,
+        )
+        .await
+        .unwrap(),
+        400,
+        "invalid_input",
+    )
+    .await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("priority: expected an integer from -2147483648 to 2147483647"),
+        "{message}"
+    );
     expect_error(
         post("/hash/md5", r#"{"string": 42}"#).await.unwrap(),
         400,

@@ -125,7 +125,9 @@ async fn client(load: Load, c: usize) {
 /// Where the test's weir keeps its data, read directly.
 enum Db {
     Sqlite(String),
-    Postgres(String),
+    /// Connected before the disk fills: a new PostgreSQL session must
+    /// write its relation cache file, which a full disk refuses.
+    Postgres(sqlx::PgPool),
 }
 
 impl Db {
@@ -142,10 +144,8 @@ impl Db {
                 pool.close().await;
                 rows.into_iter().map(|r| r.0).collect()
             }
-            Db::Postgres(url) => {
-                let pool = sqlx::PgPool::connect(url).await.unwrap();
-                let rows: Vec<(T,)> = sqlx::query_as(postgres).fetch_all(&pool).await.unwrap();
-                pool.close().await;
+            Db::Postgres(pool) => {
+                let rows: Vec<(T,)> = sqlx::query_as(postgres).fetch_all(pool).await.unwrap();
                 rows.into_iter().map(|r| r.0).collect()
             }
         }
@@ -292,9 +292,21 @@ async fn a_full_postgres_disk_refuses_with_507_loses_nothing_acknowledged_and_re
     let migrated = run_weir(&["migrate", "--database-url", &url]);
     assert!(migrated.status.success(), "{migrated:?}");
     let (api, worker, base) = start_api_and_worker(&url);
-    fill_then_grow(base, &disk, "128m", &Db::Postgres(url)).await;
+    let reader = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .test_before_acquire(false)
+        .connect(&url)
+        .await
+        .unwrap();
+    let db = Db::Postgres(reader);
+    db.stored().await;
+    fill_then_grow(base, &disk, "128m", &db).await;
     api.terminate();
     worker.terminate();
+    if let Db::Postgres(reader) = db {
+        reader.close().await;
+    }
     drop(pg);
     let _ = sqlx::query(&format!("DROP TABLESPACE {space}"))
         .execute(&mut admin)
