@@ -32,6 +32,8 @@
 //! - `admin`: `/lb/stats`, `/lb/strategy`, `/lb/backends`, the dashboard.
 //! - [`tls`]: TLS termination (certificates by SNI, reloaded in place);
 //!   `client_io`: a client connection, plain or TLS.
+//! - [`args`]: the flags `weir lb` and `weir up` flatten ([`BalancerArgs`]),
+//!   beside the [`LbConfig`] they become.
 //! - [`edge`]: headers added to answers (HSTS, `--add-header`) and the
 //!   redirect of plain HTTP to HTTPS.
 //! - `server`: accepting connections, graceful shutdown; [`run`], [`serve_tls`].
@@ -41,6 +43,7 @@
 mod adaptive;
 mod admin;
 mod admin_guard;
+pub mod args;
 mod attempt;
 mod backend;
 mod client_io;
@@ -71,6 +74,7 @@ mod tunnel;
 mod upstream;
 pub mod upstream_tls;
 
+pub use args::BalancerArgs;
 pub use backend::{Backend, BackendSet};
 pub use config::{DnsTarget, LbConfig};
 pub use outlier::EjectionConfig;
