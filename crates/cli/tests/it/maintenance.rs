@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sqlx::Connection;
 
-use crate::processes::{listening_url, migrated_database, WeirProcess};
+use crate::processes::{listening_url, migrated_database, wait_all_succeeded_within, WeirProcess};
 use crate::support::poll;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,23 +78,7 @@ async fn a_prune_held_by_a_lock_delays_no_claim_or_heartbeat() {
         assert_eq!(status, 202, "{body}");
         ids.push(body["task_id"].as_str().unwrap().to_string());
     }
-    poll(Duration::from_secs(4), || async {
-        for id in &ids {
-            let t: Value = http
-                .get(format!("{base}/tasks/{id}"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            if t["status"] != "succeeded" {
-                return None;
-            }
-        }
-        Some(())
-    })
-    .await;
+    wait_all_succeeded_within(&base, &ids, Duration::from_secs(4)).await;
     poll(Duration::from_secs(2), || async {
         let beat = worker().await?["last_heartbeat_at"].clone();
         (beat != first_beat).then_some(())

@@ -191,8 +191,13 @@ pub fn start_lb(backend: &str) -> (WeirProcess, String) {
 
 /// Waits (a minute at most) until every task of `ids` has succeeded.
 pub async fn wait_all_succeeded(base: &str, ids: &[String]) {
+    wait_all_succeeded_within(base, ids, Duration::from_secs(60)).await;
+}
+
+/// Waits until every task of `ids` has succeeded; fails past `deadline`.
+pub async fn wait_all_succeeded_within(base: &str, ids: &[String], deadline: Duration) {
     let http = reqwest::Client::new();
-    poll(Duration::from_secs(60), || async {
+    poll(deadline, || async {
         for id in ids {
             let task: Value = http
                 .get(format!("{base}/tasks/{id}"))
