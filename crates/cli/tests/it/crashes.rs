@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::processes::{listening_url, WeirProcess};
+use crate::processes::{listening_url, worker_row, WeirProcess};
 use crate::support::{poll, SharedDb, StoreKind};
 
 async fn worker_killed_mid_task_is_rescued(store: StoreKind) {
@@ -89,19 +89,7 @@ async fn worker_killed_mid_task_is_rescued(store: StoreKind) {
     );
 
     poll(Duration::from_secs(30), || async {
-        let w: Value = http
-            .get(format!("{base}/workers"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let doomed = w["workers"]
-            .as_array()?
-            .iter()
-            .find(|w| w["id"] == "doomed")?
-            .clone();
+        let doomed = worker_row(&http, &base, "doomed").await?;
         (doomed["status"] == "offline").then_some(())
     })
     .await;

@@ -21,6 +21,33 @@ async fn unsafe_settings(url: &str) -> Vec<String> {
     rows.into_iter().map(|(n, v)| format!("{n}={v}")).collect()
 }
 
+/// `weir api` on `db` with buffered ingest through `redis` (`stream`: the
+/// default when `None`), and `extra` flags.
+fn buffered_api<'a>(
+    db: &'a str,
+    redis: &'a str,
+    stream: Option<&'a str>,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "api",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        db,
+        "--no-migrate",
+        "--ingest-mode",
+        "buffered",
+        "--redis-url",
+        redis,
+    ];
+    if let Some(stream) = stream {
+        args.extend(["--ingest-stream", stream]);
+    }
+    args.extend(extra);
+    args
+}
+
 /// The first log line containing `marker` within `within`, if any.
 fn log_line(p: &WeirProcess, marker: &str, within: Duration) -> Option<String> {
     let logs = p.logs.as_ref().unwrap();
@@ -111,24 +138,8 @@ async fn buffered_ingest_names_what_redis_persistence_gives_up() {
     // The suite's Redis keeps nothing on disk: the warning must say so.
     assert_eq!(appendonly[1], "no");
     let (redis_url, stream) = (redis.url(), redis.key("events"));
-    let (api, _) = WeirProcess::start_logging(
-        &[
-            "api",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            &url,
-            "--no-migrate",
-            "--ingest-mode",
-            "buffered",
-            "--redis-url",
-            &redis_url,
-            "--ingest-stream",
-            &stream,
-        ],
-        "warn",
-        "listening on",
-    );
+    let args = buffered_api(&url, &redis_url, Some(&stream), &[]);
+    let (api, _) = WeirProcess::start_logging(&args, "warn", "listening on");
     let line = log_line(&api, "Redis runs with", Duration::from_secs(5))
         .expect("no warning about Redis's persistence");
     assert!(line.contains("appendonly no"), "{line}");
@@ -144,21 +155,8 @@ async fn waiting_for_the_aof_without_one_stops_at_start_naming_the_flag() {
     let (_db, url) = migrated_database().await;
     let redis = weir_testkit::RedisPrefix::create();
     let (redis_url, stream) = (redis.url(), redis.key("events"));
-    let out = crate::processes::run_weir(&[
-        "api",
-        "--listen",
-        "127.0.0.1:0",
-        "--database-url",
-        &url,
-        "--no-migrate",
-        "--ingest-mode",
-        "buffered",
-        "--redis-url",
-        &redis_url,
-        "--ingest-stream",
-        &stream,
-        "--ingest-wait-aof",
-    ]);
+    let args = buffered_api(&url, &redis_url, Some(&stream), &["--ingest-wait-aof"]);
+    let out = crate::processes::run_weir(&args);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     let line = err
@@ -233,22 +231,8 @@ async fn waiting_for_the_aof_answers_after_valkey_synced_each_batch() {
     })
     .await;
     let redis_url = valkey.url();
-    let (api, line) = WeirProcess::start(
-        &[
-            "api",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            &url,
-            "--no-migrate",
-            "--ingest-mode",
-            "buffered",
-            "--redis-url",
-            &redis_url,
-            "--ingest-wait-aof",
-        ],
-        "listening on",
-    );
+    let args = buffered_api(&url, &redis_url, None, &["--ingest-wait-aof"]);
+    let (api, line) = WeirProcess::start(&args, "listening on");
     let base = crate::processes::listening_url(&line);
     let http = reqwest::Client::new();
     for batch in 0..5 {

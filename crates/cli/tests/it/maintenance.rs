@@ -4,10 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use sqlx::Connection;
 
-use crate::processes::{listening_url, migrated_database, wait_all_succeeded_within, WeirProcess};
+use crate::processes::{
+    listening_url, migrated_database, wait_all_succeeded_within, worker_row, WeirProcess,
+};
 use crate::support::poll;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,21 +52,7 @@ async fn a_prune_held_by_a_lock_delays_no_claim_or_heartbeat() {
     .await;
     let blocked_since = Instant::now();
     let http = reqwest::Client::new();
-    let worker = || async {
-        let w: Value = http
-            .get(format!("{base}/workers"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        w["workers"]
-            .as_array()?
-            .iter()
-            .find(|w| w["id"] == "w-1")
-            .cloned()
-    };
+    let worker = || worker_row(&http, &base, "w-1");
     let first_beat = worker().await.expect("the worker reports")["last_heartbeat_at"].clone();
 
     // While the prune waits: tasks are claimed and finished, heartbeats go on.

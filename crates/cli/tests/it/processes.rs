@@ -216,6 +216,23 @@ pub async fn wait_all_succeeded_within(base: &str, ids: &[String], deadline: Dur
     .await;
 }
 
+/// The row `GET /workers` shows for worker `id`, if it answers and lists it.
+pub async fn worker_row(http: &reqwest::Client, base: &str, id: &str) -> Option<Value> {
+    let w: Value = http
+        .get(format!("{base}/workers"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    w["workers"]
+        .as_array()?
+        .iter()
+        .find(|w| w["id"] == id)
+        .cloned()
+}
+
 /// A fresh PostgreSQL database with weir's schema, by `weir migrate`.
 pub async fn migrated_database() -> (PgDatabase, String) {
     let db = PgDatabase::create().await;

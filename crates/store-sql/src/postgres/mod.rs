@@ -659,23 +659,16 @@ impl Driver for PostgresDriver {
         before: DateTime<Utc>,
         limit: i64,
     ) -> Result<u64, StoreError> {
-        let tasks = self
-            .delete_some(
-                "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys \
-                 WHERE created_at < $1 LIMIT $2)",
-                before,
-                limit,
-            )
-            .await?;
-        let events = self
-            .delete_some(
-                "DELETE FROM event_keys WHERE key IN (SELECT key FROM event_keys \
-                 WHERE created_at < $1 LIMIT $2)",
-                before,
-                limit,
-            )
-            .await?;
-        Ok(tasks + events)
+        // Task keys, then event batches' keys: the same rule for both.
+        let mut deleted = 0;
+        for table in ["idempotency_keys", "event_keys"] {
+            let sql = format!(
+                "DELETE FROM {table} WHERE key IN (SELECT key FROM {table} \
+                 WHERE created_at < $1 LIMIT $2)"
+            );
+            deleted += self.delete_some(&sql, before, limit).await?;
+        }
+        Ok(deleted)
     }
 
     async fn prune_cache(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
