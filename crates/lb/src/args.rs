@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::selection::{HashKey, Strategy};
+use crate::backends::selection::{HashKey, Strategy};
 use crate::LbConfig;
 
 #[derive(Debug, Clone, Args)]
@@ -95,7 +95,7 @@ pub struct BalancerArgs {
     /// A per-route limit, `[METHOD ]PATH_PREFIX=RATE[:BURST]`, e.g. `POST /hash/=10:20`;
     /// repeatable, first match wins.
     #[arg(long = "rate-limit-route", env = "WEIR_RATE_LIMIT_ROUTES", value_delimiter = ';', value_parser = parse_route_limit)]
-    pub rate_limit_routes: Vec<crate::ratelimit::RouteLimit>,
+    pub rate_limit_routes: Vec<crate::admission::ratelimit::RouteLimit>,
     /// Share the rate limits through this Redis (`redis://host:6379`), so
     /// several lbs give a client one budget; if Redis is away, each lb
     /// limits on its own.
@@ -124,7 +124,7 @@ fn parse_strategy(s: &str) -> Result<Strategy, String> {
     s.parse()
 }
 
-fn parse_route_limit(s: &str) -> Result<crate::ratelimit::RouteLimit, String> {
+fn parse_route_limit(s: &str) -> Result<crate::admission::ratelimit::RouteLimit, String> {
     let (route, rate) = s
         .rsplit_once('=')
         .ok_or_else(|| format!("expected [METHOD ]PATH_PREFIX=RATE[:BURST], got {s:?}"))?;
@@ -146,10 +146,10 @@ fn parse_route_limit(s: &str) -> Result<crate::ratelimit::RouteLimit, String> {
         per_second.map_err(|_| format!("bad rate in {s:?}"))?,
         burst.map_err(|_| format!("bad burst in {s:?}"))?,
     );
-    Ok(crate::ratelimit::RouteLimit {
+    Ok(crate::admission::ratelimit::RouteLimit {
         method,
         path_prefix: prefix.to_string(),
-        policy: crate::ratelimit::RatePolicy { per_second, burst },
+        policy: crate::admission::ratelimit::RatePolicy { per_second, burst },
     })
 }
 
@@ -171,10 +171,10 @@ impl BalancerArgs {
         config.hash_key = self.hash_key.clone();
         config.admin_token = admin_token;
         config.health_interval = self.health_interval;
-        config.rate_limit = crate::ratelimit::RateLimitConfig {
+        config.rate_limit = crate::admission::ratelimit::RateLimitConfig {
             default: self
                 .rate_limit
-                .map(|per_second| crate::ratelimit::RatePolicy {
+                .map(|per_second| crate::admission::ratelimit::RatePolicy {
                     per_second,
                     burst: self.rate_burst.unwrap_or(per_second),
                 }),

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use crate::outlier::EjectionConfig;
-use crate::ratelimit::RateLimitConfig;
-use crate::selection::{HashKey, Strategy};
+use crate::admission::ratelimit::RateLimitConfig;
+use crate::backends::outlier::EjectionConfig;
+use crate::backends::selection::{HashKey, Strategy};
 
 /// What one `--backends-dns` value names.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -89,10 +89,10 @@ pub struct LbConfig {
     /// between clients.
     pub send_proxy_protocol: bool,
     /// Certificates for the TLS listener ([`crate::serve_tls`]).
-    pub tls: Option<crate::tls::TlsSettings>,
+    pub tls: Option<crate::edge::tls::TlsSettings>,
     /// How `https://` backends are verified, and the client certificate
     /// they may ask for.
-    pub backend_tls: crate::upstream_tls::BackendTlsSettings,
+    pub backend_tls: crate::upstream::tls::BackendTlsSettings,
     /// Headers added to proxied answers the backend did not set itself.
     pub edge_headers: crate::edge::EdgeHeaders,
     /// Plain HTTP answered with a 308 to the TLS listener (ACME challenges

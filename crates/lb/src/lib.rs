@@ -4,80 +4,52 @@
 //! own admin API under `/lb/`.
 //!
 //! # Layout
-//! - `config`: the balancer's settings, [`LbConfig`].
+//! - `config`: the balancer's settings, [`LbConfig`]; [`args`]: the flags
+//!   `weir lb` and `weir up` flatten ([`BalancerArgs`]), which become it.
 //! - `state`: [`Lb`], the shared state every part reads.
-//! - `backend`: [`Backend`] (counters, health) and the lock-free [`BackendSet`].
-//! - `selection`: the `Selector` trait, one file per strategy.
-//! - `dispatch`: which backend gets a request (pick, bounded wait, affinity)
-//!   and the bookkeeping of its answer.
-//! - `adaptive`: each backend's in-flight limit, learned from its response
-//!   times (the default overload protection).
-//! - `sojourn`: whether the wait queue stands (CoDel's sojourn time).
-//! - `attempt`: the attempt loop both paths share (retries, retry budget,
-//!   what a failure costs a backend, the lb's own JSON refusals).
-//! - `rules`: HTTP's rules as the lb applies them (hop-by-hop headers,
-//!   replays, request ids, the JSON error shape).
-//! - `h1`: the fast path — plain HTTP/1.1 relayed byte for byte.
-//! - `proxy`: the general path's transport on hyper (HTTP/2, upgrades, the rest).
-//! - `upstream`: per-thread keep-alive pools to the backends (HTTP/1.1, and
-//!   HTTP/2 for `h2c://` and `https://` backends that offer it);
-//!   [`upstream_tls`]: TLS to `https://` backends.
-//! - `tunnel`: upgraded connections (WebSockets) relayed both ways.
-//! - `discovery`: `--backends-dns`, the backend set following DNS names.
-//! - `proxy_protocol`: `--proxy-protocol`, the client named by a balancer in front.
-//! - `health`: active health checks; `outlier`: passive health (ejection)
-//!   and the retry budget.
-//! - [`ratelimit`] (and `ratelimit_shared`, through Redis): per-client limits.
-//! - `admin_guard`: `--admin-allow` and the lockout after wrong admin tokens.
-//! - `admin`: `/lb/stats`, `/lb/strategy`, `/lb/backends`, the dashboard.
-//! - [`tls`]: TLS termination (certificates by SNI, reloaded in place);
-//!   `client_io`: a client connection, plain or TLS.
-//! - [`args`]: the flags `weir lb` and `weir up` flatten ([`BalancerArgs`]),
-//!   beside the [`LbConfig`] they become.
-//! - [`edge`]: headers added to answers (HSTS, `--add-header`) and the
-//!   redirect of plain HTTP to HTTPS.
-//! - `server`: accepting connections, graceful shutdown; [`run`], [`serve_tls`].
-//! - [`spread`]: connections spread over the serving threads ([`serve_seated`],
-//!   [`serve_inbox`]).
+//! - `server/`: accepting connections and graceful shutdown ([`run`],
+//!   [`serve_tls`]); [`server::spread`]: connections spread over the serving
+//!   threads; [`server::handover`]: listeners handed to a successor process.
+//! - `edge/`: the client's side of the connection — TLS termination
+//!   ([`edge::tls`]), plain or TLS streams, `--proxy-protocol`, and what the
+//!   lb adds at the edge (HSTS, `--add-header`, the HTTPS redirect).
+//! - `request/`: what every request goes through on either path — its
+//!   phases (admin diversion or redirect, the rate-limit verdict, the headers
+//!   added to its answer), the attempt loop (retries, retry budget, the lb's
+//!   own JSON refusals) and HTTP's rules (hop-by-hop headers, request ids).
+//! - `http1/`: the fast path — plain HTTP/1.1 relayed byte for byte.
+//! - `proxy/`: the general path on hyper (HTTP/2, upgrades and WebSocket
+//!   tunnels, the rest).
+//! - `upstream/`: per-thread keep-alive pools to the backends (HTTP/1.1, and
+//!   HTTP/2 for `h2c://` and `https://`); [`upstream::tls`]: TLS to them.
+//! - `admission/`: whether and when a request is let in — per-client rate
+//!   limits ([`admission::ratelimit`], local or through Redis), per-IP
+//!   connection caps, each backend's adaptive in-flight limit and the
+//!   standing-queue check (CoDel's sojourn time).
+//! - `backends/`: [`Backend`] and the lock-free [`BackendSet`]; the
+//!   strategies (`selection/`, one file each), dispatch (pick, bounded wait,
+//!   affinity), active and passive health (ejection), latency histograms,
+//!   and [`backends::discovery`] (`--backends-dns`).
+//! - `admin/`: `/lb/stats`, `/lb/strategy`, `/lb/backends`, the dashboard,
+//!   `--admin-allow` and the lockout after wrong admin tokens.
 
-mod adaptive;
 mod admin;
-mod admin_guard;
+pub mod admission;
 pub mod args;
-mod attempt;
-mod backend;
-mod client_io;
+pub mod backends;
 mod config;
-pub mod discovery;
-mod dispatch;
 pub mod edge;
-mod h1;
-pub mod handover;
-mod health;
-mod latency;
-mod outlier;
-mod per_ip;
+mod http1;
 mod proxy;
-mod proxy_protocol;
-mod rate;
-pub mod ratelimit;
-mod ratelimit_shared;
-mod rules;
-mod selection;
-mod server;
-mod sojourn;
-pub mod spread;
+mod request;
+pub mod server;
 mod state;
-mod throughput;
-pub mod tls;
-mod tunnel;
-mod upstream;
-pub mod upstream_tls;
+pub mod upstream;
 
 pub use args::BalancerArgs;
-pub use backend::{Backend, BackendSet};
+pub use backends::outlier::EjectionConfig;
+pub use backends::selection::{HashKey, Strategy};
+pub use backends::{Backend, BackendSet};
 pub use config::{DnsTarget, LbConfig};
-pub use outlier::EjectionConfig;
-pub use selection::{HashKey, Strategy};
 pub use server::{run, serve, serve_admin, serve_inbox, serve_seated, serve_tls, spawn_background};
 pub use state::{BackendsReloaded, Lb};

@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::backend::Protocol;
-use crate::outlier::RetryBudget;
-use crate::per_ip::PerIp;
-use crate::ratelimit::RateLimits;
-use crate::ratelimit_shared::SharedLimiter;
-use crate::selection::ActiveStrategy;
-use crate::throughput::Throughput;
-use crate::upstream_tls::BackendTls;
+use crate::admin::throughput::Throughput;
+use crate::admission::per_ip::PerIp;
+use crate::admission::ratelimit::RateLimits;
+use crate::admission::ratelimit_shared::SharedLimiter;
+use crate::backends::outlier::RetryBudget;
+use crate::backends::selection::ActiveStrategy;
+use crate::backends::Protocol;
+use crate::upstream::tls::BackendTls;
 use crate::{Backend, BackendSet, LbConfig};
 
 /// The load balancer's shared state.
@@ -27,13 +27,13 @@ pub struct Lb {
     /// Requests waiting for a backend slot.
     pub queued: AtomicUsize,
     /// How long requests wait in the queue: whether it stands.
-    pub queue_sojourn: crate::sojourn::Sojourn,
+    pub queue_sojourn: crate::admission::sojourn::Sojourn,
     /// Requests refused with 503 because every backend was at capacity.
     pub rejected_overload: AtomicU64,
     /// Requests refused with 429 by the rate limits.
     pub rejected_rate_limit: AtomicU64,
     /// Wrong admin tokens per client IP.
-    pub(crate) failed_logins: crate::admin_guard::FailedLogins,
+    pub(crate) failed_logins: crate::admin::guard::FailedLogins,
     /// Connections refused by `--max-connections-per-ip`.
     pub rejected_connections: AtomicU64,
     /// Open connections per client IP.
@@ -51,11 +51,11 @@ pub struct Lb {
     /// accept loop.
     pub(crate) connections: Arc<tokio::sync::Semaphore>,
     /// TLS termination, when certificates are configured.
-    pub tls: Option<crate::tls::Terminator>,
+    pub tls: Option<crate::edge::tls::Terminator>,
     /// TLS to `https://` backends.
     backend_tls: std::sync::OnceLock<Option<BackendTls>>,
     /// The serving threads' spread, when connections are spread over several.
-    spread: std::sync::OnceLock<Arc<crate::spread::Spread>>,
+    spread: std::sync::OnceLock<Arc<crate::server::spread::Spread>>,
     /// The backend URLs of the configuration last loaded (not those added
     /// by DNS or the admin API), for [`Lb::reload_backends`].
     configured: std::sync::Mutex<Vec<String>>,
@@ -70,12 +70,12 @@ pub struct BackendsReloaded {
 
 impl Lb {
     /// Marks the serving threads' spread, shown in `/lb/stats`.
-    pub fn set_spread(&self, spread: Arc<crate::spread::Spread>) {
+    pub fn set_spread(&self, spread: Arc<crate::server::spread::Spread>) {
         let _ = self.spread.set(spread);
     }
 
     /// Each serving thread's connections and requests, when spread.
-    pub fn thread_stats(&self) -> Option<Vec<crate::spread::ThreadStats>> {
+    pub fn thread_stats(&self) -> Option<Vec<crate::server::spread::ThreadStats>> {
         self.spread.get().map(|s| s.stats())
     }
 
@@ -104,7 +104,7 @@ impl Lb {
                 config.retry_budget_min_per_second,
             ),
             queued: AtomicUsize::new(0),
-            queue_sojourn: crate::sojourn::Sojourn::default(),
+            queue_sojourn: crate::admission::sojourn::Sojourn::default(),
             rejected_overload: AtomicU64::new(0),
             rejected_rate_limit: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
@@ -129,7 +129,7 @@ impl Lb {
             tls: config
                 .tls
                 .clone()
-                .map(crate::tls::Terminator::new)
+                .map(crate::edge::tls::Terminator::new)
                 .transpose()
                 .map_err(|e| e.to_string())?,
             backend_tls,

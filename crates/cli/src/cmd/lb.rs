@@ -7,7 +7,7 @@
 //! and lock-free swaps). Health checks and housekeeping run on the main runtime.
 //!
 //! With `--handover-socket`, a new binary takes the listeners of the running
-//! one and it drains ([`weir_lb::handover`]): upgrades drop no connection.
+//! one and it drains ([`weir_lb::server::handover`]): upgrades drop no connection.
 
 use std::net::SocketAddr;
 
@@ -15,7 +15,7 @@ use anyhow::Context;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
-use weir_lb::handover::ListenerKind;
+use weir_lb::server::handover::ListenerKind;
 
 use crate::config::LbArgs;
 
@@ -31,7 +31,7 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
     };
     // A running lb at the handover socket gives this one its listeners.
     let mut inherited = match &args.handover_socket {
-        Some(path) => weir_lb::handover::Inherited::take_over(path)?,
+        Some(path) => weir_lb::server::handover::Inherited::take_over(path)?,
         None => None,
     };
     let Listeners {
@@ -137,7 +137,7 @@ struct Listeners {
 /// The listeners: taken over from `inherited`, or bound.
 fn bind_listeners(
     args: &LbArgs,
-    mut inherited: Option<&mut weir_lb::handover::Inherited>,
+    mut inherited: Option<&mut weir_lb::server::handover::Inherited>,
     threads: usize,
 ) -> anyhow::Result<Listeners> {
     let from = if inherited.is_some() {
@@ -204,7 +204,7 @@ fn copies(
 }
 
 /// This process serves on the taken sockets: the old one may stop accepting.
-fn tell_predecessor(inherited: weir_lb::handover::Inherited) {
+fn tell_predecessor(inherited: weir_lb::server::handover::Inherited) {
     match inherited.ready() {
         Ok(closed) => {
             for addr in closed {
@@ -222,16 +222,16 @@ fn tell_predecessor(inherited: weir_lb::handover::Inherited) {
 fn offer(
     path: &std::path::Path,
     listeners: Vec<(ListenerKind, std::net::TcpListener)>,
-) -> Option<weir_lb::handover::Offer> {
+) -> Option<weir_lb::server::handover::Offer> {
     let offered: Vec<_> = listeners.iter().map(|(kind, l)| (*kind, l)).collect();
-    weir_lb::handover::Offer::bind(path, &offered)
+    weir_lb::server::handover::Offer::bind(path, &offered)
         .inspect_err(|e| tracing::error!(error = %e, "handover: no offer for a successor"))
         .ok()
 }
 
 /// Completes when a successor serves on this lb's listeners; never without
 /// a handover socket.
-async fn wait_for_successor(offer: Option<weir_lb::handover::Offer>) {
+async fn wait_for_successor(offer: Option<weir_lb::server::handover::Offer>) {
     let Some(offer) = offer else {
         return std::future::pending().await;
     };
@@ -253,7 +253,7 @@ async fn wait_for_successor(offer: Option<weir_lb::handover::Offer>) {
 /// ones taken over from a running lb first (all of them, even more than
 /// `count`: a connection queued on any of them must be accepted).
 fn listeners(
-    inherited: Option<&mut weir_lb::handover::Inherited>,
+    inherited: Option<&mut weir_lb::server::handover::Inherited>,
     kind: ListenerKind,
     addr: SocketAddr,
     count: usize,
@@ -294,7 +294,7 @@ fn spawn_serving_threads(
     for (i, listener) in tagged {
         shares[i % threads].push(listener);
     }
-    let (spread, inboxes) = weir_lb::spread::Spread::new(threads);
+    let (spread, inboxes) = weir_lb::server::spread::Spread::new(threads);
     lb.set_spread(spread);
     let mut workers = Vec::new();
     for ((i, share), inbox) in shares.into_iter().enumerate().zip(inboxes) {

@@ -119,15 +119,15 @@ pub struct TlsListenArgs {
     pub tls_by_name: Vec<SniCertificate>,
     /// The oldest TLS version clients may use: 1.2 or 1.3.
     #[arg(long, env = "WEIR_TLS_MIN_VERSION", default_value = "1.2")]
-    pub tls_min_version: weir_lb::tls::TlsVersion,
+    pub tls_min_version: weir_lb::edge::tls::TlsVersion,
 }
 
 impl TlsListenArgs {
     /// The TLS listener's certificates; an error names the flag that is
     /// missing.
-    pub fn tls_settings(&self) -> anyhow::Result<Option<weir_lb::tls::TlsSettings>> {
+    pub fn tls_settings(&self) -> anyhow::Result<Option<weir_lb::edge::tls::TlsSettings>> {
         let default = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(weir_lb::tls::CertFiles {
+            (Some(cert), Some(key)) => Some(weir_lb::edge::tls::CertFiles {
                 cert: cert.clone(),
                 key: key.clone(),
             }),
@@ -144,7 +144,7 @@ impl TlsListenArgs {
                     "--tls-listen: needs --tls-cert and --tls-key, or --tls NAME=CERT:KEY"
                 )
             }
-            (Some(_), true) => Ok(Some(weir_lb::tls::TlsSettings {
+            (Some(_), true) => Ok(Some(weir_lb::edge::tls::TlsSettings {
                 default,
                 by_name: self
                     .tls_by_name
@@ -161,7 +161,7 @@ impl TlsListenArgs {
 #[derive(Debug, Clone)]
 pub struct SniCertificate {
     pub name: String,
-    pub files: weir_lb::tls::CertFiles,
+    pub files: weir_lb::edge::tls::CertFiles,
 }
 
 impl std::str::FromStr for SniCertificate {
@@ -172,7 +172,7 @@ impl std::str::FromStr for SniCertificate {
             let ok = !name.is_empty() && !cert.is_empty() && !key.is_empty();
             ok.then(|| SniCertificate {
                 name: name.to_string(),
-                files: weir_lb::tls::CertFiles {
+                files: weir_lb::edge::tls::CertFiles {
                     cert: cert.into(),
                     key: key.into(),
                 },
@@ -184,11 +184,11 @@ impl std::str::FromStr for SniCertificate {
 
 impl LbArgs {
     /// How `https://` backends are verified and what the lb shows them.
-    pub fn backend_tls(&self) -> weir_lb::upstream_tls::BackendTlsSettings {
-        weir_lb::upstream_tls::BackendTlsSettings {
+    pub fn backend_tls(&self) -> weir_lb::upstream::tls::BackendTlsSettings {
+        weir_lb::upstream::tls::BackendTlsSettings {
             ca: self.backend_ca.clone(),
             client_cert: match (&self.backend_client_cert, &self.backend_client_key) {
-                (Some(cert), Some(key)) => Some(weir_lb::tls::CertFiles {
+                (Some(cert), Some(key)) => Some(weir_lb::edge::tls::CertFiles {
                     cert: cert.clone(),
                     key: key.clone(),
                 }),

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::{AdminJson, Expected};
-use crate::rules::json_error;
+use crate::request::rules::json_error;
 use crate::state::Lb;
 use crate::Backend;
 

@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
-use crate::admin_guard as guard;
-use crate::rules::json_error;
+use crate::admin::guard;
+use crate::request::rules::json_error;
 use crate::state::Lb;
 
 /// Only clients in `--admin-allow` reach the admin API; requests that

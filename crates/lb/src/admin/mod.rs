@@ -4,8 +4,10 @@
 
 mod backends;
 mod extract;
+pub(crate) mod guard;
 mod metrics;
 mod rate_limits;
+pub(crate) mod throughput;
 
 use std::sync::Arc;
 
@@ -17,8 +19,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::rules::json_error;
-use crate::selection::ActiveStrategy;
+use crate::backends::selection::ActiveStrategy;
+use crate::request::rules::json_error;
 use crate::state::Lb;
 use crate::Strategy;
 use extract::AdminJson;

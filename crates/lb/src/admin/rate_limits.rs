@@ -9,8 +9,8 @@ use axum::Json;
 use serde_json::json;
 
 use super::extract::{AdminJson, Expected};
-use crate::ratelimit::RateLimitConfig;
-use crate::rules::json_error;
+use crate::admission::ratelimit::RateLimitConfig;
+use crate::request::rules::json_error;
 use crate::state::Lb;
 
 pub async fn get_rate_limits(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {

@@ -43,16 +43,16 @@ async fn regression_an_idle_connection_holds_no_buffer() {
 async fn regression_an_idle_tls_connection_holds_no_read_buffer() {
     let dir = tempfile::tempdir().unwrap();
     let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let files = weir_lb::tls::CertFiles {
+    let files = weir_lb::edge::tls::CertFiles {
         cert: dir.path().join("lb.crt"),
         key: dir.path().join("lb.key"),
     };
     std::fs::write(&files.cert, generated.cert.pem()).unwrap();
     std::fs::write(&files.key, generated.signing_key.serialize_pem()).unwrap();
-    let (addr, lb) = IdleLb::start(Some(weir_lb::tls::TlsSettings {
+    let (addr, lb) = IdleLb::start(Some(weir_lb::edge::tls::TlsSettings {
         default: Some(files),
         by_name: Vec::new(),
-        min_version: weir_lb::tls::TlsVersion::V1_2,
+        min_version: weir_lb::edge::tls::TlsVersion::V1_2,
     }))
     .await;
     let warm = TlsClients::open(addr, 50).await;
@@ -80,7 +80,7 @@ struct IdleLb {
 }
 
 impl IdleLb {
-    async fn start(tls: Option<weir_lb::tls::TlsSettings>) -> (std::net::SocketAddr, IdleLb) {
+    async fn start(tls: Option<weir_lb::edge::tls::TlsSettings>) -> (std::net::SocketAddr, IdleLb) {
         let mut config = LbConfig::new(vec!["http://127.0.0.1:9".into()]);
         config.health_interval = Duration::from_secs(3600);
         config.max_connections = 10_000;

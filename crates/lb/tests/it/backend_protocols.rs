@@ -19,8 +19,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use weir_lb::tls::CertFiles;
-use weir_lb::upstream_tls::BackendTlsSettings;
+use weir_lb::edge::tls::CertFiles;
+use weir_lb::upstream::tls::BackendTlsSettings;
 
 use crate::support::{poll, TestLb};
 

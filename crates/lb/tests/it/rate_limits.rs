@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use weir_lb::ratelimit::{RateLimitConfig, RatePolicy, RouteLimit};
+use weir_lb::admission::ratelimit::{RateLimitConfig, RatePolicy, RouteLimit};
 
 use crate::support::{TestBackend, TestLb, TOKEN};
 
@@ -90,6 +90,74 @@ async fn over_the_limit_gets_429_with_retry_after_and_draft_headers() {
     let resp = http.get(format!("{}/work", lb.base)).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().get("ratelimit").is_none());
+    lb.stop().await;
+}
+
+/// The 429, the headers the limiter adds, and the edge's headers are one
+/// decision (`request/phases.rs`) rendered by both paths: an HTTP/1.1
+/// client (the fast path) and an HTTP/2 one (hyper's path) get the same
+/// answer. Before, hyper's 429 carried neither a request id nor the edge's
+/// headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_paths_give_the_same_429_with_the_same_added_headers() {
+    let backend = TestBackend::start("a", Duration::ZERO).await;
+    let lb = TestLb::start_with(vec![backend.url()], |c| {
+        c.rate_limit = RateLimitConfig {
+            default: Some(RatePolicy {
+                per_second: 1,
+                burst: 1,
+            }),
+            routes: Vec::new(),
+        };
+        c.edge_headers = weir_lb::edge::EdgeHeaders::new(
+            vec![weir_lb::edge::parse_header("X-Content-Type-Options: nosniff").unwrap()],
+            None,
+        );
+    })
+    .await;
+    let http1 = reqwest::Client::builder().http1_only().build().unwrap();
+    let http2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let allowed = http1.get(format!("{}/work", lb.base)).send().await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(allowed.headers()["x-content-type-options"], "nosniff");
+    assert!(allowed.headers().contains_key("ratelimit"));
+    for (path, client) in [("HTTP/1.1", &http1), ("HTTP/2", &http2)] {
+        // The bucket refills once a second: a slow machine may see one more
+        // request through before the refusal.
+        let mut resp = client
+            .get(format!("{}/work", lb.base))
+            .send()
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            if resp.status() == 429 {
+                break;
+            }
+            resp = client
+                .get(format!("{}/work", lb.base))
+                .send()
+                .await
+                .unwrap();
+        }
+        assert_eq!(resp.status(), 429, "{path}");
+        let headers = resp.headers().clone();
+        assert_eq!(headers["retry-after"], "1", "{path}");
+        assert_eq!(headers["ratelimit-policy"], "\"default\";q=1;w=1", "{path}");
+        assert_eq!(headers["ratelimit"], "\"default\";r=0;t=1", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert!(!headers["x-request-id"].is_empty(), "{path}");
+        assert_eq!(headers["content-type"], "application/json", "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "rate_limited", "{path}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("too many requests from 127.0.0.1; retry in"),
+            "{path}: {message}"
+        );
+    }
     lb.stop().await;
 }
 

@@ -12,7 +12,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::client::TlsStream;
-use weir_lb::tls::{CertFiles, TlsSettings, TlsVersion};
+use weir_lb::edge::tls::{CertFiles, TlsSettings, TlsVersion};
 use weir_lb::{Lb, LbConfig};
 
 use crate::support::{poll, TestBackend};

@@ -36,17 +36,16 @@ mod request;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::client_io::ClientIo;
+use crate::edge::client_io::ClientIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Sleep;
 
-use crate::ratelimit::Verdict;
-use crate::rules::HeadRefusal;
-use crate::rules::{self, REPLAY_MAX_BYTES};
+use crate::request::phases::{self, AnswerHeaders, RateLimited, Route};
+use crate::request::rules::HeadRefusal;
+use crate::request::rules::{self, REPLAY_MAX_BYTES};
 use crate::state::Lb;
 use exchange::{Buffers, Flow};
 use head::{parse_request, HeadRules, Parsed, RequestHead};
@@ -97,7 +96,9 @@ pub(crate) async fn serve_connection(
         // (also when the stop came with the request's bytes and the wait
         // took the bytes first).
         head.close |= conn.stop_seen();
-        if lb.config.admin_on_main && rules::is_admin_path(head.path(&conn.bufs.client)) {
+        // The admin API and redirects are hyper's to answer.
+        let path = head.path(&conn.bufs.client);
+        if phases::route(lb, path, conn.client.is_tls()) != Route::Backend {
             return conn.fallback();
         }
         // TLS and HTTP/2 to backends, and PROXY headers to them, are hyper's.
@@ -302,39 +303,30 @@ impl Connection<'_> {
                 .client_ip_from(self.peer.ip(), forwarded.into_iter())
         };
         let path = head.path(&self.bufs.client);
-        let verdict = match &lb.shared_limits {
-            Some(shared) => {
-                lb.rate_limits
-                    .check_shared(shared, client_ip, &head.method, path)
-                    .await
+        let tls = self.client.is_tls();
+        let rate_limit = match phases::admit(lb, client_ip, &head.method, path).await {
+            Ok(rate_limit) => rate_limit,
+            Err(limited) => {
+                // An unread body would be taken for the next request.
+                let close = head.close || body_in_buf as u64 != head.content_length;
+                let answer = AnswerHeaders::new(lb, tls, Some(&limited.headers));
+                let refusal = (RateLimited::STATUS, RateLimited::CODE, limited.message());
+                return reply::refuse_limited(
+                    &mut self.client,
+                    &mut self.bufs,
+                    head,
+                    refusal,
+                    answer,
+                    close,
+                )
+                .await;
             }
-            None => lb.rate_limits.check(client_ip, &head.method, path),
-        };
-        let extra = match verdict {
-            Verdict::Limited {
-                retry_after,
-                headers,
-            } => {
-                lb.rejected_rate_limit.fetch_add(1, Ordering::Relaxed);
-                let limited = reply::Limited {
-                    client: client_ip,
-                    retry_after,
-                    headers: &headers,
-                    // An unread body would be taken for the next request.
-                    close: head.close || body_in_buf as u64 != head.content_length,
-                };
-                return reply::refuse_limited(&mut self.client, &mut self.bufs, head, limited)
-                    .await;
-            }
-            Verdict::Allowed(headers) => Some(headers),
-            Verdict::Unlimited => None,
         };
         let req = exchange::Request {
             lb,
             peer: self.peer,
             head,
-            extra: extra.as_ref(),
-            tls: self.client.is_tls(),
+            answer: AnswerHeaders::new(lb, tls, rate_limit.as_ref()),
         };
         exchange::forward(
             req,

@@ -28,7 +28,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::selection::test_support::backends;
+    use crate::backends::selection::test_support::backends;
 
     #[test]
     fn avoids_the_slow_backend() {
@@ -76,7 +76,7 @@ mod tests {
 mod decay_tests {
     use std::time::Duration;
 
-    use crate::selection::test_support::backends;
+    use crate::backends::selection::test_support::backends;
 
     #[test]
     fn an_idle_backends_estimate_decays() {

@@ -1,17 +1,18 @@
 //! Answers the lb gives itself on the fast path: JSON errors (as
-//! [`crate::rules::json_error`] makes them) and the access log line.
+//! [`crate::request::rules::json_error`] makes them) and the access log line.
 
 use std::io::Write as _;
 use std::time::Instant;
 
-use crate::client_io::ClientIo;
-use http::{HeaderMap, StatusCode};
+use crate::edge::client_io::ClientIo;
+use http::{HeaderValue, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::head::RequestHead;
 use super::request::{Buffers, Flow, Request};
-use crate::attempt::Refusal;
-use crate::rules::{self, HeadRefusal};
+use crate::request::attempt::Refusal;
+use crate::request::phases::AnswerHeaders;
+use crate::request::rules::{self, HeadRefusal};
 
 /// Answers bytes that are not HTTP with a JSON 400; the caller closes.
 pub(super) async fn refuse_malformed(client: &mut ClientIo, bufs: &mut Buffers, why: &str) {
@@ -45,7 +46,11 @@ async fn refuse_and_close(
     (status, code, message): (StatusCode, &str, &str),
 ) {
     let id = rules::next_request_id_bytes();
-    write_json_error(out, status, code, message, &id, &HeaderMap::new(), true);
+    let nothing_added = AnswerHeaders {
+        rate_limit: None,
+        edge: &[],
+    };
+    write_json_error(out, (status, code, message), &id, None, nothing_added, true);
     if send_all(client, out).await.is_ok() {
         linger_close(client).await;
     }
@@ -76,38 +81,21 @@ async fn linger_close(client: &mut ClientIo) {
     let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
-/// A request over its client's rate limit.
-pub(super) struct Limited<'a> {
-    pub client: std::net::IpAddr,
-    pub retry_after: std::time::Duration,
-    /// `Retry-After`, `RateLimit-Policy`, `RateLimit`.
-    pub headers: &'a HeaderMap,
-    pub close: bool,
-}
-
-/// Answers 429 with the limiter's headers and a JSON body.
+/// Answers 429 for a request over its client's rate limit, with the
+/// limiter's headers and a JSON body.
 pub(super) async fn refuse_limited(
     client: &mut ClientIo,
     bufs: &mut Buffers,
     head: &RequestHead,
-    limited: Limited<'_>,
+    (status, code, message): (StatusCode, &str, String),
+    answer: AnswerHeaders<'_>,
+    close: bool,
 ) -> Flow {
-    let message = format!(
-        "too many requests from {}; retry in {:.1} s",
-        limited.client,
-        limited.retry_after.as_secs_f64()
-    );
-    write_json_error(
-        &mut bufs.head,
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        &message,
-        head.request_id(&bufs.client),
-        limited.headers,
-        limited.close,
-    );
+    let request_id = head.request_id(&bufs.client);
+    let refusal = (status, code, message.as_str());
+    write_json_error(&mut bufs.head, refusal, request_id, None, answer, close);
     match send_all(client, &bufs.head).await {
-        Ok(()) if !limited.close => Flow::KeepAlive,
+        Ok(()) if !close => Flow::KeepAlive,
         _ => Flow::Close,
     }
 }
@@ -130,21 +118,13 @@ pub(super) async fn respond_error(
     started: Instant,
 ) -> Flow {
     let (status, code, message) = refusal.describe();
-    let mut extra = HeaderMap::new();
-    if let Some(v) = refusal.retry_after() {
-        extra.insert(http::header::RETRY_AFTER, v);
-    }
-    if let Some(more) = req.extra {
-        extra.extend(more.clone());
-    }
     let close = close || req.head.close;
     write_json_error(
         &mut bufs.head,
-        status,
-        code,
-        message,
+        (status, code, message),
         req.head.request_id(&bufs.client),
-        &extra,
+        refusal.retry_after(),
+        req.answer,
         close,
     );
     let flow = match send_all(client, &bufs.head).await {
@@ -155,14 +135,14 @@ pub(super) async fn respond_error(
     flow
 }
 
-/// `{"error":{"code","message"}}` as a whole HTTP/1.1 answer in `out`.
+/// `{"error":{"code","message"}}` as a whole HTTP/1.1 answer in `out`, with
+/// a `Retry-After` if given and what the lb adds to its answers.
 pub(crate) fn write_json_error(
     out: &mut Vec<u8>,
-    status: StatusCode,
-    code: &str,
-    message: &str,
+    (status, code, message): (StatusCode, &str, &str),
     request_id: &[u8],
-    extra: &HeaderMap,
+    retry_after: Option<HeaderValue>,
+    answer: AnswerHeaders<'_>,
     close: bool,
 ) {
     let body = rules::json_error_body(code, message);
@@ -174,14 +154,21 @@ pub(crate) fn write_json_error(
         status.canonical_reason().unwrap_or(""),
         body.len()
     );
-    out.extend_from_slice(b"x-request-id: ");
-    out.extend_from_slice(request_id);
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in extra {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+    let mut header = |name: &[u8], value: &[u8]| {
+        for part in [name, b": ", value, b"\r\n"] {
+            out.extend_from_slice(part);
+        }
+    };
+    header(b"x-request-id", request_id);
+    if let Some(retry_after) = retry_after {
+        header(b"retry-after", retry_after.as_bytes());
+    }
+    for (name, value) in answer.rate_limit.into_iter().flatten() {
+        header(name.as_str().as_bytes(), value.as_bytes());
+    }
+    // The lb's own answer has none of the edge's headers yet.
+    for (name, value) in answer.edge {
+        header(name.as_str().as_bytes(), value.as_bytes());
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");

@@ -15,7 +15,7 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::backend::InFlightGuard;
+use crate::backends::InFlightGuard;
 use crate::state::Lb;
 
 /// Relays between the client's and the backend's upgraded connections, on a

@@ -6,6 +6,10 @@
 //! knows its own pages best (a page that must be framed sets its own
 //! `X-Frame-Options`).
 
+pub(crate) mod client_io;
+pub(crate) mod proxy_protocol;
+pub mod tls;
+
 use http::header::{HeaderName, HeaderValue};
 
 /// The set `--security-headers` adds.
@@ -66,7 +70,9 @@ pub fn parse_header(s: &str) -> Result<(HeaderName, HeaderValue), String> {
         .ok_or_else(|| format!("{s:?} is not NAME: VALUE"))?;
     let name = HeaderName::from_bytes(name.trim().as_bytes())
         .map_err(|_| format!("{:?} is not a header name", name.trim()))?;
-    if crate::rules::HOP_BY_HOP.contains(&name.as_str()) || name == http::header::CONTENT_LENGTH {
+    if crate::request::rules::HOP_BY_HOP.contains(&name.as_str())
+        || name == http::header::CONTENT_LENGTH
+    {
         return Err(format!("{name} is set by the lb, not added"));
     }
     let value = HeaderValue::from_str(value.trim())
@@ -104,7 +110,7 @@ impl HttpsRedirect {
                 .header(http::header::CONTENT_LENGTH, "0")
                 .body(axum::body::Body::empty())
                 .unwrap_or_default(),
-            None => crate::rules::json_error(
+            None => crate::request::rules::json_error(
                 http::StatusCode::BAD_REQUEST,
                 "bad_host",
                 "the Host header names no host to redirect to",

@@ -3,9 +3,8 @@
 
 use std::net::SocketAddr;
 
-use http::HeaderMap;
-
 use super::head::RequestHead;
+use crate::request::phases::AnswerHeaders;
 use crate::state::Lb;
 
 /// Whether the client connection stays open after an exchange.
@@ -61,8 +60,6 @@ pub(crate) struct Request<'a> {
     pub lb: &'a Lb,
     pub peer: SocketAddr,
     pub head: &'a RequestHead,
-    /// Rate-limit headers for the answer.
-    pub extra: Option<&'a HeaderMap>,
-    /// The client came over TLS.
-    pub tls: bool,
+    /// What the lb adds to the answer.
+    pub answer: AnswerHeaders<'a>,
 }

@@ -1,28 +1,60 @@
 //! Forwarding one request to a backend and its answer back, unbuffered.
 
+pub(crate) mod tunnel;
+
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::Router;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
+use tower::ServiceExt;
 
-use crate::attempt::{self, Answered, Failure, Plan, Refusal, Transport};
-use crate::dispatch::{self, Answer};
-use crate::rules::{self, REQUEST_ID};
+use crate::backends::dispatch::{self, Answer};
+use crate::request::attempt::{self, Answered, Failure, Plan, Refusal, Transport};
+use crate::request::phases::{self, AnswerHeaders, RateLimited, Route};
+use crate::request::rules::{self, REQUEST_ID};
 use crate::state::Lb;
 use crate::upstream::{self, UpstreamError};
 use crate::Backend;
 
-/// Forwards `req` to a backend chosen by the active strategy and returns its
-/// answer, or a JSON 502/503/504 when none answers. Every request carries an
-/// `X-Request-Id` (the client's, or a fresh one) to the backend and back;
-/// `tls` when the client came over TLS (`X-Forwarded-Proto: https`).
-pub async fn forward(
+/// One request on the general path, through the phases both paths share:
+/// the head's limits, the route (admin API, redirect, backend), then
+/// [`forward`].
+pub(crate) async fn handle(
+    lb: Arc<Lb>,
+    admin: Router,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    tls: bool,
+) -> Result<Response<Body>, Infallible> {
+    if let Err(refusal) = rules::check_request_head(&req, lb.config.max_url_bytes) {
+        return Ok(refusal.into_response());
+    }
+    match phases::route(&lb, req.uri().path(), tls) {
+        Route::Admin => {
+            let mut req = req.map(Body::new);
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            admin.oneshot(req).await
+        }
+        Route::Redirect(redirect) => Ok(redirect.answer(&req)),
+        Route::Backend => Ok(forward(&lb, req, peer, tls).await),
+    }
+}
+
+/// The rate limit's verdict, then `req` forwarded to a backend chosen by the
+/// active strategy; its answer, or a JSON 429/502/503/504 of the lb's own.
+/// Every request carries an `X-Request-Id` (the client's, or a fresh one) to
+/// the backend and back; `tls` when the client came over TLS
+/// (`X-Forwarded-Proto: https`).
+async fn forward(
     lb: &Lb,
     mut req: Request<Incoming>,
     peer: SocketAddr,
@@ -43,11 +75,20 @@ pub async fn forward(
             std::time::Instant::now(),
         )
     });
-    let mut resp = forward_to_backend(lb, req, peer, tls).await;
+    let client = lb.rate_limits.client_ip(peer.ip(), req.headers());
+    let admitted = phases::admit(lb, client, req.method(), req.uri().path()).await;
+    let (mut resp, rate_limit) = match admitted {
+        Ok(rate_limit) => (forward_to_backend(lb, req, peer, tls).await, rate_limit),
+        Err(limited) => {
+            let message = limited.message();
+            let resp = rules::json_error(RateLimited::STATUS, RateLimited::CODE, &message);
+            (resp, Some(limited.headers))
+        }
+    };
     resp.headers_mut()
         .entry(REQUEST_ID)
         .or_insert(request_id.clone());
-    lb.config.edge_headers.apply(tls, resp.headers_mut());
+    AnswerHeaders::new(lb, tls, rate_limit.as_ref()).apply(resp.headers_mut());
     if let Some((method, uri, started)) = access {
         tracing::info!(
             target: "weir_lb::access",
@@ -133,7 +174,7 @@ fn switch_protocols(
     lb: &Lb,
     client: hyper::upgrade::OnUpgrade,
     mut answer: Response<Body>,
-    guard: crate::backend::InFlightGuard,
+    guard: crate::backends::InFlightGuard,
 ) -> Response<Body> {
     let backend = hyper::upgrade::on(&mut answer);
     let (mut parts, _) = answer.into_parts();
@@ -142,7 +183,7 @@ fn switch_protocols(
     if let Some(protocol) = protocol {
         rules::keep_upgrade(&mut parts.headers, protocol);
     }
-    crate::tunnel::spawn(lb, client, backend, guard);
+    crate::proxy::tunnel::spawn(lb, client, backend, guard);
     Response::from_parts(parts, Body::empty())
 }
 

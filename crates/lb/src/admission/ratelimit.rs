@@ -24,14 +24,14 @@ use http::{HeaderMap, HeaderValue, Method};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::ratelimit_shared::{SharedError, SharedLimiter};
+use crate::admission::ratelimit_shared::{SharedError, SharedLimiter};
 
 /// Most recently-limited clients `/lb/rate-limits` remembers.
 const MAX_LIMITED_SHOWN: usize = 1000;
 /// How long a limited client stays listed after its last rejection.
 const LIMITED_SHOWN_FOR: Duration = Duration::from_secs(60);
 
-pub use crate::rate::RatePolicy;
+pub use crate::admission::rate::RatePolicy;
 
 /// A stricter (or looser) policy for some requests.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

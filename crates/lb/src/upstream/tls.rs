@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::tls::{CertFiles, TlsError};
+use crate::edge::tls::{CertFiles, TlsError};
 
 /// How the lb authenticates `https://` backends and itself to them.
 #[derive(Debug, Clone, Default)]
@@ -87,7 +87,7 @@ impl BackendTls {
             .with_root_certificates(roots);
         let mut config = match &settings.client_cert {
             Some(files) => {
-                let key = crate::tls::load_pair(
+                let key = crate::edge::tls::load_pair(
                     ["--backend-client-cert", "--backend-client-key"],
                     files,
                     &provider,

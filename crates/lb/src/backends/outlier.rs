@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::backend::clock_ns;
+use crate::backends::clock_ns;
 use crate::Backend;
 
 /// Outlier-ejection settings.
@@ -140,7 +140,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::selection::test_support::backends;
+    use crate::backends::selection::test_support::backends;
 
     #[test]
     fn consecutive_5xx_eject_and_success_resets() {

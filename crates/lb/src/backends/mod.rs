@@ -1,5 +1,12 @@
 //! Backends and the set the proxy selects from.
 
+pub mod discovery;
+pub(crate) mod dispatch;
+pub(crate) mod health;
+pub(crate) mod latency;
+pub(crate) mod outlier;
+pub(crate) mod selection;
+
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -9,8 +16,8 @@ use http::uri::{Authority, Scheme};
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::adaptive::AdaptiveLimit;
-use crate::latency::LatencyHistogram;
+use crate::admission::adaptive::AdaptiveLimit;
+use crate::backends::latency::LatencyHistogram;
 
 /// What a backend speaks, from its URL's scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,7 +360,7 @@ impl Backend {
     pub fn start_request(self: &Arc<Self>) -> InFlightGuard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
-        crate::spread::count_request();
+        crate::server::spread::count_request();
         InFlightGuard(self.clone())
     }
 
@@ -367,7 +374,7 @@ impl Backend {
             })
             .ok()?;
         self.requests.fetch_add(1, Ordering::Relaxed);
-        crate::spread::count_request();
+        crate::server::spread::count_request();
         Some(InFlightGuard(self.clone()))
     }
 

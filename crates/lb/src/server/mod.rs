@@ -1,14 +1,15 @@
 //! Accepting client connections (HTTP/1.1 and h2c) and shutting down gracefully.
 
-use std::convert::Infallible;
+pub mod handover;
+pub mod spread;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::Router;
-use http::{Request, Response, StatusCode};
+use http::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -16,14 +17,12 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
 
-use crate::client_io::ClientIo;
-use crate::ratelimit::Verdict;
-use crate::rules::HeadRefusal;
-use crate::spread::{Handed, Inbox, LiveGuard, Placement, Seat};
+use crate::edge::client_io::ClientIo;
+use crate::request::rules::HeadRefusal;
+use crate::server::spread::{Handed, Inbox, LiveGuard, Placement, Seat};
 use crate::state::Lb;
-use crate::{admin, h1, health, proxy};
+use crate::{admin, backends::health, http1, proxy};
 
 /// How often certificate files are checked for a renewal.
 const CERTIFICATE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
@@ -64,7 +63,7 @@ pub fn spawn_background(lb: &Arc<Lb>) -> tokio::task::AbortHandle {
     let lb = lb.clone();
     tokio::spawn(async move {
         tokio::join!(
-            crate::discovery::run(
+            crate::backends::discovery::run(
                 lb.clone(),
                 lb.config.backends_dns.clone(),
                 lb.config.dns_interval,
@@ -110,7 +109,7 @@ pub async fn serve_tls(
 
 /// [`serve`] or [`serve_tls`] on one of several serving threads: a
 /// connection accepted while this thread serves more than another is
-/// handed to that thread's [`serve_inbox`] ([`crate::spread`]).
+/// handed to that thread's [`serve_inbox`] ([`crate::server::spread`]).
 pub async fn serve_seated(
     listener: TcpListener,
     lb: Arc<Lb>,
@@ -285,11 +284,11 @@ fn start_connection(
         let _held = held;
         let mut stream = stream;
         let timeout = lb.config.header_read_timeout;
-        let peer = match crate::proxy_protocol::read_header(&mut stream, timeout).await {
+        let peer = match crate::edge::proxy_protocol::read_header(&mut stream, timeout).await {
             Ok(client) => client.unwrap_or(peer),
             Err(()) => {
                 let stream = ClientIo::Plain(stream);
-                h1::refuse_connection(stream, HeadRefusal::PROXY_HEADER_REQUIRED).await;
+                http1::refuse_connection(stream, HeadRefusal::PROXY_HEADER_REQUIRED).await;
                 return;
             }
         };
@@ -349,7 +348,7 @@ async fn serve_accepted(
     admin: Router,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    admitted: Result<Option<crate::per_ip::PerIpGuard>, crate::per_ip::AtCap>,
+    admitted: Result<Option<crate::admission::per_ip::PerIpGuard>, crate::admission::per_ip::AtCap>,
     stop: watch::Receiver<bool>,
     tls: bool,
 ) {
@@ -370,15 +369,16 @@ async fn serve_accepted(
     };
     let Ok(_per_ip) = admitted else {
         lb.rejected_connections.fetch_add(1, Ordering::Relaxed);
-        h1::refuse_connection(client, HeadRefusal::TOO_MANY_CONNECTIONS).await;
+        http1::refuse_connection(client, HeadRefusal::TOO_MANY_CONNECTIONS).await;
         return;
     };
-    // A redirecting listener answers with redirects: hyper writes them.
-    if client.negotiated_h2() || (lb.config.redirect_http.is_some() && !client.is_tls()) {
-        let io = h1::Prefixed::new(Vec::new(), client);
+    if client.negotiated_h2() {
+        let io = http1::Prefixed::new(Vec::new(), client);
         return Box::pin(serve_general(lb, admin, io, peer, stop)).await;
     }
-    if let h1::Outcome::Fallback(io) = h1::serve_connection(&lb, client, peer, stop.clone()).await {
+    if let http1::Outcome::Fallback(io) =
+        http1::serve_connection(&lb, client, peer, stop.clone()).await
+    {
         // Boxed, as the TLS handshake: few connections need them, and every
         // connection's task would otherwise be as large as their state.
         Box::pin(serve_general(lb, admin, io, peer, stop)).await;
@@ -390,7 +390,7 @@ async fn serve_accepted(
 async fn serve_general(
     lb: Arc<Lb>,
     admin: Router,
-    io: h1::Prefixed,
+    io: http1::Prefixed,
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -416,7 +416,7 @@ async fn serve_general(
         if let Some(local) = local {
             req.extensions_mut().insert(crate::proxy::LocalAddr(local));
         }
-        handle(lb.clone(), admin.clone(), req, peer, tls)
+        proxy::handle(lb.clone(), admin.clone(), req, peer, tls)
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
@@ -435,66 +435,9 @@ async fn serve_general(
     }
 }
 
-async fn handle(
-    lb: Arc<Lb>,
-    admin: Router,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    tls: bool,
-) -> Result<Response<Body>, Infallible> {
-    if let Err(refusal) = crate::rules::check_request_head(&req, lb.config.max_url_bytes) {
-        return Ok(refusal.into_response());
-    }
-    let path = req.uri().path();
-    if lb.config.admin_on_main && crate::rules::is_admin_path(path) {
-        let mut req = req.map(Body::new);
-        req.extensions_mut()
-            .insert(axum::extract::ConnectInfo(peer));
-        return admin.oneshot(req).await;
-    }
-    if let Some(redirect) = lb.config.redirect_http.filter(|_| !tls) {
-        if crate::edge::HttpsRedirect::applies_to(path) {
-            return Ok(redirect.answer(&req));
-        }
-    }
-    let client = lb.rate_limits.client_ip(peer.ip(), req.headers());
-    let verdict = match &lb.shared_limits {
-        Some(shared) => {
-            lb.rate_limits
-                .check_shared(shared, client, req.method(), path)
-                .await
-        }
-        None => lb.rate_limits.check(client, req.method(), path),
-    };
-    match verdict {
-        Verdict::Unlimited => Ok(proxy::forward(&lb, req, peer, tls).await),
-        Verdict::Allowed(headers) => {
-            let mut resp = proxy::forward(&lb, req, peer, tls).await;
-            resp.headers_mut().extend(headers);
-            Ok(resp)
-        }
-        Verdict::Limited {
-            retry_after,
-            headers,
-        } => {
-            lb.rejected_rate_limit.fetch_add(1, Ordering::Relaxed);
-            let mut resp = crate::rules::json_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                &format!(
-                    "too many requests from {client}; retry in {:.1} s",
-                    retry_after.as_secs_f64()
-                ),
-            );
-            resp.headers_mut().extend(headers);
-            Ok(resp)
-        }
-    }
-}
-
-/// Samples the request counters for [`crate::throughput::Throughput`].
+/// Samples the request counters for [`crate::admin::throughput::Throughput`].
 async fn sample_throughput(lb: Arc<Lb>) {
-    let mut every = tokio::time::interval(crate::throughput::SAMPLE);
+    let mut every = tokio::time::interval(crate::admin::throughput::SAMPLE);
     loop {
         every.tick().await;
         let total = lb.backends.snapshot().iter().map(|b| b.requests()).sum();
@@ -542,7 +485,8 @@ mod tests {
             .acquire_owned()
             .await
             .unwrap();
-        let task = super::serve_client(lb, admin, stream, peer, (permit, None), stop, false);
+        let task =
+            crate::server::serve_client(lb, admin, stream, peer, (permit, None), stop, false);
         let size = std::mem::size_of_val(&task);
         assert!(
             size <= 1024,

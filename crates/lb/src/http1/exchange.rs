@@ -9,7 +9,7 @@ use http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::client_io::ClientIo;
+use crate::edge::client_io::ClientIo;
 use tokio::time::Sleep;
 
 use super::framing::{Consumed, Framing};
@@ -17,9 +17,9 @@ use super::head::{parse_response, Parsed, ResponseContext, ResponseHead};
 use super::pool;
 use super::reply::{access_log, respond_error, response_status};
 pub(crate) use super::request::{Buffers, Flow, Request};
-use crate::attempt::{self, Answered, Failure, Plan, Transport};
-use crate::dispatch::{self, Answer};
-use crate::rules::{self, REPLAY_MAX_BYTES};
+use crate::backends::dispatch::{self, Answer};
+use crate::request::attempt::{self, Answered, Failure, Plan, Transport};
+use crate::request::rules::{self, REPLAY_MAX_BYTES};
 use crate::{upstream, Backend};
 
 /// A response head larger than this is refused (502).
@@ -50,7 +50,7 @@ pub(crate) async fn forward(
                 && (head.idempotency_key || rules::is_idempotent(&head.method))));
     let key = if lb.strategy.load().strategy == crate::Strategy::ConsistentHash {
         match &head.hash_value {
-            Some(r) => crate::selection::hash_key(&bufs.client[r.clone()]),
+            Some(r) => crate::backends::selection::hash_key(&bufs.client[r.clone()]),
             None => dispatch::ip_key(req.peer.ip()),
         }
     } else {
@@ -267,9 +267,8 @@ async fn read_head(
     let ctx = ResponseContext {
         head_request: req.head.method == Method::HEAD,
         request_id: req.head.request_id(&bufs.client),
-        extra: req.extra,
+        answer: req.answer,
         client_close: req.head.close,
-        added: req.lb.config.edge_headers.for_connection(req.tls),
     };
     loop {
         if !bufs.upstream.is_empty() {

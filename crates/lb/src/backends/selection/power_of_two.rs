@@ -43,7 +43,7 @@ impl Selector for PowerOfTwoChoices {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::selection::test_support::backends;
+    use crate::backends::selection::test_support::backends;
 
     #[test]
     fn never_picks_the_most_loaded_of_three() {

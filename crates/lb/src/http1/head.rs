@@ -5,10 +5,11 @@
 
 use std::ops::Range;
 
-use http::{HeaderMap, HeaderName, Method};
+use http::{HeaderName, Method};
 
 use super::framing::{ChunkedDecoder, Framing};
-use crate::rules::HeadRefusal;
+use crate::request::phases::AnswerHeaders;
+use crate::request::rules::HeadRefusal;
 
 /// Most headers a head may have on the fast path; a request with more is
 /// refused when `--max-headers` is no larger, else the general path takes it.
@@ -446,11 +447,10 @@ pub(crate) struct ResponseHead {
 pub(crate) struct ResponseContext<'a> {
     pub head_request: bool,
     pub request_id: &'a [u8],
-    /// Rate-limit headers for the client.
-    pub extra: Option<&'a HeaderMap>,
+    /// What the lb adds (the rate limit's headers; the edge's unless the
+    /// backend sent them).
+    pub answer: AnswerHeaders<'a>,
     pub client_close: bool,
-    /// Added unless the backend sent them (`--hsts`, `--add-header`).
-    pub added: &'a [(http::HeaderName, http::HeaderValue)],
 }
 
 /// Reads a response head from `buf` and writes the head for the client into
@@ -502,11 +502,11 @@ pub(crate) fn parse_response(
     let mut has_te = false;
     let mut length_header: Option<Range<usize>> = None;
     let mut lines = Lines::new(buf);
-    // Which of `ctx.added` the backend set itself, by index.
+    // Which of the edge's headers the backend set itself, by index.
     let mut sent_by_backend = 0u64;
     for h in resp.headers.iter() {
         let name = h.name;
-        for (i, (added, _)) in ctx.added.iter().enumerate().take(64) {
+        for (i, (added, _)) in ctx.answer.edge.iter().enumerate().take(64) {
             if name.eq_ignore_ascii_case(added.as_str()) {
                 sent_by_backend |= 1 << i;
             }
@@ -576,12 +576,12 @@ pub(crate) fn parse_response(
     if !has_id {
         write_header(out, b"x-request-id", ctx.request_id);
     }
-    if let Some(extra) = ctx.extra {
-        for (name, value) in extra {
+    if let Some(rate_limit) = ctx.answer.rate_limit {
+        for (name, value) in rate_limit {
             write_header(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
-    for (i, (name, value)) in ctx.added.iter().enumerate() {
+    for (i, (name, value)) in ctx.answer.edge.iter().enumerate() {
         if i >= 64 || sent_by_backend & (1 << i) == 0 {
             write_header(out, name.as_str().as_bytes(), value.as_bytes());
         }
@@ -723,8 +723,10 @@ mod tests {
         let ctx = ResponseContext {
             head_request,
             request_id: b"rid",
-            extra: None,
-            added: &[],
+            answer: AnswerHeaders {
+                rate_limit: None,
+                edge: &[],
+            },
             client_close: false,
         };
         match parse_response(raw, &ctx, &mut out) {
@@ -805,7 +807,7 @@ mod tests {
     /// The general path's list and this one must not drift apart.
     #[test]
     fn every_hop_by_hop_header_of_the_general_path_is_dropped_or_refused_here() {
-        for name in crate::rules::HOP_BY_HOP {
+        for name in crate::request::rules::HOP_BY_HOP {
             assert!(
                 matches!(
                     classify(name),
@@ -822,8 +824,10 @@ mod tests {
         let ctx = ResponseContext {
             head_request: false,
             request_id: b"rid",
-            extra: None,
-            added: &[],
+            answer: AnswerHeaders {
+                rate_limit: None,
+                edge: &[],
+            },
             client_close: false,
         };
         let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n";

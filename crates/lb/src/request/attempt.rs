@@ -18,11 +18,11 @@ use axum::body::Body;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
-use crate::backend::{clock_ns_at, InFlightGuard};
-use crate::dispatch::{self, Answer, Overloaded};
-use crate::rules::{json_error, MAX_CONNECT_ATTEMPTS};
+use crate::backends::dispatch::{self, Answer, Overloaded};
+use crate::backends::{clock_ns_at, InFlightGuard};
+use crate::request::rules::{json_error, MAX_CONNECT_ATTEMPTS};
 use crate::state::Lb;
-use crate::{outlier, Backend};
+use crate::{backends::outlier, Backend};
 
 /// How one attempt on a backend ended without an answer.
 #[derive(Debug)]

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
-use crate::backend::{clock_ns, InFlightGuard};
-use crate::outlier;
-use crate::selection::HashKey;
-use crate::selection::{hash_key as hash_key_bytes, Pick};
+use crate::backends::outlier;
+use crate::backends::selection::HashKey;
+use crate::backends::selection::{hash_key as hash_key_bytes, Pick};
+use crate::backends::{clock_ns, InFlightGuard};
 use crate::state::Lb;
 use crate::Backend;
 
@@ -56,7 +56,7 @@ pub(crate) struct Overloaded;
 /// waits in a short bounded queue for a slot, and refuses at once when the
 /// queue is full or the wait runs out — latency stays bounded under overload
 /// instead of growing with it. While the queue stands (it overflowed and
-/// most waits are long: [`crate::sojourn`]), a wait is cut
+/// most waits are long: [`crate::admission::sojourn`]), a wait is cut
 /// to [`STANDING_WAIT`]: a queue that does not drain only adds latency, so
 /// the requests it cannot serve soon are better refused now (CoDel's
 /// reasoning).
@@ -135,9 +135,9 @@ async fn queue<'a>(
     }
 }
 
-/// While the queue stands ([`crate::sojourn`]), a request waits at most
+/// While the queue stands ([`crate::admission::sojourn`]), a request waits at most
 /// this long for a slot.
-const STANDING_WAIT: Duration = crate::sojourn::TARGET;
+const STANDING_WAIT: Duration = crate::admission::sojourn::TARGET;
 
 /// How many requests `b` may have in flight: `max_in_flight` when
 /// configured, else its adaptive limit (or none, with that turned off).

@@ -10,6 +10,8 @@
 //! on a fresh one — the server closing an idle keep-alive connection is not a
 //! failure.
 
+pub mod tls;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -24,8 +26,8 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use crate::backend::{Backend, Protocol};
-use crate::upstream_tls::BackendTls;
+use crate::backends::{Backend, Protocol};
+use crate::upstream::tls::BackendTls;
 
 /// Most idle connections kept per backend per thread.
 const MAX_IDLE_PER_BACKEND: usize = 256;

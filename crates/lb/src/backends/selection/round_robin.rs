@@ -27,7 +27,7 @@ impl Selector for RoundRobin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::selection::test_support::backends;
+    use crate::backends::selection::test_support::backends;
 
     #[test]
     fn visits_each_backend_in_turn() {

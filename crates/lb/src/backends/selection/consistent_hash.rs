@@ -43,7 +43,7 @@ pub fn hash_key(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::selection::test_support::backends;
+    use crate::backends::selection::test_support::backends;
 
     #[test]
     fn same_key_same_backend() {

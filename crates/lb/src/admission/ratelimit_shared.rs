@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 use tokio::sync::OnceCell;
 
-use crate::rate::RatePolicy;
+use crate::admission::rate::RatePolicy;
 
 /// GCRA in one step. KEYS[1]: the client's key. ARGV: emission interval and
 /// burst. Answers {allowed, remaining, wait µs}.

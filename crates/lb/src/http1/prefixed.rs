@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::client_io::ClientIo;
+use crate::edge::client_io::ClientIo;
 
 pub(crate) struct Prefixed {
     prefix: Vec<u8>,

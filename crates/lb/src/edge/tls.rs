@@ -23,7 +23,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpStream;
 
-use crate::client_io::ClientIo;
+use crate::edge::client_io::ClientIo;
 
 /// A certificate chain and its key, as PEM files.
 #[derive(Debug, Clone)]

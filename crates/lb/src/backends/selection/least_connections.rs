@@ -30,7 +30,7 @@ impl Selector for LeastConnections {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::selection::test_support::backends;
+    use crate::backends::selection::test_support::backends;
 
     #[test]
     fn picks_the_least_loaded_backend() {
