@@ -8,10 +8,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OLD=${1:?usage: bench/before_after.sh OLD_WEIR_BINARY [rounds]}
 ROUNDS=${2:-2}
-NEW="$ROOT/target/release/weir"
+# NEW_WEIR_BIN compares against another built binary instead of this tree's.
+NEW="${NEW_WEIR_BIN:-$ROOT/target/release/weir}"
 # BENCHES="tasks.sh 20000;lb.sh 5s 3" picks which (script and arguments, `;`-separated).
 IFS=';' read -r -a BENCHES <<<"${BENCHES:-burndown.sh 50000;tasks.sh 20000;request_log.sh 10s;lb.sh 5s 3}"
-(cd "$ROOT" && cargo build --release -q)
+[ -n "${NEW_WEIR_BIN:-}" ] || (cd "$ROOT" && cargo build --release -q)
 OUT=$(mktemp -d /tmp/weir-before-after.XXXXXX)
 run() { # label binary script args...
     local label=$1 bin=$2; shift 2
