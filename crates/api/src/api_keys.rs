@@ -166,7 +166,8 @@ pub(crate) fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     if open || external {
         return None;
     }
-    let submits = path == "/tasks" || path.starts_with("/hash/") || path == "/write";
+    let submits =
+        path == "/tasks" || path.starts_with("/hash/") || path == "/write" || path == "/workflows";
     Some(match *method {
         Method::GET | Method::HEAD if path == "/" => Scope::Submit,
         Method::GET | Method::HEAD | Method::OPTIONS => Scope::Read,

@@ -101,7 +101,9 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 
 /// Every route with its OpenAPI description: registering one is describing it.
 fn routes(max_write_bytes: usize) -> OpenApiRouter<AppState> {
-    use routes::{cache, events, external, health, metrics, root, task_types, tasks, workers};
+    use routes::{
+        cache, events, external, health, metrics, root, task_types, tasks, workers, workflows,
+    };
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(utoipa_axum::routes!(root::hello))
         .routes(utoipa_axum::routes!(root::stats))
@@ -110,6 +112,9 @@ fn routes(max_write_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(tasks::get, tasks::cancel))
         .routes(utoipa_axum::routes!(tasks::stats))
         .routes(utoipa_axum::routes!(tasks::retry))
+        .routes(utoipa_axum::routes!(workflows::submit, workflows::list))
+        .routes(utoipa_axum::routes!(workflows::get))
+        .routes(utoipa_axum::routes!(workflows::cancel))
         .routes(utoipa_axum::routes!(workers::list))
         .routes(utoipa_axum::routes!(task_types::list))
         .routes(utoipa_axum::routes!(external::claim))

@@ -29,6 +29,8 @@ pub struct ApiConfig {
     pub max_write_bytes: usize,
     /// Most events in one `POST /write`.
     pub max_write_events: usize,
+    /// Most steps in one workflow.
+    pub max_workflow_steps: usize,
     /// Buffered ingest through Redis; `None`: events are stored directly.
     pub ingest_buffer: Option<BufferConfig>,
     /// The task types submissions may name, with their defaults and schemas.
@@ -64,6 +66,7 @@ impl ApiConfig {
             idempotency_window: Duration::from_secs(24 * 3600),
             max_write_bytes: 16 * 1024 * 1024,
             max_write_events: 100_000,
+            max_workflow_steps: 10_000,
             ingest_buffer: None,
             task_types: Arc::new(TaskTypes::default()),
             worker_token: None,

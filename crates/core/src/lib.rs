@@ -15,7 +15,58 @@
 //! - [`worker`]: a worker's registry row as the store keeps it.
 //! - [`request_log`]: one logged HTTP request, and per-node counts.
 //! - [`event`]: ingested events ([`NewEvent`] on the way in, [`StoredEvent`] out).
+//! - [`workflow`]: workflows — [`Workflow`], [`WorkflowId`], their
+//!   statuses, and [`check_graph`], which refuses cycles and unknown parents.
 //! - [`store`]: the [`Store`] trait, its params structs and [`StoreError`].
+
+/// A newtype over a UUIDv7 id: time-ordered (ids sort by creation and
+/// index well), shown and parsed as the UUID, serialized as it.
+macro_rules! time_ordered_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(
+            Clone,
+            Copy,
+            Debug,
+            PartialEq,
+            Eq,
+            Hash,
+            PartialOrd,
+            Ord,
+            serde::Serialize,
+            serde::Deserialize,
+            utoipa::ToSchema,
+        )]
+        #[serde(transparent)]
+        pub struct $name(pub uuid::Uuid);
+
+        impl $name {
+            /// A fresh, time-ordered id.
+            pub fn new() -> Self {
+                $name(uuid::Uuid::now_v7())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                uuid::Uuid::parse_str(s).map($name)
+            }
+        }
+    };
+}
 
 pub mod attempt;
 pub mod builtin;
@@ -28,6 +79,7 @@ pub mod store;
 pub mod task;
 pub mod task_type;
 pub mod worker;
+pub mod workflow;
 
 pub use attempt::{Attempt, AttemptDefaults, AttemptEnd};
 pub use builtin::Builtin;
@@ -39,10 +91,10 @@ pub use secrets::{KeyOrigin, OpenError, Sealer};
 pub use store::{
     CacheAccessParams, CacheEntryStats, CacheStats, CompletionOutcome, EventLog, FinishedCounts,
     IdempotencyKey, LeaderAcquireParams, Leadership, MaintenancePruneParams,
-    MaintenancePruneReport, QueueDepth, QueueLimits, RequestLog, ResultCache, Store, StoreError,
-    TaskAdmin, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskInsertParams,
-    TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskQueue, TaskReleaseParams,
-    TaskRescueParams, WorkerHeartbeatParams, WorkerRegistry,
+    MaintenancePruneReport, NewStep, NewWorkflow, QueueDepth, QueueLimits, RequestLog, ResultCache,
+    Store, StoreError, TaskAdmin, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts,
+    TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskQueue,
+    TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams, WorkerRegistry, Workflows,
 };
 pub use task::{AttemptError, ClaimedTask, Task, TaskId, TaskState};
 pub use task_type::{
@@ -50,3 +102,7 @@ pub use task_type::{
     TaskTypeView, TaskTypes,
 };
 pub use worker::{WorkerInfo, WorkerStatus};
+pub use workflow::{
+    check_graph, GraphError, ParentFailure, Workflow, WorkflowId, WorkflowListParams,
+    WorkflowStatus, WorkflowStep,
+};

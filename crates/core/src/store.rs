@@ -14,8 +14,9 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::{
-    CacheWrite, ClaimedTask, NewEvent, RequestLogEntry, RequestLogStats, StoredEvent, Task, TaskId,
-    TaskState, TaskType, WorkerInfo, WorkerStatus,
+    CacheWrite, ClaimedTask, NewEvent, ParentFailure, RequestLogEntry, RequestLogStats,
+    StoredEvent, Task, TaskId, TaskState, TaskType, WorkerInfo, WorkerStatus, Workflow, WorkflowId,
+    WorkflowListParams,
 };
 
 /// What went wrong in the store. Backends map their driver's errors onto these.
@@ -96,6 +97,27 @@ pub struct TaskInsertParams {
     pub timeout: Option<Duration>,
     /// The submitting key's tenant, if it has one.
     pub tenant: Option<String>,
+}
+
+/// One step as it is stored: its task, and its place in the graph.
+#[derive(Clone, Debug)]
+pub struct NewStep {
+    pub step_id: String,
+    pub task: TaskInsertParams,
+    pub depends_on: Vec<String>,
+    pub on_parent_failure: ParentFailure,
+    pub with_parent_results: bool,
+}
+
+/// A workflow to store, its steps checked ([`crate::check_graph`]) and in an
+/// order where every parent comes before its children.
+#[derive(Clone, Debug)]
+pub struct NewWorkflow {
+    pub id: WorkflowId,
+    pub name: Option<String>,
+    pub tenant: Option<String>,
+    pub now: DateTime<Utc>,
+    pub steps: Vec<NewStep>,
 }
 
 /// A worker asking for up to `max` runnable tasks.
@@ -242,6 +264,8 @@ pub struct MaintenancePruneReport {
     pub workers_marked_offline: u64,
     /// Idempotency keys older than the retention (their tasks are gone).
     pub idempotency_keys_deleted: u64,
+    /// Workflows finished before the retention, with their graphs.
+    pub workflows_deleted: u64,
 }
 
 /// A page of tasks, newest first.
@@ -325,12 +349,14 @@ pub struct TaskCounts {
     pub succeeded: i64,
     pub dead: i64,
     pub cancelled: i64,
+    /// Workflow steps waiting for their parents.
+    pub waiting: i64,
 }
 
 impl TaskCounts {
     /// Tasks not finished yet.
     pub fn pending(&self) -> i64 {
-        self.queued + self.running
+        self.queued + self.running + self.waiting
     }
 
     pub(crate) fn add(&mut self, state: &str, n: i64) {
@@ -340,6 +366,7 @@ impl TaskCounts {
             "succeeded" => self.succeeded += n,
             "dead" => self.dead += n,
             "cancelled" => self.cancelled += n,
+            "waiting" => self.waiting += n,
             _ => {}
         }
     }
@@ -498,11 +525,47 @@ pub trait Leadership: Send + Sync + 'static {
     ) -> Result<MaintenancePruneReport, StoreError>;
 }
 
+/// Workflows: graphs of tasks whose steps start as their parents end.
+#[async_trait]
+pub trait Workflows: Send + Sync + 'static {
+    /// Stores a workflow (its graph checked, its steps in an order where
+    /// parents come first) in one transaction: steps without parents
+    /// queued, the others waiting.
+    async fn workflow_insert(&self, workflow: NewWorkflow) -> Result<(), StoreError>;
+    /// The first call with `key` stores the workflow (`None`); later ones
+    /// within `window` get the workflow the key names, when they carry the
+    /// first one's fingerprint (else `IdempotencyKeyReused`).
+    async fn workflow_insert_idempotent(
+        &self,
+        workflow: NewWorkflow,
+        key: &IdempotencyKey,
+        window: Duration,
+    ) -> Result<Option<WorkflowId>, StoreError>;
+    /// A workflow with its steps.
+    async fn workflow_get(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError>;
+    /// Workflows matching the filters, newest first, without their steps.
+    async fn workflow_list(&self, params: WorkflowListParams) -> Result<Vec<Workflow>, StoreError>;
+    /// Cancels every step that has not ended (a running one is fenced off,
+    /// as a task cancel does); `None` when there is no such workflow.
+    async fn workflow_cancel(
+        &self,
+        id: WorkflowId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Workflow>, StoreError>;
+}
+
 /// The whole store: every role at once. Callers that need one role take that
 /// role's trait (an `Arc<dyn Store>` coerces to any of them).
 #[async_trait]
 pub trait Store:
-    RequestLog + TaskQueue + TaskAdmin + ResultCache + EventLog + WorkerRegistry + Leadership
+    RequestLog
+    + TaskQueue
+    + TaskAdmin
+    + ResultCache
+    + EventLog
+    + WorkerRegistry
+    + Leadership
+    + Workflows
 {
     /// The backend's name, e.g. `sqlite`.
     fn backend(&self) -> &'static str;

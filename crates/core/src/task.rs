@@ -1,57 +1,17 @@
 //! Tasks: the unit of work the queue holds.
 
-use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use uuid::Uuid;
 
 use crate::TaskType;
 
-/// A task's id: a UUIDv7, so ids sort by creation time and index well.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(transparent)]
-pub struct TaskId(pub Uuid);
-
-impl TaskId {
-    /// A fresh, time-ordered id.
-    pub fn new() -> Self {
-        TaskId(Uuid::now_v7())
-    }
-}
-
-impl Default for TaskId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for TaskId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(TaskId)
-    }
-}
+time_ordered_id!(
+    /// A task's id: a UUIDv7, so ids sort by creation time and index well.
+    TaskId
+);
 
 /// Where a task is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -68,8 +28,12 @@ pub enum TaskState {
     /// Failed on its last allowed attempt; the last error is kept. Final
     /// (unless retried by hand).
     Dead,
-    /// Cancelled by a user before it finished. Final.
+    /// Cancelled by a user before it finished (or, as a workflow step, by
+    /// its parent's failure). Final.
     Cancelled,
+    /// A workflow step whose parents have not all ended: not claimable. The
+    /// end of its last parent moves it to `Queued` (or `Cancelled`).
+    Waiting,
 }
 
 impl TaskState {
@@ -81,6 +45,7 @@ impl TaskState {
             TaskState::Succeeded => "succeeded",
             TaskState::Dead => "dead",
             TaskState::Cancelled => "cancelled",
+            TaskState::Waiting => "waiting",
         }
     }
 
@@ -102,6 +67,7 @@ impl FromStr for TaskState {
             "succeeded" => TaskState::Succeeded,
             "dead" => TaskState::Dead,
             "cancelled" => TaskState::Cancelled,
+            "waiting" => TaskState::Waiting,
             other => return Err(format!("unknown task state {other:?}")),
         })
     }

@@ -20,8 +20,11 @@ use weir_core::{
     CacheAccessParams, CacheEntryStats, ClaimedTask, LeaderAcquireParams, NewEvent, QueueLimits,
     RequestLogEntry, RequestLogStats, StoreError, StoredEvent, Task, TaskClaimParams,
     TaskCompletion, TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams,
-    TaskReleaseParams, WorkerHeartbeatParams, WorkerInfo,
+    TaskReleaseParams, TaskState, WorkerHeartbeatParams, WorkerInfo, Workflow, WorkflowId,
+    WorkflowListParams,
 };
+
+use crate::workflow_tx::WorkflowTx;
 
 /// A claimed task with what orders it among the others claimed at once.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,10 +46,10 @@ pub struct LimitedQueue {
 }
 
 /// What a rescue pass did to expired leases.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rescued {
     /// Out of attempts: now dead.
-    pub dead: u64,
+    pub dead: Vec<TaskId>,
     /// Queued again.
     pub requeued: u64,
 }
@@ -67,10 +70,13 @@ pub struct StandingTask {
     pub cache_key: Option<String>,
 }
 
-/// One transaction, driven step by step by the claim and submission policy.
-/// Dropped without [`DriverTx::commit`], it rolls back.
+/// One transaction, driven step by step by the claim, submission and
+/// workflow policies. Dropped without [`DriverTx::commit`], it rolls back.
+///
+/// Every way a task ends runs here, so that what its end does to a
+/// workflow's graph ([`WorkflowTx`]) commits with it.
 #[async_trait]
-pub trait DriverTx: Send {
+pub trait DriverTx: WorkflowTx + Send {
     /// The queues with limits among `only` (every one when `None`), by name,
     /// each locked for this transaction where the dialect can (a queue another
     /// claimer holds is skipped this round, never waited on).
@@ -136,6 +142,35 @@ pub trait DriverTx: Send {
         cache_key: Option<&str>,
     ) -> Result<Option<Task>, StoreError>;
 
+    /// Applies each completion fenced by its lease token (a finished task
+    /// leaves the hot set; a success with a cache write fills the cache);
+    /// returns the ids applied, each with the state it ended in (`None`:
+    /// queued again for a retry).
+    async fn task_complete_many(
+        &mut self,
+        completions: &[TaskCompletion],
+    ) -> Result<Vec<(TaskId, Option<TaskState>)>, StoreError>;
+    /// Requeues (or kills, when out of attempts) running tasks whose lease
+    /// ended before `now`, recording `error` as the attempt's.
+    async fn task_rescue_expired(
+        &mut self,
+        now: DateTime<Utc>,
+        error: &str,
+    ) -> Result<Rescued, StoreError>;
+    /// A dead task queued again with fresh attempts; `None` when not dead.
+    async fn task_retry_dead(
+        &mut self,
+        id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, StoreError>;
+    /// A waiting, queued or running task cancelled (its lease token fenced
+    /// off); `None` when not live.
+    async fn task_cancel_live(
+        &mut self,
+        id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, StoreError>;
+
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
 
@@ -179,42 +214,20 @@ pub trait Driver: Send + Sync + 'static {
         &self,
         params: &[&TaskInsertParams],
     ) -> Result<Vec<StandingTask>, StoreError>;
-    /// Applies each completion fenced by its lease token (a finished task
-    /// leaves the hot set; a success with a cache write fills the cache);
-    /// returns the ids applied.
-    async fn task_complete_many(
-        &self,
-        completions: &[TaskCompletion],
-    ) -> Result<Vec<TaskId>, StoreError>;
     /// Extends leases the worker still holds; returns those ids.
     async fn task_lease_extend(
         &self,
         params: &TaskLeaseExtendParams,
     ) -> Result<Vec<TaskId>, StoreError>;
-    /// Requeues (or kills, when out of attempts) running tasks whose lease
-    /// ended before `now`, recording `error` as the attempt's.
-    async fn task_rescue_expired(
-        &self,
-        now: DateTime<Utc>,
-        error: &str,
-    ) -> Result<Rescued, StoreError>;
     /// Queues running tasks again, giving their attempt back.
     async fn task_release(&self, params: &TaskReleaseParams) -> Result<u64, StoreError>;
-    /// A dead task queued again with fresh attempts; `None` when not dead.
-    async fn task_retry_dead(
-        &self,
-        id: TaskId,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Task>, StoreError>;
-    /// A queued or running task cancelled (its lease token fenced off);
-    /// `None` when not live.
-    async fn task_cancel_live(
-        &self,
-        id: TaskId,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Task>, StoreError>;
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
     async fn task_list(&self, params: &TaskListParams) -> Result<Vec<Task>, StoreError>;
+    /// A workflow with its steps, in the order they were submitted.
+    async fn workflow_get(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError>;
+    /// Workflows matching the filters, newest first, without their steps.
+    async fn workflow_list(&self, params: &WorkflowListParams)
+        -> Result<Vec<Workflow>, StoreError>;
     /// (state, count) over every task.
     async fn task_state_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
     /// (state, count) of tasks that succeeded or died at or after `since`.
@@ -249,6 +262,9 @@ pub trait Driver: Send + Sync + 'static {
         before: DateTime<Utc>,
         limit: i64,
     ) -> Result<u64, StoreError>;
+    /// Deletes up to `limit` workflows finished before `before`, with their
+    /// steps and edges (their tasks go by their own age).
+    async fn prune_workflows(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
     /// Deletes up to `limit` cache entries expired at `now`.
     async fn prune_cache(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
     /// Marks workers silent since `since` offline.

@@ -4,7 +4,9 @@
 //! transactions. No SQL driver here: the dialects live in `weir-store-sql`.
 //!
 //! # Layout
-//! - [`driver`]: the [`Driver`] and [`DriverTx`] traits a dialect implements.
+//! - [`driver`]: the [`Driver`] and [`DriverTx`] traits a dialect implements;
+//!   [`workflow_tx`]: [`WorkflowTx`], the workflow graph's steps within a
+//!   `DriverTx`.
 //! - [`sql_store`]: [`SqlStore`], the policy — claim admission, folded and
 //!   idempotent submissions, wake-ups, the leader lease, pruning.
 //! - [`busy_retry`]: [`BusyRetry`], riding out a busy database within a budget.
@@ -24,6 +26,7 @@ mod hints;
 pub mod readiness;
 pub mod sql_store;
 pub mod submission;
+pub mod workflow_tx;
 
 pub use busy_retry::BusyRetry;
 pub use cache_access::CacheAccessRecorder;
@@ -32,4 +35,10 @@ pub use group_commit::{EventWriter, GroupCommit, RequestLogWriter, TaskInsertWri
 pub use hints::lease_end;
 pub use readiness::{NotReady, Readiness};
 pub use sql_store::SqlStore;
-pub use submission::{Submission, SubmitError, Submitted, Submitter};
+pub use submission::{
+    StepSubmission, Submission, SubmitError, Submitted, SubmittedWorkflow, Submitter,
+    WorkflowError, WorkflowSubmission,
+};
+pub use workflow_tx::{
+    EndedStep, ParentOutcome, ReadyStep, StepCancel, StepChild, WorkflowCounts, WorkflowTx,
+};

@@ -23,6 +23,11 @@ use weir_core::{
 
 use crate::{CacheAccessRecorder, TaskInsertWriter};
 
+mod workflow;
+pub use workflow::{
+    StepSubmission, SubmittedWorkflow, WorkflowError, WorkflowSubmission, MAX_STEP_ID_BYTES,
+};
+
 /// One task to queue; `None`s take the type's defaults, then the submitter's.
 #[derive(Clone, Debug)]
 pub struct Submission {
@@ -260,31 +265,23 @@ impl Submitter {
         &self.types
     }
 
-    pub async fn submit(&self, s: Submission) -> Result<Submitted, SubmitError> {
+    /// What a submission becomes as a task to insert, under every rule (its
+    /// type, its input, its options' bounds, secrets sealed), and its cache
+    /// key's type-level part; nothing is stored.
+    fn prepare(&self, s: &Submission, now: DateTime<Utc>) -> Result<TaskInsertParams, SubmitError> {
         let registered = self.types.get(&s.kind)?;
         registered.validate_input(&s.input)?;
         s.check_options(registered)?;
         let spec = &registered.spec;
-        let kind = spec.name.clone();
-        let now = Utc::now();
         let cache_key = registered
             .cache_key(&s.input)
             .map(|k| scoped(s.tenant.as_deref(), k));
-        let fingerprint = s.fingerprint();
-        let mut input = s.input;
+        let mut input = s.input.clone();
         // Secrets are sealed before anything is stored.
         self.types.seal_input(registered, &mut input);
-        if let (Some(key), Some(recorder)) = (&cache_key, &self.cache) {
-            if let Some(result) = ResultCache::cache_get(&*self.store, key, now).await? {
-                recorder.hit(key);
-                return Ok(Submitted::Cached { kind, result });
-            }
-            recorder.miss();
-        }
-        let id = TaskId::new();
-        let params = TaskInsertParams {
-            id,
-            kind: kind.clone(),
+        Ok(TaskInsertParams {
+            id: TaskId::new(),
+            kind: spec.name.clone(),
             input,
             max_attempts: s
                 .max_attempts
@@ -296,13 +293,28 @@ impl Submitter {
             now,
             queue: s
                 .queue
+                .clone()
                 .or_else(|| spec.queue.clone())
                 .unwrap_or_else(|| "default".into()),
-            concurrency_key: s.concurrency_key,
+            concurrency_key: s.concurrency_key.clone(),
             backoff: s.backoff,
             timeout: s.timeout,
             tenant: s.tenant.clone(),
-        };
+        })
+    }
+
+    pub async fn submit(&self, s: Submission) -> Result<Submitted, SubmitError> {
+        let now = Utc::now();
+        let params = self.prepare(&s, now)?;
+        let (id, kind) = (params.id, params.kind.clone());
+        let fingerprint = s.fingerprint();
+        if let (Some(key), Some(recorder)) = (&params.cache_key, &self.cache) {
+            if let Some(result) = ResultCache::cache_get(&*self.store, key, now).await? {
+                recorder.hit(key);
+                return Ok(Submitted::Cached { kind, result });
+            }
+            recorder.miss();
+        }
         if let Some(key) = s.idempotency_key {
             let key = IdempotencyKey {
                 key: scoped(s.tenant.as_deref(), key),

@@ -9,6 +9,7 @@ pub mod root;
 pub mod task_types;
 pub mod tasks;
 pub mod workers;
+pub mod workflows;
 
 use axum::http::Uri;
 

@@ -53,7 +53,7 @@ pub struct SubmitTask {
 
 /// `retry_backoff` as sent: `BASE:CAP` like `100ms:30s` (its bounds are the
 /// submission's rules, checked by the submitter).
-fn parse_backoff(spec: Option<String>) -> Result<Option<RetryPolicy>, ApiError> {
+pub(crate) fn parse_backoff(spec: Option<String>) -> Result<Option<RetryPolicy>, ApiError> {
     spec.map(|s| {
         weir_core::task_type::parse_backoff(&s)
             .map_err(|why| ApiError::bad_request("invalid_retry_backoff", why))
@@ -62,7 +62,7 @@ fn parse_backoff(spec: Option<String>) -> Result<Option<RetryPolicy>, ApiError> 
 }
 
 /// `timeout` as sent: a duration like `30s`.
-fn parse_timeout(spec: Option<String>) -> Result<Option<std::time::Duration>, ApiError> {
+pub(crate) fn parse_timeout(spec: Option<String>) -> Result<Option<std::time::Duration>, ApiError> {
     spec.map(|s| {
         humantime::parse_duration(s.trim())
             .map_err(|e| ApiError::bad_request("invalid_timeout", format!("{s:?}: {e}")))

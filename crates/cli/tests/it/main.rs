@@ -37,3 +37,4 @@ mod tasks;
 mod up_tls;
 mod upgrades;
 mod workers;
+mod workflows;

@@ -80,6 +80,8 @@ pub struct StackOptions {
     pub max_write_bytes: usize,
     /// Most events per `POST /write`.
     pub max_write_events: usize,
+    /// Most steps in one workflow.
+    pub max_workflow_steps: usize,
     /// Queue limits the workers set.
     pub queue_limits: Vec<weir_core::QueueLimits>,
     /// Most running tasks per concurrency key.
@@ -117,6 +119,7 @@ impl Default for StackOptions {
             ingest_buffer: None,
             max_write_bytes: 16 * 1024 * 1024,
             max_write_events: 100_000,
+            max_workflow_steps: 10_000,
             queue_limits: Vec::new(),
             concurrency_key_limit: 1,
             retry: None,
@@ -212,6 +215,7 @@ impl Stack {
         api.ingest_buffer = opts.ingest_buffer.clone();
         api.max_write_bytes = opts.max_write_bytes;
         api.max_write_events = opts.max_write_events;
+        api.max_workflow_steps = opts.max_workflow_steps;
         let mut worker = weir_worker::WorkerConfig::new("");
         worker.concurrency = opts.worker_concurrency;
         worker.poll_interval = Duration::from_millis(100);

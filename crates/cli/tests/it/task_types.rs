@@ -104,7 +104,7 @@ async fn receive(
     }
 }
 
-fn types(entries: &[(&str, Value)]) -> TaskTypes {
+pub(crate) fn types(entries: &[(&str, Value)]) -> TaskTypes {
     let mut t = TaskTypes::default();
     for (name, table) in entries {
         let config: TaskTypeConfig = serde_json::from_value(table.clone()).unwrap();

@@ -13,7 +13,21 @@ pub(super) async fn insert_rows(
     pool: &super::exec::PgExec,
     params: &[&TaskInsertParams],
 ) -> Result<Vec<TaskId>, StoreError> {
-    let n = params.len();
+    let rows: Vec<_> = params.iter().map(|p| (*p, "queued")).collect();
+    task_rows(pool, &rows).await
+}
+
+/// Inserts tasks, each in the given state (`queued`, or `waiting` for a
+/// workflow step with parents), skipping conflicts; returns the ids inserted.
+pub(super) async fn task_rows<'c, E>(
+    exec: E,
+    rows: &[(&TaskInsertParams, &str)],
+) -> Result<Vec<TaskId>, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+{
+    let n = rows.len();
+    let mut states = Vec::with_capacity(n);
     let mut ids = Vec::with_capacity(n);
     let mut kinds = Vec::with_capacity(n);
     let mut inputs = Vec::with_capacity(n);
@@ -28,7 +42,8 @@ pub(super) async fn insert_rows(
     let mut caps = Vec::with_capacity(n);
     let mut timeouts = Vec::with_capacity(n);
     let mut tenants = Vec::with_capacity(n);
-    for p in params {
+    for (p, state) in rows {
+        states.push(*state);
         ids.push(p.id.0);
         kinds.push(p.kind.as_str());
         inputs.push(&p.input);
@@ -60,7 +75,8 @@ pub(super) async fn insert_rows(
         .bind(caps)
         .bind(timeouts)
         .bind(tenants)
-        .fetch_all(pool)
+        .bind(states)
+        .fetch_all(exec)
         .await
         .map_err(err)?;
     Ok(inserted.into_iter().map(TaskId).collect())

@@ -22,6 +22,7 @@ mod insert;
 mod notify;
 mod rows;
 mod tx;
+mod workflows;
 
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
@@ -38,14 +39,13 @@ use uuid::Uuid;
 use weir_core::{
     CacheAccessParams, CacheEntryStats, LeaderAcquireParams, NewEvent, NodeRequestCount,
     QueueLimits, RequestLogEntry, RequestLogStats, StoreError, StoredEvent, Task, TaskClaimParams,
-    TaskCompletion, TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams,
-    TaskReleaseParams, TaskState, WorkerHeartbeatParams, WorkerInfo,
+    TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskState,
+    WorkerHeartbeatParams, WorkerInfo, Workflow, WorkflowId, WorkflowListParams,
 };
-use weir_store::{lease_end, Claimed, Driver, DriverTx, Rescued, StandingTask};
+use weir_store::{lease_end, Claimed, Driver, DriverTx, StandingTask};
 
 use crate::error::{from_sqlx, postgres_cause};
 use crate::StoreOptions;
-use batch::{CompletionArrays, COMPLETE_MANY};
 use claim_hint::{ClaimHints, ClaimKey};
 use rows::{decode, ClaimedRow, TaskRow, WorkerRow, FINISHED_TASK_COLUMNS, LIVE_TASK_COLUMNS};
 
@@ -152,23 +152,6 @@ impl PostgresDriver {
     /// The connection pool (tests and benchmarks inspect the database through it).
     pub fn pool(&self) -> &PgPool {
         &self.exec.pool
-    }
-
-    /// Runs a statement that changes one task (binding its id, then the
-    /// time) and returns the task as it is now.
-    async fn change_one(
-        &self,
-        sql: &str,
-        id: TaskId,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Task>, StoreError> {
-        let row: Option<TaskRow> = sqlx::query_as(sql)
-            .bind(id.0)
-            .bind(now)
-            .fetch_optional(&self.exec)
-            .await
-            .map_err(err)?;
-        row.map(Task::try_from).transpose()
     }
 
     /// Runs a bounded delete binding a time, then the limit.
@@ -354,36 +337,6 @@ impl Driver for PostgresDriver {
         insert::standing_for(&self.exec, params).await
     }
 
-    async fn task_complete_many(
-        &self,
-        completions: &[TaskCompletion],
-    ) -> Result<Vec<TaskId>, StoreError> {
-        let a = CompletionArrays::new(completions);
-        if a.states.contains(&"queued") {
-            // Retries go back at a later run_at but perhaps a higher priority.
-            self.hints.forget_all();
-        }
-        let (cache_keys, (cache_ids, cache_expiry)): (
-            Vec<String>,
-            (Vec<Uuid>, Vec<DateTime<Utc>>),
-        ) = a.cache.into_iter().unzip();
-        let applied: Vec<Uuid> = sqlx::query_scalar(COMPLETE_MANY)
-            .bind(&a.ids)
-            .bind(&a.tokens)
-            .bind(&a.states)
-            .bind(&a.results)
-            .bind(&a.errors)
-            .bind(&a.run_ats)
-            .bind(&a.nows)
-            .bind(cache_keys)
-            .bind(cache_ids)
-            .bind(cache_expiry)
-            .fetch_all(&self.exec)
-            .await
-            .map_err(err)?;
-        Ok(applied.into_iter().map(TaskId).collect())
-    }
-
     async fn task_lease_extend(
         &self,
         p: &TaskLeaseExtendParams,
@@ -421,26 +374,6 @@ impl Driver for PostgresDriver {
         Ok(held.into_iter().map(TaskId).collect())
     }
 
-    async fn task_rescue_expired(
-        &self,
-        now: DateTime<Utc>,
-        error: &str,
-    ) -> Result<Rescued, StoreError> {
-        let (dead, requeued): (i64, i64) = sqlx::query_as(include_str!("sql/rescue_expired.sql"))
-            .bind(now)
-            .bind(error)
-            .fetch_one(&self.exec)
-            .await
-            .map_err(err)?;
-        if requeued > 0 {
-            self.hints.forget_all();
-        }
-        Ok(Rescued {
-            dead: dead as u64,
-            requeued: requeued as u64,
-        })
-    }
-
     async fn task_release(&self, p: &TaskReleaseParams) -> Result<u64, StoreError> {
         let (ids, tokens): (Vec<Uuid>, Vec<i64>) = p.tasks.iter().map(|(id, t)| (id.0, *t)).unzip();
         // The attempt did not fail: give it back so it does not count.
@@ -460,24 +393,15 @@ impl Driver for PostgresDriver {
         Ok(done.rows_affected())
     }
 
-    async fn task_retry_dead(
-        &self,
-        id: TaskId,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Task>, StoreError> {
-        let sql = include_str!("sql/retry_dead.sql").replace("{columns}", LIVE_TASK_COLUMNS);
-        let task = self.change_one(&sql, id, now).await?;
-        self.hints.forget_all();
-        Ok(task)
+    async fn workflow_get(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError> {
+        workflows::get(&self.exec, id).await
     }
 
-    async fn task_cancel_live(
+    async fn workflow_list(
         &self,
-        id: TaskId,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Task>, StoreError> {
-        let sql = include_str!("sql/cancel_live.sql").replace("{columns}", FINISHED_TASK_COLUMNS);
-        self.change_one(&sql, id, now).await
+        params: &WorkflowListParams,
+    ) -> Result<Vec<Workflow>, StoreError> {
+        workflows::list(&self.exec, params).await
     }
 
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
@@ -669,6 +593,16 @@ impl Driver for PostgresDriver {
             deleted += self.delete_some(&sql, before, limit).await?;
         }
         Ok(deleted)
+    }
+
+    async fn prune_workflows(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+        let deleted: i64 = sqlx::query_scalar(include_str!("sql/prune_workflows.sql"))
+            .bind(before)
+            .bind(limit)
+            .fetch_one(&self.exec)
+            .await
+            .map_err(err)?;
+        Ok(deleted as u64)
     }
 
     async fn prune_cache(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {

@@ -7,8 +7,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
-use weir_core::{RetryPolicy, StoreError, Task, TaskClaimParams, TaskId, TaskInsertParams};
-use weir_store::{lease_end, Claimed, DriverTx, HeldKey, LimitedQueue};
+use weir_core::{
+    RetryPolicy, StoreError, Task, TaskClaimParams, TaskCompletion, TaskId, TaskInsertParams,
+    TaskState,
+};
+use weir_store::{lease_end, Claimed, DriverTx, HeldKey, LimitedQueue, Rescued};
+
+use super::batch::{CompletionArrays, COMPLETE_MANY};
 
 use super::err;
 use super::rows::{decode, ClaimedRow, TaskRow, FINISHED_TASK_COLUMNS, LIVE_TASK_COLUMNS};
@@ -22,11 +27,28 @@ pub(super) struct PostgresTx {
 }
 
 impl PostgresTx {
-    fn exec(&mut self) -> super::exec::TxExec<'_> {
+    pub(super) fn exec(&mut self) -> super::exec::TxExec<'_> {
         super::exec::TxExec {
             conn: &mut self.tx,
             named: self.named,
         }
+    }
+
+    /// Runs a statement that changes one task (binding its id, then the
+    /// time) and returns the task as it is now.
+    async fn change_one(
+        &mut self,
+        sql: &str,
+        id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, StoreError> {
+        let row: Option<TaskRow> = sqlx::query_as(sql)
+            .bind(id.0)
+            .bind(now)
+            .fetch_optional(self.exec())
+            .await
+            .map_err(err)?;
+        row.map(Task::try_from).transpose()
     }
 }
 
@@ -267,6 +289,86 @@ impl DriverTx for PostgresTx {
             .await
             .map_err(err)?;
         row.map(Task::try_from).transpose()
+    }
+
+    async fn task_complete_many(
+        &mut self,
+        completions: &[TaskCompletion],
+    ) -> Result<Vec<(TaskId, Option<TaskState>)>, StoreError> {
+        let a = CompletionArrays::new(completions);
+        if a.states.contains(&"queued") {
+            // Retries go back at a later run_at but perhaps a higher priority.
+            self.hints.forget_all();
+        }
+        let (cache_keys, (cache_ids, cache_expiry)): (
+            Vec<String>,
+            (Vec<Uuid>, Vec<DateTime<Utc>>),
+        ) = a.cache.into_iter().unzip();
+        let applied: Vec<(Uuid, String)> = sqlx::query_as(COMPLETE_MANY)
+            .bind(&a.ids)
+            .bind(&a.tokens)
+            .bind(&a.states)
+            .bind(&a.results)
+            .bind(&a.errors)
+            .bind(&a.run_ats)
+            .bind(&a.nows)
+            .bind(cache_keys)
+            .bind(cache_ids)
+            .bind(cache_expiry)
+            .fetch_all(self.exec())
+            .await
+            .map_err(err)?;
+        applied
+            .into_iter()
+            .map(|(id, state)| {
+                let ended = match state.as_str() {
+                    "queued" => None,
+                    other => Some(other.parse().map_err(StoreError::Corrupt)?),
+                };
+                Ok((TaskId(id), ended))
+            })
+            .collect()
+    }
+
+    async fn task_rescue_expired(
+        &mut self,
+        now: DateTime<Utc>,
+        error: &str,
+    ) -> Result<Rescued, StoreError> {
+        let (dead, requeued): (Vec<Uuid>, i64) =
+            sqlx::query_as(include_str!("sql/rescue_expired.sql"))
+                .bind(now)
+                .bind(error)
+                .fetch_one(self.exec())
+                .await
+                .map_err(err)?;
+        if requeued > 0 {
+            self.hints.forget_all();
+        }
+        Ok(Rescued {
+            dead: dead.into_iter().map(TaskId).collect(),
+            requeued: requeued as u64,
+        })
+    }
+
+    async fn task_retry_dead(
+        &mut self,
+        id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, StoreError> {
+        let sql = include_str!("sql/retry_dead.sql").replace("{columns}", LIVE_TASK_COLUMNS);
+        let task = self.change_one(&sql, id, now).await?;
+        self.hints.forget_all();
+        Ok(task)
+    }
+
+    async fn task_cancel_live(
+        &mut self,
+        id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, StoreError> {
+        let sql = include_str!("sql/cancel_live.sql").replace("{columns}", FINISHED_TASK_COLUMNS);
+        self.change_one(&sql, id, now).await
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

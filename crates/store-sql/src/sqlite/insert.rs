@@ -2,7 +2,7 @@
 //! whose id is stored, or whose cache key a live task holds (`cache_key` is
 //! unique among queued and running tasks), is skipped.
 
-use sqlx::{QueryBuilder, SqlitePool};
+use sqlx::{QueryBuilder, SqliteConnection, SqlitePool};
 use weir_core::{RetryPolicy, StoreError, TaskId, TaskInsertParams};
 use weir_store::StandingTask;
 
@@ -17,19 +17,31 @@ pub(super) async fn insert_rows(
     params: &[&TaskInsertParams],
 ) -> Result<Vec<TaskId>, StoreError> {
     let mut tx = writer.begin().await.map_err(err)?;
-    let mut inserted = Vec::with_capacity(params.len());
-    for chunk in params.chunks(TASK_ROWS_PER_STATEMENT) {
+    let rows: Vec<_> = params.iter().map(|p| (*p, "queued")).collect();
+    let inserted = task_rows(&mut tx, &rows).await?;
+    tx.commit().await.map_err(err)?;
+    Ok(inserted)
+}
+
+/// Inserts tasks, each in the given state (`queued`, or `waiting` for a
+/// workflow step with parents), skipping conflicts; returns the ids inserted.
+pub(super) async fn task_rows(
+    conn: &mut SqliteConnection,
+    rows: &[(&TaskInsertParams, &str)],
+) -> Result<Vec<TaskId>, StoreError> {
+    let mut inserted = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(TASK_ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::new(
             "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, \
              created_at, run_at, queue, concurrency_key, backoff_base_ms, backoff_cap_ms, \
              timeout_ms, tenant) ",
         );
-        q.push_values(chunk, |mut b, p| {
+        q.push_values(chunk, |mut b, (p, state)| {
             let (base, cap) = RetryPolicy::to_millis(p.backoff);
             b.push_bind(p.id.to_string())
                 .push_bind(p.kind.as_str())
                 .push_bind(p.input.to_string())
-                .push_bind("queued")
+                .push_bind(*state)
                 .push_bind(p.max_attempts)
                 .push_bind(p.priority)
                 .push_bind(&p.cache_key)
@@ -46,14 +58,13 @@ pub(super) async fn insert_rows(
         q.push(" ON CONFLICT DO NOTHING RETURNING id");
         let ids: Vec<String> = q
             .build_query_scalar()
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await
             .map_err(err)?;
         for id in ids {
             inserted.push(task_id(&id)?);
         }
     }
-    tx.commit().await.map_err(err)?;
     Ok(inserted)
 }
 

@@ -13,6 +13,7 @@ mod events;
 mod insert;
 mod rows;
 mod tx;
+mod workflows;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,10 +27,10 @@ use tokio::sync::watch;
 use weir_core::{
     CacheAccessParams, CacheEntryStats, LeaderAcquireParams, NewEvent, NodeRequestCount,
     QueueLimits, RequestLogEntry, RequestLogStats, StoreError, StoredEvent, Task, TaskClaimParams,
-    TaskCompletion, TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskOutcome,
-    TaskReleaseParams, WorkerHeartbeatParams, WorkerInfo,
+    TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams,
+    WorkerHeartbeatParams, WorkerInfo, Workflow, WorkflowId, WorkflowListParams,
 };
-use weir_store::{lease_end, Claimed, Driver, DriverTx, Rescued, StandingTask};
+use weir_store::{lease_end, Claimed, Driver, DriverTx, StandingTask};
 
 use crate::error::{from_sqlx, sqlite_cause};
 use crate::StoreOptions;
@@ -200,77 +201,6 @@ impl Driver for SqliteDriver {
         insert::standing_for(&self.writer, params).await
     }
 
-    async fn task_complete_many(
-        &self,
-        completions: &[TaskCompletion],
-    ) -> Result<Vec<TaskId>, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(err)?;
-        let mut applied = Vec::with_capacity(completions.len());
-        for c in completions {
-            let now = millis(c.now);
-            let id = c.id.to_string();
-            let done = match &c.outcome {
-                TaskOutcome::Succeeded { result, cache } => {
-                    let result = result.to_string();
-                    let done = sqlx::query(
-                        "UPDATE tasks SET state = 'succeeded', result = ?, error = NULL, \
-                             completed_at = ?, lease_expires_at = NULL \
-                         WHERE id = ? AND lease_token = ? AND state = 'running'",
-                    )
-                    .bind(&result)
-                    .bind(now)
-                    .bind(&id)
-                    .bind(c.lease_token)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?
-                    .rows_affected()
-                        == 1;
-                    if let (true, Some(cache)) = (done, cache) {
-                        sqlx::query(
-                            "INSERT INTO cache (key, value, created_at, expires_at) VALUES (?, ?, ?, ?) \
-                             ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
-                                 created_at = excluded.created_at, expires_at = excluded.expires_at",
-                        )
-                        .bind(&cache.key)
-                        .bind(&result)
-                        .bind(now)
-                        .bind(millis(cache.expires_at))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(err)?;
-                    }
-                    done
-                }
-                TaskOutcome::Failed { error, retry_at } => {
-                    let (state, run_at, completed_at) = match retry_at {
-                        Some(at) => ("queued", Some(millis(*at)), None),
-                        None => ("dead", None, Some(now)),
-                    };
-                    sqlx::query(include_str!("sql/complete_failed.sql"))
-                        .bind(state)
-                        .bind(error)
-                        .bind(run_at)
-                        .bind(completed_at)
-                        .bind(error)
-                        .bind(c.now.to_rfc3339())
-                        .bind(&id)
-                        .bind(c.lease_token)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(err)?
-                        .rows_affected()
-                        == 1
-                }
-            };
-            if done {
-                applied.push(c.id);
-            }
-        }
-        tx.commit().await.map_err(err)?;
-        Ok(applied)
-    }
-
     async fn task_lease_extend(
         &self,
         p: &TaskLeaseExtendParams,
@@ -310,25 +240,6 @@ impl Driver for SqliteDriver {
         ids.iter().map(|id| rows::task_id(id)).collect()
     }
 
-    async fn task_rescue_expired(
-        &self,
-        now: DateTime<Utc>,
-        error: &str,
-    ) -> Result<Rescued, StoreError> {
-        let states: Vec<String> = sqlx::query_scalar(include_str!("sql/rescue_expired.sql"))
-            .bind(millis(now))
-            .bind(now.to_rfc3339())
-            .bind(error)
-            .fetch_all(&self.writer)
-            .await
-            .map_err(err)?;
-        let dead = states.iter().filter(|s| *s == "dead").count() as u64;
-        Ok(Rescued {
-            dead,
-            requeued: states.len() as u64 - dead,
-        })
-    }
-
     async fn task_release(&self, p: &TaskReleaseParams) -> Result<u64, StoreError> {
         let mut released = 0;
         let mut tx = self.writer.begin().await.map_err(err)?;
@@ -351,36 +262,15 @@ impl Driver for SqliteDriver {
         Ok(released)
     }
 
-    async fn task_retry_dead(
-        &self,
-        id: TaskId,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Task>, StoreError> {
-        // The task's cache key is dropped when an equal input is live again
-        // (keys are unique among live tasks).
-        let sql = format!(
-            "UPDATE tasks SET state = 'queued', attempts = 0, run_at = ?, completed_at = NULL, \
-                 lease_expires_at = NULL, \
-                 cache_key = CASE WHEN EXISTS (SELECT 1 FROM tasks live \
-                     WHERE live.cache_key = tasks.cache_key AND live.state IN ('queued', 'running')) \
-                     THEN NULL ELSE cache_key END \
-             WHERE id = ? AND state = 'dead' RETURNING {TASK_COLUMNS}"
-        );
-        self.change_one(&sql, id, now).await
+    async fn workflow_get(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError> {
+        workflows::get(&self.reader, id).await
     }
 
-    async fn task_cancel_live(
+    async fn workflow_list(
         &self,
-        id: TaskId,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Task>, StoreError> {
-        // The lease token moves on, so a running attempt's completion is refused.
-        let sql = format!(
-            "UPDATE tasks SET state = 'cancelled', completed_at = ?, lease_token = lease_token + 1, \
-                 lease_expires_at = NULL \
-             WHERE id = ? AND state IN ('queued', 'running') RETURNING {TASK_COLUMNS}"
-        );
-        self.change_one(&sql, id, now).await
+        params: &WorkflowListParams,
+    ) -> Result<Vec<Workflow>, StoreError> {
+        workflows::list(&self.reader, params).await
     }
 
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
@@ -542,6 +432,10 @@ impl Driver for SqliteDriver {
             deleted += self.delete_some(&sql, millis(before), limit).await?;
         }
         Ok(deleted)
+    }
+
+    async fn prune_workflows(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+        workflows::prune(&self.writer, millis(before), limit).await
     }
 
     async fn prune_cache(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
@@ -736,23 +630,6 @@ impl Driver for SqliteDriver {
 }
 
 impl SqliteDriver {
-    /// Runs a statement that changes one task (binding the time, then its
-    /// id) and returns the task as it is now.
-    async fn change_one(
-        &self,
-        sql: &str,
-        id: TaskId,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Task>, StoreError> {
-        let row: Option<TaskRow> = sqlx::query_as(sql)
-            .bind(millis(now))
-            .bind(id.to_string())
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(err)?;
-        row.map(Task::try_from).transpose()
-    }
-
     /// Runs a bounded `DELETE … LIMIT ?` (binding a time, then the limit).
     async fn delete_some(&self, sql: &str, at: i64, limit: i64) -> Result<u64, StoreError> {
         Ok(sqlx::query(sql)

@@ -6,8 +6,11 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{Sqlite, Transaction};
-use weir_core::{RetryPolicy, StoreError, Task, TaskClaimParams, TaskId, TaskInsertParams};
-use weir_store::{lease_end, Claimed, DriverTx, HeldKey, LimitedQueue};
+use weir_core::{
+    RetryPolicy, StoreError, Task, TaskClaimParams, TaskCompletion, TaskId, TaskInsertParams,
+    TaskOutcome, TaskState,
+};
+use weir_store::{lease_end, Claimed, DriverTx, HeldKey, LimitedQueue, Rescued};
 
 use super::rows::{decode, millis, task_id, time, ClaimedRow, TaskRow, TASK_COLUMNS};
 use super::{err, json_list};
@@ -242,7 +245,149 @@ impl DriverTx for SqliteTx {
         row.map(Task::try_from).transpose()
     }
 
+    async fn task_complete_many(
+        &mut self,
+        completions: &[TaskCompletion],
+    ) -> Result<Vec<(TaskId, Option<TaskState>)>, StoreError> {
+        let mut applied = Vec::with_capacity(completions.len());
+        for c in completions {
+            let now = millis(c.now);
+            let id = c.id.to_string();
+            let done = match &c.outcome {
+                TaskOutcome::Succeeded { result, cache } => {
+                    let result = result.to_string();
+                    let done = sqlx::query(
+                        "UPDATE tasks SET state = 'succeeded', result = ?, error = NULL, \
+                             completed_at = ?, lease_expires_at = NULL \
+                         WHERE id = ? AND lease_token = ? AND state = 'running'",
+                    )
+                    .bind(&result)
+                    .bind(now)
+                    .bind(&id)
+                    .bind(c.lease_token)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(err)?
+                    .rows_affected()
+                        == 1;
+                    if let (true, Some(cache)) = (done, cache) {
+                        sqlx::query(
+                            "INSERT INTO cache (key, value, created_at, expires_at) VALUES (?, ?, ?, ?) \
+                             ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+                                 created_at = excluded.created_at, expires_at = excluded.expires_at",
+                        )
+                        .bind(&cache.key)
+                        .bind(&result)
+                        .bind(now)
+                        .bind(millis(cache.expires_at))
+                        .execute(&mut *self.tx)
+                        .await
+                        .map_err(err)?;
+                    }
+                    done.then_some(Some(TaskState::Succeeded))
+                }
+                TaskOutcome::Failed { error, retry_at } => {
+                    let (state, run_at, completed_at, ended) = match retry_at {
+                        Some(at) => ("queued", Some(millis(*at)), None, None),
+                        None => ("dead", None, Some(now), Some(TaskState::Dead)),
+                    };
+                    let done = sqlx::query(include_str!("sql/complete_failed.sql"))
+                        .bind(state)
+                        .bind(error)
+                        .bind(run_at)
+                        .bind(completed_at)
+                        .bind(error)
+                        .bind(c.now.to_rfc3339())
+                        .bind(&id)
+                        .bind(c.lease_token)
+                        .execute(&mut *self.tx)
+                        .await
+                        .map_err(err)?
+                        .rows_affected();
+                    (done == 1).then_some(ended)
+                }
+            };
+            if let Some(ended) = done {
+                applied.push((c.id, ended));
+            }
+        }
+        Ok(applied)
+    }
+
+    async fn task_rescue_expired(
+        &mut self,
+        now: DateTime<Utc>,
+        error: &str,
+    ) -> Result<Rescued, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(include_str!("sql/rescue_expired.sql"))
+            .bind(millis(now))
+            .bind(now.to_rfc3339())
+            .bind(error)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(err)?;
+        let mut rescued = Rescued::default();
+        for (id, state) in rows {
+            match state.as_str() {
+                "dead" => rescued.dead.push(task_id(&id)?),
+                _ => rescued.requeued += 1,
+            }
+        }
+        Ok(rescued)
+    }
+
+    async fn task_retry_dead(
+        &mut self,
+        id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, StoreError> {
+        // The task's cache key is dropped when an equal input is live again
+        // (keys are unique among live tasks).
+        let sql = format!(
+            "UPDATE tasks SET state = 'queued', attempts = 0, run_at = ?, completed_at = NULL, \
+                 lease_expires_at = NULL, \
+                 cache_key = CASE WHEN EXISTS (SELECT 1 FROM tasks live \
+                     WHERE live.cache_key = tasks.cache_key AND live.state IN ('queued', 'running')) \
+                     THEN NULL ELSE cache_key END \
+             WHERE id = ? AND state = 'dead' RETURNING {TASK_COLUMNS}"
+        );
+        self.change_one(&sql, id, now).await
+    }
+
+    async fn task_cancel_live(
+        &mut self,
+        id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, StoreError> {
+        // The lease token moves on, so a running attempt's completion is refused.
+        let sql = format!(
+            "UPDATE tasks SET state = 'cancelled', completed_at = ?, lease_token = lease_token + 1, \
+                 lease_expires_at = NULL \
+             WHERE id = ? AND state IN ('queued', 'running', 'waiting') RETURNING {TASK_COLUMNS}"
+        );
+        self.change_one(&sql, id, now).await
+    }
+
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await.map_err(err)
+    }
+}
+
+impl SqliteTx {
+    /// Runs a statement changing one task (binding the time, then the id)
+    /// and returns the task it changed.
+    async fn change_one(
+        &mut self,
+        sql: &str,
+        id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, StoreError> {
+        let row: Option<TaskRow> = sqlx::query_as(sql)
+            .bind(millis(now))
+            .bind(id.to_string())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(err)?;
+        row.map(Task::try_from).transpose()
     }
 }

@@ -142,11 +142,13 @@ pub async fn complete_many_returns_only_the_applied_ids(d: Arc<dyn Driver>) {
     assert_eq!(got.len(), 2);
     let mut stale = success(&got[1].task, now, None);
     stale.lease_token += 1;
-    let applied = d
+    let mut tx = d.begin().await.unwrap();
+    let applied = tx
         .task_complete_many(&[success(&got[0].task, now, None), stale])
         .await
         .unwrap();
-    assert_eq!(applied, vec![got[0].task.id]);
+    tx.commit().await.unwrap();
+    assert_eq!(applied, vec![(got[0].task.id, Some(TaskState::Succeeded))]);
 }
 
 pub async fn rescue_tells_dead_from_requeued(d: Arc<dyn Driver>) {
@@ -159,8 +161,13 @@ pub async fn rescue_tells_dead_from_requeued(d: Arc<dyn Driver>) {
     c.lease = Duration::from_secs(1);
     assert_eq!(d.claim_unlimited(&c, &[]).await.unwrap().len(), 2);
     let later = now + chrono::Duration::seconds(5);
-    let rescued = d.task_rescue_expired(later, "lease expired").await.unwrap();
-    assert_eq!((rescued.dead, rescued.requeued), (1, 1));
+    let mut tx = d.begin().await.unwrap();
+    let rescued = tx
+        .task_rescue_expired(later, "lease expired")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!((rescued.dead, rescued.requeued), (vec![last.id], 1));
     let dead = d.task_get(last.id).await.unwrap().unwrap();
     assert_eq!(dead.state, TaskState::Dead);
     assert_eq!(dead.error.as_deref(), Some("lease expired"));

@@ -45,6 +45,15 @@ macro_rules! conformance_suite {
             a_resent_id_under_a_new_idempotency_key_returns_its_task,
             a_resent_id_of_a_finished_task_is_not_queued_again,
             a_tasks_tenant_travels_with_it_and_scopes_lists,
+            a_chain_runs_step_by_step_and_the_workflow_succeeds,
+            fan_in_waits_for_every_parent_and_receives_their_results,
+            parents_ending_at_once_queue_their_child_exactly_once,
+            a_dead_step_cancels_its_dependents_and_a_retry_brings_them_back,
+            under_run_a_step_runs_after_a_failed_parent_and_sees_its_error,
+            a_lease_lost_on_the_last_attempt_fails_the_step_and_cancels_dependents,
+            cancelling_a_workflow_stops_every_step_and_fences_running_ones,
+            workflows_list_newest_first_by_status_and_name,
+            finished_workflows_are_pruned_with_their_graphs,
         );
     };
     ($setup:ident; $($name:ident),* $(,)?) => {

@@ -1,12 +1,13 @@
 //! [`SqlStore`]: the one implementation of every store role, over a [`Driver`].
 //!
 //! What is policy lives here, once, whatever the dialect: claim admission
-//! ([`claim`]), submissions folded and idempotent ([`submit`]), when workers
-//! are woken, a change's answer when it did not apply, the leader lease's
+//! ([`claim`]), submissions folded and idempotent ([`submit`]), what a
+//! step's end does to its workflow ([`workflow`]), when workers are woken, a change's answer when it did not apply, the leader lease's
 //! term, pruning, and riding out a busy database ([`BusyRetry`]).
 
 mod claim;
 mod submit;
+mod workflow;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use weir_core::{
     MaintenancePruneReport, NewEvent, QueueDepth, QueueLimits, RequestLog, RequestLogEntry,
     RequestLogStats, ResultCache, Store, StoreError, StoredEvent, Task, TaskAdmin, TaskChange,
     TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams, TaskLeaseExtendParams,
-    TaskListParams, TaskOutcome, TaskQueue, TaskReleaseParams, TaskRescueParams,
+    TaskListParams, TaskOutcome, TaskQueue, TaskReleaseParams, TaskRescueParams, TaskState,
     WorkerHeartbeatParams, WorkerInfo, WorkerRegistry,
 };
 
@@ -98,6 +99,29 @@ impl SqlStore {
         self.driver().wake_other_processes();
     }
 
+    /// Records completions and what the steps among them end in their
+    /// workflows, in one transaction; returns the ids applied (with the
+    /// state each ended in) and whether a step was queued.
+    async fn complete_in_tx(
+        &self,
+        completions: &[TaskCompletion],
+    ) -> Result<(Vec<(TaskId, Option<TaskState>)>, bool), StoreError> {
+        let now = completions
+            .iter()
+            .map(|c| c.now)
+            .max()
+            .unwrap_or_else(Utc::now);
+        let mut tx = self.driver().begin().await?;
+        let applied = tx.task_complete_many(completions).await?;
+        let ended: Vec<(TaskId, TaskState)> = applied
+            .iter()
+            .filter_map(|(id, state)| state.map(|s| (*id, s)))
+            .collect();
+        let queued = workflow::steps_ended(&mut *tx, &ended, now).await?;
+        tx.commit().await?;
+        Ok((applied, queued))
+    }
+
     /// Why a change to a task did not apply: it is missing, or in another state.
     async fn unchanged(&self, id: TaskId) -> Result<TaskChange, StoreError> {
         Ok(match self.driver().task_get(id).await? {
@@ -172,10 +196,9 @@ impl TaskQueue for SqlStore {
         if completions.is_empty() {
             return Ok(Vec::new());
         }
-        let applied = self
-            .call(|| self.driver().task_complete_many(completions))
-            .await?;
-        let mut applied: std::collections::HashSet<TaskId> = applied.into_iter().collect();
+        let (applied, steps_queued) = self.call(|| self.complete_in_tx(completions)).await?;
+        let mut applied: std::collections::HashSet<TaskId> =
+            applied.into_iter().map(|(id, _)| id).collect();
         let retried = completions.iter().any(|c| {
             matches!(
                 c.outcome,
@@ -185,7 +208,7 @@ impl TaskQueue for SqlStore {
                 }
             )
         });
-        if retried {
+        if retried || steps_queued {
             self.wake_workers();
         }
         // A task listed twice in one batch is applied once: the first wins.
@@ -209,13 +232,20 @@ impl TaskQueue for SqlStore {
     }
 
     async fn task_rescue_expired(&self, p: TaskRescueParams) -> Result<u64, StoreError> {
-        let done = self
-            .call(|| self.driver().task_rescue_expired(p.now, LEASE_EXPIRED))
+        let (done, steps_queued) = self
+            .call(|| async {
+                let mut tx = self.driver().begin().await?;
+                let done = tx.task_rescue_expired(p.now, LEASE_EXPIRED).await?;
+                let dead: Vec<_> = done.dead.iter().map(|id| (*id, TaskState::Dead)).collect();
+                let queued = workflow::steps_ended(&mut *tx, &dead, p.now).await?;
+                tx.commit().await?;
+                Ok((done, queued))
+            })
             .await?;
-        if done.requeued > 0 {
+        if done.requeued > 0 || steps_queued {
             self.wake_workers();
         }
-        Ok(done.dead + done.requeued)
+        Ok(done.dead.len() as u64 + done.requeued)
     }
 
     async fn task_release(&self, p: TaskReleaseParams) -> Result<u64, StoreError> {
@@ -269,7 +299,18 @@ impl TaskAdmin for SqlStore {
     }
 
     async fn task_retry(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError> {
-        match self.call(|| self.driver().task_retry_dead(id, now)).await? {
+        let retried = self
+            .call(|| async {
+                let mut tx = self.driver().begin().await?;
+                let task = tx.task_retry_dead(id, now).await?;
+                if task.is_some() {
+                    workflow::step_retried(&mut *tx, id, now).await?;
+                }
+                tx.commit().await?;
+                Ok(task)
+            })
+            .await?;
+        match retried {
             Some(task) => {
                 self.wake_workers();
                 Ok(TaskChange::Changed(Box::new(task)))
@@ -279,10 +320,23 @@ impl TaskAdmin for SqlStore {
     }
 
     async fn task_cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError> {
-        match self
-            .call(|| self.driver().task_cancel_live(id, now))
-            .await?
-        {
+        let (cancelled, steps_queued) = self
+            .call(|| async {
+                let mut tx = self.driver().begin().await?;
+                let task = tx.task_cancel_live(id, now).await?;
+                let ended = match &task {
+                    Some(_) => vec![(id, TaskState::Cancelled)],
+                    None => Vec::new(),
+                };
+                let queued = workflow::steps_ended(&mut *tx, &ended, now).await?;
+                tx.commit().await?;
+                Ok((task, queued))
+            })
+            .await?;
+        if steps_queued {
+            self.wake_workers();
+        }
+        match cancelled {
             Some(task) => Ok(TaskChange::Changed(Box::new(task))),
             None => self.unchanged(id).await,
         }
@@ -404,6 +458,9 @@ impl Leadership for SqlStore {
                 .call(|| d.prune_idempotency_keys(p.finished_before, p.limit))
                 .await?,
             cache_deleted: self.call(|| d.prune_cache(p.now, p.limit)).await?,
+            workflows_deleted: self
+                .call(|| d.prune_workflows(p.finished_before, p.limit))
+                .await?,
             workers_marked_offline: self
                 .call(|| d.workers_mark_offline(p.workers_silent_since))
                 .await?,

@@ -1,7 +1,7 @@
 -- Records a batch of outcomes in one statement. Finished tasks move to
 -- tasks_finished (and successes with a cache key into `cache`); retries stay
 -- queued with their new run_at. Every row is fenced by its lease token.
--- Returns the ids applied.
+-- Returns the ids applied, each with its state now ('queued': to be retried).
 WITH c AS (
     SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[],
                          $6::timestamptz[], $7::timestamptz[])
@@ -26,7 +26,7 @@ archived AS (
                                 queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms,
                                 tenant, errors)
     SELECT * FROM finished
-    RETURNING id
+    RETURNING id, state
 ),
 cached AS (
     INSERT INTO cache (key, value, created_at, expires_at)
@@ -45,4 +45,4 @@ retried AS (
     WHERE t.id = c.id AND t.lease_token = c.token AND t.state = 'running' AND c.state = 'queued'
     RETURNING t.id
 )
-SELECT id FROM archived UNION ALL SELECT id FROM retried
+SELECT id, state FROM archived UNION ALL SELECT id, 'queued' FROM retried

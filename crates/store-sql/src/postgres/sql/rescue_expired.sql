@@ -1,6 +1,6 @@
 -- Running tasks whose lease ended before $1: out of attempts, they move to
 -- tasks_finished as dead; else they are queued again. $2 is recorded as the
--- attempt's error. Returns (dead, requeued).
+-- attempt's error. Returns (the ids now dead, how many were queued again).
 WITH expired AS (
     SELECT id FROM tasks WHERE state = 'running' AND lease_expires_at < $1
     FOR UPDATE SKIP LOCKED),
@@ -28,4 +28,4 @@ requeued AS (
             'error', $2::text, 'at', $1::timestamptz, 'worker_id', t.worker_id))
     FROM expired e WHERE t.id = e.id AND t.attempts < t.max_attempts
     RETURNING t.id)
-SELECT (SELECT COUNT(*) FROM archived), (SELECT COUNT(*) FROM requeued)
+SELECT (SELECT COALESCE(array_agg(id), '{}') FROM archived), (SELECT COUNT(*) FROM requeued)

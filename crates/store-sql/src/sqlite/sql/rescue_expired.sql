@@ -8,4 +8,4 @@ UPDATE tasks SET
     errors = json_insert(errors, '$[#]', json_object('attempt', attempts,
         'error', ?3, 'at', ?2, 'worker_id', worker_id))
 WHERE state = 'running' AND lease_expires_at < ?1
-RETURNING state
+RETURNING id, state

@@ -12,10 +12,12 @@ mod drift;
 mod limits;
 mod steering;
 mod task_types;
+mod workflows;
 pub use drift::*;
 pub use limits::*;
 pub use steering::*;
 pub use task_types::*;
+pub use workflows::*;
 
 pub(crate) fn insert_params(kind: Builtin, s: &str, now: DateTime<Utc>) -> TaskInsertParams {
     let input = json!({ "string": s });

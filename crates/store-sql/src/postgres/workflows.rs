@@ -1,0 +1,569 @@
+//! A workflow's graph on PostgreSQL, inside one transaction. Rows go by
+//! arrays (`unnest`), so a step with thousands of children is a handful of
+//! statements. Finished steps live in `tasks_finished` like every task.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::QueryBuilder;
+use uuid::Uuid;
+use weir_core::{
+    NewWorkflow, StoreError, TaskId, TaskState, TaskType, Workflow, WorkflowId, WorkflowListParams,
+    WorkflowStatus, WorkflowStep,
+};
+use weir_store::{
+    EndedStep, ParentOutcome, ReadyStep, StepCancel, StepChild, WorkflowCounts, WorkflowTx,
+};
+
+use super::err;
+use super::tx::PostgresTx;
+
+fn state(text: &str) -> Result<TaskState, StoreError> {
+    text.parse().map_err(StoreError::Corrupt)
+}
+
+fn uuids(ids: &[TaskId]) -> Vec<Uuid> {
+    ids.iter().map(|id| id.0).collect()
+}
+
+fn ended_steps(rows: Vec<(Uuid, Uuid, String, String)>) -> Result<Vec<EndedStep>, StoreError> {
+    rows.into_iter()
+        .map(|(task, workflow, step_id, s)| {
+            Ok(EndedStep {
+                task: TaskId(task),
+                workflow: WorkflowId(workflow),
+                step_id,
+                state: state(&s)?,
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl WorkflowTx for PostgresTx {
+    async fn workflow_insert(&mut self, w: &NewWorkflow) -> Result<(), StoreError> {
+        let total = w.steps.len() as i32;
+        sqlx::query(
+            "INSERT INTO workflows (id, name, tenant, status, steps_total, steps_live, created_at) \
+             VALUES ($1, $2, $3, 'running', $4, $4, $5)",
+        )
+        .bind(w.id.0)
+        .bind(&w.name)
+        .bind(&w.tenant)
+        .bind(total)
+        .bind(w.now)
+        .execute(self.exec())
+        .await
+        .map_err(err)?;
+        let rows: Vec<_> = w
+            .steps
+            .iter()
+            .map(|s| {
+                let state = if s.depends_on.is_empty() {
+                    "queued"
+                } else {
+                    "waiting"
+                };
+                (&s.task, state)
+            })
+            .collect();
+        super::insert::task_rows(self.exec(), &rows).await?;
+        let task_of: std::collections::HashMap<&str, Uuid> = w
+            .steps
+            .iter()
+            .map(|s| (s.step_id.as_str(), s.task.id.0))
+            .collect();
+        let mut parents = Vec::new();
+        let mut children = Vec::new();
+        for s in &w.steps {
+            for parent in &s.depends_on {
+                let parent = task_of.get(parent.as_str()).ok_or_else(|| {
+                    StoreError::Corrupt(format!("step {parent:?} of the graph has no task"))
+                })?;
+                parents.push(*parent);
+                children.push(s.task.id.0);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO workflow_steps (task_id, workflow_id, step_id, position, depends_on, \
+                 on_parent_failure, with_parent_results, pending_parents) \
+             SELECT t, $1, s, p, d, f, r, n \
+             FROM unnest($2::uuid[], $3::text[], $4::int[], $5::jsonb[], $6::text[], \
+                         $7::bool[], $8::int[]) AS x(t, s, p, d, f, r, n)",
+        )
+        .bind(w.id.0)
+        .bind(w.steps.iter().map(|s| s.task.id.0).collect::<Vec<_>>())
+        .bind(
+            w.steps
+                .iter()
+                .map(|s| s.step_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind((0..w.steps.len() as i32).collect::<Vec<_>>())
+        .bind(
+            w.steps
+                .iter()
+                .map(|s| serde_json::json!(s.depends_on))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            w.steps
+                .iter()
+                .map(|s| s.on_parent_failure.as_str().to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            w.steps
+                .iter()
+                .map(|s| s.with_parent_results)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            w.steps
+                .iter()
+                .map(|s| s.depends_on.len() as i32)
+                .collect::<Vec<_>>(),
+        )
+        .execute(self.exec())
+        .await
+        .map_err(err)?;
+        sqlx::query(
+            "INSERT INTO workflow_edges (parent, child) \
+             SELECT * FROM unnest($1::uuid[], $2::uuid[])",
+        )
+        .bind(parents)
+        .bind(children)
+        .execute(self.exec())
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn steps_end(
+        &mut self,
+        ended: &[(TaskId, TaskState)],
+    ) -> Result<Vec<EndedStep>, StoreError> {
+        let rows: Vec<(Uuid, Uuid, String, String)> = sqlx::query_as(
+            "UPDATE workflow_steps s SET ended = e.state \
+             FROM unnest($1::uuid[], $2::text[]) AS e(id, state) \
+             WHERE s.task_id = e.id AND s.ended IS NULL \
+             RETURNING s.task_id, s.workflow_id, s.step_id, s.ended",
+        )
+        .bind(ended.iter().map(|(id, _)| id.0).collect::<Vec<_>>())
+        .bind(
+            ended
+                .iter()
+                .map(|(_, s)| s.as_str().to_string())
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(self.exec())
+        .await
+        .map_err(err)?;
+        ended_steps(rows)
+    }
+
+    async fn step_children(&mut self, parents: &[TaskId]) -> Result<Vec<StepChild>, StoreError> {
+        let rows: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
+            "SELECT e.parent, e.child, s.on_parent_failure FROM workflow_edges e \
+             JOIN workflow_steps s ON s.task_id = e.child \
+             WHERE e.parent = ANY($1) AND s.ended IS NULL",
+        )
+        .bind(uuids(parents))
+        .fetch_all(self.exec())
+        .await
+        .map_err(err)?;
+        rows.into_iter()
+            .map(|(parent, child, policy)| {
+                Ok(StepChild {
+                    parent: TaskId(parent),
+                    child: TaskId(child),
+                    on_parent_failure: policy.parse().map_err(StoreError::Corrupt)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn steps_parents_ended(
+        &mut self,
+        counts: &[(TaskId, i32)],
+    ) -> Result<Vec<ReadyStep>, StoreError> {
+        let rows: Vec<(Uuid, bool, i32)> = sqlx::query_as(
+            "UPDATE workflow_steps s SET pending_parents = s.pending_parents - c.n \
+             FROM unnest($1::uuid[], $2::int[]) AS c(id, n) \
+             WHERE s.task_id = c.id AND s.ended IS NULL \
+             RETURNING s.task_id, s.with_parent_results, s.pending_parents",
+        )
+        .bind(counts.iter().map(|(id, _)| id.0).collect::<Vec<_>>())
+        .bind(counts.iter().map(|(_, n)| *n).collect::<Vec<_>>())
+        .fetch_all(self.exec())
+        .await
+        .map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, _, pending)| *pending == 0)
+            .map(|(task, with_parent_results, _)| ReadyStep {
+                task: TaskId(task),
+                with_parent_results,
+            })
+            .collect())
+    }
+
+    async fn step_input(&mut self, task: TaskId) -> Result<Value, StoreError> {
+        sqlx::query_scalar("SELECT input FROM tasks WHERE id = $1")
+            .bind(task.0)
+            .fetch_one(self.exec())
+            .await
+            .map_err(err)
+    }
+
+    async fn step_parent_outcomes(
+        &mut self,
+        task: TaskId,
+    ) -> Result<Vec<ParentOutcome>, StoreError> {
+        let rows: Vec<(String, String, Option<Value>, Option<String>)> = sqlx::query_as(
+            "SELECT s.step_id, t.state, t.result, t.error FROM workflow_edges e \
+             JOIN workflow_steps s ON s.task_id = e.parent \
+             JOIN tasks_finished t ON t.id = e.parent \
+             WHERE e.child = $1 ORDER BY s.position",
+        )
+        .bind(task.0)
+        .fetch_all(self.exec())
+        .await
+        .map_err(err)?;
+        rows.into_iter()
+            .map(|(step_id, s, result, error)| {
+                Ok(ParentOutcome {
+                    step_id,
+                    state: state(&s)?,
+                    result,
+                    error,
+                })
+            })
+            .collect()
+    }
+
+    async fn step_queue(
+        &mut self,
+        task: TaskId,
+        input: Option<&Value>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE tasks SET state = 'queued', run_at = GREATEST(run_at, $1), \
+                 input = COALESCE($2, input) \
+             WHERE id = $3 AND state = 'waiting'",
+        )
+        .bind(now)
+        .bind(input)
+        .bind(task.0)
+        .execute(self.exec())
+        .await
+        .map_err(err)?;
+        self.hints.forget_all();
+        Ok(())
+    }
+
+    async fn steps_cancel(
+        &mut self,
+        cancels: &[StepCancel],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<EndedStep>, StoreError> {
+        let tasks: Vec<Uuid> = cancels.iter().map(|c| c.task.0).collect();
+        sqlx::query(include_str!("sql/cancel_waiting.sql"))
+            .bind(&tasks)
+            .bind(cancels.iter().map(|c| c.error.clone()).collect::<Vec<_>>())
+            .bind(now)
+            .execute(self.exec())
+            .await
+            .map_err(err)?;
+        let rows: Vec<(Uuid, Uuid, String, String)> = sqlx::query_as(
+            "UPDATE workflow_steps s SET ended = 'cancelled', cancelled_by = c.parent \
+             FROM unnest($1::uuid[], $2::uuid[]) AS c(id, parent) \
+             WHERE s.task_id = c.id AND s.ended IS NULL \
+             RETURNING s.task_id, s.workflow_id, s.step_id, s.ended",
+        )
+        .bind(&tasks)
+        .bind(cancels.iter().map(|c| c.parent.0).collect::<Vec<_>>())
+        .fetch_all(self.exec())
+        .await
+        .map_err(err)?;
+        ended_steps(rows)
+    }
+
+    async fn workflow_count_ended(
+        &mut self,
+        workflow: WorkflowId,
+        ended: i64,
+        succeeded: i64,
+    ) -> Result<WorkflowCounts, StoreError> {
+        let (total, live, succeeded, cancel_requested): (i32, i32, i32, bool) = sqlx::query_as(
+            "UPDATE workflows SET steps_live = steps_live - $1, \
+                 steps_succeeded = steps_succeeded + $2 \
+             WHERE id = $3 \
+             RETURNING steps_total, steps_live, steps_succeeded, cancel_requested",
+        )
+        .bind(ended as i32)
+        .bind(succeeded as i32)
+        .bind(workflow.0)
+        .fetch_one(self.exec())
+        .await
+        .map_err(err)?;
+        Ok(WorkflowCounts {
+            total: total.into(),
+            live: live.into(),
+            succeeded: succeeded.into(),
+            cancel_requested,
+        })
+    }
+
+    async fn workflow_finish(
+        &mut self,
+        workflow: WorkflowId,
+        status: WorkflowStatus,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE workflows SET status = $1, finished_at = $2 WHERE id = $3")
+            .bind(status.as_str())
+            .bind(now)
+            .bind(workflow.0)
+            .execute(self.exec())
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn step_reopen(&mut self, task: TaskId) -> Result<Option<WorkflowId>, StoreError> {
+        let row: Option<Uuid> = sqlx::query_scalar(
+            "UPDATE workflow_steps SET ended = NULL, cancelled_by = NULL \
+             WHERE task_id = $1 AND ended IS NOT NULL RETURNING workflow_id",
+        )
+        .bind(task.0)
+        .fetch_optional(self.exec())
+        .await
+        .map_err(err)?;
+        Ok(row.map(WorkflowId))
+    }
+
+    async fn steps_cancelled_by(&mut self, parent: TaskId) -> Result<Vec<TaskId>, StoreError> {
+        let rows: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT task_id FROM workflow_steps WHERE cancelled_by = $1 AND ended = 'cancelled'",
+        )
+        .bind(parent.0)
+        .fetch_all(self.exec())
+        .await
+        .map_err(err)?;
+        Ok(rows.into_iter().map(TaskId).collect())
+    }
+
+    async fn step_parents(
+        &mut self,
+        task: TaskId,
+    ) -> Result<Vec<(TaskId, Option<TaskState>)>, StoreError> {
+        let rows: Vec<(Uuid, Option<String>)> = sqlx::query_as(
+            "SELECT e.parent, s.ended FROM workflow_edges e \
+             JOIN workflow_steps s ON s.task_id = e.parent WHERE e.child = $1",
+        )
+        .bind(task.0)
+        .fetch_all(self.exec())
+        .await
+        .map_err(err)?;
+        rows.into_iter()
+            .map(|(id, ended)| Ok((TaskId(id), ended.as_deref().map(state).transpose()?)))
+            .collect()
+    }
+
+    async fn step_restore(
+        &mut self,
+        task: TaskId,
+        pending: i32,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(include_str!("sql/restore_cancelled.sql"))
+            .bind(task.0)
+            .bind(now)
+            .execute(self.exec())
+            .await
+            .map_err(err)?;
+        sqlx::query(
+            "UPDATE workflow_steps SET ended = NULL, cancelled_by = NULL, pending_parents = $1 \
+             WHERE task_id = $2",
+        )
+        .bind(pending)
+        .bind(task.0)
+        .execute(self.exec())
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn workflow_reopen(
+        &mut self,
+        workflow: WorkflowId,
+        steps: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE workflows SET steps_live = steps_live + $1, status = 'running', \
+                 finished_at = NULL, cancel_requested = false WHERE id = $2",
+        )
+        .bind(steps as i32)
+        .bind(workflow.0)
+        .execute(self.exec())
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn workflow_of_task(&mut self, task: TaskId) -> Result<Option<WorkflowId>, StoreError> {
+        let row: Option<Uuid> =
+            sqlx::query_scalar("SELECT workflow_id FROM workflow_steps WHERE task_id = $1")
+                .bind(task.0)
+                .fetch_optional(self.exec())
+                .await
+                .map_err(err)?;
+        Ok(row.map(WorkflowId))
+    }
+
+    async fn workflow_cancel_request(
+        &mut self,
+        workflow: WorkflowId,
+    ) -> Result<Option<Vec<TaskId>>, StoreError> {
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM workflows WHERE id = $1 FOR UPDATE")
+                .bind(workflow.0)
+                .fetch_optional(self.exec())
+                .await
+                .map_err(err)?;
+        match status.as_deref() {
+            None => return Ok(None),
+            Some("running") => {}
+            Some(_) => return Ok(Some(Vec::new())),
+        }
+        sqlx::query("UPDATE workflows SET cancel_requested = true WHERE id = $1")
+            .bind(workflow.0)
+            .execute(self.exec())
+            .await
+            .map_err(err)?;
+        let rows: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT task_id FROM workflow_steps WHERE workflow_id = $1 AND ended IS NULL",
+        )
+        .bind(workflow.0)
+        .fetch_all(self.exec())
+        .await
+        .map_err(err)?;
+        Ok(Some(rows.into_iter().map(TaskId).collect()))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct WorkflowRow {
+    id: Uuid,
+    name: Option<String>,
+    tenant: Option<String>,
+    status: String,
+    created_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl WorkflowRow {
+    fn into_workflow(self, steps: Vec<WorkflowStep>) -> Result<Workflow, StoreError> {
+        Ok(Workflow {
+            id: WorkflowId(self.id),
+            name: self.name,
+            status: self.status.parse().map_err(StoreError::Corrupt)?,
+            created_at: self.created_at,
+            finished_at: self.finished_at,
+            tenant: self.tenant,
+            steps,
+        })
+    }
+}
+
+const WORKFLOW_COLUMNS: &str = "id, name, tenant, status, created_at, finished_at";
+
+/// A workflow with its steps, in the order they were submitted. A step's
+/// task is in `tasks` or `tasks_finished`; the finished side is read first,
+/// so a step moving between the two is not missed.
+pub(super) async fn get(
+    exec: &super::exec::PgExec,
+    id: WorkflowId,
+) -> Result<Option<Workflow>, StoreError> {
+    let sql = format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = $1");
+    let Some(row): Option<WorkflowRow> = sqlx::query_as(&sql)
+        .bind(id.0)
+        .fetch_optional(exec)
+        .await
+        .map_err(err)?
+    else {
+        return Ok(None);
+    };
+    type StepRow = (
+        String,
+        Uuid,
+        String,
+        String,
+        Value,
+        i32,
+        Option<Value>,
+        Option<String>,
+    );
+    let rows: Vec<StepRow> = sqlx::query_as(
+        "SELECT DISTINCT ON (s.position) s.step_id, s.task_id, t.kind, t.state, s.depends_on, \
+             t.attempts, t.result, t.error \
+         FROM workflow_steps s \
+         JOIN (SELECT id, kind, state, attempts, result, error, 0 AS side FROM tasks_finished \
+               UNION ALL \
+               SELECT id, kind, state, attempts, NULL, error, 1 FROM tasks) t \
+           ON t.id = s.task_id \
+         WHERE s.workflow_id = $1 ORDER BY s.position, t.side",
+    )
+    .bind(id.0)
+    .fetch_all(exec)
+    .await
+    .map_err(err)?;
+    let steps = rows
+        .into_iter()
+        .map(
+            |(step_id, task, kind, s, depends_on, attempts, result, error)| {
+                Ok(WorkflowStep {
+                    id: step_id,
+                    task_id: TaskId(task),
+                    kind: TaskType::from_stored(kind),
+                    status: state(&s)?,
+                    depends_on: serde_json::from_value(depends_on)
+                        .map_err(|e| StoreError::Corrupt(format!("depends_on: {e}")))?,
+                    attempts,
+                    result,
+                    error,
+                })
+            },
+        )
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    row.into_workflow(steps).map(Some)
+}
+
+/// Workflows matching the filters, newest first, without their steps.
+pub(super) async fn list(
+    exec: &super::exec::PgExec,
+    p: &WorkflowListParams,
+) -> Result<Vec<Workflow>, StoreError> {
+    let mut q = QueryBuilder::new(format!(
+        "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE true"
+    ));
+    if let Some(status) = p.status {
+        q.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(name) = &p.name {
+        q.push(" AND name = ").push_bind(name.clone());
+    }
+    if let Some(tenant) = &p.tenant {
+        q.push(" AND tenant = ").push_bind(tenant.clone());
+    }
+    if let Some(before) = p.before {
+        q.push(" AND id < ").push_bind(before.0);
+    }
+    q.push(" ORDER BY id DESC LIMIT ").push_bind(p.limit);
+    let rows: Vec<WorkflowRow> = q.build_query_as().fetch_all(exec).await.map_err(err)?;
+    rows.into_iter()
+        .map(|r| r.into_workflow(Vec::new()))
+        .collect()
+}

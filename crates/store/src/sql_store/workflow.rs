@@ -1,0 +1,269 @@
+//! Workflows: what the end of a step does to the rest of its graph, decided
+//! once for every dialect and every way a task ends (a worker's completion,
+//! a lease run out on the last attempt, a cancel), inside the transaction
+//! that ends it — so a step is queued exactly once, when its last parent
+//! ends, and a crash between the two cannot happen.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use weir_core::{
+    IdempotencyKey, NewWorkflow, ParentFailure, StoreError, TaskId, TaskState, Workflow,
+    WorkflowId, WorkflowListParams, Workflows,
+};
+
+use super::SqlStore;
+use crate::driver::DriverTx;
+use crate::workflow_tx::{EndedStep, ParentOutcome, StepCancel};
+
+/// Applies the end of these tasks (those that are workflow steps) to their
+/// workflows: dependents queued, cancelled or left waiting, and each
+/// workflow's status. Cancelled dependents end in turn, transitively.
+/// Returns whether a step was queued (workers should be woken).
+pub(crate) async fn steps_ended(
+    tx: &mut dyn DriverTx,
+    ended: &[(TaskId, TaskState)],
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    if ended.is_empty() {
+        return Ok(false);
+    }
+    let mut round = tx.steps_end(ended).await?;
+    let mut queued_any = false;
+    let mut per_workflow: HashMap<WorkflowId, (i64, i64)> = HashMap::new();
+    while !round.is_empty() {
+        for step in &round {
+            let counts = per_workflow.entry(step.workflow).or_default();
+            counts.0 += 1;
+            counts.1 += i64::from(step.state == TaskState::Succeeded);
+        }
+        let (cancelled, queued) = children_of(tx, &round, now).await?;
+        queued_any |= queued;
+        round = cancelled;
+    }
+    for (workflow, (ended, succeeded)) in per_workflow {
+        let counts = tx.workflow_count_ended(workflow, ended, succeeded).await?;
+        if counts.live == 0 {
+            tx.workflow_finish(workflow, counts.status(), now).await?;
+        }
+    }
+    Ok(queued_any)
+}
+
+/// Decides the children of steps that just ended: a child under `cancel`
+/// with a failed parent is cancelled (and returned, as it has ended too);
+/// any other child counts its ended parents, and is queued when none is
+/// left (the `bool`: one was).
+async fn children_of(
+    tx: &mut dyn DriverTx,
+    parents: &[EndedStep],
+    now: DateTime<Utc>,
+) -> Result<(Vec<EndedStep>, bool), StoreError> {
+    let ids: Vec<TaskId> = parents.iter().map(|p| p.task).collect();
+    let by_id: HashMap<TaskId, &EndedStep> = parents.iter().map(|p| (p.task, p)).collect();
+    let mut cancels: Vec<StepCancel> = Vec::new();
+    let mut ended_parents: HashMap<TaskId, i32> = HashMap::new();
+    for edge in tx.step_children(&ids).await? {
+        let Some(parent) = by_id.get(&edge.parent) else {
+            continue;
+        };
+        let failed = parent.state != TaskState::Succeeded;
+        if failed && edge.on_parent_failure == ParentFailure::Cancel {
+            if !cancels.iter().any(|c| c.task == edge.child) {
+                cancels.push(StepCancel {
+                    task: edge.child,
+                    parent: parent.task,
+                    error: format!(
+                        "cancelled: step {:?} ended {}",
+                        parent.step_id,
+                        parent.state.as_str()
+                    ),
+                });
+            }
+        } else {
+            *ended_parents.entry(edge.child).or_default() += 1;
+        }
+    }
+    // A child cancelled here does not also count its parents.
+    ended_parents.retain(|child, _| !cancels.iter().any(|c| c.task == *child));
+    let counts: Vec<(TaskId, i32)> = ended_parents.into_iter().collect();
+    let ready = if counts.is_empty() {
+        Vec::new()
+    } else {
+        tx.steps_parents_ended(&counts).await?
+    };
+    let queued = !ready.is_empty();
+    for ready in ready {
+        let input = if ready.with_parent_results {
+            Some(with_parents(
+                tx.step_input(ready.task).await?,
+                tx.step_parent_outcomes(ready.task).await?,
+            ))
+        } else {
+            None
+        };
+        tx.step_queue(ready.task, input.as_ref(), now).await?;
+    }
+    if cancels.is_empty() {
+        return Ok((Vec::new(), queued));
+    }
+    Ok((tx.steps_cancel(&cancels, now).await?, queued))
+}
+
+/// The input a step gets with `"with_parent_results": true`: its own, with
+/// `"parents": {"<step id>": <result>}` (`{"error": …}` for a parent that
+/// did not succeed).
+fn with_parents(input: Value, parents: Vec<ParentOutcome>) -> Value {
+    let mut results = Map::new();
+    for p in parents {
+        let value = match p.state {
+            TaskState::Succeeded => p.result.unwrap_or(Value::Null),
+            state => serde_json::json!({
+                "error": p.error.unwrap_or_else(|| state.as_str().to_string())
+            }),
+        };
+        results.insert(p.step_id, value);
+    }
+    let mut input = match input {
+        Value::Object(map) => map,
+        other => {
+            let mut map = Map::new();
+            map.insert("input".into(), other);
+            map
+        }
+    };
+    input.insert("parents".into(), Value::Object(results));
+    Value::Object(input)
+}
+
+/// A dead step queued again (`POST /tasks/{id}/retry`): it is live again in
+/// its workflow, and the dependents its failure cancelled wait again —
+/// transitively — unless another parent of theirs has failed meanwhile.
+pub(crate) async fn step_retried(
+    tx: &mut dyn DriverTx,
+    task: TaskId,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let Some(workflow) = tx.step_reopen(task).await? else {
+        return Ok(());
+    };
+    let mut reopened = 1;
+    let mut frontier = vec![task];
+    while let Some(parent) = frontier.pop() {
+        for child in tx.steps_cancelled_by(parent).await? {
+            let parents = tx.step_parents(child).await?;
+            let other_failed = parents.iter().any(|(id, ended)| {
+                *id != parent && matches!(ended, Some(s) if *s != TaskState::Succeeded)
+            });
+            if other_failed {
+                continue;
+            }
+            let pending = parents.iter().filter(|(_, ended)| ended.is_none()).count();
+            tx.step_restore(child, pending as i32, now).await?;
+            reopened += 1;
+            frontier.push(child);
+        }
+    }
+    tx.workflow_reopen(workflow, reopened).await
+}
+
+#[async_trait]
+impl Workflows for SqlStore {
+    async fn workflow_insert(&self, workflow: NewWorkflow) -> Result<(), StoreError> {
+        self.call(|| async {
+            let mut tx = self.driver().begin().await?;
+            tx.workflow_insert(&workflow).await?;
+            tx.commit().await
+        })
+        .await?;
+        if workflow.steps.iter().any(|s| s.depends_on.is_empty()) {
+            self.wake_workers();
+        }
+        Ok(())
+    }
+
+    async fn workflow_insert_idempotent(
+        &self,
+        workflow: NewWorkflow,
+        key: &IdempotencyKey,
+        window: Duration,
+    ) -> Result<Option<WorkflowId>, StoreError> {
+        // The key names the workflow's first step (a step without parents):
+        // the task whose life the key's own follows, as for a task's key.
+        let Some(first) = workflow.steps.first().map(|s| s.task.id) else {
+            return Err(StoreError::Internal("a workflow without steps".into()));
+        };
+        let oldest =
+            workflow.now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        let existing = self
+            .call(|| async {
+                let mut tx = self.driver().begin().await?;
+                let fingerprint = key.fingerprint.as_deref();
+                let held = tx
+                    .idempotency_key_take(&key.key, fingerprint, first, workflow.now, oldest)
+                    .await?;
+                let Some(held) = held else {
+                    tx.workflow_insert(&workflow).await?;
+                    tx.commit().await?;
+                    return Ok(None);
+                };
+                if let (Some(first), Some(this)) = (held.fingerprint.as_deref(), fingerprint) {
+                    if first != this {
+                        return Err(StoreError::IdempotencyKeyReused(format!(
+                            "task {}",
+                            held.task
+                        )));
+                    }
+                }
+                let named = tx.workflow_of_task(held.task).await?;
+                tx.commit().await?;
+                named
+                    .map(Some)
+                    .ok_or_else(|| StoreError::IdempotencyKeyReused(format!("task {}", held.task)))
+            })
+            .await?;
+        if existing.is_none() {
+            self.wake_workers();
+        }
+        Ok(existing)
+    }
+
+    async fn workflow_get(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError> {
+        self.call(|| self.driver().workflow_get(id)).await
+    }
+
+    async fn workflow_list(&self, params: WorkflowListParams) -> Result<Vec<Workflow>, StoreError> {
+        self.call(|| self.driver().workflow_list(&params)).await
+    }
+
+    async fn workflow_cancel(
+        &self,
+        id: WorkflowId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Workflow>, StoreError> {
+        let found = self
+            .call(|| async {
+                let mut tx = self.driver().begin().await?;
+                let Some(live) = tx.workflow_cancel_request(id).await? else {
+                    return Ok(false);
+                };
+                let mut ended = Vec::with_capacity(live.len());
+                for task in live {
+                    if tx.task_cancel_live(task, now).await?.is_some() {
+                        ended.push((task, TaskState::Cancelled));
+                    }
+                }
+                steps_ended(&mut *tx, &ended, now).await?;
+                tx.commit().await?;
+                Ok(true)
+            })
+            .await?;
+        if !found {
+            return Ok(None);
+        }
+        self.workflow_get(id).await
+    }
+}

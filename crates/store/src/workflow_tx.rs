@@ -1,0 +1,163 @@
+//! The steps of a workflow's graph one SQL dialect implements, inside a
+//! [`crate::DriverTx`] (its supertrait); what they add up to is decided
+//! once, in `sql_store/workflow.rs`.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use weir_core::{
+    NewWorkflow, ParentFailure, StoreError, TaskId, TaskState, WorkflowId, WorkflowStatus,
+};
+
+/// A step that has just ended, as its workflow counts it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndedStep {
+    pub task: TaskId,
+    pub workflow: WorkflowId,
+    pub step_id: String,
+    pub state: TaskState,
+}
+
+/// An edge from a parent to a child that has not ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepChild {
+    pub parent: TaskId,
+    pub child: TaskId,
+    pub on_parent_failure: ParentFailure,
+}
+
+/// A step whose parents have all ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadyStep {
+    pub task: TaskId,
+    pub with_parent_results: bool,
+}
+
+/// A parent's end, as a child with `with_parent_results` receives it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParentOutcome {
+    pub step_id: String,
+    pub state: TaskState,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+}
+
+/// A waiting step cancelled because `parent` failed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepCancel {
+    pub task: TaskId,
+    pub parent: TaskId,
+    pub error: String,
+}
+
+/// A workflow's counts after steps ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkflowCounts {
+    pub total: i64,
+    pub live: i64,
+    pub succeeded: i64,
+    pub cancel_requested: bool,
+}
+
+impl WorkflowCounts {
+    /// The status these counts mean.
+    pub fn status(&self) -> WorkflowStatus {
+        if self.live > 0 {
+            WorkflowStatus::Running
+        } else if self.cancel_requested {
+            WorkflowStatus::Cancelled
+        } else if self.succeeded == self.total {
+            WorkflowStatus::Succeeded
+        } else {
+            WorkflowStatus::Failed
+        }
+    }
+}
+
+/// A workflow's graph, one dialect's statements.
+#[async_trait]
+pub trait WorkflowTx: Send {
+    /// Stores the workflow, its steps and their tasks: queued when they have
+    /// no parents, else waiting.
+    async fn workflow_insert(&mut self, w: &NewWorkflow) -> Result<(), StoreError>;
+    /// Marks the steps among these ended tasks as ended (once: a step
+    /// already marked is left out) and returns them.
+    async fn steps_end(
+        &mut self,
+        ended: &[(TaskId, TaskState)],
+    ) -> Result<Vec<EndedStep>, StoreError>;
+    /// The children of these parents that have not ended.
+    async fn step_children(&mut self, parents: &[TaskId]) -> Result<Vec<StepChild>, StoreError>;
+    /// Counts `n` more ended parents for each child; returns the children
+    /// with none left.
+    async fn steps_parents_ended(
+        &mut self,
+        counts: &[(TaskId, i32)],
+    ) -> Result<Vec<ReadyStep>, StoreError>;
+    /// A step's stored input.
+    async fn step_input(&mut self, task: TaskId) -> Result<Value, StoreError>;
+    /// How each parent of a step ended.
+    async fn step_parent_outcomes(
+        &mut self,
+        task: TaskId,
+    ) -> Result<Vec<ParentOutcome>, StoreError>;
+    /// A waiting step's task queued, due now at the latest, with `input` if
+    /// given.
+    async fn step_queue(
+        &mut self,
+        task: TaskId,
+        input: Option<&Value>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Waiting steps cancelled, each marked ended by its parent's failure;
+    /// returns them.
+    async fn steps_cancel(
+        &mut self,
+        cancels: &[StepCancel],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<EndedStep>, StoreError>;
+    /// Takes `ended` steps (`succeeded` of them succeeded) off a workflow's
+    /// live count; returns its counts.
+    async fn workflow_count_ended(
+        &mut self,
+        workflow: WorkflowId,
+        ended: i64,
+        succeeded: i64,
+    ) -> Result<WorkflowCounts, StoreError>;
+    /// A workflow with no live step left, finished with `status`.
+    async fn workflow_finish(
+        &mut self,
+        workflow: WorkflowId,
+        status: WorkflowStatus,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// A retried step live again in its workflow; `None` when the task is
+    /// no step, or was not ended.
+    async fn step_reopen(&mut self, task: TaskId) -> Result<Option<WorkflowId>, StoreError>;
+    /// The steps cancelled by `parent`'s failure.
+    async fn steps_cancelled_by(&mut self, parent: TaskId) -> Result<Vec<TaskId>, StoreError>;
+    /// A step's parents, each with how it ended (`None`: not yet).
+    async fn step_parents(
+        &mut self,
+        task: TaskId,
+    ) -> Result<Vec<(TaskId, Option<TaskState>)>, StoreError>;
+    /// A cancelled step waiting again, on `pending` parents.
+    async fn step_restore(
+        &mut self,
+        task: TaskId,
+        pending: i32,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// `steps` live again in a workflow: it runs again (a cancel asked for
+    /// earlier no longer holds).
+    async fn workflow_reopen(&mut self, workflow: WorkflowId, steps: i64)
+        -> Result<(), StoreError>;
+    /// The workflow a task is a step of.
+    async fn workflow_of_task(&mut self, task: TaskId) -> Result<Option<WorkflowId>, StoreError>;
+    /// Asks a running workflow to stop; returns its steps that have not
+    /// ended (none when it is not running; `None`: no such workflow).
+    async fn workflow_cancel_request(
+        &mut self,
+        workflow: WorkflowId,
+    ) -> Result<Option<Vec<TaskId>>, StoreError>;
+}
