@@ -62,6 +62,10 @@ pub struct TaskStats {
     pub succeeded: i64,
     pub dead: i64,
     pub cancelled: i64,
+    /// Workflow steps waiting for their parents.
+    pub waiting: i64,
+    /// Workflows by status (`running`, `succeeded`, `failed`, `cancelled`).
+    pub workflows: std::collections::BTreeMap<String, i64>,
     pub queues: Vec<QueueStats>,
     /// Tasks that finished in the last 60 seconds: the recent throughput.
     pub finished_last_minute: FinishedCounts,

@@ -397,6 +397,17 @@ pub fn render(s: &Status) -> String {
         s.tasks["dead"],
         s.tasks["cancelled"]
     );
+    if let Some(workflows) = s.tasks["workflows"].as_object() {
+        let count = |status: &str| workflows.get(status).and_then(Value::as_i64).unwrap_or(0);
+        out += &format!(
+            "workflows running {}  succeeded {}  failed {}  cancelled {}  (steps waiting {})\n",
+            count("running"),
+            count("succeeded"),
+            count("failed"),
+            count("cancelled"),
+            s.tasks["waiting"]
+        );
+    }
     if let Some(queues) = s.tasks["queues"].as_array() {
         for q in queues {
             let limit = |f: &str| q[f].as_f64().map_or("-".to_string(), |v| v.to_string());

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::{
     CacheWrite, ClaimedTask, NewEvent, ParentFailure, RequestLogEntry, RequestLogStats,
     StoredEvent, Task, TaskId, TaskState, TaskType, WorkerInfo, WorkerStatus, Workflow, WorkflowId,
-    WorkflowListParams,
+    WorkflowListParams, WorkflowStatus,
 };
 
 /// What went wrong in the store. Backends map their driver's errors onto these.
@@ -541,6 +541,9 @@ pub trait Workflows: Send + Sync + 'static {
         key: &IdempotencyKey,
         window: Duration,
     ) -> Result<Option<WorkflowId>, StoreError>;
+    /// How many workflows the store holds in each status (statuses with none
+    /// left out).
+    async fn workflow_counts(&self) -> Result<Vec<(WorkflowStatus, i64)>, StoreError>;
     /// A workflow with its steps.
     async fn workflow_get(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError>;
     /// Workflows matching the filters, newest first, without their steps.

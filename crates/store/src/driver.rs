@@ -225,6 +225,8 @@ pub trait Driver: Send + Sync + 'static {
     async fn task_list(&self, params: &TaskListParams) -> Result<Vec<Task>, StoreError>;
     /// A workflow with its steps, in the order they were submitted.
     async fn workflow_get(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError>;
+    /// (status, count) over every workflow.
+    async fn workflow_status_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
     /// Workflows matching the filters, newest first, without their steps.
     async fn workflow_list(&self, params: &WorkflowListParams)
         -> Result<Vec<Workflow>, StoreError>;

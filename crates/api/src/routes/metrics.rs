@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use metrics::gauge;
+use weir_core::WorkflowStatus;
 
 use crate::{ApiError, AppState};
 
@@ -31,8 +32,22 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
         ("succeeded", c.succeeded),
         ("dead", c.dead),
         ("cancelled", c.cancelled),
+        ("waiting", c.waiting),
     ] {
         gauge!("weir_tasks", "state" => status).set(n as f64);
+    }
+    let workflows = state.store.workflow_counts().await?;
+    for status in [
+        WorkflowStatus::Running,
+        WorkflowStatus::Succeeded,
+        WorkflowStatus::Failed,
+        WorkflowStatus::Cancelled,
+    ] {
+        let n = workflows
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map_or(0, |(_, n)| *n);
+        gauge!("weir_workflows_total", "status" => status.as_str()).set(n as f64);
     }
     let depths = state.store.queue_depths().await?;
     let depths_names: Vec<String> = depths.iter().map(|d| d.queue.clone()).collect();

@@ -482,6 +482,13 @@ pub async fn task_stats(store: &dyn Store, now: DateTime<Utc>) -> Result<TaskSta
         succeeded: c.succeeded,
         dead: c.dead,
         cancelled: c.cancelled,
+        waiting: c.waiting,
+        workflows: store
+            .workflow_counts()
+            .await?
+            .into_iter()
+            .map(|(status, n)| (status.as_str().to_string(), n))
+            .collect(),
         queues,
         finished_last_minute: store
             .task_finished_counts(now - chrono::Duration::seconds(60))

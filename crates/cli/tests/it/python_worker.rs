@@ -133,3 +133,63 @@ async fn the_python_example_worker_runs_tasks_against_weir_up() {
         .expect("the Python worker is listed");
     assert_eq!(py["task_types"], json!(["word_count"]));
 }
+
+/// The submitting client (`clients/python/weir_client.py`) builds a
+/// Celery-style canvas — a chord, then a chain — as a weir workflow and
+/// waits for it, against `weir up`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_runs_a_chord_and_a_chain_as_a_workflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let (_up, line) = WeirProcess::start(
+        &[
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+            "--api-nodes",
+            "1",
+            "--workers",
+            "1",
+        ],
+        "lb listening on",
+    );
+    let base = line
+        .trim_start_matches("weir: lb listening on ")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../clients/python/workflow_example.py"
+    );
+    let python = Command::new("python3")
+        .args([example, "--url", &base])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed for the Python client's test");
+    let out = tokio::task::spawn_blocking(move || python.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the example failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let workflow = &printed["workflow"];
+    assert_eq!(workflow["status"], "succeeded", "{workflow}");
+    assert_eq!(workflow["name"], "canvas");
+    assert_eq!(workflow["steps"].as_array().unwrap().len(), 6);
+    let parents = printed["report_input"]["parents"].as_object().unwrap();
+    assert_eq!(parents.len(), 3, "{parents:?}");
+    assert_eq!(
+        parents["hash-a"],
+        json!({"md5": "0cc175b9c0f1b6a831c399e269772661"})
+    );
+    assert_eq!(printed["cycle"], "workflow_cycle");
+}

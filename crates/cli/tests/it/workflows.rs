@@ -96,6 +96,25 @@ async fn a_dag_runs_in_order_and_the_join_gets_its_parents_results(store: StoreK
     assert_eq!(page["workflows"][0]["id"], id.as_str());
     let (_, none) = stack.get_json("/workflows?status=failed").await;
     assert_eq!(none["workflows"], json!([]));
+    // Counted for `weir status` and in the metrics.
+    let (_, stats) = stack.get_json("/tasks/stats").await;
+    assert_eq!(stats["workflows"], json!({"succeeded": 1}), "{stats}");
+    assert_eq!(stats["waiting"], 0);
+    let metrics = stack
+        .http
+        .get(stack.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // The recorder is the test process's, shared by every stack in it: the
+    // series must be there; its value is whichever stack scraped last.
+    for status in ["running", "succeeded", "failed", "cancelled"] {
+        let series = format!("weir_workflows_total{{status=\"{status}\"}} ");
+        assert!(metrics.lines().any(|l| l.starts_with(&series)), "{series}");
+    }
     stack.stop().await;
 }
 

@@ -393,6 +393,13 @@ impl Driver for PostgresDriver {
         Ok(done.rows_affected())
     }
 
+    async fn workflow_status_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as("SELECT status, COUNT(*) FROM workflows GROUP BY status")
+            .fetch_all(&self.exec)
+            .await
+            .map_err(err)
+    }
+
     async fn workflow_get(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError> {
         workflows::get(&self.exec, id).await
     }

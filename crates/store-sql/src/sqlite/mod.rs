@@ -262,6 +262,13 @@ impl Driver for SqliteDriver {
         Ok(released)
     }
 
+    async fn workflow_status_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as("SELECT status, COUNT(*) FROM workflows GROUP BY status")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(err)
+    }
+
     async fn workflow_get(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError> {
         workflows::get(&self.reader, id).await
     }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use weir_core::{
     IdempotencyKey, NewWorkflow, ParentFailure, StoreError, TaskId, TaskState, Workflow,
-    WorkflowId, WorkflowListParams, Workflows,
+    WorkflowId, WorkflowListParams, WorkflowStatus, Workflows,
 };
 
 use super::SqlStore;
@@ -229,6 +229,14 @@ impl Workflows for SqlStore {
             self.wake_workers();
         }
         Ok(existing)
+    }
+
+    async fn workflow_counts(&self) -> Result<Vec<(WorkflowStatus, i64)>, StoreError> {
+        self.call(|| self.driver().workflow_status_counts())
+            .await?
+            .into_iter()
+            .map(|(status, n)| Ok((status.parse().map_err(StoreError::Corrupt)?, n)))
+            .collect()
     }
 
     async fn workflow_get(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError> {
