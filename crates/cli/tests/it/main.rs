@@ -37,4 +37,5 @@ mod tasks;
 mod up_tls;
 mod upgrades;
 mod workers;
+mod workflow_chaos;
 mod workflows;

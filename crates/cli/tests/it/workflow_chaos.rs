@@ -1,0 +1,236 @@
+//! Workflows while workers die: 100 workflows — a fan-out of 20 into one
+//! fan-in, then a chain of 3 — on PostgreSQL, with workers SIGKILLed at
+//! random and replaced. Every workflow ends succeeded, every step started
+//! only after each of its parents finished (from the stored timestamps),
+//! nothing is left waiting, and every repeated attempt is one whose lease
+//! was lost.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::stream::{self, StreamExt};
+use rand::Rng;
+use serde_json::{json, Value};
+
+use crate::processes::{listening_url, WeirProcess};
+use crate::support::{poll, SharedDb, StoreKind};
+
+const WORKFLOWS: usize = 100;
+const FAN_OUT: usize = 20;
+
+fn worker_args<'a>(id: &'a str, url: &'a str) -> Vec<&'a str> {
+    vec![
+        "worker",
+        "--worker-id",
+        id,
+        "--database-url",
+        url,
+        "--no-migrate",
+        "--concurrency",
+        "8",
+        "--lease",
+        "1s",
+        "--rescue-interval",
+        "300ms",
+        "--poll-interval",
+        "100ms",
+    ]
+}
+
+/// Fan-out of `FAN_OUT` short sleeps into a join, then a chain of three.
+fn workflow(n: usize) -> Value {
+    let mut steps: Vec<Value> = (0..FAN_OUT)
+        .map(|i| {
+            json!({"id": format!("part-{i}"), "type": "sleep",
+                   "input": {"ms": (n + i) % 4 * 10}, "max_attempts": 10})
+        })
+        .collect();
+    let parts: Vec<String> = (0..FAN_OUT).map(|i| format!("part-{i}")).collect();
+    steps.push(
+        json!({"id": "join", "type": "md5", "input": {"string": format!("join-{n}")},
+                      "depends_on": parts, "max_attempts": 10}),
+    );
+    let mut before = "join".to_string();
+    for c in 1..=3 {
+        let id = format!("chain-{c}");
+        steps.push(json!({"id": id, "type": "sleep", "input": {"ms": 10},
+                          "depends_on": [before], "max_attempts": 10}));
+        before = id;
+    }
+    json!({"name": format!("chaos-{n}"), "steps": steps})
+}
+
+fn at(task: &Value, field: &str) -> DateTime<Utc> {
+    task[field]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{field} missing: {task}"))
+}
+
+async fn workflows_survive_workers_killed_at_random(store: StoreKind) {
+    let db = SharedDb::create(store).await;
+    let url = db.url.clone();
+    assert!(Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["migrate", "--database-url", &url])
+        .status()
+        .unwrap()
+        .success());
+    let (api, line) = WeirProcess::start(
+        &[
+            "api",
+            "--listen",
+            "127.0.0.1:0",
+            "--node-id",
+            "api-1",
+            "--database-url",
+            &url,
+            "--no-migrate",
+        ],
+        "listening on",
+    );
+    let base = listening_url(&line);
+
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let chaos = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            let mut generation = 0;
+            let spawn = |generation: &mut usize| {
+                *generation += 1;
+                let id = format!("w{generation}");
+                WeirProcess::start(&worker_args(&id, &url), "running up to").0
+            };
+            let mut workers: Vec<WeirProcess> = (0..3).map(|_| spawn(&mut generation)).collect();
+            let mut kills = 0;
+            let mut rng = rand::thread_rng();
+            while let Err(RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(Duration::from_millis(rng.gen_range(200..700)))
+            {
+                let victim = rng.gen_range(0..workers.len());
+                workers.swap_remove(victim).kill();
+                kills += 1;
+                workers.push(spawn(&mut generation));
+            }
+            (workers, kills)
+        })
+    };
+
+    let http = reqwest::Client::new();
+    let ids: Vec<String> = stream::iter(0..WORKFLOWS)
+        .map(|n| {
+            let (http, base) = (http.clone(), base.clone());
+            async move {
+                let resp = http
+                    .post(format!("{base}/workflows"))
+                    .json(&workflow(n))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 202);
+                let body: Value = resp.json().await.unwrap();
+                body["workflow_id"].as_str().unwrap().to_string()
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+
+    let running = || async {
+        let (http, base) = (http.clone(), base.clone());
+        let stats: Value = http
+            .get(format!("{base}/tasks/stats"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        stats["workflows"]["running"].as_i64().or(Some(0))
+    };
+    // Kill while half of them run, then let the survivors finish the rest.
+    poll(Duration::from_secs(90), || async {
+        running()
+            .await
+            .filter(|n| *n <= WORKFLOWS as i64 / 2)
+            .map(|_| ())
+    })
+    .await;
+    let _ = stop.send(());
+    let (survivors, kills) = chaos.join().unwrap();
+    assert!(kills >= 3, "only {kills} workers were killed");
+    poll(Duration::from_secs(120), || async {
+        running().await.filter(|n| *n == 0).map(|_| ())
+    })
+    .await;
+
+    let mut repeated = 0;
+    for id in &ids {
+        let w: Value = http
+            .get(format!("{base}/workflows/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(w["status"], "succeeded", "{w}");
+        let steps = w["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), FAN_OUT + 4);
+        let tasks: HashMap<String, Value> = stream::iter(steps.iter().cloned())
+            .map(|s| {
+                let (http, base) = (http.clone(), base.clone());
+                async move {
+                    let t: Value = http
+                        .get(format!("{base}/tasks/{}", s["task_id"].as_str().unwrap()))
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    (s["id"].as_str().unwrap().to_string(), t)
+                }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for s in steps {
+            let task = &tasks[s["id"].as_str().unwrap()];
+            assert_eq!(task["status"], "succeeded", "{task}");
+            for parent in s["depends_on"].as_array().unwrap() {
+                let parent = &tasks[parent.as_str().unwrap()];
+                assert!(
+                    at(task, "started_at") >= at(parent, "completed_at"),
+                    "{} started before its parent {} finished",
+                    s["id"],
+                    parent["id"]
+                );
+            }
+            // These types never fail: an attempt was repeated only when a
+            // worker died holding it, and each such attempt says so.
+            let attempts = task["attempts"].as_i64().unwrap();
+            let errors = task["errors"].as_array().unwrap();
+            assert_eq!(errors.len() as i64, attempts - 1, "{task}");
+            for e in errors {
+                assert!(
+                    e["error"].as_str().unwrap().starts_with("lease expired"),
+                    "{task}"
+                );
+            }
+            repeated += errors.len();
+        }
+    }
+    eprintln!("{kills} workers killed; {repeated} attempts repeated after a lost lease");
+    for w in survivors {
+        w.terminate();
+    }
+    api.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_survive_workers_killed_at_random_on_postgres() {
+    workflows_survive_workers_killed_at_random(StoreKind::Postgres).await
+}
