@@ -3,7 +3,8 @@
 //! random and replaced. Every workflow ends succeeded, every step started
 //! only after each of its parents finished (from the stored timestamps),
 //! nothing is left waiting, and every repeated attempt is one whose lease
-//! was lost.
+//! was lost. Then the same checks on `weir up` (SQLite) SIGKILLed mid-run
+//! and started again on its data.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -119,37 +120,8 @@ async fn workflows_survive_workers_killed_at_random(store: StoreKind) {
     };
 
     let http = reqwest::Client::new();
-    let ids: Vec<String> = stream::iter(0..WORKFLOWS)
-        .map(|n| {
-            let (http, base) = (http.clone(), base.clone());
-            async move {
-                let resp = http
-                    .post(format!("{base}/workflows"))
-                    .json(&workflow(n))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(resp.status(), 202);
-                let body: Value = resp.json().await.unwrap();
-                body["workflow_id"].as_str().unwrap().to_string()
-            }
-        })
-        .buffer_unordered(8)
-        .collect()
-        .await;
-
-    let running = || async {
-        let (http, base) = (http.clone(), base.clone());
-        let stats: Value = http
-            .get(format!("{base}/tasks/stats"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        stats["workflows"]["running"].as_i64().or(Some(0))
-    };
+    let ids = submit_all(&http, &base, WORKFLOWS).await;
+    let running = || running(&http, &base);
     // Kill while half of them run, then let the survivors finish the rest.
     poll(Duration::from_secs(90), || async {
         running()
@@ -166,8 +138,20 @@ async fn workflows_survive_workers_killed_at_random(store: StoreKind) {
     })
     .await;
 
+    let repeated = check_workflows(&http, &base, &ids).await;
+    eprintln!("{kills} workers killed; {repeated} attempts repeated after a lost lease");
+    for w in survivors {
+        w.terminate();
+    }
+    api.terminate();
+}
+
+/// Every workflow succeeded; every step started after each of its parents
+/// finished; every repeated attempt was a lost lease. Returns how many
+/// attempts were repeated.
+async fn check_workflows(http: &reqwest::Client, base: &str, ids: &[String]) -> usize {
     let mut repeated = 0;
-    for id in &ids {
+    for id in ids {
         let w: Value = http
             .get(format!("{base}/workflows/{id}"))
             .send()
@@ -181,7 +165,7 @@ async fn workflows_survive_workers_killed_at_random(store: StoreKind) {
         assert_eq!(steps.len(), FAN_OUT + 4);
         let tasks: HashMap<String, Value> = stream::iter(steps.iter().cloned())
             .map(|s| {
-                let (http, base) = (http.clone(), base.clone());
+                let (http, base) = (http.clone(), base.to_string());
                 async move {
                     let t: Value = http
                         .get(format!("{base}/tasks/{}", s["task_id"].as_str().unwrap()))
@@ -223,14 +207,99 @@ async fn workflows_survive_workers_killed_at_random(store: StoreKind) {
             repeated += errors.len();
         }
     }
-    eprintln!("{kills} workers killed; {repeated} attempts repeated after a lost lease");
-    for w in survivors {
-        w.terminate();
-    }
-    api.terminate();
+    repeated
+}
+
+/// Workflows still running, from `/tasks/stats` (None while it does not answer).
+async fn running(http: &reqwest::Client, base: &str) -> Option<i64> {
+    let stats: Value = http
+        .get(format!("{base}/tasks/stats"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(stats["workflows"]["running"].as_i64().unwrap_or(0))
+}
+
+/// Submits `n` workflows; their ids.
+async fn submit_all(http: &reqwest::Client, base: &str, n: usize) -> Vec<String> {
+    stream::iter(0..n)
+        .map(|n| {
+            let (http, base) = (http.clone(), base.to_string());
+            async move {
+                let resp = http
+                    .post(format!("{base}/workflows"))
+                    .json(&workflow(n))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 202);
+                let body: Value = resp.json().await.unwrap();
+                body["workflow_id"].as_str().unwrap().to_string()
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflows_survive_workers_killed_at_random_on_postgres() {
     workflows_survive_workers_killed_at_random(StoreKind::Postgres).await
+}
+
+/// `weir up` SIGKILLed mid-run and started again on the same data: every
+/// acknowledged workflow still finishes, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_survive_weir_up_killed_and_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let args = [
+        "up",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data,
+        "--api-nodes",
+        "1",
+        "--workers",
+        "1",
+        "--worker-concurrency",
+        "4",
+        "--lease",
+        "1s",
+        "--rescue-interval",
+        "300ms",
+    ];
+    let start = || {
+        let (up, line) = WeirProcess::start(&args, "lb listening on");
+        let base = line
+            .trim_start_matches("weir: lb listening on ")
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        (up, base)
+    };
+    let http = reqwest::Client::new();
+    let (up, base) = start();
+    let ids = submit_all(&http, &base, 30).await;
+    // Killed once some have finished and most have not.
+    poll(Duration::from_secs(60), || async {
+        running(&http, &base).await.filter(|n| *n < 28).map(|_| ())
+    })
+    .await;
+    let left = running(&http, &base).await.unwrap_or(0);
+    up.kill();
+    assert!(left > 0, "every workflow finished before the kill");
+    let (up, base) = start();
+    poll(Duration::from_secs(120), || async {
+        running(&http, &base).await.filter(|n| *n == 0).map(|_| ())
+    })
+    .await;
+    let repeated = check_workflows(&http, &base, &ids).await;
+    eprintln!("killed with {left} workflows running; {repeated} attempts repeated");
+    up.terminate();
 }
