@@ -9,8 +9,7 @@ source "$(dirname "$0")/lib.sh"
 TASKS=${1:-20000}
 bash "$ROOT/bench/setup.sh" >&2
 VENV="$ROOT/target/bench-venv"
-[ -x "$VENV/bin/celery" ] || "$VENV/bin/pip" install -q "celery[redis]"
-"$VENV/bin/python" -c "import requests" 2>/dev/null || "$VENV/bin/pip" install -q requests
+ensure_celery
 build_weir
 field() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2], {}, d))" "$1" "$2"; }
 

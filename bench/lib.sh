@@ -110,6 +110,14 @@ rows = [line.split() for line in sys.stdin]
 print(" ".join(str(statistics.median_low(float(r[i]) for r in rows)) for i in range(5)))'
 }
 
+# Celery 5 with its Redis transport, and requests (the peers' HTTP delivery
+# task), in the bench venv.
+ensure_celery() {
+    local venv="$ROOT/target/bench-venv"
+    [ -x "$venv/bin/celery" ] || "$venv/bin/pip" install -q "celery[redis]"
+    "$venv/bin/python" -c "import requests" 2>/dev/null || "$venv/bin/pip" install -q requests
+}
+
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2]):.2f}')" "$1" "$2"; }
 
 rss_kb() { # pids...

@@ -29,3 +29,19 @@ def deliver(self, payload):
     if r.status_code >= 500 or r.status_code in (408, 425, 429):
         raise self.retry(countdown=1)
     return {"status": r.status_code}
+
+
+# Canvas: a timed md5 (its result says when it ended) and a chord callback
+# that says how long after its last parent's end it started.
+import time  # noqa: E402
+
+
+@app.task(name="md5_timed")
+def md5_timed(s, *_parent):
+    return {"md5": hashlib.md5(str(s).encode()).hexdigest(), "ended": time.time()}
+
+
+@app.task(name="chord_done")
+def chord_done(results):
+    started = time.time()
+    return {"parents": len(results), "wait": started - max(r["ended"] for r in results)}

@@ -17,11 +17,14 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        // The limit the route was given (`app` layers the same ones).
+        let limit = match req.uri().path() {
+            "/workflows" => state.config.body_limits().workflows,
+            _ => state.config.max_body_bytes,
+        };
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge {
-                    limit: state.config.max_body_bytes,
-                }
+                ApiError::PayloadTooLarge { limit }
             } else {
                 ApiError::bad_request("invalid_body", rejection.body_text())
             }

@@ -43,12 +43,12 @@ pub use error::ApiError;
 pub use routes::cache::cache_stats;
 pub use routes::tasks::task_stats;
 pub use routes::workers::worker_list;
-pub use state::{ApiConfig, AppState, EventSink};
+pub use state::{ApiConfig, AppState, BodyLimits, EventSink};
 
 /// The API's routes, with body limit and request logging applied.
 pub fn app(state: AppState) -> Router {
     weir_telemetry::install();
-    let (router, _spec) = routes(state.config.max_write_bytes).split_for_parts();
+    let (router, _spec) = routes(state.config.body_limits()).split_for_parts();
     let mut router = router
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
@@ -100,7 +100,7 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 }
 
 /// Every route with its OpenAPI description: registering one is describing it.
-fn routes(max_write_bytes: usize) -> OpenApiRouter<AppState> {
+fn routes(limits: BodyLimits) -> OpenApiRouter<AppState> {
     use routes::{
         cache, events, external, health, metrics, root, task_types, tasks, workers, workflows,
     };
@@ -112,7 +112,10 @@ fn routes(max_write_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(tasks::get, tasks::cancel))
         .routes(utoipa_axum::routes!(tasks::stats))
         .routes(utoipa_axum::routes!(tasks::retry))
-        .routes(utoipa_axum::routes!(workflows::submit, workflows::list))
+        .routes(
+            utoipa_axum::routes!(workflows::submit, workflows::list)
+                .layer(DefaultBodyLimit::max(limits.workflows)),
+        )
         .routes(utoipa_axum::routes!(workflows::get))
         .routes(utoipa_axum::routes!(workflows::cancel))
         .routes(utoipa_axum::routes!(workers::list))
@@ -122,7 +125,7 @@ fn routes(max_write_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(external::complete))
         .routes(utoipa_axum::routes!(external::fail))
         .routes(utoipa_axum::routes!(cache::stats))
-        .routes(utoipa_axum::routes!(events::write).layer(DefaultBodyLimit::max(max_write_bytes)))
+        .routes(utoipa_axum::routes!(events::write).layer(DefaultBodyLimit::max(limits.write)))
         .routes(utoipa_axum::routes!(events::latest))
         .routes(utoipa_axum::routes!(events::count))
         .routes(utoipa_axum::routes!(health::health))

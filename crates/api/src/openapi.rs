@@ -34,7 +34,11 @@ pub struct ApiDoc;
 /// The whole document (built once).
 pub fn spec() -> &'static utoipa::openapi::OpenApi {
     static SPEC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
-    SPEC.get_or_init(|| crate::routes(usize::MAX).split_for_parts().1)
+    SPEC.get_or_init(|| {
+        crate::routes(crate::BodyLimits::UNLIMITED)
+            .split_for_parts()
+            .1
+    })
 }
 
 #[utoipa::path(get, path = "/openapi.json", tag = "nodes",

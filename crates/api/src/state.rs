@@ -54,7 +54,39 @@ pub struct ApiConfig {
     pub readiness: weir_store::Readiness,
 }
 
+/// Request body limits of the routes that take more than `max_body_bytes`.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimits {
+    /// `POST /write`.
+    pub write: usize,
+    /// `POST /workflows`.
+    pub workflows: usize,
+}
+
+impl BodyLimits {
+    /// For describing the routes, not serving them.
+    pub const UNLIMITED: BodyLimits = BodyLimits {
+        write: usize::MAX,
+        workflows: usize::MAX,
+    };
+}
+
+/// Room for one step of a workflow's body: a workflow of
+/// `--max-workflow-steps` steps is refused for its steps (413
+/// `too_many_steps`), not first for its bytes.
+const WORKFLOW_BYTES_PER_STEP: usize = 1024;
+
 impl ApiConfig {
+    pub fn body_limits(&self) -> BodyLimits {
+        BodyLimits {
+            write: self.max_write_bytes,
+            workflows: self.max_body_bytes.max(
+                self.max_workflow_steps
+                    .saturating_mul(WORKFLOW_BYTES_PER_STEP),
+            ),
+        }
+    }
+
     pub fn new(node_id: impl Into<String>) -> Self {
         ApiConfig {
             node_id: node_id.into(),

@@ -334,7 +334,45 @@ async fn an_idempotency_key_returns_the_same_workflow_and_refuses_another(store:
     stack.stop().await;
 }
 
+async fn a_workflow_past_a_tasks_body_limit_is_taken_up_to_its_step_limit(store: StoreKind) {
+    let stack = Stack::start(StackOptions {
+        max_body_bytes: 64 * 1024,
+        max_workflow_steps: 200,
+        ..StackOptions::on(store)
+    })
+    .await;
+    // 200 steps of 600 bytes: twice a task's 64 KiB, within 200 × 1 KiB.
+    let pad = "x".repeat(600);
+    let steps: Vec<Value> = (0..200)
+        .map(|i| json!({"id": format!("s{i}"), "type": "noop", "input": {"pad": pad}}))
+        .collect();
+    let (status, accepted) = stack
+        .post_json("/workflows", &json!({ "steps": steps }))
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["workflow_id"].as_str().unwrap().to_string();
+    let done = wait_workflow(&stack, &id, |w| w["status"] != "running").await;
+    assert_eq!(done["status"], "succeeded");
+    // Past the step limit's room, the body is refused for its size.
+    let big: Vec<Value> = (0..200)
+        .map(|i| json!({"id": format!("s{i}"), "type": "noop", "input": {"pad": "y".repeat(2000)}}))
+        .collect();
+    let (status, err) = stack
+        .post_json("/workflows", &json!({ "steps": big }))
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("204800"),
+        "{err}"
+    );
+    stack.stop().await;
+}
+
 crate::for_each_store!(
+    a_workflow_past_a_tasks_body_limit_is_taken_up_to_its_step_limit,
     an_idempotency_key_returns_the_same_workflow_and_refuses_another,
     a_dag_runs_in_order_and_the_join_gets_its_parents_results,
     bad_workflows_are_refused_naming_the_fault_and_nothing_is_stored,
