@@ -252,7 +252,8 @@ pub trait Driver: Send + Sync + 'static {
         params: &LeaderAcquireParams,
         until: DateTime<Utc>,
     ) -> Result<Option<String>, StoreError>;
-    /// Deletes up to `limit` tasks finished before `before`.
+    /// Deletes up to `limit` tasks finished before `before`, but not the
+    /// steps of a workflow still stored (they go once it is pruned).
     async fn prune_finished_tasks(
         &self,
         before: DateTime<Utc>,

@@ -575,10 +575,13 @@ impl Driver for PostgresDriver {
         limit: i64,
     ) -> Result<u64, StoreError> {
         // Finished tasks live in tasks_finished: deleting old ones never
-        // touches the hot table.
+        // touches the hot table. A workflow's steps stay while it does (its
+        // cleaner pass frees them).
         self.delete_some(
-            "DELETE FROM tasks_finished WHERE id IN (SELECT id FROM tasks_finished \
-             WHERE completed_at < $1 ORDER BY completed_at LIMIT $2)",
+            "DELETE FROM tasks_finished WHERE id IN (SELECT f.id FROM tasks_finished f \
+             WHERE f.completed_at < $1 \
+               AND NOT EXISTS (SELECT 1 FROM workflow_steps s WHERE s.task_id = f.id) \
+             ORDER BY f.completed_at LIMIT $2)",
             before,
             limit,
         )

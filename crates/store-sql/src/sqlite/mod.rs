@@ -416,8 +416,11 @@ impl Driver for SqliteDriver {
         limit: i64,
     ) -> Result<u64, StoreError> {
         self.delete_some(
+            // A workflow's steps stay while it does (its cleaner pass frees them).
             "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks \
-             WHERE state IN ('succeeded', 'dead', 'cancelled') AND completed_at < ? LIMIT ?)",
+             WHERE state IN ('succeeded', 'dead', 'cancelled') AND completed_at < ? \
+               AND NOT EXISTS (SELECT 1 FROM workflow_steps s WHERE s.task_id = tasks.id) \
+             LIMIT ?)",
             millis(before),
             limit,
         )

@@ -414,9 +414,21 @@ pub async fn workflows_list_newest_first_by_status_and_name(store: Arc<dyn Store
 pub async fn finished_workflows_are_pruned_with_their_graphs(store: Arc<dyn Store>) {
     let now = Utc::now();
     let done = insert(&store, workflow("old", &[("s", &[], C, false)], now)).await;
-    let live = insert(&store, workflow("live", &[("s", &[], C, false)], now)).await;
-    let claimed = claim_all(&store, &done).await;
-    succeed(&store, &claimed[0].1, json!({})).await;
+    let live = insert(
+        &store,
+        workflow(
+            "live",
+            &[("a", &[], C, false), ("b", &["a"], C, false)],
+            now,
+        ),
+    )
+    .await;
+    // Both roots at once: the old workflow's only step, the live one's first.
+    let roots = store.task_claim(claim("w", 100, Utc::now())).await.unwrap();
+    assert_eq!(roots.len(), 2);
+    for t in &roots {
+        succeed(&store, t, json!({"kept": true})).await;
+    }
     let later = Utc::now() + chrono::Duration::seconds(1);
     let report = store
         .maintenance_prune(MaintenancePruneParams {
@@ -429,6 +441,9 @@ pub async fn finished_workflows_are_pruned_with_their_graphs(store: Arc<dyn Stor
         .unwrap();
     assert_eq!(report.workflows_deleted, 1);
     assert!(store.workflow_get(done.id).await.unwrap().is_none());
-    // A workflow still running stays, whatever its age.
-    assert!(store.workflow_get(live.id).await.unwrap().is_some());
+    // A workflow still running stays, whatever its age, and so do its
+    // finished steps: their results are still to be read.
+    let live = store.workflow_get(live.id).await.unwrap().unwrap();
+    assert_eq!(live.steps.len(), 2);
+    assert_eq!(step(&live, "a").result, Some(json!({"kept": true})));
 }
