@@ -18,7 +18,8 @@ use crate::support::{poll, SharedDb, StoreKind};
 
 const TASKS: usize = 5_000;
 
-fn worker_args<'a>(id: &'a str, url: &'a str) -> Vec<&'a str> {
+/// A worker on `url` with short leases, so a killed one's tasks come back fast.
+pub(crate) fn worker_args<'a>(id: &'a str, url: &'a str) -> Vec<&'a str> {
     vec![
         "worker",
         "--worker-id",
@@ -54,11 +55,10 @@ fn submission(i: usize) -> Value {
     }
 }
 
-async fn tasks_survive_workers_killed_at_random(store: StoreKind) {
-    let db = SharedDb::create(store).await;
-    let url = db.url.clone();
+/// The store at `url` migrated, and one API node on it with its URL.
+pub(crate) fn migrated_api(url: &str) -> (WeirProcess, String) {
     assert!(Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["migrate", "--database-url", &url])
+        .args(["migrate", "--database-url", url])
         .status()
         .unwrap()
         .success());
@@ -70,18 +70,26 @@ async fn tasks_survive_workers_killed_at_random(store: StoreKind) {
             "--node-id",
             "api-1",
             "--database-url",
-            &url,
+            url,
             "--no-migrate",
         ],
         "listening on",
     );
-    let base = listening_url(&line);
+    (api, listening_url(&line))
+}
 
-    // Workers die and are replaced while tasks arrive and run.
-    let (stop, stopped) = std::sync::mpsc::channel::<()>();
-    let chaos = {
-        let url = url.clone();
-        std::thread::spawn(move || {
+/// Three workers on a store, one of them SIGKILLed every 200–700 ms and
+/// replaced by a fresh one, until [`WorkerChaos::stop`].
+pub(crate) struct WorkerChaos {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<(Vec<WeirProcess>, usize)>,
+}
+
+impl WorkerChaos {
+    pub(crate) fn start(url: &str) -> WorkerChaos {
+        let url = url.to_string();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
             let mut generation = 0;
             let spawn = |generation: &mut usize| {
                 *generation += 1;
@@ -101,8 +109,23 @@ async fn tasks_survive_workers_killed_at_random(store: StoreKind) {
                 workers.push(spawn(&mut generation));
             }
             (workers, kills)
-        })
-    };
+        });
+        WorkerChaos { stop, thread }
+    }
+
+    /// Stops killing; the workers left running, and how many were killed.
+    pub(crate) fn stop(self) -> (Vec<WeirProcess>, usize) {
+        let _ = self.stop.send(());
+        self.thread.join().unwrap()
+    }
+}
+
+async fn tasks_survive_workers_killed_at_random(store: StoreKind) {
+    let db = SharedDb::create(store).await;
+    let url = db.url.clone();
+    let (api, base) = migrated_api(&url);
+    // Workers die and are replaced while tasks arrive and run.
+    let chaos = WorkerChaos::start(&url);
 
     let http = reqwest::Client::new();
     let ids: Vec<(usize, String)> = stream::iter(0..TASKS)
@@ -146,8 +169,7 @@ async fn tasks_survive_workers_killed_at_random(store: StoreKind) {
             .map(|_| ())
     })
     .await;
-    let _ = stop.send(());
-    let (survivors, kills) = chaos.join().unwrap();
+    let (survivors, kills) = chaos.stop();
     assert!(kills >= 3, "only {kills} workers were killed");
     poll(Duration::from_secs(120), || async {
         pending().await.filter(|n| *n == 0).map(|_| ())

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::processes::WeirProcess;
+use crate::processes::{listening_url, WeirProcess};
 
 const TOKEN: &str = "py-worker-token";
 
@@ -40,12 +40,7 @@ async fn the_python_example_worker_runs_tasks_against_weir_up() {
         ],
         "lb listening on",
     );
-    let base = line
-        .trim_start_matches("weir: lb listening on ")
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let base = listening_url(&line);
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for input in [
@@ -155,12 +150,7 @@ async fn the_python_client_runs_a_chord_and_a_chain_as_a_workflow() {
         ],
         "lb listening on",
     );
-    let base = line
-        .trim_start_matches("weir: lb listening on ")
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let base = listening_url(&line);
     let example = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../clients/python/workflow_example.py"

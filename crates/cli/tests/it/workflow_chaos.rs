@@ -7,39 +7,18 @@
 //! and started again on its data.
 
 use std::collections::HashMap;
-use std::process::Command;
-use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
-use rand::Rng;
 use serde_json::{json, Value};
 
+use crate::chaos::{migrated_api, WorkerChaos};
 use crate::processes::{listening_url, WeirProcess};
 use crate::support::{poll, SharedDb, StoreKind};
 
 const WORKFLOWS: usize = 100;
 const FAN_OUT: usize = 20;
-
-fn worker_args<'a>(id: &'a str, url: &'a str) -> Vec<&'a str> {
-    vec![
-        "worker",
-        "--worker-id",
-        id,
-        "--database-url",
-        url,
-        "--no-migrate",
-        "--concurrency",
-        "8",
-        "--lease",
-        "1s",
-        "--rescue-interval",
-        "300ms",
-        "--poll-interval",
-        "100ms",
-    ]
-}
 
 /// Fan-out of `FAN_OUT` short sleeps into a join, then a chain of three.
 fn workflow(n: usize) -> Value {
@@ -73,51 +52,8 @@ fn at(task: &Value, field: &str) -> DateTime<Utc> {
 
 async fn workflows_survive_workers_killed_at_random(store: StoreKind) {
     let db = SharedDb::create(store).await;
-    let url = db.url.clone();
-    assert!(Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["migrate", "--database-url", &url])
-        .status()
-        .unwrap()
-        .success());
-    let (api, line) = WeirProcess::start(
-        &[
-            "api",
-            "--listen",
-            "127.0.0.1:0",
-            "--node-id",
-            "api-1",
-            "--database-url",
-            &url,
-            "--no-migrate",
-        ],
-        "listening on",
-    );
-    let base = listening_url(&line);
-
-    let (stop, stopped) = std::sync::mpsc::channel::<()>();
-    let chaos = {
-        let url = url.clone();
-        std::thread::spawn(move || {
-            let mut generation = 0;
-            let spawn = |generation: &mut usize| {
-                *generation += 1;
-                let id = format!("w{generation}");
-                WeirProcess::start(&worker_args(&id, &url), "running up to").0
-            };
-            let mut workers: Vec<WeirProcess> = (0..3).map(|_| spawn(&mut generation)).collect();
-            let mut kills = 0;
-            let mut rng = rand::thread_rng();
-            while let Err(RecvTimeoutError::Timeout) =
-                stopped.recv_timeout(Duration::from_millis(rng.gen_range(200..700)))
-            {
-                let victim = rng.gen_range(0..workers.len());
-                workers.swap_remove(victim).kill();
-                kills += 1;
-                workers.push(spawn(&mut generation));
-            }
-            (workers, kills)
-        })
-    };
+    let (api, base) = migrated_api(&db.url);
+    let chaos = WorkerChaos::start(&db.url);
 
     let http = reqwest::Client::new();
     let ids = submit_all(&http, &base, WORKFLOWS).await;
@@ -130,8 +66,7 @@ async fn workflows_survive_workers_killed_at_random(store: StoreKind) {
             .map(|_| ())
     })
     .await;
-    let _ = stop.send(());
-    let (survivors, kills) = chaos.join().unwrap();
+    let (survivors, kills) = chaos.stop();
     assert!(kills >= 3, "only {kills} workers were killed");
     poll(Duration::from_secs(120), || async {
         running().await.filter(|n| *n == 0).map(|_| ())
@@ -275,13 +210,7 @@ async fn workflows_survive_weir_up_killed_and_restarted() {
     ];
     let start = || {
         let (up, line) = WeirProcess::start(&args, "lb listening on");
-        let base = line
-            .trim_start_matches("weir: lb listening on ")
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_string();
-        (up, base)
+        (up, listening_url(&line))
     };
     let http = reqwest::Client::new();
     let (up, base) = start();
