@@ -17,6 +17,9 @@
     print(weir.wait_workflow(accepted["workflow_id"])["status"])   # succeeded
 
 A chord's callback gets ``"parents": {"<step id>": <result>}`` in its input.
+A running step adds steps to its own workflow with ``add_steps`` (or, in a
+``weir_worker`` handler, ``task.add_steps``); the steps after it wait for
+them too.
 Every error weir answers raises ``WeirError`` with its status, code and
 message; a 503 or 507 is retried after its ``Retry-After`` a few times first.
 """
@@ -26,7 +29,7 @@ import json
 import time
 import urllib.parse
 
-__all__ = ["Client", "WeirError", "Step", "step", "chain", "group", "chord"]
+__all__ = ["Client", "WeirError", "Step", "step", "chain", "group", "chord", "steps_body"]
 
 
 class WeirError(Exception):
@@ -107,14 +110,25 @@ def chord(header, callback):
     return chain(header, callback)
 
 
-def _workflow_body(canvas, name=None, idempotency_key=None):
+def steps_body(task_id, lease_token, canvas):
+    """The body of ``POST /workflows/{id}/steps``: ``canvas``'s steps added
+    by running step ``task_id``. Unnamed steps are named after the adder, so
+    a retried attempt adding the same canvas names them the same (and weir
+    stores them once)."""
+    body = _workflow_body(canvas, id_prefix=f"{task_id}:")
+    return {"task_id": task_id, "lease_token": lease_token, "steps": body["steps"]}
+
+
+def _workflow_body(canvas, name=None, idempotency_key=None, id_prefix=""):
+    if isinstance(canvas, (list, tuple)):
+        canvas = group(*canvas)
     steps = canvas._steps()
     taken = {s.id for s in steps if s.id}
     counter = 0
     for s in steps:
         while not s.id:
             counter += 1
-            candidate = f"{s.type}-{counter}"
+            candidate = f"{id_prefix}{s.type}-{counter}"
             if candidate not in taken:
                 s.id = candidate
                 taken.add(candidate)
@@ -199,10 +213,16 @@ class Client:
     def workflow(self, canvas, name=None, idempotency_key=None):
         """Submits a workflow built with ``step``/``chain``/``group``/``chord``
         (or a list of steps); returns ``workflow_id`` and each step's task."""
-        if isinstance(canvas, (list, tuple)):
-            canvas = group(*canvas)
         return self._request("POST", "/workflows",
                              _workflow_body(canvas, name, idempotency_key))
+
+    def add_steps(self, workflow_id, task_id, lease_token, canvas):
+        """From a running step (``task_id`` under ``lease_token``): adds
+        ``canvas``'s steps to its workflow. Steps that depend on the running
+        step wait for it and for everything it added (a batch). Returns each
+        added step's task."""
+        return self._request("POST", f"/workflows/{workflow_id}/steps",
+                             steps_body(task_id, lease_token, canvas))
 
     def get_workflow(self, workflow_id):
         return self._request("GET", f"/workflows/{workflow_id}")

@@ -77,12 +77,27 @@ class Task:
         self.max_attempts = raw["max_attempts"]
         self.lease_token = raw["lease_token"]
         self.timeout = raw["timeout_ms"] / 1000.0
+        self.workflow_id = raw.get("workflow_id")
+        self.step_id = raw.get("step_id")
         self._progress = None
         self.lost = threading.Event()
 
     def progress(self, percent):
         """Reports how far the task is (0-100), sent with the next heartbeat."""
         self._progress = max(0, min(100, int(percent)))
+
+    def add_steps(self, canvas):
+        """Adds steps (built with ``weir_client``'s ``step``/``chain``/
+        ``group``/``chord``, or a list of steps) to this step's workflow:
+        the steps after this one wait for them too. Returns each added
+        step's task. Raises ``LeaseLost`` once the attempt lost its task."""
+        from weir_client import steps_body  # next to this file
+
+        if self.workflow_id is None:
+            raise WeirError(409, "not_a_step", f"task {self.id} is no workflow step")
+        return self._worker._post(f"/workflows/{self.workflow_id}/steps",
+                                  steps_body(self.id, self.lease_token, canvas),
+                                  30)
 
 
 class Worker:

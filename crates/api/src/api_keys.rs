@@ -28,6 +28,7 @@ use axum::extract::Request;
 use axum::http::Method;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 /// What a key may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
@@ -166,14 +167,36 @@ pub(crate) fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     if open || external {
         return None;
     }
-    let submits =
-        path == "/tasks" || path.starts_with("/hash/") || path == "/write" || path == "/workflows";
+    let submits = path == "/tasks"
+        || path.starts_with("/hash/")
+        || path == "/write"
+        || path == "/workflows"
+        || is_add_steps(path);
     Some(match *method {
         Method::GET | Method::HEAD if path == "/" => Scope::Submit,
         Method::GET | Method::HEAD | Method::OPTIONS => Scope::Read,
         Method::POST if submits => Scope::Submit,
         _ => Scope::Manage,
     })
+}
+
+/// `POST /workflows/{id}/steps`: a running step adds steps. An external
+/// worker may call it with the worker token instead of a key.
+pub(crate) fn is_add_steps(path: &str) -> bool {
+    path.strip_prefix("/workflows/")
+        .and_then(|rest| rest.strip_suffix("/steps"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// Whether `headers` carry the configured worker token (compared in
+/// constant time).
+pub(crate) fn is_worker_token(headers: &axum::http::HeaderMap, configured: Option<&str>) -> bool {
+    match (bearer(headers), configured) {
+        (Some(given), Some(expected)) => {
+            bool::from(given.trim().as_bytes().ct_eq(expected.as_bytes()))
+        }
+        _ => false,
+    }
 }
 
 /// The key a request presents: `Authorization: Bearer KEY` or `X-Api-Key`.

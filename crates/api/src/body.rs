@@ -18,10 +18,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         // The limit the route was given (`app` layers the same ones).
-        let limit = match req.uri().path() {
-            "/workflows" => state.config.body_limits().workflows,
-            _ => state.config.max_body_bytes,
-        };
+        let limit = state.config.json_body_limit(req.uri().path());
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge { limit }

@@ -116,6 +116,10 @@ fn routes(limits: BodyLimits) -> OpenApiRouter<AppState> {
             utoipa_axum::routes!(workflows::submit, workflows::list)
                 .layer(DefaultBodyLimit::max(limits.workflows)),
         )
+        .routes(
+            utoipa_axum::routes!(workflows::add_steps)
+                .layer(DefaultBodyLimit::max(limits.workflows)),
+        )
         .routes(utoipa_axum::routes!(workflows::get))
         .routes(utoipa_axum::routes!(workflows::cancel))
         .routes(utoipa_axum::routes!(workers::list))

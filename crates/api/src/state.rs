@@ -59,7 +59,7 @@ pub struct ApiConfig {
 pub struct BodyLimits {
     /// `POST /write`.
     pub write: usize,
-    /// `POST /workflows`.
+    /// `POST /workflows` and `POST /workflows/{id}/steps`.
     pub workflows: usize,
 }
 
@@ -77,6 +77,17 @@ impl BodyLimits {
 const WORKFLOW_BYTES_PER_STEP: usize = 1024;
 
 impl ApiConfig {
+    /// The limit of a JSON body sent to `path`: the one `app` gives its
+    /// route.
+    pub fn json_body_limit(&self, path: &str) -> usize {
+        let steps = path.starts_with("/workflows/") && path.ends_with("/steps");
+        if path == "/workflows" || steps {
+            self.body_limits().workflows
+        } else {
+            self.max_body_bytes
+        }
+    }
+
     pub fn body_limits(&self) -> BodyLimits {
         BodyLimits {
             write: self.max_write_bytes,
@@ -92,13 +103,13 @@ impl ApiConfig {
             node_id: node_id.into(),
             delay: Duration::ZERO,
             max_body_bytes: 1024 * 1024,
-            default_max_attempts: 3,
+            default_max_attempts: weir_core::DEFAULT_MAX_ATTEMPTS,
             worker_offline_after: Duration::from_secs(10),
             db_busy_timeout: Duration::from_secs(3),
             idempotency_window: Duration::from_secs(24 * 3600),
             max_write_bytes: 16 * 1024 * 1024,
             max_write_events: 100_000,
-            max_workflow_steps: 10_000,
+            max_workflow_steps: weir_core::DEFAULT_MAX_WORKFLOW_STEPS,
             ingest_buffer: None,
             task_types: Arc::new(TaskTypes::default()),
             worker_token: None,

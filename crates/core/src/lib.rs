@@ -5,7 +5,8 @@
 //! nodes, the workers and the storage backends all speak in these types.
 //!
 //! # Layout
-//! - [`task`]: [`Task`], [`TaskId`], [`TaskState`] (and who moves a task out of each state).
+//! - [`ids`]: [`TaskId`] and [`WorkflowId`], time-ordered.
+//! - [`task`]: [`Task`], [`TaskState`] (and who moves a task out of each state).
 //! - [`task_type`]: [`TaskType`] and the registry of configured types ([`TaskTypes`]).
 //! - [`builtin`]: the handlers compiled into weir ([`Builtin`]) and their input rules.
 //! - [`input`]: [`InputError`], what every check of a submission's type and input returns.
@@ -15,7 +16,7 @@
 //! - [`worker`]: a worker's registry row as the store keeps it.
 //! - [`request_log`]: one logged HTTP request, and per-node counts.
 //! - [`event`]: ingested events ([`NewEvent`] on the way in, [`StoredEvent`] out).
-//! - [`workflow`]: workflows — [`Workflow`], [`WorkflowId`], their
+//! - [`workflow`]: workflows — [`Workflow`], their
 //!   statuses, and [`check_graph`], which refuses cycles and unknown parents.
 //! - [`store`]: the [`Store`] trait, its params structs and [`StoreError`].
 
@@ -71,6 +72,7 @@ macro_rules! time_ordered_id {
 pub mod attempt;
 pub mod builtin;
 pub mod event;
+pub mod ids;
 pub mod input;
 pub mod request_log;
 pub mod retry;
@@ -84,6 +86,7 @@ pub mod workflow;
 pub use attempt::{Attempt, AttemptDefaults, AttemptEnd};
 pub use builtin::Builtin;
 pub use event::{NewEvent, StoredEvent};
+pub use ids::{TaskId, WorkflowId};
 pub use input::InputError;
 pub use request_log::{NodeRequestCount, RequestLogEntry, RequestLogStats};
 pub use retry::RetryPolicy;
@@ -91,18 +94,19 @@ pub use secrets::{KeyOrigin, OpenError, Sealer};
 pub use store::{
     CacheAccessParams, CacheEntryStats, CacheStats, CompletionOutcome, EventLog, FinishedCounts,
     IdempotencyKey, LeaderAcquireParams, Leadership, MaintenancePruneParams,
-    MaintenancePruneReport, NewStep, NewWorkflow, QueueDepth, QueueLimits, RequestLog, ResultCache,
-    Store, StoreError, TaskAdmin, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts,
-    TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskQueue,
-    TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams, WorkerRegistry, Workflows,
+    MaintenancePruneReport, NewStep, NewSteps, NewWorkflow, QueueDepth, QueueLimits, RequestLog,
+    ResultCache, StepsAdded, Store, StoreError, TaskAdmin, TaskChange, TaskClaimParams,
+    TaskCompletion, TaskCounts, TaskInsertParams, TaskLeaseExtendParams, TaskListParams,
+    TaskOutcome, TaskQueue, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams,
+    WorkerRegistry, Workflows,
 };
-pub use task::{AttemptError, ClaimedTask, Task, TaskId, TaskState};
+pub use task::{AttemptError, ClaimedTask, Task, TaskState, DEFAULT_MAX_ATTEMPTS};
 pub use task_type::{
     CacheWrite, HandlerSpec, RegisteredType, TaskType, TaskTypeConfig, TaskTypeError, TaskTypeSpec,
     TaskTypeView, TaskTypes,
 };
 pub use worker::{WorkerInfo, WorkerStatus};
 pub use workflow::{
-    check_graph, GraphError, ParentFailure, Workflow, WorkflowId, WorkflowListParams,
-    WorkflowStatus, WorkflowStep,
+    check_graph, GraphError, ParentFailure, Workflow, WorkflowListParams, WorkflowStatus,
+    WorkflowStep, DEFAULT_MAX_WORKFLOW_STEPS,
 };

@@ -120,6 +120,47 @@ pub struct NewWorkflow {
     pub steps: Vec<NewStep>,
 }
 
+/// Steps a running step adds to its own workflow, fenced by its lease.
+#[derive(Clone, Debug)]
+pub struct NewSteps {
+    /// The running step adding them.
+    pub adder: TaskId,
+    /// The adder's current lease token.
+    pub lease_token: i64,
+    pub now: DateTime<Utc>,
+    /// Checked as a graph among themselves ([`crate::check_graph`]),
+    /// parents first; each depends only on steps of this list.
+    pub steps: Vec<NewStep>,
+    /// Most steps the workflow may hold with these.
+    pub max_total: usize,
+}
+
+/// What adding steps to a workflow did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepsAdded {
+    /// Stored; each step id with its task, in the order given.
+    Added {
+        workflow: WorkflowId,
+        steps: Vec<(String, TaskId)>,
+    },
+    /// This step added these ids before (an earlier attempt of it): nothing
+    /// stored again; their tasks.
+    Replayed {
+        workflow: WorkflowId,
+        steps: Vec<(String, TaskId)>,
+    },
+    /// The adder is not running under this lease token.
+    LeaseLost,
+    /// The adder is no workflow's step.
+    NotAStep,
+    /// The workflow already has a step of this id (not added by this step).
+    StepExists(String),
+    /// The workflow would hold more than `max` steps.
+    TooMany { total: usize, max: usize },
+    /// The workflow is being cancelled.
+    NotRunning,
+}
+
 /// A worker asking for up to `max` runnable tasks.
 #[derive(Clone, Debug)]
 pub struct TaskClaimParams {
@@ -546,6 +587,15 @@ pub trait Workflows: Send + Sync + 'static {
     async fn workflow_counts(&self) -> Result<Vec<(WorkflowStatus, i64)>, StoreError>;
     /// A workflow with its steps.
     async fn workflow_get(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError>;
+    /// Adds steps to the workflow of a running step, in one transaction:
+    /// each step waiting on the adder (its children) now waits on the added
+    /// steps too.
+    async fn workflow_add_steps(&self, add: NewSteps) -> Result<StepsAdded, StoreError>;
+    /// The workflow and step id of each of these tasks that is a step.
+    async fn steps_of_tasks(
+        &self,
+        tasks: &[TaskId],
+    ) -> Result<Vec<(TaskId, WorkflowId, String)>, StoreError>;
     /// Workflows matching the filters, newest first, without their steps.
     async fn workflow_list(&self, params: WorkflowListParams) -> Result<Vec<Workflow>, StoreError>;
     /// Cancels every step that has not ended (a running one is fenced off,

@@ -6,12 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::TaskType;
-
-time_ordered_id!(
-    /// A task's id: a UUIDv7, so ids sort by creation time and index well.
-    TaskId
-);
+use crate::{TaskId, TaskType};
 
 /// Where a task is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -73,6 +68,10 @@ impl FromStr for TaskState {
     }
 }
 
+/// Attempts a task gets unless its submission (or, for the API's
+/// submissions, `--max-attempts`) says otherwise.
+pub const DEFAULT_MAX_ATTEMPTS: i32 = 3;
+
 /// A task as the store keeps it and the API shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Task {
@@ -118,6 +117,12 @@ pub struct Task {
     /// The tenant of the API key that submitted it; keys of a tenant see
     /// only its tasks.
     pub tenant: Option<String>,
+    /// The workflow this task is a step of, if it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<crate::WorkflowId>,
+    /// Its step's id in that workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_id: Option<String>,
 }
 
 /// One failed attempt, as kept on its task.

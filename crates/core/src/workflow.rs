@@ -10,12 +10,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{TaskId, TaskState, TaskType};
+use crate::{TaskId, TaskState, TaskType, WorkflowId};
 
-time_ordered_id!(
-    /// A workflow's id: a UUIDv7, like a task's.
-    WorkflowId
-);
+/// Most steps one workflow holds unless configured otherwise
+/// (`--max-workflow-steps`), those added while it runs included.
+pub const DEFAULT_MAX_WORKFLOW_STEPS: usize = 10_000;
 
 /// What a step does when a parent ends other than succeeded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -225,6 +225,11 @@ pub trait Driver: Send + Sync + 'static {
     async fn task_list(&self, params: &TaskListParams) -> Result<Vec<Task>, StoreError>;
     /// A workflow with its steps, in the order they were submitted.
     async fn workflow_get(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError>;
+    /// The workflow and step id of each of these tasks that is a step.
+    async fn steps_of_tasks(
+        &self,
+        tasks: &[TaskId],
+    ) -> Result<Vec<(TaskId, WorkflowId, String)>, StoreError>;
     /// (status, count) over every workflow.
     async fn workflow_status_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
     /// Workflows matching the filters, newest first, without their steps.

@@ -36,9 +36,10 @@ pub use hints::lease_end;
 pub use readiness::{NotReady, Readiness};
 pub use sql_store::SqlStore;
 pub use submission::{
-    StepSubmission, Submission, SubmitError, Submitted, SubmittedWorkflow, Submitter,
+    StepSubmission, StepsAdder, Submission, SubmitError, Submitted, SubmittedWorkflow, Submitter,
     WorkflowError, WorkflowSubmission,
 };
 pub use workflow_tx::{
-    EndedStep, ParentOutcome, ReadyStep, StepCancel, StepChild, WorkflowCounts, WorkflowTx,
+    EndedStep, NamedStep, ParentOutcome, ReadyStep, StepCancel, StepChild, WorkflowCounts,
+    WorkflowTx,
 };

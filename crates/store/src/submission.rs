@@ -25,7 +25,8 @@ use crate::{CacheAccessRecorder, TaskInsertWriter};
 
 mod workflow;
 pub use workflow::{
-    StepSubmission, SubmittedWorkflow, WorkflowError, WorkflowSubmission, MAX_STEP_ID_BYTES,
+    StepSubmission, StepsAdder, SubmittedWorkflow, WorkflowError, WorkflowSubmission,
+    MAX_STEP_ID_BYTES,
 };
 
 /// One task to queue; `None`s take the type's defaults, then the submitter's.

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use weir_core::{
-    NewWorkflow, ParentFailure, StoreError, TaskId, TaskState, WorkflowId, WorkflowStatus,
+    NewStep, NewWorkflow, ParentFailure, StoreError, TaskId, TaskState, WorkflowId, WorkflowStatus,
 };
 
 /// A step that has just ended, as its workflow counts it.
@@ -16,6 +16,9 @@ pub struct EndedStep {
     pub workflow: WorkflowId,
     pub step_id: String,
     pub state: TaskState,
+    /// For a step with parents that ran once: seconds from its last parent's
+    /// end (when it was queued) to its start.
+    pub start_wait: Option<f64>,
 }
 
 /// An edge from a parent to a child that has not ended.
@@ -50,6 +53,15 @@ pub struct StepCancel {
     pub error: String,
 }
 
+/// A step found by its id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedStep {
+    pub step_id: String,
+    pub task: TaskId,
+    /// The running step that added it (`None`: submitted with its workflow).
+    pub added_by: Option<TaskId>,
+}
+
 /// A workflow's counts after steps ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WorkflowCounts {
@@ -60,6 +72,19 @@ pub struct WorkflowCounts {
 }
 
 impl WorkflowCounts {
+    /// The counts as a dialect reads them: (total, live, succeeded,
+    /// cancel requested).
+    pub fn from_row<N: Into<i64>>(
+        (total, live, succeeded, cancel_requested): (N, N, N, bool),
+    ) -> Self {
+        WorkflowCounts {
+            total: total.into(),
+            live: live.into(),
+            succeeded: succeeded.into(),
+            cancel_requested,
+        }
+    }
+
     /// The status these counts mean.
     pub fn status(&self) -> WorkflowStatus {
         if self.live > 0 {
@@ -77,9 +102,45 @@ impl WorkflowCounts {
 /// A workflow's graph, one dialect's statements.
 #[async_trait]
 pub trait WorkflowTx: Send {
-    /// Stores the workflow, its steps and their tasks: queued when they have
-    /// no parents, else waiting.
-    async fn workflow_insert(&mut self, w: &NewWorkflow) -> Result<(), StoreError>;
+    /// Stores a workflow's row, running, without steps yet (see
+    /// [`WorkflowTx::workflow_grow`]).
+    async fn workflow_row_insert(&mut self, w: &NewWorkflow) -> Result<(), StoreError>;
+    /// Stores steps of `workflow` and their tasks (queued when they have no
+    /// parents, else waiting), numbered for display after the steps its row
+    /// counts; `edges` are (parent, child) task pairs among them;
+    /// `added_by`: the running step that added them.
+    async fn steps_insert(
+        &mut self,
+        workflow: WorkflowId,
+        steps: &[NewStep],
+        edges: &[(TaskId, TaskId)],
+        added_by: Option<TaskId>,
+    ) -> Result<(), StoreError>;
+    /// Whether `task` is running under `lease_token`; if so it stays so
+    /// until this transaction ends (its row is held).
+    async fn task_held(&mut self, task: TaskId, lease_token: i64) -> Result<bool, StoreError>;
+    /// The steps of `workflow` among `ids`: step id, task, and the step
+    /// that added it.
+    async fn steps_named(
+        &mut self,
+        workflow: WorkflowId,
+        ids: &[String],
+    ) -> Result<Vec<NamedStep>, StoreError>;
+    /// A waiting `child` waits on `parents` too (step id and task; its
+    /// `depends_on` names them).
+    async fn step_adopt(
+        &mut self,
+        child: TaskId,
+        parents: &[(String, TaskId)],
+    ) -> Result<(), StoreError>;
+    /// `n` more steps in a workflow, all live; returns its counts. Taken
+    /// last in a transaction that changes steps, as the end of a step takes
+    /// it, so two such transactions lock rows in the same order.
+    async fn workflow_grow(
+        &mut self,
+        workflow: WorkflowId,
+        n: i64,
+    ) -> Result<WorkflowCounts, StoreError>;
     /// Marks the steps among these ended tasks as ended (once: a step
     /// already marked is left out) and returns them.
     async fn steps_end(

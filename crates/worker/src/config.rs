@@ -50,6 +50,8 @@ pub struct WorkerConfig {
     pub queue_limits: Vec<weir_core::QueueLimits>,
     /// Most running tasks per concurrency key, across the cluster.
     pub concurrency_key_limit: i32,
+    /// Most steps a workflow may hold with those its steps add.
+    pub max_workflow_steps: usize,
 }
 
 impl WorkerConfig {
@@ -91,6 +93,7 @@ impl WorkerConfig {
             queues: None,
             queue_limits: Vec::new(),
             concurrency_key_limit: 1,
+            max_workflow_steps: weir_core::DEFAULT_MAX_WORKFLOW_STEPS,
         }
     }
 }

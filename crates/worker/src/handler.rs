@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use weir_core::{TaskId, TaskType};
+use weir_store::{StepSubmission, StepsAdder, SubmittedWorkflow, Submitter, WorkflowError};
 
 /// Where a running task reports how far it is (0-100); -1 until it reports.
 #[derive(Clone, Debug)]
@@ -51,6 +52,61 @@ pub struct Job {
     /// future is also dropped then; the token lets a handler stop work it
     /// handed elsewhere.
     pub cancel: CancellationToken,
+    /// This attempt's lease token: what an external call on its behalf
+    /// (`POST /workflows/{id}/steps`) presents.
+    pub lease_token: i64,
+    /// Adds steps to this task's workflow when it is a step (a batch).
+    pub workflow: WorkflowSteps,
+}
+
+/// Where a running step adds steps to its own workflow: every step waiting
+/// on it waits on them too (Sidekiq's batch callback). Adding the same ids
+/// again from a retried attempt stores nothing more.
+#[derive(Clone, Default)]
+pub struct WorkflowSteps {
+    adder: Option<(Arc<Submitter>, TaskId, i64, usize)>,
+}
+
+impl fmt::Debug for WorkflowSteps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let task = self.adder.as_ref().map(|(_, task, _, _)| task);
+        f.debug_struct("WorkflowSteps")
+            .field("task", &task)
+            .finish()
+    }
+}
+
+impl WorkflowSteps {
+    /// The handle of task `task`'s attempt under `lease_token`; a workflow
+    /// holds at most `max_steps` steps.
+    pub fn new(
+        submitter: Arc<Submitter>,
+        task: TaskId,
+        lease_token: i64,
+        max_steps: usize,
+    ) -> Self {
+        WorkflowSteps {
+            adder: Some((submitter, task, lease_token, max_steps)),
+        }
+    }
+
+    /// Adds `steps` (their `depends_on` naming steps of this list) to the
+    /// workflow this task is a step of.
+    pub async fn add(
+        &self,
+        steps: Vec<StepSubmission>,
+    ) -> Result<SubmittedWorkflow, WorkflowError> {
+        let Some((submitter, task, lease_token, max_steps)) = &self.adder else {
+            return Err(WorkflowError::NotAStep(TaskId::default()));
+        };
+        let adder = StepsAdder {
+            workflow: None,
+            task: *task,
+            lease_token: *lease_token,
+            tenant: None,
+        };
+        submitter.add_steps(adder, steps, *max_steps).await
+    }
 }
 
 /// How an attempt failed.

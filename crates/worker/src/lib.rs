@@ -29,6 +29,6 @@ pub mod registry;
 pub mod worker;
 
 pub use config::WorkerConfig;
-pub use handler::{Handler, HandlerError, Job, Progress};
+pub use handler::{Handler, HandlerError, Job, Progress, WorkflowSteps};
 pub use registry::{HandlerSetupError, Handlers};
 pub use worker::{run, WorkerReport};

@@ -14,9 +14,10 @@ use weir_core::{
     Attempt, AttemptDefaults, AttemptEnd, ClaimedTask, Store, TaskClaimParams, TaskCompletion,
     TaskLeaseExtendParams, TaskReleaseParams, WorkerHeartbeatParams, WorkerStatus,
 };
+use weir_store::Submitter;
 
 use crate::completer::Completer;
-use crate::handler::{HandlerError, Job, Progress};
+use crate::handler::{HandlerError, Job, Progress, WorkflowSteps};
 use crate::prefetch::Prefetch;
 use crate::{maintenance, WorkerConfig};
 
@@ -53,7 +54,14 @@ pub async fn run(
     );
     weir_telemetry::install();
     let config_worker_id = config.worker_id.clone();
+    let submitter = Arc::new(Submitter::new(
+        store.clone(),
+        config.task_types.clone(),
+        weir_core::DEFAULT_MAX_ATTEMPTS,
+        Duration::ZERO,
+    ));
     let mut w = Worker {
+        submitter,
         types: config.handlers.type_names(),
         store,
         config,
@@ -90,6 +98,8 @@ pub async fn run(
 }
 
 struct Worker {
+    /// Where handlers add steps to their workflows.
+    submitter: Arc<Submitter>,
     /// The types this worker has handlers for: what it claims and reports.
     types: Vec<String>,
     store: Arc<dyn Store>,
@@ -350,6 +360,13 @@ impl Worker {
             timeout,
             progress: Progress::default(),
             cancel: CancellationToken::new(),
+            lease_token: task.lease_token,
+            workflow: WorkflowSteps::new(
+                self.submitter.clone(),
+                task.id,
+                task.lease_token,
+                self.config.max_workflow_steps,
+            ),
         };
         let (progress, cancel) = (job.progress.clone(), job.cancel.clone());
         let handler = self.config.handlers.get(&task.kind);

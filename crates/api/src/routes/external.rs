@@ -21,12 +21,11 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 use weir_core::{
     Attempt, AttemptDefaults, AttemptEnd, CompletionOutcome, Task, TaskClaimParams, TaskCompletion,
     TaskId, TaskLeaseExtendParams, TaskOutcome, TaskState, TaskType, WorkerHeartbeatParams,
-    WorkerStatus,
+    WorkerStatus, WorkflowId,
 };
 
 use crate::body::JsonBody;
@@ -64,13 +63,13 @@ impl FromRequestParts<AppState> for WorkerAuth {
                 "external workers are off: start the API nodes with --worker-token",
             ));
         };
-        let given = crate::api_keys::bearer(&parts.headers).ok_or_else(|| {
-            unauthorized(
+        if crate::api_keys::bearer(&parts.headers).is_none() {
+            return Err(unauthorized(
                 "missing_token",
                 "Authorization: Bearer <worker token> is required",
-            )
-        })?;
-        if bool::from(given.trim().as_bytes().ct_eq(expected.as_bytes())) {
+            ));
+        }
+        if crate::api_keys::is_worker_token(&parts.headers, Some(expected)) {
             Ok(WorkerAuth)
         } else {
             Err(unauthorized(
@@ -141,6 +140,12 @@ pub struct ClaimedTaskView {
     pub lease_expires_at: DateTime<Utc>,
     /// The attempt's time limit: stop and fail it past this.
     pub timeout_ms: u64,
+    /// The workflow it is a step of, if it is one: where
+    /// `POST /workflows/{id}/steps` adds steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<WorkflowId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_id: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -257,9 +262,24 @@ pub async fn claim(
         tracing::warn!(worker = %worker_id, error = %e, "external worker's registry row not updated");
     }
     let lease_expires_at = now + to_chrono(lease);
+    // The claim holds the tasks already: a failed lookup leaves the ids
+    // out rather than losing the answer.
+    let ids: Vec<TaskId> = claimed.iter().map(|t| t.id).collect();
+    let mut steps: std::collections::HashMap<TaskId, (WorkflowId, String)> = state
+        .store
+        .steps_of_tasks(&ids)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "claimed steps' workflow ids not found");
+            Vec::new()
+        })
+        .into_iter()
+        .map(|(task, workflow, step)| (task, (workflow, step)))
+        .collect();
     let tasks = claimed
         .into_iter()
         .map(|t| {
+            let (workflow_id, step_id) = steps.remove(&t.id).unzip();
             let types = &state.config.task_types;
             let timeout = types.attempt_timeout(&t.kind, t.timeout);
             // The worker running the attempt gets the secrets in clear; one
@@ -277,6 +297,8 @@ pub async fn claim(
                 max_attempts: t.max_attempts,
                 lease_token: t.lease_token,
                 lease_expires_at,
+                workflow_id,
+                step_id,
             }
         })
         .collect();

@@ -1,5 +1,6 @@
 //! Workflows: `POST /workflows`, `GET /workflows/{id}`, `GET /workflows`,
-//! `POST /workflows/{id}/cancel`.
+//! `POST /workflows/{id}/cancel`, and `POST /workflows/{id}/steps`, where a
+//! running step adds steps to its own workflow (a batch).
 
 use std::collections::BTreeMap;
 
@@ -13,7 +14,7 @@ use serde_json::Value;
 use weir_core::{
     GraphError, ParentFailure, TaskId, Workflow, WorkflowId, WorkflowListParams, WorkflowStatus,
 };
-use weir_store::{StepSubmission, Submission, WorkflowError, WorkflowSubmission};
+use weir_store::{StepSubmission, StepsAdder, Submission, WorkflowError, WorkflowSubmission};
 
 use super::tasks::{idempotency_key, parse_backoff, parse_timeout};
 use crate::auth::Tenant;
@@ -74,6 +75,34 @@ pub struct WorkflowAccepted {
     steps: BTreeMap<String, TaskId>,
 }
 
+/// The steps of a request as the submitter takes them.
+fn step_submissions(given: Vec<SubmitStep>) -> Result<Vec<StepSubmission>, ApiError> {
+    let mut steps = Vec::with_capacity(given.len());
+    for s in given {
+        let task = Submission {
+            kind: s.kind,
+            input: s.input,
+            max_attempts: s.max_attempts,
+            priority: s.priority,
+            run_at: s.run_at,
+            idempotency_key: None,
+            queue: s.queue,
+            concurrency_key: s.concurrency_key,
+            backoff: parse_backoff(s.retry_backoff)?,
+            timeout: parse_timeout(s.timeout)?,
+            tenant: None,
+        };
+        steps.push(StepSubmission {
+            id: s.id,
+            task,
+            depends_on: s.depends_on,
+            on_parent_failure: s.on_parent_failure,
+            with_parent_results: s.with_parent_results,
+        });
+    }
+    Ok(steps)
+}
+
 impl From<WorkflowError> for ApiError {
     fn from(e: WorkflowError) -> Self {
         let message = e.to_string();
@@ -94,6 +123,22 @@ impl From<WorkflowError> for ApiError {
             },
             WorkflowError::TooManySteps { .. } => ApiError::TooLarge {
                 code: "too_many_steps",
+                message,
+            },
+            WorkflowError::LeaseLost(_) => ApiError::Conflict {
+                code: "lease_lost",
+                message,
+            },
+            WorkflowError::NotAStep(_) => ApiError::NotFound {
+                code: "step_not_found",
+                message,
+            },
+            WorkflowError::StepExists(_) => ApiError::Conflict {
+                code: "step_exists",
+                message,
+            },
+            WorkflowError::NotRunning => ApiError::Conflict {
+                code: "workflow_not_running",
                 message,
             },
             WorkflowError::Store(e) => e.into(),
@@ -120,29 +165,7 @@ pub async fn submit(
     JsonBody(body): JsonBody<SubmitWorkflow>,
 ) -> Result<Response, ApiError> {
     let idempotency_key = idempotency_key(&headers, body.idempotency_key)?;
-    let mut steps = Vec::with_capacity(body.steps.len());
-    for s in body.steps {
-        let task = Submission {
-            kind: s.kind,
-            input: s.input,
-            max_attempts: s.max_attempts,
-            priority: s.priority,
-            run_at: s.run_at,
-            idempotency_key: None,
-            queue: s.queue,
-            concurrency_key: s.concurrency_key,
-            backoff: parse_backoff(s.retry_backoff)?,
-            timeout: parse_timeout(s.timeout)?,
-            tenant: None,
-        };
-        steps.push(StepSubmission {
-            id: s.id,
-            task,
-            depends_on: s.depends_on,
-            on_parent_failure: s.on_parent_failure,
-            with_parent_results: s.with_parent_results,
-        });
-    }
+    let steps = step_submissions(body.steps)?;
     let submitted = state
         .submitter
         .submit_workflow(
@@ -180,6 +203,73 @@ pub async fn submit(
         steps: submitted.steps.into_iter().collect(),
     };
     Ok((StatusCode::ACCEPTED, location, Json(body)).into_response())
+}
+
+/// Steps a running step adds to its own workflow.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddSteps {
+    /// The running step adding them.
+    task_id: TaskId,
+    /// Its attempt's lease token (a claim gives it; a Rust handler has it
+    /// on its `Job`).
+    lease_token: i64,
+    /// As for `POST /workflows`; `depends_on` names steps of this list.
+    steps: Vec<SubmitStep>,
+}
+
+/// Steps added: each step id with its task.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StepsAdded {
+    workflow_id: WorkflowId,
+    /// Step id → task id.
+    steps: BTreeMap<String, TaskId>,
+}
+
+/// `POST /workflows/{id}/steps`: a running step adds steps to its own
+/// workflow (a batch). Every step waiting on it waits on them too, so a
+/// step after it runs once it and everything it added have ended. The same
+/// step adding the same ids again (a retried attempt) stores nothing more.
+#[utoipa::path(post, path = "/workflows/{id}/steps", tag = "workflows", request_body = AddSteps,
+    params(("id" = String, Path, description = "The workflow's id")),
+    responses(
+        (status = 202, description = "Stored: steps without parents queued, the others waiting", body = StepsAdded),
+        (status = 200, description = "This step added these ids before (Idempotent-Replayed: true)", body = StepsAdded),
+        (status = 400, description = "A cycle, an unknown parent, a repeated step id, or a step its type refuses", body = ErrorBody),
+        (status = 404, description = "No such workflow, or the task is no step of it", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the attempt no longer holds its task; `step_exists`: a step id taken; `workflow_not_running`: it is being cancelled", body = ErrorBody),
+        (status = 413, description = "The workflow would hold more than --max-workflow-steps", body = ErrorBody)))]
+pub async fn add_steps(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<AddSteps>,
+) -> Result<Response, ApiError> {
+    let workflow: WorkflowId = id.parse().map_err(|_| not_found())?;
+    let steps = step_submissions(body.steps)?;
+    let adder = StepsAdder {
+        workflow: Some(workflow),
+        task: body.task_id,
+        lease_token: body.lease_token,
+        tenant: tenant.0,
+    };
+    let added = state
+        .submitter
+        .add_steps(adder, steps, state.config.max_workflow_steps)
+        .await?;
+    let answer = StepsAdded {
+        workflow_id: added.id,
+        steps: added.steps.into_iter().collect(),
+    };
+    if added.replayed {
+        let mut resp = (StatusCode::OK, Json(answer)).into_response();
+        resp.headers_mut().insert(
+            "idempotent-replayed",
+            header::HeaderValue::from_static("true"),
+        );
+        return Ok(resp);
+    }
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
 }
 
 fn not_found() -> ApiError {

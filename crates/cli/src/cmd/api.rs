@@ -14,9 +14,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let options = args.store.options(None)?;
     let task_types = args.types.registry(file_types)?;
-    let config = args
+    let mut config = args
         .api
         .config(String::new(), args.store.db_busy_timeout, task_types)?;
+    config.max_workflow_steps = args.types.max_workflow_steps;
     if check {
         return super::checked("api");
     }

@@ -35,17 +35,21 @@ pub async fn run(
             worker_token: Some(worker_token.clone()),
             retry_backoff: args.worker.retry_backoff,
             cache_ttl: args.worker.cache_ttl,
+            max_workflow_steps: args.types.max_workflow_steps,
             ..args.api.config(
                 String::new(),
                 args.store.db_busy_timeout,
                 task_types.clone(),
             )?
         },
-        worker: args.worker.config(
-            String::new(),
-            args.worker_concurrency.into(),
-            task_types.clone(),
-        )?,
+        worker: weir_worker::WorkerConfig {
+            max_workflow_steps: args.types.max_workflow_steps,
+            ..args.worker.config(
+                String::new(),
+                args.worker_concurrency.into(),
+                task_types.clone(),
+            )?
+        },
         lb,
     };
     weir_lb::Lb::new(spec.lb.clone()).map_err(anyhow::Error::msg)?;

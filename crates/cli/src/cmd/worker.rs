@@ -16,9 +16,10 @@ pub async fn run(
         .worker_id
         .clone()
         .unwrap_or_else(|| format!("worker-{}", std::process::id()));
-    let config = args
+    let mut config = args
         .worker
         .config(worker_id.clone(), args.concurrency.into(), task_types)?;
+    config.max_workflow_steps = args.types.max_workflow_steps;
     args.ingest.buffer()?;
     if check {
         return super::checked("worker");

@@ -34,7 +34,7 @@ pub struct ApiNodeArgs {
     #[arg(long, env = "WEIR_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Attempts a task gets unless its submission says otherwise.
-    #[arg(long, env = "WEIR_MAX_ATTEMPTS", default_value_t = 3)]
+    #[arg(long, env = "WEIR_MAX_ATTEMPTS", default_value_t = weir_core::DEFAULT_MAX_ATTEMPTS)]
     pub max_attempts: i32,
     /// A worker silent this long is shown as offline.
     #[arg(long, env = "WEIR_WORKER_OFFLINE_AFTER", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -45,9 +45,6 @@ pub struct ApiNodeArgs {
     /// Most events in one `POST /write`.
     #[arg(long, env = "WEIR_MAX_WRITE_EVENTS", default_value_t = 100_000)]
     pub max_write_events: usize,
-    /// Most steps in one workflow (`POST /workflows`; more: 413).
-    #[arg(long, env = "WEIR_MAX_WORKFLOW_STEPS", default_value_t = 10_000)]
-    pub max_workflow_steps: usize,
     #[command(flatten)]
     pub ingest: IngestArgs,
 }
@@ -105,7 +102,6 @@ impl ApiNodeArgs {
         config.cors_origins = valid_cors_origins(&self.cors_origins)?;
         config.max_write_bytes = self.max_write_bytes;
         config.max_write_events = self.max_write_events.max(1);
-        config.max_workflow_steps = self.max_workflow_steps.max(1);
         config.ingest_buffer = self.ingest.buffer()?;
         config.db_busy_timeout = db_busy_timeout;
         config.delay = Duration::from_millis(self.delay_ms);

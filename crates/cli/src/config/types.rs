@@ -18,6 +18,19 @@ pub struct TaskTypeArgs {
     /// one, secrets stay out of answers and logs but not out of the database.
     #[arg(long, env = "WEIR_SECRETS_KEY", hide_env_values = true)]
     pub secrets_key: Option<String>,
+    /// Most steps in one workflow, those its steps add while it runs
+    /// included (more: 413); api nodes and workers both hold to it.
+    #[arg(long, env = "WEIR_MAX_WORKFLOW_STEPS", default_value_t = weir_core::DEFAULT_MAX_WORKFLOW_STEPS, value_parser = parse_max_steps)]
+    pub max_workflow_steps: usize,
+}
+
+fn parse_max_steps(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of steps, 1 or more, got {s:?}"
+        )),
+    }
 }
 
 fn parse_task_type(s: &str) -> Result<weir_core::TaskTypeSpec, String> {

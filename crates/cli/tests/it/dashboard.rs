@@ -232,3 +232,117 @@ async fn dashboard_panels_send_the_api_key_they_are_given() {
     assert_eq!(view, json!(false));
     up.terminate();
 }
+
+/// The Workflows panel lists workflows and draws the newest as its graph,
+/// steps coloured by state, and follows the steps as they run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_draws_a_workflow_and_follows_its_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().display().to_string();
+    let (up, lb) = start_up(
+        &data_dir,
+        &[
+            "--api-nodes",
+            "1",
+            "--workers",
+            "1",
+            "--task-type",
+            "gate=external",
+            "--worker-token",
+            TOKEN,
+        ],
+    );
+    let http = reqwest::Client::new();
+    let flow = json!({"name": "nightly-report", "steps": [
+        {"id": "gate", "type": "gate", "input": {}},
+        {"id": "hash-a", "type": "md5", "input": {"string": "a"}, "depends_on": ["gate"]},
+        {"id": "hash-b", "type": "md5", "input": {"string": "b"}, "depends_on": ["gate"]},
+        {"id": "hash-c", "type": "sha256", "input": {"string": "c"}, "depends_on": ["gate"]},
+        {"id": "report", "type": "noop", "input": {}, "depends_on": ["hash-a", "hash-b", "hash-c"]}
+    ]});
+    let accepted: Value = http
+        .post(format!("{lb}/workflows"))
+        .json(&flow)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let gate = accepted["steps"]["gate"].as_str().unwrap().to_string();
+
+    let page = format!("{lb}/dashboard");
+    let status_of = |step: &str| {
+        format!(
+            "(document.querySelector('#workflow-graph g.step[data-step=\"{step}\"]') || {{dataset: {{}}}}).dataset.status"
+        )
+    };
+    let (browser, tab) = tokio::task::spawn_blocking({
+        let (gate_js, report_js) = (status_of("gate"), status_of("report"));
+        move || {
+            let (browser, tab) = open_page(&page);
+            wait_for_value(
+                &tab,
+                "document.querySelectorAll('#workflow-graph g.step').length",
+                |v| v.as_u64() == Some(5),
+            );
+            wait_for_value(&tab, &gate_js, |v| v == "queued");
+            wait_for_value(&tab, &report_js, |v| v == "waiting");
+            // Edges: three out of the gate, three into the report.
+            wait_for_value(
+                &tab,
+                "document.querySelectorAll('#workflow-graph line').length",
+                |v| v.as_u64() == Some(6),
+            );
+            (browser, tab)
+        }
+    })
+    .await
+    .unwrap();
+
+    // The gate runs and ends; the page follows without a reload.
+    let claimed: Value = http
+        .post(format!("{lb}/workers/ext/claim"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"types": ["gate"], "wait": "5s"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = claimed["tasks"][0]["lease_token"].as_i64().unwrap();
+    let done = http
+        .post(format!("{lb}/tasks/{gate}/complete"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"lease_token": token, "result": {"open": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-workflow.png");
+    let listed = tokio::task::spawn_blocking(move || {
+        let _browser = browser;
+        wait_for_value(&tab, &status_of("report"), |v| v == "succeeded");
+        for step in ["gate", "hash-a", "hash-b", "hash-c"] {
+            wait_for_value(&tab, &status_of(step), |v| v == "succeeded");
+        }
+        let listed = wait_for_value(
+            &tab,
+            "[...document.querySelectorAll('#workflow-list tr')].map(r => r.textContent).join('|')",
+            |v| v.as_str().is_some_and(|s| s.contains("succeeded")),
+        );
+        let png = tab
+            .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
+            .unwrap();
+        std::fs::write(&shot, png).unwrap();
+        listed
+    })
+    .await
+    .unwrap();
+    assert!(
+        listed.as_str().unwrap().contains("nightly-report"),
+        "{listed}"
+    );
+    up.terminate();
+}

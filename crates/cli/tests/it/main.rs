@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod bad_input;
+mod batches;
 mod bench_cli;
 mod binary;
 mod chaos;

@@ -136,41 +136,8 @@ async fn the_python_example_worker_runs_tasks_against_weir_up() {
 async fn the_python_client_runs_a_chord_and_a_chain_as_a_workflow() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data").display().to_string();
-    let (_up, line) = WeirProcess::start(
-        &[
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            &data,
-            "--api-nodes",
-            "1",
-            "--workers",
-            "1",
-        ],
-        "lb listening on",
-    );
-    let base = listening_url(&line);
-    let example = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../clients/python/workflow_example.py"
-    );
-    let python = Command::new("python3")
-        .args([example, "--url", &base])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 is needed for the Python client's test");
-    let out = tokio::task::spawn_blocking(move || python.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the example failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let (_up, base) = up_with(&data, &[]);
+    let printed = run_example("workflow_example.py", &["--url", &base]).await;
     let workflow = &printed["workflow"];
     assert_eq!(workflow["status"], "succeeded", "{workflow}");
     assert_eq!(workflow["name"], "canvas");
@@ -182,4 +149,71 @@ async fn the_python_client_runs_a_chord_and_a_chain_as_a_workflow() {
         json!({"md5": "0cc175b9c0f1b6a831c399e269772661"})
     );
     assert_eq!(printed["cycle"], "workflow_cycle");
+}
+
+/// A batch from Python: a `weir_worker` step adds a hash per word to its
+/// own workflow (`task.add_steps`), and the report after it gets them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_step_adds_a_batch_the_report_waits_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let extra = ["--task-type", "split=external", "--worker-token", TOKEN];
+    let (_up, base) = up_with(&data, &extra);
+    let printed = run_example("batch_example.py", &["--url", &base, "--token", TOKEN]).await;
+    let workflow = &printed["workflow"];
+    assert_eq!(workflow["status"], "succeeded", "{workflow}");
+    assert_eq!(workflow["steps"].as_array().unwrap().len(), 6, "{workflow}");
+    assert_eq!(printed["added_twice_same"], true);
+    let parents = printed["report_input"]["parents"].as_object().unwrap();
+    assert_eq!(parents.len(), 5, "split and four hashes: {parents:?}");
+    assert_eq!(
+        parents["hash-alpha"],
+        json!({"md5": "2c1743a391305fbf367df8e4f069f9f9"})
+    );
+}
+
+/// `weir up` with `extra` flags (one API node, one worker); its lb's URL.
+fn up_with(data: &str, extra: &[&str]) -> (WeirProcess, String) {
+    let args = [
+        &[
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+            "--api-nodes",
+            "1",
+            "--workers",
+            "1",
+        ][..],
+        extra,
+    ]
+    .concat();
+    let (up, line) = WeirProcess::start(&args, "lb listening on");
+    (up, listening_url(&line))
+}
+
+/// Runs `clients/python/<script>` with `args`; the JSON it printed.
+async fn run_example(script: &str, args: &[&str]) -> Value {
+    let path = format!(
+        "{}/../../clients/python/{script}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let python = Command::new("python3")
+        .arg(path)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed for the Python client's test");
+    let out = tokio::task::spawn_blocking(move || python.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }

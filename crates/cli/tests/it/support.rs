@@ -217,6 +217,7 @@ impl Stack {
         api.max_write_events = opts.max_write_events;
         api.max_workflow_steps = opts.max_workflow_steps;
         let mut worker = weir_worker::WorkerConfig::new("");
+        worker.max_workflow_steps = opts.max_workflow_steps;
         worker.concurrency = opts.worker_concurrency;
         worker.poll_interval = Duration::from_millis(100);
         worker.heartbeat_interval = Duration::from_millis(200);
@@ -301,6 +302,28 @@ impl Stack {
             .unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap())
+    }
+
+    /// `POST path` with `body` as an external worker (`Authorization:
+    /// Bearer token`): its status, whether it was an idempotent replay, and
+    /// its JSON.
+    pub async fn post_as_worker(
+        &self,
+        token: &str,
+        path: &str,
+        body: &Value,
+    ) -> (u16, bool, Value) {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let replayed = resp.headers().contains_key("idempotent-replayed");
+        (status, replayed, resp.json().await.unwrap())
     }
 
     /// The request-log rows for `path`, read straight from the database.

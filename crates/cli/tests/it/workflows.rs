@@ -115,6 +115,13 @@ async fn a_dag_runs_in_order_and_the_join_gets_its_parents_results(store: StoreK
         let series = format!("weir_workflows_total{{status=\"{status}\"}} ");
         assert!(metrics.lines().any(|l| l.starts_with(&series)), "{series}");
     }
+    // The wait from a step's last parent ending to its start: left, right
+    // and the join each waited once.
+    let waits = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("weir_workflow_step_start_wait_seconds_count "))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    assert!(waits >= Some(3), "{waits:?}");
     stack.stop().await;
 }
 
@@ -207,15 +214,10 @@ async fn a_dead_step_cancels_its_dependents_until_it_is_retried(store: StoreKind
     })
     .await;
     let worker = |path: String, body: Value| {
-        let req = stack
-            .http
-            .post(stack.url(&path))
-            .bearer_auth(WORKER_TOKEN)
-            .json(&body);
+        let stack = &stack;
         async move {
-            let resp = req.send().await.unwrap();
-            let status = resp.status().as_u16();
-            (status, resp.json::<Value>().await.unwrap())
+            let (status, _, answer) = stack.post_as_worker(WORKER_TOKEN, &path, &body).await;
+            (status, answer)
         }
     };
     let (status, accepted) = stack

@@ -39,7 +39,7 @@ use uuid::Uuid;
 use weir_core::{
     CacheAccessParams, CacheEntryStats, LeaderAcquireParams, NewEvent, NodeRequestCount,
     QueueLimits, RequestLogEntry, RequestLogStats, StoreError, StoredEvent, Task, TaskClaimParams,
-    TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskState,
+    TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams,
     WorkerHeartbeatParams, WorkerInfo, Workflow, WorkflowId, WorkflowListParams,
 };
 use weir_store::{lease_end, Claimed, Driver, DriverTx, StandingTask};
@@ -400,6 +400,13 @@ impl Driver for PostgresDriver {
             .map_err(err)
     }
 
+    async fn steps_of_tasks(
+        &self,
+        tasks: &[TaskId],
+    ) -> Result<Vec<(TaskId, WorkflowId, String)>, StoreError> {
+        workflows::steps_of_tasks(&self.exec, tasks).await
+    }
+
     async fn workflow_get(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError> {
         workflows::get(&self.exec, id).await
     }
@@ -430,7 +437,7 @@ impl Driver for PostgresDriver {
         // Live and finished tasks are in different tables; a state filter
         // picks one, no filter reads both.
         let live = !matches!(p.state, Some(s) if s.is_final());
-        let finished = !matches!(p.state, Some(TaskState::Queued | TaskState::Running));
+        let finished = !matches!(p.state, Some(s) if !s.is_final());
         let mut q = QueryBuilder::new("SELECT * FROM (");
         let mut first = true;
         for (table, columns, wanted) in [

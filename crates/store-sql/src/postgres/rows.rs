@@ -75,6 +75,8 @@ impl TryFrom<TaskRow> for Task {
             retry_backoff: RetryPolicy::from_millis(r.backoff_base_ms, r.backoff_cap_ms),
             timeout_ms: r.timeout_ms,
             tenant: r.tenant,
+            workflow_id: None,
+            step_id: None,
         })
     }
 }

@@ -8,11 +8,12 @@ use serde_json::Value;
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 use weir_core::{
-    NewWorkflow, StoreError, TaskId, TaskState, TaskType, Workflow, WorkflowId, WorkflowListParams,
-    WorkflowStatus, WorkflowStep,
+    NewStep, NewWorkflow, StoreError, TaskId, TaskState, TaskType, Workflow, WorkflowId,
+    WorkflowListParams, WorkflowStatus, WorkflowStep,
 };
 use weir_store::{
-    EndedStep, ParentOutcome, ReadyStep, StepCancel, StepChild, WorkflowCounts, WorkflowTx,
+    EndedStep, NamedStep, ParentOutcome, ReadyStep, StepCancel, StepChild, WorkflowCounts,
+    WorkflowTx,
 };
 
 use super::err;
@@ -26,14 +27,17 @@ fn uuids(ids: &[TaskId]) -> Vec<Uuid> {
     ids.iter().map(|id| id.0).collect()
 }
 
-fn ended_steps(rows: Vec<(Uuid, Uuid, String, String)>) -> Result<Vec<EndedStep>, StoreError> {
+type EndedRow = (Uuid, Uuid, String, String, Option<f64>);
+
+fn ended_steps(rows: Vec<EndedRow>) -> Result<Vec<EndedStep>, StoreError> {
     rows.into_iter()
-        .map(|(task, workflow, step_id, s)| {
+        .map(|(task, workflow, step_id, s, start_wait)| {
             Ok(EndedStep {
                 task: TaskId(task),
                 workflow: WorkflowId(workflow),
                 step_id,
                 state: state(&s)?,
+                start_wait,
             })
         })
         .collect()
@@ -41,22 +45,29 @@ fn ended_steps(rows: Vec<(Uuid, Uuid, String, String)>) -> Result<Vec<EndedStep>
 
 #[async_trait]
 impl WorkflowTx for PostgresTx {
-    async fn workflow_insert(&mut self, w: &NewWorkflow) -> Result<(), StoreError> {
-        let total = w.steps.len() as i32;
+    async fn workflow_row_insert(&mut self, w: &NewWorkflow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO workflows (id, name, tenant, status, steps_total, steps_live, created_at) \
-             VALUES ($1, $2, $3, 'running', $4, $4, $5)",
+             VALUES ($1, $2, $3, 'running', 0, 0, $4)",
         )
         .bind(w.id.0)
         .bind(&w.name)
         .bind(&w.tenant)
-        .bind(total)
         .bind(w.now)
         .execute(self.exec())
         .await
         .map_err(err)?;
-        let rows: Vec<_> = w
-            .steps
+        Ok(())
+    }
+
+    async fn steps_insert(
+        &mut self,
+        workflow: WorkflowId,
+        steps: &[NewStep],
+        edges: &[(TaskId, TaskId)],
+        added_by: Option<TaskId>,
+    ) -> Result<(), StoreError> {
+        let rows: Vec<_> = steps
             .iter()
             .map(|s| {
                 let state = if s.depends_on.is_empty() {
@@ -68,62 +79,43 @@ impl WorkflowTx for PostgresTx {
             })
             .collect();
         super::insert::task_rows(self.exec(), &rows).await?;
-        let task_of: std::collections::HashMap<&str, Uuid> = w
-            .steps
-            .iter()
-            .map(|s| (s.step_id.as_str(), s.task.id.0))
-            .collect();
-        let mut parents = Vec::new();
-        let mut children = Vec::new();
-        for s in &w.steps {
-            for parent in &s.depends_on {
-                let parent = task_of.get(parent.as_str()).ok_or_else(|| {
-                    StoreError::Corrupt(format!("step {parent:?} of the graph has no task"))
-                })?;
-                parents.push(*parent);
-                children.push(s.task.id.0);
-            }
-        }
         sqlx::query(
             "INSERT INTO workflow_steps (task_id, workflow_id, step_id, position, depends_on, \
-                 on_parent_failure, with_parent_results, pending_parents) \
-             SELECT t, $1, s, p, d, f, r, n \
+                 on_parent_failure, with_parent_results, pending_parents, added_by) \
+             SELECT t, $1, s, (SELECT steps_total FROM workflows WHERE id = $1) + p, \
+                    d, f, r, n, $9 \
              FROM unnest($2::uuid[], $3::text[], $4::int[], $5::jsonb[], $6::text[], \
                          $7::bool[], $8::int[]) AS x(t, s, p, d, f, r, n)",
         )
-        .bind(w.id.0)
-        .bind(w.steps.iter().map(|s| s.task.id.0).collect::<Vec<_>>())
+        .bind(workflow.0)
+        .bind(steps.iter().map(|s| s.task.id.0).collect::<Vec<_>>())
+        .bind(steps.iter().map(|s| s.step_id.clone()).collect::<Vec<_>>())
+        .bind((0..steps.len() as i32).collect::<Vec<_>>())
         .bind(
-            w.steps
-                .iter()
-                .map(|s| s.step_id.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind((0..w.steps.len() as i32).collect::<Vec<_>>())
-        .bind(
-            w.steps
+            steps
                 .iter()
                 .map(|s| serde_json::json!(s.depends_on))
                 .collect::<Vec<_>>(),
         )
         .bind(
-            w.steps
+            steps
                 .iter()
                 .map(|s| s.on_parent_failure.as_str().to_string())
                 .collect::<Vec<_>>(),
         )
         .bind(
-            w.steps
+            steps
                 .iter()
                 .map(|s| s.with_parent_results)
                 .collect::<Vec<_>>(),
         )
         .bind(
-            w.steps
+            steps
                 .iter()
                 .map(|s| s.depends_on.len() as i32)
                 .collect::<Vec<_>>(),
         )
+        .bind(added_by.map(|t| t.0))
         .execute(self.exec())
         .await
         .map_err(err)?;
@@ -131,23 +123,115 @@ impl WorkflowTx for PostgresTx {
             "INSERT INTO workflow_edges (parent, child) \
              SELECT * FROM unnest($1::uuid[], $2::uuid[])",
         )
-        .bind(parents)
-        .bind(children)
+        .bind(edges.iter().map(|(p, _)| p.0).collect::<Vec<_>>())
+        .bind(edges.iter().map(|(_, c)| c.0).collect::<Vec<_>>())
         .execute(self.exec())
         .await
         .map_err(err)?;
         Ok(())
     }
 
+    async fn task_held(&mut self, task: TaskId, lease_token: i64) -> Result<bool, StoreError> {
+        // FOR SHARE: a completion's UPDATE of the row waits for this
+        // transaction, so the adder cannot end while its steps are added.
+        let row: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM tasks WHERE id = $1 AND state = 'running' AND lease_token = $2 \
+             FOR SHARE",
+        )
+        .bind(task.0)
+        .bind(lease_token)
+        .fetch_optional(self.exec())
+        .await
+        .map_err(err)?;
+        Ok(row.is_some())
+    }
+
+    async fn steps_named(
+        &mut self,
+        workflow: WorkflowId,
+        ids: &[String],
+    ) -> Result<Vec<NamedStep>, StoreError> {
+        let rows: Vec<(String, Uuid, Option<Uuid>)> = sqlx::query_as(
+            "SELECT step_id, task_id, added_by FROM workflow_steps \
+             WHERE workflow_id = $1 AND step_id = ANY($2)",
+        )
+        .bind(workflow.0)
+        .bind(ids)
+        .fetch_all(self.exec())
+        .await
+        .map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(step_id, task, added_by)| NamedStep {
+                step_id,
+                task: TaskId(task),
+                added_by: added_by.map(TaskId),
+            })
+            .collect())
+    }
+
+    async fn step_adopt(
+        &mut self,
+        child: TaskId,
+        parents: &[(String, TaskId)],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO workflow_edges (parent, child) SELECT p, $2 FROM unnest($1::uuid[]) p",
+        )
+        .bind(parents.iter().map(|(_, t)| t.0).collect::<Vec<_>>())
+        .bind(child.0)
+        .execute(self.exec())
+        .await
+        .map_err(err)?;
+        sqlx::query(
+            "UPDATE workflow_steps SET pending_parents = pending_parents + $2, \
+                 depends_on = depends_on || $3 \
+             WHERE task_id = $1",
+        )
+        .bind(child.0)
+        .bind(parents.len() as i32)
+        .bind(serde_json::json!(parents
+            .iter()
+            .map(|(id, _)| id)
+            .collect::<Vec<_>>()))
+        .execute(self.exec())
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn workflow_grow(
+        &mut self,
+        workflow: WorkflowId,
+        n: i64,
+    ) -> Result<WorkflowCounts, StoreError> {
+        let row: (i32, i32, i32, bool) = sqlx::query_as(
+            "UPDATE workflows SET steps_total = steps_total + $2, steps_live = steps_live + $2 \
+             WHERE id = $1 \
+             RETURNING steps_total, steps_live, steps_succeeded, cancel_requested",
+        )
+        .bind(workflow.0)
+        .bind(n as i32)
+        .fetch_one(self.exec())
+        .await
+        .map_err(err)?;
+        Ok(WorkflowCounts::from_row(row))
+    }
+
     async fn steps_end(
         &mut self,
         ended: &[(TaskId, TaskState)],
     ) -> Result<Vec<EndedStep>, StoreError> {
-        let rows: Vec<(Uuid, Uuid, String, String)> = sqlx::query_as(
+        // A step's task has moved to tasks_finished by now.
+        let rows: Vec<EndedRow> = sqlx::query_as(
             "UPDATE workflow_steps s SET ended = e.state \
              FROM unnest($1::uuid[], $2::text[]) AS e(id, state) \
              WHERE s.task_id = e.id AND s.ended IS NULL \
-             RETURNING s.task_id, s.workflow_id, s.step_id, s.ended",
+             RETURNING s.task_id, s.workflow_id, s.step_id, s.ended, \
+                 CASE WHEN s.depends_on <> '[]'::jsonb THEN \
+                     (SELECT EXTRACT(EPOCH FROM f.started_at - f.run_at)::float8 \
+                      FROM tasks_finished f WHERE f.id = s.task_id AND f.attempts = 1) \
+                 END",
         )
         .bind(ended.iter().map(|(id, _)| id.0).collect::<Vec<_>>())
         .bind(
@@ -276,11 +360,11 @@ impl WorkflowTx for PostgresTx {
             .execute(self.exec())
             .await
             .map_err(err)?;
-        let rows: Vec<(Uuid, Uuid, String, String)> = sqlx::query_as(
+        let rows: Vec<EndedRow> = sqlx::query_as(
             "UPDATE workflow_steps s SET ended = 'cancelled', cancelled_by = c.parent \
              FROM unnest($1::uuid[], $2::uuid[]) AS c(id, parent) \
              WHERE s.task_id = c.id AND s.ended IS NULL \
-             RETURNING s.task_id, s.workflow_id, s.step_id, s.ended",
+             RETURNING s.task_id, s.workflow_id, s.step_id, s.ended, NULL::float8",
         )
         .bind(&tasks)
         .bind(cancels.iter().map(|c| c.parent.0).collect::<Vec<_>>())
@@ -296,7 +380,7 @@ impl WorkflowTx for PostgresTx {
         ended: i64,
         succeeded: i64,
     ) -> Result<WorkflowCounts, StoreError> {
-        let (total, live, succeeded, cancel_requested): (i32, i32, i32, bool) = sqlx::query_as(
+        let row: (i32, i32, i32, bool) = sqlx::query_as(
             "UPDATE workflows SET steps_live = steps_live - $1, \
                  steps_succeeded = steps_succeeded + $2 \
              WHERE id = $3 \
@@ -308,12 +392,7 @@ impl WorkflowTx for PostgresTx {
         .fetch_one(self.exec())
         .await
         .map_err(err)?;
-        Ok(WorkflowCounts {
-            total: total.into(),
-            live: live.into(),
-            succeeded: succeeded.into(),
-            cancel_requested,
-        })
+        Ok(WorkflowCounts::from_row(row))
     }
 
     async fn workflow_finish(
@@ -507,14 +586,14 @@ pub(super) async fn get(
         Option<String>,
     );
     let rows: Vec<StepRow> = sqlx::query_as(
-        "SELECT DISTINCT ON (s.position) s.step_id, s.task_id, t.kind, t.state, s.depends_on, \
+        "SELECT DISTINCT ON (s.position, s.task_id) s.step_id, s.task_id, t.kind, t.state, s.depends_on, \
              t.attempts, t.result, t.error \
          FROM workflow_steps s \
          JOIN (SELECT id, kind, state, attempts, result, error, 0 AS side FROM tasks_finished \
                UNION ALL \
                SELECT id, kind, state, attempts, NULL, error, 1 FROM tasks) t \
            ON t.id = s.task_id \
-         WHERE s.workflow_id = $1 ORDER BY s.position, t.side",
+         WHERE s.workflow_id = $1 ORDER BY s.position, s.task_id, t.side",
     )
     .bind(id.0)
     .fetch_all(exec)
@@ -539,6 +618,24 @@ pub(super) async fn get(
         )
         .collect::<Result<Vec<_>, StoreError>>()?;
     row.into_workflow(steps).map(Some)
+}
+
+/// The workflow and step id of each of these tasks that is a step.
+pub(super) async fn steps_of_tasks(
+    exec: &super::exec::PgExec,
+    tasks: &[TaskId],
+) -> Result<Vec<(TaskId, WorkflowId, String)>, StoreError> {
+    let rows: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
+        "SELECT task_id, workflow_id, step_id FROM workflow_steps WHERE task_id = ANY($1)",
+    )
+    .bind(uuids(tasks))
+    .fetch_all(exec)
+    .await
+    .map_err(err)?;
+    Ok(rows
+        .into_iter()
+        .map(|(t, w, s)| (TaskId(t), WorkflowId(w), s))
+        .collect())
 }
 
 /// Workflows matching the filters, newest first, without their steps.

@@ -269,6 +269,13 @@ impl Driver for SqliteDriver {
             .map_err(err)
     }
 
+    async fn steps_of_tasks(
+        &self,
+        tasks: &[TaskId],
+    ) -> Result<Vec<(TaskId, WorkflowId, String)>, StoreError> {
+        workflows::steps_of_tasks(&self.reader, tasks).await
+    }
+
     async fn workflow_get(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError> {
         workflows::get(&self.reader, id).await
     }

@@ -5,11 +5,12 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{QueryBuilder, SqlitePool};
 use weir_core::{
-    NewWorkflow, StoreError, TaskId, TaskState, TaskType, Workflow, WorkflowId, WorkflowListParams,
-    WorkflowStatus, WorkflowStep,
+    NewStep, NewWorkflow, StoreError, TaskId, TaskState, TaskType, Workflow, WorkflowId,
+    WorkflowListParams, WorkflowStatus, WorkflowStep,
 };
 use weir_store::{
-    EndedStep, ParentOutcome, ReadyStep, StepCancel, StepChild, WorkflowCounts, WorkflowTx,
+    EndedStep, NamedStep, ParentOutcome, ReadyStep, StepCancel, StepChild, WorkflowCounts,
+    WorkflowTx,
 };
 
 use super::err;
@@ -32,23 +33,29 @@ fn json_ids(ids: &[TaskId]) -> String {
 
 #[async_trait]
 impl WorkflowTx for SqliteTx {
-    async fn workflow_insert(&mut self, w: &NewWorkflow) -> Result<(), StoreError> {
-        let total = w.steps.len() as i64;
+    async fn workflow_row_insert(&mut self, w: &NewWorkflow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO workflows (id, name, tenant, status, steps_total, steps_live, created_at) \
-             VALUES (?, ?, ?, 'running', ?, ?, ?)",
+             VALUES (?, ?, ?, 'running', 0, 0, ?)",
         )
         .bind(w.id.to_string())
         .bind(&w.name)
         .bind(&w.tenant)
-        .bind(total)
-        .bind(total)
         .bind(millis(w.now))
         .execute(&mut *self.tx)
         .await
         .map_err(err)?;
-        let rows: Vec<_> = w
-            .steps
+        Ok(())
+    }
+
+    async fn steps_insert(
+        &mut self,
+        workflow: WorkflowId,
+        steps: &[NewStep],
+        edges: &[(TaskId, TaskId)],
+        added_by: Option<TaskId>,
+    ) -> Result<(), StoreError> {
+        let rows: Vec<_> = steps
             .iter()
             .map(|s| {
                 let state = if s.depends_on.is_empty() {
@@ -60,41 +67,132 @@ impl WorkflowTx for SqliteTx {
             })
             .collect();
         super::insert::task_rows(&mut self.tx, &rows).await?;
-        let task_of: std::collections::HashMap<&str, TaskId> = w
-            .steps
-            .iter()
-            .map(|s| (s.step_id.as_str(), s.task.id))
-            .collect();
-        for (position, s) in w.steps.iter().enumerate() {
+        let first: i64 = sqlx::query_scalar("SELECT steps_total FROM workflows WHERE id = ?")
+            .bind(workflow.to_string())
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(err)?;
+        for (position, s) in (first..).zip(steps) {
             sqlx::query(
                 "INSERT INTO workflow_steps (task_id, workflow_id, step_id, position, depends_on, \
-                     on_parent_failure, with_parent_results, pending_parents) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     on_parent_failure, with_parent_results, pending_parents, added_by) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(s.task.id.to_string())
-            .bind(w.id.to_string())
+            .bind(workflow.to_string())
             .bind(&s.step_id)
-            .bind(position as i64)
+            .bind(position)
             .bind(serde_json::to_string(&s.depends_on).unwrap_or_else(|_| "[]".into()))
             .bind(s.on_parent_failure.as_str())
             .bind(s.with_parent_results)
             .bind(s.depends_on.len() as i64)
+            .bind(added_by.map(|t| t.to_string()))
             .execute(&mut *self.tx)
             .await
             .map_err(err)?;
-            for parent in &s.depends_on {
-                let parent = task_of.get(parent.as_str()).ok_or_else(|| {
-                    StoreError::Corrupt(format!("step {parent:?} of the graph has no task"))
-                })?;
-                sqlx::query("INSERT INTO workflow_edges (parent, child) VALUES (?, ?)")
-                    .bind(parent.to_string())
-                    .bind(s.task.id.to_string())
-                    .execute(&mut *self.tx)
-                    .await
-                    .map_err(err)?;
-            }
+        }
+        for (parent, child) in edges {
+            sqlx::query("INSERT INTO workflow_edges (parent, child) VALUES (?, ?)")
+                .bind(parent.to_string())
+                .bind(child.to_string())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(err)?;
         }
         Ok(())
+    }
+
+    async fn task_held(&mut self, task: TaskId, lease_token: i64) -> Result<bool, StoreError> {
+        // The writer's transaction is the only one: nothing ends the task
+        // before it commits.
+        let row: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM tasks WHERE id = ? AND state = 'running' AND lease_token = ?",
+        )
+        .bind(task.to_string())
+        .bind(lease_token)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(err)?;
+        Ok(row.is_some())
+    }
+
+    async fn steps_named(
+        &mut self,
+        workflow: WorkflowId,
+        ids: &[String],
+    ) -> Result<Vec<NamedStep>, StoreError> {
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT step_id, task_id, added_by FROM workflow_steps \
+             WHERE workflow_id = ? AND step_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(workflow.to_string())
+        .bind(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(err)?;
+        rows.into_iter()
+            .map(|(step_id, task, added_by)| {
+                Ok(NamedStep {
+                    step_id,
+                    task: task_id(&task)?,
+                    added_by: added_by.as_deref().map(task_id).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn step_adopt(
+        &mut self,
+        child: TaskId,
+        parents: &[(String, TaskId)],
+    ) -> Result<(), StoreError> {
+        for (_, parent) in parents {
+            sqlx::query("INSERT INTO workflow_edges (parent, child) VALUES (?, ?)")
+                .bind(parent.to_string())
+                .bind(child.to_string())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(err)?;
+        }
+        let depends_on: String =
+            sqlx::query_scalar("SELECT depends_on FROM workflow_steps WHERE task_id = ?")
+                .bind(child.to_string())
+                .fetch_one(&mut *self.tx)
+                .await
+                .map_err(err)?;
+        let mut names: Vec<String> = serde_json::from_str(&depends_on)
+            .map_err(|e| StoreError::Corrupt(format!("depends_on: {e}")))?;
+        names.extend(parents.iter().map(|(id, _)| id.clone()));
+        sqlx::query(
+            "UPDATE workflow_steps SET pending_parents = pending_parents + ?, depends_on = ? \
+             WHERE task_id = ?",
+        )
+        .bind(parents.len() as i64)
+        .bind(serde_json::to_string(&names).unwrap_or_else(|_| "[]".into()))
+        .bind(child.to_string())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn workflow_grow(
+        &mut self,
+        workflow: WorkflowId,
+        n: i64,
+    ) -> Result<WorkflowCounts, StoreError> {
+        let row: (i64, i64, i64, bool) = sqlx::query_as(
+            "UPDATE workflows SET steps_total = steps_total + ?, steps_live = steps_live + ? \
+             WHERE id = ? \
+             RETURNING steps_total, steps_live, steps_succeeded, cancel_requested",
+        )
+        .bind(n)
+        .bind(n)
+        .bind(workflow.to_string())
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(err)?;
+        Ok(WorkflowCounts::from_row(row))
     }
 
     async fn steps_end(
@@ -103,21 +201,26 @@ impl WorkflowTx for SqliteTx {
     ) -> Result<Vec<EndedStep>, StoreError> {
         let mut steps = Vec::new();
         for (task, end) in ended {
-            let row: Option<(String, String)> = sqlx::query_as(
+            let row: Option<(String, String, Option<f64>)> = sqlx::query_as(
                 "UPDATE workflow_steps SET ended = ? WHERE task_id = ? AND ended IS NULL \
-                 RETURNING workflow_id, step_id",
+                 RETURNING workflow_id, step_id, \
+                     CASE WHEN depends_on <> '[]' THEN \
+                         (SELECT (t.started_at - t.run_at) / 1000.0 FROM tasks t \
+                          WHERE t.id = workflow_steps.task_id AND t.attempts = 1) \
+                     END",
             )
             .bind(end.as_str())
             .bind(task.to_string())
             .fetch_optional(&mut *self.tx)
             .await
             .map_err(err)?;
-            if let Some((workflow, step_id)) = row {
+            if let Some((workflow, step_id, start_wait)) = row {
                 steps.push(EndedStep {
                     task: *task,
                     workflow: workflow_id(&workflow)?,
                     step_id,
                     state: *end,
+                    start_wait,
                 });
             }
         }
@@ -262,6 +365,7 @@ impl WorkflowTx for SqliteTx {
                     workflow: workflow_id(&workflow)?,
                     step_id,
                     state: TaskState::Cancelled,
+                    start_wait: None,
                 });
             }
         }
@@ -274,7 +378,7 @@ impl WorkflowTx for SqliteTx {
         ended: i64,
         succeeded: i64,
     ) -> Result<WorkflowCounts, StoreError> {
-        let (total, live, succeeded, cancel_requested): (i64, i64, i64, bool) = sqlx::query_as(
+        let row: (i64, i64, i64, bool) = sqlx::query_as(
             "UPDATE workflows SET steps_live = steps_live - ?, \
                  steps_succeeded = steps_succeeded + ? \
              WHERE id = ? \
@@ -286,12 +390,7 @@ impl WorkflowTx for SqliteTx {
         .fetch_one(&mut *self.tx)
         .await
         .map_err(err)?;
-        Ok(WorkflowCounts {
-            total,
-            live,
-            succeeded,
-            cancel_requested,
-        })
+        Ok(WorkflowCounts::from_row(row))
     }
 
     async fn workflow_finish(
@@ -522,6 +621,24 @@ pub(super) async fn get(
         )
         .collect::<Result<Vec<_>, StoreError>>()?;
     row.into_workflow(steps).map(Some)
+}
+
+/// The workflow and step id of each of these tasks that is a step.
+pub(super) async fn steps_of_tasks(
+    reader: &SqlitePool,
+    tasks: &[TaskId],
+) -> Result<Vec<(TaskId, WorkflowId, String)>, StoreError> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT task_id, workflow_id, step_id FROM workflow_steps \
+         WHERE task_id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(json_ids(tasks))
+    .fetch_all(reader)
+    .await
+    .map_err(err)?;
+    rows.into_iter()
+        .map(|(t, w, s)| Ok((task_id(&t)?, workflow_id(&w)?, s)))
+        .collect()
 }
 
 /// Workflows matching the filters, newest first, without their steps.

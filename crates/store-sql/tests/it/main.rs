@@ -54,6 +54,8 @@ macro_rules! conformance_suite {
             cancelling_a_workflow_stops_every_step_and_fences_running_ones,
             workflows_list_newest_first_by_status_and_name,
             finished_workflows_are_pruned_with_their_graphs,
+            a_step_after_a_batch_waits_for_everything_the_batch_added,
+            adding_steps_is_refused_past_the_limit_and_off_a_workflow,
         );
     };
     ($setup:ident; $($name:ident),* $(,)?) => {

@@ -51,6 +51,26 @@ struct Shared {
 }
 
 impl SqlStore {
+    /// Fills in the workflow and step id of the tasks that are steps.
+    async fn name_steps(&self, tasks: &mut [Task]) -> Result<(), StoreError> {
+        let ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
+        let steps = weir_core::Workflows::steps_of_tasks(self, &ids).await?;
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let by_task: std::collections::HashMap<TaskId, (weir_core::WorkflowId, String)> = steps
+            .into_iter()
+            .map(|(task, workflow, step)| (task, (workflow, step)))
+            .collect();
+        for task in tasks {
+            if let Some((workflow, step)) = by_task.get(&task.id) {
+                task.workflow_id = Some(*workflow);
+                task.step_id = Some(step.clone());
+            }
+        }
+        Ok(())
+    }
+
     pub fn new(driver: impl Driver) -> Self {
         let (inserted, _) = watch::channel(0);
         SqlStore {
@@ -272,11 +292,19 @@ impl TaskQueue for SqlStore {
 #[async_trait]
 impl TaskAdmin for SqlStore {
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
-        self.call(|| self.driver().task_get(id)).await
+        let Some(task) = self.call(|| self.driver().task_get(id)).await? else {
+            return Ok(None);
+        };
+        let mut tasks = [task];
+        self.name_steps(&mut tasks).await?;
+        let [task] = tasks;
+        Ok(Some(task))
     }
 
     async fn task_list(&self, p: TaskListParams) -> Result<Vec<Task>, StoreError> {
-        self.call(|| self.driver().task_list(&p)).await
+        let mut tasks = self.call(|| self.driver().task_list(&p)).await?;
+        self.name_steps(&mut tasks).await?;
+        Ok(tasks)
     }
 
     async fn task_counts(&self) -> Result<TaskCounts, StoreError> {

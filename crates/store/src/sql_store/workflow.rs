@@ -11,13 +11,108 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use weir_core::{
-    IdempotencyKey, NewWorkflow, ParentFailure, StoreError, TaskId, TaskState, Workflow,
-    WorkflowId, WorkflowListParams, WorkflowStatus, Workflows,
+    IdempotencyKey, NewStep, NewSteps, NewWorkflow, ParentFailure, StepsAdded, StoreError, TaskId,
+    TaskState, Workflow, WorkflowId, WorkflowListParams, WorkflowStatus, Workflows,
 };
 
 use super::SqlStore;
 use crate::driver::DriverTx;
 use crate::workflow_tx::{EndedStep, ParentOutcome, StepCancel};
+
+/// Stores a workflow, its steps and their tasks.
+async fn insert(tx: &mut dyn DriverTx, w: &NewWorkflow) -> Result<(), StoreError> {
+    tx.workflow_row_insert(w).await?;
+    let edges = edges_of(&w.steps)?;
+    tx.steps_insert(w.id, &w.steps, &edges, None).await?;
+    tx.workflow_grow(w.id, w.steps.len() as i64).await?;
+    Ok(())
+}
+
+/// The (parent, child) task pairs of `steps`' `depends_on`, each parent
+/// one of `steps`.
+fn edges_of(steps: &[NewStep]) -> Result<Vec<(TaskId, TaskId)>, StoreError> {
+    let task_of: HashMap<&str, TaskId> = steps
+        .iter()
+        .map(|s| (s.step_id.as_str(), s.task.id))
+        .collect();
+    let mut edges = Vec::new();
+    for s in steps {
+        for parent in &s.depends_on {
+            let parent = task_of.get(parent.as_str()).ok_or_else(|| {
+                StoreError::Corrupt(format!("step {parent:?} of the graph has no task"))
+            })?;
+            edges.push((*parent, s.task.id));
+        }
+    }
+    Ok(edges)
+}
+
+/// Steps a running step adds to its workflow (a batch): stored, and every
+/// step waiting on the adder waits on each of them too — so a step after
+/// the adder runs once the adder and everything it added (transitively:
+/// an added step adding more passes them on the same way) have ended.
+/// Adding the same ids again from the same step (a retried attempt) stores
+/// nothing and answers with their tasks.
+async fn add_steps(tx: &mut dyn DriverTx, add: &NewSteps) -> Result<StepsAdded, StoreError> {
+    if !tx.task_held(add.adder, add.lease_token).await? {
+        return Ok(StepsAdded::LeaseLost);
+    }
+    let Some(workflow) = tx.workflow_of_task(add.adder).await? else {
+        return Ok(StepsAdded::NotAStep);
+    };
+    let ids: Vec<String> = add.steps.iter().map(|s| s.step_id.clone()).collect();
+    let existing = tx.steps_named(workflow, &ids).await?;
+    if let Some(other) = existing.iter().find(|s| s.added_by != Some(add.adder)) {
+        return Ok(StepsAdded::StepExists(other.step_id.clone()));
+    }
+    if !existing.is_empty() {
+        if existing.len() < ids.len() {
+            // Part of the list was added before: the rest would be another
+            // batch under ids already taken.
+            return Ok(StepsAdded::StepExists(existing[0].step_id.clone()));
+        }
+        let task_of: HashMap<&str, TaskId> = existing
+            .iter()
+            .map(|s| (s.step_id.as_str(), s.task))
+            .collect();
+        let steps = ids
+            .iter()
+            .filter_map(|id| task_of.get(id.as_str()).map(|t| (id.clone(), *t)))
+            .collect();
+        return Ok(StepsAdded::Replayed { workflow, steps });
+    }
+    let edges = edges_of(&add.steps)?;
+    tx.steps_insert(workflow, &add.steps, &edges, Some(add.adder))
+        .await?;
+    let added: Vec<(String, TaskId)> = add
+        .steps
+        .iter()
+        .map(|s| (s.step_id.clone(), s.task.id))
+        .collect();
+    for child in tx.step_children(&[add.adder]).await? {
+        tx.step_adopt(child.child, &added).await?;
+    }
+    // Checked after the change, with the workflow's row held: the caller
+    // rolls back what any answer but Added or Replayed stored.
+    let counts = tx.workflow_grow(workflow, added.len() as i64).await?;
+    if counts.cancel_requested {
+        return Ok(StepsAdded::NotRunning);
+    }
+    if counts.total as usize > add.max_total {
+        return Ok(StepsAdded::TooMany {
+            total: counts.total as usize,
+            max: add.max_total,
+        });
+    }
+    Ok(StepsAdded::Added {
+        workflow,
+        steps: added,
+    })
+}
+
+/// Seconds from a step's last parent ending to the step starting (a
+/// fan-in's wait), per step with parents that ran once.
+pub const START_WAIT_METRIC: &str = "weir_workflow_step_start_wait_seconds";
 
 /// Applies the end of these tasks (those that are workflow steps) to their
 /// workflows: dependents queued, cancelled or left waiting, and each
@@ -32,6 +127,10 @@ pub(crate) async fn steps_ended(
         return Ok(false);
     }
     let mut round = tx.steps_end(ended).await?;
+    for wait in round.iter().filter_map(|s| s.start_wait) {
+        // Recorded as the step ends: its start is known by then.
+        metrics::histogram!(START_WAIT_METRIC).record(wait.max(0.0));
+    }
     let mut queued_any = false;
     let mut per_workflow: HashMap<WorkflowId, (i64, i64)> = HashMap::new();
     while !round.is_empty() {
@@ -175,7 +274,7 @@ impl Workflows for SqlStore {
     async fn workflow_insert(&self, workflow: NewWorkflow) -> Result<(), StoreError> {
         self.call(|| async {
             let mut tx = self.driver().begin().await?;
-            tx.workflow_insert(&workflow).await?;
+            insert(&mut *tx, &workflow).await?;
             tx.commit().await
         })
         .await?;
@@ -206,7 +305,7 @@ impl Workflows for SqlStore {
                     .idempotency_key_take(&key.key, fingerprint, first, workflow.now, oldest)
                     .await?;
                 let Some(held) = held else {
-                    tx.workflow_insert(&workflow).await?;
+                    insert(&mut *tx, &workflow).await?;
                     tx.commit().await?;
                     return Ok(None);
                 };
@@ -231,6 +330,28 @@ impl Workflows for SqlStore {
         Ok(existing)
     }
 
+    async fn workflow_add_steps(&self, add: NewSteps) -> Result<StepsAdded, StoreError> {
+        let added = self
+            .call(|| async {
+                let mut tx = self.driver().begin().await?;
+                let added = add_steps(&mut *tx, &add).await?;
+                if matches!(
+                    added,
+                    StepsAdded::Added { .. } | StepsAdded::Replayed { .. }
+                ) {
+                    tx.commit().await?;
+                }
+                Ok(added)
+            })
+            .await?;
+        if matches!(added, StepsAdded::Added { .. })
+            && add.steps.iter().any(|s| s.depends_on.is_empty())
+        {
+            self.wake_workers();
+        }
+        Ok(added)
+    }
+
     async fn workflow_counts(&self) -> Result<Vec<(WorkflowStatus, i64)>, StoreError> {
         self.call(|| self.driver().workflow_status_counts())
             .await?
@@ -241,6 +362,16 @@ impl Workflows for SqlStore {
 
     async fn workflow_get(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError> {
         self.call(|| self.driver().workflow_get(id)).await
+    }
+
+    async fn steps_of_tasks(
+        &self,
+        tasks: &[TaskId],
+    ) -> Result<Vec<(TaskId, WorkflowId, String)>, StoreError> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call(|| self.driver().steps_of_tasks(tasks)).await
     }
 
     async fn workflow_list(&self, params: WorkflowListParams) -> Result<Vec<Workflow>, StoreError> {

@@ -6,8 +6,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use weir_core::{
-    check_graph, GraphError, IdempotencyKey, InputError, NewStep, NewWorkflow, ParentFailure,
-    StoreError, TaskId, WorkflowId, Workflows,
+    check_graph, GraphError, IdempotencyKey, InputError, NewStep, NewSteps, NewWorkflow,
+    ParentFailure, StepsAdded, StoreError, TaskId, WorkflowId, Workflows,
 };
 
 use super::{scoped, Submission, SubmitError, Submitter};
@@ -83,8 +83,45 @@ pub enum WorkflowError {
     Step { step: String, error: InputError },
     #[error("a workflow has at most {max} steps; this one has {given}")]
     TooManySteps { max: usize, given: usize },
+    /// Adding steps: the adder is not running under the lease token given.
+    #[error("this attempt no longer holds task {0} (its lease lapsed and it was rescued, or it ended or was cancelled); nothing was added")]
+    LeaseLost(TaskId),
+    /// Adding steps: the task is no step of the workflow (or not the
+    /// caller's to see).
+    #[error("task {0} is no step of this workflow")]
+    NotAStep(TaskId),
+    /// Adding steps: the workflow has a step of this id already.
+    #[error("the workflow already has a step {0:?}")]
+    StepExists(String),
+    /// Adding steps: the workflow is being cancelled.
+    #[error("the workflow is being cancelled; no steps can be added")]
+    NotRunning,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Where steps are added: the running step adding them, fenced by its lease.
+#[derive(Clone, Debug)]
+pub struct StepsAdder {
+    /// The workflow the caller names (`None`: the adder's, whichever).
+    pub workflow: Option<WorkflowId>,
+    pub task: TaskId,
+    pub lease_token: i64,
+    /// The caller's tenant: a step of another tenant's workflow is not
+    /// found. `None`: sees every workflow.
+    pub tenant: Option<String>,
+}
+
+/// Each given step's id with its task, in the order given.
+fn in_order(
+    given: &[StepSubmission],
+    tasks: impl IntoIterator<Item = (String, TaskId)>,
+) -> Vec<(String, TaskId)> {
+    let task_of: std::collections::HashMap<String, TaskId> = tasks.into_iter().collect();
+    given
+        .iter()
+        .filter_map(|g| task_of.get(&g.id).map(|t| (g.id.clone(), *t)))
+        .collect()
 }
 
 fn valid_step_id(id: &str) -> bool {
@@ -96,34 +133,27 @@ fn valid_step_id(id: &str) -> bool {
 }
 
 impl Submitter {
-    /// Checks a workflow whole — at most `max_steps` steps, the graph, every
-    /// step's task — then stores it in one transaction: steps without
-    /// parents queued, the others waiting.
-    pub async fn submit_workflow(
+    /// Checks steps — their ids, their graph among themselves, every
+    /// step's task — and makes them ready to store, parents first.
+    fn prepare_steps(
         &self,
-        w: WorkflowSubmission,
-        max_steps: usize,
-    ) -> Result<SubmittedWorkflow, WorkflowError> {
-        if w.steps.len() > max_steps {
-            return Err(WorkflowError::TooManySteps {
-                max: max_steps,
-                given: w.steps.len(),
-            });
-        }
-        if let Some(bad) = w.steps.iter().find(|s| !valid_step_id(&s.id)) {
+        given: &[StepSubmission],
+        tenant: Option<&str>,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Vec<NewStep>, WorkflowError> {
+        if let Some(bad) = given.iter().find(|s| !valid_step_id(&s.id)) {
             return Err(WorkflowError::InvalidStepId(bad.id.clone()));
         }
         let order = check_graph(
-            w.steps
+            given
                 .iter()
                 .map(|s| (s.id.as_str(), s.depends_on.as_slice())),
         )?;
-        let now = Utc::now();
-        let mut steps = Vec::with_capacity(w.steps.len());
+        let mut steps = Vec::with_capacity(given.len());
         for &i in &order {
-            let step = &w.steps[i];
+            let step = &given[i];
             let mut task = step.task.clone();
-            task.tenant = w.tenant.clone();
+            task.tenant = tenant.map(str::to_owned);
             let mut params = self.prepare(&task, now).map_err(|e| match e {
                 SubmitError::Input(error) => WorkflowError::Step {
                     step: step.id.clone(),
@@ -147,17 +177,96 @@ impl Submitter {
                 with_parent_results: step.with_parent_results,
             });
         }
+        Ok(steps)
+    }
+
+    /// Adds steps to the workflow of a running step (a batch): checked as a
+    /// workflow's are (their `depends_on` among themselves), then stored in
+    /// one transaction, and every step waiting on the adder waits on them
+    /// too. The same ids again from the same step answer with the tasks
+    /// stored the first time (`replayed`).
+    pub async fn add_steps(
+        &self,
+        adder: StepsAdder,
+        given: Vec<StepSubmission>,
+        max_steps: usize,
+    ) -> Result<SubmittedWorkflow, WorkflowError> {
+        if given.len() > max_steps {
+            return Err(WorkflowError::TooManySteps {
+                max: max_steps,
+                given: given.len(),
+            });
+        }
+        let not_a_step = || WorkflowError::NotAStep(adder.task);
+        let task = self
+            .store
+            .task_get(adder.task)
+            .await?
+            .ok_or_else(not_a_step)?;
+        let visible = adder.tenant.is_none() || adder.tenant == task.tenant;
+        let Some(workflow) = task.workflow_id.filter(|_| visible) else {
+            return Err(not_a_step());
+        };
+        if adder.workflow.is_some_and(|w| w != workflow) {
+            return Err(not_a_step());
+        }
+        let now = Utc::now();
+        let steps = self.prepare_steps(&given, task.tenant.as_deref(), now)?;
+        let added = Workflows::workflow_add_steps(
+            &*self.store,
+            NewSteps {
+                adder: adder.task,
+                lease_token: adder.lease_token,
+                now,
+                steps,
+                max_total: max_steps,
+            },
+        )
+        .await?;
+        match added {
+            StepsAdded::Added { workflow, steps } => Ok(SubmittedWorkflow {
+                id: workflow,
+                steps: in_order(&given, steps),
+                replayed: false,
+            }),
+            StepsAdded::Replayed { workflow, steps } => Ok(SubmittedWorkflow {
+                id: workflow,
+                steps: in_order(&given, steps),
+                replayed: true,
+            }),
+            StepsAdded::LeaseLost => Err(WorkflowError::LeaseLost(adder.task)),
+            StepsAdded::NotAStep => Err(not_a_step()),
+            StepsAdded::StepExists(id) => Err(WorkflowError::StepExists(id)),
+            StepsAdded::TooMany { total, max } => {
+                Err(WorkflowError::TooManySteps { max, given: total })
+            }
+            StepsAdded::NotRunning => Err(WorkflowError::NotRunning),
+        }
+    }
+
+    /// Checks a workflow whole — at most `max_steps` steps, the graph, every
+    /// step's task — then stores it in one transaction: steps without
+    /// parents queued, the others waiting.
+    pub async fn submit_workflow(
+        &self,
+        w: WorkflowSubmission,
+        max_steps: usize,
+    ) -> Result<SubmittedWorkflow, WorkflowError> {
+        if w.steps.len() > max_steps {
+            return Err(WorkflowError::TooManySteps {
+                max: max_steps,
+                given: w.steps.len(),
+            });
+        }
+        let now = Utc::now();
+        let steps = self.prepare_steps(&w.steps, w.tenant.as_deref(), now)?;
         let fingerprint = w.fingerprint();
         let submitted = SubmittedWorkflow {
             id: WorkflowId::new(),
-            steps: w
-                .steps
-                .iter()
-                .map(|s| {
-                    let task = steps.iter().find(|n| n.step_id == s.id).map(|n| n.task.id);
-                    (s.id.clone(), task.unwrap_or_default())
-                })
-                .collect(),
+            steps: in_order(
+                &w.steps,
+                steps.iter().map(|n| (n.step_id.clone(), n.task.id)),
+            ),
             replayed: false,
         };
         let workflow = NewWorkflow {

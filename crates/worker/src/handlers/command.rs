@@ -1,7 +1,8 @@
 //! `handler = "command"`: a program in any language, run once per attempt.
 //!
-//! The input is written to its stdin as JSON; `WEIR_TASK_ID`, `WEIR_ATTEMPT`
-//! and `WEIR_TASK_TYPE` are in its environment. Exit 0 succeeds with stdout
+//! The input is written to its stdin as JSON; `WEIR_TASK_ID`, `WEIR_ATTEMPT`,
+//! `WEIR_LEASE_TOKEN` (for `POST /workflows/{id}/steps`) and
+//! `WEIR_TASK_TYPE` are in its environment. Exit 0 succeeds with stdout
 //! as the result (JSON, else `{"stdout": text}`); exit 65 (EX_DATAERR) is a
 //! permanent failure; exit 75 (EX_TEMPFAIL), any other status, or death by a
 //! signal is retried. A stderr line `weir-progress N` reports progress,
@@ -80,6 +81,7 @@ impl Handler for CommandHandler {
             .envs(&spec.env)
             .env("WEIR_TASK_ID", job.id.to_string())
             .env("WEIR_ATTEMPT", job.attempt.to_string())
+            .env("WEIR_LEASE_TOKEN", job.lease_token.to_string())
             .env("WEIR_TASK_TYPE", job.task_type.as_str())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -257,6 +259,8 @@ mod tests {
             timeout: Duration::from_secs(10),
             progress: Progress::default(),
             cancel: CancellationToken::new(),
+            lease_token: 1,
+            workflow: Default::default(),
         }
     }
 

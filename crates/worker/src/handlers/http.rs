@@ -90,6 +90,8 @@ impl Handler for HttpHandler {
             .header(CONTENT_TYPE, "application/json")
             .header("weir-task-id", &id)
             .header("weir-attempt", job.attempt.to_string())
+            // What `POST /workflows/{id}/steps` takes from a step's endpoint.
+            .header("weir-lease-token", job.lease_token.to_string())
             .header("idempotency-key", &id);
         if let Some(secret) = &self.spec.secret {
             let t = SystemTime::now()
@@ -230,6 +232,8 @@ mod tests {
             timeout: Duration::from_secs(10),
             progress: crate::handler::Progress::default(),
             cancel: tokio_util::sync::CancellationToken::new(),
+            lease_token: 1,
+            workflow: Default::default(),
         }
     }
 

@@ -96,7 +96,12 @@ impl Scheduler {
             return;
         }
         let now = Utc::now();
-        let submitter = Submitter::new(store.clone(), types.clone(), 3, SLOT_KEY_WINDOW);
+        let submitter = Submitter::new(
+            store.clone(),
+            types.clone(),
+            weir_core::DEFAULT_MAX_ATTEMPTS,
+            SLOT_KEY_WINDOW,
+        );
         let lease = LeaderAcquireParams {
             name: "scheduler".into(),
             holder: worker_id.to_string(),

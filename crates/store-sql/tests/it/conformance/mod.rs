@@ -8,11 +8,13 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use weir_core::*;
 
+mod batches;
 mod drift;
 mod limits;
 mod steering;
 mod task_types;
 mod workflows;
+pub use batches::*;
 pub use drift::*;
 pub use limits::*;
 pub use steering::*;

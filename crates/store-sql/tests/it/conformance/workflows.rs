@@ -12,9 +12,9 @@ use weir_core::*;
 use super::{claim, insert_params};
 
 /// A step of type md5: (id, parents, on_parent_failure, with_parent_results).
-type Spec<'a> = (&'a str, &'a [&'a str], ParentFailure, bool);
+pub(super) type Spec<'a> = (&'a str, &'a [&'a str], ParentFailure, bool);
 
-fn workflow(name: &str, steps: &[Spec<'_>], now: DateTime<Utc>) -> NewWorkflow {
+pub(super) fn workflow(name: &str, steps: &[Spec<'_>], now: DateTime<Utc>) -> NewWorkflow {
     NewWorkflow {
         id: WorkflowId::new(),
         name: Some(name.into()),
@@ -38,20 +38,20 @@ fn workflow(name: &str, steps: &[Spec<'_>], now: DateTime<Utc>) -> NewWorkflow {
     }
 }
 
-const C: ParentFailure = ParentFailure::Cancel;
+pub(super) const C: ParentFailure = ParentFailure::Cancel;
 
-async fn insert(store: &Arc<dyn Store>, w: NewWorkflow) -> Workflow {
+pub(super) async fn insert(store: &Arc<dyn Store>, w: NewWorkflow) -> Workflow {
     let id = w.id;
     store.workflow_insert(w).await.unwrap();
     store.workflow_get(id).await.unwrap().unwrap()
 }
 
-fn step<'a>(w: &'a Workflow, id: &str) -> &'a WorkflowStep {
+pub(super) fn step<'a>(w: &'a Workflow, id: &str) -> &'a WorkflowStep {
     w.steps.iter().find(|s| s.id == id).expect("step")
 }
 
 /// Claims everything claimable now; those of `w`, by step id.
-async fn claim_all(store: &Arc<dyn Store>, w: &Workflow) -> Vec<(String, ClaimedTask)> {
+pub(super) async fn claim_all(store: &Arc<dyn Store>, w: &Workflow) -> Vec<(String, ClaimedTask)> {
     let claimed = store.task_claim(claim("w", 100, Utc::now())).await.unwrap();
     claimed
         .into_iter()
@@ -62,11 +62,11 @@ async fn claim_all(store: &Arc<dyn Store>, w: &Workflow) -> Vec<(String, Claimed
         .collect()
 }
 
-fn ids(claimed: &[(String, ClaimedTask)]) -> HashSet<&str> {
+pub(super) fn ids(claimed: &[(String, ClaimedTask)]) -> HashSet<&str> {
     claimed.iter().map(|(s, _)| s.as_str()).collect()
 }
 
-async fn succeed(store: &Arc<dyn Store>, t: &ClaimedTask, result: Value) {
+pub(super) async fn succeed(store: &Arc<dyn Store>, t: &ClaimedTask, result: Value) {
     let done = store
         .task_complete_many(&[TaskCompletion {
             id: t.id,
@@ -98,7 +98,7 @@ async fn kill(store: &Arc<dyn Store>, t: &ClaimedTask) {
     assert_eq!(done, vec![CompletionOutcome::Applied]);
 }
 
-async fn reread(store: &Arc<dyn Store>, w: &Workflow) -> Workflow {
+pub(super) async fn reread(store: &Arc<dyn Store>, w: &Workflow) -> Workflow {
     store.workflow_get(w.id).await.unwrap().unwrap()
 }
 

@@ -1,0 +1,12 @@
+//! The ids tasks and workflows are known by (a workflow's step is a task,
+//! and a task names its workflow: the two types live apart from both).
+
+time_ordered_id!(
+    /// A task's id: a UUIDv7, so ids sort by creation time and index well.
+    TaskId
+);
+
+time_ordered_id!(
+    /// A workflow's id: a UUIDv7, like a task's.
+    WorkflowId
+);
