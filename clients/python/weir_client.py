@@ -230,11 +230,18 @@ class Client:
     def cancel_workflow(self, workflow_id):
         return self._request("POST", f"/workflows/{workflow_id}/cancel", {})
 
-    def wait_workflow(self, workflow_id, timeout=120.0, poll=0.1):
-        """The workflow once nothing more runs (succeeded, failed, cancelled)."""
-        return self._wait(lambda: self.get_workflow(workflow_id),
-                          lambda w: w["status"] != "running",
-                          timeout, poll, f"workflow {workflow_id}")
+    def wait_workflow(self, workflow_id, timeout=120.0):
+        """The workflow once nothing more runs (succeeded, failed, cancelled):
+        weir holds each request until then (``?wait=``), up to 20 s a time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            # Held well inside this client's own request timeout.
+            left = max(0.0, min(deadline - time.monotonic(), 20.0, self.timeout * 0.8))
+            got = self._request("GET", f"/workflows/{workflow_id}?wait={left:.3f}s")
+            if got["status"] != "running":
+                return got
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"workflow {workflow_id} still running after {timeout} s")
 
     def _wait(self, read, done, timeout, poll, what):
         deadline = time.monotonic() + timeout

@@ -225,6 +225,8 @@ pub trait Driver: Send + Sync + 'static {
     async fn task_list(&self, params: &TaskListParams) -> Result<Vec<Task>, StoreError>;
     /// A workflow with its steps, in the order they were submitted.
     async fn workflow_get(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError>;
+    /// A workflow without its steps.
+    async fn workflow_summary(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError>;
     /// The workflow and step id of each of these tasks that is a step.
     async fn steps_of_tasks(
         &self,

@@ -89,7 +89,7 @@ pub enum Wait {
 }
 
 impl Wait {
-    fn parse(&self, field: &str) -> Result<Duration, ApiError> {
+    pub(crate) fn parse(&self, field: &str) -> Result<Duration, ApiError> {
         let d = match self {
             Wait::Seconds(s) if s.is_finite() && *s >= 0.0 => Duration::try_from_secs_f64(*s).ok(),
             Wait::Seconds(_) => None,

@@ -3,6 +3,7 @@
 //! running step adds steps to its own workflow (a batch).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -16,6 +17,7 @@ use weir_core::{
 };
 use weir_store::{StepSubmission, StepsAdder, Submission, WorkflowError, WorkflowSubmission};
 
+use super::external::Wait;
 use super::tasks::{idempotency_key, parse_backoff, parse_timeout};
 use crate::auth::Tenant;
 use crate::body::JsonBody;
@@ -295,18 +297,76 @@ async fn visible(
     Ok((id, workflow))
 }
 
-/// `GET /workflows/{id}`: the workflow and every step's state.
+/// Longest `GET /workflows/{id}?wait=` holds.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+/// How often a held `GET` looks again when no finish here wakes it (a
+/// worker in another process may end the workflow).
+const WAIT_POLL: Duration = Duration::from_millis(50);
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct GetQuery {
+    /// Hold the answer until the workflow is no longer running, at most
+    /// this long (`"20s"`, or seconds; up to 60 s).
+    wait: Option<String>,
+}
+
+/// `GET /workflows/{id}`: the workflow and every step's state (and when
+/// each started and ended); with `?wait=20s`, once it has finished or the
+/// wait is over — a client waits in one request, not a poll loop.
 #[utoipa::path(get, path = "/workflows/{id}", tag = "workflows",
-    params(("id" = String, Path, description = "The workflow's id")),
+    params(("id" = String, Path, description = "The workflow's id"), GetQuery),
     responses(
         (status = 200, description = "The workflow and its steps", body = Workflow),
+        (status = 400, description = "A wait that is not a duration", body = ErrorBody),
         (status = 404, description = "No such workflow", body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
+    Query(q): Query<GetQuery>,
 ) -> Result<Json<Workflow>, ApiError> {
+    if let Some(wait) = q.wait {
+        let wait = Wait::Text(wait).parse("wait")?.min(MAX_WAIT);
+        let id: WorkflowId = id.parse().map_err(|_| not_found())?;
+        wait_until_finished(&state, &tenant, id, wait).await?;
+    }
     visible(&state, &tenant, &id).await.map(|(_, w)| Json(w))
+}
+
+/// Returns once workflow `id` is not running, or `wait` has passed. Woken
+/// by finishes in this process; reads the workflow's row (not its steps)
+/// each time.
+async fn wait_until_finished(
+    state: &AppState,
+    tenant: &Tenant,
+    id: WorkflowId,
+    wait: Duration,
+) -> Result<(), ApiError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut finished = state.store.workflow_finished();
+    loop {
+        let summary = state
+            .store
+            .workflow_summary(id)
+            .await?
+            .filter(|w| tenant.sees(w.tenant.as_deref()))
+            .ok_or_else(not_found)?;
+        let now = tokio::time::Instant::now();
+        if summary.status != WorkflowStatus::Running || now >= deadline {
+            return Ok(());
+        }
+        let pause = tokio::time::sleep((deadline - now).min(WAIT_POLL));
+        tokio::pin!(pause);
+        tokio::select! {
+            changed = finished.changed() => {
+                if changed.is_err() {
+                    (&mut pause).await;
+                }
+            }
+            _ = &mut pause => {}
+        }
+    }
 }
 
 /// `POST /workflows/{id}/cancel`: steps not ended are cancelled; a running

@@ -53,8 +53,20 @@ async fn a_dag_runs_in_order_and_the_join_gets_its_parents_results(store: StoreK
     let id = accepted["workflow_id"].as_str().unwrap().to_string();
     let steps = accepted["steps"].as_object().unwrap();
     assert_eq!(steps.len(), 4);
-    let w = wait_workflow(&stack, &id, |w| w["status"] != "running").await;
+    // One held request answers once the workflow has finished.
+    let (status, w) = stack.get_json(&format!("/workflows/{id}?wait=30s")).await;
+    assert_eq!(status, 200, "{w}");
     assert_eq!(w["status"], "succeeded", "{w}");
+    // Each step says when it ran: the join after both its parents.
+    let at = |s: &str, field: &str| {
+        chrono::DateTime::parse_from_rfc3339(step(&w, s)[field].as_str().unwrap()).unwrap()
+    };
+    for parent in ["left", "right"] {
+        assert!(
+            at("join", "started_at") >= at(parent, "completed_at"),
+            "{w}"
+        );
+    }
     assert_eq!(w["name"], "report");
     assert!(w["finished_at"].is_string());
     for s in ["fetch", "left", "right", "join"] {
@@ -233,6 +245,17 @@ async fn a_dead_step_cancels_its_dependents_until_it_is_retried(store: StoreKind
     assert_eq!(status, 202, "{accepted}");
     let id = accepted["workflow_id"].as_str().unwrap().to_string();
     let charge = accepted["steps"]["charge"].as_str().unwrap().to_string();
+    // A held GET on a workflow that cannot finish yet answers at its end;
+    // a wait that is no duration is refused.
+    let held = std::time::Instant::now();
+    let (status, running) = stack.get_json(&format!("/workflows/{id}?wait=300ms")).await;
+    assert_eq!((status, running["status"].as_str()), (200, Some("running")));
+    assert!(held.elapsed() >= Duration::from_millis(300));
+    let (status, bad) = stack.get_json(&format!("/workflows/{id}?wait=soon")).await;
+    assert_eq!(
+        (status, bad["error"]["code"].as_str()),
+        (400, Some("invalid_input"))
+    );
     let claim = json!({"types": ["charge"], "wait": "5s"});
     let (status, got) = worker("/workers/ext/claim".into(), claim.clone()).await;
     assert_eq!(status, 200, "{got}");

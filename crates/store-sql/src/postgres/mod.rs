@@ -407,6 +407,10 @@ impl Driver for PostgresDriver {
         workflows::steps_of_tasks(&self.exec, tasks).await
     }
 
+    async fn workflow_summary(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError> {
+        workflows::summary(&self.exec, id).await
+    }
+
     async fn workflow_get(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError> {
         workflows::get(&self.exec, id).await
     }

@@ -559,6 +559,20 @@ impl WorkflowRow {
 
 const WORKFLOW_COLUMNS: &str = "id, name, tenant, status, created_at, finished_at";
 
+/// A workflow without its steps.
+pub(super) async fn summary(
+    exec: &super::exec::PgExec,
+    id: WorkflowId,
+) -> Result<Option<Workflow>, StoreError> {
+    let sql = format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = $1");
+    let row: Option<WorkflowRow> = sqlx::query_as(&sql)
+        .bind(id.0)
+        .fetch_optional(exec)
+        .await
+        .map_err(err)?;
+    row.map(|r| r.into_workflow(Vec::new())).transpose()
+}
+
 /// A workflow with its steps, in the order they were submitted. A step's
 /// task is in `tasks` or `tasks_finished`; the finished side is read first,
 /// so a step moving between the two is not missed.
@@ -566,32 +580,30 @@ pub(super) async fn get(
     exec: &super::exec::PgExec,
     id: WorkflowId,
 ) -> Result<Option<Workflow>, StoreError> {
-    let sql = format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = $1");
-    let Some(row): Option<WorkflowRow> = sqlx::query_as(&sql)
-        .bind(id.0)
-        .fetch_optional(exec)
-        .await
-        .map_err(err)?
-    else {
+    let Some(mut workflow) = summary(exec, id).await? else {
         return Ok(None);
     };
-    type StepRow = (
-        String,
-        Uuid,
-        String,
-        String,
-        Value,
-        i32,
-        Option<Value>,
-        Option<String>,
-    );
+    #[derive(sqlx::FromRow)]
+    struct StepRow {
+        step_id: String,
+        task_id: Uuid,
+        kind: String,
+        state: String,
+        depends_on: Value,
+        attempts: i32,
+        result: Option<Value>,
+        error: Option<String>,
+        started_at: Option<DateTime<Utc>>,
+        completed_at: Option<DateTime<Utc>>,
+    }
     let rows: Vec<StepRow> = sqlx::query_as(
-        "SELECT DISTINCT ON (s.position, s.task_id) s.step_id, s.task_id, t.kind, t.state, s.depends_on, \
-             t.attempts, t.result, t.error \
+        "SELECT DISTINCT ON (s.position, s.task_id) s.step_id, s.task_id, t.kind, t.state, \
+             s.depends_on, t.attempts, t.result, t.error, t.started_at, t.completed_at \
          FROM workflow_steps s \
-         JOIN (SELECT id, kind, state, attempts, result, error, 0 AS side FROM tasks_finished \
+         JOIN (SELECT id, kind, state, attempts, result, error, started_at, completed_at, \
+                      0 AS side FROM tasks_finished \
                UNION ALL \
-               SELECT id, kind, state, attempts, NULL, error, 1 FROM tasks) t \
+               SELECT id, kind, state, attempts, NULL, error, started_at, NULL, 1 FROM tasks) t \
            ON t.id = s.task_id \
          WHERE s.workflow_id = $1 ORDER BY s.position, s.task_id, t.side",
     )
@@ -599,25 +611,25 @@ pub(super) async fn get(
     .fetch_all(exec)
     .await
     .map_err(err)?;
-    let steps = rows
+    workflow.steps = rows
         .into_iter()
-        .map(
-            |(step_id, task, kind, s, depends_on, attempts, result, error)| {
-                Ok(WorkflowStep {
-                    id: step_id,
-                    task_id: TaskId(task),
-                    kind: TaskType::from_stored(kind),
-                    status: state(&s)?,
-                    depends_on: serde_json::from_value(depends_on)
-                        .map_err(|e| StoreError::Corrupt(format!("depends_on: {e}")))?,
-                    attempts,
-                    result,
-                    error,
-                })
-            },
-        )
+        .map(|r| {
+            Ok(WorkflowStep {
+                id: r.step_id,
+                task_id: TaskId(r.task_id),
+                kind: TaskType::from_stored(r.kind),
+                status: state(&r.state)?,
+                depends_on: serde_json::from_value(r.depends_on)
+                    .map_err(|e| StoreError::Corrupt(format!("depends_on: {e}")))?,
+                attempts: r.attempts,
+                result: r.result,
+                error: r.error,
+                started_at: r.started_at,
+                completed_at: r.completed_at,
+            })
+        })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    row.into_workflow(steps).map(Some)
+    Ok(Some(workflow))
 }
 
 /// The workflow and step id of each of these tasks that is a step.

@@ -276,6 +276,10 @@ impl Driver for SqliteDriver {
         workflows::steps_of_tasks(&self.reader, tasks).await
     }
 
+    async fn workflow_summary(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError> {
+        workflows::summary(&self.reader, id).await
+    }
+
     async fn workflow_get(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError> {
         workflows::get(&self.reader, id).await
     }

@@ -564,33 +564,44 @@ impl WorkflowRow {
 
 const WORKFLOW_COLUMNS: &str = "id, name, tenant, status, created_at, finished_at";
 
+/// A workflow without its steps.
+pub(super) async fn summary(
+    reader: &SqlitePool,
+    id: WorkflowId,
+) -> Result<Option<Workflow>, StoreError> {
+    let sql = format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?");
+    let row: Option<WorkflowRow> = sqlx::query_as(&sql)
+        .bind(id.to_string())
+        .fetch_optional(reader)
+        .await
+        .map_err(err)?;
+    row.map(|r| r.into_workflow(Vec::new())).transpose()
+}
+
 /// A workflow with its steps, in the order they were submitted.
 pub(super) async fn get(
     reader: &SqlitePool,
     id: WorkflowId,
 ) -> Result<Option<Workflow>, StoreError> {
-    let sql = format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?");
-    let Some(row): Option<WorkflowRow> = sqlx::query_as(&sql)
-        .bind(id.to_string())
-        .fetch_optional(reader)
-        .await
-        .map_err(err)?
-    else {
+    let Some(mut workflow) = summary(reader, id).await? else {
         return Ok(None);
     };
-    type StepRow = (
-        String,
-        String,
-        String,
-        String,
-        String,
-        i32,
-        Option<String>,
-        Option<String>,
-    );
+    #[derive(sqlx::FromRow)]
+    struct StepRow {
+        step_id: String,
+        task_id: String,
+        kind: String,
+        state: String,
+        depends_on: String,
+        attempts: i32,
+        result: Option<String>,
+        error: Option<String>,
+        started_at: Option<i64>,
+        completed_at: Option<i64>,
+    }
     let steps: Vec<StepRow> = sqlx::query_as(
         "SELECT s.step_id, s.task_id, t.kind, t.state, s.depends_on, t.attempts, t.result, \
-             t.error \
+             t.error, t.started_at, t.completed_at \
          FROM workflow_steps s JOIN tasks t ON t.id = s.task_id \
          WHERE s.workflow_id = ? ORDER BY s.position",
     )
@@ -599,28 +610,29 @@ pub(super) async fn get(
     .await
     .map_err(err)?;
     let corrupt = |what: &str, e: serde_json::Error| StoreError::Corrupt(format!("{what}: {e}"));
-    let steps = steps
+    workflow.steps = steps
         .into_iter()
-        .map(
-            |(step_id, task, kind, s, depends_on, attempts, result, error)| {
-                Ok(WorkflowStep {
-                    id: step_id,
-                    task_id: task_id(&task)?,
-                    kind: TaskType::from_stored(kind),
-                    status: state(&s)?,
-                    depends_on: serde_json::from_str(&depends_on)
-                        .map_err(|e| corrupt("depends_on", e))?,
-                    attempts,
-                    result: result
-                        .map(|r| serde_json::from_str(&r))
-                        .transpose()
-                        .map_err(|e| corrupt("task result", e))?,
-                    error,
-                })
-            },
-        )
+        .map(|r| {
+            Ok(WorkflowStep {
+                id: r.step_id,
+                task_id: task_id(&r.task_id)?,
+                kind: TaskType::from_stored(r.kind),
+                status: state(&r.state)?,
+                depends_on: serde_json::from_str(&r.depends_on)
+                    .map_err(|e| corrupt("depends_on", e))?,
+                attempts: r.attempts,
+                result: r
+                    .result
+                    .map(|v| serde_json::from_str(&v))
+                    .transpose()
+                    .map_err(|e| corrupt("task result", e))?,
+                error: r.error,
+                started_at: r.started_at.map(time).transpose()?,
+                completed_at: r.completed_at.map(time).transpose()?,
+            })
+        })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    row.into_workflow(steps).map(Some)
+    Ok(Some(workflow))
 }
 
 /// The workflow and step id of each of these tasks that is a step.

@@ -45,6 +45,8 @@ pub struct SqlStore {
 struct Shared {
     driver: Box<dyn Driver>,
     inserted: watch::Sender<u64>,
+    /// Bumped when a workflow finishes here.
+    finished: watch::Sender<u64>,
     listening: std::sync::Once,
     limited: LimitedQueues,
     keyed: KeyedTasksHint,
@@ -73,10 +75,12 @@ impl SqlStore {
 
     pub fn new(driver: impl Driver) -> Self {
         let (inserted, _) = watch::channel(0);
+        let (finished, _) = watch::channel(0);
         SqlStore {
             shared: Arc::new(Shared {
                 driver: Box::new(driver),
                 inserted,
+                finished,
                 listening: std::sync::Once::new(),
                 limited: LimitedQueues::default(),
                 keyed: KeyedTasksHint::default(),
@@ -119,13 +123,28 @@ impl SqlStore {
         self.driver().wake_other_processes();
     }
 
+    /// Wakes what the end of steps concerns: workers for a queued step,
+    /// waiters for a finished workflow.
+    fn after_steps(&self, outcome: workflow::StepsOutcome) {
+        if outcome.queued {
+            self.wake_workers();
+        }
+        if outcome.finished {
+            self.shared.finished.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    fn finished_receiver(&self) -> watch::Receiver<u64> {
+        self.shared.finished.subscribe()
+    }
+
     /// Records completions and what the steps among them end in their
     /// workflows, in one transaction; returns the ids applied (with the
-    /// state each ended in) and whether a step was queued.
+    /// state each ended in) and what the steps' ends did.
     async fn complete_in_tx(
         &self,
         completions: &[TaskCompletion],
-    ) -> Result<(Vec<(TaskId, Option<TaskState>)>, bool), StoreError> {
+    ) -> Result<(Vec<(TaskId, Option<TaskState>)>, workflow::StepsOutcome), StoreError> {
         let now = completions
             .iter()
             .map(|c| c.now)
@@ -216,7 +235,7 @@ impl TaskQueue for SqlStore {
         if completions.is_empty() {
             return Ok(Vec::new());
         }
-        let (applied, steps_queued) = self.call(|| self.complete_in_tx(completions)).await?;
+        let (applied, steps) = self.call(|| self.complete_in_tx(completions)).await?;
         let mut applied: std::collections::HashSet<TaskId> =
             applied.into_iter().map(|(id, _)| id).collect();
         let retried = completions.iter().any(|c| {
@@ -228,9 +247,10 @@ impl TaskQueue for SqlStore {
                 }
             )
         });
-        if retried || steps_queued {
+        if retried {
             self.wake_workers();
         }
+        self.after_steps(steps);
         // A task listed twice in one batch is applied once: the first wins.
         Ok(completions
             .iter()
@@ -252,7 +272,7 @@ impl TaskQueue for SqlStore {
     }
 
     async fn task_rescue_expired(&self, p: TaskRescueParams) -> Result<u64, StoreError> {
-        let (done, steps_queued) = self
+        let (done, steps) = self
             .call(|| async {
                 let mut tx = self.driver().begin().await?;
                 let done = tx.task_rescue_expired(p.now, LEASE_EXPIRED).await?;
@@ -262,9 +282,10 @@ impl TaskQueue for SqlStore {
                 Ok((done, queued))
             })
             .await?;
-        if done.requeued > 0 || steps_queued {
+        if done.requeued > 0 {
             self.wake_workers();
         }
+        self.after_steps(steps);
         Ok(done.dead.len() as u64 + done.requeued)
     }
 
@@ -348,7 +369,7 @@ impl TaskAdmin for SqlStore {
     }
 
     async fn task_cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError> {
-        let (cancelled, steps_queued) = self
+        let (cancelled, steps) = self
             .call(|| async {
                 let mut tx = self.driver().begin().await?;
                 let task = tx.task_cancel_live(id, now).await?;
@@ -361,9 +382,7 @@ impl TaskAdmin for SqlStore {
                 Ok((task, queued))
             })
             .await?;
-        if steps_queued {
-            self.wake_workers();
-        }
+        self.after_steps(steps);
         match cancelled {
             Some(task) => Ok(TaskChange::Changed(Box::new(task))),
             None => self.unchanged(id).await,

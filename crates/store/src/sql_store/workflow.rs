@@ -114,17 +114,25 @@ async fn add_steps(tx: &mut dyn DriverTx, add: &NewSteps) -> Result<StepsAdded, 
 /// fan-in's wait), per step with parents that ran once.
 pub const START_WAIT_METRIC: &str = "weir_workflow_step_start_wait_seconds";
 
+/// What the end of steps did that others wait for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StepsOutcome {
+    /// A step was queued: wake the workers.
+    pub queued: bool,
+    /// A workflow finished: wake its waiters.
+    pub finished: bool,
+}
+
 /// Applies the end of these tasks (those that are workflow steps) to their
 /// workflows: dependents queued, cancelled or left waiting, and each
 /// workflow's status. Cancelled dependents end in turn, transitively.
-/// Returns whether a step was queued (workers should be woken).
 pub(crate) async fn steps_ended(
     tx: &mut dyn DriverTx,
     ended: &[(TaskId, TaskState)],
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+) -> Result<StepsOutcome, StoreError> {
     if ended.is_empty() {
-        return Ok(false);
+        return Ok(StepsOutcome::default());
     }
     let mut round = tx.steps_end(ended).await?;
     for wait in round.iter().filter_map(|s| s.start_wait) {
@@ -143,13 +151,18 @@ pub(crate) async fn steps_ended(
         queued_any |= queued;
         round = cancelled;
     }
+    let mut finished = false;
     for (workflow, (ended, succeeded)) in per_workflow {
         let counts = tx.workflow_count_ended(workflow, ended, succeeded).await?;
         if counts.live == 0 {
             tx.workflow_finish(workflow, counts.status(), now).await?;
+            finished = true;
         }
     }
-    Ok(queued_any)
+    Ok(StepsOutcome {
+        queued: queued_any,
+        finished,
+    })
 }
 
 /// Decides the children of steps that just ended: a child under `cancel`
@@ -364,6 +377,14 @@ impl Workflows for SqlStore {
         self.call(|| self.driver().workflow_get(id)).await
     }
 
+    async fn workflow_summary(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError> {
+        self.call(|| self.driver().workflow_summary(id)).await
+    }
+
+    fn workflow_finished(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.finished_receiver()
+    }
+
     async fn steps_of_tasks(
         &self,
         tasks: &[TaskId],
@@ -387,7 +408,7 @@ impl Workflows for SqlStore {
             .call(|| async {
                 let mut tx = self.driver().begin().await?;
                 let Some(live) = tx.workflow_cancel_request(id).await? else {
-                    return Ok(false);
+                    return Ok(None);
                 };
                 let mut ended = Vec::with_capacity(live.len());
                 for task in live {
@@ -395,14 +416,15 @@ impl Workflows for SqlStore {
                         ended.push((task, TaskState::Cancelled));
                     }
                 }
-                steps_ended(&mut *tx, &ended, now).await?;
+                let outcome = steps_ended(&mut *tx, &ended, now).await?;
                 tx.commit().await?;
-                Ok(true)
+                Ok(Some(outcome))
             })
             .await?;
-        if !found {
+        let Some(outcome) = found else {
             return Ok(None);
-        }
+        };
+        self.after_steps(outcome);
         self.workflow_get(id).await
     }
 }
