@@ -151,6 +151,10 @@ pub struct LbConfig {
     pub rate_limit_redis_prefix: String,
     /// Client networks that may reach the admin API (everyone when empty).
     pub admin_allow: Vec<ipnet::IpNet>,
+    /// The admin API on the main listener answers loopback clients only;
+    /// others' `/lb/*` and `/dashboard` go to the backends like any path
+    /// (see [`LbConfig::guard_admin`]).
+    pub admin_loopback_only: bool,
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
@@ -208,6 +212,28 @@ impl LbConfig {
             rate_limit_redis_prefix: "weir:ratelimit".into(),
             trusted_proxies: Vec::new(),
             admin_allow: Vec::new(),
+            admin_loopback_only: false,
+        }
+    }
+
+    /// Safe by default (Caddy keeps its admin API on localhost): with the
+    /// admin API on a main listener that is not loopback (`listening`), and
+    /// no `--admin-allow` saying who else may reach it, it answers loopback
+    /// clients only. Returns where the admin surface is, for the start line.
+    pub fn guard_admin(&mut self, listening: &[std::net::SocketAddr]) -> String {
+        if !self.admin_on_main {
+            return "the admin API is on --admin-listen only".into();
+        }
+        let public = listening.iter().any(|a| !a.ip().is_loopback());
+        self.admin_loopback_only = public && self.admin_allow.is_empty();
+        if self.admin_loopback_only {
+            "admin API and /dashboard: loopback clients only (others' /lb/* but /lb/health/* and \
+             /dashboard go to the backends; --admin-listen or --admin-allow to open them)"
+                .into()
+        } else if !self.admin_allow.is_empty() {
+            "admin API and /dashboard: clients in --admin-allow only".into()
+        } else {
+            "admin API and /dashboard: on the main listener (loopback)".into()
         }
     }
 }

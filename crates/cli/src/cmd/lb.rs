@@ -121,6 +121,10 @@ fn build_lb(args: &LbArgs, admin_token: &str) -> anyhow::Result<std::sync::Arc<w
     config.tls = args.tls.tls_settings()?;
     (config.edge_headers, config.redirect_http) = args.edge_settings()?;
     config.backend_tls = args.backend_tls();
+    let listening: Vec<_> = std::iter::once(args.listen)
+        .chain(args.tls.tls_listen)
+        .collect();
+    println!("weir: lb {}", config.guard_admin(&listening));
     weir_lb::Lb::new(config).map_err(anyhow::Error::msg)
 }
 

@@ -26,6 +26,10 @@ pub async fn run(
     let (admin_token, generated) = args.balancer.admin_token();
     let mut lb = args.balancer.config(Vec::new(), admin_token.clone());
     lb.tls = args.tls.tls_settings()?;
+    let listening: Vec<_> = std::iter::once(args.listen)
+        .chain(args.tls.tls_listen)
+        .collect();
+    println!("weir: lb {}", lb.guard_admin(&listening));
     let spec = ClusterSpec {
         listen: args.listen,
         tls_listen: args.tls.tls_listen,

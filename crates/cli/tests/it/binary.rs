@@ -309,3 +309,23 @@ async fn sighup_applies_the_config_files_backends_and_rate_limits() {
     .await;
     lb.kill();
 }
+
+/// `weir lb` says at start where its admin surface is: loopback clients
+/// only on a public listener with no `--admin-allow` or `--admin-listen`.
+#[test]
+fn the_lb_says_where_its_admin_surface_is() {
+    let said = |args: &[&str]| {
+        let base = ["lb", "--backends", "http://127.0.0.1:9", "--check-config"];
+        let out = crate::processes::run_weir(&[&base[..], args].concat());
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let public = said(&["--listen", "0.0.0.0:0"]);
+    assert!(public.contains("loopback clients only"), "{public}");
+    let allowed = said(&["--listen", "0.0.0.0:0", "--admin-allow", "10.0.0.0/8"]);
+    assert!(allowed.contains("--admin-allow only"), "{allowed}");
+    let apart = said(&["--listen", "0.0.0.0:0", "--admin-listen", "127.0.0.1:0"]);
+    assert!(apart.contains("--admin-listen only"), "{apart}");
+    let local = said(&["--listen", "127.0.0.1:0"]);
+    assert!(local.contains("on the main listener"), "{local}");
+}

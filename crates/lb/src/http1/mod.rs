@@ -98,7 +98,7 @@ pub(crate) async fn serve_connection(
         head.close |= conn.stop_seen();
         // The admin API and redirects are hyper's to answer.
         let path = head.path(&conn.bufs.client);
-        if phases::route(lb, path, conn.client.is_tls()) != Route::Backend {
+        if phases::route(lb, path, conn.client.is_tls(), conn.peer.ip()) != Route::Backend {
             return conn.fallback();
         }
         // TLS and HTTP/2 to backends, and PROXY headers to them, are hyper's.

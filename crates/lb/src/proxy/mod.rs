@@ -37,7 +37,7 @@ pub(crate) async fn handle(
     if let Err(refusal) = rules::check_request_head(&req, lb.config.max_url_bytes) {
         return Ok(refusal.into_response());
     }
-    match phases::route(&lb, req.uri().path(), tls) {
+    match phases::route(&lb, req.uri().path(), tls, peer.ip()) {
         Route::Admin => {
             let mut req = req.map(Body::new);
             req.extensions_mut()

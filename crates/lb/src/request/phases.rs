@@ -26,14 +26,26 @@ pub(crate) enum Route {
     Backend,
 }
 
-/// Where a request for `path`, on a TLS connection or not, goes.
-pub(crate) fn route(lb: &Lb, path: &str, tls: bool) -> Route {
-    if lb.config.admin_on_main && rules::is_admin_path(path) {
+/// Where a request for `path` from `client` (the connection's peer, or
+/// its PROXY header's source), on a TLS connection or not, goes.
+pub(crate) fn route(lb: &Lb, path: &str, tls: bool, client: IpAddr) -> Route {
+    let admin_reachable =
+        !lb.config.admin_loopback_only || is_loopback(client) || rules::is_health_path(path);
+    if lb.config.admin_on_main && admin_reachable && rules::is_admin_path(path) {
         return Route::Admin;
     }
     match lb.config.redirect_http {
         Some(redirect) if !tls && HttpsRedirect::applies_to(path) => Route::Redirect(redirect),
         _ => Route::Backend,
+    }
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        IpAddr::V4(v4) => v4.is_loopback(),
     }
 }
 
@@ -135,14 +147,58 @@ mod tests {
         LbConfig::new(vec!["http://127.0.0.1:9".into()])
     }
 
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    const REMOTE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 5));
+
     #[test]
     fn admin_paths_go_to_the_admin_api_only_when_it_is_on_the_main_listener() {
         let mut config = config();
         config.admin_on_main = true;
-        assert_eq!(route(&lb(config.clone()), "/lb/stats", false), Route::Admin);
-        assert_eq!(route(&lb(config.clone()), "/tasks", false), Route::Backend);
+        let on_main = lb(config.clone());
+        assert_eq!(route(&on_main, "/lb/stats", false, REMOTE), Route::Admin);
+        assert_eq!(route(&on_main, "/tasks", false, LOCAL), Route::Backend);
         config.admin_on_main = false;
-        assert_eq!(route(&lb(config), "/lb/stats", false), Route::Backend);
+        assert_eq!(
+            route(&lb(config), "/lb/stats", false, LOCAL),
+            Route::Backend
+        );
+    }
+
+    #[test]
+    fn a_public_listener_keeps_the_admin_api_for_loopback_clients_unless_told() {
+        let public: std::net::SocketAddr = "0.0.0.0:80".parse().unwrap();
+        let mut config = config();
+        let said = config.guard_admin(&[public]);
+        assert!(said.contains("loopback clients only"), "{said}");
+        let guarded = lb(config.clone());
+        assert_eq!(route(&guarded, "/lb/stats", false, LOCAL), Route::Admin);
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(route(&guarded, "/dashboard", false, mapped), Route::Admin);
+        for path in ["/lb/stats", "/dashboard", "/lb/strategy"] {
+            assert_eq!(
+                route(&guarded, path, false, REMOTE),
+                Route::Backend,
+                "{path}"
+            );
+        }
+        // Probes and balancers in front still reach the lb's health.
+        let ready = "/lb/health/ready";
+        assert_eq!(route(&guarded, ready, false, REMOTE), Route::Admin);
+        // Loopback listeners, an allow list or an admin listener: as asked.
+        let mut local = config.clone();
+        local.guard_admin(&["127.0.0.1:80".parse().unwrap()]);
+        assert_eq!(route(&lb(local), "/lb/stats", false, REMOTE), Route::Admin);
+        let mut allowed = config.clone();
+        allowed.admin_allow = vec!["203.0.113.0/24".parse().unwrap()];
+        allowed.guard_admin(&[public]);
+        assert_eq!(
+            route(&lb(allowed), "/lb/stats", false, REMOTE),
+            Route::Admin
+        );
+        let mut apart = config;
+        apart.admin_on_main = false;
+        let said = apart.guard_admin(&[public]);
+        assert!(said.contains("--admin-listen"), "{said}");
     }
 
     #[test]
@@ -153,10 +209,13 @@ mod tests {
             ..config()
         };
         let lb = lb(config);
-        assert_eq!(route(&lb, "/tasks", false), Route::Redirect(redirect));
-        assert_eq!(route(&lb, "/tasks", true), Route::Backend);
+        assert_eq!(
+            route(&lb, "/tasks", false, LOCAL),
+            Route::Redirect(redirect)
+        );
+        assert_eq!(route(&lb, "/tasks", true, LOCAL), Route::Backend);
         let challenge = "/.well-known/acme-challenge/token";
-        assert_eq!(route(&lb, challenge, false), Route::Backend);
+        assert_eq!(route(&lb, challenge, false, LOCAL), Route::Backend);
     }
 
     #[test]

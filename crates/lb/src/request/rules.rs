@@ -171,6 +171,12 @@ pub(crate) fn is_admin_path(path: &str) -> bool {
     path == "/lb" || path.starts_with("/lb/") || path == "/dashboard"
 }
 
+/// The admin paths every client may reach however the admin surface is
+/// guarded: the lb's health, for the probes and balancers in front.
+pub(crate) fn is_health_path(path: &str) -> bool {
+    path.starts_with("/lb/health/")
+}
+
 /// Bodies up to this size are kept to be replayed on another backend.
 pub(crate) const REPLAY_MAX_BYTES: u64 = 64 * 1024;
 

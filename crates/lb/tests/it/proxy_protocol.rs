@@ -132,3 +132,33 @@ async fn a_proxy_header_sent_to_backends_names_the_client() {
     back.stop().await;
     backend.kill().await;
 }
+
+/// Safe by default: on a listener that is not loopback, with no
+/// `--admin-allow`, the admin API and dashboard answer loopback clients
+/// only; another client's `/lb/*` and `/dashboard` go to the backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_listener_keeps_the_admin_surface_for_loopback_clients() {
+    let backend = TestBackend::start("b1", Duration::ZERO).await;
+    let lb = TestLb::start_with(vec![backend.url()], |c| {
+        c.proxy_protocol = true;
+        c.guard_admin(&["0.0.0.0:80".parse().unwrap()]);
+    })
+    .await;
+    let remote = b"PROXY TCP4 203.0.113.7 10.0.0.1 56324 80\r\n";
+    let local = b"PROXY TCP4 127.0.0.1 127.0.0.1 56324 80\r\n";
+    for path in ["/lb/stats", "/dashboard", "/lb/strategy"] {
+        // The backend has no such path: its 404, not the lb's page.
+        let answer = exchange_at(&lb, remote, path).await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+        assert!(!answer.contains("strategy\""), "{path}: {answer}");
+        let answer = exchange_at(&lb, local, path).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+    }
+    // The lb's health answers everyone (probes, balancers in front).
+    let answer = exchange_at(&lb, remote, "/lb/health/live").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Everything else goes to the backends for both.
+    assert!(exchange_at(&lb, remote, "/echo")
+        .await
+        .starts_with("HTTP/1.1 200"));
+}
