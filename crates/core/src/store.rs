@@ -589,9 +589,9 @@ pub trait Workflows: Send + Sync + 'static {
     async fn workflow_get(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError>;
     /// A workflow without its steps (one row: cheap to read often).
     async fn workflow_summary(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError>;
-    /// Bumped when a workflow of this process's store finishes; other
-    /// processes' finishes are not seen here (poll as well).
-    fn workflow_finished(&self) -> watch::Receiver<u64>;
+    /// Each workflow this process's store finishes; other processes'
+    /// finishes are not seen here (poll as well).
+    fn workflow_finished(&self) -> tokio::sync::broadcast::Receiver<WorkflowId>;
     /// Adds steps to the workflow of a running step, in one transaction:
     /// each step waiting on the adder (its children) now waits on the added
     /// steps too.

@@ -162,12 +162,11 @@ pub trait WorkflowTx: Send {
         &mut self,
         task: TaskId,
     ) -> Result<Vec<ParentOutcome>, StoreError>;
-    /// A waiting step's task queued, due now at the latest, with `input` if
-    /// given.
-    async fn step_queue(
+    /// Waiting steps' tasks queued, due now at the latest, each with its
+    /// input replaced when one is given.
+    async fn steps_queue(
         &mut self,
-        task: TaskId,
-        input: Option<&Value>,
+        steps: &[(TaskId, Option<Value>)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     /// Waiting steps cancelled, each marked ended by its parent's failure;
@@ -177,19 +176,16 @@ pub trait WorkflowTx: Send {
         cancels: &[StepCancel],
         now: DateTime<Utc>,
     ) -> Result<Vec<EndedStep>, StoreError>;
-    /// Takes `ended` steps (`succeeded` of them succeeded) off a workflow's
-    /// live count; returns its counts.
-    async fn workflow_count_ended(
+    /// Takes (workflow, `ended` steps, `succeeded` of them) off each
+    /// workflow's live count; returns each one's counts.
+    async fn workflows_count_ended(
         &mut self,
-        workflow: WorkflowId,
-        ended: i64,
-        succeeded: i64,
-    ) -> Result<WorkflowCounts, StoreError>;
-    /// A workflow with no live step left, finished with `status`.
-    async fn workflow_finish(
+        ended: &[(WorkflowId, i64, i64)],
+    ) -> Result<Vec<(WorkflowId, WorkflowCounts)>, StoreError>;
+    /// Workflows with no live step left, each finished with its status.
+    async fn workflows_finish(
         &mut self,
-        workflow: WorkflowId,
-        status: WorkflowStatus,
+        finished: &[(WorkflowId, WorkflowStatus)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     /// A retried step live again in its workflow; `None` when the task is

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use tokio::sync::broadcast::error::RecvError;
+
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -346,6 +348,7 @@ async fn wait_until_finished(
     let deadline = tokio::time::Instant::now() + wait;
     let mut finished = state.store.workflow_finished();
     loop {
+        // Subscribed before the read: a finish between the two is not missed.
         let summary = state
             .store
             .workflow_summary(id)
@@ -358,13 +361,18 @@ async fn wait_until_finished(
         }
         let pause = tokio::time::sleep((deadline - now).min(WAIT_POLL));
         tokio::pin!(pause);
-        tokio::select! {
-            changed = finished.changed() => {
-                if changed.is_err() {
-                    (&mut pause).await;
-                }
+        loop {
+            tokio::select! {
+                got = finished.recv() => match got {
+                    Ok(other) if other != id => continue,
+                    Ok(_) | Err(RecvError::Lagged(_)) => break,
+                    Err(RecvError::Closed) => {
+                        (&mut pause).await;
+                        break;
+                    }
+                },
+                _ = &mut pause => break,
             }
-            _ = &mut pause => {}
         }
     }
 }

@@ -326,27 +326,26 @@ impl WorkflowTx for PostgresTx {
             .collect()
     }
 
-    async fn step_queue(
+    async fn steps_queue(
         &mut self,
-        task: TaskId,
-        input: Option<&Value>,
+        steps: &[(TaskId, Option<Value>)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE tasks SET state = 'queued', run_at = GREATEST(run_at, $1), \
-                 input = COALESCE($2, input) \
-             WHERE id = $3 AND state = 'waiting'",
+            "UPDATE tasks t SET state = 'queued', run_at = GREATEST(t.run_at, $1), \
+                 input = COALESCE(x.input, t.input) \
+             FROM unnest($2::uuid[], $3::jsonb[]) AS x(id, input) \
+             WHERE t.id = x.id AND t.state = 'waiting'",
         )
         .bind(now)
-        .bind(input)
-        .bind(task.0)
+        .bind(steps.iter().map(|(t, _)| t.0).collect::<Vec<_>>())
+        .bind(steps.iter().map(|(_, i)| i.clone()).collect::<Vec<_>>())
         .execute(self.exec())
         .await
         .map_err(err)?;
         self.hints.forget_all();
         Ok(())
     }
-
     async fn steps_cancel(
         &mut self,
         cancels: &[StepCancel],
@@ -374,43 +373,58 @@ impl WorkflowTx for PostgresTx {
         ended_steps(rows)
     }
 
-    async fn workflow_count_ended(
+    async fn workflows_count_ended(
         &mut self,
-        workflow: WorkflowId,
-        ended: i64,
-        succeeded: i64,
-    ) -> Result<WorkflowCounts, StoreError> {
-        let row: (i32, i32, i32, bool) = sqlx::query_as(
-            "UPDATE workflows SET steps_live = steps_live - $1, \
-                 steps_succeeded = steps_succeeded + $2 \
-             WHERE id = $3 \
-             RETURNING steps_total, steps_live, steps_succeeded, cancel_requested",
+        ended: &[(WorkflowId, i64, i64)],
+    ) -> Result<Vec<(WorkflowId, WorkflowCounts)>, StoreError> {
+        // Rows locked in id order first, so two batches that share
+        // workflows cannot each hold one the other waits for.
+        let rows: Vec<(Uuid, i32, i32, i32, bool)> = sqlx::query_as(
+            "WITH locked AS (SELECT id FROM workflows WHERE id = ANY($1) ORDER BY id FOR UPDATE) \
+             UPDATE workflows w SET steps_live = w.steps_live - c.ended, \
+                 steps_succeeded = w.steps_succeeded + c.succeeded \
+             FROM unnest($1::uuid[], $2::int[], $3::int[]) AS c(id, ended, succeeded) \
+             WHERE w.id = c.id AND w.id IN (SELECT id FROM locked) \
+             RETURNING w.id, w.steps_total, w.steps_live, w.steps_succeeded, w.cancel_requested",
         )
-        .bind(ended as i32)
-        .bind(succeeded as i32)
-        .bind(workflow.0)
-        .fetch_one(self.exec())
+        .bind(ended.iter().map(|(w, _, _)| w.0).collect::<Vec<_>>())
+        .bind(ended.iter().map(|(_, e, _)| *e as i32).collect::<Vec<_>>())
+        .bind(ended.iter().map(|(_, _, s)| *s as i32).collect::<Vec<_>>())
+        .fetch_all(self.exec())
         .await
         .map_err(err)?;
-        Ok(WorkflowCounts::from_row(row))
+        Ok(rows
+            .into_iter()
+            .map(|(id, total, live, succeeded, cancel)| {
+                (
+                    WorkflowId(id),
+                    WorkflowCounts::from_row((total, live, succeeded, cancel)),
+                )
+            })
+            .collect())
     }
-
-    async fn workflow_finish(
+    async fn workflows_finish(
         &mut self,
-        workflow: WorkflowId,
-        status: WorkflowStatus,
+        finished: &[(WorkflowId, WorkflowStatus)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE workflows SET status = $1, finished_at = $2 WHERE id = $3")
-            .bind(status.as_str())
-            .bind(now)
-            .bind(workflow.0)
-            .execute(self.exec())
-            .await
-            .map_err(err)?;
+        sqlx::query(
+            "UPDATE workflows w SET status = f.status, finished_at = $1 \
+             FROM unnest($2::uuid[], $3::text[]) AS f(id, status) WHERE w.id = f.id",
+        )
+        .bind(now)
+        .bind(finished.iter().map(|(w, _)| w.0).collect::<Vec<_>>())
+        .bind(
+            finished
+                .iter()
+                .map(|(_, s)| s.as_str().to_string())
+                .collect::<Vec<_>>(),
+        )
+        .execute(self.exec())
+        .await
+        .map_err(err)?;
         Ok(())
     }
-
     async fn step_reopen(&mut self, task: TaskId) -> Result<Option<WorkflowId>, StoreError> {
         let row: Option<Uuid> = sqlx::query_scalar(
             "UPDATE workflow_steps SET ended = NULL, cancelled_by = NULL \

@@ -312,26 +312,26 @@ impl WorkflowTx for SqliteTx {
             .collect()
     }
 
-    async fn step_queue(
+    async fn steps_queue(
         &mut self,
-        task: TaskId,
-        input: Option<&Value>,
+        steps: &[(TaskId, Option<Value>)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE tasks SET state = 'queued', run_at = MAX(run_at, ?), \
-                 input = COALESCE(?, input) \
-             WHERE id = ? AND state = 'waiting'",
-        )
-        .bind(millis(now))
-        .bind(input.map(|v| v.to_string()))
-        .bind(task.to_string())
-        .execute(&mut *self.tx)
-        .await
-        .map_err(err)?;
+        for (task, input) in steps {
+            sqlx::query(
+                "UPDATE tasks SET state = 'queued', run_at = MAX(run_at, ?), \
+                     input = COALESCE(?, input) \
+                 WHERE id = ? AND state = 'waiting'",
+            )
+            .bind(millis(now))
+            .bind(input.as_ref().map(|v| v.to_string()))
+            .bind(task.to_string())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(err)?;
+        }
         Ok(())
     }
-
     async fn steps_cancel(
         &mut self,
         cancels: &[StepCancel],
@@ -372,43 +372,44 @@ impl WorkflowTx for SqliteTx {
         Ok(ended)
     }
 
-    async fn workflow_count_ended(
+    async fn workflows_count_ended(
         &mut self,
-        workflow: WorkflowId,
-        ended: i64,
-        succeeded: i64,
-    ) -> Result<WorkflowCounts, StoreError> {
-        let row: (i64, i64, i64, bool) = sqlx::query_as(
-            "UPDATE workflows SET steps_live = steps_live - ?, \
-                 steps_succeeded = steps_succeeded + ? \
-             WHERE id = ? \
-             RETURNING steps_total, steps_live, steps_succeeded, cancel_requested",
-        )
-        .bind(ended)
-        .bind(succeeded)
-        .bind(workflow.to_string())
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(err)?;
-        Ok(WorkflowCounts::from_row(row))
-    }
-
-    async fn workflow_finish(
-        &mut self,
-        workflow: WorkflowId,
-        status: WorkflowStatus,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE workflows SET status = ?, finished_at = ? WHERE id = ?")
-            .bind(status.as_str())
-            .bind(millis(now))
+        ended: &[(WorkflowId, i64, i64)],
+    ) -> Result<Vec<(WorkflowId, WorkflowCounts)>, StoreError> {
+        let mut counts = Vec::with_capacity(ended.len());
+        for (workflow, ended, succeeded) in ended {
+            let row: (i64, i64, i64, bool) = sqlx::query_as(
+                "UPDATE workflows SET steps_live = steps_live - ?, \
+                     steps_succeeded = steps_succeeded + ? \
+                 WHERE id = ? \
+                 RETURNING steps_total, steps_live, steps_succeeded, cancel_requested",
+            )
+            .bind(ended)
+            .bind(succeeded)
             .bind(workflow.to_string())
-            .execute(&mut *self.tx)
+            .fetch_one(&mut *self.tx)
             .await
             .map_err(err)?;
+            counts.push((*workflow, WorkflowCounts::from_row(row)));
+        }
+        Ok(counts)
+    }
+    async fn workflows_finish(
+        &mut self,
+        finished: &[(WorkflowId, WorkflowStatus)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        for (workflow, status) in finished {
+            sqlx::query("UPDATE workflows SET status = ?, finished_at = ? WHERE id = ?")
+                .bind(status.as_str())
+                .bind(millis(now))
+                .bind(workflow.to_string())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(err)?;
+        }
         Ok(())
     }
-
     async fn step_reopen(&mut self, task: TaskId) -> Result<Option<WorkflowId>, StoreError> {
         let row: Option<String> = sqlx::query_scalar(
             "UPDATE workflow_steps SET ended = NULL, cancelled_by = NULL \

@@ -45,8 +45,8 @@ pub struct SqlStore {
 struct Shared {
     driver: Box<dyn Driver>,
     inserted: watch::Sender<u64>,
-    /// Bumped when a workflow finishes here.
-    finished: watch::Sender<u64>,
+    /// Each workflow that finishes here.
+    finished: tokio::sync::broadcast::Sender<weir_core::WorkflowId>,
     listening: std::sync::Once,
     limited: LimitedQueues,
     keyed: KeyedTasksHint,
@@ -75,7 +75,8 @@ impl SqlStore {
 
     pub fn new(driver: impl Driver) -> Self {
         let (inserted, _) = watch::channel(0);
-        let (finished, _) = watch::channel(0);
+        // A waiter that lags behind more than this re-reads its workflow.
+        let (finished, _) = tokio::sync::broadcast::channel(1024);
         SqlStore {
             shared: Arc::new(Shared {
                 driver: Box::new(driver),
@@ -129,12 +130,13 @@ impl SqlStore {
         if outcome.queued {
             self.wake_workers();
         }
-        if outcome.finished {
-            self.shared.finished.send_modify(|n| *n = n.wrapping_add(1));
+        for workflow in outcome.finished {
+            // No receiver is no waiter: nothing to tell.
+            let _ = self.shared.finished.send(workflow);
         }
     }
 
-    fn finished_receiver(&self) -> watch::Receiver<u64> {
+    fn finished_receiver(&self) -> tokio::sync::broadcast::Receiver<weir_core::WorkflowId> {
         self.shared.finished.subscribe()
     }
 

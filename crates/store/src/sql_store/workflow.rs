@@ -115,12 +115,12 @@ async fn add_steps(tx: &mut dyn DriverTx, add: &NewSteps) -> Result<StepsAdded, 
 pub const START_WAIT_METRIC: &str = "weir_workflow_step_start_wait_seconds";
 
 /// What the end of steps did that others wait for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct StepsOutcome {
     /// A step was queued: wake the workers.
     pub queued: bool,
-    /// A workflow finished: wake its waiters.
-    pub finished: bool,
+    /// These workflows finished: wake their waiters.
+    pub finished: Vec<WorkflowId>,
 }
 
 /// Applies the end of these tasks (those that are workflow steps) to their
@@ -151,17 +151,23 @@ pub(crate) async fn steps_ended(
         queued_any |= queued;
         round = cancelled;
     }
-    let mut finished = false;
-    for (workflow, (ended, succeeded)) in per_workflow {
-        let counts = tx.workflow_count_ended(workflow, ended, succeeded).await?;
-        if counts.live == 0 {
-            tx.workflow_finish(workflow, counts.status(), now).await?;
-            finished = true;
-        }
+    let ended: Vec<(WorkflowId, i64, i64)> = per_workflow
+        .into_iter()
+        .map(|(workflow, (ended, succeeded))| (workflow, ended, succeeded))
+        .collect();
+    let finished: Vec<(WorkflowId, WorkflowStatus)> = tx
+        .workflows_count_ended(&ended)
+        .await?
+        .into_iter()
+        .filter(|(_, counts)| counts.live == 0)
+        .map(|(workflow, counts)| (workflow, counts.status()))
+        .collect();
+    if !finished.is_empty() {
+        tx.workflows_finish(&finished, now).await?;
     }
     Ok(StepsOutcome {
         queued: queued_any,
-        finished,
+        finished: finished.into_iter().map(|(workflow, _)| workflow).collect(),
     })
 }
 
@@ -208,6 +214,7 @@ async fn children_of(
         tx.steps_parents_ended(&counts).await?
     };
     let queued = !ready.is_empty();
+    let mut to_queue = Vec::with_capacity(ready.len());
     for ready in ready {
         let input = if ready.with_parent_results {
             Some(with_parents(
@@ -217,7 +224,10 @@ async fn children_of(
         } else {
             None
         };
-        tx.step_queue(ready.task, input.as_ref(), now).await?;
+        to_queue.push((ready.task, input));
+    }
+    if !to_queue.is_empty() {
+        tx.steps_queue(&to_queue, now).await?;
     }
     if cancels.is_empty() {
         return Ok((Vec::new(), queued));
@@ -381,7 +391,7 @@ impl Workflows for SqlStore {
         self.call(|| self.driver().workflow_summary(id)).await
     }
 
-    fn workflow_finished(&self) -> tokio::sync::watch::Receiver<u64> {
+    fn workflow_finished(&self) -> tokio::sync::broadcast::Receiver<WorkflowId> {
         self.finished_receiver()
     }
 
