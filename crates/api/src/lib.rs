@@ -102,7 +102,8 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 /// Every route with its OpenAPI description: registering one is describing it.
 fn routes(limits: BodyLimits) -> OpenApiRouter<AppState> {
     use routes::{
-        cache, events, external, health, metrics, root, task_types, tasks, workers, workflows,
+        cache, events, external, health, metrics, queues, root, task_types, tasks, workers,
+        workflows,
     };
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(utoipa_axum::routes!(root::hello))
@@ -122,6 +123,10 @@ fn routes(limits: BodyLimits) -> OpenApiRouter<AppState> {
         )
         .routes(utoipa_axum::routes!(workflows::get))
         .routes(utoipa_axum::routes!(workflows::cancel))
+        .routes(utoipa_axum::routes!(queues::list))
+        .routes(utoipa_axum::routes!(queues::set_limits))
+        .routes(utoipa_axum::routes!(queues::pause))
+        .routes(utoipa_axum::routes!(queues::resume))
         .routes(utoipa_axum::routes!(workers::list))
         .routes(utoipa_axum::routes!(task_types::list))
         .routes(utoipa_axum::routes!(external::claim))

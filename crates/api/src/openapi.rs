@@ -20,6 +20,7 @@ use crate::schema::ErrorBody;
     tags(
         (name = "requests", description = "The logged hello and the request log"),
         (name = "tasks", description = "Submit, watch, retry and cancel tasks"),
+        (name = "queues", description = "Named queues: depth, limits, pause and resume at runtime"),
         (name = "workflows", description = "Tasks in the order of a graph: chains, fan-out and fan-in, DAGs"),
         (name = "cache", description = "The shared result cache"),
         (name = "workers", description = "The worker registry"),

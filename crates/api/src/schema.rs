@@ -79,10 +79,32 @@ pub struct QueueStats {
     pub name: String,
     pub queued: i64,
     pub running: i64,
+    /// When its longest-waiting queued task came due (or will).
+    pub oldest_queued_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// No worker claims from it until it is resumed.
+    pub paused: bool,
     /// Most running at once across the cluster, if limited.
     pub concurrency: Option<i32>,
     /// Most started per second across the cluster, if limited.
     pub rate_per_second: Option<f64>,
+    /// Starts the rate allows at once.
+    pub burst: Option<i32>,
+}
+
+impl QueueStats {
+    /// A queue without tasks, limits or a pause.
+    pub fn empty(name: &str) -> QueueStats {
+        QueueStats {
+            name: name.to_string(),
+            queued: 0,
+            running: 0,
+            oldest_queued_at: None,
+            paused: false,
+            concurrency: None,
+            rate_per_second: None,
+            burst: None,
+        }
+    }
 }
 
 /// `GET /workers`.

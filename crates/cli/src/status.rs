@@ -319,6 +319,15 @@ fn queue_limit_verdicts(tasks: &Value, out: &mut Vec<String>) {
             q["queued"].as_i64().unwrap_or(0),
             q["running"].as_i64().unwrap_or(0),
         );
+        if q["paused"] == true {
+            out.push(format!(
+                "queue {} is paused: {waiting} waiting, none claimed until \
+                 POST /queues/{}/resume",
+                q["name"].as_str().unwrap_or("?"),
+                q["name"].as_str().unwrap_or("?")
+            ));
+            continue;
+        }
         if let Some(limit) = q["concurrency"].as_i64() {
             if waiting > 0 && running >= limit {
                 out.push(format!(
@@ -411,8 +420,9 @@ pub fn render(s: &Status) -> String {
     if let Some(queues) = s.tasks["queues"].as_array() {
         for q in queues {
             let limit = |f: &str| q[f].as_f64().map_or("-".to_string(), |v| v.to_string());
+            let paused = if q["paused"] == true { "  PAUSED" } else { "" };
             out += &format!(
-                "  queue {:<20} queued {:>7}  running {:>5}  concurrency {:>5}  rate/s {:>6}\n",
+                "  queue {:<20} queued {:>7}  running {:>5}  concurrency {:>5}  rate/s {:>6}{paused}\n",
                 q["name"].as_str().unwrap_or("?"),
                 q["queued"],
                 q["running"],
@@ -453,5 +463,16 @@ mod tests {
         assert_eq!(limited.len(), 1, "{v:?}");
         assert!(limited[0].contains("concurrency limit (1/1)"), "{v:?}");
         assert!(!v.iter().any(|l| l.contains("add workers")), "{v:?}");
+    }
+
+    #[test]
+    fn a_paused_queue_is_named_with_how_to_resume_it() {
+        let tasks = json!({"queued": 4, "running": 0, "queues": [
+            {"name": "emails", "queued": 4, "running": 0, "paused": true, "concurrency": 1},
+        ]});
+        let v = verdicts(&[], &[], &tasks);
+        let paused = "queue emails is paused: 4 waiting, none claimed until \
+                      POST /queues/emails/resume";
+        assert!(v.iter().any(|l| l == paused), "{v:?}");
     }
 }

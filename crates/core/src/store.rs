@@ -183,6 +183,8 @@ pub struct QueueDepth {
     pub queue: String,
     pub queued: i64,
     pub running: i64,
+    /// When its longest-waiting queued task came due (or will).
+    pub oldest_queued_at: Option<DateTime<Utc>>,
 }
 
 /// A queue's limits, shared by every worker (kept in the store).
@@ -195,6 +197,33 @@ pub struct QueueLimits {
     /// (a token bucket holding up to `burst`).
     pub rate_per_second: Option<f64>,
     pub burst: Option<i32>,
+    /// No claimer takes its tasks. Set by `queue_pause`; `queue_configure`
+    /// leaves it as it is.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+impl QueueLimits {
+    /// The limits' own rules: concurrency and burst at least 1, a rate
+    /// above 0. The error names the limit.
+    pub fn check(&self) -> Result<(), String> {
+        if self.concurrency.is_some_and(|c| c < 1) {
+            return Err(format!(
+                "queue {}: concurrency must be at least 1",
+                self.name
+            ));
+        }
+        if self.burst.is_some_and(|b| b < 1) {
+            return Err(format!("queue {}: burst must be at least 1", self.name));
+        }
+        if self
+            .rate_per_second
+            .is_some_and(|r| !(r > 0.0 && r.is_finite()))
+        {
+            return Err(format!("queue {}: rate must be above 0", self.name));
+        }
+        Ok(())
+    }
 }
 
 /// How an attempt ended.
@@ -507,7 +536,12 @@ pub trait TaskAdmin: Send + Sync + 'static {
     async fn task_cancel(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError>;
     /// Sets (or, with no limits, clears) a queue's limits.
     async fn queue_configure(&self, limits: &QueueLimits) -> Result<(), StoreError>;
-    /// Every queue with limits.
+    /// Pauses a queue (no claimer takes its tasks), or resumes it. A pause
+    /// returns once every claimer, in every process, holds to it; a resume
+    /// wakes this process's waiting claimers at once (others' within a
+    /// second).
+    async fn queue_pause(&self, name: &str, paused: bool) -> Result<(), StoreError>;
+    /// Every queue with limits or a pause.
     async fn queue_list(&self) -> Result<Vec<QueueLimits>, StoreError>;
     /// Queued and running tasks per queue (queues with live tasks only).
     async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError>;

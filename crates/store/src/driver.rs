@@ -38,11 +38,23 @@ pub struct Claimed {
 #[derive(Clone, Debug, PartialEq)]
 pub struct LimitedQueue {
     pub name: String,
+    /// Paused: none of its tasks is claimed.
+    pub paused: bool,
     pub concurrency: Option<i32>,
     pub rate_per_second: Option<f64>,
     pub burst: Option<i32>,
     pub tokens: f64,
     pub refilled_at: Option<DateTime<Utc>>,
+}
+
+/// Live tasks of one queue in one state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveByQueue {
+    pub queue: String,
+    pub state: String,
+    pub count: i64,
+    /// The earliest `run_at` among them.
+    pub oldest_run_at: Option<DateTime<Utc>>,
 }
 
 /// What a rescue pass did to expired leases.
@@ -245,10 +257,12 @@ pub trait Driver: Send + Sync + 'static {
         since: DateTime<Utc>,
     ) -> Result<Vec<(String, i64)>, StoreError>;
     /// (queue, state, count) of live tasks, ordered by queue.
-    async fn task_live_by_queue(&self) -> Result<Vec<(String, String, i64)>, StoreError>;
+    async fn task_live_by_queue(&self) -> Result<Vec<LiveByQueue>, StoreError>;
     /// (type, count) of queued tasks, ordered by type.
     async fn task_queued_by_type(&self) -> Result<Vec<(String, i64)>, StoreError>;
 
+    /// Pauses or resumes a queue (its row made if missing).
+    async fn queue_save_paused(&self, name: &str, paused: bool) -> Result<(), StoreError>;
     async fn queue_save_limits(&self, limits: &QueueLimits) -> Result<(), StoreError>;
     async fn queue_list(&self) -> Result<Vec<QueueLimits>, StoreError>;
 

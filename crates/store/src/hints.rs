@@ -38,7 +38,7 @@ pub(crate) struct LimitedQueues {
 }
 
 impl LimitedQueues {
-    const TTL: std::time::Duration = std::time::Duration::from_secs(1);
+    pub(crate) const TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
     pub(crate) fn get(&self) -> Option<Vec<String>> {
         let cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
@@ -86,9 +86,15 @@ impl KeyedTasksHint {
 }
 
 /// Per-queue depths from (queue, state, count) rows ordered by queue.
-pub(crate) fn depths_from_rows(rows: Vec<(String, String, i64)>) -> Vec<weir_core::QueueDepth> {
+pub(crate) fn depths_from_rows(rows: Vec<crate::LiveByQueue>) -> Vec<weir_core::QueueDepth> {
     let mut depths: Vec<weir_core::QueueDepth> = Vec::new();
-    for (queue, state, n) in rows {
+    for crate::LiveByQueue {
+        queue,
+        state,
+        count: n,
+        oldest_run_at,
+    } in rows
+    {
         if depths.last().is_none_or(|d| d.queue != queue) {
             depths.push(weir_core::QueueDepth {
                 queue,
@@ -97,7 +103,10 @@ pub(crate) fn depths_from_rows(rows: Vec<(String, String, i64)>) -> Vec<weir_cor
         }
         if let Some(d) = depths.last_mut() {
             match state.as_str() {
-                "queued" => d.queued += n,
+                "queued" => {
+                    d.queued += n;
+                    d.oldest_queued_at = oldest_run_at;
+                }
                 "running" => d.running += n,
                 _ => {}
             }

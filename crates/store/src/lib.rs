@@ -30,7 +30,9 @@ pub mod workflow_tx;
 
 pub use busy_retry::BusyRetry;
 pub use cache_access::CacheAccessRecorder;
-pub use driver::{Claimed, Driver, DriverTx, HeldKey, LimitedQueue, Rescued, StandingTask};
+pub use driver::{
+    Claimed, Driver, DriverTx, HeldKey, LimitedQueue, LiveByQueue, Rescued, StandingTask,
+};
 pub use group_commit::{EventWriter, GroupCommit, RequestLogWriter, TaskInsertWriter};
 pub use hints::lease_end;
 pub use readiness::{NotReady, Readiness};

@@ -5,6 +5,7 @@ pub mod events;
 pub mod external;
 pub mod health;
 pub mod metrics;
+pub mod queues;
 pub mod root;
 pub mod task_types;
 pub mod tasks;

@@ -444,10 +444,9 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<TaskStats>, Api
     Ok(Json(task_stats(state.store.as_ref(), Utc::now()).await?))
 }
 
-/// Counts by state and by queue, and the last minute's throughput; shared
-/// with `weir status --database-url`, which reads the store itself.
-pub async fn task_stats(store: &dyn Store, now: DateTime<Utc>) -> Result<TaskStats, StoreError> {
-    let c = store.task_counts().await?;
+/// Every queue with live tasks, limits or a pause: its depth, how long its
+/// oldest queued task has waited, its limits and whether it is paused.
+pub async fn queue_stats(store: &dyn Store) -> Result<Vec<QueueStats>, StoreError> {
     let depths = store.queue_depths().await?;
     let limits = store.queue_list().await?;
     let mut queues: Vec<QueueStats> = depths
@@ -458,24 +457,35 @@ pub async fn task_stats(store: &dyn Store, now: DateTime<Utc>) -> Result<TaskSta
                 name: d.queue.clone(),
                 queued: d.queued,
                 running: d.running,
+                oldest_queued_at: d.oldest_queued_at,
+                paused: l.is_some_and(|l| l.paused),
                 concurrency: l.and_then(|l| l.concurrency),
                 rate_per_second: l.and_then(|l| l.rate_per_second),
+                burst: l.and_then(|l| l.burst),
             }
         })
         .collect();
-    // Limited queues show even when empty.
+    // Limited and paused queues show even when empty.
     for l in limits
         .iter()
         .filter(|l| !depths.iter().any(|d| d.queue == l.name))
     {
         queues.push(QueueStats {
-            name: l.name.clone(),
-            queued: 0,
-            running: 0,
+            paused: l.paused,
             concurrency: l.concurrency,
             rate_per_second: l.rate_per_second,
+            burst: l.burst,
+            ..QueueStats::empty(&l.name)
         });
     }
+    Ok(queues)
+}
+
+/// Counts by state and by queue, and the last minute's throughput; shared
+/// with `weir status --database-url`, which reads the store itself.
+pub async fn task_stats(store: &dyn Store, now: DateTime<Utc>) -> Result<TaskStats, StoreError> {
+    let c = store.task_counts().await?;
+    let queues = queue_stats(store).await?;
     Ok(TaskStats {
         queued: c.queued,
         running: c.running,

@@ -64,6 +64,7 @@ fn parse_queue_limit(s: &str) -> Result<weir_core::QueueLimits, String> {
         concurrency: None,
         rate_per_second: None,
         burst: None,
+        paused: false,
     };
     if limits.name.is_empty() {
         return Err(format!("queue limit {s:?} names no queue"));
@@ -80,9 +81,6 @@ fn parse_queue_limit(s: &str) -> Result<weir_core::QueueLimits, String> {
                     .trim()
                     .parse()
                     .map_err(|_| format!("bad rate in {part:?}"))?;
-                if !(rate > 0.0 && rate.is_finite()) {
-                    return Err(format!("rate must be above 0 in {part:?}"));
-                }
                 limits.rate_per_second = Some(rate);
             }
             "burst" => limits.burst = Some(value.trim().parse().map_err(bad)?),
@@ -93,9 +91,7 @@ fn parse_queue_limit(s: &str) -> Result<weir_core::QueueLimits, String> {
             }
         }
     }
-    if limits.concurrency.is_some_and(|c| c < 1) || limits.burst.is_some_and(|b| b < 1) {
-        return Err(format!("limits in {s:?} must be at least 1"));
-    }
+    limits.check()?;
     Ok(limits)
 }
 

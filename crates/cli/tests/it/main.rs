@@ -28,6 +28,7 @@ mod probes;
 mod processes;
 mod python_worker;
 mod queues;
+mod queues_runtime;
 mod request_log;
 mod secrets;
 mod status;

@@ -55,6 +55,7 @@ impl PostgresTx {
 #[derive(sqlx::FromRow)]
 struct QueueRow {
     name: String,
+    paused: bool,
     concurrency: Option<i32>,
     rate_per_second: Option<f64>,
     burst: Option<i32>,
@@ -69,8 +70,8 @@ impl DriverTx for PostgresTx {
         only: Option<&[String]>,
     ) -> Result<Vec<LimitedQueue>, StoreError> {
         let rows: Vec<QueueRow> = sqlx::query_as(
-            "SELECT name, concurrency, rate_per_second, burst, tokens, refilled_at FROM queues \
-             WHERE (concurrency IS NOT NULL OR rate_per_second IS NOT NULL) \
+            "SELECT name, paused, concurrency, rate_per_second, burst, tokens, refilled_at FROM queues \
+             WHERE limited \
                AND ($1::text[] IS NULL OR name = ANY($1)) \
              ORDER BY name FOR UPDATE SKIP LOCKED",
         )
@@ -82,6 +83,7 @@ impl DriverTx for PostgresTx {
             .into_iter()
             .map(|q| LimitedQueue {
                 name: q.name,
+                paused: q.paused,
                 concurrency: q.concurrency,
                 rate_per_second: q.rate_per_second,
                 burst: q.burst,

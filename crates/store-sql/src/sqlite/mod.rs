@@ -30,7 +30,7 @@ use weir_core::{
     TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams,
     WorkerHeartbeatParams, WorkerInfo, Workflow, WorkflowId, WorkflowListParams,
 };
-use weir_store::{lease_end, Claimed, Driver, DriverTx, StandingTask};
+use weir_store::{lease_end, Claimed, Driver, DriverTx, LiveByQueue, StandingTask};
 
 use crate::error::{from_sqlx, sqlite_cause};
 use crate::StoreOptions;
@@ -148,12 +148,10 @@ impl Driver for SqliteDriver {
     fn listen_for_wakeups(&self, _inserted: watch::Sender<u64>) {}
 
     async fn limited_queue_names(&self) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar(
-            "SELECT name FROM queues WHERE concurrency IS NOT NULL OR rate_per_second IS NOT NULL",
-        )
-        .fetch_all(&self.reader)
-        .await
-        .map_err(err)
+        sqlx::query_scalar("SELECT name FROM queues WHERE limited")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(err)
     }
 
     async fn keyed_tasks_due(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -345,14 +343,24 @@ impl Driver for SqliteDriver {
         .map_err(err)
     }
 
-    async fn task_live_by_queue(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        sqlx::query_as(
-            "SELECT queue, state, COUNT(*) FROM tasks WHERE state IN ('queued', 'running') \
-             GROUP BY queue, state ORDER BY queue",
+    async fn task_live_by_queue(&self) -> Result<Vec<LiveByQueue>, StoreError> {
+        let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT queue, state, COUNT(*), MIN(run_at) FROM tasks \
+             WHERE state IN ('queued', 'running') GROUP BY queue, state ORDER BY queue",
         )
         .fetch_all(&self.reader)
         .await
-        .map_err(err)
+        .map_err(err)?;
+        rows.into_iter()
+            .map(|(queue, state, count, oldest)| {
+                Ok(LiveByQueue {
+                    queue,
+                    state,
+                    count,
+                    oldest_run_at: oldest.map(time).transpose()?,
+                })
+            })
+            .collect()
     }
 
     async fn task_queued_by_type(&self) -> Result<Vec<(String, i64)>, StoreError> {
@@ -362,6 +370,19 @@ impl Driver for SqliteDriver {
         .fetch_all(&self.reader)
         .await
         .map_err(err)
+    }
+
+    async fn queue_save_paused(&self, name: &str, paused: bool) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO queues (name, paused) VALUES (?, ?) \
+             ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+        )
+        .bind(name)
+        .bind(paused)
+        .execute(&self.writer)
+        .await
+        .map_err(err)?;
+        Ok(())
     }
 
     async fn queue_save_limits(&self, q: &QueueLimits) -> Result<(), StoreError> {
@@ -383,21 +404,24 @@ impl Driver for SqliteDriver {
     }
 
     async fn queue_list(&self) -> Result<Vec<QueueLimits>, StoreError> {
-        let rows: Vec<(String, Option<i32>, Option<f64>, Option<i32>)> = sqlx::query_as(
-            "SELECT name, concurrency, rate_per_second, burst FROM queues \
-             WHERE concurrency IS NOT NULL OR rate_per_second IS NOT NULL ORDER BY name",
+        let rows: Vec<(String, Option<i32>, Option<f64>, Option<i32>, bool)> = sqlx::query_as(
+            "SELECT name, concurrency, rate_per_second, burst, paused FROM queues \
+             WHERE limited ORDER BY name",
         )
         .fetch_all(&self.reader)
         .await
         .map_err(err)?;
         Ok(rows
             .into_iter()
-            .map(|(name, concurrency, rate_per_second, burst)| QueueLimits {
-                name,
-                concurrency,
-                rate_per_second,
-                burst,
-            })
+            .map(
+                |(name, concurrency, rate_per_second, burst, paused)| QueueLimits {
+                    name,
+                    concurrency,
+                    rate_per_second,
+                    burst,
+                    paused,
+                },
+            )
             .collect())
     }
 

@@ -22,6 +22,7 @@ pub(super) struct SqliteTx {
 #[derive(sqlx::FromRow)]
 struct QueueRow {
     name: String,
+    paused: bool,
     concurrency: Option<i32>,
     rate_per_second: Option<f64>,
     burst: Option<i32>,
@@ -36,8 +37,8 @@ impl DriverTx for SqliteTx {
         only: Option<&[String]>,
     ) -> Result<Vec<LimitedQueue>, StoreError> {
         let rows: Vec<QueueRow> = sqlx::query_as(
-            "SELECT name, concurrency, rate_per_second, burst, tokens, refilled_at FROM queues \
-             WHERE (concurrency IS NOT NULL OR rate_per_second IS NOT NULL) \
+            "SELECT name, paused, concurrency, rate_per_second, burst, tokens, refilled_at FROM queues \
+             WHERE limited \
                AND (?1 IS NULL OR name IN (SELECT value FROM json_each(?1))) ORDER BY name",
         )
         .bind(json_list(only))
@@ -48,6 +49,7 @@ impl DriverTx for SqliteTx {
             .map(|q| {
                 Ok(LimitedQueue {
                     name: q.name,
+                    paused: q.paused,
                     concurrency: q.concurrency,
                     rate_per_second: q.rate_per_second,
                     burst: q.burst,

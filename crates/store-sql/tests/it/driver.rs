@@ -180,6 +180,7 @@ pub async fn limited_queues_come_with_their_buckets(d: Arc<dyn Driver>) {
         concurrency: Some(2),
         rate_per_second: Some(5.0),
         burst: None,
+        paused: false,
     })
     .await
     .unwrap();

@@ -36,6 +36,7 @@ macro_rules! conformance_suite {
             queue_rate_limit_spends_tokens_and_refills,
             concurrency_key_limits_running_tasks_per_key,
             workers_claim_only_their_queues,
+            a_paused_queue_is_claimed_by_no_one_until_resumed,
             a_submissions_backoff_travels_with_its_task,
             the_same_cacheable_input_is_queued_once_while_live,
             claimers_take_only_the_types_they_run,

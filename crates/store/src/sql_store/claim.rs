@@ -79,6 +79,9 @@ async fn claim_limited(
         if room == 0 {
             return Ok(());
         }
+        if q.paused {
+            continue;
+        }
         let mut allowed = room;
         if let Some(limit) = q.concurrency {
             let running = tx.running_in_queue(&q.name).await?;

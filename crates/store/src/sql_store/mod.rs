@@ -403,6 +403,22 @@ impl TaskAdmin for SqlStore {
         self.call(|| self.driver().queue_list()).await
     }
 
+    async fn queue_pause(&self, name: &str, paused: bool) -> Result<(), StoreError> {
+        self.call(|| self.driver().queue_save_paused(name, paused))
+            .await?;
+        self.shared.limited.invalidate();
+        if paused {
+            // Other processes keep the names of queues with limits (which
+            // their fast claim skips) for a while: once it has passed, and
+            // any claim begun before the pause with it, none takes from it.
+            let settle = std::time::Duration::from_millis(500);
+            tokio::time::sleep(crate::hints::LimitedQueues::TTL + settle).await;
+        } else {
+            self.wake_workers();
+        }
+        Ok(())
+    }
+
     async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError> {
         let rows = self.call(|| self.driver().task_live_by_queue()).await?;
         Ok(depths_from_rows(rows))

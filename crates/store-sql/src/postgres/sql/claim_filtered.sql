@@ -5,7 +5,7 @@ WITH picked AS (
     SELECT id FROM tasks WHERE state = 'queued' AND run_at <= $2
       AND (CASE WHEN $5::text IS NULL
                 THEN NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = tasks.queue
-                                 AND (q.concurrency IS NOT NULL OR q.rate_per_second IS NOT NULL))
+                                 AND q.limited)
                      AND ($7::text[] IS NULL OR queue = ANY($7))
                 ELSE queue = $5 END)
       AND (CASE WHEN $6::text IS NULL THEN concurrency_key IS NULL ELSE concurrency_key = $6 END)

@@ -4,7 +4,7 @@ SELECT DISTINCT concurrency_key FROM tasks
 WHERE concurrency_key IS NOT NULL AND state = 'queued' AND run_at <= $1
   AND (CASE WHEN $2::text IS NULL
             THEN NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = tasks.queue
-                             AND (q.concurrency IS NOT NULL OR q.rate_per_second IS NOT NULL))
+                             AND q.limited)
                  AND ($3::text[] IS NULL OR queue = ANY($3))
             ELSE queue = $2 END)
   AND ($5::text[] IS NULL OR kind = ANY($5))

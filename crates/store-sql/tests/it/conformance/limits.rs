@@ -37,6 +37,7 @@ pub async fn queue_concurrency_limit_holds_across_claimers(store: Arc<dyn Store>
             concurrency: Some(2),
             rate_per_second: None,
             burst: None,
+            paused: false,
         })
         .await
         .unwrap();
@@ -51,21 +52,16 @@ pub async fn queue_concurrency_limit_holds_across_claimers(store: Arc<dyn Store>
     }
     assert_eq!(first.len(), 5, "3 unlimited + 2 of the limited queue");
     assert_eq!(in_emails.len(), 2);
-    let depths = store.queue_depths().await.unwrap();
+    let depths: Vec<_> = store
+        .queue_depths()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.queue, d.queued, d.running))
+        .collect();
     assert_eq!(
         depths,
-        vec![
-            QueueDepth {
-                queue: "default".into(),
-                queued: 0,
-                running: 3
-            },
-            QueueDepth {
-                queue: "emails".into(),
-                queued: 3,
-                running: 2
-            },
-        ]
+        vec![("default".to_string(), 0, 3), ("emails".to_string(), 3, 2)]
     );
     // Another claimer finds the queue at its limit.
     assert!(store
@@ -91,6 +87,7 @@ pub async fn queue_concurrency_limit_holds_across_claimers(store: Arc<dyn Store>
             concurrency: None,
             rate_per_second: None,
             burst: None,
+            paused: false,
         })
         .await
         .unwrap();
@@ -109,6 +106,7 @@ pub async fn queue_rate_limit_spends_tokens_and_refills(store: Arc<dyn Store>) {
             concurrency: None,
             rate_per_second: Some(1.0),
             burst: Some(2),
+            paused: false,
         })
         .await
         .unwrap();
@@ -200,4 +198,69 @@ pub async fn workers_claim_only_their_queues(store: Arc<dyn Store>) {
         store.task_claim(claim("any", 10, now)).await.unwrap().len(),
         2
     );
+}
+
+pub async fn a_paused_queue_is_claimed_by_no_one_until_resumed(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    insert_in(&store, "emails", None, 2, now).await;
+    insert_in(&store, "emails", Some("acct-1"), 1, now).await;
+    insert_in(&store, "reports", None, 2, now).await;
+    insert_in(&store, "default", None, 1, now).await;
+    store
+        .queue_configure(&QueueLimits {
+            name: "reports".into(),
+            concurrency: Some(5),
+            rate_per_second: None,
+            burst: None,
+            paused: false,
+        })
+        .await
+        .unwrap();
+    // A queue without limits and one with: both held, keyed tasks too.
+    store.queue_pause("emails", true).await.unwrap();
+    store.queue_pause("reports", true).await.unwrap();
+    let claimed = store.task_claim(claim("w1", 10, now)).await.unwrap();
+    let mut queues = Vec::new();
+    for t in &claimed {
+        queues.push(queue_of(&store, t).await.0);
+    }
+    assert_eq!(queues, ["default"]);
+    let listed = store.queue_list().await.unwrap();
+    let paused: Vec<_> = listed
+        .iter()
+        .filter(|q| q.paused)
+        .map(|q| &q.name)
+        .collect();
+    assert_eq!(paused, ["emails", "reports"]);
+    // Setting limits (a worker starting with --queue-limit) keeps the pause.
+    store
+        .queue_configure(&QueueLimits {
+            name: "reports".into(),
+            concurrency: Some(1),
+            rate_per_second: None,
+            burst: None,
+            paused: false,
+        })
+        .await
+        .unwrap();
+    let depths = store.queue_depths().await.unwrap();
+    let emails = depths.iter().find(|d| d.queue == "emails").unwrap();
+    assert_eq!(emails.queued, 3);
+    assert!(emails.oldest_queued_at.is_some_and(|at| at <= now));
+    assert!(store
+        .task_claim(claim("w1", 10, now))
+        .await
+        .unwrap()
+        .is_empty());
+    // Resumed: claimable again, each under its limits.
+    store.queue_pause("emails", false).await.unwrap();
+    store.queue_pause("reports", false).await.unwrap();
+    let claimed = store.task_claim(claim("w2", 10, now)).await.unwrap();
+    let mut counts = std::collections::BTreeMap::new();
+    for t in &claimed {
+        *counts.entry(queue_of(&store, t).await.0).or_insert(0) += 1;
+    }
+    assert_eq!(counts.get("emails"), Some(&3), "{counts:?}");
+    assert_eq!(counts.get("reports"), Some(&1), "{counts:?}");
+    assert!(store.queue_list().await.unwrap().iter().all(|q| !q.paused));
 }

@@ -28,6 +28,7 @@ pub async fn claimers_take_only_the_types_they_run(store: Arc<dyn Store>) {
             concurrency: Some(10),
             rate_per_second: None,
             burst: None,
+            paused: false,
         })
         .await
         .unwrap();
