@@ -13,6 +13,7 @@
 //! - [`probes`]: a worker's `/health/live` and `/health/ready`.
 //! - [`logging`]: tracing setup (`--log-format text|json`).
 
+pub mod api_client;
 pub mod cluster;
 pub mod cmd;
 pub mod config;

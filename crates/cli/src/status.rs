@@ -123,17 +123,7 @@ pub async fn collect_with_key(
     sample: Duration,
     api_key: Option<&str>,
 ) -> anyhow::Result<Status> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(key) = api_key {
-        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
-            .map_err(|_| anyhow::anyhow!("api-key: not a valid header value"))?;
-        value.set_sensitive(true);
-        headers.insert(reqwest::header::AUTHORIZATION, value);
-    }
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .default_headers(headers)
-        .build()?;
+    let http = crate::api_client::client(api_key, Duration::from_secs(5))?;
     let first_queued = if sample.is_zero() {
         None
     } else {

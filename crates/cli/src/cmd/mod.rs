@@ -6,6 +6,7 @@ mod burndown;
 mod lb;
 pub mod load;
 mod migrate;
+mod queues;
 mod up;
 mod worker;
 
@@ -33,6 +34,7 @@ pub async fn run(
             None => load::run(args.load).await,
         },
         Command::Status(args) => status(args).await,
+        Command::Queues(args) => queues::run(args).await,
         Command::ApiKey(args) => {
             let (key, entry) = weir_api::api_keys::ApiKeys::generate(
                 &args.name,

@@ -99,6 +99,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// The cluster at a glance: nodes, workers, tasks, cache, and verdicts.
     Status(StatusArgs),
+    /// Named queues at runtime, over the HTTP API: list, pause, resume, set
+    /// limits (`weir queues pause emails`).
+    Queues(QueuesArgs),
     /// Make a client key for `--api-keys`: prints the key (once) and the
     /// file entry that holds only its hash.
     ApiKey(ApiKeyArgs),
@@ -172,6 +175,50 @@ pub struct StatusArgs {
     /// Refresh in place at this interval until Ctrl-C (e.g. `--watch 2s`).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub watch: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct QueuesArgs {
+    #[command(subcommand)]
+    pub action: QueuesAction,
+    /// The lb's (or an API node's) URL.
+    #[arg(
+        long,
+        global = true,
+        env = "WEIR_STATUS_TARGET",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub target: String,
+    /// A client key: `read` to list, `manage` to change, for API nodes
+    /// started with `--api-keys`.
+    #[arg(long, global = true, env = "WEIR_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum QueuesAction {
+    /// Every queue with tasks, limits or a pause.
+    List,
+    /// No worker claims from it until it is resumed.
+    Pause { name: String },
+    /// Claimable again; waiting workers wake.
+    Resume { name: String },
+    /// Its limits for every worker at once (none given: cleared).
+    Set {
+        name: String,
+        /// Most of its tasks running at once, across the cluster.
+        #[arg(long)]
+        concurrency: Option<i32>,
+        /// Most of its tasks started per second, across the cluster.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Starts the rate allows at once.
+        #[arg(long)]
+        burst: Option<i32>,
+    },
 }
 
 /// Says at start what a node leaves open, once its settings are known good.

@@ -159,3 +159,57 @@ crate::for_each_store!(
     a_paused_queue_waits_for_its_resume,
     limits_set_at_runtime_hold_for_the_running_workers,
 );
+
+/// `weir queues` over the HTTP API: pause, list (table and JSON), set
+/// limits, resume; a refusal exits non-zero with weir's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queues_command_pauses_lists_sets_and_resumes() {
+    let stack = Stack::start(StackOptions::on(StoreKind::Sqlite)).await;
+    let target = stack.url("");
+    let target = target.trim_end_matches('/').to_string();
+    let weir = move |args: &[&str]| {
+        let mut all = vec!["queues", "--target", target.as_str()];
+        all.extend_from_slice(args);
+        crate::processes::run_weir(&all)
+    };
+    let out = tokio::task::spawn_blocking({
+        let weir = weir.clone();
+        move || {
+            let paused = weir(&["pause", "emails"]);
+            assert!(paused.status.success(), "{paused:?}");
+            let table = String::from_utf8_lossy(&weir(&["list"]).stdout).into_owned();
+            let set = weir(&["set", "reports", "--concurrency", "2", "--json"]);
+            let bad = weir(&["set", "reports", "--concurrency", "0"]);
+            let listed = weir(&["list", "--json"]);
+            let resumed = weir(&["resume", "emails"]);
+            (table, set, bad, listed, resumed)
+        }
+    })
+    .await
+    .unwrap();
+    let (table, set, bad, listed, resumed) = out;
+    let emails = table
+        .lines()
+        .find(|l| l.starts_with("emails"))
+        .unwrap_or_default();
+    assert!(emails.contains("paused"), "{table}");
+    let set: Value = serde_json::from_slice(&set.stdout).unwrap();
+    assert_eq!(set["concurrency"], 2, "{set}");
+    assert!(!bad.status.success());
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(said.contains("400 invalid_limits"), "{said}");
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(queue(&listed, "reports")["concurrency"], 2, "{listed}");
+    assert_eq!(queue(&listed, "emails")["paused"], true, "{listed}");
+    assert!(resumed.status.success(), "{resumed:?}");
+    // Resumed, without tasks or limits, it is no longer listed.
+    let (_, now) = stack.get_json("/queues").await;
+    let names: Vec<&str> = now["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|q| q["name"].as_str())
+        .collect();
+    assert_eq!(names, ["reports"], "{now}");
+    stack.stop().await;
+}
