@@ -316,8 +316,14 @@ pub struct LeaderAcquireParams {
 /// Housekeeping the maintenance leader does.
 #[derive(Clone, Debug)]
 pub struct MaintenancePruneParams {
-    /// Finished tasks completed before this are deleted.
+    /// Succeeded tasks completed before this are deleted, with idempotency
+    /// keys made and workflows finished before it.
     pub finished_before: DateTime<Utc>,
+    /// Dead tasks completed before this are deleted (`None`: as succeeded).
+    pub dead_before: Option<DateTime<Utc>>,
+    /// Cancelled tasks completed before this are deleted (`None`: as
+    /// succeeded).
+    pub cancelled_before: Option<DateTime<Utc>>,
     /// Cache entries expired at this moment are deleted.
     pub now: DateTime<Utc>,
     /// Workers silent since before this are marked offline.

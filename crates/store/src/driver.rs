@@ -273,10 +273,12 @@ pub trait Driver: Send + Sync + 'static {
         params: &LeaderAcquireParams,
         until: DateTime<Utc>,
     ) -> Result<Option<String>, StoreError>;
-    /// Deletes up to `limit` tasks finished before `before`, but not the
-    /// steps of a workflow still stored (they go once it is pruned).
+    /// Deletes up to `limit` tasks that ended in `state` before `before`,
+    /// but not the steps of a workflow still stored (they go once it is
+    /// pruned).
     async fn prune_finished_tasks(
         &self,
+        state: TaskState,
         before: DateTime<Utc>,
         limit: i64,
     ) -> Result<u64, StoreError>;

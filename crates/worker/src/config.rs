@@ -36,8 +36,13 @@ pub struct WorkerConfig {
     pub handlers: Handlers,
     /// How often the cleaner runs (only on the maintenance leader).
     pub maintenance_interval: Duration,
-    /// Finished tasks are deleted this long after they finished.
+    /// Succeeded tasks (and finished workflows, idempotency keys) are
+    /// deleted this long after they finished.
     pub retention: Duration,
+    /// Dead tasks are kept this long (an operator's to look at and retry).
+    pub retain_dead: Duration,
+    /// Cancelled tasks are kept this long.
+    pub retain_cancelled: Duration,
     /// A worker silent this long is marked offline by the cleaner.
     pub worker_offline_after: Duration,
     /// Periodic jobs; queued by whichever worker holds the scheduler lease.
@@ -87,6 +92,8 @@ impl WorkerConfig {
                 .expect("built-in handlers need no setup"),
             maintenance_interval: Duration::from_secs(30),
             retention: Duration::from_secs(24 * 3600),
+            retain_dead: Duration::from_secs(7 * 24 * 3600),
+            retain_cancelled: Duration::from_secs(24 * 3600),
             worker_offline_after: Duration::from_secs(30),
             periodic: Vec::new(),
             scheduler_interval: Duration::from_secs(1),

@@ -34,9 +34,21 @@ pub struct WorkerTuning {
     /// seconds first); repeatable (`;`-separated in env). Queued by one node.
     #[arg(long = "periodic", env = "WEIR_PERIODIC", value_delimiter = ';')]
     pub periodic: Vec<weir_worker::maintenance::scheduler::PeriodicJob>,
-    /// Finished tasks are deleted this long after they finished.
+    /// Finished tasks are deleted this long after they finished (succeeded
+    /// and cancelled ones unless told otherwise below; finished workflows
+    /// and idempotency keys too).
     #[arg(long, env = "WEIR_RETENTION", default_value = "24h", value_parser = humantime::parse_duration)]
     pub retention: Duration,
+    /// Succeeded tasks are kept this long (default: --retention).
+    #[arg(long, env = "WEIR_RETAIN_SUCCEEDED", value_parser = humantime::parse_duration)]
+    pub retain_succeeded: Option<Duration>,
+    /// Dead tasks are kept this long, for an operator to look at and retry
+    /// (default: 7 days, or --retention if longer).
+    #[arg(long, env = "WEIR_RETAIN_DEAD", value_parser = humantime::parse_duration)]
+    pub retain_dead: Option<Duration>,
+    /// Cancelled tasks are kept this long (default: --retention).
+    #[arg(long, env = "WEIR_RETAIN_CANCELLED", value_parser = humantime::parse_duration)]
+    pub retain_cancelled: Option<Duration>,
     /// How often the maintenance leader cleans (old tasks, expired cache, silent workers).
     #[arg(long, env = "WEIR_MAINTENANCE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub maintenance_interval: Duration,
@@ -160,7 +172,11 @@ impl WorkerTuning {
         config.rescue_interval = self.rescue_interval;
         config.retry = self.retry_backoff;
         config.periodic = self.periodic.clone();
-        config.retention = self.retention;
+        config.retention = self.retain_succeeded.unwrap_or(self.retention);
+        config.retain_dead = self
+            .retain_dead
+            .unwrap_or(self.retention.max(Duration::from_secs(7 * 24 * 3600)));
+        config.retain_cancelled = self.retain_cancelled.unwrap_or(self.retention);
         config.maintenance_interval = self.maintenance_interval.max(Duration::from_millis(100));
         config.queues = (!self.queues.is_empty()).then(|| self.queues.clone());
         config.queue_limits = self.queue_limit.clone();
@@ -175,6 +191,50 @@ impl WorkerTuning {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn worker_config(flags: &[&str]) -> weir_worker::WorkerConfig {
+        use clap::Parser;
+        let argv = ["weir", "worker"];
+        let cli = crate::config::Cli::try_parse_from(argv.iter().chain(flags)).unwrap();
+        let crate::config::Command::Worker(args) = cli.command else {
+            panic!("not a worker");
+        };
+        let types = args
+            .worker
+            .task_types(weir_core::TaskTypes::default())
+            .unwrap();
+        args.worker.config("w".into(), 1, types).unwrap()
+    }
+
+    #[test]
+    fn each_end_has_its_retention_and_dead_tasks_stay_a_week_by_default() {
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        let c = worker_config(&[]);
+        assert_eq!(
+            (c.retention, c.retain_dead, c.retain_cancelled),
+            (hours(24), hours(168), hours(24))
+        );
+        let c = worker_config(&["--retention", "1h"]);
+        assert_eq!(
+            (c.retention, c.retain_dead, c.retain_cancelled),
+            (hours(1), hours(168), hours(1))
+        );
+        let c = worker_config(&["--retention", "30d"]);
+        assert_eq!(c.retain_dead, hours(720), "never shorter than --retention");
+        let c = worker_config(&[
+            "--retain-succeeded",
+            "2h",
+            "--retain-dead",
+            "3h",
+            "--retain-cancelled",
+            "4h",
+        ]);
+        assert_eq!(
+            (c.retention, c.retain_dead, c.retain_cancelled),
+            (hours(2), hours(3), hours(4))
+        );
+    }
+
     #[test]
     fn backoffs_parse_with_their_task_type() {
         let (kind, p) = parse_kind_backoff("flaky=100ms:2s").unwrap();

@@ -606,21 +606,21 @@ impl Driver for PostgresDriver {
 
     async fn prune_finished_tasks(
         &self,
+        state: weir_core::TaskState,
         before: DateTime<Utc>,
         limit: i64,
     ) -> Result<u64, StoreError> {
         // Finished tasks live in tasks_finished: deleting old ones never
         // touches the hot table. A workflow's steps stay while it does (its
         // cleaner pass frees them).
-        self.delete_some(
+        let sql = format!(
             "DELETE FROM tasks_finished WHERE id IN (SELECT f.id FROM tasks_finished f \
-             WHERE f.completed_at < $1 \
+             WHERE f.completed_at < $1 AND f.state = '{}' \
                AND NOT EXISTS (SELECT 1 FROM workflow_steps s WHERE s.task_id = f.id) \
              ORDER BY f.completed_at LIMIT $2)",
-            before,
-            limit,
-        )
-        .await
+            state.as_str()
+        );
+        self.delete_some(&sql, before, limit).await
     }
 
     async fn prune_idempotency_keys(

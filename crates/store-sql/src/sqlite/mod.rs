@@ -447,19 +447,19 @@ impl Driver for SqliteDriver {
 
     async fn prune_finished_tasks(
         &self,
+        state: weir_core::TaskState,
         before: DateTime<Utc>,
         limit: i64,
     ) -> Result<u64, StoreError> {
-        self.delete_some(
-            // A workflow's steps stay while it does (its cleaner pass frees them).
+        // A workflow's steps stay while it does (its cleaner pass frees them).
+        let sql = format!(
             "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks \
-             WHERE state IN ('succeeded', 'dead', 'cancelled') AND completed_at < ? \
+             WHERE state = '{}' AND completed_at < ? \
                AND NOT EXISTS (SELECT 1 FROM workflow_steps s WHERE s.task_id = tasks.id) \
              LIMIT ?)",
-            millis(before),
-            limit,
-        )
-        .await
+            state.as_str()
+        );
+        self.delete_some(&sql, millis(before), limit).await
     }
 
     async fn prune_idempotency_keys(

@@ -29,6 +29,7 @@ macro_rules! conformance_suite {
             an_event_batch_key_refuses_another_batch,
             one_leader_at_a_time_until_its_lease_expires,
             prune_removes_old_finished_tasks_expired_cache_and_silent_workers,
+            finished_tasks_are_pruned_by_their_states_own_retention,
             tasks_list_newest_first_with_filters_and_a_cursor,
             cache_counts_hits_misses_and_reads_per_entry,
             idempotency_key_of_a_pruned_task_queues_a_new_one,

@@ -514,10 +514,21 @@ impl Leadership for SqlStore {
         p: MaintenancePruneParams,
     ) -> Result<MaintenancePruneReport, StoreError> {
         let d = self.driver();
+        let mut tasks_deleted = 0;
+        for (state, before) in [
+            (TaskState::Succeeded, p.finished_before),
+            (TaskState::Dead, p.dead_before.unwrap_or(p.finished_before)),
+            (
+                TaskState::Cancelled,
+                p.cancelled_before.unwrap_or(p.finished_before),
+            ),
+        ] {
+            tasks_deleted += self
+                .call(|| d.prune_finished_tasks(state, before, p.limit))
+                .await?;
+        }
         Ok(MaintenancePruneReport {
-            tasks_deleted: self
-                .call(|| d.prune_finished_tasks(p.finished_before, p.limit))
-                .await?,
+            tasks_deleted,
             // Keys of tasks past the retention: their tasks are gone (or going).
             idempotency_keys_deleted: self
                 .call(|| d.prune_idempotency_keys(p.finished_before, p.limit))

@@ -36,6 +36,8 @@ pub async fn clean_once(store: &Arc<dyn Leadership>, config: &WorkerConfig) -> b
     }
     let params = MaintenancePruneParams {
         finished_before: now - to_chrono(config.retention),
+        dead_before: Some(now - to_chrono(config.retain_dead)),
+        cancelled_before: Some(now - to_chrono(config.retain_cancelled)),
         now,
         workers_silent_since: now - to_chrono(config.worker_offline_after),
         limit: PRUNE_BATCH,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde_json::json;
 use weir_core::*;
 
 use super::{claim, insert_params, success};
@@ -337,6 +338,8 @@ pub async fn prune_removes_old_finished_tasks_expired_cache_and_silent_workers(
     let report = store
         .maintenance_prune(MaintenancePruneParams {
             finished_before: now - chrono::Duration::hours(1),
+            dead_before: None,
+            cancelled_before: None,
             now,
             workers_silent_since: now - chrono::Duration::minutes(1),
             limit: 100,
@@ -349,6 +352,8 @@ pub async fn prune_removes_old_finished_tasks_expired_cache_and_silent_workers(
     let report = store
         .maintenance_prune(MaintenancePruneParams {
             finished_before: later - chrono::Duration::hours(1),
+            dead_before: None,
+            cancelled_before: None,
             now: later,
             workers_silent_since: later - chrono::Duration::minutes(1),
             limit: 100,
@@ -505,6 +510,8 @@ pub async fn idempotency_key_of_a_pruned_task_queues_a_new_one(store: Arc<dyn St
     let window = Duration::from_secs(24 * 3600);
     let prune = |finished_before: DateTime<Utc>| MaintenancePruneParams {
         finished_before,
+        dead_before: None,
+        cancelled_before: None,
         now: finished_before,
         workers_silent_since: finished_before,
         limit: 100,
@@ -764,4 +771,77 @@ pub async fn a_tasks_tenant_travels_with_it_and_scopes_lists(store: Arc<dyn Stor
     assert_eq!(listed(Some("a")).await, sorted(vec![a1, a2]));
     assert_eq!(listed(Some("b")).await, vec![b1]);
     assert_eq!(listed(None).await, sorted(vec![a1, a2, b1, none]));
+}
+
+/// Each end has its own retention: dead tasks outlive succeeded ones by
+/// default, for an operator to look at and retry.
+pub async fn finished_tasks_are_pruned_by_their_states_own_retention(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    for (i, outcome) in ["ok", "dead", "cancel"].iter().enumerate() {
+        let t = store
+            .task_insert(insert_params(Builtin::Md5, &format!("retain-{i}"), now))
+            .await
+            .unwrap();
+        match *outcome {
+            "cancel" => {
+                store.task_cancel(t.id, now).await.unwrap();
+            }
+            _ => {
+                let claimed = store.task_claim(claim("w", 1, now)).await.unwrap();
+                let outcome = if *outcome == "ok" {
+                    TaskOutcome::Succeeded {
+                        result: json!({}),
+                        cache: None,
+                    }
+                } else {
+                    TaskOutcome::Failed {
+                        error: "boom".into(),
+                        retry_at: None,
+                    }
+                };
+                store
+                    .task_complete_many(&[TaskCompletion {
+                        id: claimed[0].id,
+                        lease_token: claimed[0].lease_token,
+                        outcome,
+                        now,
+                    }])
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    let later = Utc::now() + chrono::Duration::hours(2);
+    let prune = |dead: i64, cancelled: i64| MaintenancePruneParams {
+        finished_before: later - chrono::Duration::hours(1),
+        dead_before: Some(later - chrono::Duration::hours(dead)),
+        cancelled_before: Some(later - chrono::Duration::hours(cancelled)),
+        now: later,
+        workers_silent_since: later,
+        limit: 100,
+    };
+    // Succeeded (1 h) goes; dead and cancelled (3 h) stay.
+    let report = store.maintenance_prune(prune(3, 3)).await.unwrap();
+    assert_eq!(report.tasks_deleted, 1);
+    let c = store.task_counts().await.unwrap();
+    assert_eq!((c.succeeded, c.dead, c.cancelled), (0, 1, 1));
+    // Cancelled's own retention passes; then dead's.
+    assert_eq!(
+        store
+            .maintenance_prune(prune(3, 1))
+            .await
+            .unwrap()
+            .tasks_deleted,
+        1
+    );
+    assert_eq!(
+        store
+            .maintenance_prune(prune(1, 1))
+            .await
+            .unwrap()
+            .tasks_deleted,
+        1
+    );
+    let c = store.task_counts().await.unwrap();
+    assert_eq!((c.succeeded, c.dead, c.cancelled), (0, 0, 0));
 }

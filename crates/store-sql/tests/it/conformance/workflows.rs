@@ -433,6 +433,8 @@ pub async fn finished_workflows_are_pruned_with_their_graphs(store: Arc<dyn Stor
     let report = store
         .maintenance_prune(MaintenancePruneParams {
             finished_before: later,
+            dead_before: None,
+            cancelled_before: None,
             now: later,
             workers_silent_since: now,
             limit: 100,
