@@ -89,6 +89,8 @@ pub struct QueueStats {
     pub rate_per_second: Option<f64>,
     /// Starts the rate allows at once.
     pub burst: Option<i32>,
+    /// Its tasks that succeeded in the last minute.
+    pub succeeded_last_minute: i64,
 }
 
 impl QueueStats {
@@ -103,6 +105,7 @@ impl QueueStats {
             concurrency: None,
             rate_per_second: None,
             burst: None,
+            succeeded_last_minute: 0,
         }
     }
 }

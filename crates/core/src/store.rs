@@ -551,6 +551,12 @@ pub trait TaskAdmin: Send + Sync + 'static {
     async fn queue_list(&self) -> Result<Vec<QueueLimits>, StoreError>;
     /// Queued and running tasks per queue (queues with live tasks only).
     async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError>;
+    /// Tasks that succeeded at or after `since`, per queue (queues with
+    /// none left out): each queue's throughput.
+    async fn queue_succeeded_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
 }
 
 /// The shared result cache.

@@ -258,6 +258,11 @@ pub trait Driver: Send + Sync + 'static {
     ) -> Result<Vec<(String, i64)>, StoreError>;
     /// (queue, state, count) of live tasks, ordered by queue.
     async fn task_live_by_queue(&self) -> Result<Vec<LiveByQueue>, StoreError>;
+    /// (queue, count) of tasks that succeeded at or after `since`.
+    async fn task_succeeded_by_queue(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
     /// (type, count) of queued tasks, ordered by type.
     async fn task_queued_by_type(&self) -> Result<Vec<(String, i64)>, StoreError>;
 

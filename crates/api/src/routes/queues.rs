@@ -19,7 +19,7 @@ pub struct QueueList {
 
 /// The queue named `name`, as `GET /queues` shows it.
 async fn view(state: &AppState, name: &str) -> Result<QueueStats, ApiError> {
-    let mut queues = super::tasks::queue_stats(state.store.as_ref()).await?;
+    let mut queues = super::tasks::queue_stats(state.store.as_ref(), chrono::Utc::now()).await?;
     Ok(match queues.iter().position(|q| q.name == name) {
         Some(i) => queues.swap_remove(i),
         None => QueueStats::empty(name),
@@ -42,7 +42,7 @@ fn queue_name(name: &str) -> Result<(), ApiError> {
 #[utoipa::path(get, path = "/queues", tag = "queues",
     responses((status = 200, description = "Every known queue", body = QueueList)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<QueueList>, ApiError> {
-    let queues = super::tasks::queue_stats(state.store.as_ref()).await?;
+    let queues = super::tasks::queue_stats(state.store.as_ref(), chrono::Utc::now()).await?;
     Ok(Json(QueueList { queues }))
 }
 

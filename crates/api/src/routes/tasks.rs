@@ -446,9 +446,15 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<TaskStats>, Api
 
 /// Every queue with live tasks, limits or a pause: its depth, how long its
 /// oldest queued task has waited, its limits and whether it is paused.
-pub async fn queue_stats(store: &dyn Store) -> Result<Vec<QueueStats>, StoreError> {
+pub async fn queue_stats(
+    store: &dyn Store,
+    now: DateTime<Utc>,
+) -> Result<Vec<QueueStats>, StoreError> {
     let depths = store.queue_depths().await?;
     let limits = store.queue_list().await?;
+    let done = store
+        .queue_succeeded_since(now - chrono::Duration::seconds(60))
+        .await?;
     let mut queues: Vec<QueueStats> = depths
         .iter()
         .map(|d| {
@@ -462,6 +468,7 @@ pub async fn queue_stats(store: &dyn Store) -> Result<Vec<QueueStats>, StoreErro
                 concurrency: l.and_then(|l| l.concurrency),
                 rate_per_second: l.and_then(|l| l.rate_per_second),
                 burst: l.and_then(|l| l.burst),
+                succeeded_last_minute: 0,
             }
         })
         .collect();
@@ -478,6 +485,12 @@ pub async fn queue_stats(store: &dyn Store) -> Result<Vec<QueueStats>, StoreErro
             ..QueueStats::empty(&l.name)
         });
     }
+    for q in &mut queues {
+        q.succeeded_last_minute = done
+            .iter()
+            .find(|(name, _)| *name == q.name)
+            .map_or(0, |(_, n)| *n);
+    }
     Ok(queues)
 }
 
@@ -485,7 +498,7 @@ pub async fn queue_stats(store: &dyn Store) -> Result<Vec<QueueStats>, StoreErro
 /// with `weir status --database-url`, which reads the store itself.
 pub async fn task_stats(store: &dyn Store, now: DateTime<Utc>) -> Result<TaskStats, StoreError> {
     let c = store.task_counts().await?;
-    let queues = queue_stats(store).await?;
+    let queues = queue_stats(store, now).await?;
     Ok(TaskStats {
         queued: c.queued,
         running: c.running,

@@ -152,6 +152,13 @@ async fn limits_set_at_runtime_hold_for_the_running_workers(store: StoreKind) {
     for id in &ids {
         assert_eq!(stack.wait_task(id).await["status"], "succeeded");
     }
+    // Its throughput: the four in the last minute.
+    let (_, listed) = stack.get_json("/queues").await;
+    assert_eq!(
+        queue(&listed, "reports")["succeeded_last_minute"],
+        4,
+        "{listed}"
+    );
     stack.stop().await;
 }
 

@@ -503,6 +503,20 @@ impl Driver for PostgresDriver {
         .map_err(err)
     }
 
+    async fn task_succeeded_by_queue(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as(
+            "SELECT queue, COUNT(*) FROM tasks_finished \
+             WHERE completed_at >= $1 AND state = 'succeeded' GROUP BY queue ORDER BY queue",
+        )
+        .bind(since)
+        .fetch_all(&self.exec)
+        .await
+        .map_err(err)
+    }
+
     async fn task_live_by_queue(&self) -> Result<Vec<LiveByQueue>, StoreError> {
         let rows: Vec<(String, String, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
             "SELECT queue, state, COUNT(*), MIN(run_at) FROM tasks \

@@ -343,6 +343,20 @@ impl Driver for SqliteDriver {
         .map_err(err)
     }
 
+    async fn task_succeeded_by_queue(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as(
+            "SELECT queue, COUNT(*) FROM tasks WHERE completed_at >= ? AND state = 'succeeded' \
+             GROUP BY queue ORDER BY queue",
+        )
+        .bind(millis(since))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(err)
+    }
+
     async fn task_live_by_queue(&self) -> Result<Vec<LiveByQueue>, StoreError> {
         let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
             "SELECT queue, state, COUNT(*), MIN(run_at) FROM tasks \

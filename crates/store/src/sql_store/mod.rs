@@ -419,6 +419,14 @@ impl TaskAdmin for SqlStore {
         Ok(())
     }
 
+    async fn queue_succeeded_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        self.call(|| self.driver().task_succeeded_by_queue(since))
+            .await
+    }
+
     async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError> {
         let rows = self.call(|| self.driver().task_live_by_queue()).await?;
         Ok(depths_from_rows(rows))
