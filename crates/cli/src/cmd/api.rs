@@ -33,6 +33,7 @@ pub async fn run(
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let local = listener.local_addr()?;
+    let shutdown = crate::signal::shutdown();
     println!("weir: {node_id} listening on http://{local}");
     let registration = match &args.register_with {
         Some(lb) => {
@@ -60,7 +61,7 @@ pub async fn run(
         },
     ));
     tokio::select! {
-        _ = crate::signal::shutdown() => {}
+        _ = shutdown => {}
         ended = &mut serving => return ended.context("API node task")?,
     }
     readiness.drain();

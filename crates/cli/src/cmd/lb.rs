@@ -25,6 +25,8 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
     if check {
         return super::checked("lb");
     }
+    // Before any "listening" line: a SIGTERM from then on drains.
+    let shutdown = crate::signal::shutdown();
     let threads = match args.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -76,7 +78,7 @@ pub async fn run(args: LbArgs, check: bool) -> anyhow::Result<()> {
         .and_then(|path| offer(path, to_offer));
     let handed_over = wait_for_successor(offered);
     let stopped_by = tokio::select! {
-        () = crate::signal::shutdown() => "signal",
+        () = shutdown => "signal",
         () = handed_over => "handover",
     };
     lb.draining

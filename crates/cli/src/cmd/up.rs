@@ -64,6 +64,8 @@ pub async fn run(
     let store = weir_store_sql::open(&options)
         .await
         .with_context(|| format!("opening {}", options.database_url))?;
+    // Before any "listening" line: a SIGTERM from then on drains.
+    let shutdown = crate::signal::shutdown();
     let cluster = Cluster::start(spec, store).await?;
 
     println!("weir up: store {}", options.database_url);
@@ -107,7 +109,7 @@ pub async fn run(
     }
     println!("weir: ready; Ctrl-C or SIGTERM stops");
 
-    crate::signal::shutdown().await;
+    shutdown.await;
     cluster.shutdown().await?;
     println!("weir: stopped");
     Ok(())

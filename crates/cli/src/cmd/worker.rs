@@ -32,8 +32,9 @@ pub async fn run(
     let signal_stop = stop.clone();
     let readiness = weir_store::Readiness::default();
     let draining = readiness.clone();
+    let signal = crate::signal::shutdown();
     tokio::spawn(async move {
-        crate::signal::shutdown().await;
+        signal.await;
         draining.drain();
         signal_stop.cancel();
     });

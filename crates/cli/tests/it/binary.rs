@@ -329,3 +329,18 @@ fn the_lb_says_where_its_admin_surface_is() {
     let local = said(&["--listen", "127.0.0.1:0"]);
     assert!(local.contains("on the main listener"), "{local}");
 }
+
+/// Regression: the SIGTERM handler was installed after "listening on" was
+/// printed, so a SIGTERM right after that line killed the process instead
+/// of draining it (exit by signal; seen on `weir api`). Each role installs
+/// it before its first line now.
+#[test]
+fn a_sigterm_right_after_the_first_listening_line_drains() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("weir.db").display());
+        let args = ["api", "--listen", "127.0.0.1:0", "--database-url", &url];
+        let (api, _) = crate::processes::WeirProcess::start(&args, "listening on");
+        api.terminate();
+    }
+}
