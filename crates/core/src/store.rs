@@ -109,6 +109,18 @@ pub struct NewStep {
     pub with_parent_results: bool,
 }
 
+impl NewStep {
+    /// The state its task is stored in: queued without parents, else
+    /// waiting until they have ended.
+    pub fn initial_state(&self) -> TaskState {
+        if self.depends_on.is_empty() {
+            TaskState::Queued
+        } else {
+            TaskState::Waiting
+        }
+    }
+}
+
 /// A workflow to store, its steps checked ([`crate::check_graph`]) and in an
 /// order where every parent comes before its children.
 #[derive(Clone, Debug)]

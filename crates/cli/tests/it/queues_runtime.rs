@@ -38,7 +38,7 @@ async fn a_paused_queue_waits_for_its_resume(store: StoreKind) {
             &json!({"type": "md5", "input": {"string": "held"}, "queue": "emails"}),
         )
         .await;
-    let held = held["task_id"].as_str().unwrap().to_string();
+    let held_task = held["task_id"].as_str().unwrap().to_string();
     let (_, free) = stack
         .post_json(
             "/tasks",
@@ -54,11 +54,11 @@ async fn a_paused_queue_waits_for_its_resume(store: StoreKind) {
         (Some(true), Some(1))
     );
     assert!(emails["oldest_queued_at"].is_string(), "{emails}");
-    let (_, task) = stack.get_json(&format!("/tasks/{held}")).await;
+    let (_, task) = stack.get_json(&format!("/tasks/{held_task}")).await;
     assert_eq!(task["status"], "queued", "{task}");
 
-    // An external worker's held claim on the paused queue gets nothing
-    // until the resume, then its task at once.
+    // An external worker's claim on the paused queue is held its whole
+    // wait and answered empty; one held over the resume gets its task.
     let (_, mail) = stack
         .post_json(
             "/tasks",
@@ -66,7 +66,7 @@ async fn a_paused_queue_waits_for_its_resume(store: StoreKind) {
         )
         .await;
     let mail = mail["task_id"].as_str().unwrap().to_string();
-    let claim = {
+    let claim = |wait: &'static str| {
         let http = stack.http.clone();
         let url = stack.url("/workers/ext/claim");
         tokio::spawn(async move {
@@ -74,7 +74,7 @@ async fn a_paused_queue_waits_for_its_resume(store: StoreKind) {
             let answer: Value = http
                 .post(url)
                 .bearer_auth(WORKER_TOKEN)
-                .json(&json!({"types": ["mail"], "wait": "20s", "queues": ["emails"]}))
+                .json(&json!({"types": ["mail"], "wait": wait, "queues": ["emails"]}))
                 .send()
                 .await
                 .unwrap()
@@ -84,19 +84,24 @@ async fn a_paused_queue_waits_for_its_resume(store: StoreKind) {
             (started.elapsed(), answer)
         })
     };
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(!claim.is_finished(), "a claim on a paused queue answered");
+    let (waited, answer) = claim("1s").await.unwrap();
+    assert_eq!(
+        answer["tasks"],
+        json!([]),
+        "a claim on a paused queue got {answer}"
+    );
+    assert!(waited >= Duration::from_secs(1), "{waited:?}");
+    let held = claim("20s");
     let resumed_at = Instant::now();
     let (status, resumed) = stack.post_json("/queues/emails/resume", &json!({})).await;
     assert_eq!((status, resumed["paused"].as_bool()), (200, Some(false)));
-    let (waited, answer) = claim.await.unwrap();
+    let (_, answer) = held.await.unwrap();
     assert_eq!(answer["tasks"][0]["id"], mail.as_str(), "{answer}");
-    assert!(waited >= Duration::from_millis(800), "{waited:?}");
     assert!(
         resumed_at.elapsed() < Duration::from_secs(2),
         "the held claim was not woken by the resume"
     );
-    let held = stack.wait_task(&held).await;
+    let held = stack.wait_task(&held_task).await;
     assert_eq!(held["status"], "succeeded", "{held}");
     stack.stop().await;
 }

@@ -69,14 +69,7 @@ impl WorkflowTx for PostgresTx {
     ) -> Result<(), StoreError> {
         let rows: Vec<_> = steps
             .iter()
-            .map(|s| {
-                let state = if s.depends_on.is_empty() {
-                    "queued"
-                } else {
-                    "waiting"
-                };
-                (&s.task, state)
-            })
+            .map(|s| (&s.task, s.initial_state().as_str()))
             .collect();
         super::insert::task_rows(self.exec(), &rows).await?;
         sqlx::query(

@@ -57,14 +57,7 @@ impl WorkflowTx for SqliteTx {
     ) -> Result<(), StoreError> {
         let rows: Vec<_> = steps
             .iter()
-            .map(|s| {
-                let state = if s.depends_on.is_empty() {
-                    "queued"
-                } else {
-                    "waiting"
-                };
-                (&s.task, state)
-            })
+            .map(|s| (&s.task, s.initial_state().as_str()))
             .collect();
         super::insert::task_rows(&mut self.tx, &rows).await?;
         let first: i64 = sqlx::query_scalar("SELECT steps_total FROM workflows WHERE id = ?")

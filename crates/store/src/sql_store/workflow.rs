@@ -301,7 +301,11 @@ impl Workflows for SqlStore {
             tx.commit().await
         })
         .await?;
-        if workflow.steps.iter().any(|s| s.depends_on.is_empty()) {
+        if workflow
+            .steps
+            .iter()
+            .any(|s| s.initial_state() == TaskState::Queued)
+        {
             self.wake_workers();
         }
         Ok(())
@@ -368,7 +372,10 @@ impl Workflows for SqlStore {
             })
             .await?;
         if matches!(added, StepsAdded::Added { .. })
-            && add.steps.iter().any(|s| s.depends_on.is_empty())
+            && add
+                .steps
+                .iter()
+                .any(|s| s.initial_state() == TaskState::Queued)
         {
             self.wake_workers();
         }
