@@ -174,6 +174,8 @@ pub(crate) fn required_scope(method: &Method, path: &str) -> Option<Scope> {
         || is_add_steps(path);
     Some(match *method {
         Method::GET | Method::HEAD if path == "/" => Scope::Submit,
+        // Who did what is for operators.
+        _ if path == "/audit" => Scope::Manage,
         Method::GET | Method::HEAD | Method::OPTIONS => Scope::Read,
         Method::POST if submits => Scope::Submit,
         _ => Scope::Manage,
@@ -270,6 +272,9 @@ mod tests {
             (Method::POST, "/workers/w1/claim", None),
             (Method::POST, "/tasks/abc/complete", None),
             (Method::GET, "/workers", Some(Scope::Read)),
+            (Method::POST, "/tasks/bulk", Some(Scope::Manage)),
+            (Method::GET, "/tasks/bulk/abc", Some(Scope::Read)),
+            (Method::GET, "/audit", Some(Scope::Manage)),
         ];
         for (method, path, scope) in cases {
             assert_eq!(required_scope(&method, path), scope, "{method} {path}");

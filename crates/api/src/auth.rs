@@ -9,6 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::api_keys::{is_add_steps, is_worker_token, presented, required_scope};
+use crate::audit::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -54,6 +55,11 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
     if let Some(tenant) = &key.tenant {
         req.extensions_mut().insert(Tenant(Some(tenant.clone())));
     }
+    let caller = Caller {
+        key_name: key.name.clone(),
+        tenant: key.tenant.clone(),
+    };
+    req.extensions_mut().insert(caller);
     next.run(req).await
 }
 

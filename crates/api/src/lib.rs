@@ -10,7 +10,9 @@
 //! - [`state`]: [`AppState`] and [`ApiConfig`].
 //! - [`error`]: [`ApiError`], the one JSON error every handler returns.
 //! - [`api_keys`]: client keys and their scopes (`--api-keys`); `auth`: the
-//!   middleware that checks them.
+//!   middleware that checks them; [`audit`]: who asks, and the audit log
+//!   manage actions write.
+//! - `bulk_runner`: the background service doing bulk actions' batches.
 //! - [`body`]: [`body::JsonBody`], a JSON extractor with precise 4xx errors.
 //! - [`request_log`]: middleware that tags answers with the node id, logs
 //!   requests and records their durations.
@@ -21,8 +23,10 @@
 //!   `cache`, `workers`, `health`, `metrics`).
 
 pub mod api_keys;
+pub mod audit;
 mod auth;
 pub mod body;
+mod bulk_runner;
 pub mod error;
 pub mod openapi;
 pub mod request_log;
@@ -102,8 +106,8 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 /// Every route with its OpenAPI description: registering one is describing it.
 fn routes(limits: BodyLimits) -> OpenApiRouter<AppState> {
     use routes::{
-        cache, events, external, health, metrics, queues, root, task_types, tasks, workers,
-        workflows,
+        audit, bulk, cache, events, external, health, metrics, queues, root, task_types, tasks,
+        workers, workflows,
     };
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(utoipa_axum::routes!(root::hello))
@@ -113,6 +117,9 @@ fn routes(limits: BodyLimits) -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(tasks::get, tasks::cancel))
         .routes(utoipa_axum::routes!(tasks::stats))
         .routes(utoipa_axum::routes!(tasks::retry))
+        .routes(utoipa_axum::routes!(bulk::start, bulk::list))
+        .routes(utoipa_axum::routes!(bulk::get))
+        .routes(utoipa_axum::routes!(audit::list))
         .routes(
             utoipa_axum::routes!(workflows::submit, workflows::list)
                 .layer(DefaultBodyLimit::max(limits.workflows)),
@@ -151,5 +158,11 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve::serve(listener, app(state), shutdown).await
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(bulk_runner::run(state.clone(), stop));
+    let served = serve::serve(listener, app(state), shutdown).await;
+    // Between batches: what it did is committed, the rest resumes anywhere.
+    let _ = stop_tx.send(true);
+    let _ = runner.await;
+    served
 }

@@ -26,6 +26,7 @@ use crate::schema::ErrorBody;
         (name = "workers", description = "The worker registry"),
         (name = "external", description = "Workers in any language: claim, heartbeat, complete, fail (Bearer worker token)"),
         (name = "events", description = "JSON event ingest"),
+        (name = "audit", description = "Who changed what: every manage action"),
         (name = "nodes", description = "Health, metrics and this document"),
     ),
     components(schemas(ErrorBody))

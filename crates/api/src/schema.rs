@@ -51,7 +51,7 @@ pub struct CachedResult {
 pub struct TaskPage {
     pub tasks: Vec<Task>,
     /// Pass as `cursor` for the next page; absent on the last one.
-    pub next_cursor: Option<TaskId>,
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /tasks/stats`.

@@ -73,6 +73,14 @@ async fn serve_hyper(stream: TcpStream, app: Router, mut stop: watch::Receiver<b
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());
+    // Each request knows the address it came from (the audit log's client).
+    let peer = stream.peer_addr().ok().map(crate::audit::PeerAddr);
+    let app = tower::ServiceExt::map_request(app, move |mut req: axum::http::Request<_>| {
+        if let Some(peer) = peer {
+            req.extensions_mut().insert(peer);
+        }
+        req
+    });
     let service = TowerToHyperService::new(app);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(conn);

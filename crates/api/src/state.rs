@@ -149,6 +149,8 @@ pub struct Shared {
     /// `weir_events_accepted_total` for this node's ingest mode, looked up
     /// once rather than per request.
     pub events_accepted: metrics::Counter,
+    /// Wakes this node's bulk-action runner when a bulk action starts here.
+    pub bulk_started: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -182,6 +184,7 @@ impl AppState {
             submitter,
             events,
             events_accepted,
+            bulk_started: Arc::new(tokio::sync::Notify::new()),
         }))
     }
 }

@@ -10,3 +10,9 @@ time_ordered_id!(
     /// A workflow's id: a UUIDv7, like a task's.
     WorkflowId
 );
+
+time_ordered_id!(
+    /// A bulk action's id: a UUIDv7. A bulk action over a filter covers the
+    /// tasks created before it, whose ids sort below it.
+    BulkId
+);

@@ -70,7 +70,9 @@ macro_rules! time_ordered_id {
 }
 
 pub mod attempt;
+pub mod audit;
 pub mod builtin;
+pub mod bulk;
 pub mod event;
 pub mod ids;
 pub mod input;
@@ -79,28 +81,31 @@ pub mod retry;
 pub mod secrets;
 pub mod store;
 pub mod task;
+pub mod task_filter;
 pub mod task_type;
 pub mod worker;
 pub mod workflow;
 
 pub use attempt::{Attempt, AttemptDefaults, AttemptEnd};
+pub use audit::{AuditEntry, AuditListParams};
 pub use builtin::Builtin;
+pub use bulk::{BulkAction, BulkJob, NewBulk};
 pub use event::{NewEvent, StoredEvent};
-pub use ids::{TaskId, WorkflowId};
+pub use ids::{BulkId, TaskId, WorkflowId};
 pub use input::InputError;
 pub use request_log::{NodeRequestCount, RequestLogEntry, RequestLogStats};
 pub use retry::RetryPolicy;
 pub use secrets::{KeyOrigin, OpenError, Sealer};
 pub use store::{
-    CacheAccessParams, CacheEntryStats, CacheStats, CompletionOutcome, EventLog, FinishedCounts,
-    IdempotencyKey, LeaderAcquireParams, Leadership, MaintenancePruneParams,
+    AuditLog, CacheAccessParams, CacheEntryStats, CacheStats, CompletionOutcome, EventLog,
+    FinishedCounts, IdempotencyKey, LeaderAcquireParams, Leadership, MaintenancePruneParams,
     MaintenancePruneReport, NewStep, NewSteps, NewWorkflow, QueueDepth, QueueLimits, RequestLog,
     ResultCache, StepsAdded, Store, StoreError, TaskAdmin, TaskChange, TaskClaimParams,
-    TaskCompletion, TaskCounts, TaskInsertParams, TaskLeaseExtendParams, TaskListParams,
-    TaskOutcome, TaskQueue, TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams,
-    WorkerRegistry, Workflows,
+    TaskCompletion, TaskCounts, TaskInsertParams, TaskLeaseExtendParams, TaskOutcome, TaskQueue,
+    TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams, WorkerRegistry, Workflows,
 };
 pub use task::{AttemptError, ClaimedTask, Task, TaskState, DEFAULT_MAX_ATTEMPTS};
+pub use task_filter::{TaskCursor, TaskFilter, TaskListParams, TaskSort};
 pub use task_type::{
     CacheWrite, HandlerSpec, RegisteredType, TaskType, TaskTypeConfig, TaskTypeError, TaskTypeSpec,
     TaskTypeView, TaskTypes,

@@ -14,9 +14,10 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::{
-    CacheWrite, ClaimedTask, NewEvent, ParentFailure, RequestLogEntry, RequestLogStats,
-    StoredEvent, Task, TaskId, TaskState, TaskType, WorkerInfo, WorkerStatus, Workflow, WorkflowId,
-    WorkflowListParams, WorkflowStatus,
+    AuditEntry, AuditListParams, BulkId, BulkJob, CacheWrite, ClaimedTask, NewBulk, NewEvent,
+    ParentFailure, RequestLogEntry, RequestLogStats, StoredEvent, Task, TaskId, TaskListParams,
+    TaskState, TaskType, WorkerInfo, WorkerStatus, Workflow, WorkflowId, WorkflowListParams,
+    WorkflowStatus,
 };
 
 /// What went wrong in the store. Backends map their driver's errors onto these.
@@ -356,18 +357,6 @@ pub struct MaintenancePruneReport {
     pub workflows_deleted: u64,
 }
 
-/// A page of tasks, newest first.
-#[derive(Clone, Debug, Default)]
-pub struct TaskListParams {
-    pub state: Option<TaskState>,
-    pub kind: Option<TaskType>,
-    /// Only tasks older than this one (the previous page's last id).
-    pub before: Option<TaskId>,
-    pub limit: i64,
-    /// Only this tenant's tasks (a tenant key's listing).
-    pub tenant: Option<String>,
-}
-
 /// Cache reads gathered by an API node, recorded in one call.
 #[derive(Clone, Debug, Default)]
 pub struct CacheAccessParams {
@@ -547,6 +536,20 @@ pub trait TaskAdmin: Send + Sync + 'static {
     ) -> Result<FinishedCounts, StoreError>;
     /// Queued tasks per type (types with queued tasks only), by name.
     async fn task_queued_by_type(&self) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Starts a bulk action; it runs in batches through [`TaskAdmin::bulk_work`].
+    async fn bulk_start(&self, bulk: NewBulk) -> Result<BulkJob, StoreError>;
+    async fn bulk_get(&self, id: BulkId) -> Result<Option<BulkJob>, StoreError>;
+    /// The newest bulk actions first.
+    async fn bulk_list(&self, limit: i64) -> Result<Vec<BulkJob>, StoreError>;
+    /// Does one batch (one bounded transaction) of an unfinished bulk action
+    /// that no one else holds, holding it as `holder`; the action after it,
+    /// or `None` when there was nothing to do. A holder that stops (a
+    /// restart) leaves it to the next caller once its lease ends.
+    async fn bulk_work(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<BulkJob>, StoreError>;
     /// Queues a dead task again with a fresh set of attempts.
     async fn task_retry(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError>;
     /// Cancels a queued or running task. A running attempt is fenced off: its
@@ -670,6 +673,14 @@ pub trait Workflows: Send + Sync + 'static {
     ) -> Result<Option<Workflow>, StoreError>;
 }
 
+/// The audit log of manage and admin actions.
+#[async_trait]
+pub trait AuditLog: Send + Sync + 'static {
+    async fn audit_record(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// Entries matching the params, newest first.
+    async fn audit_list(&self, params: &AuditListParams) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
 /// The whole store: every role at once. Callers that need one role take that
 /// role's trait (an `Arc<dyn Store>` coerces to any of them).
 #[async_trait]
@@ -682,6 +693,7 @@ pub trait Store:
     + WorkerRegistry
     + Leadership
     + Workflows
+    + AuditLog
 {
     /// The backend's name, e.g. `sqlite`.
     fn backend(&self) -> &'static str;

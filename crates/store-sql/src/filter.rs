@@ -1,4 +1,5 @@
-//! The fast claim's filter, with names inlined as constants: a bound list
+//! Filters shared by the dialects. The fast claim's filter has names inlined as
+//! constants: a bound list
 //! the planner cannot see makes it give up the claim index.
 
 /// `'a', 'b'` for an SQL `IN (…)` list; quotes doubled, so any name is safe.
@@ -37,4 +38,14 @@ pub(crate) fn fast_claim_filter(
         }
     }
     filter
+}
+
+/// A `LIKE` pattern matching `text` anywhere, its wildcards escaped (with
+/// `\`): a user's search text is text, not a pattern.
+pub(crate) fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
 }

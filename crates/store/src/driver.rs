@@ -17,11 +17,11 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::watch;
 use weir_core::{
-    CacheAccessParams, CacheEntryStats, ClaimedTask, LeaderAcquireParams, NewEvent, QueueLimits,
-    RequestLogEntry, RequestLogStats, StoreError, StoredEvent, Task, TaskClaimParams,
-    TaskCompletion, TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams,
-    TaskReleaseParams, TaskState, WorkerHeartbeatParams, WorkerInfo, Workflow, WorkflowId,
-    WorkflowListParams,
+    AuditEntry, AuditListParams, BulkId, BulkJob, CacheAccessParams, CacheEntryStats, ClaimedTask,
+    LeaderAcquireParams, NewBulk, NewEvent, QueueLimits, RequestLogEntry, RequestLogStats,
+    StoreError, StoredEvent, Task, TaskClaimParams, TaskCompletion, TaskFilter, TaskId,
+    TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskState,
+    WorkerHeartbeatParams, WorkerInfo, Workflow, WorkflowId, WorkflowListParams,
 };
 
 use crate::workflow_tx::WorkflowTx;
@@ -80,6 +80,29 @@ pub struct HeldKey {
 pub struct StandingTask {
     pub id: TaskId,
     pub cache_key: Option<String>,
+}
+
+/// An unfinished bulk action as its holder took it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BulkRow {
+    pub job: BulkJob,
+    /// The ids it was given, newest first (`None`: it covers its filter).
+    pub ids: Option<Vec<TaskId>>,
+    /// Every task at or above this id has been looked at.
+    pub cursor: TaskId,
+}
+
+/// What one batch of a bulk action did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BulkProgress {
+    /// The batch's last (oldest) id looked at.
+    pub cursor: TaskId,
+    pub processed: i64,
+    pub changed: i64,
+    pub skipped: i64,
+    /// Nothing is left after this batch.
+    pub done: bool,
+    pub now: DateTime<Utc>,
 }
 
 /// One transaction, driven step by step by the claim, submission and
@@ -183,6 +206,18 @@ pub trait DriverTx: WorkflowTx + Send {
         now: DateTime<Utc>,
     ) -> Result<Option<Task>, StoreError>;
 
+    /// Deletes those of `ids` that are finished and not a stored
+    /// workflow's step; how many.
+    async fn tasks_delete_finished(&mut self, ids: &[TaskId]) -> Result<u64, StoreError>;
+    /// Records a bulk action's batch, fenced by its holder: false when
+    /// another holder has taken it over (the batch must roll back).
+    async fn bulk_advance(
+        &mut self,
+        id: BulkId,
+        holder: &str,
+        progress: &BulkProgress,
+    ) -> Result<bool, StoreError>;
+
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
 
@@ -234,7 +269,36 @@ pub trait Driver: Send + Sync + 'static {
     /// Queues running tasks again, giving their attempt back.
     async fn task_release(&self, params: &TaskReleaseParams) -> Result<u64, StoreError>;
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
+    /// A page of tasks matching `params.filter`, in its order.
     async fn task_list(&self, params: &TaskListParams) -> Result<Vec<Task>, StoreError>;
+    /// Up to `limit` ids below `before`, newest first, of tasks `filter`
+    /// matches in one of `states` (and among `among`, when given).
+    async fn task_ids_matching(
+        &self,
+        filter: &TaskFilter,
+        states: &[TaskState],
+        among: Option<&[TaskId]>,
+        before: TaskId,
+        limit: i64,
+    ) -> Result<Vec<TaskId>, StoreError>;
+
+    /// Stores a new bulk action, unfinished, looking first below `cursor`.
+    async fn bulk_insert(&self, bulk: &NewBulk, cursor: TaskId) -> Result<(), StoreError>;
+    async fn bulk_get(&self, id: BulkId) -> Result<Option<BulkJob>, StoreError>;
+    /// The newest `limit` bulk actions.
+    async fn bulk_list(&self, limit: i64) -> Result<Vec<BulkJob>, StoreError>;
+    /// The oldest unfinished bulk action that `holder` holds or no one
+    /// holds (a lease ended before `now` is no one's), now held by `holder`
+    /// until `until`.
+    async fn bulk_take(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<BulkRow>, StoreError>;
+
+    async fn audit_insert(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    async fn audit_list(&self, params: &AuditListParams) -> Result<Vec<AuditEntry>, StoreError>;
     /// A workflow with its steps, in the order they were submitted.
     async fn workflow_get(&self, id: WorkflowId) -> Result<Option<Workflow>, StoreError>;
     /// A workflow without its steps.

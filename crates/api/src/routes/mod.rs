@@ -1,5 +1,7 @@
 //! Handlers, one file per resource.
 
+pub mod audit;
+pub mod bulk;
 pub mod cache;
 pub mod events;
 pub mod external;

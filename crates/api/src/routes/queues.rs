@@ -7,6 +7,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use weir_core::QueueLimits;
 
+use crate::audit::Actor;
 use crate::body::JsonBody;
 use crate::schema::{ErrorBody, QueueStats};
 use crate::{ApiError, AppState};
@@ -55,10 +56,14 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<QueueList>, ApiE
         (status = 400, description = "Not a queue name", body = ErrorBody)))]
 pub async fn pause(
     State(state): State<AppState>,
+    actor: Actor,
     Path(name): Path<String>,
 ) -> Result<Json<QueueStats>, ApiError> {
     queue_name(&name)?;
     state.store.queue_pause(&name, true).await?;
+    actor
+        .record(&state, "queue.pause", Some(name.clone()), None, None)
+        .await;
     view(&state, &name).await.map(Json)
 }
 
@@ -70,10 +75,14 @@ pub async fn pause(
         (status = 400, description = "Not a queue name", body = ErrorBody)))]
 pub async fn resume(
     State(state): State<AppState>,
+    actor: Actor,
     Path(name): Path<String>,
 ) -> Result<Json<QueueStats>, ApiError> {
     queue_name(&name)?;
     state.store.queue_pause(&name, false).await?;
+    actor
+        .record(&state, "queue.resume", Some(name.clone()), None, None)
+        .await;
     view(&state, &name).await.map(Json)
 }
 
@@ -97,6 +106,7 @@ pub struct SetLimits {
         (status = 400, description = "A limit out of range", body = ErrorBody)))]
 pub async fn set_limits(
     State(state): State<AppState>,
+    actor: Actor,
     Path(name): Path<String>,
     JsonBody(body): JsonBody<SetLimits>,
 ) -> Result<Json<QueueStats>, ApiError> {
@@ -112,5 +122,19 @@ pub async fn set_limits(
         .check()
         .map_err(|e| ApiError::bad_request("invalid_limits", e))?;
     state.store.queue_configure(&limits).await?;
+    let detail = serde_json::json!({
+        "concurrency": limits.concurrency,
+        "rate_per_second": limits.rate_per_second,
+        "burst": limits.burst,
+    });
+    actor
+        .record(
+            &state,
+            "queue.set_limits",
+            Some(name.clone()),
+            Some(detail),
+            None,
+        )
+        .await;
     view(&state, &name).await.map(Json)
 }

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 use weir_core::{
-    Builtin, RetryPolicy, Store, StoreError, Task, TaskChange, TaskId, TaskListParams, TaskState,
+    Builtin, RetryPolicy, Store, StoreError, Task, TaskChange, TaskCursor, TaskFilter, TaskId,
+    TaskListParams, TaskSort, TaskState, WorkflowId,
 };
 
 use weir_store::{Submission, Submitted};
@@ -286,11 +287,17 @@ async fn own_task(state: &AppState, tenant: &Tenant, id: &str) -> Result<TaskId,
 pub async fn retry(
     State(state): State<AppState>,
     tenant: Tenant,
+    actor: crate::audit::Actor,
     Path(id): Path<String>,
 ) -> Result<Json<Task>, ApiError> {
     let id = own_task(&state, &tenant, &id).await?;
     match state.store.task_retry(id, Utc::now()).await? {
-        TaskChange::Changed(task) => Ok(Json(*task)),
+        TaskChange::Changed(task) => {
+            actor
+                .record(&state, "task.retry", Some(id.to_string()), None, Some(1))
+                .await;
+            Ok(Json(*task))
+        }
         TaskChange::NotFound => Err(not_found()),
         TaskChange::WrongState(s) => Err(ApiError::Conflict {
             code: "task_not_dead",
@@ -310,11 +317,17 @@ pub async fn retry(
 pub async fn cancel(
     State(state): State<AppState>,
     tenant: Tenant,
+    actor: crate::audit::Actor,
     Path(id): Path<String>,
 ) -> Result<Json<Task>, ApiError> {
     let id = own_task(&state, &tenant, &id).await?;
     match state.store.task_cancel(id, Utc::now()).await? {
-        TaskChange::Changed(task) => Ok(Json(*task)),
+        TaskChange::Changed(task) => {
+            actor
+                .record(&state, "task.cancel", Some(id.to_string()), None, Some(1))
+                .await;
+            Ok(Json(*task))
+        }
         TaskChange::NotFound => Err(not_found()),
         TaskChange::WrongState(s) => Err(ApiError::Conflict {
             code: "task_finished",
@@ -370,20 +383,86 @@ impl std::io::Write for ByteCounter {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// queued, running, succeeded, dead or cancelled.
-    status: Option<String>,
+    /// waiting, queued, running, succeeded, dead or cancelled.
+    #[serde(alias = "status")]
+    state: Option<String>,
     /// A task type.
     #[serde(rename = "type")]
     #[param(rename = "type")]
     kind: Option<String>,
+    queue: Option<String>,
+    tenant: Option<String>,
+    /// Only this workflow's steps.
+    workflow: Option<String>,
+    /// Created at or after (RFC 3339).
+    created_after: Option<DateTime<Utc>>,
+    /// Created before (RFC 3339).
+    created_before: Option<DateTime<Utc>>,
+    /// Finished at or after (RFC 3339).
+    finished_after: Option<DateTime<Utc>>,
+    /// Finished before (RFC 3339).
+    finished_before: Option<DateTime<Utc>>,
+    /// Text in the last error, any case.
+    error: Option<String>,
+    /// `created` (default: newest first) or `finished` (finished tasks,
+    /// most recently finished first).
+    sort: Option<TaskSort>,
     /// 1 to 500 (default 50).
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-/// `GET /tasks?status=&type=&limit=&cursor=`: newest first; `next_cursor`
-/// fetches the next page (absent on the last one).
+fn invalid_query(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_query", message)
+}
+
+impl ListQuery {
+    /// The filter it asks for; the error names the parameter.
+    fn filter(&mut self, state: &AppState) -> Result<TaskFilter, ApiError> {
+        let kind = self
+            .kind
+            .take()
+            .map(|k| {
+                state
+                    .config
+                    .task_types
+                    .get(&k)
+                    .map(|t| t.spec.name.to_string())
+            })
+            .transpose()?;
+        let workflow = self
+            .workflow
+            .take()
+            .map(|w| w.parse::<WorkflowId>())
+            .transpose()
+            .map_err(|_| invalid_query("workflow is not a workflow id"))?;
+        let filter = TaskFilter {
+            state: self
+                .state
+                .take()
+                .map(|s| s.parse::<TaskState>())
+                .transpose()
+                .map_err(invalid_query)?,
+            kind,
+            queue: self.queue.take(),
+            tenant: self.tenant.take(),
+            workflow,
+            created_after: self.created_after,
+            created_before: self.created_before,
+            finished_after: self.finished_after,
+            finished_before: self.finished_before,
+            error: self.error.take(),
+        };
+        filter.check().map_err(invalid_query)?;
+        Ok(filter)
+    }
+}
+
+/// `GET /tasks?state=&type=&queue=&tenant=&workflow=&created_after=&…&error=&sort=`:
+/// a page of the tasks matching every filter given, newest first (or most
+/// recently finished first with `sort=finished`); `next_cursor` fetches
+/// the next page (absent on the last one).
 #[utoipa::path(get, path = "/tasks", tag = "tasks", params(ListQuery),
     responses(
         (status = 200, description = "Newest first", body = TaskPage),
@@ -393,46 +472,47 @@ pub async fn list(
     tenant: Tenant,
     query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<TaskPage>, ApiError> {
-    let axum::extract::Query(q) =
-        query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let status = q
-        .status
-        .map(|s| s.parse::<TaskState>())
-        .transpose()
-        .map_err(|e| ApiError::bad_request("invalid_query", e))?;
-    let kind = q
-        .kind
-        .map(|k| state.config.task_types.get(&k).map(|t| t.spec.name.clone()))
-        .transpose()?;
+    let axum::extract::Query(mut q) = query.map_err(|e| invalid_query(e.body_text()))?;
+    let filter = q.filter(&state)?;
+    let sort = q.sort.unwrap_or_default();
     let limit = q.limit.unwrap_or(50);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit must be from 1 to {MAX_PAGE}"),
-        ));
+        return Err(invalid_query(format!("limit must be from 1 to {MAX_PAGE}")));
     }
-    let before = q
+    let after = q
         .cursor
-        .map(|c| c.parse::<TaskId>())
-        .transpose()
-        .map_err(|_| {
-            ApiError::bad_request("invalid_query", "cursor is not one this API gave out")
-        })?;
-    let tasks = state
+        .map(|c| TaskCursor::decode(&c, sort))
+        .map(|c| c.ok_or_else(|| invalid_query("cursor is not one this API gave out")))
+        .transpose()?;
+    // Another tenant's tasks: none to show.
+    let Some(filter) = filter.within_tenant(tenant.0.as_deref()) else {
+        return Ok(Json(TaskPage {
+            tasks: Vec::new(),
+            next_cursor: None,
+        }));
+    };
+    let mut tasks = state
         .store
         .task_list(TaskListParams {
-            state: status,
-            kind,
-            before,
+            filter,
+            sort,
+            after,
             limit,
-            tenant: tenant.0,
         })
         .await?;
-    let mut tasks = tasks;
     let cut = cut_to_page_bytes(&mut tasks);
     let next_cursor = (cut || tasks.len() as i64 == limit)
-        .then(|| tasks.last().map(|t| t.id))
-        .flatten();
+        .then(|| tasks.last())
+        .flatten()
+        .map(|t| {
+            TaskCursor {
+                id: t.id,
+                finished_at: (sort == TaskSort::Finished)
+                    .then_some(t.completed_at)
+                    .flatten(),
+            }
+            .encode()
+        });
     Ok(Json(TaskPage { tasks, next_cursor }))
 }
 

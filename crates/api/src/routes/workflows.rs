@@ -387,15 +387,19 @@ async fn wait_until_finished(
 pub async fn cancel(
     State(state): State<AppState>,
     tenant: Tenant,
+    actor: crate::audit::Actor,
     Path(id): Path<String>,
 ) -> Result<Json<Workflow>, ApiError> {
     let (id, _) = visible(&state, &tenant, &id).await?;
-    state
+    let workflow = state
         .store
         .workflow_cancel(id, Utc::now())
         .await?
-        .map(Json)
-        .ok_or_else(not_found)
+        .ok_or_else(not_found)?;
+    actor
+        .record(&state, "workflow.cancel", Some(id.to_string()), None, None)
+        .await;
+    Ok(Json(workflow))
 }
 
 /// Most workflows one page holds.

@@ -7,6 +7,7 @@ mod lb;
 pub mod load;
 mod migrate;
 mod queues;
+mod tasks;
 mod up;
 mod worker;
 
@@ -35,6 +36,7 @@ pub async fn run(
         },
         Command::Status(args) => status(args).await,
         Command::Queues(args) => queues::run(args).await,
+        Command::Tasks(args) => tasks::run(args).await,
         Command::ApiKey(args) => {
             let (key, entry) = weir_api::api_keys::ApiKeys::generate(
                 &args.name,

@@ -10,8 +10,8 @@ use crate::config::{QueuesAction, QueuesArgs};
 
 pub async fn run(args: QueuesArgs) -> anyhow::Result<()> {
     // A pause answers once every claimer holds to it: about a second.
-    let http = client(args.api_key.as_deref(), Duration::from_secs(30))?;
-    let base = args.target.trim_end_matches('/');
+    let http = client(args.cluster.api_key.as_deref(), Duration::from_secs(30))?;
+    let base = args.cluster.target.trim_end_matches('/');
     let path = |name: &str, action: &str| format!("{base}/queues/{name}{action}");
     let answer = match &args.action {
         QueuesAction::List => call(http.get(format!("{base}/queues"))).await?,
@@ -28,7 +28,7 @@ pub async fn run(args: QueuesArgs) -> anyhow::Result<()> {
             call(http.put(path(name, "")).json(&limits)).await?
         }
     };
-    if args.json {
+    if args.cluster.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(());
     }

@@ -27,6 +27,7 @@ mod bench;
 mod ingest;
 mod lb;
 mod store;
+mod tasks;
 mod types;
 mod worker;
 
@@ -35,6 +36,7 @@ pub use bench::*;
 pub use ingest::*;
 pub use lb::*;
 pub use store::*;
+pub use tasks::*;
 pub use types::*;
 pub use worker::*;
 
@@ -102,6 +104,9 @@ pub enum Command {
     /// Named queues at runtime, over the HTTP API: list, pause, resume, set
     /// limits (`weir queues pause emails`).
     Queues(QueuesArgs),
+    /// Tasks over the HTTP API: list and show them, retry, cancel or
+    /// delete many at once (`weir tasks retry --state dead --type email`).
+    Tasks(TasksArgs),
     /// Make a client key for `--api-keys`: prints the key (once) and the
     /// file entry that holds only its hash.
     ApiKey(ApiKeyArgs),
@@ -181,21 +186,8 @@ pub struct StatusArgs {
 pub struct QueuesArgs {
     #[command(subcommand)]
     pub action: QueuesAction,
-    /// The lb's (or an API node's) URL.
-    #[arg(
-        long,
-        global = true,
-        env = "WEIR_STATUS_TARGET",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    pub target: String,
-    /// A client key: `read` to list, `manage` to change, for API nodes
-    /// started with `--api-keys`.
-    #[arg(long, global = true, env = "WEIR_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
-    /// Print JSON instead of a table.
-    #[arg(long, global = true)]
-    pub json: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]

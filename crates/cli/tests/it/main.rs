@@ -6,6 +6,7 @@ mod bad_input;
 mod batches;
 mod bench_cli;
 mod binary;
+mod bulk;
 mod chaos;
 mod container;
 mod crashes;

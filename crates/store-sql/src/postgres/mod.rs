@@ -13,6 +13,7 @@
 //! - workers elsewhere are woken by a debounced NOTIFY ([`notify`]), with
 //!   polling as the fallback.
 
+mod admin;
 mod batch;
 mod claim_hint;
 mod durability;
@@ -32,17 +33,18 @@ use chrono::{DateTime, Utc};
 use exec::PgExec;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, QueryBuilder};
+use sqlx::PgPool;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 use weir_core::{
-    CacheAccessParams, CacheEntryStats, LeaderAcquireParams, NewEvent, NodeRequestCount,
-    QueueLimits, RequestLogEntry, RequestLogStats, StoreError, StoredEvent, Task, TaskClaimParams,
-    TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams,
+    AuditEntry, AuditListParams, BulkId, BulkJob, CacheAccessParams, CacheEntryStats,
+    LeaderAcquireParams, NewBulk, NewEvent, NodeRequestCount, QueueLimits, RequestLogEntry,
+    RequestLogStats, StoreError, StoredEvent, Task, TaskClaimParams, TaskFilter, TaskId,
+    TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskState,
     WorkerHeartbeatParams, WorkerInfo, Workflow, WorkflowId, WorkflowListParams,
 };
-use weir_store::{lease_end, Claimed, Driver, DriverTx, LiveByQueue, StandingTask};
+use weir_store::{lease_end, BulkRow, Claimed, Driver, DriverTx, LiveByQueue, StandingTask};
 
 use crate::error::{from_sqlx, postgres_cause};
 use crate::StoreOptions;
@@ -436,47 +438,47 @@ impl Driver for PostgresDriver {
     }
 
     async fn task_list(&self, p: &TaskListParams) -> Result<Vec<Task>, StoreError> {
-        // Live and finished tasks are in different tables; a state filter
-        // picks one, no filter reads both.
-        let live = !matches!(p.state, Some(s) if s.is_final());
-        let finished = !matches!(p.state, Some(s) if !s.is_final());
-        let mut q = QueryBuilder::new("SELECT * FROM (");
-        let mut first = true;
-        for (table, columns, wanted) in [
-            ("tasks", LIVE_TASK_COLUMNS, live),
-            ("tasks_finished", FINISHED_TASK_COLUMNS, finished),
-        ] {
-            if !wanted {
-                continue;
-            }
-            if !first {
-                q.push(" UNION ALL ");
-            }
-            first = false;
-            q.push(format!("(SELECT {columns} FROM {table} WHERE TRUE"));
-            if let Some(state) = p.state {
-                q.push(" AND state = ").push_bind(state.as_str());
-            }
-            if let Some(kind) = &p.kind {
-                q.push(" AND kind = ").push_bind(kind.as_str().to_owned());
-            }
-            if let Some(before) = p.before {
-                q.push(" AND id < ").push_bind(before.0);
-            }
-            if let Some(tenant) = &p.tenant {
-                q.push(" AND tenant = ").push_bind(tenant.clone());
-            }
-            q.push(" ORDER BY id DESC LIMIT ")
-                .push_bind(p.limit)
-                .push(")");
-        }
-        q.push(") t ORDER BY id DESC LIMIT ").push_bind(p.limit);
-        let rows: Vec<TaskRow> = q
-            .build_query_as()
-            .fetch_all(&self.exec)
-            .await
-            .map_err(err)?;
-        decode(rows)
+        admin::task_list(&self.exec, p).await
+    }
+
+    async fn task_ids_matching(
+        &self,
+        filter: &TaskFilter,
+        states: &[TaskState],
+        among: Option<&[TaskId]>,
+        before: TaskId,
+        limit: i64,
+    ) -> Result<Vec<TaskId>, StoreError> {
+        admin::task_ids_matching(&self.exec, filter, states, among, before, limit).await
+    }
+
+    async fn bulk_insert(&self, bulk: &NewBulk, cursor: TaskId) -> Result<(), StoreError> {
+        admin::bulk_insert(&self.exec, bulk, cursor).await
+    }
+
+    async fn bulk_get(&self, id: BulkId) -> Result<Option<BulkJob>, StoreError> {
+        admin::bulk_get(&self.exec, id).await
+    }
+
+    async fn bulk_list(&self, limit: i64) -> Result<Vec<BulkJob>, StoreError> {
+        admin::bulk_list(&self.exec, limit).await
+    }
+
+    async fn bulk_take(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<BulkRow>, StoreError> {
+        admin::bulk_take(&self.exec, holder, now, until).await
+    }
+
+    async fn audit_insert(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        admin::audit_insert(&self.exec, entry).await
+    }
+
+    async fn audit_list(&self, params: &AuditListParams) -> Result<Vec<AuditEntry>, StoreError> {
+        admin::audit_list(&self.exec, params).await
     }
 
     async fn task_state_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {

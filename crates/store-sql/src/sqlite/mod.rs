@@ -9,6 +9,7 @@
 //! only. The single writer also makes every transaction's counts hold until
 //! it commits, so no row or key needs locking.
 
+mod admin;
 mod events;
 mod insert;
 mod rows;
@@ -25,12 +26,13 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, SqlitePool};
 use tokio::sync::watch;
 use weir_core::{
-    CacheAccessParams, CacheEntryStats, LeaderAcquireParams, NewEvent, NodeRequestCount,
-    QueueLimits, RequestLogEntry, RequestLogStats, StoreError, StoredEvent, Task, TaskClaimParams,
-    TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams,
+    AuditEntry, AuditListParams, BulkId, BulkJob, CacheAccessParams, CacheEntryStats,
+    LeaderAcquireParams, NewBulk, NewEvent, NodeRequestCount, QueueLimits, RequestLogEntry,
+    RequestLogStats, StoreError, StoredEvent, Task, TaskClaimParams, TaskFilter, TaskId,
+    TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskState,
     WorkerHeartbeatParams, WorkerInfo, Workflow, WorkflowId, WorkflowListParams,
 };
-use weir_store::{lease_end, Claimed, Driver, DriverTx, LiveByQueue, StandingTask};
+use weir_store::{lease_end, BulkRow, Claimed, Driver, DriverTx, LiveByQueue, StandingTask};
 
 use crate::error::{from_sqlx, sqlite_cause};
 use crate::StoreOptions;
@@ -300,26 +302,47 @@ impl Driver for SqliteDriver {
     }
 
     async fn task_list(&self, p: &TaskListParams) -> Result<Vec<Task>, StoreError> {
-        let mut q = QueryBuilder::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1"));
-        if let Some(state) = p.state {
-            q.push(" AND state = ").push_bind(state.as_str());
-        }
-        if let Some(kind) = &p.kind {
-            q.push(" AND kind = ").push_bind(kind.as_str().to_owned());
-        }
-        if let Some(before) = p.before {
-            q.push(" AND id < ").push_bind(before.to_string());
-        }
-        if let Some(tenant) = &p.tenant {
-            q.push(" AND tenant = ").push_bind(tenant.clone());
-        }
-        q.push(" ORDER BY id DESC LIMIT ").push_bind(p.limit);
-        let rows: Vec<TaskRow> = q
-            .build_query_as()
-            .fetch_all(&self.reader)
-            .await
-            .map_err(err)?;
-        decode(rows)
+        admin::task_list(&self.reader, p).await
+    }
+
+    async fn task_ids_matching(
+        &self,
+        filter: &TaskFilter,
+        states: &[TaskState],
+        among: Option<&[TaskId]>,
+        before: TaskId,
+        limit: i64,
+    ) -> Result<Vec<TaskId>, StoreError> {
+        admin::task_ids_matching(&self.reader, filter, states, among, before, limit).await
+    }
+
+    async fn bulk_insert(&self, bulk: &NewBulk, cursor: TaskId) -> Result<(), StoreError> {
+        admin::bulk_insert(&self.writer, bulk, cursor).await
+    }
+
+    async fn bulk_get(&self, id: BulkId) -> Result<Option<BulkJob>, StoreError> {
+        admin::bulk_get(&self.reader, id).await
+    }
+
+    async fn bulk_list(&self, limit: i64) -> Result<Vec<BulkJob>, StoreError> {
+        admin::bulk_list(&self.reader, limit).await
+    }
+
+    async fn bulk_take(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<BulkRow>, StoreError> {
+        admin::bulk_take(&self.writer, holder, now, until).await
+    }
+
+    async fn audit_insert(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        admin::audit_insert(&self.writer, entry).await
+    }
+
+    async fn audit_list(&self, params: &AuditListParams) -> Result<Vec<AuditEntry>, StoreError> {
+        admin::audit_list(&self.reader, params).await
     }
 
     async fn task_state_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {

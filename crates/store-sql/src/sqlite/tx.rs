@@ -370,6 +370,19 @@ impl DriverTx for SqliteTx {
         self.change_one(&sql, id, now).await
     }
 
+    async fn tasks_delete_finished(&mut self, ids: &[TaskId]) -> Result<u64, StoreError> {
+        self.delete_finished(ids).await
+    }
+
+    async fn bulk_advance(
+        &mut self,
+        id: weir_core::BulkId,
+        holder: &str,
+        progress: &weir_store::BulkProgress,
+    ) -> Result<bool, StoreError> {
+        self.advance_bulk(id, holder, progress).await
+    }
+
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await.map_err(err)
     }

@@ -58,6 +58,11 @@ macro_rules! conformance_suite {
             finished_workflows_are_pruned_with_their_graphs,
             a_step_after_a_batch_waits_for_everything_the_batch_added,
             adding_steps_is_refused_past_the_limit_and_off_a_workflow,
+            the_task_browser_filters_every_way_and_pages_by_finish_time,
+            a_bulk_retry_queues_each_dead_task_once_in_bounded_batches,
+            a_bulk_action_left_by_a_stopped_node_resumes_elsewhere,
+            bulk_cancel_and_delete_act_on_the_ids_given_in_their_states,
+            the_audit_log_lists_newest_first_by_action,
         );
     };
     ($setup:ident; $($name:ident),* $(,)?) => {

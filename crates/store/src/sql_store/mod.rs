@@ -5,6 +5,7 @@
 //! step's end does to its workflow ([`workflow`]), when workers are woken, a change's answer when it did not apply, the leader lease's
 //! term, pruning, and riding out a busy database ([`BusyRetry`]).
 
+mod bulk;
 mod claim;
 mod submit;
 mod workflow;
@@ -17,13 +18,14 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::watch;
 use weir_core::{
-    CacheAccessParams, CacheStats, ClaimedTask, CompletionOutcome, EventLog, FinishedCounts,
-    IdempotencyKey, LeaderAcquireParams, Leadership, MaintenancePruneParams,
-    MaintenancePruneReport, NewEvent, QueueDepth, QueueLimits, RequestLog, RequestLogEntry,
-    RequestLogStats, ResultCache, Store, StoreError, StoredEvent, Task, TaskAdmin, TaskChange,
-    TaskClaimParams, TaskCompletion, TaskCounts, TaskId, TaskInsertParams, TaskLeaseExtendParams,
-    TaskListParams, TaskOutcome, TaskQueue, TaskReleaseParams, TaskRescueParams, TaskState,
-    WorkerHeartbeatParams, WorkerInfo, WorkerRegistry,
+    AuditEntry, AuditListParams, AuditLog, BulkId, BulkJob, CacheAccessParams, CacheStats,
+    ClaimedTask, CompletionOutcome, EventLog, FinishedCounts, IdempotencyKey, LeaderAcquireParams,
+    Leadership, MaintenancePruneParams, MaintenancePruneReport, NewBulk, NewEvent, QueueDepth,
+    QueueLimits, RequestLog, RequestLogEntry, RequestLogStats, ResultCache, Store, StoreError,
+    StoredEvent, Task, TaskAdmin, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
+    TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskQueue,
+    TaskReleaseParams, TaskRescueParams, TaskState, WorkerHeartbeatParams, WorkerInfo,
+    WorkerRegistry,
 };
 
 use crate::driver::Driver;
@@ -349,6 +351,26 @@ impl TaskAdmin for SqlStore {
         self.call(|| self.driver().task_queued_by_type()).await
     }
 
+    async fn bulk_start(&self, bulk: NewBulk) -> Result<BulkJob, StoreError> {
+        self.bulk_insert(bulk).await
+    }
+
+    async fn bulk_get(&self, id: BulkId) -> Result<Option<BulkJob>, StoreError> {
+        self.call(|| self.driver().bulk_get(id)).await
+    }
+
+    async fn bulk_list(&self, limit: i64) -> Result<Vec<BulkJob>, StoreError> {
+        self.call(|| self.driver().bulk_list(limit)).await
+    }
+
+    async fn bulk_work(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<BulkJob>, StoreError> {
+        self.bulk_batch(holder, now).await
+    }
+
     async fn task_retry(&self, id: TaskId, now: DateTime<Utc>) -> Result<TaskChange, StoreError> {
         let retried = self
             .call(|| async {
@@ -495,6 +517,17 @@ impl EventLog for SqlStore {
                 "an earlier event batch".into(),
             ))
         }
+    }
+}
+
+#[async_trait]
+impl AuditLog for SqlStore {
+    async fn audit_record(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.call(|| self.driver().audit_insert(entry)).await
+    }
+
+    async fn audit_list(&self, params: &AuditListParams) -> Result<Vec<AuditEntry>, StoreError> {
+        self.call(|| self.driver().audit_list(params)).await
     }
 }
 

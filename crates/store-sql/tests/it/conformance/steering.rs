@@ -407,12 +407,18 @@ pub async fn tasks_list_newest_first_with_filters_and_a_cursor(store: Arc<dyn St
         .await
         .unwrap();
 
-    let page = |state, kind, before, limit| TaskListParams {
-        state,
-        kind,
-        before,
+    let page = |state, kind: Option<TaskType>, before: Option<TaskId>, limit| TaskListParams {
+        filter: TaskFilter {
+            state,
+            kind: kind.map(|k| k.as_str().to_owned()),
+            ..TaskFilter::default()
+        },
+        sort: TaskSort::Created,
+        after: before.map(|id| TaskCursor {
+            id,
+            finished_at: None,
+        }),
         limit,
-        tenant: None,
     };
     let all = store.task_list(page(None, None, None, 10)).await.unwrap();
     let newest_first: Vec<TaskId> = ids.iter().rev().copied().collect();
@@ -747,11 +753,12 @@ pub async fn a_tasks_tenant_travels_with_it_and_scopes_lists(store: Arc<dyn Stor
         let tenant = tenant.map(str::to_string);
         async move {
             let page = TaskListParams {
-                state: None,
-                kind: None,
-                before: None,
+                filter: TaskFilter {
+                    tenant,
+                    ..TaskFilter::default()
+                },
                 limit: 10,
-                tenant,
+                ..TaskListParams::default()
             };
             let mut ids: Vec<TaskId> = store
                 .task_list(page)
