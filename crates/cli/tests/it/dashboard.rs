@@ -60,6 +60,20 @@ fn start_up(data_dir: &str, extra: &[&str]) -> (WeirProcess, String) {
     (up, listening_url(&line))
 }
 
+/// `weir up` with one API node, one worker and the external type `gate`
+/// (a step the test ends when it wants to).
+fn start_up_with_gate(data_dir: &str) -> (WeirProcess, String) {
+    let flags = [
+        "--api-nodes",
+        "1",
+        "--workers",
+        "1",
+        "--task-type",
+        "gate=external",
+    ];
+    start_up(data_dir, &[&flags[..], &["--worker-token", TOKEN]].concat())
+}
+
 /// Headless Chromium showing `page` in a 1400×1000 window; the browser must
 /// outlive the tab.
 fn open_page(page: &str) -> (Browser, Arc<Tab>) {
@@ -239,19 +253,7 @@ async fn dashboard_panels_send_the_api_key_they_are_given() {
 async fn dashboard_draws_a_workflow_and_follows_its_steps() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().display().to_string();
-    let (up, lb) = start_up(
-        &data_dir,
-        &[
-            "--api-nodes",
-            "1",
-            "--workers",
-            "1",
-            "--task-type",
-            "gate=external",
-            "--worker-token",
-            TOKEN,
-        ],
-    );
+    let (up, lb) = start_up_with_gate(&data_dir);
     let http = reqwest::Client::new();
     let flow = json!({"name": "nightly-report", "steps": [
         {"id": "gate", "type": "gate", "input": {}},
@@ -401,5 +403,122 @@ async fn dashboard_pauses_and_resumes_a_queue() {
         .cloned()
         .unwrap();
     assert_eq!(emails["paused"], false, "{emails}");
+    up.terminate();
+}
+
+/// Clicks the element `selector` finds, by its own `click()`.
+fn click(tab: &Tab, selector: &str) {
+    tab.find_element(selector)
+        .unwrap_or_else(|e| panic!("no {selector}: {e}"))
+        .call_js_fn("function() { this.click(); }", vec![], false)
+        .unwrap();
+}
+
+/// The task browser: dead tasks filtered, one opened with its attempts'
+/// errors, everything matching retried with the progress followed to done;
+/// a workflow's step opened with its workflow, and its graph one click away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_browser_retries_what_matches_and_opens_a_task_and_its_workflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().display().to_string();
+    let (up, lb) = start_up_with_gate(&data_dir);
+    let http = reqwest::Client::new();
+    for i in 0..5 {
+        let task = json!({"type": "flaky", "input": {"fail_times": 1, "n": i}, "max_attempts": 1, "queue": "partner"});
+        let resp = http
+            .post(format!("{lb}/tasks"))
+            .json(&task)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+    }
+    poll(Duration::from_secs(30), || async {
+        let stats: Value = http
+            .get(format!("{lb}/tasks/stats"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (stats["dead"] == 5).then_some(())
+    })
+    .await;
+    let flow = json!({"name": "invoice-run", "steps": [
+        {"id": "gate", "type": "gate", "input": {}},
+        {"id": "report", "type": "noop", "input": {}, "depends_on": ["gate"]}
+    ]});
+    let accepted: Value = http
+        .post(format!("{lb}/workflows"))
+        .json(&flow)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let workflow = accepted["workflow_id"].as_str().unwrap().to_string();
+    let gate = accepted["steps"]["gate"].as_str().unwrap().to_string();
+
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-tasks.png");
+    let page = format!("{lb}/dashboard/tasks?state=dead&queue=partner");
+    let flow_page = format!("{lb}/dashboard/tasks?workflow={workflow}");
+    tokio::task::spawn_blocking(move || {
+        let (_browser, tab) = open_page(&page);
+        let rows = "document.querySelectorAll('#task-table tr').length";
+        wait_for_value(&tab, rows, |v| v.as_u64() == Some(5));
+        // One dead task opened: its attempt and the error it died of.
+        click(&tab, "#task-table tr td.id");
+        let attempts = wait_for_value(
+            &tab,
+            "document.querySelector('#task-attempts').textContent",
+            |v| v.as_str().is_some_and(|s| s.contains("fails on purpose")),
+        );
+        assert!(attempts.as_str().unwrap().contains("flaky"), "{attempts}");
+        // Everything matching the filter, retried; the page follows it to done.
+        click(&tab, "#select-matching");
+        wait_for_value(&tab, "document.getElementById('selection').textContent", |v| {
+            v.as_str().is_some_and(|s| s.contains("everything matching"))
+        });
+        click(&tab, "#bulk-retry");
+        let progress = wait_for_value(
+            &tab,
+            "document.getElementById('bulk-progress').dataset.status === 'done' && document.getElementById('bulk-progress').textContent",
+            |v| v.is_string(),
+        );
+        assert!(progress.as_str().unwrap().contains("5 changed"), "{progress}");
+        wait_for_value(&tab, "document.querySelectorAll('#bulk-list tr').length", |v| v.as_u64() == Some(1));
+        wait_for_value(&tab, "document.querySelector('#audit tr') && document.querySelector('#audit tr').dataset.action", |v| {
+            v == "tasks.bulk_retry"
+        });
+        let png = tab
+            .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
+            .unwrap();
+        std::fs::write(&shot, png).unwrap();
+
+        // A workflow's steps, one opened with its workflow beside it.
+        tab.navigate_to(&flow_page).unwrap().wait_until_navigated().unwrap();
+        wait_for_value(&tab, rows, |v| v.as_u64() == Some(2));
+        click(&tab, &format!("#task-table tr[data-task=\"{gate}\"] td.id"));
+        wait_for_value(
+            &tab,
+            "document.querySelectorAll('#workflow-steps tr').length",
+            |v| v.as_u64() == Some(2),
+        );
+        let state = wait_for_value(
+            &tab,
+            "document.querySelector('#task-fields dd[data-field=\"state\"]').textContent",
+            |v| v.is_string(),
+        );
+        assert_eq!(state, "queued");
+        click(&tab, "#workflow-link");
+        let drawn = format!(
+            "(window.weirDashboard && window.weirDashboard.workflows.graph || {{}}).id === '{workflow}' && document.querySelectorAll('#workflow-graph g.step').length"
+        );
+        wait_for_value(&tab, &drawn, |v| v.as_u64() == Some(2));
+    })
+    .await
+    .unwrap();
     up.terminate();
 }

@@ -29,6 +29,9 @@ pub fn router(lb: Arc<Lb>) -> Router {
     Router::new()
         .route("/dashboard", get(dashboard))
         .route("/lb/dashboard", get(dashboard))
+        .route("/dashboard/tasks", get(dashboard_tasks))
+        .route("/dashboard/common.js", get(dashboard_js))
+        .route("/dashboard/common.css", get(dashboard_css))
         .route("/lb/stats", get(stats))
         .route("/lb/health/live", get(live))
         .route("/lb/health/ready", get(ready))
@@ -106,21 +109,53 @@ async fn ready(State(lb): State<Arc<Lb>>) -> Response {
     Json(json!({"status": "ready", "available_backends": available})).into_response()
 }
 
-/// The live dashboard: one self-contained page (no CDN) polling the
-/// endpoints above and the API's `/tasks/stats` and `/workers`.
-async fn dashboard() -> Response {
+/// A page (or script, or stylesheet) of the dashboard, built into the
+/// binary: nothing is fetched from elsewhere, so it works offline.
+fn dashboard_asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
-            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CONTENT_TYPE, content_type),
             (axum::http::header::CACHE_CONTROL, "no-store"),
             (
                 axum::http::header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'",
+                "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'",
             ),
         ],
-        include_str!("dashboard.html"),
+        body,
     )
         .into_response()
+}
+
+/// The live dashboard: charts, backends, workers, queues and workflows,
+/// polling the endpoints above and the API behind the lb.
+async fn dashboard() -> Response {
+    dashboard_asset(
+        "text/html; charset=utf-8",
+        include_str!("dashboard/index.html"),
+    )
+}
+
+/// The task browser: filters, pages, bulk actions, a task's page, the
+/// audit log — all over the API behind the lb.
+async fn dashboard_tasks() -> Response {
+    dashboard_asset(
+        "text/html; charset=utf-8",
+        include_str!("dashboard/tasks.html"),
+    )
+}
+
+async fn dashboard_js() -> Response {
+    dashboard_asset(
+        "text/javascript; charset=utf-8",
+        include_str!("dashboard/common.js"),
+    )
+}
+
+async fn dashboard_css() -> Response {
+    dashboard_asset(
+        "text/css; charset=utf-8",
+        include_str!("dashboard/common.css"),
+    )
 }
 
 async fn get_strategy(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {

@@ -174,7 +174,16 @@ mod tests {
         assert_eq!(route(&guarded, "/lb/stats", false, LOCAL), Route::Admin);
         let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
         assert_eq!(route(&guarded, "/dashboard", false, mapped), Route::Admin);
-        for path in ["/lb/stats", "/dashboard", "/lb/strategy"] {
+        assert_eq!(
+            route(&guarded, "/dashboard/tasks", false, LOCAL),
+            Route::Admin
+        );
+        for path in [
+            "/lb/stats",
+            "/dashboard",
+            "/dashboard/tasks",
+            "/lb/strategy",
+        ] {
             assert_eq!(
                 route(&guarded, path, false, REMOTE),
                 Route::Backend,

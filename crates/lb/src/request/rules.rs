@@ -168,7 +168,10 @@ pub(crate) fn check_request_head(
 /// Whether a path belongs to the lb's own admin API (when it is served on
 /// the main listener).
 pub(crate) fn is_admin_path(path: &str) -> bool {
-    path == "/lb" || path.starts_with("/lb/") || path == "/dashboard"
+    path == "/lb"
+        || path.starts_with("/lb/")
+        || path == "/dashboard"
+        || path.starts_with("/dashboard/")
 }
 
 /// The admin paths every client may reach however the admin surface is
