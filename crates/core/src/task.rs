@@ -117,6 +117,10 @@ pub struct Task {
     /// The tenant of the API key that submitted it; keys of a tenant see
     /// only its tasks.
     pub tenant: Option<String>,
+    /// While it runs: when its worker's lease ends unless a heartbeat
+    /// renews it (then the rescuer queues it again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_expires_at: Option<DateTime<Utc>>,
     /// The workflow this task is a step of, if it is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow_id: Option<crate::WorkflowId>,

@@ -34,6 +34,8 @@ pub struct Lb {
     pub rejected_rate_limit: AtomicU64,
     /// Wrong admin tokens per client IP.
     pub(crate) failed_logins: crate::admin::guard::FailedLogins,
+    /// Changes made through the admin API, newest kept.
+    pub(crate) audit: crate::admin::audit::AuditRing,
     /// Connections refused by `--max-connections-per-ip`.
     pub rejected_connections: AtomicU64,
     /// Open connections per client IP.
@@ -109,6 +111,7 @@ impl Lb {
             rejected_rate_limit: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
             failed_logins: Default::default(),
+            audit: Default::default(),
             per_ip: PerIp::new(config.max_connections_per_ip),
             throughput: Throughput::default(),
             shared_limits: config

@@ -208,6 +208,27 @@ async fn dashboard_charts_follow_load_and_switch_the_strategy() {
     })
     .await;
     assert_eq!(strategy["strategy"], "least_connections");
+    // And the lb's audit log says who switched it, and to what.
+    let audit: Value = http
+        .get(format!("{lb}/lb/audit"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entry = &audit["entries"][0];
+    assert_eq!(
+        (entry["action"].as_str(), entry["actor"].as_str()),
+        (Some("lb.strategy"), Some("admin")),
+        "{audit}"
+    );
+    assert_eq!(entry["detail"]["strategy"], "least_connections");
+    assert_eq!(entry["client_ip"], "127.0.0.1");
+    assert!(
+        !audit.to_string().contains(TOKEN),
+        "the admin token in {audit}"
+    );
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
     up.terminate();

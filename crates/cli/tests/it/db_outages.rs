@@ -169,7 +169,10 @@ async fn sessions_killed_mid_load_lose_no_acknowledged_task() {
     for (status, code, retry_after, id) in results {
         match status {
             202 => acknowledged.push(id.unwrap()),
-            503 => assert!(code.as_deref() == Some("database_busy") && retry_after),
+            503 => assert!(
+                code.as_deref() == Some("database_busy") && retry_after,
+                "503 {code:?}, Retry-After: {retry_after}"
+            ),
             other => panic!("unexpected {other} {code:?}"),
         }
     }

@@ -70,7 +70,13 @@ pub(super) async fn require_token(
             if let Some(ip) = peer {
                 lb.failed_logins.forget(ip);
             }
-            next.run(request).await
+            let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+            let answer = next.run(request).await;
+            if answer.status().is_success() {
+                lb.audit.record(peer, &method, &path, answer).await
+            } else {
+                answer
+            }
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The admin API under `/lb/`: stats, the strategy, the backends, rate limits,
-//! and the dashboard (`/dashboard`).
+//! the audit log of their changes (`audit.rs`), and the dashboard (`/dashboard`).
 //! Endpoints that change state need `Authorization: Bearer <admin token>`.
 
+pub(crate) mod audit;
 mod backends;
 mod extract;
 pub(crate) mod guard;
@@ -33,6 +34,7 @@ pub fn router(lb: Arc<Lb>) -> Router {
         .route("/dashboard/common.js", get(dashboard_js))
         .route("/dashboard/common.css", get(dashboard_css))
         .route("/lb/stats", get(stats))
+        .route("/lb/audit", get(audit_list))
         .route("/lb/health/live", get(live))
         .route("/lb/health/ready", get(ready))
         .route("/lb/metrics", get(metrics::render))
@@ -78,6 +80,11 @@ async fn stats(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {
         "backends": backends,
         "threads": lb.thread_stats(),
     }))
+}
+
+/// `GET /lb/audit`: the lb's changes through this API, newest first.
+async fn audit_list(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {
+    Json(json!({ "entries": lb.audit.newest_first() }))
 }
 
 /// Liveness: the balancer serves (its own answer, never a backend's).

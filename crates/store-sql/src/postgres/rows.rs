@@ -12,11 +12,13 @@ use weir_store::Claimed;
 /// completion time, so it selects NULLs for them.
 pub const LIVE_TASK_COLUMNS: &str = "id, kind, input, state, NULL::jsonb AS result, error, attempts, \
     max_attempts, priority, worker_id, created_at, run_at, started_at, NULL::timestamptz AS completed_at, errors, progress, \
-    queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms, tenant";
+    queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms, tenant, \
+    CASE WHEN state = 'running' THEN lease_expires_at END AS lease_expires_at";
 /// What a task read takes from `tasks_finished` (no progress kept there).
 pub const FINISHED_TASK_COLUMNS: &str = "id, kind, input, state, result, error, attempts, \
     max_attempts, priority, worker_id, created_at, run_at, started_at, completed_at, errors, \
-    NULL::smallint AS progress, queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms, tenant";
+    NULL::smallint AS progress, queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms, tenant, \
+    NULL::timestamptz AS lease_expires_at";
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
@@ -46,6 +48,7 @@ pub struct TaskRow {
     backoff_cap_ms: Option<i64>,
     timeout_ms: Option<i64>,
     tenant: Option<String>,
+    lease_expires_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<TaskRow> for Task {
@@ -75,6 +78,7 @@ impl TryFrom<TaskRow> for Task {
             retry_backoff: RetryPolicy::from_millis(r.backoff_base_ms, r.backoff_cap_ms),
             timeout_ms: r.timeout_ms,
             tenant: r.tenant,
+            lease_expires_at: r.lease_expires_at,
             workflow_id: None,
             step_id: None,
         })

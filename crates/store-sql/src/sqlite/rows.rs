@@ -9,7 +9,8 @@ use weir_store::Claimed;
 
 pub const TASK_COLUMNS: &str = "id, kind, input, state, result, error, attempts, max_attempts, \
     priority, worker_id, created_at, run_at, started_at, completed_at, errors, progress, queue, \
-    concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms, tenant";
+    concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms, tenant, \
+    CASE WHEN state = 'running' THEN lease_expires_at END AS lease_expires_at";
 
 pub fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -60,6 +61,7 @@ pub struct TaskRow {
     backoff_cap_ms: Option<i64>,
     timeout_ms: Option<i64>,
     tenant: Option<String>,
+    lease_expires_at: Option<i64>,
 }
 
 impl TryFrom<TaskRow> for Task {
@@ -97,6 +99,7 @@ impl TryFrom<TaskRow> for Task {
             retry_backoff: RetryPolicy::from_millis(r.backoff_base_ms, r.backoff_cap_ms),
             timeout_ms: r.timeout_ms,
             tenant: r.tenant,
+            lease_expires_at: opt_time(r.lease_expires_at)?,
             workflow_id: None,
             step_id: None,
         })

@@ -188,6 +188,31 @@ pub async fn the_task_browser_filters_every_way_and_pages_by_finish_time(store: 
     )
     .await;
     assert_eq!(created_early, vec![smtp[1], smtp[0]]);
+
+    // A running task's page shows when its lease ends; a finished one's none.
+    let mut p = insert_params(Builtin::Md5, "leased", later);
+    p.queue = "leases".into();
+    let leased = p.id;
+    store.task_insert(p).await.unwrap();
+    let mut c = claim("w", 1, later);
+    c.queues = Some(vec!["leases".into()]);
+    store.task_claim(c).await.unwrap();
+    let running = store.task_get(leased).await.unwrap().unwrap();
+    assert_eq!(running.state, TaskState::Running);
+    let ends = running
+        .lease_expires_at
+        .expect("a running task's lease end");
+    assert!(
+        (ends - later - TimeDelta::seconds(15))
+            .num_milliseconds()
+            .abs()
+            < 1000,
+        "{ends}"
+    );
+    assert_eq!(
+        store.task_get(ok).await.unwrap().unwrap().lease_expires_at,
+        None
+    );
 }
 
 /// Runs `holder`'s batches until none is left; the action afterwards.
