@@ -360,6 +360,8 @@ pub trait Driver: Send + Sync + 'static {
     /// Deletes up to `limit` workflows finished before `before`, with their
     /// steps and edges (their tasks go by their own age).
     async fn prune_workflows(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
+    /// Deletes up to `limit` audit-log entries recorded before `before`.
+    async fn prune_audit(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
     /// Deletes up to `limit` cache entries expired at `now`.
     async fn prune_cache(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
     /// Marks workers silent since `since` offline.

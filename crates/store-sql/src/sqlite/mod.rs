@@ -520,6 +520,15 @@ impl Driver for SqliteDriver {
         workflows::prune(&self.writer, millis(before), limit).await
     }
 
+    async fn prune_audit(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+        self.delete_some(
+            "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < ? LIMIT ?)",
+            millis(before),
+            limit,
+        )
+        .await
+    }
+
     async fn prune_cache(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
         self.delete_some(
             "DELETE FROM cache WHERE key IN (SELECT key FROM cache WHERE expires_at <= ? LIMIT ?)",

@@ -32,6 +32,9 @@ use crate::driver::Driver;
 use crate::hints::{depths_from_rows, lease_end, KeyedTasksHint, LimitedQueues};
 use crate::BusyRetry;
 
+/// How long the audit log keeps an entry.
+const AUDIT_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(90);
+
 /// What a rescued attempt's error says.
 const LEASE_EXPIRED: &str = "lease expired: the worker running this attempt stopped responding";
 
@@ -568,6 +571,9 @@ impl Leadership for SqlStore {
                 .call(|| d.prune_finished_tasks(state, before, p.limit))
                 .await?;
         }
+        // Who did what outlives what they did to: kept a quarter.
+        self.call(|| d.prune_audit(p.now - AUDIT_RETENTION, p.limit))
+            .await?;
         Ok(MaintenancePruneReport {
             tasks_deleted,
             // Keys of tasks past the retention: their tasks are gone (or going).

@@ -409,4 +409,29 @@ pub async fn the_audit_log_lists_newest_first_by_action(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(pauses.len(), 1);
     assert_eq!(pauses[0].actor, "key-0");
+    // Kept a quarter: the cleaner's pass takes older entries.
+    let mut old_entry = all[0].clone();
+    old_entry.at = now - chrono::TimeDelta::days(91);
+    old_entry.actor = "long-gone".into();
+    store.audit_record(&old_entry).await.unwrap();
+    store
+        .maintenance_prune(MaintenancePruneParams {
+            finished_before: now - chrono::TimeDelta::days(30),
+            dead_before: None,
+            cancelled_before: None,
+            now,
+            workers_silent_since: now - chrono::TimeDelta::days(30),
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    let kept = store
+        .audit_list(&AuditListParams {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert!(kept.iter().all(|e| e.actor != "long-gone"));
 }
