@@ -116,7 +116,17 @@ impl PostgresDriver {
         let mut connect = PgConnectOptions::from_str(&options.database_url)
             .map_err(|e| StoreError::Internal(format!("bad postgres URL: {e}")))?
             .application_name("weir");
-        if options.transaction_pooler {
+        let mut transaction_pooler = options.transaction_pooler;
+        if !transaction_pooler && behind_transaction_pooler(&connect).await? {
+            // Named statements would collide there ("prepared statement
+            // sqlx_s_1 already exists", a 500 for every caller).
+            tracing::warn!(
+                "the database URL leads through a transaction pooler (two connections \
+                 answered from one server session): running as with --transaction-pooler"
+            );
+            transaction_pooler = true;
+        }
+        if transaction_pooler {
             // No statement outlives its transaction (see `exec`).
             connect = connect.statement_cache_capacity(0);
         }
@@ -130,7 +140,7 @@ impl PostgresDriver {
             .connect_lazy_with(connect);
         let exec = PgExec {
             pool,
-            pooled: options.transaction_pooler,
+            pooled: transaction_pooler,
         };
         if options.migrate {
             migrate(&exec).await?;
@@ -149,6 +159,12 @@ impl PostgresDriver {
             listener: OnceLock::new(),
             hints: Arc::default(),
         })
+    }
+
+    /// Whether statements run as behind a transaction pooler (the flag, or
+    /// one found at start).
+    pub fn through_transaction_pooler(&self) -> bool {
+        self.exec.pooled
     }
 
     /// The connection pool (tests and benchmarks inspect the database through it).
@@ -171,6 +187,35 @@ impl PostgresDriver {
             .map_err(err)?
             .rows_affected())
     }
+}
+
+/// Whether `connect` leads through a transaction (or statement) pooler such
+/// as pgbouncer's transaction mode: two client connections held at once
+/// answer from one server session (a pooler hands the session it just got
+/// back to the next transaction), where PostgreSQL itself gives each
+/// connection its own. Unnamed statements only, so the probe itself is safe
+/// there.
+async fn behind_transaction_pooler(connect: &PgConnectOptions) -> Result<bool, StoreError> {
+    use sqlx::{Connection, Row};
+    let probe = connect.clone().statement_cache_capacity(0);
+    let mut first = sqlx::PgConnection::connect_with(&probe)
+        .await
+        .map_err(err)?;
+    let mut second = sqlx::PgConnection::connect_with(&probe)
+        .await
+        .map_err(err)?;
+    let mut pids = Vec::with_capacity(2);
+    for conn in [&mut first, &mut second] {
+        let row = sqlx::query("SELECT pg_backend_pid()")
+            .persistent(false)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(err)?;
+        pids.push(row.try_get::<i32, _>(0).map_err(err)?);
+    }
+    let _ = first.close().await;
+    let _ = second.close().await;
+    Ok(pids[0] == pids[1])
 }
 
 /// Brings the schema up to date — unless it already is: then no DDL runs, so

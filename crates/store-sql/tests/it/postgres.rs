@@ -153,3 +153,41 @@ mod through_pgbouncer {
         assert!(e.to_string().contains("weir migrate"), "{e}");
     }
 }
+
+/// A URL through pgbouncer in transaction mode without `--transaction-pooler`
+/// once answered every other call with `prepared statement "sqlx_s_1"
+/// already exists`: the store finds the pooler itself and runs as with the
+/// flag, so concurrent callers work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_pooler_is_found_without_the_flag() {
+    use weir_core::*;
+    let db = PgDatabase::create().await;
+    drop(
+        weir_store_sql::open(&StoreOptions::new(db.url()))
+            .await
+            .unwrap(),
+    );
+    let options = StoreOptions::new(db.pooled_url());
+    assert!(!options.transaction_pooler);
+    let store: Arc<dyn Store> = Arc::new(weir_store_sql::open(&options).await.unwrap());
+    let now = chrono::Utc::now();
+    let calls = (0..40).map(|i| {
+        let store = store.clone();
+        async move {
+            let p = crate::conformance::insert_params(Builtin::Md5, &format!("pooled-{i}"), now);
+            let id = p.id;
+            store.task_insert(p).await.unwrap();
+            store.task_get(id).await.unwrap().unwrap();
+            store.task_counts().await.unwrap();
+        }
+    });
+    futures_util::future::join_all(calls).await;
+    assert_eq!(store.task_counts().await.unwrap().queued, 40);
+    let pooled = PostgresDriver::open(&options).await.unwrap();
+    assert!(pooled.through_transaction_pooler());
+    // And PostgreSQL itself is not mistaken for one.
+    let direct = PostgresDriver::open(&StoreOptions::new(db.url()))
+        .await
+        .unwrap();
+    assert!(!direct.through_transaction_pooler());
+}
