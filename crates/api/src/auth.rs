@@ -52,9 +52,6 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
         }
         .into_response();
     }
-    if let Some(tenant) = &key.tenant {
-        req.extensions_mut().insert(Tenant(Some(tenant.clone())));
-    }
     let caller = Caller {
         key_name: key.name.clone(),
         tenant: key.tenant.clone(),
@@ -82,10 +79,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Tenant {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
-        Ok(parts
-            .extensions
-            .get::<Tenant>()
-            .cloned()
-            .unwrap_or_default())
+        // The key's tenant, from the caller the middleware put there.
+        Ok(Tenant(
+            parts
+                .extensions
+                .get::<Caller>()
+                .and_then(|c| c.tenant.clone()),
+        ))
     }
 }

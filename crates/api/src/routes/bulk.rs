@@ -14,8 +14,9 @@ use crate::body::JsonBody;
 use crate::schema::ErrorBody;
 use crate::{ApiError, AppState};
 
-/// Most ids one bulk action may name (a filter has no such bound).
-pub const MAX_BULK_IDS: usize = 100_000;
+/// Most ids one bulk action may name (a filter has no such bound). Each
+/// batch reads the action's row, ids and all: a bound keeps that small.
+pub const MAX_BULK_IDS: usize = 10_000;
 
 /// `POST /tasks/bulk`.
 #[derive(Deserialize, utoipa::ToSchema)]

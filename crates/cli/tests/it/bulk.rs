@@ -211,6 +211,10 @@ async fn bulk_cancel_and_delete_and_their_refusals(store: StoreKind) {
         (json!({"action": "retry", "ids": [], }), "invalid_bulk"),
         (json!({"action": "retry", "ids": ["nope"]}), "invalid_bulk"),
         (
+            json!({"action": "retry", "ids": vec![&ids[2]; 10_001]}),
+            "invalid_bulk",
+        ),
+        (
             json!({"action": "retry", "ids": [&ids[2]], "filter": {}}),
             "invalid_bulk",
         ),

@@ -10,8 +10,9 @@ use weir_core::{
 use weir_store::{BulkProgress, BulkRow};
 
 use super::err;
-use super::rows::{decode, millis, task_id, time, TaskRow, TASK_COLUMNS};
+use super::rows::{corrupt, decode, millis, task_id, time, TaskRow, TASK_COLUMNS};
 use super::tx::SqliteTx;
+use super::workflows::json_ids;
 
 /// ` AND …` for each field of the filter set.
 fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &TaskFilter) {
@@ -112,11 +113,6 @@ pub(super) async fn task_ids_matching(
     ids.iter().map(|id| task_id(id)).collect()
 }
 
-fn json_ids(ids: &[TaskId]) -> String {
-    serde_json::to_string(&ids.iter().map(|id| id.to_string()).collect::<Vec<_>>())
-        .unwrap_or_else(|_| "[]".into())
-}
-
 const BULK_COLUMNS: &str = "id, action, ids, ids_count, filter, status, cursor, processed, \
     changed, skipped, actor, created_at, finished_at";
 
@@ -135,10 +131,6 @@ struct BulkDbRow {
     actor: String,
     created_at: i64,
     finished_at: Option<i64>,
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {e}"))
 }
 
 impl TryFrom<BulkDbRow> for BulkRow {

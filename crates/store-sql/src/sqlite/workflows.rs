@@ -26,7 +26,7 @@ fn state(text: &str) -> Result<TaskState, StoreError> {
     text.parse().map_err(StoreError::Corrupt)
 }
 
-fn json_ids(ids: &[TaskId]) -> String {
+pub(super) fn json_ids(ids: &[TaskId]) -> String {
     serde_json::to_string(&ids.iter().map(|id| id.to_string()).collect::<Vec<_>>())
         .unwrap_or_else(|_| "[]".into())
 }

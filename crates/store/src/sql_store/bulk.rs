@@ -58,11 +58,11 @@ impl SqlStore {
         let BulkRow { job, ids, cursor } = row;
         // The ids to look at this batch: the next slice of those given, or
         // the next page of what the filter matches.
+        // Newest first: the ones below the cursor start where a binary
+        // search puts it.
         let given: Option<Vec<TaskId>> = ids.map(|ids| {
-            ids.into_iter()
-                .filter(|id| *id < cursor)
-                .take(BATCH)
-                .collect()
+            let start = ids.partition_point(|id| *id >= cursor);
+            ids[start..].iter().take(BATCH).copied().collect()
         });
         let matched = self
             .call(|| {

@@ -365,6 +365,27 @@ pub async fn bulk_cancel_and_delete_act_on_the_ids_given_in_their_states(store: 
         );
     }
     assert!(store.task_get(theirs_id).await.unwrap().is_some());
+
+    // More ids than a batch holds: each batch starts past the last.
+    let many = dead_tasks(&store, 450, "many", "x", now).await;
+    let job = store
+        .bulk_start(bulk(
+            BulkAction::Delete,
+            Some(many.clone()),
+            TaskFilter::default(),
+        ))
+        .await
+        .unwrap();
+    let batches = work_through(&store, "n", now).await;
+    assert!(batches >= 3, "450 ids in {batches} batches");
+    let job = store.bulk_get(job.id).await.unwrap().unwrap();
+    assert_eq!((job.processed, job.changed, job.skipped), (450, 450, 0));
+    for id in &many {
+        assert!(
+            store.task_get(*id).await.unwrap().is_none(),
+            "{id} not deleted"
+        );
+    }
 }
 
 pub async fn the_audit_log_lists_newest_first_by_action(store: Arc<dyn Store>) {
