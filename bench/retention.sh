@@ -13,18 +13,20 @@ DB=$(fresh_db weir_bench_retention)
 "$WEIR" migrate --database-url "$DB" >/dev/null
 burn() {
     RUST_LOG=error "$WEIR" bench burndown --database-url "$DB" --tasks "$TASKS" \
-        --workers 2 --concurrency 256 --json \
+        --workers 2 --concurrency 256 --retention 30d --json \
         | python3 -c 'import json, sys; print(round(json.load(sys.stdin)["work_per_sec"]))'
 }
-partitioned=$(psql "$DB" -Atqc "SELECT to_regproc('weir_finished_days_drop') IS NOT NULL")
+partitioned=$(psql "$DB" -Atqc "SELECT to_regproc('weir_finished_day_drop') IS NOT NULL")
 EMPTY=$(burn)
 echo "burn-down, none kept: $EMPTY tasks/s" >&2
 echo "seeding $FINISHED finished tasks over seven days…" >&2
 SEEDED=$(date +%s)
-psql "$DB" -q -v rows="$FINISHED" -v partitioned="$partitioned" <<'SQL'
+psql "$DB" -q -v rows="$FINISHED" -v partitioned="$partitioned" >/dev/null <<'SQL'
 \if :partitioned
-SELECT weir_finished_day_make(s, (now() AT TIME ZONE 'UTC')::date - d)
-FROM unnest(ARRAY['succeeded', 'dead', 'cancelled']) s, generate_series(1, 8) d;
+-- The seeded week's days (weir itself makes today's and two ahead).
+SELECT weir_finished_days_make(s, (now() AT TIME ZONE 'UTC')::date - 8,
+                               (now() AT TIME ZONE 'UTC')::date)
+FROM unnest(ARRAY['succeeded', 'dead', 'cancelled']) s;
 \endif
 -- UUIDv7 ids of their time, as weir makes them (random ones would make the
 -- seed walk the primary key at random: minutes longer).
@@ -47,14 +49,18 @@ echo "seeded in $(( $(date +%s) - SEEDED )) s" >&2
 FULL=$(burn)
 echo "burn-down, $FINISHED kept: $FULL tasks/s" >&2
 if [ "$partitioned" = t ]; then
-    # The oldest seeded day: dropped whole.
+    # The days ended six days ago or more, oldest first, as weir's cleaner
+    # drops them (the oldest seeded day is a part day; then a whole one).
     PRUNE=$(psql "$DB" -Atq <<'SQL'
 \timing on
-SELECT weir_finished_days_drop('succeeded', ((now() AT TIME ZONE 'UTC')::date - 6)::timestamp AT TIME ZONE 'UTC');
+SELECT weir_finished_day_drop('succeeded', ((now() AT TIME ZONE 'UTC')::date - 5)::timestamp AT TIME ZONE 'UTC', 10000);
+SELECT weir_finished_day_drop('succeeded', ((now() AT TIME ZONE 'UTC')::date - 5)::timestamp AT TIME ZONE 'UTC', 10000);
+SELECT weir_finished_day_drop('succeeded', ((now() AT TIME ZONE 'UTC')::date - 5)::timestamp AT TIME ZONE 'UTC', 10000);
 SQL
 )
-    echo "$PRUNE" | sed 's/^/prune: /' >&2
-    PRUNE_MS=$(echo "$PRUNE" | awk '/^Time:/ {print $2}')
+    echo "$PRUNE" | paste - - | sed 's/^/prune (tasks dropped, time): /' >&2
+    # The largest day's time.
+    PRUNE_MS=$(echo "$PRUNE" | paste - - | sort -n | tail -1 | awk '{print $3}')
 else
     PRUNE_MS="-"
 fi

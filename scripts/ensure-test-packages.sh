@@ -36,4 +36,10 @@ if ! command -v valkey-server >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends -t "$codename-backports" valkey-server >/dev/null
     [ "$had_policy" = 1 ] || rm -f "$policy"
 fi
-echo "ensure-test-packages: PostgreSQL, Redis and Valkey binaries are installed" >&2
+# The test of SQL enqueue runs a Python application with psycopg, under
+# whichever python3 comes first on PATH (pyenv's, if any), so from PyPI.
+if ! python3 -c 'import psycopg' 2>/dev/null; then
+    echo "ensure-test-packages: installing psycopg" >&2
+    python3 -m pip install -q --root-user-action=ignore 'psycopg[binary]' >/dev/null
+fi
+echo "ensure-test-packages: PostgreSQL, Redis, Valkey and psycopg are installed" >&2

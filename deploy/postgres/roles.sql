@@ -24,6 +24,11 @@ SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA public '
               'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %I', :'owner', :'app') \gexec
 SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA public '
               'GRANT USAGE, SELECT ON SEQUENCES TO %I', :'owner', :'app') \gexec
+-- Functions it makes are the app's to call (the ones that make and drop
+-- the day partitions of finished tasks run with the owner's rights).
+SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA public '
+              'GRANT EXECUTE ON FUNCTIONS TO %I', :'owner', :'app') \gexec
 -- And those already there, if the schema was made before this ran.
 SELECT format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO %I', :'app') \gexec
 SELECT format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO %I', :'app') \gexec
+SELECT format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO %I', :'app') \gexec

@@ -158,6 +158,18 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // For tasks queued from SQL: the types this node knows and their defaults.
+    let defaults = state
+        .submitter
+        .types()
+        .defaults(state.config.default_max_attempts);
+    if let Err(e) = state
+        .store
+        .task_types_publish(&defaults, chrono::Utc::now())
+        .await
+    {
+        tracing::warn!(error = %e, "could not publish the task types");
+    }
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let runner = tokio::spawn(bulk_runner::run(state.clone(), stop));
     let served = serve::serve(listener, app(state), shutdown).await;

@@ -612,6 +612,14 @@ pub trait WorkerRegistry: Send + Sync + 'static {
     async fn worker_heartbeat(&self, params: WorkerHeartbeatParams) -> Result<(), StoreError>;
     /// All workers, as last reported.
     async fn worker_list(&self) -> Result<Vec<WorkerInfo>, StoreError>;
+    /// Records the task types a node runs with and their defaults (at its
+    /// start), for tasks queued from SQL (`weir_enqueue`): a type no node
+    /// published is refused there.
+    async fn task_types_publish(
+        &self,
+        types: &[crate::TaskTypeDefaults],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 }
 
 /// The maintenance leader's lease and its housekeeping.

@@ -352,6 +352,22 @@ impl TaskTypeError {
     }
 }
 
+/// What a task queued from outside weir (SQL's `weir_enqueue`) takes from
+/// its type: each API node and worker publishes its types' to the store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskTypeDefaults {
+    pub name: String,
+    pub queue: Option<String>,
+    pub priority: Option<i32>,
+    /// The type's, else the publishing node's default.
+    pub max_attempts: i32,
+    /// The per-attempt time limit, which a submission may only lower.
+    pub timeout: Duration,
+    /// Input fields the API seals with its key: such a type is submitted
+    /// through the API only.
+    pub sealed_fields: Vec<String>,
+}
+
 /// Every type this process knows, by name.
 #[derive(Clone, Debug)]
 pub struct TaskTypes {
@@ -432,6 +448,20 @@ impl TaskTypes {
     /// Every type, by name.
     pub fn iter(&self) -> impl Iterator<Item = &RegisteredType> {
         self.types.values()
+    }
+
+    /// Every type's defaults, `max_attempts` where a type sets none.
+    pub fn defaults(&self, max_attempts: i32) -> Vec<TaskTypeDefaults> {
+        self.iter()
+            .map(|t| TaskTypeDefaults {
+                name: t.spec.name.as_str().to_string(),
+                queue: t.spec.queue.clone(),
+                priority: t.spec.priority,
+                max_attempts: t.spec.max_attempts.unwrap_or(max_attempts),
+                timeout: t.spec.timeout,
+                sealed_fields: t.spec.sensitive.clone(),
+            })
+            .collect()
     }
 
     /// An attempt's time limit: the type's (the default for a type this

@@ -344,11 +344,14 @@ pub trait Driver: Send + Sync + 'static {
     ) -> Result<Option<String>, StoreError>;
     /// Deletes up to `limit` tasks that ended in `state` before `before`,
     /// but not the steps of a workflow still stored (they go once it is
-    /// pruned).
+    /// pruned); returns how many went. A dialect that keeps finished tasks
+    /// in time partitions drops the expired ones whole (a day's, kept until
+    /// its last task's retention ends) and makes those ahead of `now`.
     async fn prune_finished_tasks(
         &self,
         state: TaskState,
         before: DateTime<Utc>,
+        now: DateTime<Utc>,
         limit: i64,
     ) -> Result<u64, StoreError>;
     /// Deletes up to `limit` idempotency keys taken before `before`.
@@ -392,4 +395,13 @@ pub trait Driver: Send + Sync + 'static {
 
     async fn worker_upsert(&self, params: &WorkerHeartbeatParams) -> Result<(), StoreError>;
     async fn worker_list(&self) -> Result<Vec<WorkerInfo>, StoreError>;
+    /// Upserts each type's defaults. A dialect without SQL enqueue (SQLite:
+    /// one process owns the file) keeps none.
+    async fn task_types_save(
+        &self,
+        _types: &[weir_core::TaskTypeDefaults],
+        _now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -74,6 +74,14 @@ pub async fn run(
         report: WorkerReport::default(),
         metrics: WorkerMetrics::new(&config_worker_id),
     };
+    // For tasks queued from SQL: the types this worker knows and their defaults.
+    let defaults = w
+        .config
+        .task_types
+        .defaults(weir_core::DEFAULT_MAX_ATTEMPTS);
+    if let Err(e) = w.store.task_types_publish(&defaults, Utc::now()).await {
+        tracing::warn!(error = %e, "could not publish the task types");
+    }
     // Queue limits live in the store, so every worker enforces the same ones.
     for limits in &w.config.queue_limits {
         if let Err(e) = w.store.queue_configure(limits).await {

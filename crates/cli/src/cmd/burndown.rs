@@ -72,6 +72,9 @@ pub async fn run(args: BenchBurndownArgs) -> anyhow::Result<()> {
         let mut config = weir_worker::WorkerConfig::new(format!("burndown-{i}"));
         config.concurrency = args.concurrency.max(1);
         config.poll_interval = Duration::from_millis(50);
+        config.retention = args.retention;
+        config.retain_dead = args.retention;
+        config.retain_cancelled = args.retention;
         workers.push(tokio::spawn(weir_worker::run(
             store.clone(),
             config,

@@ -43,6 +43,10 @@ pub struct BenchBurndownArgs {
     /// Tasks each worker runs at once.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
+    /// How long the workers' cleaner keeps finished tasks (every state), as
+    /// `weir worker --retention`: a long one keeps a seeded history in place.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub retention: std::time::Duration,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,

@@ -53,6 +53,23 @@ async fn an_app_role_without_ddl_starts_on_a_current_schema_and_names_migrate_ot
         .execute(&mut conn)
         .await;
     assert!(ddl.is_err(), "the app role ran DDL");
+    // Yet it makes and drops the day partitions of finished tasks, through
+    // the functions that hold the owner's rights, and the partitions it
+    // makes are its to write.
+    let made: i32 = sqlx::query_scalar(
+        "SELECT weir_finished_days_make('succeeded', current_date + 5, current_date + 5)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(made, 1);
+    let dropped: i64 = sqlx::query_scalar(
+        "SELECT weir_finished_day_drop('succeeded', now() + interval '30 days', 10000)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(dropped, 1, "today's partition, with the md5 task");
     api.terminate();
     worker.terminate();
 }

@@ -32,6 +32,7 @@ mod queues;
 mod queues_runtime;
 mod request_log;
 mod secrets;
+mod sql_enqueue;
 mod status;
 mod support;
 mod task_type_processes;

@@ -21,6 +21,7 @@ mod events;
 pub mod exec;
 mod insert;
 mod notify;
+mod partitions;
 mod rows;
 mod tx;
 mod workflows;
@@ -130,7 +131,20 @@ impl PostgresDriver {
             // No statement outlives its transaction (see `exec`).
             connect = connect.statement_cache_capacity(0);
         }
-        let pool = PgPoolOptions::new()
+        let mut pool = PgPoolOptions::new();
+        if !transaction_pooler {
+            // weir's statements are short: JIT compiling one costs more than
+            // running it, and a batch over the day partitions of finished
+            // tasks is estimated dear enough to trigger it (~100 ms each).
+            // (Behind a transaction pooler a session setting would not hold.)
+            pool = pool.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(conn, "SET jit = off").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool
             .max_connections(options.max_connections.max(2))
             .min_connections(0)
             .acquire_timeout(options.acquire_timeout)
@@ -144,6 +158,11 @@ impl PostgresDriver {
         };
         if options.migrate {
             migrate(&exec).await?;
+            // Today's partitions for finished tasks before the first one
+            // finishes (the maintenance leader keeps them made from then on).
+            if let Err(e) = partitions::make_all(&exec, Utc::now()).await {
+                tracing::warn!("making today's partitions for finished tasks: {e}");
+            }
         } else {
             // Fail fast on a wrong URL rather than on the first request.
             sqlx::query("SELECT 1").execute(&exec).await.map_err(err)?;
@@ -669,19 +688,10 @@ impl Driver for PostgresDriver {
         &self,
         state: weir_core::TaskState,
         before: DateTime<Utc>,
+        now: DateTime<Utc>,
         limit: i64,
     ) -> Result<u64, StoreError> {
-        // Finished tasks live in tasks_finished: deleting old ones never
-        // touches the hot table. A workflow's steps stay while it does (its
-        // cleaner pass frees them).
-        let sql = format!(
-            "DELETE FROM tasks_finished WHERE id IN (SELECT f.id FROM tasks_finished f \
-             WHERE f.completed_at < $1 AND f.state = '{}' \
-               AND NOT EXISTS (SELECT 1 FROM workflow_steps s WHERE s.task_id = f.id) \
-             ORDER BY f.completed_at LIMIT $2)",
-            state.as_str()
-        );
-        self.delete_some(&sql, before, limit).await
+        partitions::prune(&self.exec, state, before, now, limit).await
     }
 
     async fn prune_idempotency_keys(
@@ -916,6 +926,48 @@ impl Driver for PostgresDriver {
         .bind(p.started_at)
         .bind(p.now)
         .bind(serde_json::Value::from(p.task_types.clone()))
+        .execute(&self.exec)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn task_types_save(
+        &self,
+        types: &[weir_core::TaskTypeDefaults],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let column = |f: fn(&weir_core::TaskTypeDefaults) -> Option<String>| {
+            types.iter().map(f).collect::<Vec<_>>()
+        };
+        sqlx::query(
+            "INSERT INTO task_types (name, queue, priority, max_attempts, timeout_ms, \
+                 sealed_fields, updated_at) \
+             SELECT name, queue, priority, max_attempts, timeout_ms, sealed_fields, $7 \
+             FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::bigint[], $6::jsonb[]) \
+                 AS t(name, queue, priority, max_attempts, timeout_ms, sealed_fields) \
+             ON CONFLICT (name) DO UPDATE SET queue = excluded.queue, \
+                 priority = excluded.priority, max_attempts = excluded.max_attempts, \
+                 timeout_ms = excluded.timeout_ms, sealed_fields = excluded.sealed_fields, \
+                 updated_at = excluded.updated_at",
+        )
+        .bind(column(|t| Some(t.name.clone())))
+        .bind(column(|t| t.queue.clone()))
+        .bind(types.iter().map(|t| t.priority).collect::<Vec<_>>())
+        .bind(types.iter().map(|t| t.max_attempts).collect::<Vec<_>>())
+        .bind(
+            types
+                .iter()
+                .map(|t| t.timeout.as_millis() as i64)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            types
+                .iter()
+                .map(|t| serde_json::Value::from(t.sealed_fields.clone()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(now)
         .execute(&self.exec)
         .await
         .map_err(err)?;

@@ -486,6 +486,7 @@ impl Driver for SqliteDriver {
         &self,
         state: weir_core::TaskState,
         before: DateTime<Utc>,
+        _now: DateTime<Utc>,
         limit: i64,
     ) -> Result<u64, StoreError> {
         // A workflow's steps stay while it does (its cleaner pass frees them).

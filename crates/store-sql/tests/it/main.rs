@@ -78,5 +78,6 @@ macro_rules! conformance_suite {
 
 mod conformance;
 mod driver;
+mod partitions;
 mod postgres;
 mod sqlite;

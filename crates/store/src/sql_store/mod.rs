@@ -543,6 +543,15 @@ impl WorkerRegistry for SqlStore {
     async fn worker_list(&self) -> Result<Vec<WorkerInfo>, StoreError> {
         self.call(|| self.driver().worker_list()).await
     }
+
+    async fn task_types_publish(
+        &self,
+        types: &[weir_core::TaskTypeDefaults],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.call(|| self.driver().task_types_save(types, now))
+            .await
+    }
 }
 
 #[async_trait]
@@ -568,7 +577,7 @@ impl Leadership for SqlStore {
             ),
         ] {
             tasks_deleted += self
-                .call(|| d.prune_finished_tasks(state, before, p.limit))
+                .call(|| d.prune_finished_tasks(state, before, p.now, p.limit))
                 .await?;
         }
         // Who did what outlives what they did to: kept a quarter.
