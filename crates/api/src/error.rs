@@ -11,6 +11,10 @@ use weir_store::submission::SubmitError;
 /// Seconds a client is asked to wait when the database is busy or away.
 const RETRY_AFTER_SECS: u64 = 1;
 
+/// Answers of `503 database_busy`: the store stayed busy or unreachable
+/// past `--db-busy-timeout`.
+pub(crate) const DATABASE_BUSY_METRIC: &str = "weir_api_database_busy_total";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// 400: the request is malformed; `code` names what is wrong.
@@ -143,6 +147,9 @@ impl From<SubmitError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if matches!(self, ApiError::DatabaseBusy) {
+            metrics::counter!(DATABASE_BUSY_METRIC).increment(1);
+        }
         let (status, code) = self.status_and_code();
         let body = json!({ "error": { "code": code, "message": self.to_string() } });
         let mut response = (status, Json(body)).into_response();

@@ -177,6 +177,8 @@ impl AppState {
             EventSink::Buffered(_) => "buffered",
         };
         let events_accepted = metrics::counter!("weir_events_accepted_total", "mode" => mode);
+        // Exported at 0 from the start, so a rate sees the first busy answer.
+        metrics::counter!(crate::error::DATABASE_BUSY_METRIC).increment(0);
         AppState(Arc::new(Shared {
             config: Arc::new(config),
             store,

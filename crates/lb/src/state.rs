@@ -32,6 +32,9 @@ pub struct Lb {
     pub rejected_overload: AtomicU64,
     /// Requests refused with 429 by the rate limits.
     pub rejected_rate_limit: AtomicU64,
+    /// Requests refused with 502 because no backend could be picked (none
+    /// configured, or every one down, ejected or draining).
+    pub rejected_no_backend: AtomicU64,
     /// Wrong admin tokens per client IP.
     pub(crate) failed_logins: crate::admin::guard::FailedLogins,
     /// Changes made through the admin API, newest kept.
@@ -109,6 +112,7 @@ impl Lb {
             queue_sojourn: crate::admission::sojourn::Sojourn::default(),
             rejected_overload: AtomicU64::new(0),
             rejected_rate_limit: AtomicU64::new(0),
+            rejected_no_backend: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
             failed_logins: Default::default(),
             audit: Default::default(),

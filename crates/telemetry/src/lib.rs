@@ -8,6 +8,8 @@
 //! # Layout
 //! - [`install`]: the recorder (idempotent; durations get histogram buckets).
 //! - [`render`]: the text exposition of everything recorded so far.
+//! - [`render_scoped`]: what one closure records, rendered apart (series of
+//!   what exists at scrape time, which end when their subject does).
 //! - [`router`]: `GET /metrics` for a process without an HTTP API (workers).
 
 use std::sync::OnceLock;
@@ -53,6 +55,17 @@ pub fn render() -> String {
     handle.render()
 }
 
+/// The text exposition of what `record` records, through a recorder of its
+/// own rather than the process-wide one, which keeps every series it has
+/// seen at its last value: for gauges read at scrape time whose series must
+/// end with their subject (a task type no longer queued, a worker gone).
+pub fn render_scoped(record: impl FnOnce()) -> String {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::with_local_recorder(&recorder, record);
+    handle.render()
+}
+
 /// `GET /metrics` and nothing else.
 pub fn router() -> Router {
     Router::new().route("/metrics", get(metrics_page))
@@ -85,5 +98,18 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("weir_telemetry_test_total 2"), "{text}");
+    }
+
+    #[test]
+    fn scoped_series_stay_out_of_the_process_wide_page() {
+        install();
+        let scoped = render_scoped(|| {
+            metrics::gauge!("weir_telemetry_scoped_test", "type" => "x").set(3.0);
+        });
+        assert!(
+            scoped.contains(r#"weir_telemetry_scoped_test{type="x"} 3"#),
+            "{scoped}"
+        );
+        assert!(!render().contains("weir_telemetry_scoped_test"));
     }
 }

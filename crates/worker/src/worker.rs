@@ -152,6 +152,9 @@ struct WorkerMetrics {
     /// claims' mean batch, which shows whether slots wait on round trips.
     claims: Counter,
     claimed: Counter,
+    /// When its registry row was last written: a worker whose heartbeats
+    /// fail is marked offline by the cleaner and its leases run out.
+    heartbeat: Gauge,
 }
 
 impl WorkerMetrics {
@@ -163,7 +166,8 @@ impl WorkerMetrics {
             retries: counter!("worker_retry_attempts_total", "worker_id" => id.clone()),
             active: gauge!("worker_active_tasks", "worker_id" => id.clone()),
             claims: counter!("worker_claims_total", "worker_id" => id.clone()),
-            claimed: counter!("worker_claimed_tasks_total", "worker_id" => id),
+            claimed: counter!("worker_claimed_tasks_total", "worker_id" => id.clone()),
+            heartbeat: gauge!("worker_last_heartbeat_timestamp_seconds", "worker_id" => id),
         }
     }
 }
@@ -541,6 +545,7 @@ impl Worker {
     }
 
     async fn heartbeat(&self, status: WorkerStatus) {
+        let now = Utc::now();
         let params = WorkerHeartbeatParams {
             worker_id: self.config.worker_id.clone(),
             status,
@@ -550,11 +555,17 @@ impl Worker {
             processed: self.report.processed,
             failed: self.report.failed,
             started_at: self.started_at,
-            now: Utc::now(),
+            now,
             task_types: self.types.clone(),
         };
-        if let Err(e) = self.store.worker_heartbeat(params).await {
-            tracing::warn!(worker = %self.config.worker_id, error = %e, "heartbeat failed");
+        match self.store.worker_heartbeat(params).await {
+            Ok(()) => self
+                .metrics
+                .heartbeat
+                .set(now.timestamp_millis() as f64 / 1000.0),
+            Err(e) => {
+                tracing::warn!(worker = %self.config.worker_id, error = %e, "heartbeat failed")
+            }
         }
     }
 }

@@ -3,8 +3,10 @@
 //! command and flag by `weir <role> --check-config`, each `WEIR_*` variable
 //! against the role's own `--help`, each probe path and port against what
 //! the role serves when started from those very arguments, every metric a
-//! Grafana query names against what the roles export, the KEDA query
-//! against a migrated database — and Compose's roles against Kubernetes'.
+//! Grafana query or a Prometheus rule names against what the roles export,
+//! the KEDA query against a migrated database — and Compose's roles against
+//! Kubernetes'. The alert rules pass `promtool check rules` and their unit
+//! tests (`promtool test rules`), which cover every alert.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -464,17 +466,136 @@ fn metric_names_only(expr: &str) -> String {
     out
 }
 
+/// The metrics a PromQL expression names: words with weir's prefixes, and
+/// recording rules' names (`level:metric:operation`, with a colon).
+fn named_metrics(expr: &str) -> BTreeSet<String> {
+    metric_names_only(expr)
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|word| {
+            ["weir_", "worker_", "http_server_", "weir:"]
+                .iter()
+                .any(|p| word.starts_with(p))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// deploy/prometheus/alerts.yaml's rules, each group's in order.
+fn prometheus_rules() -> Vec<Value> {
+    let text = std::fs::read_to_string(root().join("deploy/prometheus/alerts.yaml")).unwrap();
+    let file = yaml_docs(&text).remove(0);
+    file["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap().clone())
+        .collect()
+}
+
+/// `promtool ARGS`, which must succeed (Debian's prometheus package;
+/// scripts/ensure-deploy-tools.sh).
+fn promtool(args: &[&str]) {
+    let out = Command::new("promtool")
+        .args(args)
+        .output()
+        .expect("promtool runs (scripts/ensure-deploy-tools.sh installs it)");
+    assert!(
+        out.status.success(),
+        "promtool {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn prometheus_alerts_pass_promtool_and_every_alert_is_tested() {
+    let dir = root().join("deploy/prometheus");
+    let (rules_file, tests_file) = (dir.join("alerts.yaml"), dir.join("alerts_test.yaml"));
+    promtool(&["check", "rules", &rules_file.to_string_lossy()]);
+    promtool(&["test", "rules", &tests_file.to_string_lossy()]);
+
+    // Every alert has a case where it fires and one where it must not.
+    let text = std::fs::read_to_string(&tests_file).unwrap();
+    let cases = yaml_docs(&text).remove(0);
+    let (mut fires, mut quiet) = (BTreeSet::new(), BTreeSet::new());
+    for case in cases["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["alert_rule_test"].as_array().cloned().unwrap_or_default())
+    {
+        let name = case["alertname"].as_str().unwrap().to_string();
+        match case["exp_alerts"].as_array() {
+            Some(expected) if !expected.is_empty() => fires.insert(name),
+            _ => quiet.insert(name),
+        };
+    }
+    let deploy_doc = std::fs::read_to_string(root().join("docs/DEPLOY.md")).unwrap();
+    let rules = prometheus_rules();
+    let alerts: Vec<&Value> = rules.iter().filter(|r| r["alert"].is_string()).collect();
+    assert!(alerts.len() >= 8, "{alerts:?}");
+    for rule in alerts {
+        let name = rule["alert"].as_str().unwrap();
+        assert!(fires.contains(name), "no test where {name} fires");
+        assert!(quiet.contains(name), "no test where {name} stays quiet");
+        assert!(rule["for"].is_string(), "{name}: no `for`");
+        assert!(
+            rule["labels"]["severity"].is_string(),
+            "{name}: no severity"
+        );
+        for annotation in ["summary", "description"] {
+            assert!(
+                rule["annotations"][annotation].is_string(),
+                "{name}: no {annotation}"
+            );
+        }
+        // Its runbook is the section of docs/DEPLOY.md named after it.
+        let anchor = name.to_lowercase();
+        assert_eq!(
+            rule["annotations"]["runbook_url"],
+            format!("docs/DEPLOY.md#{anchor}"),
+            "{name}"
+        );
+        assert!(
+            deploy_doc.lines().any(|l| l == format!("### {name}")),
+            "docs/DEPLOY.md has no runbook section `### {name}`"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_probe_and_grafana_metric_is_one_the_roles_serve() {
+async fn every_probe_grafana_and_alert_metric_is_one_the_roles_serve() {
     let (_db, url) = migrated_database().await;
     let k8s = containers(&kustomize("deploy/k8s/base"));
     let role = |r: &str| k8s.iter().find(|c| c.args[0] == r).unwrap();
     let db = [("WEIR_DATABASE_URL", url.as_str())];
     let (_api, api) = start(&local(&role("api").args), &db, "listening on");
     let (_worker, worker) = start(&local(&role("worker").args), &db, "serving metrics on");
+    // With a certificate, so the TLS series exist too.
+    let certs = tempfile::tempdir().unwrap();
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (certs.path().join("lb.crt"), certs.path().join("lb.key"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
     let mut lb_args = local(&role("lb").args);
-    lb_args.extend(["--backends".to_string(), api.clone()]);
-    let (_lb, lb) = start(&lb_args, &[("WEIR_ADMIN_TOKEN", "t")], "listening on");
+    lb_args.extend(
+        [
+            "--backends",
+            api.as_str(),
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    let (_lb, lb) = start(
+        &lb_args,
+        &[("WEIR_ADMIN_TOKEN", "t")],
+        "listening on http://",
+    );
 
     let http = reqwest::Client::new();
     for (base, r) in [(&api, "api"), (&worker, "worker"), (&lb, "lb")] {
@@ -538,15 +659,7 @@ async fn every_probe_and_grafana_metric_is_one_the_roles_serve() {
     let mut named = BTreeSet::new();
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {
-            let expr = metric_names_only(target["expr"].as_str().unwrap());
-            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-                if ["weir_", "worker_", "http_server_"]
-                    .iter()
-                    .any(|p| word.starts_with(p))
-                {
-                    named.insert(word.to_string());
-                }
-            }
+            named.extend(named_metrics(target["expr"].as_str().unwrap()));
         }
     }
     assert!(named.len() >= 10, "{named:?}");
@@ -554,6 +667,21 @@ async fn every_probe_and_grafana_metric_is_one_the_roles_serve() {
         assert!(
             exported.contains(metric),
             "the dashboard queries {metric}, which no role exports: {exported:?}"
+        );
+    }
+
+    // Every metric a Prometheus rule names, but the rules' own records.
+    let rules = prometheus_rules();
+    let recorded: BTreeSet<&str> = rules.iter().filter_map(|r| r["record"].as_str()).collect();
+    let mut named = BTreeSet::new();
+    for rule in &rules {
+        named.extend(named_metrics(rule["expr"].as_str().unwrap()));
+    }
+    assert!(named.len() >= 10, "{named:?}");
+    for metric in &named {
+        assert!(
+            exported.contains(metric) || recorded.contains(metric.as_str()),
+            "deploy/prometheus/alerts.yaml names {metric}, which no role exports: {exported:?}"
         );
     }
 }

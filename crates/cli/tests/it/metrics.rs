@@ -101,6 +101,22 @@ async fn api_and_worker_serve_prometheus_metrics_with_conventional_names() {
     let claims = sample(&text, "worker_claims_total", &[id]).unwrap_or(0.0);
     let claimed = sample(&text, "worker_claimed_tasks_total", &[id]).unwrap_or(0.0);
     assert!(claims >= 1.0 && claimed >= 7.0, "{text}");
+    // What the heartbeat alert reads: written moments ago; and nobody has
+    // been marked offline.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let heartbeat = sample(&text, "worker_last_heartbeat_timestamp_seconds", &[id]).unwrap();
+    assert!(
+        (now - heartbeat).abs() < 60.0,
+        "{heartbeat} vs {now}: {text}"
+    );
+    assert_eq!(
+        sample(&text, "weir_workers_marked_offline_total", &[]),
+        Some(0.0),
+        "{text}"
+    );
 
     // Made-up methods share one series: clients cannot mint new ones.
     for _ in 0..3 {
@@ -151,6 +167,18 @@ async fn api_and_worker_serve_prometheus_metrics_with_conventional_names() {
     assert_eq!(
         sample(&text, "weir_tasks", &[r#"state="queued""#]),
         Some(0.0),
+        "{text}"
+    );
+    // What the unrun-type alert reads: the one worker runs md5, and no
+    // md5 task is queued (a type shows while queued or run).
+    assert_eq!(
+        sample(&text, "weir_task_type_workers", &[r#"type="md5""#]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "weir_task_type_queued", &[r#"type="md5""#]),
+        None,
         "{text}"
     );
 }

@@ -36,6 +36,15 @@ pub async fn render(State(lb): State<Arc<Lb>>) -> Response {
             } else {
                 0.0
             });
+            gauge!("weir_lb_backend_ejected", "backend" => id.clone()).set(if s.ejected {
+                1.0
+            } else {
+                0.0
+            });
+            // Ejections can be shorter than a scrape interval: the count
+            // shows every one.
+            counter!("weir_lb_backend_ejections_total", "backend" => id.clone())
+                .absolute(s.ejections);
             gauge!("weir_lb_backend_latency_ewma_seconds", "backend" => id.clone())
                 .set(s.latency_ewma_ms / 1000.0);
             for (q, v) in [("0.5", s.latency_p50_ms), ("0.99", s.latency_p99_ms)] {
@@ -51,7 +60,18 @@ pub async fn render(State(lb): State<Arc<Lb>>) -> Response {
             .absolute(lb.rejected_rate_limit.load(Ordering::Relaxed));
         counter!("weir_lb_rejected_total", "reason" => "connections_per_ip")
             .absolute(lb.rejected_connections.load(Ordering::Relaxed));
+        counter!("weir_lb_rejected_total", "reason" => "no_backend")
+            .absolute(lb.rejected_no_backend.load(Ordering::Relaxed));
         gauge!("weir_lb_rate_limit_tracked_clients").set(lb.rate_limits.tracked_clients() as f64);
+        if let Some(tls) = &lb.tls {
+            for (server_name, not_after) in tls.expiries() {
+                gauge!(
+                    "weir_lb_tls_certificate_expiry_timestamp_seconds",
+                    "server_name" => server_name
+                )
+                .set(not_after as f64);
+            }
+        }
     });
     let mut text = handle.render();
     render_latency_histograms(&lb, &mut text);

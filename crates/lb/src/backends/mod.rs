@@ -114,6 +114,8 @@ pub struct BackendStats {
     pub node: Option<String>,
     pub healthy: bool,
     pub ejected: bool,
+    /// Times passive health ejected it since it joined the set.
+    pub ejections: u64,
     pub draining: bool,
     pub requests: u64,
     pub in_flight: u64,
@@ -433,6 +435,7 @@ impl Backend {
             node: self.node_name.load_full().map(|n| n.as_ref().clone()),
             healthy: self.is_healthy(),
             ejected: self.is_ejected(),
+            ejections: u64::from(self.ejections.load(Ordering::Relaxed)),
             draining: self.is_draining(),
             requests: self.requests.load(Ordering::Relaxed),
             in_flight: self.in_flight(),

@@ -187,6 +187,24 @@ impl Terminator {
         }
     }
 
+    /// When each certificate in use expires (its leaf's `notAfter`, Unix
+    /// seconds), by the server name it is chosen for; `default` is the one
+    /// from `--tls-cert`. Read from the certificates the handshakes use, so
+    /// a renewal shows once it is loaded, not when the file changes.
+    pub fn expiries(&self) -> Vec<(String, i64)> {
+        let loaded = self.store.0.load();
+        let mut found: Vec<(String, i64)> = loaded
+            .by_name
+            .iter()
+            .filter_map(|(name, key)| Some((name.clone(), not_after(key)?)))
+            .collect();
+        if self.settings.default.is_some() {
+            found.extend(not_after(&loaded.default).map(|t| ("default".to_string(), t)));
+        }
+        found.sort();
+        found
+    }
+
     /// Whether the files should be read again: one changed on disk since
     /// it was last read (renewed in place, or a symlink swapped, as
     /// cert-manager does), or the last reload failed.
@@ -267,6 +285,13 @@ pub(crate) fn load_pair(
         };
         error(&files.key, why)
     })
+}
+
+/// The leaf certificate's `notAfter`, in Unix seconds.
+fn not_after(key: &CertifiedKey) -> Option<i64> {
+    let leaf = key.end_entity_cert().ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {

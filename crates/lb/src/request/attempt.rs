@@ -11,6 +11,7 @@
 //! bookkeeping is [`dispatch::note_answer`]. Relaying the answer and the
 //! access log stay with each path.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -149,6 +150,7 @@ pub(crate) async fn run<'b, T: Transport>(
     };
     lb.retry_budget.record_request_at(clock_ns_at(plan.started));
     let Some(first) = backends.first() else {
+        lb.rejected_no_backend.fetch_add(1, Ordering::Relaxed);
         return Err(Refusal::NoBackend);
     };
     // The backends tried so far: `tried[..attempted]` (no allocation per request).
@@ -193,6 +195,7 @@ pub(crate) async fn run<'b, T: Transport>(
         }
     }
     Err(if attempted == 0 {
+        lb.rejected_no_backend.fetch_add(1, Ordering::Relaxed);
         Refusal::NoBackend
     } else {
         Refusal::Unreachable(last_error)

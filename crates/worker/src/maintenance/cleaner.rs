@@ -15,9 +15,17 @@ use crate::WorkerConfig;
 /// next pass takes the rest).
 const PRUNE_BATCH: i64 = 10_000;
 
+/// Workers this cleaner found silent past `worker_offline_after` without
+/// having said they stopped (crashed, killed, hung or cut off) and marked
+/// offline.
+const MARKED_OFFLINE_METRIC: &str = "weir_workers_marked_offline_total";
+
 /// One pass: take or renew the lease, and prune if it is ours. Returns
 /// whether this worker was the leader.
 pub async fn clean_once(store: &Arc<dyn Leadership>, config: &WorkerConfig) -> bool {
+    // On every worker from its first pass, at 0 until it counts one: the
+    // leader can change, and a rate needs the series before its first rise.
+    let marked_offline = metrics::counter!(MARKED_OFFLINE_METRIC);
     let now = Utc::now();
     let lease = LeaderAcquireParams {
         name: "maintenance".into(),
@@ -43,22 +51,23 @@ pub async fn clean_once(store: &Arc<dyn Leadership>, config: &WorkerConfig) -> b
         limit: PRUNE_BATCH,
     };
     match store.maintenance_prune(params).await {
-        Ok(r)
+        Ok(r) => {
+            marked_offline.increment(r.workers_marked_offline);
             if r.tasks_deleted
                 + r.cache_deleted
                 + r.workers_marked_offline
                 + r.idempotency_keys_deleted
-                > 0 =>
-        {
-            tracing::info!(
-                tasks = r.tasks_deleted,
-                cache = r.cache_deleted,
-                workers_offline = r.workers_marked_offline,
-                idempotency_keys = r.idempotency_keys_deleted,
-                "maintenance pass"
-            );
+                > 0
+            {
+                tracing::info!(
+                    tasks = r.tasks_deleted,
+                    cache = r.cache_deleted,
+                    workers_offline = r.workers_marked_offline,
+                    idempotency_keys = r.idempotency_keys_deleted,
+                    "maintenance pass"
+                );
+            }
         }
-        Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "maintenance pass failed"),
     }
     true
