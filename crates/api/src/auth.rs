@@ -11,14 +11,19 @@ use axum::response::{IntoResponse, Response};
 use crate::api_keys::{is_add_steps, is_worker_token, presented, required_scope};
 use crate::audit::Caller;
 use crate::error::ApiError;
+use crate::jwt::looks_like_jwt;
 use crate::state::AppState;
 
 /// Refuses a request whose key is missing, unknown, or lacks the scope the
 /// endpoint needs; passes every request when no keys are configured.
 pub async fn require_key(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let Some(keys) = &state.config.api_keys else {
+    let (keys, jwt) = (
+        state.config.api_keys.as_deref(),
+        state.config.jwt.as_deref(),
+    );
+    if keys.is_none() && jwt.is_none() {
         return next.run(req).await;
-    };
+    }
     let Some(scope) = required_scope(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
@@ -30,31 +35,46 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
     let Some(given) = presented(&req) else {
         return ApiError::Unauthorized {
             code: "missing_api_key",
-            message: "this endpoint needs an API key: Authorization: Bearer <key>".into(),
+            message: "this endpoint needs an API key or token: Authorization: Bearer <credential>"
+                .into(),
         }
         .into_response();
     };
-    let Some(key) = keys.find(given) else {
-        return ApiError::Unauthorized {
-            code: "invalid_api_key",
-            message: "the API key is not one this node knows".into(),
-        }
-        .into_response();
+    let (name, scopes, tenant) = match jwt.filter(|_| looks_like_jwt(given)) {
+        Some(jwt) => match jwt.verify(given) {
+            Ok(v) => (v.name, v.scopes, v.tenant),
+            Err(e) => {
+                return ApiError::Unauthorized {
+                    code: "invalid_token",
+                    message: e.to_string(),
+                }
+                .into_response()
+            }
+        },
+        None => match keys.and_then(|k| k.find(given)) {
+            Some(key) => (key.name.clone(), key.scopes.clone(), key.tenant.clone()),
+            None => {
+                return ApiError::Unauthorized {
+                    code: "invalid_api_key",
+                    message: "the API key is not one this node knows".into(),
+                }
+                .into_response()
+            }
+        },
     };
-    if !key.scopes.contains(&scope) {
+    if !scopes.contains(&scope) {
         return ApiError::Forbidden {
             code: "missing_scope",
             message: format!(
-                "key {:?} lacks the {:?} scope this endpoint needs",
-                key.name,
+                "{name:?} lacks the {:?} scope this endpoint needs",
                 scope.as_str()
             ),
         }
         .into_response();
     }
     let caller = Caller {
-        key_name: key.name.clone(),
-        tenant: key.tenant.clone(),
+        key_name: name,
+        tenant,
     };
     req.extensions_mut().insert(caller);
     next.run(req).await

@@ -28,6 +28,7 @@ mod auth;
 pub mod body;
 mod bulk_runner;
 pub mod error;
+pub mod jwt;
 pub mod openapi;
 pub mod request_log;
 mod routes;
@@ -171,6 +172,14 @@ pub async fn run(
         tracing::warn!(error = %e, "could not publish the task types");
     }
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    if let Some(jwt) = state.config.jwt.clone() {
+        // A file was read at start; a URL is fetched now (an identity
+        // provider that is down leaves tokens refused until it answers).
+        if let Err(e) = jwt.reload().await {
+            tracing::warn!("jwt-jwks: {e}");
+        }
+        tokio::spawn(jwt.refresh_until(stop.clone()));
+    }
     let runner = tokio::spawn(bulk_runner::run(state.clone(), stop));
     let served = serve::serve(listener, app(state), shutdown).await;
     // Between batches: what it did is committed, the rest resumes anywhere.

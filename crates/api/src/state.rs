@@ -47,6 +47,9 @@ pub struct ApiConfig {
     pub cache_ttl: Duration,
     /// Client keys (`--api-keys`); `None`: every endpoint is open.
     pub api_keys: Option<Arc<crate::api_keys::ApiKeys>>,
+    /// JWT bearer tokens beside the keys (`--jwt-jwks`); with either set,
+    /// every endpoint but health, metrics and OpenAPI needs one of them.
+    pub jwt: Option<Arc<crate::jwt::JwtVerifier>>,
     /// Origins whose pages may call this API from a browser (`--cors-origin`;
     /// `*`: any). Empty: no CORS headers, so browsers refuse cross-origin calls.
     pub cors_origins: Vec<String>,
@@ -117,6 +120,7 @@ impl ApiConfig {
             retry_backoff: weir_core::RetryPolicy::default(),
             cache_ttl: Duration::from_secs(3600),
             api_keys: None,
+            jwt: None,
             cors_origins: Vec::new(),
             readiness: weir_store::Readiness::default(),
         }

@@ -25,6 +25,27 @@ pub struct ApiNodeArgs {
     /// it those endpoints are open to whoever reaches them.
     #[arg(long, env = "WEIR_API_KEYS")]
     pub api_keys: Option<std::path::PathBuf>,
+    /// JWT bearer tokens beside (or instead of) API keys: the JWKS — a
+    /// file, or an http(s) URL read again every --jwt-jwks-refresh — whose
+    /// RS256 or ES256 keys sign them. Needs --jwt-issuer and --jwt-audience.
+    #[arg(long, env = "WEIR_JWT_JWKS")]
+    pub jwt_jwks: Option<String>,
+    /// The `iss` every token must carry.
+    #[arg(long, env = "WEIR_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` every token must carry (this API's name at the provider).
+    #[arg(long, env = "WEIR_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// The claim holding the scopes (`submit`, `read`, `manage`): a
+    /// space-separated string or an array.
+    #[arg(long, env = "WEIR_JWT_SCOPES_CLAIM", default_value = "scope")]
+    pub jwt_scopes_claim: String,
+    /// The claim holding the caller's tenant (absent: no tenant).
+    #[arg(long, env = "WEIR_JWT_TENANT_CLAIM", default_value = "tenant")]
+    pub jwt_tenant_claim: String,
+    /// How often the JWKS is read again (key rotation).
+    #[arg(long, env = "WEIR_JWT_JWKS_REFRESH", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub jwt_jwks_refresh: Duration,
     /// An origin (`https://app.example.com`) whose pages may call the API
     /// from a browser; repeat or comma-separate for more, `*` for any.
     /// Without it browsers refuse cross-origin calls (no CORS headers).
@@ -99,6 +120,7 @@ impl ApiNodeArgs {
             }
             None => None,
         };
+        config.jwt = self.jwt()?;
         config.cors_origins = valid_cors_origins(&self.cors_origins)?;
         config.max_write_bytes = self.max_write_bytes;
         config.max_write_events = self.max_write_events.max(1);
@@ -109,6 +131,34 @@ impl ApiNodeArgs {
         config.default_max_attempts = self.max_attempts.clamp(1, 100);
         config.worker_offline_after = self.worker_offline_after;
         Ok(config)
+    }
+}
+
+impl ApiNodeArgs {
+    /// The token verifier `--jwt-jwks` asks for; a JWKS file is read now,
+    /// so a bad one stops the node at start.
+    fn jwt(&self) -> anyhow::Result<Option<std::sync::Arc<weir_api::jwt::JwtVerifier>>> {
+        let Some(jwks) = self.jwt_jwks.clone().filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let required = |value: &Option<String>, key: &str| {
+            value
+                .clone()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| anyhow::anyhow!("{key}: required with --jwt-jwks"))
+        };
+        let verifier = weir_api::jwt::JwtVerifier::new(weir_api::jwt::JwtSettings {
+            jwks,
+            issuer: required(&self.jwt_issuer, "jwt-issuer")?,
+            audience: required(&self.jwt_audience, "jwt-audience")?,
+            scopes_claim: self.jwt_scopes_claim.clone(),
+            tenant_claim: self.jwt_tenant_claim.clone(),
+            refresh: self.jwt_jwks_refresh.max(Duration::from_millis(100)),
+        });
+        verifier
+            .load_file()
+            .map_err(|e| anyhow::anyhow!("jwt-jwks: {e}"))?;
+        Ok(Some(verifier))
     }
 }
 

@@ -19,6 +19,7 @@ mod durability;
 mod events;
 mod faults;
 mod ingest_crashes;
+mod jwt;
 mod lb_threads;
 mod least_privilege;
 mod maintenance;
