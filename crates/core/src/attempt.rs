@@ -46,6 +46,8 @@ pub struct Attempt<'a> {
     pub max_attempts: i32,
     /// The task's own backoff, if its submission gave one.
     pub backoff: Option<RetryPolicy>,
+    /// Its tenant, whose own the cached result is.
+    pub tenant: Option<&'a str>,
 }
 
 /// The runner's defaults the outcome falls back on.
@@ -70,7 +72,13 @@ impl TaskTypes {
     ) -> TaskOutcome {
         let (error, permanent, asked) = match end {
             AttemptEnd::Succeeded(result) => {
-                let cache = self.cache_write(attempt.kind, attempt.input, now, defaults.cache_ttl);
+                let cache = self.cache_write(
+                    attempt.kind,
+                    attempt.input,
+                    attempt.tenant,
+                    now,
+                    defaults.cache_ttl,
+                );
                 return TaskOutcome::Succeeded { result, cache };
             }
             AttemptEnd::Failed {
@@ -118,6 +126,7 @@ mod tests {
             attempt,
             max_attempts: 3,
             backoff: None,
+            tenant: None,
         };
         types.attempt_outcome(&a, end, &defaults(), now(), 0.5)
     }

@@ -107,8 +107,8 @@ pub use store::{
 pub use task::{AttemptError, ClaimedTask, Task, TaskState, DEFAULT_MAX_ATTEMPTS};
 pub use task_filter::{TaskCursor, TaskFilter, TaskListParams, TaskSort};
 pub use task_type::{
-    CacheWrite, HandlerSpec, RegisteredType, TaskType, TaskTypeConfig, TaskTypeDefaults,
-    TaskTypeError, TaskTypeSpec, TaskTypeView, TaskTypes,
+    tenant_scoped, CacheWrite, HandlerSpec, RegisteredType, TaskType, TaskTypeConfig,
+    TaskTypeDefaults, TaskTypeError, TaskTypeSpec, TaskTypeView, TaskTypes,
 };
 pub use worker::{WorkerInfo, WorkerStatus};
 pub use workflow::{

@@ -156,4 +156,6 @@ pub struct ClaimedTask {
     pub backoff: Option<crate::RetryPolicy>,
     /// The task's own per-attempt time limit, if its submission gave one.
     pub timeout: Option<std::time::Duration>,
+    /// The submitting key's tenant: its cached result is the tenant's own.
+    pub tenant: Option<String>,
 }

@@ -352,6 +352,15 @@ impl TaskTypeError {
     }
 }
 
+/// A cache or idempotency key in a tenant's own namespace (`None`: the
+/// shared one), so the same input or key from another tenant never meets it.
+pub fn tenant_scoped(tenant: Option<&str>, key: String) -> String {
+    match tenant {
+        Some(t) => format!("{t}/{key}"),
+        None => key,
+    }
+}
+
 /// What a task queued from outside weir (SQL's `weir_enqueue`) takes from
 /// its type: each API node and worker publishes its types' to the store.
 #[derive(Clone, Debug, PartialEq)]
@@ -492,10 +501,11 @@ impl TaskTypes {
         &self,
         kind: &TaskType,
         input: &Value,
+        tenant: Option<&str>,
         now: chrono::DateTime<chrono::Utc>,
         ttl: Duration,
     ) -> Option<CacheWrite> {
-        let key = self.get(kind.as_str()).ok()?.cache_key(input)?;
+        let key = tenant_scoped(tenant, self.get(kind.as_str()).ok()?.cache_key(input)?);
         Some(CacheWrite {
             key,
             expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),

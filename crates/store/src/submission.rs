@@ -17,8 +17,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use weir_core::{
-    IdempotencyKey, InputError, RegisteredType, ResultCache, RetryPolicy, Store, StoreError,
-    TaskAdmin, TaskId, TaskInsertParams, TaskQueue, TaskState, TaskType, TaskTypes,
+    tenant_scoped, IdempotencyKey, InputError, RegisteredType, ResultCache, RetryPolicy, Store,
+    StoreError, TaskAdmin, TaskId, TaskInsertParams, TaskQueue, TaskState, TaskType, TaskTypes,
 };
 
 use crate::{CacheAccessRecorder, TaskInsertWriter};
@@ -184,14 +184,6 @@ fn canonical(value: &Value) -> String {
     out
 }
 
-/// A key in a tenant's own namespace (`None`: the shared one).
-fn scoped(tenant: Option<&str>, key: String) -> String {
-    match tenant {
-        Some(t) => format!("{t}/{key}"),
-        None => key,
-    }
-}
-
 /// What came of a submission.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Submitted {
@@ -276,7 +268,7 @@ impl Submitter {
         let spec = &registered.spec;
         let cache_key = registered
             .cache_key(&s.input)
-            .map(|k| scoped(s.tenant.as_deref(), k));
+            .map(|k| tenant_scoped(s.tenant.as_deref(), k));
         let mut input = s.input.clone();
         // Secrets are sealed before anything is stored.
         self.types.seal_input(registered, &mut input);
@@ -318,7 +310,7 @@ impl Submitter {
         }
         if let Some(key) = s.idempotency_key {
             let key = IdempotencyKey {
-                key: scoped(s.tenant.as_deref(), key),
+                key: tenant_scoped(s.tenant.as_deref(), key),
                 fingerprint: Some(fingerprint),
             };
             let (task, created) = TaskQueue::task_insert_idempotent(

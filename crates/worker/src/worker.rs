@@ -444,6 +444,7 @@ impl Worker {
             attempt: task.attempt,
             max_attempts: task.max_attempts,
             backoff: task.backoff,
+            tenant: task.tenant.as_deref(),
         };
         let defaults = AttemptDefaults {
             retry: self.config.retry,

@@ -521,6 +521,7 @@ fn attempt_outcome(
         attempt: task.attempts,
         max_attempts: task.max_attempts,
         backoff: task.retry_backoff,
+        tenant: task.tenant.as_deref(),
     };
     let defaults = AttemptDefaults {
         retry: state.config.retry_backoff,

@@ -255,6 +255,28 @@ async fn a_tenant_key_sees_and_changes_only_its_tenants_tasks(store: StoreKind) 
     let (status, second) = post_as(&stack, "/hash/md5", &globex, shared, None).await;
     assert_eq!(status, 202, "globex got acme's task or result: {second}");
     assert_ne!(first["task_id"], second["task_id"]);
+    // And once acme's task has succeeded, its cached result is acme's:
+    // another tenant (or a key without one) computes its own.
+    let cached = json!({"string": "cached-input"});
+    let (status, done) = post_as(&stack, "/hash/md5", &acme, cached.clone(), None).await;
+    assert_eq!(status, 202, "{done}");
+    let path = format!("/tasks/{}", done["task_id"].as_str().unwrap());
+    crate::support::poll(std::time::Duration::from_secs(30), || async {
+        let (_, task) = call(&stack, "GET", &path, Some(&operator)).await;
+        (task["status"] == "succeeded").then_some(())
+    })
+    .await;
+    let (status, again) = post_as(&stack, "/hash/md5", &acme, cached.clone(), None).await;
+    assert_eq!(
+        (status, again["source"].as_str()),
+        (200, Some("cache")),
+        "acme's own result is cached for acme: {again}"
+    );
+    let (status, other) = post_as(&stack, "/hash/md5", &globex, cached, None).await;
+    assert_eq!(
+        status, 202,
+        "globex was answered from acme's cache: {other}"
+    );
     let once = json!({"type": "noop", "input": {}});
     let (_, first) = post_as(&stack, "/tasks", &acme, once.clone(), Some("order-1")).await;
     let (status, second) = post_as(&stack, "/tasks", &globex, once, Some("order-1")).await;

@@ -98,6 +98,7 @@ pub struct ClaimedRow {
     backoff_base_ms: Option<i64>,
     backoff_cap_ms: Option<i64>,
     timeout_ms: Option<i64>,
+    tenant: Option<String>,
 }
 
 impl ClaimedRow {
@@ -129,6 +130,7 @@ impl TryFrom<ClaimedRow> for Claimed {
                 timeout: r
                     .timeout_ms
                     .map(|ms| std::time::Duration::from_millis(ms.max(1) as u64)),
+                tenant: r.tenant,
             },
         })
     }

@@ -119,6 +119,7 @@ pub struct ClaimedRow {
     backoff_base_ms: Option<i64>,
     backoff_cap_ms: Option<i64>,
     timeout_ms: Option<i64>,
+    tenant: Option<String>,
 }
 
 impl TryFrom<ClaimedRow> for Claimed {
@@ -139,6 +140,7 @@ impl TryFrom<ClaimedRow> for Claimed {
                 timeout: r
                     .timeout_ms
                     .map(|ms| std::time::Duration::from_millis(ms.max(1) as u64)),
+                tenant: r.tenant,
             },
         })
     }

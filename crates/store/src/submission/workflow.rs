@@ -10,7 +10,7 @@ use weir_core::{
     ParentFailure, StepsAdded, StoreError, TaskId, WorkflowId, Workflows,
 };
 
-use super::{scoped, Submission, SubmitError, Submitter};
+use super::{Submission, SubmitError, Submitter};
 
 /// Longest step id accepted.
 pub const MAX_STEP_ID_BYTES: usize = 128;
@@ -281,7 +281,7 @@ impl Submitter {
             return Ok(submitted);
         };
         let key = IdempotencyKey {
-            key: scoped(w.tenant.as_deref(), key),
+            key: weir_core::tenant_scoped(w.tenant.as_deref(), key),
             fingerprint: Some(fingerprint),
         };
         let window = self.idempotency_window;
