@@ -9,6 +9,7 @@ use crate::schema::ErrorBody;
 use crate::{ApiError, AppState};
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Only this action, e.g. `queue.pause`.

@@ -134,6 +134,7 @@ fn ingest_error(e: IngestError) -> ApiError {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MessagesQuery {
     /// How many, 1 to 1000 (default 100).
     n: Option<i64>,

@@ -15,6 +15,7 @@ use crate::{ApiError, AppState};
 const MAX_MESSAGE_BYTES: usize = 4096;
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HelloQuery {
     /// Stored with the request-log row (cut to 4 KiB).
     message: Option<String>,

@@ -381,6 +381,7 @@ impl std::io::Write for ByteCounter {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// waiting, queued, running, succeeded, dead or cancelled.

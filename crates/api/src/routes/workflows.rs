@@ -306,6 +306,7 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 const WAIT_POLL: Duration = Duration::from_millis(50);
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GetQuery {
     /// Hold the answer until the workflow is no longer running, at most
@@ -406,6 +407,7 @@ pub async fn cancel(
 const MAX_PAGE: i64 = 500;
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// `running`, `succeeded`, `failed` or `cancelled`.
