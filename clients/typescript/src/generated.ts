@@ -491,6 +491,12 @@ export interface TaskPage {
     tasks: Task[];
 }
 
+/**
+ * The order a listing pages through: newest first by creation (ids are
+ * time-ordered) or by finish time (finished tasks only).
+ */
+export type TaskSort = "created" | "finished";
+
 /** Where a task is in its life. */
 export type TaskState = "queued" | "running" | "succeeded" | "dead" | "cancelled" | "waiting";
 
@@ -616,9 +622,6 @@ export interface WorkflowStep {
     task_id: TaskId;
     type: TaskType;
 }
-
-/** Referenced by the document, not defined in its components.schemas. */
-export type TaskSort = unknown;
 
 /**
  * Every route: `"METHOD /path/{param}"` → its path parameters, query,

@@ -29,7 +29,7 @@ use crate::schema::ErrorBody;
         (name = "audit", description = "Who changed what: every manage action"),
         (name = "nodes", description = "Health, metrics and this document"),
     ),
-    components(schemas(ErrorBody))
+    components(schemas(ErrorBody, weir_core::TaskSort))
 )]
 pub struct ApiDoc;
 

@@ -66,6 +66,29 @@ async fn openapi_document_matches_the_served_routes() {
         assert!(documented.contains(want), "{want} is not documented");
     }
 
+    // Every reference resolves (a dangling one breaks client generators),
+    // and a query's parameters are in the query.
+    let text = spec.to_string();
+    for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = reference.split('"').next().unwrap();
+        assert!(
+            spec["components"]["schemas"].get(name).is_some(),
+            "{name} is referenced but not in components.schemas"
+        );
+    }
+    for (path, item) in paths {
+        for op in item.as_object().unwrap().values() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let named = format!("{{{}}}", p["name"].as_str().unwrap());
+                assert!(
+                    p["in"] != "path" || path.contains(&named),
+                    "{path}: {} is declared in the path",
+                    p["name"]
+                );
+            }
+        }
+    }
+
     for (path, item) in paths {
         let url = stack.url(&concrete(path));
         for method in METHODS {
