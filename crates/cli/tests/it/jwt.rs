@@ -4,8 +4,7 @@
 //! each refusal a 401 that says why, a rotated key picked up by itself, and
 //! no token in any log line.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -118,47 +117,21 @@ async fn jwt_bearer_tokens_are_verified_scoped_and_refused_with_a_reason() {
     let keys_file = dir.path().join("keys.toml");
     std::fs::write(&keys_file, entry).unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["up", "--listen", "127.0.0.1:0", "--access-log"])
-        .args([
-            "--jwt-jwks",
-            &jwks,
-            "--jwt-issuer",
-            ISSUER,
-            "--jwt-audience",
-            AUDIENCE,
-        ])
-        .args(["--jwt-jwks-refresh", "200ms", "--api-keys"])
-        .arg(&keys_file)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let mut lines = Vec::new();
-    let base = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("weir up printed no lb address");
-        lines.push(line.clone());
-        if let Some(addr) = line.strip_prefix("weir: lb listening on ") {
-            break addr.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let data = dir.path().join("data");
+    let (mut child, mut lines, rx, base) = crate::processes::start_up_keeping_every_line(&[
+        "--jwt-jwks".as_ref(),
+        jwks.as_ref(),
+        "--jwt-issuer".as_ref(),
+        ISSUER.as_ref(),
+        "--jwt-audience".as_ref(),
+        AUDIENCE.as_ref(),
+        "--jwt-jwks-refresh".as_ref(),
+        "200ms".as_ref(),
+        "--api-keys".as_ref(),
+        keys_file.as_os_str(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+    ]);
     let http = reqwest::Client::new();
     let call = |method: reqwest::Method, path: &str, credential: &str| {
         let req = http

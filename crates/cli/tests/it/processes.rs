@@ -635,3 +635,43 @@ async fn submit_honouring_retry_after(http: &reqwest::Client, url: &str, input: 
     }
     panic!("{input} was refused 20 times over")
 }
+
+/// `weir up --listen 127.0.0.1:0 --access-log ARGS` at `RUST_LOG=debug`,
+/// every line it prints (stdout and stderr) kept for a test that checks
+/// what it logs. Returns the child, the lines so far (through the lb's
+/// address line), the rest as they come, and the lb's URL.
+pub fn start_up_keeping_every_line(
+    args: &[&std::ffi::OsStr],
+) -> (Child, Vec<String>, Receiver<String>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["up", "--listen", "127.0.0.1:0", "--access-log"])
+        .args(args)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let mut lines = Vec::new();
+    let base = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("weir up printed no lb address");
+        lines.push(line.clone());
+        if let Some(addr) = line.strip_prefix("weir: lb listening on ") {
+            break addr.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    (child, lines, rx, base)
+}

@@ -84,9 +84,6 @@ crate::for_each_store!(regression_an_argon2_password_is_never_stored_or_shown_in
 /// answer — whether the right or a wrong credential was presented.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_never_reach_logs_metrics_or_answers() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-
     const ADMIN: &str = "admin-token-5f1c9e";
     const WORKER: &str = "worker-token-7a2b4d";
     let (client_key, entry) = weir_api::api_keys::ApiKeys::generate(
@@ -100,40 +97,17 @@ async fn credentials_never_reach_logs_metrics_or_answers() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys.toml");
     std::fs::write(&keys, entry).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["up", "--listen", "127.0.0.1:0", "--access-log"])
-        .args(["--admin-token", ADMIN, "--worker-token", WORKER])
-        .arg("--api-keys")
-        .arg(&keys)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let mut lines = Vec::new();
-    let base = loop {
-        let line = rx
-            .recv_timeout(std::time::Duration::from_secs(60))
-            .expect("weir up printed no lb address");
-        lines.push(line.clone());
-        if let Some(addr) = line.strip_prefix("weir: lb listening on ") {
-            break addr.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let data = dir.path().join("data");
+    let (mut child, mut lines, rx, base) = crate::processes::start_up_keeping_every_line(&[
+        "--admin-token".as_ref(),
+        ADMIN.as_ref(),
+        "--worker-token".as_ref(),
+        WORKER.as_ref(),
+        "--api-keys".as_ref(),
+        keys.as_os_str(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+    ]);
     let http = reqwest::Client::new();
     let mut answers = Vec::new();
     for token in [ADMIN, "wrong-admin-token"] {

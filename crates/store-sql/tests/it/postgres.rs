@@ -191,3 +191,23 @@ async fn a_transaction_pooler_is_found_without_the_flag() {
         .unwrap();
     assert!(!direct.through_transaction_pooler());
 }
+
+/// `weir_enqueue` (plpgsql, migration 0020) restates the submission rules
+/// SQL can apply; each bound it states is the one the Rust submitter uses,
+/// so a change to one side fails here instead of drifting.
+#[test]
+fn sql_enqueue_states_the_submitters_own_bounds() {
+    use weir_store::submission::{MAX_ATTEMPTS_LIMIT, MAX_BACKOFF_CAP, MAX_CONCURRENCY_KEY_BYTES};
+    let sql = include_str!("../../migrations/postgres/0020_enqueue.sql");
+    for bound in [
+        format!("max_attempts NOT BETWEEN 1 AND {MAX_ATTEMPTS_LIMIT}"),
+        format!("octet_length(ckey) NOT BETWEEN 1 AND {MAX_CONCURRENCY_KEY_BYTES}"),
+        format!("cap_ms > {}", MAX_BACKOFF_CAP.as_millis()),
+        format!(
+            "[A-Za-z0-9_.:-]{{1,{}}}",
+            weir_core::task_type::MAX_QUEUE_NAME_BYTES
+        ),
+    ] {
+        assert!(sql.contains(&bound), "0020_enqueue.sql lacks {bound:?}");
+    }
+}
