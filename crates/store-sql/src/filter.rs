@@ -14,15 +14,15 @@ pub(crate) fn sql_string_list(names: &[String]) -> String {
 /// The fast claim's extra conditions: no key, not in a limited queue, in
 /// one of the claimer's queues, of a type it runs. Names are inlined as
 /// constants.
-pub(crate) fn fast_claim_filter(
-    limited: &[String],
-    only: Option<&[String]>,
-    types: Option<&[String]>,
-) -> String {
-    let mut filter = String::from("concurrency_key IS NULL");
-    if !limited.is_empty() {
-        filter.push_str(&format!(" AND queue NOT IN ({})", sql_string_list(limited)));
-    }
+///
+/// Which queues are limited (or paused) is read by the statement itself, not
+/// taken from a cache: a limit set or a pause committed before a task was
+/// inserted holds for every claim that can see the task (one hashed lookup
+/// per statement; the queues table is small).
+pub(crate) fn fast_claim_filter(only: Option<&[String]>, types: Option<&[String]>) -> String {
+    let mut filter = String::from(
+        "concurrency_key IS NULL AND queue NOT IN (SELECT name FROM queues WHERE limited)",
+    );
     if let Some(only) = only {
         if only.is_empty() {
             filter.push_str(" AND FALSE");

@@ -54,9 +54,14 @@ use rows::{decode, ClaimedRow, TaskRow, WorkerRow, FINISHED_TASK_COLUMNS, LIVE_T
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// The fast claim; `{filter}` is the inlined filter (public so a test can
+/// The fast claim; `{filter}` is the inlined filter.
+const TASK_CLAIM_SQL: &str = include_str!("sql/claim_unlimited.sql");
+
+/// The fast claim of a worker of every queue and type (public so a test can
 /// check its plan walks the claim index).
-pub const TASK_CLAIM_SQL: &str = include_str!("sql/claim_unlimited.sql");
+pub fn task_claim_sql_for_any_task() -> String {
+    TASK_CLAIM_SQL.replace("{filter}", &crate::filter::fast_claim_filter(None, None))
+}
 
 /// The PostgreSQL driver.
 pub struct PostgresDriver {
@@ -85,6 +90,7 @@ impl PostgresDriver {
         &self,
         p: &TaskClaimParams,
         filter: &str,
+        hint_key: &str,
         from: Option<ClaimKey>,
         max: u32,
     ) -> Result<Vec<ClaimedRow>, StoreError> {
@@ -108,7 +114,7 @@ impl PostgresDriver {
         let last = claim_hint::latest(rows.iter().map(ClaimedRow::claim_key));
         let full = rows.len() >= max as usize;
         self.hints
-            .record(filter, from, last, full, started.elapsed());
+            .record(hint_key, from, last, full, started.elapsed());
         Ok(rows)
     }
 
@@ -371,14 +377,16 @@ impl Driver for PostgresDriver {
         p: &TaskClaimParams,
         limited: &[String],
     ) -> Result<Vec<Claimed>, StoreError> {
-        let filter =
-            crate::filter::fast_claim_filter(limited, p.queues.as_deref(), p.types.as_deref());
-        let from = self.hints.start_for(&filter);
-        let mut rows = self.claim_walk(p, &filter, from, p.max).await?;
+        let filter = crate::filter::fast_claim_filter(p.queues.as_deref(), p.types.as_deref());
+        // A walk's hint is kept per set of limited queues as well: rows a
+        // limit made it skip sit before the hint once the limit is lifted.
+        let hint_key = format!("{filter} -- {}", limited.join(","));
+        let from = self.hints.start_for(&hint_key);
+        let mut rows = self.claim_walk(p, &filter, &hint_key, from, p.max).await?;
         if from.is_some() && rows.len() < p.max as usize {
             // The hint's priority ran out: the rest may sit anywhere.
             let rest = p.max - rows.len() as u32;
-            rows.extend(self.claim_walk(p, &filter, None, rest).await?);
+            rows.extend(self.claim_walk(p, &filter, &hint_key, None, rest).await?);
         }
         decode(rows)
     }

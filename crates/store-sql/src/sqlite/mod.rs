@@ -170,11 +170,11 @@ impl Driver for SqliteDriver {
     async fn claim_unlimited(
         &self,
         p: &TaskClaimParams,
-        limited: &[String],
+        _limited: &[String],
     ) -> Result<Vec<Claimed>, StoreError> {
         let sql = include_str!("sql/claim_unlimited.sql").replace(
             "{filter}",
-            &crate::filter::fast_claim_filter(limited, p.queues.as_deref(), p.types.as_deref()),
+            &crate::filter::fast_claim_filter(p.queues.as_deref(), p.types.as_deref()),
         );
         let rows: Vec<ClaimedRow> = sqlx::query_as(&sql)
             .bind(&p.worker_id)

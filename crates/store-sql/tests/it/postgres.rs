@@ -46,12 +46,13 @@ async fn claim_query_uses_the_claim_index() {
     .await
     .unwrap();
     sqlx::query("ANALYZE tasks").execute(pool).await.unwrap();
+    sqlx::query("INSERT INTO queues (name, concurrency) VALUES ('limited', 1)")
+        .execute(pool)
+        .await
+        .unwrap();
     let plan: Vec<String> = sqlx::query_scalar(&format!(
         "EXPLAIN {}",
-        weir_store_sql::postgres::TASK_CLAIM_SQL.replace(
-            "{filter}",
-            "concurrency_key IS NULL AND queue NOT IN ('limited')"
-        )
+        weir_store_sql::postgres::task_claim_sql_for_any_task()
     ))
     .bind("w")
     .bind(chrono::Utc::now())
@@ -210,4 +211,58 @@ fn sql_enqueue_states_the_submitters_own_bounds() {
     ] {
         assert!(sql.contains(&bound), "0020_enqueue.sql lacks {bound:?}");
     }
+}
+
+/// A limit or a pause set by one process (an API node) holds at once for a
+/// worker in another, even one whose cache of limited queues is fresh: the
+/// fast claim reads which queues are limited in its own statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_set_elsewhere_holds_for_the_very_next_claim() {
+    use weir_core::{Builtin, QueueLimits};
+    let db = PgDatabase::create().await;
+    let open = || async {
+        Arc::new(
+            weir_store_sql::open(&StoreOptions::new(db.url()))
+                .await
+                .unwrap(),
+        ) as Arc<dyn Store>
+    };
+    let (worker, api) = (open().await, open().await);
+    let now = chrono::Utc::now();
+    // The worker has just claimed: it knows of no limited queue.
+    assert!(worker
+        .task_claim(crate::conformance::claim("w", 10, now))
+        .await
+        .unwrap()
+        .is_empty());
+    let limits = |concurrency, paused| QueueLimits {
+        name: "reports".into(),
+        concurrency,
+        rate_per_second: None,
+        burst: None,
+        paused,
+    };
+    api.queue_configure(&limits(Some(1), false)).await.unwrap();
+    for i in 0..4 {
+        let mut p = crate::conformance::insert_params(Builtin::Md5, &format!("r{i}"), now);
+        p.queue = "reports".into();
+        api.task_insert(p).await.unwrap();
+    }
+    let claimed = worker
+        .task_claim(crate::conformance::claim("w", 10, now))
+        .await
+        .unwrap();
+    assert!(
+        claimed.len() <= 1,
+        "took {} under a limit of 1",
+        claimed.len()
+    );
+    // A pause the same way.
+    api.queue_pause("reports", true).await.unwrap();
+    api.queue_configure(&limits(None, false)).await.unwrap();
+    assert!(worker
+        .task_claim(crate::conformance::claim("w2", 10, now))
+        .await
+        .unwrap()
+        .is_empty());
 }
