@@ -14,46 +14,9 @@ build_weir
 U1=$(free_port); U2=$(free_port); U3=$(free_port)
 start_ok_nginx "$U1" "$U2" "$U3"
 
-# --- nginx --------------------------------------------------------------------
-NGINX=$(free_port)
-cat >"$WORK/nginx.conf" <<CONF
-worker_processes 2;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    upstream up { server 127.0.0.1:$U1; server 127.0.0.1:$U2; server 127.0.0.1:$U3; keepalive 128; }
-    server { listen 127.0.0.1:$NGINX;
-             location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } }
-}
-CONF
-nginx -c "$WORK/nginx.conf" -g 'daemon off;' & PIDS+=($!)
-
-# --- HAProxy ------------------------------------------------------------------
-HAPROXY=$(free_port)
-cat >"$WORK/haproxy.cfg" <<CONF
-global
-    nbthread 2
-    maxconn 8000
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-    option http-keep-alive
-    http-reuse always
-frontend fe
-    bind 127.0.0.1:$HAPROXY
-    default_backend be
-backend be
-    balance roundrobin
-    server u1 127.0.0.1:$U1
-    server u2 127.0.0.1:$U2
-    server u3 127.0.0.1:$U3
-CONF
-haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 & PIDS+=($!)
+# --- nginx and HAProxy ----------------------------------------------------------
+NGINX=$(free_port); start_nginx_proxy "$NGINX" "$U1" "$U2" "$U3"
+HAPROXY=$(free_port); start_haproxy_proxy "$HAPROXY" "$U1" "$U2" "$U3"
 
 # --- weir lb ------------------------------------------------------------------
 WEIR_PORT=$(free_port)

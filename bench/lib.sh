@@ -51,7 +51,8 @@ start_weir_up() {
 }
 
 # Starts one nginx (1 worker) answering `200 ok` on each given port, and
-# waits for the first to answer.
+# waits for the first to answer. OK_KEEPALIVE_REQUESTS: requests per
+# client connection before nginx closes it (nginx's default is 1000).
 start_ok_nginx() { # port...
     local name="ok-$1" listens=""
     for port in "$@"; do listens+="listen 127.0.0.1:$port; "; done
@@ -62,7 +63,7 @@ error_log $WORK/$name-error.log warn;
 events { worker_connections 4096; }
 http {
     access_log off;
-    keepalive_requests 1000000;
+    keepalive_requests ${OK_KEEPALIVE_REQUESTS:-1000000};
     server { $listens location / { return 200 "ok\n"; } }
 }
 CONF
@@ -119,6 +120,65 @@ ensure_celery() {
 }
 
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2]):.2f}')" "$1" "$2"; }
+
+# nginx as the load balancer (2 workers, keep-alive to the upstreams) on
+# port $1 in front of the upstream ports after it; sets PROXY_PID.
+start_nginx_proxy() { # port upstream_port...
+    local port=$1 servers="" u; shift
+    for u in "$@"; do servers+="server 127.0.0.1:$u; "; done
+    cat >"$WORK/nginx-$port.conf" <<CONF
+worker_processes 2;
+pid $WORK/nginx-$port.pid;
+error_log $WORK/nginx-$port-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    upstream up { $servers keepalive 128; }
+    server { listen 127.0.0.1:$port;
+             location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+}
+CONF
+    nginx -c "$WORK/nginx-$port.conf" -g 'daemon off;' & PROXY_PID=$!; PIDS+=($PROXY_PID)
+}
+
+# HAProxy as the load balancer (2 threads, connections to the upstreams
+# reused) on port $1 in front of the upstream ports after it; sets PROXY_PID.
+start_haproxy_proxy() { # port upstream_port...
+    local port=$1 servers="" u i=0; shift
+    for u in "$@"; do i=$((i + 1)); servers+="    server u$i 127.0.0.1:$u"$'\n'; done
+    cat >"$WORK/haproxy-$port.cfg" <<CONF
+global
+    nbthread 2
+    maxconn 8000
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+    option http-keep-alive
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:$port
+    default_backend be
+backend be
+    balance roundrobin
+$servers
+CONF
+    haproxy -f "$WORK/haproxy-$port.cfg" -db >"$WORK/haproxy-$port.log" 2>&1 & PROXY_PID=$!; PIDS+=($PROXY_PID)
+}
+
+# CPU time (user + system, in clock ticks) of the given processes and
+# their children processes, threads included.
+cpu_ticks() { # pids...
+    local total=0 pid kid
+    for pid in "$@"; do
+        for kid in $pid $(pgrep -P "$pid" || true); do
+            total=$((total + $(awk '{print $14 + $15}' "/proc/$kid/stat" 2>/dev/null || echo 0)))
+        done
+    done
+    echo $total
+}
 
 rss_kb() { # pids...
     local total=0 pid

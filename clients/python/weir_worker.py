@@ -23,8 +23,13 @@ report is refused (409 ``lease_lost``) and dropped.
 Any other exception is a retryable failure (retried with backoff until the
 task's max_attempts); ``Retry("busy", after=30)`` asks for a retry no
 sooner than 30 s.
+
+With the ``opentelemetry`` API installed, each handler runs in a span that
+continues the trace weir sent with its task; ``task.trace_headers()`` gives
+that trace context as headers for a handler's own calls downstream.
 """
 
+import contextlib
 import http.client
 import json
 import os
@@ -37,6 +42,14 @@ import traceback
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+
+try:  # optional: without the OpenTelemetry API, handlers run in no span
+    from opentelemetry import trace as _otel
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    _propagator = TraceContextTextMapPropagator()
+except ImportError:
+    _otel = None
 
 __all__ = ["Worker", "Task", "Retry", "Permanent", "LeaseLost", "WeirError"]
 
@@ -66,7 +79,11 @@ class LeaseLost(WeirError):
 
 
 class Task:
-    """One claimed attempt: ``id``, ``type``, ``input``, ``attempt``."""
+    """One claimed attempt: ``id``, ``type``, ``input``, ``attempt``.
+
+    ``traceparent`` and ``tracestate`` are the W3C trace context weir sent
+    with it (the span of its enqueue or attempt), None when it sent none.
+    """
 
     def __init__(self, worker, raw):
         self._worker = worker
@@ -79,12 +96,24 @@ class Task:
         self.timeout = raw["timeout_ms"] / 1000.0
         self.workflow_id = raw.get("workflow_id")
         self.step_id = raw.get("step_id")
+        self.traceparent = raw.get("traceparent") or None
+        self.tracestate = raw.get("tracestate") or None
         self._progress = None
         self.lost = threading.Event()
 
     def progress(self, percent):
         """Reports how far the task is (0-100), sent with the next heartbeat."""
         self._progress = max(0, min(100, int(percent)))
+
+    def trace_headers(self):
+        """The task's trace context as HTTP headers: ``traceparent``, and
+        ``tracestate`` when weir sent one; empty when it sent none."""
+        if self.traceparent is None:
+            return {}  # a tracestate alone continues no trace
+        headers = {"traceparent": self.traceparent}
+        if self.tracestate is not None:
+            headers["tracestate"] = self.tracestate
+        return headers
 
     def add_steps(self, canvas):
         """Adds steps (built with ``weir_client``'s ``step``/``chain``/
@@ -98,6 +127,21 @@ class Task:
         return self._worker._post(f"/workflows/{self.workflow_id}/steps",
                                   steps_body(self.id, self.lease_token, canvas),
                                   30)
+
+
+def _span(task):
+    """The span a handler runs in: a child of the task's trace context (a
+    root when weir sent none), recording a failure's exception and error
+    status as the exception passes on to be reported; none without the
+    OpenTelemetry API."""
+    if _otel is None:
+        return contextlib.nullcontext()
+    parent = _propagator.extract(task.trace_headers())
+    return _otel.get_tracer("weir_worker").start_as_current_span(
+        f"task {task.type}", context=parent, kind=_otel.SpanKind.CONSUMER,
+        attributes={"weir.task.id": task.id, "weir.task.type": task.type,
+                    "weir.task.attempt": task.attempt},
+        record_exception=True, set_status_on_exception=True)
 
 
 class Worker:
@@ -208,7 +252,8 @@ class Worker:
     def _run_one(self, task):
         fn = self.handlers[task.type]
         try:
-            result = fn(task.input, task)
+            with _span(task):
+                result = fn(task.input, task)
         except Permanent as e:
             self._report(task, "fail", {"error": str(e), "retry": False})
         except Retry as e:

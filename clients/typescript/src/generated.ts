@@ -179,6 +179,14 @@ export interface ClaimedTaskView {
     step_id?: string | null;
     /** The attempt's time limit: stop and fail it past this. */
     timeout_ms: number;
+    /**
+     * The W3C trace context to continue (the span that queued the task):
+     * send it on as the `traceparent` header, or start the attempt's span
+     * under it.
+     */
+    traceparent?: string | null;
+    /** The trace's vendor state, sent on as the `tracestate` header. */
+    tracestate?: string | null;
     type: TaskType;
     /**
      * The workflow it is a step of, if it is one: where

@@ -101,6 +101,13 @@ export class Task {
     /** The workflow it is a step of, if it is one. */
     readonly workflowId: string | undefined;
     readonly stepId: string | undefined;
+    /**
+     * The W3C trace context weir sent with it (the span that queued it):
+     * continue the trace from it, e.g. as the parent of the
+     * handler's span or as headers of its own calls downstream.
+     */
+    readonly traceparent: string | undefined;
+    readonly tracestate: string | undefined;
     /** Aborted once the attempt no longer holds its task (lease lost, timed out): stop then. */
     readonly signal: AbortSignal;
     /** The claim's answer for it, as weir sent it. */
@@ -122,6 +129,8 @@ export class Task {
         this.timeoutMs = claimed.timeout_ms;
         this.workflowId = claimed.workflow_id ?? undefined;
         this.stepId = claimed.step_id ?? undefined;
+        this.traceparent = claimed.traceparent || undefined;
+        this.tracestate = claimed.tracestate || undefined;
         this.controller = new AbortController();
         this.signal = this.controller.signal;
     }

@@ -73,6 +73,24 @@ test("an external worker runs word_count: results stored, a permanent failure de
     assert.deepEqual(listed.task_types, ["word_count"]);
 });
 
+test("a task's trace context reaches the handler as weir was given it", { timeout: 60_000 }, async () => {
+    const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const submitted = await fetch(`${weir.url}/tasks`, {
+        method: "POST",
+        headers: { "content-type": "application/json", traceparent, tracestate: "vendor=abc" },
+        body: JSON.stringify({ type: "word_count", input: { text: "traced" } }),
+    });
+    assert.equal(submitted.status, 202);
+    const id = ((await submitted.json()) as TaskAccepted).task_id;
+    const { lines, log } = logs();
+    const worker = new Worker(weir.url, { token: TOKEN, workerId: "ts-trace", waitSeconds: 1, log, onResponse: checker.observe });
+    worker.task("word_count", (_input, task) => ({ traceparent: task.traceparent, tracestate: task.tracestate }));
+    const counts = await worker.run({ maxTasks: 1, handleSignals: false });
+    assert.deepEqual(counts, { processed: 1, failed: 0 }, lines.join("\n"));
+    const done = await client.get(id);
+    assert.deepEqual(done!.result, { traceparent, tracestate: "vendor=abc" });
+});
+
 test("a retryable failure is retried: the second attempt succeeds", { timeout: 60_000 }, async () => {
     const id = await submit("ts_flaky", { n: 1 });
     const { lines, log } = logs();

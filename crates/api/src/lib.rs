@@ -15,7 +15,7 @@
 //! - `bulk_runner`: the background service doing bulk actions' batches.
 //! - [`body`]: [`body::JsonBody`], a JSON extractor with precise 4xx errors.
 //! - [`request_log`]: middleware that tags answers with the node id, logs
-//!   requests and records their durations.
+//!   requests, records their durations and their spans ([`trace`]).
 //! - [`schema`]: the JSON answers as types; [`openapi`]: the OpenAPI document
 //!   built from them and the handlers (`GET /openapi.json`).
 //! - `routes/`: one file per resource (`root`, `tasks`, `task_types`,
@@ -35,6 +35,7 @@ mod routes;
 pub mod schema;
 pub mod serve;
 pub mod state;
+pub mod trace;
 
 use std::future::Future;
 

@@ -36,7 +36,7 @@ fn next_request_id() -> HeaderValue {
 #[derive(Clone, Copy, Debug)]
 pub struct AlreadyLogged;
 
-pub async fn log_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn log_request(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
@@ -53,13 +53,28 @@ pub async fn log_request(State(state): State<AppState>, req: Request, next: Next
         .get(REQUEST_ID)
         .cloned()
         .unwrap_or_else(next_request_id);
+    // Probes and scrapes are not the users' requests: no log row, no trace.
+    let probe = path == "/health" || path.starts_with("/health/");
+    let trace = match probe || path == "/metrics" {
+        true => None,
+        false => crate::trace::request_span(req.headers()),
+    };
     let span = tracing::info_span!(
         "request",
         request_id = request_id.to_str().unwrap_or("-"),
         method = %method,
         path = prefix_of(&path, 256),
+        trace_id = tracing::field::Empty,
     );
+    if let Some(trace) = &trace {
+        span.record("trace_id", trace.context().trace_id_hex());
+        req.extensions_mut()
+            .insert(crate::trace::RequestTrace(Some(trace.context().clone())));
+    }
     let mut response = next.run(req).instrument(span.clone()).await;
+    if let Some(trace) = trace {
+        crate::trace::request_end(trace, &method, &route, response.status().as_u16());
+    }
     response.headers_mut().insert(REQUEST_ID, request_id);
     let elapsed = started.elapsed();
     span.in_scope(|| {
@@ -79,8 +94,6 @@ pub async fn log_request(State(state): State<AppState>, req: Request, next: Next
     if let Ok(node) = HeaderValue::from_str(&state.config.node_id) {
         response.headers_mut().insert("x-weir-node", node);
     }
-    // Probes are not the users' requests: they would fill the log.
-    let probe = path == "/health" || path.starts_with("/health/");
     if response.extensions().get::<AlreadyLogged>().is_none() && !probe {
         let entry = RequestLogEntry {
             node_id: state.config.node_id.clone(),

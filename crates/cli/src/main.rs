@@ -48,7 +48,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(weir::cmd::run(cli.command, task_types, cli.check_config)) {
+    let run = weir::cmd::run(cli.command, task_types, cli.check_config, cli.trace);
+    match runtime.block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("weir: {e:#}");

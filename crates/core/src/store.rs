@@ -98,6 +98,9 @@ pub struct TaskInsertParams {
     pub timeout: Option<Duration>,
     /// The submitting key's tenant, if it has one.
     pub tenant: Option<String>,
+    /// The W3C trace context its attempts continue (`weir_trace`'s stored
+    /// form: `traceparent`, then `tracestate` on a second line).
+    pub trace: Option<String>,
 }
 
 /// One step as it is stored: its task, and its place in the graph.

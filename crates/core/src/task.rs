@@ -158,4 +158,8 @@ pub struct ClaimedTask {
     pub timeout: Option<std::time::Duration>,
     /// The submitting key's tenant: its cached result is the tenant's own.
     pub tenant: Option<String>,
+    /// When it became due: its queue wait began then.
+    pub run_at: chrono::DateTime<chrono::Utc>,
+    /// The trace context its submission left (see `TaskInsertParams::trace`).
+    pub trace: Option<String>,
 }

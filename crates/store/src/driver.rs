@@ -30,7 +30,6 @@ use crate::workflow_tx::WorkflowTx;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Claimed {
     pub priority: i32,
-    pub run_at: DateTime<Utc>,
     pub task: ClaimedTask,
 }
 
@@ -241,8 +240,10 @@ pub trait Driver: Send + Sync + 'static {
     async fn limited_queue_names(&self) -> Result<Vec<String>, StoreError>;
     /// Whether any due queued task has a concurrency key.
     async fn keyed_tasks_due(&self, now: DateTime<Utc>) -> Result<bool, StoreError>;
-    /// The fast claim: due tasks without a key, outside `limited` queues, in
-    /// the claimer's queues and types, in one statement.
+    /// The fast claim: due tasks without a key, in the claimer's queues and
+    /// types, outside the queues limited (or paused) when the statement
+    /// runs, in one statement. `limited` is the claimer's last view of
+    /// those (a dialect may key its own state by it), never the filter.
     async fn claim_unlimited(
         &self,
         claim: &TaskClaimParams,

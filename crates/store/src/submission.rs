@@ -45,6 +45,10 @@ pub struct Submission {
     /// The submitting key's tenant: the task is stamped with it, and its
     /// cache and idempotency keys are the tenant's own.
     pub tenant: Option<String>,
+    /// The trace context the task's attempts continue (the submitting
+    /// request's span; see `TaskInsertParams::trace`). Not part of what
+    /// makes two submissions the same request.
+    pub trace: Option<String>,
 }
 
 impl Submission {
@@ -62,6 +66,7 @@ impl Submission {
             backoff: None,
             timeout: None,
             tenant: None,
+            trace: None,
         }
     }
 }
@@ -293,6 +298,7 @@ impl Submitter {
             backoff: s.backoff,
             timeout: s.timeout,
             tenant: s.tenant.clone(),
+            trace: s.trace.clone(),
         })
     }
 

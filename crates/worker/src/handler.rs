@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use weir_core::{TaskId, TaskType};
 use weir_store::{StepSubmission, StepsAdder, SubmittedWorkflow, Submitter, WorkflowError};
+use weir_trace::TraceContext;
 
 /// Where a running task reports how far it is (0-100); -1 until it reports.
 #[derive(Clone, Debug)]
@@ -57,6 +58,9 @@ pub struct Job {
     pub lease_token: i64,
     /// Adds steps to this task's workflow when it is a step (a batch).
     pub workflow: WorkflowSteps,
+    /// The attempt's span: what a handler sends on (`traceparent`) so that
+    /// the work it hands elsewhere joins the task's trace.
+    pub trace: Option<TraceContext>,
 }
 
 /// Where a running step adds steps to its own workflow: every step waiting
@@ -64,12 +68,23 @@ pub struct Job {
 /// again from a retried attempt stores nothing more.
 #[derive(Clone, Default)]
 pub struct WorkflowSteps {
-    adder: Option<(Arc<Submitter>, TaskId, i64, usize)>,
+    adder: Option<Adder>,
+}
+
+/// The attempt adding steps.
+#[derive(Clone)]
+struct Adder {
+    submitter: Arc<Submitter>,
+    task: TaskId,
+    lease_token: i64,
+    max_steps: usize,
+    /// The trace context the added steps continue (the attempt's).
+    trace: Option<String>,
 }
 
 impl fmt::Debug for WorkflowSteps {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let task = self.adder.as_ref().map(|(_, task, _, _)| task);
+        let task = self.adder.as_ref().map(|a| a.task);
         f.debug_struct("WorkflowSteps")
             .field("task", &task)
             .finish()
@@ -86,8 +101,22 @@ impl WorkflowSteps {
         max_steps: usize,
     ) -> Self {
         WorkflowSteps {
-            adder: Some((submitter, task, lease_token, max_steps)),
+            adder: Some(Adder {
+                submitter,
+                task,
+                lease_token,
+                max_steps,
+                trace: None,
+            }),
         }
+    }
+
+    /// The same, with the steps it adds continuing `trace`.
+    pub fn traced(mut self, trace: Option<&TraceContext>) -> Self {
+        if let Some(adder) = &mut self.adder {
+            adder.trace = trace.map(TraceContext::to_stored);
+        }
+        self
     }
 
     /// Adds `steps` (their `depends_on` naming steps of this list) to the
@@ -96,16 +125,17 @@ impl WorkflowSteps {
         &self,
         steps: Vec<StepSubmission>,
     ) -> Result<SubmittedWorkflow, WorkflowError> {
-        let Some((submitter, task, lease_token, max_steps)) = &self.adder else {
+        let Some(a) = &self.adder else {
             return Err(WorkflowError::NotAStep(TaskId::default()));
         };
         let adder = StepsAdder {
             workflow: None,
-            task: *task,
-            lease_token: *lease_token,
+            task: a.task,
+            lease_token: a.lease_token,
             tenant: None,
+            trace: a.trace.clone(),
         };
-        submitter.add_steps(adder, steps, *max_steps).await
+        a.submitter.add_steps(adder, steps, a.max_steps).await
     }
 }
 

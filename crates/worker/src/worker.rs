@@ -17,7 +17,7 @@ use weir_core::{
 use weir_store::Submitter;
 
 use crate::completer::Completer;
-use crate::handler::{HandlerError, Job, Progress, WorkflowSteps};
+use crate::handler::{Handler, HandlerError, Job, Progress, WorkflowSteps};
 use crate::prefetch::Prefetch;
 use crate::{maintenance, WorkerConfig};
 
@@ -363,6 +363,8 @@ impl Worker {
         // Sealed secrets are opened for this attempt only.
         let mut input = task.input.clone();
         let opened = self.config.task_types.open_input(&mut input);
+        let mut span = self.attempt_span(task);
+        let trace = span.as_ref().map(|s| s.context().clone());
         let job = Job {
             id: task.id,
             task_type: task.kind.clone(),
@@ -378,30 +380,25 @@ impl Worker {
                 task.id,
                 task.lease_token,
                 self.config.max_workflow_steps,
-            ),
+            )
+            .traced(trace.as_ref()),
+            trace,
         };
         let (progress, cancel) = (job.progress.clone(), job.cancel.clone());
         let handler = self.config.handlers.get(&task.kind);
         let abort = self.running.spawn(async move {
-            if let Err(e) = opened {
-                return HandlerError::permanent(e.to_string()).into();
+            let end = run_attempt(handler, job, opened, timeout).await;
+            if let Some(mut span) = span.take() {
+                match &end {
+                    AttemptEnd::Succeeded(_) => {}
+                    AttemptEnd::Failed { error, .. } => span.set_error(error.clone()),
+                    AttemptEnd::TimedOut(after) => {
+                        span.set_error(format!("timed out after {after:?}"))
+                    }
+                }
+                span.end();
             }
-            let Some(handler) = handler else {
-                // Claims name only this worker's types; a type renamed
-                // between claim and run is retried elsewhere.
-                return HandlerError::retryable(format!(
-                    "no handler for task type {} on this worker",
-                    job.task_type
-                ))
-                .into();
-            };
-            // On timeout the attempt's future is dropped: an HTTP request is
-            // aborted, a command's process group killed.
-            match tokio::time::timeout(timeout, handler.run(job)).await {
-                Ok(Ok(result)) => AttemptEnd::Succeeded(result),
-                Ok(Err(error)) => error.into(),
-                Err(_) => AttemptEnd::TimedOut(timeout),
-            }
+            end
         });
         Running {
             abort,
@@ -409,6 +406,23 @@ impl Worker {
             progress,
             started: Instant::now(),
         }
+    }
+
+    /// The span of `task`'s attempt (and its wait in the queue, recorded
+    /// now), under the context its submission stored.
+    fn attempt_span(&self, task: &ClaimedTask) -> Option<weir_trace::Span> {
+        use weir_trace::{KeyValue, SpanKind, TraceContext};
+        let parent = task.trace.as_deref().and_then(TraceContext::from_stored);
+        if let Some(parent) = &parent {
+            weir_trace::queue_wait(parent, task.run_at.into());
+        }
+        let mut span =
+            weir_trace::tracer().start("task.attempt", SpanKind::Consumer, parent.as_ref())?;
+        span.set_attribute(|| KeyValue::new("weir.task.id", task.id.to_string()));
+        span.set_attribute(|| KeyValue::new("weir.task.type", task.kind.as_str().to_owned()));
+        span.set_attribute(|| KeyValue::new("weir.task.attempt", i64::from(task.attempt)));
+        span.set_attribute(|| KeyValue::new("weir.worker.id", self.config.worker_id.clone()));
+        Some(span)
     }
 
     /// Turns a finished execution into a pending completion.
@@ -573,4 +587,32 @@ impl Worker {
 
 fn to_chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Runs one attempt: its handler under its time limit.
+async fn run_attempt(
+    handler: Option<Arc<dyn Handler>>,
+    job: Job,
+    opened: Result<(), weir_core::secrets::OpenError>,
+    timeout: Duration,
+) -> AttemptEnd {
+    if let Err(e) = opened {
+        return HandlerError::permanent(e.to_string()).into();
+    }
+    let Some(handler) = handler else {
+        // Claims name only this worker's types; a type renamed
+        // between claim and run is retried elsewhere.
+        return HandlerError::retryable(format!(
+            "no handler for task type {} on this worker",
+            job.task_type
+        ))
+        .into();
+    };
+    // On timeout the attempt's future is dropped: an HTTP request is
+    // aborted, a command's process group killed.
+    match tokio::time::timeout(timeout, handler.run(job)).await {
+        Ok(Ok(result)) => AttemptEnd::Succeeded(result),
+        Ok(Err(error)) => error.into(),
+        Err(_) => AttemptEnd::TimedOut(timeout),
+    }
 }

@@ -25,6 +25,7 @@ fn params(kind: &str, input: serde_json::Value) -> TaskInsertParams {
         backoff: None,
         timeout: None,
         tenant: None,
+        trace: None,
     }
 }
 

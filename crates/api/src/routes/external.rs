@@ -146,6 +146,14 @@ pub struct ClaimedTaskView {
     pub workflow_id: Option<WorkflowId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step_id: Option<String>,
+    /// The W3C trace context to continue (the span that queued the task):
+    /// send it on as the `traceparent` header, or start the attempt's span
+    /// under it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// The trace's vendor state, sent on as the `tracestate` header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -288,6 +296,16 @@ pub async fn claim(
             if types.open_input(&mut input).is_err() {
                 weir_core::secrets::redact(&mut input);
             }
+            let trace = t
+                .trace
+                .as_deref()
+                .and_then(weir_trace::TraceContext::from_stored);
+            if let Some(parent) = &trace {
+                weir_trace::queue_wait(parent, t.run_at.into());
+            }
+            let (traceparent, tracestate) = trace
+                .map(|c| (Some(c.traceparent()), c.tracestate))
+                .unwrap_or_default();
             ClaimedTaskView {
                 timeout_ms: timeout.as_millis() as u64,
                 id: t.id,
@@ -299,6 +317,8 @@ pub async fn claim(
                 lease_expires_at,
                 workflow_id,
                 step_id,
+                traceparent,
+                tracestate,
             }
         })
         .collect();

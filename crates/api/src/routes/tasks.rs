@@ -19,6 +19,7 @@ use crate::body::JsonBody;
 use crate::schema::{
     CachedResult, ErrorBody, QueueStats, SubmitAnswer, TaskAccepted, TaskPage, TaskStats,
 };
+use crate::trace::RequestTrace;
 use crate::{ApiError, AppState};
 
 /// The general submission form.
@@ -126,6 +127,7 @@ pub(crate) fn idempotency_key(
 pub async fn submit(
     State(state): State<AppState>,
     tenant: Tenant,
+    trace: RequestTrace,
     headers: HeaderMap,
     JsonBody(body): JsonBody<SubmitTask>,
 ) -> Result<Response, ApiError> {
@@ -143,8 +145,9 @@ pub async fn submit(
         backoff: parse_backoff(body.retry_backoff)?,
         timeout: parse_timeout(body.timeout)?,
         tenant: tenant.0,
+        trace: None,
     };
-    enqueue(&state, submission).await
+    enqueue(&state, submission, &trace).await
 }
 
 /// `POST /hash/{kind}` with `{"string": …}` (argon2 also takes its cost fields).
@@ -160,6 +163,7 @@ pub async fn submit_hash(
     State(state): State<AppState>,
     Path(kind): Path<String>,
     tenant: Tenant,
+    trace: RequestTrace,
     headers: HeaderMap,
     JsonBody(input): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
@@ -187,15 +191,29 @@ pub async fn submit_hash(
         backoff: None,
         timeout: None,
         tenant: tenant.0,
+        trace: None,
     };
-    enqueue(&state, submission).await
+    enqueue(&state, submission, &trace).await
 }
 
 /// Submits through the node's [`Submitter`](weir_store::Submitter) and
 /// answers as the outcome says.
-async fn enqueue(state: &AppState, s: Submission) -> Result<Response, ApiError> {
+async fn enqueue(
+    state: &AppState,
+    mut s: Submission,
+    trace: &RequestTrace,
+) -> Result<Response, ApiError> {
     let location = |id: TaskId| [(header::LOCATION, format!("/tasks/{id}"))];
-    Ok(match state.submitter.submit(s).await? {
+    let mut span = trace.enqueue(&s.kind);
+    s.trace = span.as_ref().map(|span| span.context().to_stored());
+    let submitted = state.submitter.submit(s).await;
+    if let Some(mut span) = span.take() {
+        if let Err(e) = &submitted {
+            span.set_error(e.to_string());
+        }
+        span.end();
+    }
+    Ok(match submitted? {
         Submitted::Cached { kind, result } => {
             let body = CachedResult {
                 kind,

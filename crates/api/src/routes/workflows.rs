@@ -24,6 +24,7 @@ use super::tasks::{idempotency_key, parse_backoff, parse_timeout};
 use crate::auth::Tenant;
 use crate::body::JsonBody;
 use crate::schema::ErrorBody;
+use crate::trace::RequestTrace;
 use crate::{ApiError, AppState};
 
 /// One step: a task of its type, and the steps it waits for.
@@ -95,6 +96,7 @@ fn step_submissions(given: Vec<SubmitStep>) -> Result<Vec<StepSubmission>, ApiEr
             backoff: parse_backoff(s.retry_backoff)?,
             timeout: parse_timeout(s.timeout)?,
             tenant: None,
+            trace: None,
         };
         steps.push(StepSubmission {
             id: s.id,
@@ -165,11 +167,13 @@ impl From<WorkflowError> for ApiError {
 pub async fn submit(
     State(state): State<AppState>,
     tenant: Tenant,
+    trace: RequestTrace,
     headers: HeaderMap,
     JsonBody(body): JsonBody<SubmitWorkflow>,
 ) -> Result<Response, ApiError> {
     let idempotency_key = idempotency_key(&headers, body.idempotency_key)?;
     let steps = step_submissions(body.steps)?;
+    let span = trace.enqueue("workflow");
     let submitted = state
         .submitter
         .submit_workflow(
@@ -178,10 +182,18 @@ pub async fn submit(
                 tenant: tenant.0,
                 steps,
                 idempotency_key,
+                trace: span.as_ref().map(|span| span.context().to_stored()),
             },
             state.config.max_workflow_steps,
         )
-        .await?;
+        .await;
+    if let Some(mut span) = span {
+        if let Err(e) = &submitted {
+            span.set_error(e.to_string());
+        }
+        span.end();
+    }
+    let submitted = submitted?;
     let location = [(header::LOCATION, format!("/workflows/{}", submitted.id))];
     if submitted.replayed {
         let status = state
@@ -246,6 +258,7 @@ pub struct StepsAdded {
 pub async fn add_steps(
     State(state): State<AppState>,
     tenant: Tenant,
+    trace: RequestTrace,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<AddSteps>,
 ) -> Result<Response, ApiError> {
@@ -256,6 +269,7 @@ pub async fn add_steps(
         task: body.task_id,
         lease_token: body.lease_token,
         tenant: tenant.0,
+        trace: trace.0.map(|t| t.to_stored()),
     };
     let added = state
         .submitter

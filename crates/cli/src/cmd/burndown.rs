@@ -58,6 +58,7 @@ pub async fn run(args: BenchBurndownArgs) -> anyhow::Result<()> {
                 backoff: None,
                 timeout: None,
                 tenant: None,
+                trace: None,
             })
             .collect();
         store.task_insert_many(&batch).await?;

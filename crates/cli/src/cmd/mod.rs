@@ -22,6 +22,34 @@ pub async fn run(
     command: Command,
     task_types: Vec<(String, TaskTypeConfig)>,
     check: bool,
+    trace: crate::config::TraceArgs,
+) -> anyhow::Result<()> {
+    let service = match &command {
+        Command::Up(_) => "weir",
+        Command::Lb(_) => "weir-lb",
+        Command::Api(_) => "weir-api",
+        Command::Worker(_) => "weir-worker",
+        _ => "weir-cli",
+    };
+    let tracer = weir_trace::Tracer::new(&weir_trace::Settings {
+        endpoint: trace.otlp_endpoint.filter(|e| !e.is_empty()),
+        sample_ratio: trace.trace_sample_ratio,
+        service: service.to_owned(),
+    })?;
+    let exporting = tracer.is_exporting();
+    weir_trace::install(tracer);
+    let result = run_command(command, task_types, check).await;
+    if exporting {
+        // What is queued goes out before the process ends.
+        let _ = tokio::task::spawn_blocking(|| weir_trace::tracer().shutdown()).await;
+    }
+    result
+}
+
+async fn run_command(
+    command: Command,
+    task_types: Vec<(String, TaskTypeConfig)>,
+    check: bool,
 ) -> anyhow::Result<()> {
     match command {
         Command::Up(args) => up::run(*args, &task_types, check).await,

@@ -80,8 +80,29 @@ pub struct Cli {
     /// line, and exit without starting (what deploy files are tested with).
     #[arg(long, global = true)]
     pub check_config: bool,
+    #[command(flatten)]
+    pub trace: TraceArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Distributed traces (any role).
+#[derive(Debug, Clone, Args)]
+pub struct TraceArgs {
+    /// Export spans by OTLP/HTTP to this collector (`http://collector:4318`;
+    /// `/v1/traces` is added). Without it no span is recorded and trace
+    /// headers pass through unchanged.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
+    pub otlp_endpoint: Option<String>,
+    /// The share of new traces sampled (0 to 1); a request that arrives
+    /// with a sampled `traceparent` is always traced.
+    #[arg(
+        long,
+        env = "WEIR_TRACE_SAMPLE_RATIO",
+        default_value_t = 1.0,
+        global = true
+    )]
+    pub trace_sample_ratio: f64,
 }
 
 #[derive(Debug, Subcommand)]

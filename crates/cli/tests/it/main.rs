@@ -39,6 +39,7 @@ mod support;
 mod task_type_processes;
 mod task_types;
 mod tasks;
+mod tracing;
 mod typescript_client;
 mod up_tls;
 mod upgrades;

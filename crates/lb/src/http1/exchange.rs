@@ -35,7 +35,7 @@ pub(crate) async fn forward(
     client: &mut ClientIo,
     bufs: &mut Buffers,
     timer: &mut Pin<Box<Sleep>>,
-) -> Flow {
+) -> (Flow, u16) {
     let lb = req.lb;
     let head = req.head;
     let started = Instant::now();
@@ -90,8 +90,9 @@ pub(crate) async fn forward(
             let authority = backend.authority.as_str();
             let flow = relay(client, upstream, authority, response, bufs, Instant::now()).await;
             drop(guard);
-            access_log(&req, bufs, response_status(&bufs.head), started);
-            flow
+            let status = response_status(&bufs.head);
+            access_log(&req, bufs, status, started);
+            (flow, status)
         }
         // A body not wholly read from the client would be taken for the
         // next request: such a connection closes after the refusal.

@@ -43,6 +43,8 @@ pub(crate) struct HeadRules {
     pub max_url: usize,
     /// The client came over TLS: `X-Forwarded-Proto: https`.
     pub tls: bool,
+    /// The lb exports spans: the request's `traceparent` is its own span's.
+    pub trace: bool,
 }
 
 /// The request id a forwarded request carries.
@@ -67,6 +69,8 @@ pub(crate) struct RequestHead {
     pub hash_value: Option<Range<usize>>,
     /// The client's `X-Forwarded-For` (one header at most on the fast path).
     pub forwarded_for: Option<Range<usize>>,
+    /// The lb's span of this request, when it exports spans.
+    pub span: Option<weir_trace::Span>,
 }
 
 impl RequestHead {
@@ -108,6 +112,8 @@ enum Known {
     IdempotencyKey,
     RetryAfter,
     XWeirNode,
+    TraceParent,
+    TraceState,
     Other,
 }
 
@@ -122,8 +128,10 @@ fn classify(name: &str) -> Known {
         7 if is("upgrade") => Known::Upgrade,
         7 if is("trailer") => Known::HopByHop,
         10 if is("connection") || is("keep-alive") => Known::HopByHop,
+        10 if is("tracestate") => Known::TraceState,
         11 if is("retry-after") => Known::RetryAfter,
         11 if is("x-weir-node") => Known::XWeirNode,
+        11 if is("traceparent") => Known::TraceParent,
         12 if is("x-request-id") => Known::XRequestId,
         14 if is("content-length") => Known::ContentLength,
         15 if is("x-forwarded-for") => Known::XForwardedFor,
@@ -296,7 +304,11 @@ pub(crate) fn parse_request(
         request_id: RequestId::Fresh([0; 32]),
         hash_value: None,
         forwarded_for: None,
+        span: None,
     };
+    // The client's trace context, read when the lb starts a span of its own.
+    let mut traceparent: Option<&[u8]> = None;
+    let mut tracestate: Option<&[u8]> = None;
     let mut has_id = false;
     let mut has_host = false;
     let mut has_length = false;
@@ -354,6 +366,15 @@ pub(crate) fn parse_request(
                 head.request_id = RequestId::Client(offset(buf, h.value));
             }
             Known::IdempotencyKey => head.idempotency_key = true,
+            // Replaced by the lb's span's below; two make neither valid.
+            Known::TraceParent if limits.trace => {
+                traceparent = match traceparent {
+                    None => Some(h.value),
+                    Some(_) => Some(b""),
+                };
+                continue;
+            }
+            Known::TraceState if limits.trace => tracestate = Some(h.value),
             _ => {}
         }
         if let Some(hash) = hash_header {
@@ -383,6 +404,14 @@ pub(crate) fn parse_request(
         let id = fresh_id();
         write_header(out, b"x-request-id", &id);
         head.request_id = RequestId::Fresh(id);
+    }
+    if limits.trace {
+        head.span = crate::request::phases::trace_start(traceparent, tracestate);
+        if let Some(span) = &head.span {
+            out.extend_from_slice(b"traceparent: ");
+            span.context().write_traceparent(out);
+            out.extend_from_slice(b"\r\n");
+        }
     }
     out.extend_from_slice(b"x-forwarded-for: ");
     if let Some(prior) = &head.forwarded_for {
@@ -601,6 +630,7 @@ mod tests {
         max_headers: 100,
         max_url: 8192,
         tls: false,
+        trace: false,
     };
 
     fn request(raw: &[u8]) -> (Parsed<RequestHead>, String) {

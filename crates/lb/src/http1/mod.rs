@@ -112,7 +112,8 @@ pub(crate) async fn serve_connection(
             (conn.bufs.client.len() - head.head_len).min(head.content_length as usize);
         // Boxed: the exchange's state is the largest part of the
         // connection's, and an idle connection should not carry it.
-        if Box::pin(conn.exchange(&head, body_in_buf)).await == Flow::Close {
+        let span = head.span.take();
+        if Box::pin(conn.exchange(&head, body_in_buf, span)).await == Flow::Close {
             return conn.close().await;
         }
         conn.bufs.client.drain(..head.head_len + body_in_buf);
@@ -194,6 +195,7 @@ impl Connection<'_> {
             max_headers: config.max_headers,
             max_url: config.max_url_bytes,
             tls: self.client.is_tls(),
+            trace: weir_trace::tracer().is_exporting(),
         };
         // Once shutdown begins, the wait for a last request is shorter.
         let last = DRAIN_LAST_REQUEST.min(config.header_read_timeout);
@@ -291,8 +293,24 @@ impl Connection<'_> {
     }
 
     /// One request past its head: the rate limit's verdict, then the
-    /// exchange with a backend or the 429.
-    async fn exchange(&mut self, head: &RequestHead, body_in_buf: usize) -> Flow {
+    /// exchange with a backend or the 429; its span ends with the answer.
+    async fn exchange(
+        &mut self,
+        head: &RequestHead,
+        body_in_buf: usize,
+        span: Option<weir_trace::Span>,
+    ) -> Flow {
+        let (flow, status) = self.answer(head, body_in_buf).await;
+        if let Some(span) = span {
+            let path = head.path(&self.bufs.client);
+            phases::trace_end(span, &head.method, path, status);
+        }
+        flow
+    }
+
+    /// The rate limit's verdict, then the exchange: how the connection goes
+    /// on, and the answer's status.
+    async fn answer(&mut self, head: &RequestHead, body_in_buf: usize) -> (Flow, u16) {
         let lb = self.lb;
         let client_ip = {
             let forwarded = head
@@ -311,7 +329,7 @@ impl Connection<'_> {
                 let close = head.close || body_in_buf as u64 != head.content_length;
                 let answer = AnswerHeaders::new(lb, tls, Some(&limited.headers));
                 let refusal = (RateLimited::STATUS, RateLimited::CODE, limited.message());
-                return reply::refuse_limited(
+                let flow = reply::refuse_limited(
                     &mut self.client,
                     &mut self.bufs,
                     head,
@@ -320,6 +338,7 @@ impl Connection<'_> {
                     close,
                 )
                 .await;
+                return (flow, RateLimited::STATUS.as_u16());
             }
         };
         let req = exchange::Request {

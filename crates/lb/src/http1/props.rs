@@ -11,6 +11,7 @@ const LIMITS: HeadRules = HeadRules {
     max_headers: 100,
     max_url: 8192,
     tls: false,
+    trace: false,
 };
 
 /// A parse result in a comparable form.

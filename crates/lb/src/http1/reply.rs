@@ -116,7 +116,7 @@ pub(super) async fn respond_error(
     refusal: Refusal,
     close: bool,
     started: Instant,
-) -> Flow {
+) -> (Flow, u16) {
     let (status, code, message) = refusal.describe();
     let close = close || req.head.close;
     write_json_error(
@@ -132,7 +132,7 @@ pub(super) async fn respond_error(
         _ => Flow::Close,
     };
     access_log(req, bufs, status.as_u16(), started);
-    flow
+    (flow, status.as_u16())
 }
 
 /// `{"error":{"code","message"}}` as a whole HTTP/1.1 answer in `out`, with

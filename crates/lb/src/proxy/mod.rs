@@ -75,6 +75,7 @@ async fn forward(
             std::time::Instant::now(),
         )
     });
+    let span = trace_start(&mut req);
     let client = lb.rate_limits.client_ip(peer.ip(), req.headers());
     let admitted = phases::admit(lb, client, req.method(), req.uri().path()).await;
     let (mut resp, rate_limit) = match admitted {
@@ -85,6 +86,9 @@ async fn forward(
             (resp, Some(limited.headers))
         }
     };
+    if let Some((span, method, path)) = span {
+        phases::trace_end(span, &method, &path, resp.status().as_u16());
+    }
     resp.headers_mut()
         .entry(REQUEST_ID)
         .or_insert(request_id.clone());
@@ -103,6 +107,27 @@ async fn forward(
     }
     resp
 }
+
+/// The lb's span of `req` (see [`phases::trace_start`]), its `traceparent`
+/// now the span's; with the method and path its end records.
+fn trace_start(req: &mut Request<Incoming>) -> Option<(weir_trace::Span, http::Method, String)> {
+    if !weir_trace::tracer().is_exporting() {
+        return None;
+    }
+    let headers = req.headers();
+    // Two `traceparent`s make neither valid.
+    let traceparent = match headers.get_all(TRACEPARENT).iter().count() {
+        1 => headers.get(TRACEPARENT).map(|v| v.as_bytes()),
+        _ => None,
+    };
+    let span = phases::trace_start(traceparent, headers.get("tracestate").map(|v| v.as_bytes()))?;
+    let value =
+        HeaderValue::from_str(&span.context().traceparent()).expect("hex is a header value");
+    req.headers_mut().insert(TRACEPARENT, value);
+    Some((span, req.method().clone(), req.uri().path().to_owned()))
+}
+
+const TRACEPARENT: &str = "traceparent";
 
 async fn forward_to_backend(
     lb: &Lb,

@@ -1,7 +1,8 @@
 //! The phases of a request that both paths share, each decided here once
 //! (pingora's shape): where the request goes ([`route`]), whether its client
-//! is within its rate limit ([`admit`]), and what the lb adds to the answer
-//! ([`AnswerHeaders`]). The fast path renders these decisions into bytes
+//! is within its rate limit ([`admit`]), what the lb adds to the answer
+//! ([`AnswerHeaders`]), and the request's span ([`trace_start`],
+//! [`trace_end`]). The fast path renders these decisions into bytes
 //! and the general path into hyper's types; neither makes them itself.
 
 use std::net::IpAddr;
@@ -102,6 +103,33 @@ pub(crate) async fn admit(
             })
         }
     }
+}
+
+/// The span of a request the lb answers or forwards: continuing the
+/// client's `traceparent`/`tracestate`, or starting a trace. None when the
+/// lb exports no spans: the client's headers then go on untouched.
+pub(crate) fn trace_start(
+    traceparent: Option<&[u8]>,
+    tracestate: Option<&[u8]>,
+) -> Option<weir_trace::Span> {
+    let tracer = weir_trace::tracer();
+    if !tracer.is_exporting() {
+        return None;
+    }
+    let parent = traceparent.and_then(|p| weir_trace::TraceContext::parse(p, tracestate));
+    tracer.start("lb.request", weir_trace::SpanKind::Server, parent.as_ref())
+}
+
+/// Ends a request's span with what became of it.
+pub(crate) fn trace_end(mut span: weir_trace::Span, method: &Method, path: &str, status: u16) {
+    use weir_trace::KeyValue;
+    span.set_attribute(|| KeyValue::new("http.request.method", method.as_str().to_owned()));
+    span.set_attribute(|| KeyValue::new("url.path", path.to_owned()));
+    span.set_attribute(|| KeyValue::new("http.response.status_code", i64::from(status)));
+    if status >= 500 {
+        span.set_error(format!("answered {status}"));
+    }
+    span.end();
 }
 
 /// What the lb adds to an answer, whether a backend's or its own: the

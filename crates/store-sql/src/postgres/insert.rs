@@ -42,6 +42,7 @@ where
     let mut caps = Vec::with_capacity(n);
     let mut timeouts = Vec::with_capacity(n);
     let mut tenants = Vec::with_capacity(n);
+    let mut traces = Vec::with_capacity(n);
     for (p, state) in rows {
         states.push(*state);
         ids.push(p.id.0);
@@ -59,6 +60,7 @@ where
         caps.push(cap);
         timeouts.push(p.timeout.map(|t| t.as_millis() as i64));
         tenants.push(p.tenant.as_deref());
+        traces.push(p.trace.as_deref());
     }
     let inserted: Vec<Uuid> = sqlx::query_scalar(include_str!("sql/insert_rows.sql"))
         .bind(ids)
@@ -76,6 +78,7 @@ where
         .bind(timeouts)
         .bind(tenants)
         .bind(states)
+        .bind(traces)
         .fetch_all(exec)
         .await
         .map_err(err)?;

@@ -9,7 +9,7 @@ use weir_store::StandingTask;
 use super::err;
 use super::rows::{millis, task_id};
 
-/// Task rows bind 14 parameters each; SQLite allows 32766 per statement.
+/// Task rows bind 16 parameters each; SQLite allows 32766 per statement.
 const TASK_ROWS_PER_STATEMENT: usize = 1_000;
 
 pub(super) async fn insert_rows(
@@ -34,7 +34,7 @@ pub(super) async fn task_rows(
         let mut q = QueryBuilder::new(
             "INSERT INTO tasks (id, kind, input, state, max_attempts, priority, cache_key, \
              created_at, run_at, queue, concurrency_key, backoff_base_ms, backoff_cap_ms, \
-             timeout_ms, tenant) ",
+             timeout_ms, tenant, trace_context) ",
         );
         q.push_values(chunk, |mut b, (p, state)| {
             let (base, cap) = RetryPolicy::to_millis(p.backoff);
@@ -52,7 +52,8 @@ pub(super) async fn task_rows(
                 .push_bind(base)
                 .push_bind(cap)
                 .push_bind(p.timeout.map(|t| t.as_millis() as i64))
-                .push_bind(&p.tenant);
+                .push_bind(&p.tenant)
+                .push_bind(&p.trace);
         });
         // Any conflict: the same id (a resend) or the same input live.
         q.push(" ON CONFLICT DO NOTHING RETURNING id");

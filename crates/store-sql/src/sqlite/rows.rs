@@ -120,6 +120,7 @@ pub struct ClaimedRow {
     backoff_cap_ms: Option<i64>,
     timeout_ms: Option<i64>,
     tenant: Option<String>,
+    trace_context: Option<String>,
 }
 
 impl TryFrom<ClaimedRow> for Claimed {
@@ -128,7 +129,6 @@ impl TryFrom<ClaimedRow> for Claimed {
     fn try_from(r: ClaimedRow) -> Result<Claimed, StoreError> {
         Ok(Claimed {
             priority: r.priority,
-            run_at: time(r.run_at)?,
             task: ClaimedTask {
                 id: task_id(&r.id)?,
                 kind: TaskType::from_stored(r.kind),
@@ -141,6 +141,8 @@ impl TryFrom<ClaimedRow> for Claimed {
                     .timeout_ms
                     .map(|ms| std::time::Duration::from_millis(ms.max(1) as u64)),
                 tenant: r.tenant,
+                run_at: time(r.run_at)?,
+                trace: r.trace_context,
             },
         })
     }

@@ -34,9 +34,9 @@ impl SqlStore {
         }
         // Every dialect hands tasks out in the same order.
         claimed.sort_by(|a, b| {
-            (std::cmp::Reverse(a.priority), a.run_at, a.task.id).cmp(&(
+            (std::cmp::Reverse(a.priority), a.task.run_at, a.task.id).cmp(&(
                 std::cmp::Reverse(b.priority),
-                b.run_at,
+                b.task.run_at,
                 b.task.id,
             ))
         });

@@ -35,6 +35,8 @@ pub struct WorkflowSubmission {
     pub steps: Vec<StepSubmission>,
     /// The same key within the idempotency window returns this workflow.
     pub idempotency_key: Option<String>,
+    /// The trace context every step's attempts continue.
+    pub trace: Option<String>,
 }
 
 impl WorkflowSubmission {
@@ -110,6 +112,9 @@ pub struct StepsAdder {
     /// The caller's tenant: a step of another tenant's workflow is not
     /// found. `None`: sees every workflow.
     pub tenant: Option<String>,
+    /// The trace context the added steps' attempts continue (the adding
+    /// attempt's).
+    pub trace: Option<String>,
 }
 
 /// Each given step's id with its task, in the order given.
@@ -139,6 +144,7 @@ impl Submitter {
         &self,
         given: &[StepSubmission],
         tenant: Option<&str>,
+        trace: Option<&str>,
         now: chrono::DateTime<Utc>,
     ) -> Result<Vec<NewStep>, WorkflowError> {
         if let Some(bad) = given.iter().find(|s| !valid_step_id(&s.id)) {
@@ -154,6 +160,7 @@ impl Submitter {
             let step = &given[i];
             let mut task = step.task.clone();
             task.tenant = tenant.map(str::to_owned);
+            task.trace = trace.map(str::to_owned);
             let mut params = self.prepare(&task, now).map_err(|e| match e {
                 SubmitError::Input(error) => WorkflowError::Step {
                     step: step.id.clone(),
@@ -211,7 +218,8 @@ impl Submitter {
             return Err(not_a_step());
         }
         let now = Utc::now();
-        let steps = self.prepare_steps(&given, task.tenant.as_deref(), now)?;
+        let steps =
+            self.prepare_steps(&given, task.tenant.as_deref(), adder.trace.as_deref(), now)?;
         let added = Workflows::workflow_add_steps(
             &*self.store,
             NewSteps {
@@ -259,7 +267,7 @@ impl Submitter {
             });
         }
         let now = Utc::now();
-        let steps = self.prepare_steps(&w.steps, w.tenant.as_deref(), now)?;
+        let steps = self.prepare_steps(&w.steps, w.tenant.as_deref(), w.trace.as_deref(), now)?;
         let fingerprint = w.fingerprint();
         let submitted = SubmittedWorkflow {
             id: WorkflowId::new(),

@@ -2,7 +2,9 @@
 //!
 //! The input is written to its stdin as JSON; `WEIR_TASK_ID`, `WEIR_ATTEMPT`,
 //! `WEIR_LEASE_TOKEN` (for `POST /workflows/{id}/steps`) and
-//! `WEIR_TASK_TYPE` are in its environment. Exit 0 succeeds with stdout
+//! `WEIR_TASK_TYPE` are in its environment, and `TRACEPARENT` (with
+//! `TRACESTATE`) when the task is traced: the OpenTelemetry SDKs' variables
+//! for a process to continue its caller's trace. Exit 0 succeeds with stdout
 //! as the result (JSON, else `{"stdout": text}`); exit 65 (EX_DATAERR) is a
 //! permanent failure; exit 75 (EX_TEMPFAIL), any other status, or death by a
 //! signal is retried. A stderr line `weir-progress N` reports progress,
@@ -89,6 +91,12 @@ impl Handler for CommandHandler {
             .process_group(0);
         if let Some(dir) = &spec.cwd {
             cmd.current_dir(dir);
+        }
+        if let Some(trace) = &job.trace {
+            cmd.env("TRACEPARENT", trace.traceparent());
+            if let Some(state) = &trace.tracestate {
+                cmd.env("TRACESTATE", state);
+            }
         }
         let mut child = cmd.spawn().map_err(|e| {
             HandlerError::retryable(format!("could not start {:?}: {e}", spec.argv[0]))
@@ -261,7 +269,23 @@ mod tests {
             cancel: CancellationToken::new(),
             lease_token: 1,
             workflow: Default::default(),
+            trace: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_traced_attempt_gives_the_program_its_trace_context() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        // Which of the two variables hold what the attempt was given.
+        let h = handler(&format!(
+            r#"printf '[%s,%s]' "$([ "$TRACEPARENT" = {parent} ] && echo 1 || echo 0)" "$([ "$TRACESTATE" = k=v ] && echo 1 || echo 0)""#
+        ));
+        let mut traced = job(json!({}));
+        traced.trace = weir_trace::TraceContext::parse(parent.as_bytes(), Some(b"k=v"));
+        assert_eq!(h.run(traced).await.unwrap(), json!([1, 1]));
+        // Untraced: neither variable is set.
+        let h = handler(r#"printf '[%s]' "${TRACEPARENT:-0}${TRACESTATE}""#);
+        assert_eq!(h.run(job(json!({}))).await.unwrap(), json!([0]));
     }
 
     #[tokio::test]

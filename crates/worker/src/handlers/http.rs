@@ -93,6 +93,18 @@ impl Handler for HttpHandler {
             // What `POST /workflows/{id}/steps` takes from a step's endpoint.
             .header("weir-lease-token", job.lease_token.to_string())
             .header("idempotency-key", &id);
+        // The receiver's work joins the task's trace under this delivery.
+        let mut span = job.trace.as_ref().and_then(|attempt| {
+            weir_trace::tracer().start("task.delivery", weir_trace::SpanKind::Client, Some(attempt))
+        });
+        if let Some(span) = &mut span {
+            let url = self.spec.url.clone();
+            span.set_attribute(|| weir_trace::KeyValue::new("url.full", url));
+            request = request.header("traceparent", span.context().traceparent());
+            if let Some(state) = &span.context().tracestate {
+                request = request.header("tracestate", state.as_str());
+            }
+        }
         if let Some(secret) = &self.spec.secret {
             let t = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -100,7 +112,23 @@ impl Handler for HttpHandler {
                 .as_secs();
             request = request.header("weir-signature", signature(secret, t, &body));
         }
-        let response = request.body(body).send().await.map_err(|e| {
+        let sent = request.body(body).send().await;
+        if let Some(mut span) = span {
+            match &sent {
+                Ok(answer) => {
+                    let status = i64::from(answer.status().as_u16());
+                    span.set_attribute(|| {
+                        weir_trace::KeyValue::new("http.response.status_code", status)
+                    });
+                    if !answer.status().is_success() {
+                        span.set_error(format!("answered {}", answer.status()));
+                    }
+                }
+                Err(e) => span.set_error(chain(e as &dyn std::error::Error)),
+            }
+            span.end();
+        }
+        let response = sent.map_err(|e| {
             HandlerError::retryable(format!(
                 "delivery to {} failed: {}",
                 self.spec.url,
@@ -234,6 +262,7 @@ mod tests {
             cancel: tokio_util::sync::CancellationToken::new(),
             lease_token: 1,
             workflow: Default::default(),
+            trace: None,
         }
     }
 

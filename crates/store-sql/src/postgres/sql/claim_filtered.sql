@@ -17,4 +17,4 @@ UPDATE tasks t SET state = 'running', attempts = t.attempts + 1, lease_token = t
                    worker_id = $1, started_at = $2, lease_expires_at = $3
 FROM picked WHERE t.id = picked.id
 RETURNING t.id, t.kind, t.input, t.attempts, t.max_attempts, t.lease_token, t.priority, t.run_at,
-          t.backoff_base_ms, t.backoff_cap_ms, t.timeout_ms, t.tenant
+          t.backoff_base_ms, t.backoff_cap_ms, t.timeout_ms, t.tenant, t.trace_context

@@ -15,4 +15,4 @@ WHERE id IN (
       AND (?8 IS NULL OR kind IN (SELECT value FROM json_each(?8)))
     ORDER BY priority DESC, run_at, id LIMIT ?4)
 RETURNING id, kind, input, attempts, max_attempts, lease_token, priority, run_at,
-          backoff_base_ms, backoff_cap_ms, timeout_ms, tenant
+          backoff_base_ms, backoff_cap_ms, timeout_ms, tenant, trace_context

@@ -6,4 +6,4 @@ WHERE id IN (
     SELECT id FROM tasks WHERE state = 'queued' AND run_at <= ?2 AND {filter}
     ORDER BY priority DESC, run_at, id LIMIT ?4)
 RETURNING id, kind, input, attempts, max_attempts, lease_token, priority, run_at,
-          backoff_base_ms, backoff_cap_ms, timeout_ms, tenant
+          backoff_base_ms, backoff_cap_ms, timeout_ms, tenant, trace_context

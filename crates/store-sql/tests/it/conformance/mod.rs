@@ -42,6 +42,7 @@ pub(crate) fn insert_params(kind: Builtin, s: &str, now: DateTime<Utc>) -> TaskI
         backoff: None,
         timeout: None,
         tenant: None,
+        trace: None,
     }
 }
 
