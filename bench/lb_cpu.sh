@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What a proxied request costs the proxy: nginx, HAProxy and weir lb (also
 # with traces exported at 1% sampling) each driven at the same fixed rate
-# (open model, `weir bench http`, latency from each request's due time)
+# (open model, `weir bench --rate`, latency from each request's due time)
 # over 64 keep-alive connections, through the same upstreams with nginx's
 # default `keepalive_requests 1000`. Each proxy's utime+stime is read from
 # /proc before and after: CPU µs per request, and p99 at that rate.
@@ -36,14 +36,14 @@ RUST_LOG=warn "$WEIR" lb --listen "127.0.0.1:$TRACED_PORT" --backends "$BACKENDS
 
 for port in $NGINX $HAPROXY $WEIR_PORT $TRACED_PORT; do wait_http "http://127.0.0.1:$port/"; done
 
-# One measured run: "cpu_us_per_request p99_ms requests non_2xx".
+# One measured run: "cpu_us_per_request p99_ms requests non_2xx". The load is
+# `weir bench`'s open model on its raw keep-alive path (the lightest client
+# here, so the proxies, not the client, are what the two cores run).
 measure() { # port pid
-    "$WEIR" bench http --url "http://127.0.0.1:$1/" --rate "$RATE" --duration 1s \
-        --connections 64 --json >/dev/null   # warm-up
+    "$WEIR" bench "http://127.0.0.1:$1/" --rate "$RATE" -c 64 -d 1s --json >/dev/null   # warm-up
     local before after out
     before=$(cpu_ticks "$2")
-    out=$("$WEIR" bench http --url "http://127.0.0.1:$1/" --rate "$RATE" --duration "$DURATION" \
-        --connections 64 --json)
+    out=$("$WEIR" bench "http://127.0.0.1:$1/" --rate "$RATE" -c 64 -d "$DURATION" --json)
     after=$(cpu_ticks "$2")
     python3 - "$out" "$((after - before))" "$TICK_US" <<'PY'
 import json, sys

@@ -312,10 +312,12 @@ impl Span {
     }
 }
 
-/// A random non-zero id of `N` bytes.
+/// A random non-zero id of `N` (at most 16) bytes: one draw per id, as
+/// every request the lb forwards while exporting gets one.
 fn new_id<const N: usize>() -> [u8; N] {
     loop {
-        let id: [u8; N] = std::array::from_fn(|_| rand::random());
+        let bits = rand::random::<u128>().to_le_bytes();
+        let id: [u8; N] = std::array::from_fn(|i| bits[i]);
         if id != [0; N] {
             return id;
         }
