@@ -6,7 +6,7 @@
 # Usage: bench/smoke.sh [script name...]   (default: every one)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-export WEIR_BIN="${WEIR_BIN:-$ROOT/target/debug/weir}"
+export WEIR_BIN="${WEIR_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/weir}"
 [ -x "$WEIR_BIN" ] || (cd "$ROOT" && cargo build -q)
 # Each script with the smallest arguments that still run every part of it.
 declare -A ARGS=(
