@@ -39,25 +39,15 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestTrace {
 
 /// The node's span of a request with these headers.
 pub(crate) fn request_span(headers: &HeaderMap) -> Option<Span> {
-    // Two `traceparent`s make neither valid.
-    let mut parents = headers.get_all("traceparent").iter();
-    let parent = match (parents.next(), parents.next()) {
-        (Some(only), None) => TraceContext::parse(
-            only.as_bytes(),
-            headers.get("tracestate").map(|v| v.as_bytes()),
-        ),
-        _ => None,
-    };
+    let parent = TraceContext::from_headers(headers);
     weir_trace::tracer().start("api.request", SpanKind::Server, parent.as_ref())
 }
 
 /// Ends a request's span with its route and status.
-pub(crate) fn request_end(mut span: Span, method: &str, route: &str, status: u16) {
-    span.set_attribute(|| KeyValue::new("http.request.method", method.to_owned()));
-    span.set_attribute(|| KeyValue::new("http.route", route.to_owned()));
-    span.set_attribute(|| KeyValue::new("http.response.status_code", i64::from(status)));
-    if status >= 500 {
-        span.set_error(format!("answered {status}"));
-    }
-    span.end();
+pub(crate) fn request_end(span: Span, method: &str, route: &str, status: u16) {
+    span.end_answered(
+        method,
+        KeyValue::new("http.route", route.to_owned()),
+        status,
+    );
 }

@@ -62,6 +62,18 @@ impl TraceContext {
         })
     }
 
+    /// Reads a request's headers: two `traceparent`s make neither valid.
+    pub fn from_headers(headers: &http::HeaderMap) -> Option<TraceContext> {
+        let mut parents = headers.get_all("traceparent").iter();
+        match (parents.next(), parents.next()) {
+            (Some(only), None) => TraceContext::parse(
+                only.as_bytes(),
+                headers.get("tracestate").map(|v| v.as_bytes()),
+            ),
+            _ => None,
+        }
+    }
+
     /// The `traceparent` header's value.
     pub fn traceparent(&self) -> String {
         let mut out = Vec::with_capacity(55);

@@ -267,6 +267,18 @@ impl Span {
         }
     }
 
+    /// Ends a request's span with its method, `target` (its path or
+    /// route) and status; a 5xx marks it failed.
+    pub fn end_answered(mut self, method: &str, target: KeyValue, status: u16) {
+        self.set_attribute(|| KeyValue::new("http.request.method", method.to_owned()));
+        self.set_attribute(|| target);
+        self.set_attribute(|| KeyValue::new("http.response.status_code", i64::from(status)));
+        if status >= 500 {
+            self.set_error(format!("answered {status}"));
+        }
+        self.end();
+    }
+
     /// Ends the span now.
     pub fn end(self) {
         self.end_at(SystemTime::now());

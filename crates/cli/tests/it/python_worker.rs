@@ -173,7 +173,7 @@ async fn a_python_step_adds_a_batch_the_report_waits_for() {
 }
 
 /// `weir up` with `extra` flags (one API node, one worker); its lb's URL.
-fn up_with(data: &str, extra: &[&str]) -> (WeirProcess, String) {
+pub(crate) fn up_with(data: &str, extra: &[&str]) -> (WeirProcess, String) {
     let args = [
         &[
             "up",
@@ -199,21 +199,25 @@ async fn run_example(script: &str, args: &[&str]) -> Value {
         "{}/../../clients/python/{script}",
         env!("CARGO_MANIFEST_DIR")
     );
-    let python = Command::new("python3")
-        .arg(path)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 is needed for the Python client's test");
-    let out = tokio::task::spawn_blocking(move || python.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = python(&[&[path.as_str()][..], args].concat()).await;
     assert!(
         out.status.success(),
         "{script} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+/// Runs `python3 ARGS` to its end, off the runtime's threads.
+pub(crate) async fn python(args: &[&str]) -> std::process::Output {
+    let python = Command::new("python3")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed for the Python client's test");
+    tokio::task::spawn_blocking(move || python.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap()
 }

@@ -5,7 +5,7 @@
 //! exporter, the context passes through untouched to the receiver and to an
 //! external (Python) worker.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use prost::Message;
 use serde_json::{json, Value};
 
 use crate::processes::{listening_url, migrated_database, wait_all_succeeded_within, WeirProcess};
+use crate::python_worker::{python, up_with};
 use crate::support::poll;
 use crate::task_types::Receiver;
 
@@ -258,25 +259,8 @@ async fn without_an_exporter_the_clients_context_passes_through_every_hop() {
     )
     .unwrap();
     let data = dir.path().join("data").display().to_string();
-    let (_up, line) = WeirProcess::start(
-        &[
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            &config.display().to_string(),
-            "--data-dir",
-            &data,
-            "--worker-token",
-            "tok",
-            "--api-nodes",
-            "1",
-            "--workers",
-            "1",
-        ],
-        "lb listening on",
-    );
-    let base = listening_url(&line);
+    let config = config.display().to_string();
+    let (_up, base) = up_with(&data, &["--config", &config, "--worker-token", "tok"]);
     let id = submit_traced(&base).await;
     let delivered = receiver.deliveries_of(&id);
     assert_eq!(
@@ -305,16 +289,7 @@ async fn without_an_exporter_the_clients_context_passes_through_every_hop() {
          w.run(max_tasks=1, handle_signals=False)\n",
         clients = concat!(env!("CARGO_MANIFEST_DIR"), "/../../clients/python"),
     );
-    let python = Command::new("python3")
-        .args(["-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 is needed for the Python client's test");
-    let out = tokio::task::spawn_blocking(move || python.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = python(&["-c", &script]).await;
     assert!(
         out.status.success(),
         "{}",

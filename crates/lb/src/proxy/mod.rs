@@ -114,13 +114,8 @@ fn trace_start(req: &mut Request<Incoming>) -> Option<(weir_trace::Span, http::M
     if !weir_trace::tracer().is_exporting() {
         return None;
     }
-    let headers = req.headers();
-    // Two `traceparent`s make neither valid.
-    let traceparent = match headers.get_all(TRACEPARENT).iter().count() {
-        1 => headers.get(TRACEPARENT).map(|v| v.as_bytes()),
-        _ => None,
-    };
-    let span = phases::trace_start(traceparent, headers.get("tracestate").map(|v| v.as_bytes()))?;
+    let parent = weir_trace::TraceContext::from_headers(req.headers());
+    let span = phases::trace_continue(parent.as_ref())?;
     let value =
         HeaderValue::from_str(&span.context().traceparent()).expect("hex is a header value");
     req.headers_mut().insert(TRACEPARENT, value);

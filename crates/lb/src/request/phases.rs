@@ -112,24 +112,25 @@ pub(crate) fn trace_start(
     traceparent: Option<&[u8]>,
     tracestate: Option<&[u8]>,
 ) -> Option<weir_trace::Span> {
+    let parent = traceparent.and_then(|p| weir_trace::TraceContext::parse(p, tracestate));
+    trace_continue(parent.as_ref())
+}
+
+/// The same, from a context already read.
+pub(crate) fn trace_continue(
+    parent: Option<&weir_trace::TraceContext>,
+) -> Option<weir_trace::Span> {
     let tracer = weir_trace::tracer();
     if !tracer.is_exporting() {
         return None;
     }
-    let parent = traceparent.and_then(|p| weir_trace::TraceContext::parse(p, tracestate));
-    tracer.start("lb.request", weir_trace::SpanKind::Server, parent.as_ref())
+    tracer.start("lb.request", weir_trace::SpanKind::Server, parent)
 }
 
 /// Ends a request's span with what became of it.
-pub(crate) fn trace_end(mut span: weir_trace::Span, method: &Method, path: &str, status: u16) {
-    use weir_trace::KeyValue;
-    span.set_attribute(|| KeyValue::new("http.request.method", method.as_str().to_owned()));
-    span.set_attribute(|| KeyValue::new("url.path", path.to_owned()));
-    span.set_attribute(|| KeyValue::new("http.response.status_code", i64::from(status)));
-    if status >= 500 {
-        span.set_error(format!("answered {status}"));
-    }
-    span.end();
+pub(crate) fn trace_end(span: weir_trace::Span, method: &Method, path: &str, status: u16) {
+    let path = weir_trace::KeyValue::new("url.path", path.to_owned());
+    span.end_answered(method.as_str(), path, status);
 }
 
 /// What the lb adds to an answer, whether a backend's or its own: the
