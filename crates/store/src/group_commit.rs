@@ -13,6 +13,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +36,31 @@ const EVENT_PIPELINES: usize = 3;
 /// in docs/BENCHMARKS.md, "Group commit's thresholds").
 const EVENT_OVERLAP_FROM: usize = 256;
 
-type Ack<O> = oneshot::Sender<Result<O, StoreError>>;
+/// A caller waiting for its row's commit.
+struct Waiter<O> {
+    ack: oneshot::Sender<Result<O, StoreError>>,
+    /// Decided once, by whichever comes first: the writer taking the row
+    /// into a batch (the caller then waits for that batch's outcome) or the
+    /// caller's budget running out (the row is then never written). Without
+    /// it a caller could be told "not committed" about a row its batch did
+    /// commit, and a client that retries would queue the task twice.
+    fate: Arc<AtomicU8>,
+}
+
+const QUEUED: u8 = 0;
+const TAKEN: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl<O> Waiter<O> {
+    /// Takes the row into a batch, unless its caller gave up or went away.
+    fn take(&self) -> bool {
+        !self.ack.is_closed()
+            && self
+                .fate
+                .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+}
 /// How long the request-log writer lets a batch of rows nobody waits for
 /// grow before committing it: many small commits of detached rows cost the
 /// database a transaction each (a third of PostgreSQL's time under 1-event
@@ -52,7 +77,7 @@ type WriteFn<T, O> = Box<dyn Fn(Vec<T>) -> WriteFuture<O> + Send + Sync>;
 /// everything queued) when the last handle is dropped. Each row's writer
 /// answers with an `O` (the task id a submission came to, for tasks).
 pub struct GroupCommit<T, O = ()> {
-    tx: mpsc::Sender<(T, Option<Ack<O>>)>,
+    tx: mpsc::Sender<(T, Option<Waiter<O>>)>,
     /// Longest a [`GroupCommit::write`] waits for its commit; `None`: no limit.
     budget: Option<Duration>,
 }
@@ -68,9 +93,11 @@ impl<T, O> Clone for GroupCommit<T, O> {
 
 impl<T, O> GroupCommit<T, O> {
     /// The same writer, whose [`GroupCommit::write`] gives up after
-    /// `budget`: a caller queued behind a batch stuck on an unreachable
-    /// database gets an error in time instead of waiting for it. A row given
-    /// up on before its batch started is never written.
+    /// `budget` spent waiting for its row to be taken into a batch: a caller
+    /// queued behind a batch stuck on an unreachable database gets an error
+    /// in time instead of waiting for it, and its row is never written. A
+    /// row already taken is answered with its batch's outcome, however long
+    /// the batch takes (the store's own retry budget bounds that).
     pub fn within(mut self, budget: Duration) -> Self {
         self.budget = Some(budget);
         self
@@ -175,27 +202,42 @@ impl<T: Send + 'static, O: Clone + Send + 'static> GroupCommit<T, O> {
         (GroupCommit { tx, budget: None }, handle)
     }
 
-    /// Appends a row and waits until it is committed (or the budget is
-    /// spent: [`StoreError::Unavailable`], the row then written or not).
+    /// Appends a row and waits until it is committed. With a budget, a row
+    /// not yet taken into a batch when it is spent is given up on:
+    /// [`StoreError::Unavailable`], and the row is never written — so an
+    /// error always means "not stored" unless the batch itself failed
+    /// ambiguously (a connection lost during its commit).
     pub async fn write(&self, row: T) -> Result<O, StoreError> {
         let stopped = || StoreError::Unavailable("group-commit writer stopped".into());
         let (ack, done) = oneshot::channel();
+        let fate = Arc::new(AtomicU8::new(QUEUED));
+        let waiter = Waiter {
+            ack,
+            fate: fate.clone(),
+        };
         let queued = async {
             self.tx
-                .send((row, Some(ack)))
+                .send((row, Some(waiter)))
                 .await
                 .map_err(|_| stopped())?;
             done.await.map_err(|_| stopped())?
         };
-        match self.budget {
-            None => queued.await,
-            Some(budget) => tokio::time::timeout(budget, queued)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(StoreError::Unavailable(format!(
+        let Some(budget) = self.budget else {
+            return queued.await;
+        };
+        tokio::pin!(queued);
+        match tokio::time::timeout(budget, &mut queued).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                match fate.compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => Err(StoreError::Unavailable(format!(
                         "not committed within {budget:?}"
-                    )))
-                }),
+                    ))),
+                    // Its batch is committing: that outcome is the answer.
+                    Err(_) => queued.await,
+                }
+            }
         }
     }
 
@@ -222,7 +264,7 @@ impl<T: Send + 'static, O: Clone + Send + 'static> GroupCommit<T, O> {
     }
 }
 
-type SharedReceiver<T, O> = Arc<Mutex<mpsc::Receiver<(T, Option<Ack<O>>)>>>;
+type SharedReceiver<T, O> = Arc<Mutex<mpsc::Receiver<(T, Option<Waiter<O>>)>>>;
 
 async fn write_loop<T, O: Clone>(
     rx: SharedReceiver<T, O>,
@@ -248,12 +290,13 @@ async fn write_loop<T, O: Clone>(
                 }
             }
         }
-        // Callers that gave up (their budget spent) are not written for.
-        batch.retain(|(_, ack)| !ack.as_ref().is_some_and(|a| a.is_closed()));
+        // Callers that gave up (their budget spent) or went away are not
+        // written for; the others now wait for this batch, whatever it takes.
+        batch.retain(|(_, waiter)| waiter.as_ref().is_none_or(Waiter::take));
         if batch.is_empty() {
             continue;
         }
-        let (rows, acks): (Vec<T>, Vec<Option<Ack<O>>>) = batch.drain(..).unzip();
+        let (rows, acks): (Vec<T>, Vec<Option<Waiter<O>>>) = batch.drain(..).unzip();
         // A large batch lets the next loop gather and commit beside it; a
         // small one keeps the queue to itself until it has committed.
         let overlaps =
@@ -268,8 +311,8 @@ async fn write_loop<T, O: Clone>(
         match write(rows).await {
             Ok(outputs) if outputs.len() == n => {
                 for (ack, out) in acks.into_iter().zip(outputs) {
-                    if let Some(ack) = ack {
-                        let _ = ack.send(Ok(out));
+                    if let Some(waiter) = ack {
+                        let _ = waiter.ack.send(Ok(out));
                     }
                 }
             }
@@ -278,14 +321,14 @@ async fn write_loop<T, O: Clone>(
                     "group commit: {} answers for {n} rows",
                     outputs.len()
                 ));
-                for ack in acks.into_iter().flatten() {
-                    let _ = ack.send(Err(e.clone()));
+                for waiter in acks.into_iter().flatten() {
+                    let _ = waiter.ack.send(Err(e.clone()));
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, rows = n, "group-commit batch failed");
-                for ack in acks.into_iter().flatten() {
-                    let _ = ack.send(Err(e.clone()));
+                for waiter in acks.into_iter().flatten() {
+                    let _ = waiter.ack.send(Err(e.clone()));
                 }
             }
         }
@@ -368,16 +411,39 @@ mod tests {
             "{queued:?}"
         );
         assert_eq!(started.elapsed(), Duration::from_secs(3));
-        assert!(matches!(
-            first.await.unwrap(),
-            Err(StoreError::Unavailable(_))
-        ));
-        // Once the hung commit ends (virtual time), only rows someone still
-        // waited for are written.
-        tokio::time::sleep(Duration::from_secs(7)).await;
+        // The first row's batch had started: its caller is told how that
+        // batch ended (stored), not "unavailable" at its budget.
+        first.await.unwrap().unwrap();
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+        // Only rows someone still waited for when their batch started are
+        // written.
         writer.write(3).await.unwrap();
         drop(writer);
         task.await.unwrap();
         assert_eq!(*written.lock().unwrap(), vec![1, 3]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_row_taken_just_before_its_budget_ends_is_answered_stored() {
+        // Every commit takes 2 s; the budget is 3 s. The second row waits
+        // 2 s behind the first, is taken, and commits at 4 s: past its
+        // budget, yet stored — so its caller must hear so.
+        let write: WriteFn<u32, u32> = Box::new(|rows| {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Ok(rows)
+            })
+        });
+        let (writer, task) = GroupCommit::spawn_with(1, 1, None, None, write);
+        let writer = writer.within(Duration::from_secs(3));
+        let first = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.write(1).await }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(writer.write(2).await.unwrap(), 2);
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        drop(writer);
+        task.await.unwrap();
     }
 }

@@ -236,10 +236,13 @@ async fn faults_between_weir_and_its_stores_lose_and_duplicate_nothing() {
         "too little load got through"
     );
     // --db-busy-timeout (3 s by default) bounds every answer, even while the
-    // database and Redis answer nothing at all.
+    // database and Redis answer nothing at all: at most once waiting for a
+    // batch to take the row, then once for that batch's own store call (a
+    // row taken into a batch is answered with its outcome, so a 503 always
+    // means "not stored").
     for (what, waited) in answers.slowest.lock().unwrap().iter() {
         assert!(
-            *waited < Duration::from_millis(4_000),
+            *waited < Duration::from_millis(7_000),
             "a {what} waited {waited:?}"
         );
     }
