@@ -9,6 +9,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
+/// What a read from a client reserves: a request head fits, as a rule.
+pub(crate) const READ_RESERVE: usize = 4096;
+
 pub(crate) enum ClientIo {
     Plain(TcpStream),
     /// Boxed: a TLS session's state is large, and most connections are plain.
@@ -56,6 +59,34 @@ impl ClientIo {
                         Err(e) => return Err(e),
                     }
                 }
+            }
+        }
+    }
+
+    /// Waits for the client's next bytes and reads them into `buf`, which
+    /// grows only once they are there: an idle connection holds no buffer.
+    /// A plain socket is read as soon as it reports readiness — one system
+    /// call per request rather than a peek and then a read; readiness left
+    /// over from an earlier read (a read that filled its buffer keeps it)
+    /// finds nothing, gives its buffer back and waits again.
+    pub(crate) async fn read_when_ready(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        match self {
+            ClientIo::Plain(s) => loop {
+                s.readable().await?;
+                buf.reserve(READ_RESERVE);
+                match s.try_read_buf(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if buf.is_empty() {
+                            *buf = Vec::new();
+                        }
+                    }
+                    read => return read,
+                }
+            },
+            ClientIo::Tls(_) => {
+                self.readable().await?;
+                buf.reserve(READ_RESERVE);
+                tokio::io::AsyncReadExt::read_buf(self, buf).await
             }
         }
     }

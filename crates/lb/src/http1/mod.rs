@@ -38,7 +38,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Instant;
 
-use crate::edge::client_io::ClientIo;
+use crate::edge::client_io::{ClientIo, READ_RESERVE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Sleep;
@@ -239,32 +239,25 @@ impl Connection<'_> {
                     }
                 }
             }
-            let idle = bufs.client.is_empty();
-            if idle {
+            let read = if bufs.client.is_empty() {
                 // Waiting for the next request holds no buffer.
-                let ready = tokio::select! {
+                tokio::select! {
                     biased;
-                    ready = self.client.readable() => ready,
+                    read = self.client.read_when_ready(&mut bufs.client) => read,
                     () = self.head_timer.as_mut() => return Err(End::Done),
                     () = self.stopping.as_mut(), if !self.draining => {
                         self.draining = true;
                         exchange::arm(&mut self.head_timer, Instant::now(), last);
                         continue;
                     }
-                };
-                if ready.is_err() {
-                    return Err(End::Done);
                 }
-            }
-            bufs.client.reserve(4096);
-            let read = tokio::select! {
-                biased;
-                read = self.client.read_buf(&mut bufs.client) => read,
-                () = self.head_timer.as_mut() => return Err(End::Done),
-                () = self.stopping.as_mut(), if idle && !self.draining => {
-                    self.draining = true;
-                    exchange::arm(&mut self.head_timer, Instant::now(), last);
-                    continue;
+            } else {
+                // The rest of a head begun.
+                bufs.client.reserve(READ_RESERVE);
+                tokio::select! {
+                    biased;
+                    read = self.client.read_buf(&mut bufs.client) => read,
+                    () = self.head_timer.as_mut() => return Err(End::Done),
                 }
             };
             match read {
