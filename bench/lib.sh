@@ -2,7 +2,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # WEIR_BIN runs another build (e.g. the previous commit's) instead of this tree's.
-WEIR="${WEIR_BIN:-$ROOT/target/release/weir}"
+WEIR="${WEIR_BIN:-$ROOT/target/dist/weir}"
 PG_ADMIN="${WEIR_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 PG_BASE="${PG_ADMIN%/*}"
 WORK="$(mktemp -d /tmp/weir-bench.XXXXXX)"
@@ -15,13 +15,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-build_weir() { [ -n "${WEIR_BIN:-}" ] || (cd "$ROOT" && cargo build --release -q); }
+build_weir() { [ -n "${WEIR_BIN:-}" ] || (cd "$ROOT" && cargo build --profile dist -q); }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 wait_http() { # url
     for _ in $(seq 1 200); do
-        curl -s -o /dev/null "$1" 2>/dev/null && return 0
+        curl -sk -o /dev/null "$1" 2>/dev/null && return 0
         sleep 0.05
     done
     echo "bench: $1 never answered" >&2; return 1
@@ -121,11 +121,23 @@ ensure_celery() {
 
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2]):.2f}')" "$1" "$2"; }
 
+# A self-signed ECDSA P-256 certificate for localhost: $WORK/cert.pem,
+# $WORK/key.pem, and both in $WORK/both.pem (HAProxy's form).
+make_cert() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+        -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+    cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/both.pem"
+}
+
 # nginx as the load balancer (2 workers, keep-alive to the upstreams) on
-# port $1 in front of the upstream ports after it; sets PROXY_PID.
+# port $1 in front of the upstream ports after it; sets PROXY_PID. With
+# TLS_PORT set, also HTTPS there (TLS 1.3, make_cert's certificate).
 start_nginx_proxy() { # port upstream_port...
-    local port=$1 servers="" u; shift
+    local port=$1 servers="" u tls=""; shift
     for u in "$@"; do servers+="server 127.0.0.1:$u; "; done
+    [ -z "${TLS_PORT:-}" ] || tls="listen 127.0.0.1:$TLS_PORT ssl; ssl_protocols TLSv1.3;
+             ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem;"
     cat >"$WORK/nginx-$port.conf" <<CONF
 worker_processes 2;
 pid $WORK/nginx-$port.pid;
@@ -134,8 +146,9 @@ events { worker_connections 4096; }
 http {
     access_log off;
     keepalive_requests 1000000;
+    ssl_session_cache shared:SSL:10m;
     upstream up { $servers keepalive 128; }
-    server { listen 127.0.0.1:$port;
+    server { listen 127.0.0.1:$port; $tls
              location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } }
 }
 CONF
@@ -144,13 +157,16 @@ CONF
 
 # HAProxy as the load balancer (2 threads, connections to the upstreams
 # reused) on port $1 in front of the upstream ports after it; sets PROXY_PID.
+# With TLS_PORT set, also HTTPS there (TLS 1.3, make_cert's certificate).
 start_haproxy_proxy() { # port upstream_port...
-    local port=$1 servers="" u i=0; shift
+    local port=$1 servers="" u i=0 tls=""; shift
     for u in "$@"; do i=$((i + 1)); servers+="    server u$i 127.0.0.1:$u"$'\n'; done
+    [ -z "${TLS_PORT:-}" ] || tls="    bind 127.0.0.1:$TLS_PORT ssl crt $WORK/both.pem"
     cat >"$WORK/haproxy-$port.cfg" <<CONF
 global
     nbthread 2
     maxconn 8000
+    ssl-default-bind-options ssl-min-ver TLSv1.3
 defaults
     mode http
     timeout connect 1s
@@ -160,6 +176,7 @@ defaults
     http-reuse always
 frontend fe
     bind 127.0.0.1:$port
+$tls
     default_backend be
 backend be
     balance roundrobin

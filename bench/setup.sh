@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Installs what the benchmarks run beside weir: wrk (load), nginx and the seeds'
-# Python stacks (gunicorn + Flask + psycopg2; FastAPI + uvicorn + asyncpg + redis)
-# in a venv under target/bench-venv.
+# Installs what the benchmarks run beside weir: wrk and h2load (load), perf,
+# nginx, HAProxy and the seeds' Python stacks (gunicorn + Flask + psycopg2;
+# FastAPI + uvicorn + asyncpg + redis) in a venv under target/bench-venv.
 # Idempotent; run by every bench script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v wrk >/dev/null || need_apt+=(wrk)
+command -v h2load >/dev/null || need_apt+=(nghttp2-client)
+command -v perf >/dev/null || need_apt+=(linux-perf)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
 if [ ${#need_apt[@]} -gt 0 ]; then

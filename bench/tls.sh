@@ -15,10 +15,7 @@ IDLE=${3:-9800}
 bash "$ROOT/bench/setup.sh" >&2
 build_weir
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
-    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
-cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/both.pem"
+make_cert
 
 U1=$(free_port); U2=$(free_port); U3=$(free_port)
 start_ok_nginx "$U1" "$U2" "$U3"

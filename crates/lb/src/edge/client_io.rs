@@ -1,6 +1,7 @@
 //! A client's connection, plain or TLS: one concrete type the fast path and
 //! the general path serve, whichever listener it came from.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -66,21 +67,25 @@ impl ClientIo {
     /// Waits for the client's next bytes and reads them into `buf`, which
     /// grows only once they are there: an idle connection holds no buffer.
     /// A plain socket is read as soon as it reports readiness — one system
-    /// call per request rather than a peek and then a read; readiness left
-    /// over from an earlier read (a read that filled its buffer keeps it)
-    /// finds nothing, gives its buffer back and waits again.
+    /// call per request rather than a peek and then a read. The read is
+    /// tokio's `poll_read`, polled once: a short read clears the socket's
+    /// readiness (the kernel's buffer is drained), so the next wait is a
+    /// real one rather than a read that finds nothing; readiness left over
+    /// all the same (a read that filled its buffer keeps it) finds nothing,
+    /// gives the buffer back and waits again.
     pub(crate) async fn read_when_ready(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
         match self {
             ClientIo::Plain(s) => loop {
                 s.readable().await?;
                 buf.reserve(READ_RESERVE);
-                match s.try_read_buf(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if buf.is_empty() {
-                            *buf = Vec::new();
-                        }
-                    }
-                    read => return read,
+                let read = {
+                    let mut read = std::pin::pin!(tokio::io::AsyncReadExt::read_buf(s, buf));
+                    std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await
+                };
+                match read {
+                    Poll::Ready(read) => return read,
+                    Poll::Pending if buf.is_empty() => *buf = Vec::new(),
+                    Poll::Pending => {}
                 }
             },
             ClientIo::Tls(_) => {
