@@ -382,6 +382,25 @@ mod tests {
         );
     }
 
+    /// A one-loop writer whose callers wait at most 3 s, with row 1 handed
+    /// to it first (so taken into the first batch), its caller waiting.
+    async fn row_1_taken<O: Clone + Send + 'static>(
+        write: WriteFn<u32, O>,
+    ) -> (
+        GroupCommit<u32, O>,
+        JoinHandle<()>,
+        JoinHandle<Result<O, StoreError>>,
+    ) {
+        let (writer, task) = GroupCommit::spawn_with(1, 1, None, None, write);
+        let writer = writer.within(Duration::from_secs(3));
+        let first = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.write(1).await }
+        });
+        tokio::task::yield_now().await;
+        (writer, task, first)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_caller_stuck_behind_a_hung_commit_gives_up_within_its_budget_and_is_not_written() {
         let written = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -397,13 +416,7 @@ mod tests {
                 Ok(vec![(); rows.len()])
             })
         });
-        let (writer, task) = GroupCommit::spawn_with(1, 1, None, None, write);
-        let writer = writer.within(Duration::from_secs(3));
-        let first = tokio::spawn({
-            let writer = writer.clone();
-            async move { writer.write(1).await }
-        });
-        tokio::task::yield_now().await;
+        let (writer, task, first) = row_1_taken(write).await;
         let started = tokio::time::Instant::now();
         let queued = writer.write(2).await;
         assert!(
@@ -434,13 +447,7 @@ mod tests {
                 Ok(rows)
             })
         });
-        let (writer, task) = GroupCommit::spawn_with(1, 1, None, None, write);
-        let writer = writer.within(Duration::from_secs(3));
-        let first = tokio::spawn({
-            let writer = writer.clone();
-            async move { writer.write(1).await }
-        });
-        tokio::task::yield_now().await;
+        let (writer, task, first) = row_1_taken(write).await;
         assert_eq!(writer.write(2).await.unwrap(), 2);
         assert_eq!(first.await.unwrap().unwrap(), 1);
         drop(writer);
