@@ -296,7 +296,7 @@ async fn write_loop<T, O: Clone>(
         if batch.is_empty() {
             continue;
         }
-        let (rows, acks): (Vec<T>, Vec<Option<Waiter<O>>>) = batch.drain(..).unzip();
+        let (rows, waiters): (Vec<T>, Vec<Option<Waiter<O>>>) = batch.drain(..).unzip();
         // A large batch lets the next loop gather and commit beside it; a
         // small one keeps the queue to itself until it has committed.
         let overlaps =
@@ -310,8 +310,8 @@ async fn write_loop<T, O: Clone>(
         let n = rows.len();
         match write(rows).await {
             Ok(outputs) if outputs.len() == n => {
-                for (ack, out) in acks.into_iter().zip(outputs) {
-                    if let Some(waiter) = ack {
+                for (waiter, out) in waiters.into_iter().zip(outputs) {
+                    if let Some(waiter) = waiter {
                         let _ = waiter.ack.send(Ok(out));
                     }
                 }
@@ -321,13 +321,13 @@ async fn write_loop<T, O: Clone>(
                     "group commit: {} answers for {n} rows",
                     outputs.len()
                 ));
-                for waiter in acks.into_iter().flatten() {
+                for waiter in waiters.into_iter().flatten() {
                     let _ = waiter.ack.send(Err(e.clone()));
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, rows = n, "group-commit batch failed");
-                for waiter in acks.into_iter().flatten() {
+                for waiter in waiters.into_iter().flatten() {
                     let _ = waiter.ack.send(Err(e.clone()));
                 }
             }

@@ -24,46 +24,6 @@ impl ClientIo {
         matches!(self, ClientIo::Tls(_))
     }
 
-    /// Waits until the connection has bytes to read (or is closed),
-    /// without a buffer of its own: an idle connection holds none. A plain
-    /// one is peeked, because `readable()` may report readiness left over
-    /// from the last read, and the read that finds nothing would then wait
-    /// holding its buffer. A TLS session reads into the record buffer it
-    /// keeps anyway, and decrypts what came (a client's first request often
-    /// comes with its Finished): the read that follows finds the plaintext
-    /// there and costs no further system call.
-    pub(crate) async fn readable(&mut self) -> io::Result<()> {
-        match self {
-            ClientIo::Plain(s) => s.peek(&mut [0u8; 1]).await.map(|_| ()),
-            ClientIo::Tls(tls) => {
-                let (tcp, session) = tls.get_mut();
-                loop {
-                    match session.process_new_packets() {
-                        Ok(state) if state.plaintext_bytes_to_read() > 0 => return Ok(()),
-                        Ok(state) if state.peer_has_closed() || !session.wants_read() => {
-                            return Ok(())
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            // The alert rustls queued, if the socket takes it now.
-                            let _ = session.write_tls(&mut TryIo(tcp));
-                            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-                        }
-                    }
-                    tcp.readable().await?;
-                    match session.read_tls(&mut TryIo(tcp)) {
-                        // End of stream: the read reports it.
-                        Ok(0) => return Ok(()),
-                        Ok(_) => {}
-                        // Readiness was stale; `try_read` cleared it.
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-        }
-    }
-
     /// Waits for the client's next bytes and reads them into `buf`, which
     /// grows only once they are there: an idle connection holds no buffer.
     /// A plain socket is read as soon as it reports readiness — one system
@@ -88,10 +48,10 @@ impl ClientIo {
                     Poll::Pending => {}
                 }
             },
-            ClientIo::Tls(_) => {
-                self.readable().await?;
+            ClientIo::Tls(tls) => {
+                tls_readable(tls).await?;
                 buf.reserve(READ_RESERVE);
-                tokio::io::AsyncReadExt::read_buf(self, buf).await
+                tokio::io::AsyncReadExt::read_buf(tls.as_mut(), buf).await
             }
         }
     }
@@ -168,6 +128,36 @@ impl AsyncWrite for ClientIo {
         match self.get_mut() {
             ClientIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
             ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Waits until a TLS session has plaintext to read (or is closed), without
+/// a buffer of its own: it reads into the record buffer rustls keeps anyway,
+/// and decrypts what came (a client's first request often comes with its
+/// Finished), so the read that follows finds the plaintext there and costs
+/// no further system call.
+async fn tls_readable(tls: &mut TlsStream<TcpStream>) -> io::Result<()> {
+    let (tcp, session) = tls.get_mut();
+    loop {
+        match session.process_new_packets() {
+            Ok(state) if state.plaintext_bytes_to_read() > 0 => return Ok(()),
+            Ok(state) if state.peer_has_closed() || !session.wants_read() => return Ok(()),
+            Ok(_) => {}
+            Err(e) => {
+                // The alert rustls queued, if the socket takes it now.
+                let _ = session.write_tls(&mut TryIo(tcp));
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+        }
+        tcp.readable().await?;
+        match session.read_tls(&mut TryIo(tcp)) {
+            // End of stream: the read reports it.
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            // Readiness was stale; `try_read` cleared it.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
         }
     }
 }
