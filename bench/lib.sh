@@ -50,14 +50,14 @@ start_weir_up() {
     cat "$WORK/up-$port.log" >&2; return 1
 }
 
-# Starts one nginx (1 worker) answering `200 ok` on each given port, and
-# waits for the first to answer. OK_KEEPALIVE_REQUESTS: requests per
-# client connection before nginx closes it (nginx's default is 1000).
+# Starts one nginx (1 worker; OK_WORKERS) answering `200 ok` on each given
+# port, and waits for the first to answer. OK_KEEPALIVE_REQUESTS: requests
+# per client connection before nginx closes it (nginx's default is 1000).
 start_ok_nginx() { # port...
     local name="ok-$1" listens=""
     for port in "$@"; do listens+="listen 127.0.0.1:$port; "; done
     cat >"$WORK/$name.conf" <<CONF
-worker_processes 1;
+worker_processes ${OK_WORKERS:-1};
 pid $WORK/$name.pid;
 error_log $WORK/$name-error.log warn;
 events { worker_connections 4096; }

@@ -30,6 +30,7 @@ declare -A ARGS=(
     [task_browser.sh]="2000 2"
     [tasks.sh]="500"
     [tls.sh]="1s 1 100"
+    [tls_burst.sh]="200 100 1"
     [workflow_chains_cpu.sh]="20 3"
     [workflows.sh]="10 1 10 3 100"
 )

@@ -51,9 +51,11 @@ pub struct BalancerArgs {
     /// `false`: no limit unless --max-in-flight).
     #[arg(long, env = "WEIR_ADAPTIVE_IN_FLIGHT", default_value_t = true, action = clap::ArgAction::Set)]
     pub adaptive_in_flight: bool,
-    /// Requests that may wait for a backend slot when all are full; past it, 503 at once.
-    #[arg(long, env = "WEIR_QUEUE_SIZE", default_value_t = 256)]
-    pub queue_size: usize,
+    /// Requests that may wait for a backend slot when all are full; past it,
+    /// 503 at once. Default: as many as the backends answer within
+    /// --queue-timeout at their recent pace, at least 256.
+    #[arg(long, env = "WEIR_QUEUE_SIZE")]
+    pub queue_size: Option<usize>,
     /// How long a request waits for a backend slot before 503.
     #[arg(long, env = "WEIR_QUEUE_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub queue_timeout: Duration,

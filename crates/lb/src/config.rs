@@ -117,9 +117,11 @@ pub struct LbConfig {
     pub max_in_flight: Option<u64>,
     /// Learn each backend's in-flight limit from its response times.
     pub adaptive_in_flight: bool,
-    /// Requests that may wait for a free backend slot when every backend is at
-    /// `max_in_flight`; past it, 503 at once.
-    pub queue_size: usize,
+    /// Requests that may wait for a free backend slot when every backend is
+    /// at its in-flight limit; past it, 503 at once. `None`: as many as the
+    /// backends answer within `queue_timeout` at their recent pace, at
+    /// least [`crate::backends::dispatch::DEFAULT_QUEUE_SIZE`].
+    pub queue_size: Option<usize>,
     /// How long a queued request waits before 503.
     pub queue_timeout: Duration,
     /// How long a client may take to send a request's headers (slowloris).
@@ -192,7 +194,7 @@ impl LbConfig {
             max_url_bytes: 8 * 1024,
             max_in_flight: None,
             adaptive_in_flight: true,
-            queue_size: 256,
+            queue_size: None,
             queue_timeout: Duration::from_secs(1),
             header_read_timeout: Duration::from_secs(10),
             upstream_idle_timeout: Duration::from_secs(90),

@@ -28,6 +28,11 @@ pub struct Lb {
     pub queued: AtomicUsize,
     /// How long requests wait in the queue: whether it stands.
     pub queue_sojourn: crate::admission::sojourn::Sojourn,
+    /// Whether the lb itself runs late ([`crate::admission::lag`]).
+    pub lag: Arc<crate::admission::lag::Lag>,
+    /// Answers read while the lb ran late, kept from the adaptive limit: a
+    /// count that grows under load says the lb's own CPU is the bottleneck.
+    pub late_answers: AtomicU64,
     /// Requests refused with 503 because every backend was at capacity.
     pub rejected_overload: AtomicU64,
     /// Requests refused with 429 by the rate limits.
@@ -110,6 +115,8 @@ impl Lb {
             ),
             queued: AtomicUsize::new(0),
             queue_sojourn: crate::admission::sojourn::Sojourn::default(),
+            lag: Default::default(),
+            late_answers: AtomicU64::new(0),
             rejected_overload: AtomicU64::new(0),
             rejected_rate_limit: AtomicU64::new(0),
             rejected_no_backend: AtomicU64::new(0),

@@ -313,6 +313,8 @@ fn spawn_serving_threads(
                     .build()
                     .context("building a serving runtime")?;
                 rt.block_on(async move {
+                    // Ends with the runtime.
+                    tokio::spawn(weir_lb::admission::lag::watch(lb.lag.clone()));
                     let mut served = tokio::task::JoinSet::new();
                     let seat = inbox.seat();
                     let stopped = |mut stop: watch::Receiver<bool>| async move {

@@ -54,6 +54,7 @@ pub async fn render(State(lb): State<Arc<Lb>>) -> Response {
             }
         }
         gauge!("weir_lb_queued_requests").set(lb.queued.load(Ordering::Relaxed) as f64);
+        counter!("weir_lb_late_answers_total").absolute(lb.late_answers.load(Ordering::Relaxed));
         counter!("weir_lb_rejected_total", "reason" => "overload")
             .absolute(lb.rejected_overload.load(Ordering::Relaxed));
         counter!("weir_lb_rejected_total", "reason" => "rate_limit")

@@ -77,6 +77,7 @@ async fn stats(State(lb): State<Arc<Lb>>) -> Json<serde_json::Value> {
         "rejected_rate_limit": lb.rejected_rate_limit.load(std::sync::atomic::Ordering::Relaxed),
         "rejected_no_backend": lb.rejected_no_backend.load(std::sync::atomic::Ordering::Relaxed),
         "rejected_connections_per_ip": lb.rejected_connections.load(std::sync::atomic::Ordering::Relaxed),
+        "late_answers": lb.late_answers.load(std::sync::atomic::Ordering::Relaxed),
         "requests_per_second_last_minute": lb.throughput.per_second(std::time::Instant::now()),
         "backends": backends,
         "threads": lb.thread_stats(),

@@ -93,7 +93,7 @@ async fn queue<'a>(
     key: u64,
 ) -> Result<Option<(&'a Arc<Backend>, InFlightGuard)>, Overloaded> {
     let ahead = lb.queued.fetch_add(1, Ordering::AcqRel);
-    if ahead >= lb.config.queue_size {
+    if ahead >= queue_room(lb, backends) {
         lb.queued.fetch_sub(1, Ordering::AcqRel);
         if lb.queue_sojourn.overflow() {
             lb.backends.wake_queued();
@@ -134,6 +134,37 @@ async fn queue<'a>(
         }
     }
 }
+
+/// How many requests may wait for a slot: `queue_size` when set; else as
+/// many as the backends answer within `queue_timeout` at their recent pace
+/// (each one's cap over its response time, Little's law), at least
+/// [`DEFAULT_QUEUE_SIZE`] and at most [`QUEUE_HARD_MAX`]. A burst the
+/// backends clear within the wait is queued, not refused (nginx and HAProxy
+/// refuse none); a backend answering 100 a second is not made to hold a
+/// queue it would take seconds to clear.
+fn queue_room(lb: &Lb, backends: &[Arc<Backend>]) -> usize {
+    if let Some(size) = lb.config.queue_size {
+        return size;
+    }
+    let pace: f64 = backends
+        .iter()
+        .filter(|b| b.is_available() && !b.is_draining())
+        .filter_map(|b| {
+            let answered_in = b.latency_ewma().as_secs_f64().max(MIN_RESPONSE_TIME);
+            cap(lb, b).map(|cap| cap as f64 / answered_in)
+        })
+        .sum();
+    let room = (pace * lb.config.queue_timeout.as_secs_f64()) as usize;
+    room.clamp(DEFAULT_QUEUE_SIZE, QUEUE_HARD_MAX)
+}
+
+/// The least the queue holds without `queue_size`.
+pub const DEFAULT_QUEUE_SIZE: usize = 256;
+/// The most it holds without `queue_size`, whatever the backends' pace:
+/// each waiting request holds its client connection's state.
+const QUEUE_HARD_MAX: usize = 4096;
+/// Response times below this are not trusted for a pace (0.1 ms).
+const MIN_RESPONSE_TIME: f64 = 1e-4;
 
 /// While the queue stands ([`crate::admission::sojourn`]), a request waits at most
 /// this long for a slot.

@@ -176,9 +176,15 @@ pub(crate) async fn run<'b, T: Transport>(
                 let answered = Instant::now();
                 let (took, now) = (answered - sent_at, clock_ns_at(answered));
                 backend.record_latency_at(took, now);
-                // Only where the limit is used: three shared atomics per answer.
+                // Only where the limit is used: three shared atomics per
+                // answer. Not an answer read while the lb itself ran late:
+                // that wait was the lb's, not the backend's.
                 if dispatch::learns_limits(lb) {
-                    backend.adaptive.record(took, backend.in_flight(), now);
+                    if lb.lag.is_own_wait(took, clock_ns_at(sent_at), now) {
+                        lb.late_answers.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        backend.adaptive.record(took, backend.in_flight(), now);
+                    }
                 }
                 dispatch::note_answer(lb, backends, backend, transport.read(&answer));
                 return Ok(Answered {

@@ -40,8 +40,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let background = spawn_background(&lb);
+    let lag = tokio::spawn(crate::admission::lag::watch(lb.lag.clone()));
     let served = serve(listener, lb, shutdown).await;
     background.abort();
+    lag.abort();
     served
 }
 

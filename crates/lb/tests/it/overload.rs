@@ -16,7 +16,7 @@ async fn saturated_backends_answer_503_at_once_instead_of_queueing_forever() {
     let lb = TestLb::start_with(vec![slow.url()], |c| {
         c.strategy = Strategy::LeastConnections;
         c.max_in_flight = Some(2);
-        c.queue_size = 2;
+        c.queue_size = Some(2);
         c.queue_timeout = Duration::from_millis(100);
     })
     .await;
@@ -139,12 +139,58 @@ async fn by_default_a_bounded_backend_is_sent_only_what_it_answers_in_time() {
     lb.stop().await;
 }
 
+/// Regression: the wait queue held 256 requests whatever the backends'
+/// pace, so a burst of a few hundred requests more than the backends' limits
+/// was refused at once (503) even where the backends would answer them all
+/// within milliseconds. By default it now holds what the backends answer
+/// within `--queue-timeout` at their recent pace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_that_fast_backends_clear_within_the_queue_timeout_waits_instead_of_503() {
+    let fast = TestBackend::start("fast", Duration::ZERO).await;
+    let lb = TestLb::start_with(vec![fast.url()], |c| {
+        c.max_in_flight = Some(16);
+        c.queue_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/work", lb.base);
+    // Its pace: 16 at a time, each answered within milliseconds (tens of
+    // them here, where the clients share the test's two threads).
+    for _ in 0..20 {
+        assert_eq!(http.get(&url).send().await.unwrap().status(), 200);
+    }
+    // 800 at once: 784 wait (past the old 256), all cleared well within
+    // the 5 s the queue lets them wait.
+    let answers = join_all((0..800).map(|_| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let r = http.get(url).send().await?;
+            let status = r.status().as_u16();
+            let body = r.text().await?;
+            Ok::<_, reqwest::Error>((status, body))
+        }
+    }))
+    .await;
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|a| !matches!(a, Ok((200, _))))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "{} of 800 not answered 200: {:?}",
+        refused.len(),
+        &refused[..refused.len().min(3)]
+    );
+    assert_eq!(lb.stats().await["rejected_overload"], 0);
+    lb.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_requests_get_the_next_free_slot() {
     let backend = TestBackend::start("b", Duration::from_millis(100)).await;
     let lb = TestLb::start_with(vec![backend.url()], |c| {
         c.max_in_flight = Some(2);
-        c.queue_size = 8;
+        c.queue_size = Some(8);
         c.queue_timeout = Duration::from_secs(10);
     })
     .await;

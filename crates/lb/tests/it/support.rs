@@ -173,12 +173,7 @@ impl TestLb {
 
     /// `GET /lb/stats`.
     pub async fn stats(&self) -> Value {
-        reqwest::get(format!("{}/lb/stats", self.base))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        stats_at(&self.base).await
     }
 
     pub async fn stop(self) {
@@ -191,6 +186,16 @@ impl TestLb {
         let _ = self.stop.send(());
         self.task
     }
+}
+
+/// `GET /lb/stats` of the lb at `base`.
+pub async fn stats_at(base: &str) -> Value {
+    reqwest::get(format!("{base}/lb/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 pub use weir_testkit::poll;
