@@ -71,7 +71,7 @@ setting() { # label upstream_workers
     done
     best=nginx
     python3 -c "import sys; sys.exit(0 if float('${RPS[haproxy]}') > float('${RPS[nginx]}') else 1)" && best=haproxy
-    echo "weir / best peer ($best): $(ratio "${RPS[weir]}" "${RPS[$best]}")x requests/s (floor 1.0x, goal 1.1x); p99 ${P99[weir]} vs ${P99[$best]} ms"
+    echo "weir / best peer ($best): $(ratio "${RPS[weir]}" "${RPS[$best]}")x requests/s (floor 1.0x, goal 1.2x); p99 ${P99[weir]} vs ${P99[$best]} ms"
     echo "weir's threads, % of each round's connections and requests: $SPLITS"
     for name in nginx haproxy weir; do
         tr ';' '\n' <<<"${RUNS[$name]}" | grep . | awk -v n=$name '{v[NR]=$1; if (NR==1||$1<lo) lo=$1; if ($1>hi) hi=$1} END {asort(v); printf "%s rounds spread %.1f%% of their median\n", n, 100*(hi-lo)/v[int((NR+1)/2)]}'
