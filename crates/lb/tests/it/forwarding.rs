@@ -1,7 +1,12 @@
 //! What the proxy does to a request and its answer.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use serde_json::Value;
 use weir_lb::Strategy;
 
@@ -182,5 +187,85 @@ async fn serves_http2_cleartext_clients() {
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.text().await.unwrap(), "b1");
     }
+    lb.stop().await;
+}
+
+/// An upstream as nginx's `keepalive_requests` makes it: each connection is
+/// closed after `per_connection` requests, the last answer saying
+/// `Connection: close`. Answers each POST with its body's length.
+async fn recycling_upstream(per_connection: usize) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let served = Arc::new(AtomicUsize::new(0));
+            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let nth = served.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    let body = req.into_body().collect().await?.to_bytes();
+                    let mut answer = hyper::Response::new(Full::new(Bytes::from(format!(
+                        "got {} bytes",
+                        body.len()
+                    ))));
+                    if nth >= per_connection {
+                        answer
+                            .headers_mut()
+                            .insert("connection", "close".parse().unwrap());
+                    }
+                    Ok::<_, hyper::Error>(answer)
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    (url, connections)
+}
+
+/// Upstreams close keep-alive connections every so often (nginx's default:
+/// every 1,000 requests). No request is lost or failed for it — POSTs
+/// included, which the lb may not resend — and the lb opens a new
+/// connection only when one was closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_recycling_its_connections_costs_no_request() {
+    let (url, connections) = recycling_upstream(10).await;
+    let lb = TestLb::start(vec![url], Strategy::RoundRobin).await;
+    let http = reqwest::Client::new();
+    let clients = (0..16).map(|c| {
+        let (http, base) = (http.clone(), lb.base.clone());
+        tokio::spawn(async move {
+            for i in 0..50 {
+                let body = "x".repeat(100 + c * 50 + i);
+                let resp = http
+                    .post(format!("{base}/submit"))
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200, "client {c} request {i}");
+                assert_eq!(
+                    resp.text().await.unwrap(),
+                    format!("got {} bytes", body.len())
+                );
+            }
+        })
+    });
+    for client in futures_util::future::join_all(clients).await {
+        client.unwrap();
+    }
+    // 800 requests, 10 per connection: 80 connections at the least, and
+    // nowhere near one per request (health checks add a few).
+    let opened = connections.load(Ordering::SeqCst);
+    assert!(
+        (80..=160).contains(&opened),
+        "{opened} upstream connections"
+    );
+    let stats = lb.stats().await;
+    assert_eq!(stats["backends"][0]["errors"], 0, "{stats}");
     lb.stop().await;
 }
