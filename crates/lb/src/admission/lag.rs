@@ -76,14 +76,14 @@ pub struct Lag {
 }
 
 impl Lag {
-    /// Whether an answer that `took` this long, sent at `since_ns` and read
-    /// at `now_ns` (`clock_ns`), measured the lb's own lateness rather than
-    /// the backend: the calling thread's runtime ran late meanwhile (a timer
-    /// fired late, or the pending one is overdue) by more than [`LATE`], and
-    /// the answer took less than a few times that. Never where no [`watch`]
-    /// runs.
-    pub fn is_own_wait(&self, took: Duration, since_ns: u64, now_ns: u64) -> bool {
-        let late = self.reading().late_since(since_ns, now_ns);
+    /// Whether an answer that `took` this long, read at `now_ns`
+    /// (`clock_ns`), measured the lb's own lateness rather than the backend:
+    /// the calling thread's runtime ran late meanwhile (a timer fired late,
+    /// or the pending one is overdue) by more than [`LATE`], and the answer
+    /// took less than a few times that. Never where no [`watch`] runs.
+    pub fn is_own_wait(&self, took: Duration, now_ns: u64) -> bool {
+        let sent_ns = now_ns.saturating_sub(took.as_nanos().min(u128::from(u64::MAX)) as u64);
+        let late = self.reading().late_since(sent_ns, now_ns);
         late > LATE && took < late * WAKE_UPS
     }
 
@@ -189,10 +189,12 @@ mod tests {
             },
         );
         let ms = Duration::from_millis;
-        assert!(lag.is_own_wait(ms(30), 80 * MS, 95 * MS));
-        assert!(!lag.is_own_wait(ms(200), 80 * MS, 95 * MS));
-        // Sent after the late spell: the backend's.
-        assert!(!lag.is_own_wait(ms(3), 92 * MS, 95 * MS));
+        // Sent at 65 ms, before the late wake at 90 ms.
+        assert!(lag.is_own_wait(ms(30), 95 * MS));
+        // 200 ms: far past four times the 10 ms of lateness.
+        assert!(!lag.is_own_wait(ms(200), 95 * MS));
+        // Sent at 92 ms, after the late spell: the backend's.
+        assert!(!lag.is_own_wait(ms(3), 95 * MS));
         // Lateness within the margin is not the lb's.
         lag.store(
             false,
@@ -202,7 +204,7 @@ mod tests {
                 late_by: MS,
             },
         );
-        assert!(!lag.is_own_wait(ms(3), 80 * MS, 95 * MS));
+        assert!(!lag.is_own_wait(ms(15), 95 * MS));
     }
 
     #[test]
@@ -212,29 +214,43 @@ mod tests {
             .build()
             .unwrap();
         let lag = Arc::new(Lag::default());
-        let own_wait = |took_ms: u64, since| {
-            lag.is_own_wait(Duration::from_millis(took_ms), since, clock_ns())
+        // Whether an answer sent at `since` and read now was the lb's wait.
+        let own_wait = |since: u64| {
+            let now = clock_ns();
+            lag.is_own_wait(Duration::from_nanos(now - since), now)
         };
+        let within = |secs| Instant::now() + Duration::from_secs(secs);
         rt.block_on(async {
             let watching = tokio::spawn(watch(lag.clone()));
-            // Let the timer start and fire on an idle thread.
-            tokio::time::sleep(PERIOD * 2).await;
+            let deadline = within(10);
+            while lag.reading().due == 0 {
+                assert!(Instant::now() < deadline, "the watch never started");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
             let before = clock_ns();
             // The thread is busy (as with a burst of handshakes): nothing
             // else runs on it for 50 ms.
             std::thread::sleep(Duration::from_millis(50));
-            assert!(own_wait(50, before), "overdue timer unseen");
-            tokio::time::sleep(PERIOD).await;
-            assert!(own_wait(60, before), "late wake unseen");
-            assert!(!own_wait(500, before), "a slow answer is the backend's");
+            assert!(own_wait(before), "overdue timer unseen");
+            // Once the timer has fired (late), the wake is remembered.
+            let deadline = within(10);
+            while lag.reading().late_at < before {
+                assert!(Instant::now() < deadline, "the late wake never came");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            assert!(own_wait(before), "late wake unseen");
+            let late_by = Duration::from_nanos(lag.reading().late_by);
+            assert!(late_by >= Duration::from_millis(30), "late by {late_by:?}");
+            // Much longer than that lateness: the backend's.
+            assert!(!lag.is_own_wait(late_by * 5, clock_ns()));
             // Idle again: what is sent from then on is not the lb's wait
             // (polled: other tests share the machine's cores, and a thread
             // waiting for one does run late).
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = within(10);
             loop {
                 let after = clock_ns();
                 tokio::time::sleep(PERIOD * 3).await;
-                if !own_wait(4, after) {
+                if !own_wait(after) {
                     break;
                 }
                 assert!(Instant::now() < deadline, "still late after 10 s");

@@ -180,7 +180,7 @@ pub(crate) async fn run<'b, T: Transport>(
                 // answer. Not an answer read while the lb itself ran late:
                 // that wait was the lb's, not the backend's.
                 if dispatch::learns_limits(lb) {
-                    if lb.lag.is_own_wait(took, clock_ns_at(sent_at), now) {
+                    if lb.lag.is_own_wait(took, now) {
                         lb.late_answers.fetch_add(1, Ordering::Relaxed);
                     } else {
                         backend.adaptive.record(took, backend.in_flight(), now);
