@@ -8,7 +8,8 @@
 # Two loads, wrk -t2: one event per POST (-c64), and NDJSON batches of 500 (-c8).
 # Prints events/s acknowledged (202s × events per request / duration), the
 # seconds from the end of the load until every acknowledged event is visible
-# in PostgreSQL, and weir's ratios (to the Python stack; to raw COPY).
+# in PostgreSQL, the CPU µs per event of the stack's processes and of
+# PostgreSQL + Redis (from the load's start until all are visible), and weir's ratios (to the Python stack; to raw COPY).
 # Usage: bench/ingest.sh [duration, default 15s]
 source "$(dirname "$0")/lib.sh"
 DURATION=${1:-15s}
@@ -18,6 +19,7 @@ VENV="$ROOT/target/bench-venv"
 REDIS_URL=${WEIR_BENCH_REDIS_URL:-redis://127.0.0.1:6379}
 secs() { python3 -c "import sys; print(float(sys.argv[1].rstrip('s')))" "$DURATION"; }
 count() { psql "$1" -Atqc "SELECT COUNT(*) FROM events"; }
+PG=$(pg_pid); REDIS=$(redis_pid)
 
 # The request bodies.
 echo '{"level":"info","service":"checkout","msg":"order placed","order":12345,"ms":17}' >"$WORK/one.json"
@@ -41,17 +43,32 @@ load() { # url lua connections events_per_request
     echo "$(python3 -c "print(round($acked * $4 / $(secs)))") $((acked * $4)) $(to_ms "$p99")"
 }
 
-# Seconds until `count` reaches $2 (gives up after 120 s).
+# Seconds until `count` reaches $2 (gives up after 300 s). An exact count
+# scans the whole table (a second or more at millions of rows, taking CPU
+# from the drain being timed), so it runs only once the table's insert
+# counter (cheap; flushed within a second) says enough rows went in, or every
+# 10 s in case that counter lags; so the time may read up to ~1 s late.
+inserted() { psql "$1" -Atqc "SELECT COALESCE(SUM(n_tup_ins), 0) FROM pg_stat_user_tables WHERE relname = 'events'"; }
 visible_after() { # db_url expected
     local start; start=$(date +%s.%N)
-    for _ in $(seq 1 2400); do
-        [ "$(count "$1")" -ge "$2" ] && break
+    local base=${INSERTED_BASE:-0} i next=0
+    for i in $(seq 0 6000); do
+        if [ "$i" -ge "$next" ] && { [ $((i % 200)) -eq 0 ] || [ $(( $(inserted "$1") - base )) -ge "$2" ]; }; then
+            [ "$(count "$1")" -ge "$2" ] && break
+            next=$((i + 20))   # the next exact count a second later at the soonest
+        fi
         sleep 0.05
     done
     python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 2))" "$start" "$(date +%s.%N)"
 }
 
-truncate_events() { psql "$1" -qc "TRUNCATE events" >/dev/null; }
+# Empties the table and reads its insert counter once the last run's
+# backends have flushed theirs (within a second).
+truncate_events() {
+    psql "$1" -qc "TRUNCATE events" >/dev/null
+    sleep 1.1
+    INSERTED_BASE=$(inserted "$1")
+}
 
 DB=$(fresh_db weir_bench_ingest)
 "$WEIR" migrate --database-url "$DB" >/dev/null
@@ -93,10 +110,13 @@ for workers in 2 4; do
     for _ in $(seq 1 200); do curl -s -o /dev/null -X POST -d '{}' "http://127.0.0.1:$PY_PORT/write" && break; sleep 0.05; done
     visible_after "$DB" 1 >/dev/null  # the consumer is up
     truncate_events "$DB"
+    app0=$(cpu_ticks "${PIDS[@]}"); st0=$(cpu_ticks "$PG" "$REDIS")
     read -r eps acked p99 < <(load "http://127.0.0.1:$PY_PORT/write" "$ONE_LUA" 64 1)
     vis=$(visible_after "$DB" "$acked")
-    echo "python, $workers workers: $eps events/s, p99 $p99 ms, visible after $vis s" >&2
-    if [ "$eps" -gt "$py_eps" ]; then py_eps=$eps; py_p99=$p99; py_vis=$vis; py_workers=$workers; fi
+    app_us=$(us_per $(( $(cpu_ticks "${PIDS[@]}") - app0 )) "$acked")
+    st_us=$(us_per $(( $(cpu_ticks "$PG" "$REDIS") - st0 )) "$acked")
+    echo "python, $workers workers: $eps events/s, p99 $p99 ms, visible after $vis s, CPU µs/event app $app_us store $st_us" >&2
+    if [ "$eps" -gt "$py_eps" ]; then py_eps=$eps; py_p99=$p99; py_vis=$vis; py_workers=$workers; py_app=$app_us; py_st=$st_us; fi
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     PIDS=()
@@ -124,15 +144,18 @@ stop_weir() {
     PIDS=()
 }
 
-declare -A EPS VIS P99
+declare -A EPS VIS P99 APP ST
 for mode in direct buffered; do
     for shape in one batch; do
         start_weir_api "$mode"
         if [ "$shape" = one ]; then lua=$ONE_LUA; c=64; per=1; else lua=$BATCH_LUA; c=8; per=500; fi
+        app0=$(cpu_ticks "${PIDS[@]}"); st0=$(cpu_ticks "$PG" "$REDIS")
         read -r eps acked p99 < <(load "$API_URL/write" "$lua" "$c" "$per")
         EPS[$mode-$shape]=$eps
         P99[$mode-$shape]=$p99
         VIS[$mode-$shape]=$(visible_after "$DB" "$acked")
+        APP[$mode-$shape]=$(us_per $(( $(cpu_ticks "${PIDS[@]}") - app0 )) "$acked")
+        ST[$mode-$shape]=$(us_per $(( $(cpu_ticks "$PG" "$REDIS") - st0 )) "$acked")
         stop_weir
         truncate_events "$DB"
     done
@@ -140,14 +163,16 @@ done
 drop_db weir_bench_ingest
 
 echo
-echo "event ingest into PostgreSQL, wrk -t2, $DURATION per run (events/s acknowledged; s until all visible after the load)"
-printf '%-44s %12s %8s %10s\n' "" "events/s" "p99 ms" "visible s"
-printf '%-44s %12s %8s %10s\n' "raw: one COPY of 100,000 into events" "$raw_eps" "-" "-"
-printf '%-44s %12s %8s %10s\n' "(reference: COPY into a bare jsonb table)" "$bare_eps" "-" "-"
-printf '%-44s %12s %8s %10s\n' "python ($py_workers workers), 1/POST, -c64" "$py_eps" "$py_p99" "$py_vis"
+echo "event ingest into PostgreSQL, wrk -t2, $DURATION per run (events/s acknowledged; s until all visible after the load;"
+echo "CPU µs per event from the load's start until all are visible: app = the stack's processes, store = PostgreSQL + Redis)"
+row() { printf '%-44s %12s %8s %10s %8s %8s\n' "$@"; }
+row "" "events/s" "p99 ms" "visible s" "app µs" "store µs"
+row "raw: one COPY of 100,000 into events" "$raw_eps" "-" "-" "-" "-"
+row "(reference: COPY into a bare jsonb table)" "$bare_eps" "-" "-" "-" "-"
+row "python ($py_workers workers), 1/POST, -c64" "$py_eps" "$py_p99" "$py_vis" "$py_app" "$py_st"
 for mode in direct buffered; do
-    printf '%-44s %12s %8s %10s\n' "weir $mode, 1 event/POST, -c64" "${EPS[$mode-one]}" "${P99[$mode-one]}" "${VIS[$mode-one]}"
-    printf '%-44s %12s %8s %10s\n' "weir $mode, NDJSON 500/POST, -c8" "${EPS[$mode-batch]}" "${P99[$mode-batch]}" "${VIS[$mode-batch]}"
+    row "weir $mode, 1 event/POST, -c64" "${EPS[$mode-one]}" "${P99[$mode-one]}" "${VIS[$mode-one]}" "${APP[$mode-one]}" "${ST[$mode-one]}"
+    row "weir $mode, NDJSON 500/POST, -c8" "${EPS[$mode-batch]}" "${P99[$mode-batch]}" "${VIS[$mode-batch]}" "${APP[$mode-batch]}" "${ST[$mode-batch]}"
 done
 echo
 for mode in direct buffered; do

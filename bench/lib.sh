@@ -186,15 +186,37 @@ CONF
 }
 
 # CPU time (user + system, in clock ticks) of the given processes and
-# their children processes, threads included.
+# their children processes, threads included, and of the children they
+# reaped (PostgreSQL's ended backends, Celery's replaced pool processes).
 cpu_ticks() { # pids...
     local total=0 pid kid
     for pid in "$@"; do
+        total=$((total + $(awk '{print $16 + $17}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
         for kid in $pid $(pgrep -P "$pid" || true); do
             total=$((total + $(awk '{print $14 + $15}' "/proc/$kid/stat" 2>/dev/null || echo 0)))
         done
     done
     echo $total
+}
+
+# µs of CPU per unit of work: clock ticks spent over a count of work done.
+us_per() { # ticks count
+    python3 -c "import os,sys; print(round(int(sys.argv[1]) * 1e6 / os.sysconf('SC_CLK_TCK') / max(1, int(sys.argv[2]))))" "$1" "$2"
+}
+
+# The benchmarks' PostgreSQL server (its postmaster) and Redis server.
+pg_pid() { pgrep -o -x postgres; }
+redis_pid() { pgrep -o -x redis-server; }
+
+# Runs a command with its stdout into a file; prints the CPU it took
+# (children included) in clock ticks.
+run_ticks() { # out_file command...
+    python3 -c '
+import os, resource, subprocess, sys
+with open(sys.argv[1], "w") as out:
+    subprocess.run(sys.argv[2:], stdout=out, check=True)
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(round((r.ru_utime + r.ru_stime) * os.sysconf("SC_CLK_TCK")))' "$@"
 }
 
 rss_kb() { # pids...

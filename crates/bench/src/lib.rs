@@ -13,7 +13,9 @@
 //! - [`http`]: constant-rate HTTP load with latency from each request's due time.
 //! - [`upstream`]: a trivial (optionally slow, optionally failing) upstream for lb benchmarks.
 //! - [`report`]: latency summaries.
+//! - [`cpu`]: CPU time of this process and of others (a database server), from `/proc`.
 
+pub mod cpu;
 pub mod http;
 pub mod idle;
 pub mod load;

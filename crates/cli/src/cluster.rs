@@ -97,13 +97,12 @@ impl Cluster {
             config.worker_id = format!("worker-{i}");
             worker_ids.push(config.worker_id.clone());
             if let Some(buffer) = &spec.api.ingest_buffer {
-                for consumer in buffer.consumers(&config.worker_id) {
-                    consumer_tasks.push(spawn_ingest_consumer(
-                        shared.clone(),
-                        consumer,
-                        worker_stop.clone(),
-                    ));
-                }
+                consumer_tasks.extend(spawn_ingest_consumers(
+                    &shared,
+                    buffer,
+                    &config.worker_id,
+                    &worker_stop,
+                ));
             }
             worker_tasks.push(tokio::spawn(weir_worker::run(
                 shared.clone(),
@@ -246,8 +245,22 @@ pub async fn serve_api_node(
     Ok(())
 }
 
-/// Runs a buffered-ingest consumer beside a worker, until `stop`.
-pub fn spawn_ingest_consumer(
+/// Runs a worker's buffered-ingest consumers (`--ingest-consumers` of
+/// them, each committing its own batches) beside it, until `stop`.
+pub fn spawn_ingest_consumers(
+    store: &Arc<dyn Store>,
+    buffer: &weir_ingest::BufferConfig,
+    worker_id: &str,
+    stop: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    buffer
+        .consumers(worker_id)
+        .into_iter()
+        .map(|consumer| spawn_ingest_consumer(store.clone(), consumer, stop.clone()))
+        .collect()
+}
+
+fn spawn_ingest_consumer(
     store: Arc<dyn Store>,
     config: weir_ingest::ConsumerConfig,
     stop: CancellationToken,

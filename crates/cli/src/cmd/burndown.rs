@@ -24,6 +24,12 @@ struct BurndownReport {
     concurrency: usize,
     insert_per_sec: f64,
     work_per_sec: f64,
+    /// CPU µs per task of this process in each phase.
+    insert_cpu_us: Option<f64>,
+    work_cpu_us: Option<f64>,
+    /// The same for the `--cpu-of` processes (the store's server).
+    store_insert_cpu_us: Option<f64>,
+    store_work_cpu_us: Option<f64>,
 }
 
 pub async fn run(args: BenchBurndownArgs) -> anyhow::Result<()> {
@@ -38,6 +44,7 @@ pub async fn run(args: BenchBurndownArgs) -> anyhow::Result<()> {
         before.pending()
     );
 
+    let cpu = CpuClock::new(&args.cpu_of, args.tasks);
     let started = Instant::now();
     let now = Utc::now();
     let mut left = args.tasks;
@@ -65,6 +72,7 @@ pub async fn run(args: BenchBurndownArgs) -> anyhow::Result<()> {
         left -= n;
     }
     let insert_secs = started.elapsed().as_secs_f64();
+    let cpu_after_insert = cpu.now();
 
     let stop = CancellationToken::new();
     let mut workers = Vec::new();
@@ -96,6 +104,7 @@ pub async fn run(args: BenchBurndownArgs) -> anyhow::Result<()> {
         tokio::time::sleep(pause.clamp(Duration::from_millis(10), Duration::from_secs(1))).await;
     }
     let work_secs = started.elapsed().as_secs_f64();
+    let cpu_after_work = cpu.now();
     stop.cancel();
     for w in workers {
         w.await?;
@@ -107,6 +116,10 @@ pub async fn run(args: BenchBurndownArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency.max(1),
         insert_per_sec: args.tasks as f64 / insert_secs.max(1e-9),
         work_per_sec: args.tasks as f64 / work_secs.max(1e-9),
+        insert_cpu_us: cpu.per_task(cpu.start.0, cpu_after_insert.0),
+        work_cpu_us: cpu.per_task(cpu_after_insert.0, cpu_after_work.0),
+        store_insert_cpu_us: cpu.per_task(cpu.start.1, cpu_after_insert.1),
+        store_work_cpu_us: cpu.per_task(cpu_after_insert.1, cpu_after_work.1),
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -115,6 +128,43 @@ pub async fn run(args: BenchBurndownArgs) -> anyhow::Result<()> {
             "burndown on {}: {} noop tasks inserted at {:.0}/s, worked at {:.0}/s ({} workers x {})",
             report.backend, report.tasks, report.insert_per_sec, report.work_per_sec, report.workers, report.concurrency
         );
+        if let Some(us) = report.work_cpu_us {
+            println!("CPU per task worked: this process {us:.1} µs");
+        }
     }
     Ok(())
+}
+
+/// This process's CPU time and the `--cpu-of` processes', read at each
+/// phase's end.
+struct CpuClock {
+    others: Vec<u32>,
+    tasks: usize,
+    start: (Option<Duration>, Option<Duration>),
+}
+
+impl CpuClock {
+    fn new(others: &[u32], tasks: usize) -> Self {
+        let mut clock = CpuClock {
+            others: others.to_vec(),
+            tasks,
+            start: (None, None),
+        };
+        clock.start = clock.now();
+        clock
+    }
+
+    /// (this process, the others) so far.
+    fn now(&self) -> (Option<Duration>, Option<Duration>) {
+        let others = match self.others.is_empty() {
+            true => None,
+            false => weir_bench::cpu::tree_cpu_time(&self.others),
+        };
+        (weir_bench::cpu::own_cpu_time(), others)
+    }
+
+    fn per_task(&self, from: Option<Duration>, to: Option<Duration>) -> Option<f64> {
+        let spent = to?.checked_sub(from?)?;
+        Some(spent.as_secs_f64() * 1e6 / self.tasks.max(1) as f64)
+    }
 }

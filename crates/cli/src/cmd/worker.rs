@@ -66,20 +66,19 @@ pub async fn run(
         config.handlers.type_names().join(", ")
     );
     // In buffered ingest, each worker is also a consumer of the event stream.
-    let consumer = args.ingest.buffer()?.map(|b| {
-        println!(
-            "weir: {worker_id} moving buffered events from {} to the database",
-            b.stream
-        );
-        crate::cluster::spawn_ingest_consumer(
-            store.clone(),
-            b.consumer(worker_id.clone()),
-            stop.clone(),
-        )
-    });
+    let consumers = match args.ingest.buffer()? {
+        Some(b) => {
+            println!(
+                "weir: {worker_id} moving buffered events from {} to the database ({} consumers)",
+                b.stream, b.consumers_per_worker
+            );
+            crate::cluster::spawn_ingest_consumers(&store, &b, &worker_id, &stop)
+        }
+        None => Vec::new(),
+    };
     let report = weir_worker::run(store, config, stop).await;
     metrics_stop.cancel();
-    if let Some(consumer) = consumer {
+    for consumer in consumers {
         consumer.await.context("ingest consumer task")?;
     }
     println!(

@@ -47,6 +47,10 @@ pub struct BenchBurndownArgs {
     /// `weir worker --retention`: a long one keeps a seeded history in place.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub retention: std::time::Duration,
+    /// Also report the CPU these processes and their children spent per
+    /// task in each phase (e.g. PostgreSQL's postmaster pid).
+    #[arg(long = "cpu-of", value_delimiter = ',')]
+    pub cpu_of: Vec<u32>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,

@@ -35,18 +35,23 @@ async fn pending(redis: &RedisPrefix, stream: &str) -> u64 {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ingest_worker_killed_mid_batch_loses_and_duplicates_nothing() {
+/// A migrated database of the test's own and a Redis key prefix.
+async fn migrated_store() -> (PgDatabase, RedisPrefix) {
     let db = PgDatabase::create().await;
-    let redis = RedisPrefix::create();
-    let url = db.url().to_string();
-    let stream = redis.key("events");
-    let redis_url = redis.url();
     let migrated = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["migrate", "--database-url", &url])
+        .args(["migrate", "--database-url", db.url()])
         .status()
         .unwrap();
     assert!(migrated.success());
+    (db, RedisPrefix::create())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_worker_killed_mid_batch_loses_and_duplicates_nothing() {
+    let (db, redis) = migrated_store().await;
+    let url = db.url().to_string();
+    let stream = redis.key("events");
+    let redis_url = redis.url();
     let ingest = [
         "--ingest-mode",
         "buffered",
@@ -179,4 +184,70 @@ async fn ingest_worker_killed_mid_batch_loses_and_duplicates_nothing() {
     assert_eq!(stored.len(), acked.len());
     pool.close().await;
     worker.terminate();
+}
+
+/// `weir worker --ingest-consumers N` runs N consumers of the stream (it
+/// ran one whatever N said, so its drain used one database connection
+/// where `weir up` used two). A backlog is waiting when it starts, so every
+/// consumer is given entries and shows in the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_runs_as_many_stream_consumers_as_it_is_told() {
+    let (db, redis) = migrated_store().await;
+    let url = db.url().to_string();
+    let stream = redis.key("events");
+    let redis_url = redis.url();
+    let buffer = weir_ingest::EventBuffer::connect(&redis_url, &stream, 100_000)
+        .await
+        .unwrap();
+    for batch in 0..600 {
+        let event = weir_core::NewEvent {
+            id: format!("backlog-{batch}"),
+            body: format!(r#"{{"batch":{batch}}}"#),
+            received_at: chrono::Utc::now(),
+        };
+        buffer.append(&[event]).await.unwrap();
+    }
+    let (_worker, line) = WeirProcess::start(
+        &[
+            "worker",
+            "--worker-id",
+            "drain",
+            "--database-url",
+            &url,
+            "--ingest-mode",
+            "buffered",
+            "--redis-url",
+            &redis_url,
+            "--ingest-stream",
+            &stream,
+            "--ingest-consumers",
+            "3",
+        ],
+        "moving buffered events",
+    );
+    assert!(line.contains("(3 consumers)"), "{line}");
+    let client = redis::Client::open(redis_url.as_str()).unwrap();
+    let conn = client.get_multiplexed_async_connection().await.unwrap();
+    let names = poll(Duration::from_secs(20), || {
+        let mut conn = conn.clone();
+        let stream = stream.clone();
+        async move {
+            let consumers: Vec<std::collections::HashMap<String, redis::Value>> =
+                redis::cmd("XINFO")
+                    .arg("CONSUMERS")
+                    .arg(&stream)
+                    .arg(weir_ingest::DEFAULT_GROUP)
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+            let mut names: Vec<String> = consumers
+                .iter()
+                .filter_map(|c| redis::from_redis_value(c.get("name")?.clone()).ok())
+                .collect();
+            names.sort();
+            (names.len() == 3).then_some(names)
+        }
+    })
+    .await;
+    assert_eq!(names, ["drain/1", "drain/2", "drain/3"]);
 }

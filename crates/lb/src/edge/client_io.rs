@@ -8,7 +8,8 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
+
+use crate::edge::tls_stream::TlsConn;
 
 /// What a read from a client reserves: a request head fits, as a rule.
 pub(crate) const READ_RESERVE: usize = 4096;
@@ -16,7 +17,7 @@ pub(crate) const READ_RESERVE: usize = 4096;
 pub(crate) enum ClientIo {
     Plain(TcpStream),
     /// Boxed: a TLS session's state is large, and most connections are plain.
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsConn>),
 }
 
 impl ClientIo {
@@ -49,7 +50,7 @@ impl ClientIo {
                 }
             },
             ClientIo::Tls(tls) => {
-                tls_readable(tls).await?;
+                tls.readable().await?;
                 buf.reserve(READ_RESERVE);
                 tokio::io::AsyncReadExt::read_buf(tls.as_mut(), buf).await
             }
@@ -61,7 +62,7 @@ impl ClientIo {
     pub(crate) fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
         match self {
             ClientIo::Plain(s) => s.local_addr(),
-            ClientIo::Tls(tls) => tls.get_ref().0.local_addr(),
+            ClientIo::Tls(tls) => tls.tcp().local_addr(),
         }
     }
 
@@ -69,7 +70,7 @@ impl ClientIo {
     pub(crate) fn negotiated_h2(&self) -> bool {
         match self {
             ClientIo::Plain(_) => false,
-            ClientIo::Tls(tls) => tls.get_ref().1.alpn_protocol() == Some(b"h2"),
+            ClientIo::Tls(tls) => tls.alpn_protocol() == Some(b"h2"),
         }
     }
 }
@@ -129,55 +130,5 @@ impl AsyncWrite for ClientIo {
             ClientIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
             ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
-    }
-}
-
-/// Waits until a TLS session has plaintext to read (or is closed), without
-/// a buffer of its own: it reads into the record buffer rustls keeps anyway,
-/// and decrypts what came (a client's first request often comes with its
-/// Finished), so the read that follows finds the plaintext there and costs
-/// no further system call.
-async fn tls_readable(tls: &mut TlsStream<TcpStream>) -> io::Result<()> {
-    let (tcp, session) = tls.get_mut();
-    loop {
-        match session.process_new_packets() {
-            Ok(state) if state.plaintext_bytes_to_read() > 0 => return Ok(()),
-            Ok(state) if state.peer_has_closed() || !session.wants_read() => return Ok(()),
-            Ok(_) => {}
-            Err(e) => {
-                // The alert rustls queued, if the socket takes it now.
-                let _ = session.write_tls(&mut TryIo(tcp));
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-            }
-        }
-        tcp.readable().await?;
-        match session.read_tls(&mut TryIo(tcp)) {
-            // End of stream: the read reports it.
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            // Readiness was stale; `try_read` cleared it.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// A TCP socket as a blocking-style reader and writer that never blocks:
-/// what rustls reads records from and writes alerts to.
-struct TryIo<'a>(&'a TcpStream);
-
-impl io::Read for TryIo<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.try_read(buf)
-    }
-}
-
-impl io::Write for TryIo<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.try_write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }

@@ -9,6 +9,7 @@
 pub(crate) mod client_io;
 pub(crate) mod proxy_protocol;
 pub mod tls;
+pub(crate) mod tls_stream;
 
 use http::header::{HeaderName, HeaderValue};
 

@@ -24,6 +24,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpStream;
 
 use crate::edge::client_io::ClientIo;
+use crate::edge::tls_stream::TlsConn;
 
 /// A certificate chain and its key, as PEM files.
 #[derive(Debug, Clone)]
@@ -113,7 +114,7 @@ pub struct Terminator {
     settings: TlsSettings,
     provider: Arc<CryptoProvider>,
     store: Arc<Store>,
-    acceptor: tokio_rustls::TlsAcceptor,
+    config: Arc<ServerConfig>,
     /// As of the last load, good or bad.
     read_at: std::sync::Mutex<Stamps>,
     /// Why the last reload failed: tried again until it loads (a pair
@@ -143,7 +144,7 @@ impl Terminator {
             settings,
             provider,
             store,
-            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            config: Arc::new(config),
             read_at: std::sync::Mutex::new(read_at),
             failing: std::sync::Mutex::new(None),
         })
@@ -151,7 +152,7 @@ impl Terminator {
 
     /// The handshake; the connection is served as [`ClientIo::Tls`].
     pub(crate) async fn accept(&self, stream: TcpStream) -> std::io::Result<ClientIo> {
-        let tls = self.acceptor.accept(stream).await?;
+        let tls = TlsConn::accept(self.config.clone(), stream).await?;
         Ok(ClientIo::Tls(Box::new(tls)))
     }
 
