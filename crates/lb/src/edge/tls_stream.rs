@@ -152,7 +152,11 @@ impl TlsConn {
             }
             if ready!(self.poll_fill(cx))? == 0 {
                 // The socket ended without close_notify: the end of the
-                // stream all the same, as HTTP/1.1 clients often do.
+                // stream all the same, as HTTP/1.1 clients often do — but
+                // not in the middle of a record, which is a truncation.
+                if !self.incoming.is_empty() {
+                    return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                }
                 self.peer_closed = true;
             }
         }
@@ -227,9 +231,23 @@ impl TlsConn {
         then: Then<'_>,
     ) -> io::Result<(Next, usize)> {
         self.process_records(sink, then).inspect_err(|_| {
-            let _ = self.process_records(None, Then::Stop);
+            self.encode_queued();
             let _ = self.tcp.try_write(&self.outgoing[self.out_at..]);
         })
+    }
+
+    /// Moves the alert rustls queued on an error into `outgoing`. rustls
+    /// hands out what it queued before it parses anything, and this takes
+    /// that one record and stops: the bytes that failed are not parsed again
+    /// (a second fatal alert), and the handshake's fragments still in
+    /// `incoming` stay where rustls expects them.
+    fn encode_queued(&mut self) {
+        let UnbufferedStatus { state, .. } = self.session.process_tls_records(&mut self.incoming);
+        if let Ok(ConnectionState::EncodeTlsData(mut data)) = state {
+            let _ = append(&mut self.outgoing, 512, |out| {
+                data.encode(out).map_err(encode_room)
+            });
+        }
     }
 
     /// Processes the complete records in `incoming`: plaintext into `sink`
@@ -252,7 +270,14 @@ impl TlsConn {
         loop {
             let UnbufferedStatus { mut discard, state } =
                 session.process_tls_records(&mut incoming[..]);
-            let done = match state.map_err(tls_error)? {
+            let state = match state {
+                Ok(state) => state,
+                Err(e) => {
+                    incoming.drain(..discard);
+                    return Err(tls_error(e));
+                }
+            };
+            let done = match state {
                 ConnectionState::ReadTraffic(mut traffic) => {
                     while let Some(record) = traffic.next_record() {
                         let record = record.map_err(tls_error)?;
@@ -262,13 +287,7 @@ impl TlsConn {
                     None
                 }
                 ConnectionState::EncodeTlsData(mut data) => {
-                    append(outgoing, 512, |out| match data.encode(out) {
-                        Err(EncodeError::InsufficientSize(InsufficientSizeError {
-                            required_size,
-                        })) => Err(Some(required_size)),
-                        Err(_) => Err(None),
-                        Ok(n) => Ok(n),
-                    })?;
+                    append(outgoing, 512, |out| data.encode(out).map_err(encode_room))?;
                     None
                 }
                 // `outgoing` holds them, sent before anything appended later.
@@ -347,6 +366,17 @@ fn append(
     }
 }
 
+/// The room an encoding needs, when that is why it failed.
+fn encode_room(e: EncodeError) -> Option<usize> {
+    match e {
+        EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => {
+            Some(required_size)
+        }
+        _ => None,
+    }
+}
+
+/// The room an encryption needs, when that is why it failed.
 fn encrypt_room(e: EncryptError) -> Option<usize> {
     match e {
         EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
@@ -400,6 +430,12 @@ impl AsyncWrite for TlsConn {
         }
         if this.close_sent {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        // What the socket took goes before more is appended: a stream the
+        // socket takes at about the pace it is written never drains whole.
+        if this.out_at > 0 {
+            this.outgoing.drain(..this.out_at);
+            this.out_at = 0;
         }
         let data = &data[..data.len().min(WRITE_CHUNK)];
         match this.process(None, Then::Encrypt(data))? {
@@ -547,6 +583,39 @@ mod tests {
         server.readable().await.unwrap();
         let n = server.read(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"again");
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_record_fails_the_read_and_the_client_is_told() {
+        let (mut server, mut client) = pair(&rustls::version::TLS13).await;
+        // An application-data record that does not decrypt, past rustls.
+        let mut junk = vec![0x17, 0x03, 0x03, 0x00, 0x40];
+        junk.extend([0xa5; 0x40]);
+        client.get_mut().0.write_all(&junk).await.unwrap();
+        let mut buf = [0u8; 64];
+        let read = server.read(&mut buf).await;
+        assert_eq!(read.unwrap_err().kind(), io::ErrorKind::InvalidData);
+        // The alert reached the client: its next read fails rather than
+        // waiting for more.
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(5), client.read(&mut buf))
+            .await
+            .expect("the client hears of it");
+        assert!(answer.is_err(), "{answer:?}");
+    }
+
+    #[tokio::test]
+    async fn a_socket_ending_in_the_middle_of_a_record_is_a_truncation() {
+        let (mut server, mut client) = pair(&rustls::version::TLS13).await;
+        client
+            .get_mut()
+            .0
+            .write_all(&[0x17, 0x03, 0x03, 0x01, 0x00, 1, 2, 3])
+            .await
+            .unwrap();
+        client.get_mut().0.shutdown().await.unwrap();
+        let mut buf = [0u8; 64];
+        let read = server.read(&mut buf).await;
+        assert_eq!(read.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[tokio::test]
