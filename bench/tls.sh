@@ -8,10 +8,12 @@
 #       many TLS ones (HAProxy needs two
 #       descriptors per connection it may hold, and the hard limit here is 20,000).
 # Usage: bench/tls.sh [duration of a round, default 5s] [rounds, default 5; 0: (c) only] [idle connections, default 9800]
+#        [proxies for (c), default "nginx haproxy weir"; e.g. "weir" for 10,000, past HAProxy's limit here]
 source "$(dirname "$0")/lib.sh"
 DURATION=${1:-5s}
 ROUNDS=${2:-5}
 IDLE=${3:-9800}
+IDLE_PROXIES=${4:-nginx haproxy weir}
 bash "$ROOT/bench/setup.sh" >&2
 build_weir
 
@@ -124,7 +126,7 @@ nginx_workers() { pgrep -P "$(cat "$WORK/nginx.pid")" | tr '\n' ' '; }
 for kind in plain tls; do
 echo
 echo "(c) $IDLE idle $kind connections: RSS growth of each proxy"
-for name in nginx haproxy weir; do
+for name in $IDLE_PROXIES; do
     case $name in
         nginx) port=$NGINX; plain=$NGINX_PLAIN; pids=$(nginx_workers) ;;
         haproxy) port=$HAPROXY; plain=$HAPROXY_PLAIN; pids=$(pgrep -f "haproxy -f $WORK/haproxy.cfg" | tr '\n' ' ') ;;
