@@ -131,10 +131,6 @@ impl TlsConn {
     ) -> Poll<io::Result<()>> {
         let filled = sink.as_ref().map_or(0, |s| s.filled().len());
         loop {
-            let took = sink.as_ref().map_or(0, |s| s.filled().len()) > filled;
-            if took || self.plain_at < self.plaintext.len() || self.peer_closed {
-                return Poll::Ready(Ok(()));
-            }
             // Records that came with those read (tickets, a key update's
             // answer) go out as the socket takes them; the rest with the
             // next write or flush.
@@ -144,11 +140,10 @@ impl TlsConn {
             let (next, _) = self.process(sink.as_deref_mut(), Then::Stop)?;
             if next == Next::Closed {
                 self.peer_closed = true;
-                continue;
             }
             let took = sink.as_ref().map_or(0, |s| s.filled().len()) > filled;
             if took || self.plain_at < self.plaintext.len() || self.peer_closed {
-                continue;
+                return Poll::Ready(Ok(()));
             }
             if ready!(self.poll_fill(cx))? == 0 {
                 // The socket ended without close_notify: the end of the
