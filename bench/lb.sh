@@ -8,6 +8,8 @@
 # is common). Prints requests/s, p50, p99 and weir's ratio to the best peer
 # for each setting.
 # Usage: bench/lb.sh [duration of a round, default 5s] [rounds, default 7] [settings: both|multi|single, default both]
+# WEIR_VARIANT_FLAGS="--flag value …" adds a second weir lb with those flags
+# ("weir+flags") to the same interleaved rounds: a flag's effect side by side.
 source "$(dirname "$0")/lib.sh"
 DURATION=${1:-5s}
 ROUNDS=${2:-7}
@@ -40,6 +42,17 @@ setting() { # label upstream_workers
     WEIR_PORT=$(free_port)
     RUST_LOG=warn "$WEIR" lb --listen "127.0.0.1:$WEIR_PORT" --admin-token bench \
         --backends "http://127.0.0.1:$U1,http://127.0.0.1:$U2,http://127.0.0.1:$U3" >"$WORK/weir-$2.log" 2>&1 & PIDS+=($!)
+    local proxies=(direct nginx haproxy weir)
+    if [ -n "${WEIR_VARIANT_FLAGS:-}" ]; then
+        VARIANT_PORT=$(free_port)
+        # shellcheck disable=SC2086 # the flags are words
+        RUST_LOG=warn "$WEIR" lb --listen "127.0.0.1:$VARIANT_PORT" --admin-token bench \
+            --backends "http://127.0.0.1:$U1,http://127.0.0.1:$U2,http://127.0.0.1:$U3" \
+            $WEIR_VARIANT_FLAGS >"$WORK/weir-variant-$2.log" 2>&1 & PIDS+=($!)
+        wait_http "http://127.0.0.1:$VARIANT_PORT/"
+        proxies+=(weir+flags)
+        echo "weir+flags: $WEIR_VARIANT_FLAGS" >&2
+    fi
     for port in $NGINX $HAPROXY $WEIR_PORT; do wait_http "http://127.0.0.1:$port/"; done
 
     # Interleaved rounds: this machine's other load drifts over a minute, so each
@@ -47,9 +60,10 @@ setting() { # label upstream_workers
     declare -A RUNS=()
     SPLITS=""
     for round in $(seq 1 "$ROUNDS"); do
-        for name in direct nginx haproxy weir; do
+        for name in "${proxies[@]}"; do
             case $name in
                 direct) port=$U1 ;; nginx) port=$NGINX ;; haproxy) port=$HAPROXY ;; weir) port=$WEIR_PORT ;;
+                weir+flags) port=$VARIANT_PORT ;;
             esac
             run_wrk "http://127.0.0.1:$port/" 1s 64 >/dev/null   # warm-up
             [ $name = weir ] && before=$(thread_counts)
@@ -63,7 +77,7 @@ setting() { # label upstream_workers
     echo "load balancer, 3 trivial upstreams ($label), wrk -t2 -c64, medians of $ROUNDS interleaved rounds of $DURATION"
     printf "%-28s %12s %9s %9s %8s   %s\n" proxy "req/s" "p50 ms" "p99 ms" "non-2xx" "req/s of each round"
     declare -A RPS P99
-    for name in direct nginx haproxy weir; do
+    for name in "${proxies[@]}"; do
         read -r rps p50 p99 _ non < <(median "${RUNS[$name]}")
         RPS[$name]=$rps; P99[$name]=$p99
         each=$(tr ';' '\n' <<<"${RUNS[$name]}" | grep . | awk '{printf "%.0f ", $1}')
@@ -72,8 +86,9 @@ setting() { # label upstream_workers
     best=nginx
     python3 -c "import sys; sys.exit(0 if float('${RPS[haproxy]}') > float('${RPS[nginx]}') else 1)" && best=haproxy
     echo "weir / best peer ($best): $(ratio "${RPS[weir]}" "${RPS[$best]}")x requests/s (floor 1.0x, goal 1.2x); p99 ${P99[weir]} vs ${P99[$best]} ms"
+    [ -n "${WEIR_VARIANT_FLAGS:-}" ] && echo "weir+flags / weir: $(ratio "${RPS[weir+flags]}" "${RPS[weir]}")x requests/s; p99 ${P99[weir+flags]} vs ${P99[weir]} ms"
     echo "weir's threads, % of each round's connections and requests: $SPLITS"
-    for name in nginx haproxy weir; do
+    for name in "${proxies[@]:1}"; do
         tr ';' '\n' <<<"${RUNS[$name]}" | grep . | awk -v n=$name '{v[NR]=$1; if (NR==1||$1<lo) lo=$1; if ($1>hi) hi=$1} END {asort(v); printf "%s rounds spread %.1f%% of their median\n", n, 100*(hi-lo)/v[int((NR+1)/2)]}'
     done
 }

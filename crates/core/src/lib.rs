@@ -76,6 +76,7 @@ pub mod bulk;
 pub mod event;
 pub mod ids;
 pub mod input;
+pub mod input_schema;
 pub mod request_log;
 pub mod retry;
 pub mod secrets;

@@ -21,6 +21,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::input_schema::InputSchema;
 use crate::secrets::{OpenError, Sealer};
 use crate::{Builtin, InputError, RetryPolicy};
 
@@ -218,7 +219,7 @@ impl TaskTypeSpec {
 #[derive(Clone)]
 pub struct RegisteredType {
     pub spec: TaskTypeSpec,
-    schema: Option<Arc<jsonschema::Validator>>,
+    schema: Option<Arc<InputSchema>>,
 }
 
 impl fmt::Debug for RegisteredType {
@@ -236,12 +237,10 @@ impl RegisteredType {
             b.validate_input(input)?;
         }
         if let Some(schema) = &self.schema {
-            if let Some(e) = schema.iter_errors(input).next() {
-                let path = e.instance_path().to_string();
-                let at = if path.is_empty() { "/" } else { &path };
+            if let Err(m) = schema.check(input) {
                 return Err(InputError::Invalid(format!(
-                    "input does not match the schema of {} at {at}: {e}",
-                    self.spec.name
+                    "input does not match the schema of {} at {}: {}",
+                    self.spec.name, m.at, m.message
                 )));
             }
         }
@@ -406,7 +405,7 @@ impl TaskTypes {
     pub fn insert(&mut self, spec: TaskTypeSpec) -> Result<(), TaskTypeError> {
         let key = format!("task_types.{}", spec.name);
         let schema = match &spec.input_schema {
-            Some(s) => Some(Arc::new(jsonschema::validator_for(s).map_err(|e| {
+            Some(s) => Some(Arc::new(InputSchema::compile(s).map_err(|e| {
                 TaskTypeError::new(
                     format!("{key}.input_schema"),
                     format!("not a valid JSON Schema: {e}"),

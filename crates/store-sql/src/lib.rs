@@ -8,11 +8,17 @@
 //!   completions, debounced NOTIFY wake-ups, a small hot table).
 //! - [`error`]: sqlx errors → `StoreError`, per dialect's contention codes.
 //! - `filter`: the fast claim's inlined filter, shared by both dialects.
+//! - `from_row`: `from_row!`, the dialects' row structs and their decoding.
+//! - `migrations`: each dialect's migration files, embedded, and sqlx's
+//!   migrator over them.
 //!
 //! SQL longer than a line lives in `.sql` files beside each dialect.
 
 pub mod error;
 mod filter;
+#[macro_use]
+mod from_row;
+mod migrations;
 pub mod postgres;
 pub mod sqlite;
 

@@ -175,7 +175,7 @@ pub(super) async fn task_ids_matching(
 const BULK_COLUMNS: &str = "id, action, ids, filter, status, cursor, processed, changed, \
     skipped, actor, created_at, finished_at";
 
-#[derive(sqlx::FromRow)]
+from_row! { sqlx::postgres::PgRow =>
 struct BulkDbRow {
     id: Uuid,
     action: String,
@@ -189,7 +189,7 @@ struct BulkDbRow {
     actor: String,
     created_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
-}
+}}
 
 impl TryFrom<BulkDbRow> for BulkRow {
     type Error = StoreError;
@@ -285,7 +285,7 @@ pub(super) async fn bulk_take(
     row.map(BulkRow::try_from).transpose()
 }
 
-#[derive(sqlx::FromRow)]
+from_row! { sqlx::postgres::PgRow =>
 struct AuditRow {
     id: i64,
     at: DateTime<Utc>,
@@ -296,7 +296,7 @@ struct AuditRow {
     target: Option<String>,
     detail: Option<serde_json::Value>,
     count: Option<i64>,
-}
+}}
 
 pub(super) async fn audit_insert(exec: &PgExec, e: &AuditEntry) -> Result<(), StoreError> {
     sqlx::query(

@@ -48,11 +48,10 @@ use weir_core::{
 use weir_store::{lease_end, BulkRow, Claimed, Driver, DriverTx, LiveByQueue, StandingTask};
 
 use crate::error::{from_sqlx, postgres_cause};
+use crate::migrations;
 use crate::StoreOptions;
 use claim_hint::{ClaimHints, ClaimKey};
 use rows::{decode, ClaimedRow, TaskRow, WorkerRow, FINISHED_TASK_COLUMNS, LIVE_TASK_COLUMNS};
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The fast claim; `{filter}` is the inlined filter.
 const TASK_CLAIM_SQL: &str = include_str!("sql/claim_unlimited.sql");
@@ -259,7 +258,11 @@ async fn migrate(exec: &PgExec) -> Result<(), StoreError> {
                 .into(),
         ));
     }
-    MIGRATOR.run(&exec.pool).await.map_err(|e| {
+    let ran = match migrations::migrator(migrations::POSTGRES).await {
+        Ok(migrator) => migrator.run(&exec.pool).await,
+        Err(e) => Err(e),
+    };
+    ran.map_err(|e| {
         let denied = matches!(&e, sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(d))
             if d.code().as_deref() == Some("42501"))
             || e.to_string().contains("permission denied");
@@ -289,7 +292,10 @@ async fn schema_current(pool: &PgExec) -> Result<bool, StoreError> {
             .fetch_all(pool)
             .await
             .map_err(err)?;
-    Ok(MIGRATOR
+    let migrator = migrations::migrator(migrations::POSTGRES)
+        .await
+        .map_err(|e| StoreError::Internal(format!("migrations: {e}")))?;
+    Ok(migrator
         .iter()
         .filter(|m| m.migration_type.is_up_migration())
         .all(|m| {

@@ -24,7 +24,7 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
 
-#[derive(sqlx::FromRow)]
+from_row! { sqlx::postgres::PgRow =>
 pub struct TaskRow {
     id: Uuid,
     kind: String,
@@ -49,7 +49,7 @@ pub struct TaskRow {
     timeout_ms: Option<i64>,
     tenant: Option<String>,
     lease_expires_at: Option<DateTime<Utc>>,
-}
+}}
 
 impl TryFrom<TaskRow> for Task {
     type Error = StoreError;
@@ -85,7 +85,7 @@ impl TryFrom<TaskRow> for Task {
     }
 }
 
-#[derive(sqlx::FromRow)]
+from_row! { sqlx::postgres::PgRow =>
 pub struct ClaimedRow {
     id: Uuid,
     kind: String,
@@ -100,7 +100,7 @@ pub struct ClaimedRow {
     timeout_ms: Option<i64>,
     tenant: Option<String>,
     trace_context: Option<String>,
-}
+}}
 
 impl ClaimedRow {
     /// Where this row sat in `tasks_claim`.
@@ -138,7 +138,7 @@ impl TryFrom<ClaimedRow> for Claimed {
     }
 }
 
-#[derive(sqlx::FromRow)]
+from_row! { sqlx::postgres::PgRow =>
 pub struct WorkerRow {
     id: String,
     status: String,
@@ -150,7 +150,7 @@ pub struct WorkerRow {
     started_at: DateTime<Utc>,
     last_heartbeat_at: DateTime<Utc>,
     task_types: Value,
-}
+}}
 
 impl TryFrom<WorkerRow> for WorkerInfo {
     type Error = StoreError;

@@ -52,7 +52,7 @@ impl PostgresTx {
     }
 }
 
-#[derive(sqlx::FromRow)]
+from_row! { sqlx::postgres::PgRow =>
 struct QueueRow {
     name: String,
     paused: bool,
@@ -61,7 +61,7 @@ struct QueueRow {
     burst: Option<i32>,
     tokens: f64,
     refilled_at: Option<DateTime<Utc>>,
-}
+}}
 
 #[async_trait]
 impl DriverTx for PostgresTx {

@@ -540,7 +540,7 @@ impl WorkflowTx for PostgresTx {
     }
 }
 
-#[derive(sqlx::FromRow)]
+from_row! { sqlx::postgres::PgRow =>
 struct WorkflowRow {
     id: Uuid,
     name: Option<String>,
@@ -548,7 +548,7 @@ struct WorkflowRow {
     status: String,
     created_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
-}
+}}
 
 impl WorkflowRow {
     fn into_workflow(self, steps: Vec<WorkflowStep>) -> Result<Workflow, StoreError> {
@@ -590,7 +590,7 @@ pub(super) async fn get(
     let Some(mut workflow) = summary(exec, id).await? else {
         return Ok(None);
     };
-    #[derive(sqlx::FromRow)]
+    from_row! { sqlx::postgres::PgRow =>
     struct StepRow {
         step_id: String,
         task_id: Uuid,
@@ -602,7 +602,7 @@ pub(super) async fn get(
         error: Option<String>,
         started_at: Option<DateTime<Utc>>,
         completed_at: Option<DateTime<Utc>>,
-    }
+    }}
     let rows: Vec<StepRow> = sqlx::query_as(
         "SELECT DISTINCT ON (s.position, s.task_id) s.step_id, s.task_id, t.kind, t.state, \
              s.depends_on, t.attempts, t.result, t.error, t.started_at, t.completed_at \

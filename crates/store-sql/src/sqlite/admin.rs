@@ -116,7 +116,7 @@ pub(super) async fn task_ids_matching(
 const BULK_COLUMNS: &str = "id, action, ids, ids_count, filter, status, cursor, processed, \
     changed, skipped, actor, created_at, finished_at";
 
-#[derive(sqlx::FromRow)]
+from_row! { sqlx::sqlite::SqliteRow =>
 struct BulkDbRow {
     id: String,
     action: String,
@@ -131,7 +131,7 @@ struct BulkDbRow {
     actor: String,
     created_at: i64,
     finished_at: Option<i64>,
-}
+}}
 
 impl TryFrom<BulkDbRow> for BulkRow {
     type Error = StoreError;
@@ -237,7 +237,7 @@ pub(super) async fn bulk_take(
     row.map(BulkRow::try_from).transpose()
 }
 
-#[derive(sqlx::FromRow)]
+from_row! { sqlx::sqlite::SqliteRow =>
 struct AuditRow {
     id: i64,
     at: i64,
@@ -248,7 +248,7 @@ struct AuditRow {
     target: Option<String>,
     detail: Option<String>,
     count: Option<i64>,
-}
+}}
 
 pub(super) async fn audit_insert(writer: &SqlitePool, e: &AuditEntry) -> Result<(), StoreError> {
     sqlx::query(

@@ -35,10 +35,9 @@ use weir_core::{
 use weir_store::{lease_end, BulkRow, Claimed, Driver, DriverTx, LiveByQueue, StandingTask};
 
 use crate::error::{from_sqlx, sqlite_cause};
+use crate::migrations;
 use crate::StoreOptions;
 use rows::{decode, millis, time, ClaimedRow, TaskRow, WorkerRow, TASK_COLUMNS};
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// SQLite allows at most 32766 bound parameters per statement; request-log
 /// inserts are chunked well below that.
@@ -99,10 +98,11 @@ impl SqliteDriver {
             .await
             .map_err(err)?;
         if options.migrate {
-            MIGRATOR
-                .run(&writer)
-                .await
-                .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
+            let ran = match migrations::migrator(migrations::SQLITE).await {
+                Ok(migrator) => migrator.run(&writer).await,
+                Err(e) => Err(e),
+            };
+            ran.map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
         }
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))

@@ -37,7 +37,7 @@ pub fn task_id(text: &str) -> Result<TaskId, StoreError> {
     text.parse().map_err(|e| corrupt("task id", e))
 }
 
-#[derive(sqlx::FromRow)]
+from_row! { sqlx::sqlite::SqliteRow =>
 pub struct TaskRow {
     id: String,
     kind: String,
@@ -62,7 +62,7 @@ pub struct TaskRow {
     timeout_ms: Option<i64>,
     tenant: Option<String>,
     lease_expires_at: Option<i64>,
-}
+}}
 
 impl TryFrom<TaskRow> for Task {
     type Error = StoreError;
@@ -106,7 +106,7 @@ impl TryFrom<TaskRow> for Task {
     }
 }
 
-#[derive(sqlx::FromRow)]
+from_row! { sqlx::sqlite::SqliteRow =>
 pub struct ClaimedRow {
     id: String,
     kind: String,
@@ -121,7 +121,7 @@ pub struct ClaimedRow {
     timeout_ms: Option<i64>,
     tenant: Option<String>,
     trace_context: Option<String>,
-}
+}}
 
 impl TryFrom<ClaimedRow> for Claimed {
     type Error = StoreError;
@@ -148,7 +148,7 @@ impl TryFrom<ClaimedRow> for Claimed {
     }
 }
 
-#[derive(sqlx::FromRow)]
+from_row! { sqlx::sqlite::SqliteRow =>
 pub struct WorkerRow {
     id: String,
     status: String,
@@ -160,7 +160,7 @@ pub struct WorkerRow {
     started_at: i64,
     last_heartbeat_at: i64,
     task_types: String,
-}
+}}
 
 impl TryFrom<WorkerRow> for WorkerInfo {
     type Error = StoreError;

@@ -19,7 +19,7 @@ pub(super) struct SqliteTx {
     pub(super) tx: Transaction<'static, Sqlite>,
 }
 
-#[derive(sqlx::FromRow)]
+from_row! { sqlx::sqlite::SqliteRow =>
 struct QueueRow {
     name: String,
     paused: bool,
@@ -28,7 +28,7 @@ struct QueueRow {
     burst: Option<i32>,
     tokens: f64,
     refilled_at: Option<i64>,
-}
+}}
 
 #[async_trait]
 impl DriverTx for SqliteTx {

@@ -532,7 +532,7 @@ impl WorkflowTx for SqliteTx {
     }
 }
 
-#[derive(sqlx::FromRow)]
+from_row! { sqlx::sqlite::SqliteRow =>
 struct WorkflowRow {
     id: String,
     name: Option<String>,
@@ -540,7 +540,7 @@ struct WorkflowRow {
     status: String,
     created_at: i64,
     finished_at: Option<i64>,
-}
+}}
 
 impl WorkflowRow {
     fn into_workflow(self, steps: Vec<WorkflowStep>) -> Result<Workflow, StoreError> {
@@ -580,7 +580,7 @@ pub(super) async fn get(
     let Some(mut workflow) = summary(reader, id).await? else {
         return Ok(None);
     };
-    #[derive(sqlx::FromRow)]
+    from_row! { sqlx::sqlite::SqliteRow =>
     struct StepRow {
         step_id: String,
         task_id: String,
@@ -592,7 +592,7 @@ pub(super) async fn get(
         error: Option<String>,
         started_at: Option<i64>,
         completed_at: Option<i64>,
-    }
+    }}
     let steps: Vec<StepRow> = sqlx::query_as(
         "SELECT s.step_id, s.task_id, t.kind, t.state, s.depends_on, t.attempts, t.result, \
              t.error, t.started_at, t.completed_at \
