@@ -21,6 +21,7 @@ declare -A ARGS=(
     [lb.sh]="1s 1"
     [lb_bad_day.sh]="200 3"
     [lb_cpu.sh]="1000 2s 1 profile"
+    [lb_split.sh]="1s"
     [loadgen.sh]="1s 8"
     [overload.sh]="3s lb"
     [pgbouncer.sh]="2000 1"

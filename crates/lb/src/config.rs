@@ -126,7 +126,12 @@ pub struct LbConfig {
     pub queue_timeout: Duration,
     /// How long a client may take to send a request's headers (slowloris).
     pub header_read_timeout: Duration,
-    /// How long an idle pooled connection to a backend is kept.
+    /// How long an idle pooled connection to a backend is kept: less than
+    /// the keep-alive timeouts of common application servers (uvicorn,
+    /// Node.js, Apache: 5 s), so the lb retires a connection before its
+    /// backend closes it — a request sent just as the backend closes is
+    /// lost, and a POST cannot be sent again. A backend that announces its
+    /// own (`Keep-Alive: timeout=N`) is held to that, less a margin.
     pub upstream_idle_timeout: Duration,
     /// How long an upgraded connection (WebSocket) may pass no byte either
     /// way before the lb closes both sides.
@@ -197,7 +202,7 @@ impl LbConfig {
             queue_size: None,
             queue_timeout: Duration::from_secs(1),
             header_read_timeout: Duration::from_secs(10),
-            upstream_idle_timeout: Duration::from_secs(90),
+            upstream_idle_timeout: Duration::from_secs(4),
             upgrade_idle_timeout: Duration::from_secs(300),
             access_log: false,
             admin_on_main: true,

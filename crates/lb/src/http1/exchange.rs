@@ -26,6 +26,9 @@ use crate::{upstream, Backend};
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Bytes read at once while relaying a body.
 const RELAY_CHUNK: usize = 64 * 1024;
+/// A body this small that did not come with its head is awaited, and goes
+/// out with the head in one write.
+const SMALL_BODY: u64 = 16 * 1024;
 
 /// Forwards one request whose head (already rewritten into `bufs.head`) and
 /// first body bytes are in `bufs.client`, and relays the answer to `client`.
@@ -327,6 +330,28 @@ async fn relay(
         }
         Err(_) => return Flow::Close,
     };
+    // Servers that write the head and the body apart (uvicorn does) would
+    // cost the client two writes and two wake-ups: a small body of known
+    // length is awaited first, as nginx's `postpone_output` holds small
+    // output. Streams (chunked, until close, large) go out as they come.
+    while !done && matches!(framing, Framing::Length(left) if left <= SMALL_BODY) {
+        bufs.upstream.clear();
+        bufs.upstream.reserve(SMALL_BODY as usize);
+        match upstream.read_buf(&mut bufs.upstream).await {
+            Ok(n) if n > 0 => {}
+            // Cut off: what came goes out, and the loop below closes.
+            _ => break,
+        }
+        match framing.consume(&bufs.upstream) {
+            Ok(Consumed::More) => bufs.head.extend_from_slice(&bufs.upstream),
+            Ok(Consumed::Done(n)) => {
+                bufs.head.extend_from_slice(&bufs.upstream[..n]);
+                done = true;
+                exact = n == bufs.upstream.len();
+            }
+            Err(_) => return Flow::Close,
+        }
+    }
     if client.write_all(&bufs.head).await.is_err() {
         return Flow::Close;
     }
@@ -360,7 +385,7 @@ async fn relay(
         return Flow::Close;
     }
     if response.upstream_keep_alive && exact {
-        pool::put(authority, upstream, answered);
+        pool::put(authority, upstream, answered, response.keep_alive_timeout);
     }
     if response.close_client {
         Flow::Close

@@ -4,6 +4,7 @@
 //! copied byte for byte.
 
 use std::ops::Range;
+use std::time::Duration;
 
 use http::{HeaderName, Method};
 
@@ -470,6 +471,23 @@ pub(crate) struct ResponseHead {
     pub retry_after: bool,
     /// The node's `X-Weir-Node`, at this range of the response buffer.
     pub node_name: Option<Range<usize>>,
+    /// The backend's `Keep-Alive: timeout=N`: it closes the connection after
+    /// N idle seconds.
+    pub keep_alive_timeout: Option<Duration>,
+}
+
+/// The `timeout` parameter of a `Keep-Alive` header (`timeout=5, max=1000`).
+fn keep_alive_timeout(value: &[u8]) -> Option<Duration> {
+    value.split(|b| *b == b',').find_map(|param| {
+        let (name, secs) = std::str::from_utf8(param).ok()?.trim().split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("timeout") {
+            return None;
+        }
+        secs.trim()
+            .parse::<u32>()
+            .ok()
+            .map(|s| Duration::from_secs(s.into()))
+    })
 }
 
 /// What the client side adds to a response head.
@@ -513,6 +531,7 @@ pub(crate) fn parse_response(
         close_client: ctx.client_close,
         retry_after: false,
         node_name: None,
+        keep_alive_timeout: None,
     };
     let mut length = None;
     let mut chunked = false;
@@ -541,7 +560,12 @@ pub(crate) fn parse_response(
             }
         }
         match classify(name) {
-            Known::HopByHop => continue,
+            Known::HopByHop => {
+                if name.eq_ignore_ascii_case("keep-alive") {
+                    head.keep_alive_timeout = keep_alive_timeout(h.value);
+                }
+                continue;
+            }
             _ if connection.names(name) => continue,
             Known::ContentLength => {
                 let n = std::str::from_utf8(h.value).ok().and_then(parse_length);
@@ -763,6 +787,33 @@ mod tests {
             Ok(Parsed::Complete(head)) => (head, String::from_utf8(out).unwrap()),
             _ => panic!("not parsed: {}", String::from_utf8_lossy(raw)),
         }
+    }
+
+    #[test]
+    fn a_backends_keep_alive_timeout_is_read_and_not_passed_on() {
+        let (h, out) = response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nKeep-Alive: timeout=5, max=1000\r\n\r\n",
+            false,
+        );
+        assert_eq!(h.keep_alive_timeout, Some(Duration::from_secs(5)));
+        assert!(!out.to_ascii_lowercase().contains("keep-alive"), "{out}");
+        for (value, timeout) in [
+            ("max=3,TIMEOUT = 2", Some(2)),
+            ("timeout=x", None),
+            ("timeout=-1", None),
+            ("max=5", None),
+            ("", None),
+        ] {
+            let raw = format!("HTTP/1.1 204 No Content\r\nKeep-Alive: {value}\r\n\r\n");
+            let (h, _) = response(raw.as_bytes(), false);
+            assert_eq!(
+                h.keep_alive_timeout,
+                timeout.map(Duration::from_secs),
+                "{value}"
+            );
+        }
+        let (h, _) = response(b"HTTP/1.1 204 No Content\r\n\r\n", false);
+        assert_eq!(h.keep_alive_timeout, None);
     }
 
     #[test]

@@ -17,6 +17,8 @@ const MAX_IDLE_PER_BACKEND: usize = 256;
 struct Idle {
     stream: TcpStream,
     since: Instant,
+    /// The backend's own idle limit less a margin, when it announced one.
+    backend_limit: Option<Duration>,
 }
 
 /// FNV-1a: the keys are a few short authorities, looked up twice per
@@ -55,7 +57,8 @@ pub(crate) fn take(authority: &str, max_idle: Duration, now: Instant) -> Option<
         let mut idle = idle.borrow_mut();
         let list = idle.get_mut(authority)?;
         while let Some(c) = list.pop() {
-            if now.saturating_duration_since(c.since) < max_idle && looks_open(&c.stream) {
+            let limit = c.backend_limit.map_or(max_idle, |b| b.min(max_idle));
+            if now.saturating_duration_since(c.since) < limit && looks_open(&c.stream) {
                 return Some(c.stream);
             }
         }
@@ -64,8 +67,14 @@ pub(crate) fn take(authority: &str, max_idle: Duration, now: Instant) -> Option<
 }
 
 /// Gives a connection whose last response was read to its end back, idle
-/// since about `now`.
-pub(crate) fn put(authority: &str, stream: TcpStream, now: Instant) {
+/// since about `now`; `keep_alive_timeout` is the backend's announced idle
+/// limit (`Keep-Alive: timeout=N`), if any.
+pub(crate) fn put(
+    authority: &str,
+    stream: TcpStream,
+    now: Instant,
+    keep_alive_timeout: Option<Duration>,
+) {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = match idle.get_mut(authority) {
@@ -73,9 +82,25 @@ pub(crate) fn put(authority: &str, stream: TcpStream, now: Instant) {
             None => idle.entry(authority.to_string()).or_default(),
         };
         if list.len() < MAX_IDLE_PER_BACKEND {
-            list.push(Idle { stream, since: now });
+            list.push(Idle {
+                stream,
+                since: now,
+                backend_limit: keep_alive_timeout.map(retire_before),
+            });
         }
     });
+}
+
+/// How long a connection whose backend closes it after `timeout` idle is
+/// kept: a second less (half, for timeouts under 2 s), so that it is not
+/// taken for a request just as the backend's close is on its way.
+fn retire_before(timeout: Duration) -> Duration {
+    const MARGIN: Duration = Duration::from_secs(1);
+    if timeout >= 2 * MARGIN {
+        timeout - MARGIN
+    } else {
+        timeout / 2
+    }
 }
 
 /// Whether an idle connection has seen nothing since its last response: a

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use weir_lb::Strategy;
 
 use crate::support::{TestBackend, TestLb};
@@ -492,4 +493,194 @@ async fn a_drain_answers_the_next_request_with_close_and_closes_idle_connections
     assert!(answer.ends_with("path=/last"), "{answer}");
     assert_eq!(read_to_close(&mut idle).await, "");
     drained.await.unwrap().unwrap();
+}
+
+/// A backend that answers each request (its health checks at once) with
+/// `first`, then `second` once `go` is notified: an application server that
+/// writes its answer in two parts.
+async fn two_part_backend(first: &'static [u8], second: &'static [u8]) -> (String, Arc<Notify>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let go = Arc::new(Notify::new());
+    let told = go.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let go = told.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while find(&buf, b"\r\n\r\n").is_none() {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                if buf.starts_with(b"GET /health") {
+                    let _ = conn
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        )
+                        .await;
+                    return;
+                }
+                if conn.write_all(first).await.is_ok() {
+                    go.notified().await;
+                    let _ = conn.write_all(second).await;
+                }
+            });
+        }
+    });
+    (url, go)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_body_written_after_its_head_goes_out_with_it_in_one_write() {
+    let (url, go) =
+        two_part_backend(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", b"hello").await;
+    let lb = TestLb::start(vec![url], Strategy::RoundRobin).await;
+    let mut conn = connect(&lb).await;
+    conn.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The head alone is held back (nothing within 300 ms; relayed at once it
+    // would arrive in well under that)…
+    let mut chunk = [0u8; 8192];
+    let early = tokio::time::timeout(Duration::from_millis(300), conn.read(&mut chunk)).await;
+    assert!(early.is_err(), "the head went out alone: {early:?}");
+    // …and goes out with the body once that comes, in one piece.
+    go.notify_one();
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut chunk))
+        .await
+        .expect("no answer within 10 s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&chunk[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nhello"), "{answer}");
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_goes_out_as_it_comes() {
+    // Chunked: the first chunk reaches the client before the rest is written.
+    let (url, go) = two_part_backend(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n",
+        b"4\r\nlast\r\n0\r\n\r\n",
+    )
+    .await;
+    let lb = TestLb::start(vec![url], Strategy::RoundRobin).await;
+    let mut conn = connect(&lb).await;
+    conn.write_all(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_until(&mut conn, "first\r\n", 1).await;
+    assert!(head.contains("5\r\nfirst\r\n"), "{head}");
+    go.notify_one();
+    let rest = read_until(&mut conn, "0\r\n\r\n", 1).await;
+    assert!(rest.contains("4\r\nlast\r\n"), "{rest}");
+    lb.stop().await;
+
+    // A large body of known length: its head and first bytes go out at once.
+    const FIRST: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nbegin";
+    static REST: [u8; 99_995] = [b'x'; 99_995];
+    let (url, go) = two_part_backend(FIRST, &REST).await;
+    let lb = TestLb::start(vec![url], Strategy::RoundRobin).await;
+    let mut conn = connect(&lb).await;
+    conn.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_until(&mut conn, "begin", 1).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    go.notify_one();
+    let mut body = head.len() - head.find("\r\n\r\n").unwrap() - 4;
+    let mut chunk = vec![0u8; 65536];
+    while body < 100_000 {
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut chunk))
+            .await
+            .expect("the body stalled")
+            .unwrap();
+        assert!(n > 0, "closed after {body} bytes of the body");
+        body += n;
+    }
+    assert_eq!(body, 100_000);
+    lb.stop().await;
+}
+
+/// A backend announcing `Keep-Alive: timeout=1` that names, in `X-Conn`,
+/// which of its connections (counted from 1) carried each answer.
+async fn announcing_backend() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut accepted = 0;
+        while let Ok((mut conn, _)) = listener.accept().await {
+            accepted += 1;
+            let id = accepted;
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = find(&buf, b"\r\n\r\n") else {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    // The requests here carry one byte of body, or none.
+                    let body = usize::from(
+                        buf[..end]
+                            .windows(17)
+                            .any(|w| w.eq_ignore_ascii_case(b"content-length: 1")),
+                    );
+                    if buf.len() < end + 4 + body {
+                        continue;
+                    }
+                    buf.drain(..end + 4 + body);
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=1\r\nX-Conn: {id}\r\n\r\nok"
+                    );
+                    if conn.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+// One thread, as each of `weir lb`'s serving threads (pooled connections are
+// per thread).
+#[tokio::test(flavor = "current_thread")]
+async fn a_connection_is_retired_before_the_idle_close_its_backend_announced() {
+    let url = announcing_backend().await;
+    let lb = TestLb::start_with(vec![url], |c| {
+        c.health_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let mut conn = connect(&lb).await;
+    let mut ask = async || {
+        conn.write_all(b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx")
+            .await
+            .unwrap();
+        let answer = read_until(&mut conn, "\r\n\r\nok", 1).await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(
+            !answer.to_ascii_lowercase().contains("keep-alive"),
+            "{answer}"
+        );
+        let line = answer
+            .lines()
+            .find(|l| l.starts_with("X-Conn: "))
+            .unwrap_or_default();
+        line.trim_start_matches("X-Conn: ").to_string()
+    };
+    let first = ask().await;
+    // Asked again at once: the pooled connection is used.
+    assert_eq!(ask().await, first, "the connection was not reused");
+    // Idle past half the announced second (the margin for timeouts under
+    // 2 s), yet before the backend would close it: a new connection.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_ne!(ask().await, first, "an expiring connection was used");
+    lb.stop().await;
 }
