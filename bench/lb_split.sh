@@ -11,7 +11,6 @@ DURATION=${1:-5s}
 bash "$ROOT/bench/setup.sh" >&2
 build_weir
 command -v perf >/dev/null || { echo "bench/lb_split: needs perf (Debian: linux-perf)" >&2; exit 1; }
-SECS=${DURATION%s}
 VENV="$ROOT/target/bench-venv"
 
 UP=$(free_port)
@@ -35,10 +34,11 @@ for name in nginx haproxy weir; do
         weir) port=$WEIR_PORT; pid=$WEIR_PID ;;
     esac
     run_wrk "http://127.0.0.1:$port/" 1s 16 >/dev/null   # warm-up
-    perf stat -x, -o "$WORK/$name.csv" -e 'syscalls:sys_enter_*' -p "$(pid_list "$pid")" \
-        -- sleep $((SECS + 1)) 2>/dev/null & PERF=$!
-    read -r rps _ _ total _ < <(run_wrk "http://127.0.0.1:$port/" "$DURATION" 16)
-    wait $PERF
+    # perf counts for exactly as long as wrk runs.
+    out=$(perf stat -x, -o "$WORK/$name.csv" -e 'syscalls:sys_enter_*' -p "$(pid_list "$pid")" \
+        -- wrk -t2 -c16 -d"$DURATION" "http://127.0.0.1:$port/")
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    total=$(awk '/requests in/ {print $1}' <<<"$out")
     python3 - "$WORK/$name.csv" "$total" "$name" "$rps" <<'PY'
 import sys
 path, total, name, rps = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])

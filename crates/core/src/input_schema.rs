@@ -4,7 +4,10 @@
 //! `boon` implements drafts 4 to 2020-12 (a schema without `$schema` is read
 //! as 2020-12). Its `$ref`s resolve inside the schema document and to the
 //! drafts' own metaschemas only: nothing is loaded from files or the
-//! network, since a type's schema may come from an API client.
+//! network, whoever wrote the schema. Two limits (README, "Your own task
+//! types"): a `pattern` is a `regex` crate expression (no lookaround or
+//! backreferences), and `multipleOf` is checked in floating point (0.07 is
+//! not a multiple of 0.01 there: use integer cents).
 
 use std::fmt::Write as _;
 
@@ -15,8 +18,9 @@ use serde_json::Value;
 const MAX_MESSAGE_BYTES: usize = 512;
 
 /// Where the schema is said to live: it names the schema in compile errors,
-/// and relative `$ref`s resolve against it (to a scheme nothing can load).
-const LOCATION: &str = "weir:input_schema";
+/// and relative `$id`s and `$ref`s resolve against it (to a host that does
+/// not exist, by a scheme nothing loads).
+const LOCATION: &str = "http://weir.invalid/input_schema.json";
 
 /// A compiled schema.
 pub struct InputSchema {
@@ -157,14 +161,23 @@ mod tests {
 
     #[test]
     fn refs_cannot_reach_files_or_the_network() {
-        for r in [
-            "file:///etc/passwd",
-            "other.json",
-            "http://127.0.0.1:1/s.json",
-        ] {
+        // A valid schema on disk: boon's default loader would read it.
+        let path = std::env::temp_dir().join(format!("weir-schema-{}.json", std::process::id()));
+        std::fs::write(&path, r#"{"type": "string"}"#).unwrap();
+        let file = format!("file://{}", path.display());
+        for r in [file.as_str(), "other.json", "http://127.0.0.1:1/s.json"] {
             let e = InputSchema::compile(&json!({"$ref": r})).err();
             assert!(e.is_some(), "{r} compiled");
         }
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn relative_ids_resolve_inside_the_document() {
+        let s = schema(json!({"$defs": {"a": {"$id": "a.json", "type": "integer"}},
+            "$ref": "a.json"}));
+        assert_eq!(s.check(&json!(3)), Ok(()));
+        assert!(s.check(&json!("x")).is_err());
     }
 
     #[test]

@@ -67,6 +67,12 @@ pub struct BalancerArgs {
     /// ways before the lb closes it.
     #[arg(long, env = "WEIR_UPGRADE_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     pub upgrade_idle_timeout: Duration,
+    /// How long an idle connection to a backend is kept for reuse: below
+    /// the backends' own keep-alive timeout (uvicorn, Node.js, Apache: 5 s),
+    /// so none is used as its backend closes it. A backend announcing
+    /// `Keep-Alive: timeout=N` is held to less than N anyway.
+    #[arg(long, env = "WEIR_UPSTREAM_IDLE_TIMEOUT", default_value = "4s", value_parser = humantime::parse_duration)]
+    pub upstream_idle_timeout: Duration,
     /// How long a draining lb waits for open exchanges and upgraded
     /// connections (WebSockets) before closing them.
     #[arg(long, env = "WEIR_LB_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -198,6 +204,7 @@ impl BalancerArgs {
         config.queue_timeout = self.queue_timeout;
         config.header_read_timeout = self.header_read_timeout;
         config.upgrade_idle_timeout = self.upgrade_idle_timeout;
+        config.upstream_idle_timeout = self.upstream_idle_timeout;
         config.shutdown_grace = self.lb_shutdown_grace;
         config.upstream_timeout = self.upstream_timeout;
         config.access_log = self.access_log;

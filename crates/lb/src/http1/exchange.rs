@@ -170,7 +170,8 @@ impl Outbound<'_, '_> {
         let config = &self.req.lb.config;
         let head_len = self.req.head.head_len;
         let body = head_len..head_len + self.body_in_buf;
-        let mut pooled = pool::take(authority, config.upstream_idle_timeout, self.started);
+        // Now, not when the request began: it may have queued for a slot.
+        let mut pooled = pool::take(authority, config.upstream_idle_timeout, Instant::now());
         loop {
             let reused = pooled.is_some();
             let mut upstream = match pooled.take() {

@@ -562,7 +562,8 @@ pub(crate) fn parse_response(
         match classify(name) {
             Known::HopByHop => {
                 if name.eq_ignore_ascii_case("keep-alive") {
-                    head.keep_alive_timeout = keep_alive_timeout(h.value);
+                    head.keep_alive_timeout =
+                        keep_alive_timeout(h.value).or(head.keep_alive_timeout);
                 }
                 continue;
             }

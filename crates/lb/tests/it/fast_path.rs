@@ -605,7 +605,7 @@ async fn a_stream_goes_out_as_it_comes() {
     lb.stop().await;
 }
 
-/// A backend announcing `Keep-Alive: timeout=1` that names, in `X-Conn`,
+/// A backend announcing `Keep-Alive: timeout=3` that names, in `X-Conn`,
 /// which of its connections (counted from 1) carried each answer.
 async fn announcing_backend() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -637,7 +637,7 @@ async fn announcing_backend() -> String {
                     }
                     buf.drain(..end + 4 + body);
                     let answer = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=1\r\nX-Conn: {id}\r\n\r\nok"
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=3\r\nX-Conn: {id}\r\n\r\nok"
                     );
                     if conn.write_all(answer.as_bytes()).await.is_err() {
                         return;
@@ -678,9 +678,9 @@ async fn a_connection_is_retired_before_the_idle_close_its_backend_announced() {
     let first = ask().await;
     // Asked again at once: the pooled connection is used.
     assert_eq!(ask().await, first, "the connection was not reused");
-    // Idle past half the announced second (the margin for timeouts under
-    // 2 s), yet before the backend would close it: a new connection.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Idle past the announced 3 s less the lb's 1 s margin, yet before the
+    // backend would close it: a new connection.
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
     assert_ne!(ask().await, first, "an expiring connection was used");
     lb.stop().await;
 }
