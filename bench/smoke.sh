@@ -29,6 +29,7 @@ declare -A ARGS=(
     [retention.sh]="2000 10000"
     [sqlite_sync.sh]="2s"
     [task_browser.sh]="2000 2"
+    [task_path.sh]="300 1 statements"
     [tasks.sh]="500"
     [tls.sh]="1s 1 100"
     [tls_burst.sh]="200 100 1"

@@ -100,8 +100,8 @@ pub use secrets::{KeyOrigin, OpenError, Sealer};
 pub use store::{
     AuditLog, CacheAccessParams, CacheEntryStats, CacheStats, CompletionOutcome, EventLog,
     FinishedCounts, IdempotencyKey, LeaderAcquireParams, Leadership, MaintenancePruneParams,
-    MaintenancePruneReport, NewStep, NewSteps, NewWorkflow, QueueDepth, QueueLimits, RequestLog,
-    ResultCache, StepsAdded, Store, StoreError, TaskAdmin, TaskChange, TaskClaimParams,
+    MaintenancePruneReport, NewStep, NewSteps, NewWorkflow, QueueDepth, QueueLimits, Queued,
+    RequestLog, ResultCache, StepsAdded, Store, StoreError, TaskAdmin, TaskChange, TaskClaimParams,
     TaskCompletion, TaskCounts, TaskInsertParams, TaskLeaseExtendParams, TaskOutcome, TaskQueue,
     TaskReleaseParams, TaskRescueParams, WorkerHeartbeatParams, WorkerRegistry, Workflows,
 };

@@ -103,6 +103,16 @@ pub struct TaskInsertParams {
     pub trace: Option<String>,
 }
 
+/// What a submission became (see [`TaskQueue::task_submit_many`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Queued {
+    /// The task that stands for it: its own (inserted now, or a resend of its
+    /// id), or the live task computing the same input.
+    Task(TaskId),
+    /// The result cache held its answer: nothing was queued.
+    Cached(Value),
+}
+
 /// One step as it is stored: its task, and its place in the graph.
 #[derive(Clone, Debug)]
 pub struct NewStep {
@@ -484,6 +494,13 @@ pub trait TaskQueue: Send + Sync + 'static {
         &self,
         params: &[TaskInsertParams],
     ) -> Result<Vec<TaskId>, StoreError>;
+    /// As [`task_insert_many`](Self::task_insert_many), but a submission
+    /// whose cache key holds an unexpired result is answered from the cache
+    /// instead of queued: the lookup rides on the insert (one round trip).
+    async fn task_submit_many(
+        &self,
+        params: &[TaskInsertParams],
+    ) -> Result<Vec<Queued>, StoreError>;
     /// Queues a task under an idempotency key: the first call with a key
     /// inserts the task; later calls within `window` of it return that task
     /// instead (`false`: not created now), or, when their request's

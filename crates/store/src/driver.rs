@@ -73,6 +73,54 @@ pub struct HeldKey {
     pub fingerprint: Option<String>,
 }
 
+/// Where wake-ups land: `inserted` moves on every one (workers wait on it);
+/// `keyed` only on those that may have made a task with a concurrency key
+/// due, so claims look for keyed tasks only then (see `KeyedTasksHint`).
+#[derive(Clone)]
+pub struct Wakeups {
+    pub inserted: watch::Sender<u64>,
+    pub keyed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Wakeups {
+    pub fn new() -> Self {
+        Wakeups {
+            inserted: watch::channel(0).0,
+            keyed: Default::default(),
+        }
+    }
+
+    /// Tasks may have become due (`keyed`: some with a concurrency key).
+    pub fn woken(&self, keyed: bool) {
+        if keyed {
+            self.keyed
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
+        self.inserted.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub fn keyed_count(&self) -> u64 {
+        self.keyed.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl Default for Wakeups {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A completion the store applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedCompletion {
+    pub id: TaskId,
+    /// The state it ended in (`None`: queued again for a retry).
+    pub ended: Option<TaskState>,
+    /// `false` only when the task is known to be no workflow's step: its
+    /// end then needs no workflow bookkeeping (no further statements).
+    pub maybe_step: bool,
+}
+
 /// A stored task that may stand for a submission not inserted: the same id,
 /// or (when live) the same cache key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,12 +226,11 @@ pub trait DriverTx: WorkflowTx + Send {
 
     /// Applies each completion fenced by its lease token (a finished task
     /// leaves the hot set; a success with a cache write fills the cache);
-    /// returns the ids applied, each with the state it ended in (`None`:
-    /// queued again for a retry).
+    /// returns the completions applied.
     async fn task_complete_many(
         &mut self,
         completions: &[TaskCompletion],
-    ) -> Result<Vec<(TaskId, Option<TaskState>)>, StoreError>;
+    ) -> Result<Vec<AppliedCompletion>, StoreError>;
     /// Requeues (or kills, when out of attempts) running tasks whose lease
     /// ended before `now`, recording `error` as the attempt's.
     async fn task_rescue_expired(
@@ -230,11 +277,12 @@ pub trait Driver: Send + Sync + 'static {
     /// Starts a transaction holding the write side (on SQLite, the write lock).
     async fn begin(&self) -> Result<Box<dyn DriverTx>, StoreError>;
     /// Tells other processes that tasks became due (PostgreSQL: a debounced
-    /// NOTIFY). This process's own workers are woken by the store.
-    fn wake_other_processes(&self);
-    /// Starts bumping `inserted` when another process signals due tasks
+    /// NOTIFY; `keyed`: some may have a concurrency key). This process's own
+    /// workers are woken by the store.
+    fn wake_other_processes(&self, keyed: bool);
+    /// Starts reporting to `wakeups` when another process signals due tasks
     /// (once; later calls do nothing).
-    fn listen_for_wakeups(&self, inserted: watch::Sender<u64>);
+    fn listen_for_wakeups(&self, wakeups: Wakeups);
 
     /// Names of queues with limits.
     async fn limited_queue_names(&self) -> Result<Vec<String>, StoreError>;
@@ -251,10 +299,12 @@ pub trait Driver: Send + Sync + 'static {
     ) -> Result<Vec<Claimed>, StoreError>;
 
     /// Inserts what it can (an id already stored, live or finished, or a
-    /// cache key among live tasks skips a row); returns the ids inserted.
+    /// cache key among live tasks skips a row; with `from_cache`, so does a
+    /// cache key the result cache holds unexpired); returns the ids inserted.
     async fn task_insert_rows(
         &self,
         params: &[&TaskInsertParams],
+        from_cache: bool,
     ) -> Result<Vec<TaskId>, StoreError>;
     /// The tasks with these ids (live or finished), and the live tasks with
     /// these cache keys.
@@ -269,6 +319,8 @@ pub trait Driver: Send + Sync + 'static {
     ) -> Result<Vec<TaskId>, StoreError>;
     /// Queues running tasks again, giving their attempt back.
     async fn task_release(&self, params: &TaskReleaseParams) -> Result<u64, StoreError>;
+    /// A task, live or finished, with its workflow and step id when it is
+    /// a workflow's step (one round trip: `GET /tasks/{id}` is polled).
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
     /// A page of tasks matching `params.filter`, in its order.
     async fn task_list(&self, params: &TaskListParams) -> Result<Vec<Task>, StoreError>;

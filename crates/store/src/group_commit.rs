@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
 use weir_core::{
-    EventLog, NewEvent, RequestLog, RequestLogEntry, StoreError, TaskId, TaskInsertParams,
+    EventLog, NewEvent, Queued, RequestLog, RequestLogEntry, StoreError, TaskInsertParams,
     TaskQueue,
 };
 
@@ -107,8 +107,9 @@ impl<T, O> GroupCommit<T, O> {
 /// Group commit for the request log.
 pub type RequestLogWriter = GroupCommit<RequestLogEntry>;
 /// Group commit for task submissions; each answers with the id of the task
-/// that stands for it (another one's, when a duplicate was folded into it).
-pub type TaskInsertWriter = GroupCommit<TaskInsertParams, TaskId>;
+/// that stands for it (another one's, when a duplicate was folded into it),
+/// or with its cached result.
+pub type TaskInsertWriter = GroupCommit<TaskInsertParams, Queued>;
 /// Group commit for ingested events: one item is one request's events, so a
 /// request's batch is committed whole or not at all.
 pub type EventWriter = GroupCommit<Vec<NewEvent>>;
@@ -135,8 +136,9 @@ impl GroupCommit<RequestLogEntry> {
     }
 }
 
-impl GroupCommit<TaskInsertParams, TaskId> {
-    /// Starts the task-insert writer on the current runtime.
+impl GroupCommit<TaskInsertParams, Queued> {
+    /// Starts the task-insert writer on the current runtime: submissions,
+    /// answered from the result cache where it holds theirs.
     pub fn spawn_tasks(store: Arc<dyn TaskQueue>, max_batch: usize) -> (Self, JoinHandle<()>) {
         Self::spawn_with(
             max_batch,
@@ -145,7 +147,7 @@ impl GroupCommit<TaskInsertParams, TaskId> {
             None,
             Box::new(move |rows| {
                 let store = store.clone();
-                Box::pin(async move { store.task_insert_many(&rows).await })
+                Box::pin(async move { store.task_submit_many(&rows).await })
             }),
         )
     }

@@ -59,9 +59,10 @@ impl LimitedQueues {
 }
 
 /// Whether a claim should look for keyed tasks: after a look finds none, the
-/// next ones are skipped until something is inserted (the store's insert
-/// counter moves: an insert here, or a NOTIFY from elsewhere) or a moment
-/// passes, so claims of a queue without keys pay no extra round trip.
+/// next ones are skipped until a wake-up that may concern keyed tasks (the
+/// store's keyed counter moves: a keyed insert, a retry, a workflow step
+/// queued here, or such a NOTIFY from elsewhere) or a moment passes, so
+/// claims pay no extra round trip while only unkeyed tasks arrive.
 #[derive(Default)]
 pub(crate) struct KeyedTasksHint {
     /// (insert counter, when) of the last look that found none.

@@ -17,8 +17,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use weir_core::{
-    tenant_scoped, IdempotencyKey, InputError, RegisteredType, ResultCache, RetryPolicy, Store,
-    StoreError, TaskAdmin, TaskId, TaskInsertParams, TaskQueue, TaskState, TaskType, TaskTypes,
+    tenant_scoped, IdempotencyKey, InputError, Queued, RegisteredType, ResultCache, RetryPolicy,
+    Store, StoreError, TaskAdmin, TaskId, TaskInsertParams, TaskQueue, TaskState, TaskType,
+    TaskTypes,
 };
 
 use crate::{CacheAccessRecorder, TaskInsertWriter};
@@ -154,6 +155,11 @@ impl Submission {
 
 /// `value` as a string whose object keys are sorted, whatever order they
 /// came in (serde_json may keep insertion order).
+/// The answer of a one-row submit.
+fn first(queued: Vec<Queued>, id: TaskId) -> Queued {
+    queued.into_iter().next().unwrap_or(Queued::Task(id))
+}
+
 fn canonical(value: &Value) -> String {
     fn write(v: &Value, out: &mut String) {
         match v {
@@ -307,14 +313,14 @@ impl Submitter {
         let params = self.prepare(&s, now)?;
         let (id, kind) = (params.id, params.kind.clone());
         let fingerprint = s.fingerprint();
-        if let (Some(key), Some(recorder)) = (&params.cache_key, &self.cache) {
-            if let Some(result) = ResultCache::cache_get(&*self.store, key, now).await? {
-                recorder.hit(key);
-                return Ok(Submitted::Cached { kind, result });
-            }
-            recorder.miss();
-        }
         if let Some(key) = s.idempotency_key {
+            if let (Some(cache_key), Some(recorder)) = (&params.cache_key, &self.cache) {
+                if let Some(result) = ResultCache::cache_get(&*self.store, cache_key, now).await? {
+                    recorder.hit(cache_key);
+                    return Ok(Submitted::Cached { kind, result });
+                }
+                recorder.miss();
+            }
             let key = IdempotencyKey {
                 key: tenant_scoped(s.tenant.as_deref(), key),
                 fingerprint: Some(fingerprint),
@@ -341,13 +347,32 @@ impl Submitter {
             });
         }
         // Acknowledged only once committed: what weir accepted is durable.
-        let task_id = match &self.writer {
-            Some(writer) => writer.write(params).await?,
-            None => {
-                let ids = TaskQueue::task_insert_many(&*self.store, std::slice::from_ref(&params))
-                    .await?;
-                ids.first().copied().unwrap_or(id)
+        // The cache is read by the insert itself (one round trip): through
+        // the writer always, else when this submitter reads the cache.
+        let cache_key = params.cache_key.clone();
+        let queued = match (&self.writer, &self.cache) {
+            (Some(writer), _) => writer.write(params).await?,
+            (None, Some(_)) => first(
+                TaskQueue::task_submit_many(&*self.store, std::slice::from_ref(&params)).await?,
+                id,
+            ),
+            (None, None) => Queued::Task(
+                TaskQueue::task_insert_many(&*self.store, std::slice::from_ref(&params))
+                    .await?
+                    .first()
+                    .copied()
+                    .unwrap_or(id),
+            ),
+        };
+        if let (Some(key), Some(recorder)) = (&cache_key, &self.cache) {
+            match &queued {
+                Queued::Cached(_) => recorder.hit(key),
+                Queued::Task(_) => recorder.miss(),
             }
+        }
+        let task_id = match queued {
+            Queued::Cached(result) => return Ok(Submitted::Cached { kind, result }),
+            Queued::Task(task_id) => task_id,
         };
         if task_id == id {
             return Ok(Submitted::Queued { task_id, kind });

@@ -12,16 +12,19 @@ use super::err;
 pub(super) async fn insert_rows(
     pool: &super::exec::PgExec,
     params: &[&TaskInsertParams],
+    from_cache: bool,
 ) -> Result<Vec<TaskId>, StoreError> {
     let rows: Vec<_> = params.iter().map(|p| (*p, "queued")).collect();
-    task_rows(pool, &rows).await
+    task_rows(pool, &rows, from_cache).await
 }
 
 /// Inserts tasks, each in the given state (`queued`, or `waiting` for a
-/// workflow step with parents), skipping conflicts; returns the ids inserted.
+/// workflow step with parents), skipping conflicts (and with `from_cache`,
+/// cache keys with a result cached); returns the ids inserted.
 pub(super) async fn task_rows<'c, E>(
     exec: E,
     rows: &[(&TaskInsertParams, &str)],
+    from_cache: bool,
 ) -> Result<Vec<TaskId>, StoreError>
 where
     E: sqlx::Executor<'c, Database = sqlx::Postgres>,
@@ -79,6 +82,7 @@ where
         .bind(tenants)
         .bind(states)
         .bind(traces)
+        .bind(from_cache)
         .fetch_all(exec)
         .await
         .map_err(err)?;

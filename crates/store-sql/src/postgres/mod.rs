@@ -35,7 +35,6 @@ use exec::PgExec;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
-use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 use weir_core::{
@@ -45,13 +44,15 @@ use weir_core::{
     TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskState,
     WorkerHeartbeatParams, WorkerInfo, Workflow, WorkflowId, WorkflowListParams,
 };
-use weir_store::{lease_end, BulkRow, Claimed, Driver, DriverTx, LiveByQueue, StandingTask};
+use weir_store::{
+    lease_end, BulkRow, Claimed, Driver, DriverTx, LiveByQueue, StandingTask, Wakeups,
+};
 
 use crate::error::{from_sqlx, postgres_cause};
 use crate::migrations;
 use crate::StoreOptions;
 use claim_hint::{ClaimHints, ClaimKey};
-use rows::{decode, ClaimedRow, TaskRow, WorkerRow, FINISHED_TASK_COLUMNS, LIVE_TASK_COLUMNS};
+use rows::{decode, ClaimedRow, WorkerRow, FINISHED_TASK_COLUMNS, LIVE_TASK_COLUMNS};
 
 /// The fast claim; `{filter}` is the inlined filter.
 const TASK_CLAIM_SQL: &str = include_str!("sql/claim_unlimited.sql");
@@ -67,7 +68,7 @@ pub struct PostgresDriver {
     /// The pool, and whether a transaction pooler stands in front of it.
     exec: PgExec,
     /// Pokes the NOTIFY producer after tasks became due.
-    poke: Arc<Notify>,
+    poke: Arc<notify::Poke>,
     producer: JoinHandle<()>,
     /// Started on the first subscription: only workers listen.
     listener: OnceLock<JoinHandle<()>>,
@@ -173,7 +174,7 @@ impl PostgresDriver {
             sqlx::query("SELECT 1").execute(&exec).await.map_err(err)?;
         }
         durability::warn_if_commits_may_be_lost(&exec).await;
-        let poke = Arc::new(Notify::new());
+        let poke = Arc::new(notify::Poke::default());
         let producer = tokio::spawn(notify::run_producer(exec.clone(), poke.clone()));
         Ok(PostgresDriver {
             exec,
@@ -337,11 +338,11 @@ impl Driver for PostgresDriver {
         }))
     }
 
-    fn wake_other_processes(&self) {
-        self.poke.notify_one();
+    fn wake_other_processes(&self, keyed: bool) {
+        self.poke.poke(keyed);
     }
 
-    fn listen_for_wakeups(&self, inserted: watch::Sender<u64>) {
+    fn listen_for_wakeups(&self, wakeups: Wakeups) {
         self.listener.get_or_init(|| {
             let connect = match (&self.listen_url, self.exec.pooled) {
                 (Some(url), _) => match PgConnectOptions::from_str(url) {
@@ -355,7 +356,8 @@ impl Driver for PostgresDriver {
                 (None, true) => notify::ListenOn::Nowhere,
                 (None, false) => notify::ListenOn::Pool(self.exec.pool.clone()),
             };
-            tokio::spawn(notify::run_listener(connect, inserted))
+            let own = self.poke.sender().to_string();
+            tokio::spawn(notify::run_listener(connect, wakeups, own))
         });
     }
 
@@ -400,8 +402,9 @@ impl Driver for PostgresDriver {
     async fn task_insert_rows(
         &self,
         params: &[&TaskInsertParams],
+        from_cache: bool,
     ) -> Result<Vec<TaskId>, StoreError> {
-        let ids = insert::insert_rows(&self.exec, params).await?;
+        let ids = insert::insert_rows(&self.exec, params, from_cache).await?;
         for p in params {
             self.hints.task_queued_at(&ClaimKey::of(p));
         }
@@ -502,17 +505,20 @@ impl Driver for PostgresDriver {
 
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
         // A task is in exactly one table at a time; the finished side is read
-        // first to not miss one that moves between the two reads.
+        // first to not miss one that moves between the two reads. Its
+        // workflow step, if it is one, comes in the same round trip.
         let sql = format!(
-            "SELECT {FINISHED_TASK_COLUMNS} FROM tasks_finished WHERE id = $1 \
-             UNION ALL SELECT {LIVE_TASK_COLUMNS} FROM tasks WHERE id = $1 LIMIT 1"
+            "SELECT t.*, s.workflow_id AS step_workflow_id, s.step_id AS step_name FROM \
+             (SELECT {FINISHED_TASK_COLUMNS} FROM tasks_finished WHERE id = $1 \
+              UNION ALL SELECT {LIVE_TASK_COLUMNS} FROM tasks WHERE id = $1 LIMIT 1) t \
+             LEFT JOIN workflow_steps s ON s.task_id = t.id"
         );
-        let row: Option<TaskRow> = sqlx::query_as(&sql)
+        let row = sqlx::query(&sql)
             .bind(id.0)
             .fetch_optional(&self.exec)
             .await
             .map_err(err)?;
-        row.map(Task::try_from).transpose()
+        row.as_ref().map(rows::task_with_step).transpose()
     }
 
     async fn task_list(&self, p: &TaskListParams) -> Result<Vec<Task>, StoreError> {

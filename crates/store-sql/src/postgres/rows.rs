@@ -5,6 +5,7 @@ use serde_json::Value;
 use uuid::Uuid;
 use weir_core::{
     ClaimedTask, RetryPolicy, StoreError, Task, TaskId, TaskType, WorkerInfo, WorkerStatus,
+    WorkflowId,
 };
 use weir_store::Claimed;
 
@@ -83,6 +84,17 @@ impl TryFrom<TaskRow> for Task {
             step_id: None,
         })
     }
+}
+
+/// A task read with its workflow step's names (`step_workflow_id`,
+/// `step_name`: NULL for a task that is no workflow's step).
+pub(super) fn task_with_step(row: &sqlx::postgres::PgRow) -> Result<Task, StoreError> {
+    use sqlx::{FromRow as _, Row as _};
+    let mut task = Task::try_from(TaskRow::from_row(row).map_err(super::err)?)?;
+    let workflow: Option<Uuid> = row.try_get("step_workflow_id").map_err(super::err)?;
+    task.workflow_id = workflow.map(WorkflowId);
+    task.step_id = row.try_get("step_name").map_err(super::err)?;
+    Ok(task)
 }
 
 from_row! { sqlx::postgres::PgRow =>

@@ -9,9 +9,8 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 use weir_core::{
     RetryPolicy, StoreError, Task, TaskClaimParams, TaskCompletion, TaskId, TaskInsertParams,
-    TaskState,
 };
-use weir_store::{lease_end, Claimed, DriverTx, HeldKey, LimitedQueue, Rescued};
+use weir_store::{lease_end, AppliedCompletion, Claimed, DriverTx, HeldKey, LimitedQueue, Rescued};
 
 use super::batch::{CompletionArrays, COMPLETE_MANY};
 
@@ -296,7 +295,7 @@ impl DriverTx for PostgresTx {
     async fn task_complete_many(
         &mut self,
         completions: &[TaskCompletion],
-    ) -> Result<Vec<(TaskId, Option<TaskState>)>, StoreError> {
+    ) -> Result<Vec<AppliedCompletion>, StoreError> {
         let a = CompletionArrays::new(completions);
         if a.states.contains(&"queued") {
             // Retries go back at a later run_at but perhaps a higher priority.
@@ -306,7 +305,7 @@ impl DriverTx for PostgresTx {
             Vec<String>,
             (Vec<Uuid>, Vec<DateTime<Utc>>),
         ) = a.cache.into_iter().unzip();
-        let applied: Vec<(Uuid, String)> = sqlx::query_as(COMPLETE_MANY)
+        let applied: Vec<(Uuid, String, bool)> = sqlx::query_as(COMPLETE_MANY)
             .bind(&a.ids)
             .bind(&a.tokens)
             .bind(&a.states)
@@ -322,12 +321,16 @@ impl DriverTx for PostgresTx {
             .map_err(err)?;
         applied
             .into_iter()
-            .map(|(id, state)| {
+            .map(|(id, state, step)| {
                 let ended = match state.as_str() {
                     "queued" => None,
                     other => Some(other.parse().map_err(StoreError::Corrupt)?),
                 };
-                Ok((TaskId(id), ended))
+                Ok(AppliedCompletion {
+                    id: TaskId(id),
+                    ended,
+                    maybe_step: step,
+                })
             })
             .collect()
     }

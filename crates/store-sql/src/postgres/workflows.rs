@@ -71,7 +71,7 @@ impl WorkflowTx for PostgresTx {
             .iter()
             .map(|s| (&s.task, s.initial_state().as_str()))
             .collect();
-        super::insert::task_rows(self.exec(), &rows).await?;
+        super::insert::task_rows(self.exec(), &rows, false).await?;
         sqlx::query(
             "INSERT INTO workflow_steps (task_id, workflow_id, step_id, position, depends_on, \
                  on_parent_failure, with_parent_results, pending_parents, added_by) \

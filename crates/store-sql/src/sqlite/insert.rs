@@ -2,6 +2,8 @@
 //! whose id is stored, or whose cache key a live task holds (`cache_key` is
 //! unique among queued and running tasks), is skipped.
 
+use std::collections::{HashMap, HashSet};
+
 use sqlx::{QueryBuilder, SqliteConnection, SqlitePool};
 use weir_core::{RetryPolicy, StoreError, TaskId, TaskInsertParams};
 use weir_store::StandingTask;
@@ -15,12 +17,54 @@ const TASK_ROWS_PER_STATEMENT: usize = 1_000;
 pub(super) async fn insert_rows(
     writer: &SqlitePool,
     params: &[&TaskInsertParams],
+    from_cache: bool,
 ) -> Result<Vec<TaskId>, StoreError> {
     let mut tx = writer.begin().await.map_err(err)?;
-    let rows: Vec<_> = params.iter().map(|p| (*p, "queued")).collect();
+    // Under the write lock, so no result is cached between look and insert.
+    let cached = match from_cache {
+        true => cached_keys(&mut tx, params).await?,
+        false => HashSet::new(),
+    };
+    let rows: Vec<_> = params
+        .iter()
+        .filter(|p| p.cache_key.as_ref().is_none_or(|k| !cached.contains(k)))
+        .map(|p| (*p, "queued"))
+        .collect();
     let inserted = task_rows(&mut tx, &rows).await?;
     tx.commit().await.map_err(err)?;
     Ok(inserted)
+}
+
+/// The cache keys among `params` whose result is cached, unexpired at the
+/// submission's time.
+async fn cached_keys(
+    conn: &mut SqliteConnection,
+    params: &[&TaskInsertParams],
+) -> Result<HashSet<String>, StoreError> {
+    let mut cached = HashSet::new();
+    let keyed: Vec<&&TaskInsertParams> = params.iter().filter(|p| p.cache_key.is_some()).collect();
+    for chunk in keyed.chunks(TASK_ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::new("SELECT key, expires_at FROM cache WHERE key IN (");
+        let mut keys = q.separated(", ");
+        for p in chunk {
+            keys.push_bind(p.cache_key.as_deref());
+        }
+        q.push(")");
+        let rows: Vec<(String, i64)> = q
+            .build_query_as()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(err)?;
+        let expiry: HashMap<String, i64> = rows.into_iter().collect();
+        for p in chunk {
+            if let Some(k) = &p.cache_key {
+                if expiry.get(k).is_some_and(|&at| at > millis(p.now)) {
+                    cached.insert(k.clone());
+                }
+            }
+        }
+    }
+    Ok(cached)
 }
 
 /// Inserts tasks, each in the given state (`queued`, or `waiting` for a

@@ -24,7 +24,6 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, SqlitePool};
-use tokio::sync::watch;
 use weir_core::{
     AuditEntry, AuditListParams, BulkId, BulkJob, CacheAccessParams, CacheEntryStats,
     LeaderAcquireParams, NewBulk, NewEvent, NodeRequestCount, QueueLimits, RequestLogEntry,
@@ -32,12 +31,14 @@ use weir_core::{
     TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskState,
     WorkerHeartbeatParams, WorkerInfo, Workflow, WorkflowId, WorkflowListParams,
 };
-use weir_store::{lease_end, BulkRow, Claimed, Driver, DriverTx, LiveByQueue, StandingTask};
+use weir_store::{
+    lease_end, BulkRow, Claimed, Driver, DriverTx, LiveByQueue, StandingTask, Wakeups,
+};
 
 use crate::error::{from_sqlx, sqlite_cause};
 use crate::migrations;
 use crate::StoreOptions;
-use rows::{decode, millis, time, ClaimedRow, TaskRow, WorkerRow, TASK_COLUMNS};
+use rows::{decode, millis, time, ClaimedRow, WorkerRow, TASK_COLUMNS};
 
 /// SQLite allows at most 32766 bound parameters per statement; request-log
 /// inserts are chunked well below that.
@@ -145,9 +146,9 @@ impl Driver for SqliteDriver {
     }
 
     /// One process owns an SQLite file's workers: nobody else to tell.
-    fn wake_other_processes(&self) {}
+    fn wake_other_processes(&self, _keyed: bool) {}
 
-    fn listen_for_wakeups(&self, _inserted: watch::Sender<u64>) {}
+    fn listen_for_wakeups(&self, _wakeups: Wakeups) {}
 
     async fn limited_queue_names(&self) -> Result<Vec<String>, StoreError> {
         sqlx::query_scalar("SELECT name FROM queues WHERE limited")
@@ -190,8 +191,9 @@ impl Driver for SqliteDriver {
     async fn task_insert_rows(
         &self,
         params: &[&TaskInsertParams],
+        from_cache: bool,
     ) -> Result<Vec<TaskId>, StoreError> {
-        insert::insert_rows(&self.writer, params).await
+        insert::insert_rows(&self.writer, params, from_cache).await
     }
 
     async fn task_standing_for(
@@ -292,13 +294,17 @@ impl Driver for SqliteDriver {
     }
 
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
-        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?");
-        let row: Option<TaskRow> = sqlx::query_as(&sql)
+        // Its workflow step, if it is one, in the same statement.
+        let sql = format!(
+            "SELECT {TASK_COLUMNS}, s.workflow_id AS step_workflow_id, s.step_id AS step_name \
+             FROM tasks LEFT JOIN workflow_steps s ON s.task_id = tasks.id WHERE tasks.id = ?"
+        );
+        let row = sqlx::query(&sql)
             .bind(id.to_string())
             .fetch_optional(&self.reader)
             .await
             .map_err(err)?;
-        row.map(Task::try_from).transpose()
+        row.as_ref().map(rows::task_with_step).transpose()
     }
 
     async fn task_list(&self, p: &TaskListParams) -> Result<Vec<Task>, StoreError> {

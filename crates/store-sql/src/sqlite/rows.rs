@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use weir_core::{
     ClaimedTask, RetryPolicy, StoreError, Task, TaskId, TaskType, WorkerInfo, WorkerStatus,
+    WorkflowId,
 };
 use weir_store::Claimed;
 
@@ -35,6 +36,22 @@ fn json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, Sto
 
 pub fn task_id(text: &str) -> Result<TaskId, StoreError> {
     text.parse().map_err(|e| corrupt("task id", e))
+}
+
+/// A task read with its workflow step's names (`step_workflow_id`,
+/// `step_name`: NULL for a task that is no workflow's step).
+pub(super) fn task_with_step(row: &sqlx::sqlite::SqliteRow) -> Result<Task, StoreError> {
+    use sqlx::{FromRow as _, Row as _};
+    let mut task = Task::try_from(TaskRow::from_row(row).map_err(super::err)?)?;
+    let workflow: Option<String> = row.try_get("step_workflow_id").map_err(super::err)?;
+    task.workflow_id = workflow
+        .map(|w| {
+            w.parse::<WorkflowId>()
+                .map_err(|e| corrupt("workflow id", e))
+        })
+        .transpose()?;
+    task.step_id = row.try_get("step_name").map_err(super::err)?;
+    Ok(task)
 }
 
 from_row! { sqlx::sqlite::SqliteRow =>

@@ -10,7 +10,7 @@ use weir_core::{
     RetryPolicy, StoreError, Task, TaskClaimParams, TaskCompletion, TaskId, TaskInsertParams,
     TaskOutcome, TaskState,
 };
-use weir_store::{lease_end, Claimed, DriverTx, HeldKey, LimitedQueue, Rescued};
+use weir_store::{lease_end, AppliedCompletion, Claimed, DriverTx, HeldKey, LimitedQueue, Rescued};
 
 use super::rows::{decode, millis, task_id, time, ClaimedRow, TaskRow, TASK_COLUMNS};
 use super::{err, json_list};
@@ -250,7 +250,7 @@ impl DriverTx for SqliteTx {
     async fn task_complete_many(
         &mut self,
         completions: &[TaskCompletion],
-    ) -> Result<Vec<(TaskId, Option<TaskState>)>, StoreError> {
+    ) -> Result<Vec<AppliedCompletion>, StoreError> {
         let mut applied = Vec::with_capacity(completions.len());
         for c in completions {
             let now = millis(c.now);
@@ -310,7 +310,13 @@ impl DriverTx for SqliteTx {
                 }
             };
             if let Some(ended) = done {
-                applied.push((c.id, ended));
+                // Embedded: looking the step up costs no round trip, so the
+                // workflow code does it for every ended task.
+                applied.push(AppliedCompletion {
+                    id: c.id,
+                    ended,
+                    maybe_step: true,
+                });
             }
         }
         Ok(applied)

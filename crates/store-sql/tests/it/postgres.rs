@@ -93,7 +93,7 @@ async fn a_priority_task_from_another_process_is_claimed_during_a_drain() {
         .map(|i| crate::conformance::insert_params(weir_core::Builtin::Md5, &i.to_string(), now))
         .collect();
     submitter
-        .task_insert_rows(&backlog.iter().collect::<Vec<_>>())
+        .task_insert_rows(&backlog.iter().collect::<Vec<_>>(), false)
         .await
         .unwrap();
     let batch = crate::conformance::claim("w", 5, now);
@@ -101,7 +101,7 @@ async fn a_priority_task_from_another_process_is_claimed_during_a_drain() {
 
     let mut urgent = crate::conformance::insert_params(weir_core::Builtin::Md5, "urgent", now);
     urgent.priority = 9;
-    submitter.task_insert_rows(&[&urgent]).await.unwrap();
+    submitter.task_insert_rows(&[&urgent], false).await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut claims = 0;
     loop {

@@ -44,9 +44,9 @@ impl SqlStore {
     }
 
     /// Whether a due task has a key (skipped for a moment after finding none,
-    /// until something is inserted).
+    /// until a wake-up says keyed tasks may be due).
     async fn keyed_tasks_due(&self, p: &TaskClaimParams) -> Result<bool, StoreError> {
-        let inserts = *self.shared.inserted.borrow();
+        let inserts = self.shared.wakeups.keyed_count();
         if !self.shared.keyed.worth_looking(inserts) {
             return Ok(false);
         }

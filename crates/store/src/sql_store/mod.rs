@@ -21,14 +21,14 @@ use weir_core::{
     AuditEntry, AuditListParams, AuditLog, BulkId, BulkJob, CacheAccessParams, CacheStats,
     ClaimedTask, CompletionOutcome, EventLog, FinishedCounts, IdempotencyKey, LeaderAcquireParams,
     Leadership, MaintenancePruneParams, MaintenancePruneReport, NewBulk, NewEvent, QueueDepth,
-    QueueLimits, RequestLog, RequestLogEntry, RequestLogStats, ResultCache, Store, StoreError,
-    StoredEvent, Task, TaskAdmin, TaskChange, TaskClaimParams, TaskCompletion, TaskCounts, TaskId,
-    TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskOutcome, TaskQueue,
-    TaskReleaseParams, TaskRescueParams, TaskState, WorkerHeartbeatParams, WorkerInfo,
+    QueueLimits, Queued, RequestLog, RequestLogEntry, RequestLogStats, ResultCache, Store,
+    StoreError, StoredEvent, Task, TaskAdmin, TaskChange, TaskClaimParams, TaskCompletion,
+    TaskCounts, TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskOutcome,
+    TaskQueue, TaskReleaseParams, TaskRescueParams, TaskState, WorkerHeartbeatParams, WorkerInfo,
     WorkerRegistry,
 };
 
-use crate::driver::Driver;
+use crate::driver::{AppliedCompletion, Driver, Wakeups};
 use crate::hints::{depths_from_rows, lease_end, KeyedTasksHint, LimitedQueues};
 use crate::BusyRetry;
 
@@ -49,7 +49,7 @@ pub struct SqlStore {
 
 struct Shared {
     driver: Box<dyn Driver>,
-    inserted: watch::Sender<u64>,
+    wakeups: Wakeups,
     /// Each workflow that finishes here.
     finished: tokio::sync::broadcast::Sender<weir_core::WorkflowId>,
     listening: std::sync::Once,
@@ -79,13 +79,12 @@ impl SqlStore {
     }
 
     pub fn new(driver: impl Driver) -> Self {
-        let (inserted, _) = watch::channel(0);
         // A waiter that lags behind more than this re-reads its workflow.
         let (finished, _) = tokio::sync::broadcast::channel(1024);
         SqlStore {
             shared: Arc::new(Shared {
                 driver: Box::new(driver),
-                inserted,
+                wakeups: Wakeups::new(),
                 finished,
                 listening: std::sync::Once::new(),
                 limited: LimitedQueues::default(),
@@ -125,8 +124,14 @@ impl SqlStore {
 
     /// Tasks became due: wake this process's workers, and the others'.
     fn wake_workers(&self) {
-        self.shared.inserted.send_modify(|n| *n = n.wrapping_add(1));
-        self.driver().wake_other_processes();
+        self.wake(true);
+    }
+
+    /// Wakes workers here and elsewhere; `keyed`: tasks with a concurrency
+    /// key may have become due (claims then look for them).
+    fn wake(&self, keyed: bool) {
+        self.shared.wakeups.woken(keyed);
+        self.driver().wake_other_processes(keyed);
     }
 
     /// Wakes what the end of steps concerns: workers for a queued step,
@@ -151,7 +156,7 @@ impl SqlStore {
     async fn complete_in_tx(
         &self,
         completions: &[TaskCompletion],
-    ) -> Result<(Vec<(TaskId, Option<TaskState>)>, workflow::StepsOutcome), StoreError> {
+    ) -> Result<(Vec<AppliedCompletion>, workflow::StepsOutcome), StoreError> {
         let now = completions
             .iter()
             .map(|c| c.now)
@@ -161,7 +166,8 @@ impl SqlStore {
         let applied = tx.task_complete_many(completions).await?;
         let ended: Vec<(TaskId, TaskState)> = applied
             .iter()
-            .filter_map(|(id, state)| state.map(|s| (*id, s)))
+            .filter(|a| a.maybe_step)
+            .filter_map(|a| a.ended.map(|s| (a.id, s)))
             .collect();
         let queued = workflow::steps_ended(&mut *tx, &ended, now).await?;
         tx.commit().await?;
@@ -216,7 +222,25 @@ impl TaskQueue for SqlStore {
         if params.is_empty() {
             return Ok(Vec::new());
         }
-        self.call(|| self.insert_many(params)).await
+        let queued = self.call(|| self.insert_many(params, false)).await?;
+        Ok(queued
+            .into_iter()
+            .map(|q| match q {
+                Queued::Task(id) => id,
+                // Not answered from the cache without `from_cache`.
+                Queued::Cached(_) => TaskId::default(),
+            })
+            .collect())
+    }
+
+    async fn task_submit_many(
+        &self,
+        params: &[TaskInsertParams],
+    ) -> Result<Vec<Queued>, StoreError> {
+        if params.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call(|| self.insert_many(params, true)).await
     }
 
     async fn task_insert_idempotent(
@@ -244,7 +268,7 @@ impl TaskQueue for SqlStore {
         }
         let (applied, steps) = self.call(|| self.complete_in_tx(completions)).await?;
         let mut applied: std::collections::HashSet<TaskId> =
-            applied.into_iter().map(|(id, _)| id).collect();
+            applied.into_iter().map(|a| a.id).collect();
         let retried = completions.iter().any(|c| {
             matches!(
                 c.outcome,
@@ -311,22 +335,16 @@ impl TaskQueue for SqlStore {
         // Only workers subscribe: the cross-process listener starts with the first.
         self.shared.listening.call_once(|| {
             self.driver()
-                .listen_for_wakeups(self.shared.inserted.clone())
+                .listen_for_wakeups(self.shared.wakeups.clone())
         });
-        self.shared.inserted.subscribe()
+        self.shared.wakeups.inserted.subscribe()
     }
 }
 
 #[async_trait]
 impl TaskAdmin for SqlStore {
     async fn task_get(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
-        let Some(task) = self.call(|| self.driver().task_get(id)).await? else {
-            return Ok(None);
-        };
-        let mut tasks = [task];
-        self.name_steps(&mut tasks).await?;
-        let [task] = tasks;
-        Ok(Some(task))
+        self.call(|| self.driver().task_get(id)).await
     }
 
     async fn task_list(&self, p: TaskListParams) -> Result<Vec<Task>, StoreError> {

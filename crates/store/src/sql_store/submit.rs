@@ -3,13 +3,14 @@
 //! A submission not inserted stands for a task already stored: itself (a
 //! resend of the same id, even one finished since), or the live task with the
 //! same cache key (its result is being computed: the submission is folded
-//! into it). Between the insert and the lookup that live task may finish;
-//! the submission is then tried again, a few times, before the caller is told
+//! into it) — or, when answered from the cache, the result cached for its
+//! key. Between the insert and the lookup that live task may finish; the
+//! submission is then tried again, a few times, before the caller is told
 //! to retry.
 
 use std::collections::{HashMap, HashSet};
 
-use weir_core::{IdempotencyKey, StoreError, Task, TaskId, TaskInsertParams};
+use weir_core::{IdempotencyKey, Queued, StoreError, Task, TaskId, TaskInsertParams};
 
 use super::SqlStore;
 use crate::driver::StandingTask;
@@ -20,21 +21,30 @@ const FOLD_ATTEMPTS: usize = 3;
 
 impl SqlStore {
     pub(super) async fn insert_one(&self, p: &TaskInsertParams) -> Result<Task, StoreError> {
-        let ids = self.insert_many(std::slice::from_ref(p)).await?;
-        let id = ids.first().copied().unwrap_or(p.id);
+        let id = match self
+            .insert_many(std::slice::from_ref(p), false)
+            .await?
+            .first()
+        {
+            Some(Queued::Task(id)) => *id,
+            _ => p.id,
+        };
         self.driver()
             .task_get(id)
             .await?
             .ok_or_else(|| StoreError::Unavailable(format!("task {id} finished meanwhile; retry")))
     }
 
+    /// Queues `params`; with `from_cache`, a submission whose result is
+    /// cached is answered with it instead.
     pub(super) async fn insert_many(
         &self,
         params: &[TaskInsertParams],
-    ) -> Result<Vec<TaskId>, StoreError> {
-        let mut answers: Vec<Option<TaskId>> = vec![None; params.len()];
+        from_cache: bool,
+    ) -> Result<Vec<Queued>, StoreError> {
+        let mut answers: Vec<Option<Queued>> = vec![None; params.len()];
         let mut pending: Vec<usize> = (0..params.len()).collect();
-        let mut any_inserted = false;
+        let (mut any_inserted, mut keyed) = (false, false);
         for _ in 0..FOLD_ATTEMPTS {
             if pending.is_empty() {
                 break;
@@ -42,7 +52,7 @@ impl SqlStore {
             let batch: Vec<&TaskInsertParams> = pending.iter().map(|&i| &params[i]).collect();
             let inserted: HashSet<TaskId> = self
                 .driver()
-                .task_insert_rows(&batch)
+                .task_insert_rows(&batch, from_cache)
                 .await?
                 .into_iter()
                 .collect();
@@ -51,7 +61,8 @@ impl SqlStore {
                 .iter()
                 .partition(|&&i| inserted.contains(&params[i].id));
             for i in done {
-                answers[i] = Some(params[i].id);
+                answers[i] = Some(Queued::Task(params[i].id));
+                keyed |= params[i].concurrency_key.is_some();
             }
             if rest.is_empty() {
                 pending = rest;
@@ -61,21 +72,34 @@ impl SqlStore {
             let standing = Standing::from(self.driver().task_standing_for(&rest_params).await?);
             pending = Vec::new();
             for i in rest {
-                match standing.stand_in(&params[i]) {
-                    Some(id) => answers[i] = Some(id),
-                    None => pending.push(i),
+                answers[i] = match (standing.stand_in(&params[i]), &params[i].cache_key) {
+                    (Some(id), _) => Some(Queued::Task(id)),
+                    // Skipped for its cached result, which a later
+                    // submission's success may have replaced since: read it.
+                    (None, Some(key)) if from_cache => self
+                        .driver()
+                        .cache_get(key, params[i].now)
+                        .await?
+                        .map(Queued::Cached),
+                    (None, _) => None,
+                };
+                if answers[i].is_none() {
+                    pending.push(i);
                 }
             }
         }
         if any_inserted {
-            self.wake_workers();
+            self.wake(keyed);
         }
         if !pending.is_empty() {
             return Err(StoreError::Unavailable(
                 "a submission kept matching tasks that finished; retry".into(),
             ));
         }
-        Ok(answers.into_iter().map(|a| a.unwrap_or_default()).collect())
+        Ok(answers
+            .into_iter()
+            .map(|a| a.unwrap_or(Queued::Task(TaskId::default())))
+            .collect())
     }
 
     /// The first call with `key` queues the task; later ones within `window`

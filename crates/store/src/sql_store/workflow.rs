@@ -151,6 +151,10 @@ pub(crate) async fn steps_ended(
         queued_any |= queued;
         round = cancelled;
     }
+    if per_workflow.is_empty() {
+        // None of the tasks was a step.
+        return Ok(StepsOutcome::default());
+    }
     let ended: Vec<(WorkflowId, i64, i64)> = per_workflow
         .into_iter()
         .map(|(workflow, (ended, succeeded))| (workflow, ended, succeeded))

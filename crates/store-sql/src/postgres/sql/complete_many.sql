@@ -1,7 +1,9 @@
 -- Records a batch of outcomes in one statement. Finished tasks move to
 -- tasks_finished (and successes with a cache key into `cache`); retries stay
 -- queued with their new run_at. Every row is fenced by its lease token.
--- Returns the ids applied, each with its state now ('queued': to be retried).
+-- Returns the ids applied, each with its state now ('queued': to be retried)
+-- and whether it is a workflow's step (only those need the workflow's
+-- bookkeeping, in further statements).
 WITH c AS (
     SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[],
                          $6::timestamptz[], $7::timestamptz[])
@@ -45,4 +47,6 @@ retried AS (
     WHERE t.id = c.id AND t.lease_token = c.token AND t.state = 'running' AND c.state = 'queued'
     RETURNING t.id
 )
-SELECT id, state FROM archived UNION ALL SELECT id, 'queued' FROM retried
+SELECT a.id, a.state, EXISTS (SELECT 1 FROM workflow_steps s WHERE s.task_id = a.id) AS step
+FROM archived a
+UNION ALL SELECT id, 'queued', false FROM retried

@@ -115,6 +115,13 @@ pub async fn a_step_after_a_batch_waits_for_everything_the_batch_added(store: Ar
 
     // The adder ends first: the report still waits for the batch.
     succeed(&store, &split, json!({"split": true})).await;
+    // A finished step still names its workflow and step.
+    let split_task = store.task_get(split.id).await.unwrap().unwrap();
+    assert_eq!(split_task.state, TaskState::Succeeded);
+    assert_eq!(
+        (split_task.workflow_id, split_task.step_id.as_deref()),
+        (Some(w.id), Some("split"))
+    );
     let claimed = claim_all(&store, &w).await;
     assert_eq!(ids(&claimed), HashSet::from(["a", "b"]));
     let (a, b) = (claimed[0].1.clone(), claimed[1].1.clone());

@@ -133,6 +133,25 @@ pub async fn queue_rate_limit_spends_tokens_and_refills(store: Arc<dyn Store>) {
     assert_eq!(store.task_claim(claim("w", 10, t3)).await.unwrap().len(), 2);
 }
 
+/// Claims skip the look for keyed tasks while only unkeyed ones arrive; a
+/// keyed one is still claimed by the next claim (within the hint's pause
+/// of the last look, so a keyed insert must be what re-opens it).
+pub async fn a_keyed_task_queued_after_unkeyed_ones_is_claimed_at_once(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    for (i, key) in [None, None, Some("k")].into_iter().enumerate() {
+        let mut p = insert_params(Builtin::Md5, &format!("keyed-after-{i}"), now);
+        p.concurrency_key = key.map(str::to_string);
+        let id = p.id;
+        store.task_insert(p).await.unwrap();
+        let got = store.task_claim(claim("w", 10, now)).await.unwrap();
+        assert_eq!(
+            got.iter().map(|t| t.id).collect::<Vec<_>>(),
+            vec![id],
+            "task {i} (key {key:?}) claimed by the claim right after it"
+        );
+    }
+}
+
 pub async fn concurrency_key_limits_running_tasks_per_key(store: Arc<dyn Store>) {
     let now = Utc::now();
     insert_in(&store, "default", Some("tenant-a"), 3, now).await;

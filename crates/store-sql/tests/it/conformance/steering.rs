@@ -697,6 +697,76 @@ pub async fn the_same_cacheable_input_is_queued_once_while_live(store: Arc<dyn S
     assert_eq!((task.id, created), (after.id, false));
 }
 
+pub async fn a_submission_whose_result_is_cached_is_answered_not_queued(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let first = insert_params(Builtin::Md5, "known", now);
+    let key = first.cache_key.clone().unwrap();
+    assert_eq!(
+        store
+            .task_submit_many(std::slice::from_ref(&first))
+            .await
+            .unwrap(),
+        vec![Queued::Task(first.id)],
+        "nothing cached yet: queued"
+    );
+    let running = store
+        .task_claim(claim("w", 1, now))
+        .await
+        .unwrap()
+        .remove(0);
+    let cache = CacheWrite {
+        key: key.clone(),
+        expires_at: now + chrono::Duration::seconds(60),
+    };
+    store
+        .task_complete_many(&[success(&running, now, Some(cache))])
+        .await
+        .unwrap();
+
+    // In one batch: the cached input is answered with its result, another
+    // input and a task without a cache key are queued.
+    let again = insert_params(Builtin::Md5, "known", now);
+    let other = insert_params(Builtin::Md5, "unknown", now);
+    let mut plain = insert_params(Builtin::Sleep, "plain", now);
+    plain.cache_key = None;
+    let answers = store
+        .task_submit_many(&[again.clone(), other.clone(), plain.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        answers,
+        vec![
+            Queued::Cached(json!({"md5": "x"})),
+            Queued::Task(other.id),
+            Queued::Task(plain.id)
+        ]
+    );
+    assert!(
+        store.task_get(again.id).await.unwrap().is_none(),
+        "not stored"
+    );
+    // Past its expiry the same input is new work; inserts that do not read
+    // the cache (workflow steps, direct inserts) always queue.
+    let late = insert_params(Builtin::Md5, "known", now + chrono::Duration::seconds(61));
+    assert_eq!(
+        store
+            .task_submit_many(std::slice::from_ref(&late))
+            .await
+            .unwrap(),
+        vec![Queued::Task(late.id)]
+    );
+    let direct = insert_params(Builtin::Md5, "known", now);
+    let folded = store
+        .task_insert_many(std::slice::from_ref(&direct))
+        .await
+        .unwrap();
+    assert_eq!(
+        folded,
+        vec![late.id],
+        "folded into the live one, not answered"
+    );
+}
+
 pub async fn a_tasks_tenant_travels_with_it_and_scopes_lists(store: Arc<dyn Store>) {
     let now = Utc::now();
     let with = |s: &str, tenant: Option<&str>| {
