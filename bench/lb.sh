@@ -9,7 +9,9 @@
 # for each setting.
 # Usage: bench/lb.sh [duration of a round, default 5s] [rounds, default 7] [settings: both|multi|single, default both]
 # WEIR_VARIANT_FLAGS="--flag value …" adds a second weir lb with those flags
-# ("weir+flags") to the same interleaved rounds: a flag's effect side by side.
+# ("variant") to the same interleaved rounds: a flag's effect side by side;
+# WEIR_VARIANT_BIN=<another weir binary> runs the variant from that build
+# (with the flags, if given): a change's before and after in the same rounds.
 source "$(dirname "$0")/lib.sh"
 DURATION=${1:-5s}
 ROUNDS=${2:-7}
@@ -43,15 +45,15 @@ setting() { # label upstream_workers
     RUST_LOG=warn "$WEIR" lb --listen "127.0.0.1:$WEIR_PORT" --admin-token bench \
         --backends "http://127.0.0.1:$U1,http://127.0.0.1:$U2,http://127.0.0.1:$U3" >"$WORK/weir-$2.log" 2>&1 & PIDS+=($!)
     local proxies=(direct nginx haproxy weir)
-    if [ -n "${WEIR_VARIANT_FLAGS:-}" ]; then
+    if [ -n "${WEIR_VARIANT_FLAGS:-}${WEIR_VARIANT_BIN:-}" ]; then
         VARIANT_PORT=$(free_port)
         # shellcheck disable=SC2086 # the flags are words
-        RUST_LOG=warn "$WEIR" lb --listen "127.0.0.1:$VARIANT_PORT" --admin-token bench \
+        RUST_LOG=warn "${WEIR_VARIANT_BIN:-$WEIR}" lb --listen "127.0.0.1:$VARIANT_PORT" --admin-token bench \
             --backends "http://127.0.0.1:$U1,http://127.0.0.1:$U2,http://127.0.0.1:$U3" \
-            $WEIR_VARIANT_FLAGS >"$WORK/weir-variant-$2.log" 2>&1 & PIDS+=($!)
+            ${WEIR_VARIANT_FLAGS:-} >"$WORK/weir-variant-$2.log" 2>&1 & PIDS+=($!)
         wait_http "http://127.0.0.1:$VARIANT_PORT/"
-        proxies+=(weir+flags)
-        echo "weir+flags: $WEIR_VARIANT_FLAGS" >&2
+        proxies+=(variant)
+        echo "variant: ${WEIR_VARIANT_BIN:-$WEIR} ${WEIR_VARIANT_FLAGS:-}" >&2
     fi
     for port in $NGINX $HAPROXY $WEIR_PORT; do wait_http "http://127.0.0.1:$port/"; done
 
@@ -63,7 +65,7 @@ setting() { # label upstream_workers
         for name in "${proxies[@]}"; do
             case $name in
                 direct) port=$U1 ;; nginx) port=$NGINX ;; haproxy) port=$HAPROXY ;; weir) port=$WEIR_PORT ;;
-                weir+flags) port=$VARIANT_PORT ;;
+                variant) port=$VARIANT_PORT ;;
             esac
             run_wrk "http://127.0.0.1:$port/" 1s 64 >/dev/null   # warm-up
             [ $name = weir ] && before=$(thread_counts)
@@ -86,7 +88,7 @@ setting() { # label upstream_workers
     best=nginx
     python3 -c "import sys; sys.exit(0 if float('${RPS[haproxy]}') > float('${RPS[nginx]}') else 1)" && best=haproxy
     echo "weir / best peer ($best): $(ratio "${RPS[weir]}" "${RPS[$best]}")x requests/s (floor 1.0x, goal 1.2x); p99 ${P99[weir]} vs ${P99[$best]} ms"
-    [ -n "${WEIR_VARIANT_FLAGS:-}" ] && echo "weir+flags / weir: $(ratio "${RPS[weir+flags]}" "${RPS[weir]}")x requests/s; p99 ${P99[weir+flags]} vs ${P99[weir]} ms"
+    [ -n "${VARIANT_PORT:-}" ] && echo "variant / weir: $(ratio "${RPS[variant]}" "${RPS[weir]}")x requests/s; p99 ${P99[variant]} vs ${P99[weir]} ms"
     echo "weir's threads, % of each round's connections and requests: $SPLITS"
     for name in "${proxies[@]:1}"; do
         tr ';' '\n' <<<"${RUNS[$name]}" | grep . | awk -v n=$name '{v[NR]=$1; if (NR==1||$1<lo) lo=$1; if ($1>hi) hi=$1} END {asort(v); printf "%s rounds spread %.1f%% of their median\n", n, 100*(hi-lo)/v[int((NR+1)/2)]}'

@@ -314,6 +314,9 @@ pub(crate) fn parse_request(
     let mut has_host = false;
     let mut has_length = false;
     out.clear();
+    // Once, for the head and the few lines the lb adds: growing from empty
+    // (the buffer goes back between requests) took ~7 reallocations.
+    out.reserve(head_len + 256);
     out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());

@@ -187,9 +187,6 @@ impl Connection<'_> {
     /// Reads and parses the next request head, within one deadline for the
     /// wait and the head (slowloris; idle keep-alive).
     async fn read_head(&mut self) -> Result<RequestHead, End> {
-        // The hash key may be switched at runtime, with the strategy.
-        let active = self.lb.strategy.load();
-        let hash_header = active.hash_header();
         let config = &self.lb.config;
         let limits = HeadRules {
             max_headers: config.max_headers,
@@ -207,11 +204,17 @@ impl Connection<'_> {
         loop {
             let bufs = &mut self.bufs;
             if !bufs.client.is_empty() {
+                // The hash key may be switched at runtime, with the strategy.
+                // Loaded here, not held across the wait: arc-swap gives each
+                // thread a few cheap loads in flight, and a thread's idle
+                // connections holding them would push every other load on
+                // it to the slow path (an Arc count shared by the cores).
+                let active = self.lb.strategy.load();
                 match parse_request(
                     &bufs.client,
                     limits,
                     self.peer_ip.as_bytes(),
-                    hash_header,
+                    active.hash_header(),
                     rules::next_request_id_bytes,
                     &mut bufs.head,
                 ) {
