@@ -424,6 +424,11 @@ pub trait Driver: Send + Sync + 'static {
     async fn workers_mark_offline(&self, since: DateTime<Utc>) -> Result<u64, StoreError>;
 
     async fn cache_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<Value>, StoreError>;
+    /// The entries of these keys, expired or not: (key, value, expiry).
+    async fn cache_entries(
+        &self,
+        keys: &[&str],
+    ) -> Result<Vec<(String, Value, DateTime<Utc>)>, StoreError>;
     async fn cache_record_access(&self, params: &CacheAccessParams) -> Result<(), StoreError>;
     /// (entries, hits, misses).
     async fn cache_counters(&self) -> Result<(i64, i64, i64), StoreError>;

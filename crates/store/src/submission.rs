@@ -153,13 +153,13 @@ impl Submission {
     }
 }
 
-/// `value` as a string whose object keys are sorted, whatever order they
-/// came in (serde_json may keep insertion order).
 /// The answer of a one-row submit.
 fn first(queued: Vec<Queued>, id: TaskId) -> Queued {
     queued.into_iter().next().unwrap_or(Queued::Task(id))
 }
 
+/// `value` as a string whose object keys are sorted, whatever order they
+/// came in (serde_json may keep insertion order).
 fn canonical(value: &Value) -> String {
     fn write(v: &Value, out: &mut String) {
         match v {

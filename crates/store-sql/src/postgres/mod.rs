@@ -780,6 +780,17 @@ impl Driver for PostgresDriver {
             .map_err(err)
     }
 
+    async fn cache_entries(
+        &self,
+        keys: &[&str],
+    ) -> Result<Vec<(String, Value, DateTime<Utc>)>, StoreError> {
+        sqlx::query_as("SELECT key, value, expires_at FROM cache WHERE key = ANY($1)")
+            .bind(keys)
+            .fetch_all(&self.exec)
+            .await
+            .map_err(err)
+    }
+
     async fn cache_record_access(&self, p: &CacheAccessParams) -> Result<(), StoreError> {
         let mut keys = Vec::with_capacity(p.hits.len());
         let mut counts = Vec::with_capacity(p.hits.len());

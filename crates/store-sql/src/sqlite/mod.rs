@@ -569,6 +569,27 @@ impl Driver for SqliteDriver {
             .transpose()
     }
 
+    async fn cache_entries(
+        &self,
+        keys: &[&str],
+    ) -> Result<Vec<(String, Value, DateTime<Utc>)>, StoreError> {
+        // Through the writer: the insert that skipped these just committed there.
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT key, value, expires_at FROM cache WHERE key IN (SELECT value FROM json_each(?))",
+        )
+        .bind(serde_json::to_string(keys).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .fetch_all(&self.writer)
+        .await
+        .map_err(err)?;
+        rows.into_iter()
+            .map(|(key, value, expires_at)| {
+                let value = serde_json::from_str(&value)
+                    .map_err(|e| StoreError::Corrupt(format!("cache value: {e}")))?;
+                Ok((key, value, time(expires_at)?))
+            })
+            .collect()
+    }
+
     async fn cache_record_access(&self, p: &CacheAccessParams) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await.map_err(err)?;
         let mut hits = 0;

@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use chrono::{DateTime, Utc};
 use weir_core::{IdempotencyKey, Queued, StoreError, Task, TaskId, TaskInsertParams};
 
 use super::SqlStore;
@@ -44,7 +45,6 @@ impl SqlStore {
     ) -> Result<Vec<Queued>, StoreError> {
         let mut answers: Vec<Option<Queued>> = vec![None; params.len()];
         let mut pending: Vec<usize> = (0..params.len()).collect();
-        let (mut any_inserted, mut keyed) = (false, false);
         for _ in 0..FOLD_ATTEMPTS {
             if pending.is_empty() {
                 break;
@@ -56,13 +56,15 @@ impl SqlStore {
                 .await?
                 .into_iter()
                 .collect();
-            any_inserted |= !inserted.is_empty();
             let (done, rest): (Vec<usize>, Vec<usize>) = pending
                 .iter()
                 .partition(|&&i| inserted.contains(&params[i].id));
+            // Woken now: what is committed is due whatever follows fails.
+            if !done.is_empty() {
+                self.wake(done.iter().any(|&i| params[i].concurrency_key.is_some()));
+            }
             for i in done {
                 answers[i] = Some(Queued::Task(params[i].id));
-                keyed |= params[i].concurrency_key.is_some();
             }
             if rest.is_empty() {
                 pending = rest;
@@ -70,26 +72,27 @@ impl SqlStore {
             }
             let rest_params: Vec<&TaskInsertParams> = rest.iter().map(|&i| &params[i]).collect();
             let standing = Standing::from(self.driver().task_standing_for(&rest_params).await?);
+            let cached = match from_cache {
+                true => self.cached(&rest_params).await?,
+                false => HashMap::new(),
+            };
             pending = Vec::new();
             for i in rest {
-                answers[i] = match (standing.stand_in(&params[i]), &params[i].cache_key) {
-                    (Some(id), _) => Some(Queued::Task(id)),
-                    // Skipped for its cached result, which a later
-                    // submission's success may have replaced since: read it.
-                    (None, Some(key)) if from_cache => self
-                        .driver()
-                        .cache_get(key, params[i].now)
-                        .await?
-                        .map(Queued::Cached),
-                    (None, _) => None,
+                let p = &params[i];
+                // A resend is itself; then the cache answers (as it did
+                // when read before the insert); then a live task folds it.
+                let hit = p.cache_key.as_ref().and_then(|k| cached.get(k));
+                answers[i] = match (standing.ids.contains(&p.id), hit) {
+                    (true, _) => Some(Queued::Task(p.id)),
+                    (false, Some((value, expires_at))) if *expires_at > p.now => {
+                        Some(Queued::Cached(value.clone()))
+                    }
+                    _ => standing.stand_in(p).map(Queued::Task),
                 };
                 if answers[i].is_none() {
                     pending.push(i);
                 }
             }
-        }
-        if any_inserted {
-            self.wake(keyed);
         }
         if !pending.is_empty() {
             return Err(StoreError::Unavailable(
@@ -99,6 +102,26 @@ impl SqlStore {
         Ok(answers
             .into_iter()
             .map(|a| a.unwrap_or(Queued::Task(TaskId::default())))
+            .collect())
+    }
+
+    /// The cache entries of these submissions' keys, in one round trip:
+    /// key → (result, expiry).
+    async fn cached(
+        &self,
+        params: &[&TaskInsertParams],
+    ) -> Result<HashMap<String, (serde_json::Value, DateTime<Utc>)>, StoreError> {
+        let keys: Vec<&str> = params
+            .iter()
+            .filter_map(|p| p.cache_key.as_deref())
+            .collect();
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let entries = self.driver().cache_entries(&keys).await?;
+        Ok(entries
+            .into_iter()
+            .map(|(key, value, expires_at)| (key, (value, expires_at)))
             .collect())
     }
 

@@ -47,6 +47,8 @@ retried AS (
     WHERE t.id = c.id AND t.lease_token = c.token AND t.state = 'running' AND c.state = 'queued'
     RETURNING t.id
 )
-SELECT a.id, a.state, EXISTS (SELECT 1 FROM workflow_steps s WHERE s.task_id = a.id) AS step
+-- A scalar subquery, not EXISTS (which the planner may turn into a hash of
+-- all of workflow_steps): one primary-key probe per row.
+SELECT a.id, a.state, (SELECT true FROM workflow_steps s WHERE s.task_id = a.id) IS NOT NULL AS step
 FROM archived a
 UNION ALL SELECT id, 'queued', false FROM retried

@@ -755,6 +755,16 @@ pub async fn a_submission_whose_result_is_cached_is_answered_not_queued(store: A
             .unwrap(),
         vec![Queued::Task(late.id)]
     );
+    // With a live task and a cached result for the same input, the cache
+    // answers (as when it was read before the insert).
+    let both = insert_params(Builtin::Md5, "known", now);
+    assert_eq!(
+        store
+            .task_submit_many(std::slice::from_ref(&both))
+            .await
+            .unwrap(),
+        vec![Queued::Cached(json!({"md5": "x"}))]
+    );
     let direct = insert_params(Builtin::Md5, "known", now);
     let folded = store
         .task_insert_many(std::slice::from_ref(&direct))
