@@ -82,14 +82,16 @@ pub struct Wakeups {
     pub keyed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-impl Wakeups {
-    pub fn new() -> Self {
+impl Default for Wakeups {
+    fn default() -> Self {
         Wakeups {
             inserted: watch::channel(0).0,
             keyed: Default::default(),
         }
     }
+}
 
+impl Wakeups {
     /// Tasks may have become due (`keyed`: some with a concurrency key).
     pub fn woken(&self, keyed: bool) {
         if keyed {
@@ -101,12 +103,6 @@ impl Wakeups {
 
     pub fn keyed_count(&self) -> u64 {
         self.keyed.load(std::sync::atomic::Ordering::Acquire)
-    }
-}
-
-impl Default for Wakeups {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -65,24 +65,24 @@ impl LimitedQueues {
 /// claims pay no extra round trip while only unkeyed tasks arrive.
 #[derive(Default)]
 pub(crate) struct KeyedTasksHint {
-    /// (insert counter, when) of the last look that found none.
+    /// (keyed wake-up count, when) of the last look that found none.
     none: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
 }
 
 impl KeyedTasksHint {
     const PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
-    pub(crate) fn worth_looking(&self, inserts: u64) -> bool {
+    pub(crate) fn worth_looking(&self, keyed_wakes: u64) -> bool {
         let none = self.none.lock().unwrap_or_else(|e| e.into_inner());
         match *none {
-            Some((seen, at)) => seen != inserts || at.elapsed() >= Self::PAUSE,
+            Some((seen, at)) => seen != keyed_wakes || at.elapsed() >= Self::PAUSE,
             None => true,
         }
     }
 
-    pub(crate) fn found_none(&self, inserts: u64) {
+    pub(crate) fn found_none(&self, keyed_wakes: u64) {
         *self.none.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((inserts, std::time::Instant::now()));
+            Some((keyed_wakes, std::time::Instant::now()));
     }
 }
 

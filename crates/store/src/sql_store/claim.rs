@@ -46,13 +46,13 @@ impl SqlStore {
     /// Whether a due task has a key (skipped for a moment after finding none,
     /// until a wake-up says keyed tasks may be due).
     async fn keyed_tasks_due(&self, p: &TaskClaimParams) -> Result<bool, StoreError> {
-        let inserts = self.shared.wakeups.keyed_count();
-        if !self.shared.keyed.worth_looking(inserts) {
+        let keyed_wakes = self.shared.wakeups.keyed_count();
+        if !self.shared.keyed.worth_looking(keyed_wakes) {
             return Ok(false);
         }
         let due = self.driver().keyed_tasks_due(p.now).await?;
         if !due {
-            self.shared.keyed.found_none(inserts);
+            self.shared.keyed.found_none(keyed_wakes);
         }
         Ok(due)
     }

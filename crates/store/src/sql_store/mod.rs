@@ -84,7 +84,7 @@ impl SqlStore {
         SqlStore {
             shared: Arc::new(Shared {
                 driver: Box::new(driver),
-                wakeups: Wakeups::new(),
+                wakeups: Wakeups::default(),
                 finished,
                 listening: std::sync::Once::new(),
                 limited: LimitedQueues::default(),
@@ -219,27 +219,23 @@ impl TaskQueue for SqlStore {
         &self,
         params: &[TaskInsertParams],
     ) -> Result<Vec<TaskId>, StoreError> {
-        if params.is_empty() {
-            return Ok(Vec::new());
-        }
+        // An empty batch makes no round trip: `insert_many` has nothing pending.
         let queued = self.call(|| self.insert_many(params, false)).await?;
-        Ok(queued
+        queued
             .into_iter()
             .map(|q| match q {
-                Queued::Task(id) => id,
-                // Not answered from the cache without `from_cache`.
-                Queued::Cached(_) => TaskId::default(),
+                Queued::Task(id) => Ok(id),
+                Queued::Cached(_) => Err(StoreError::Corrupt(
+                    "an insert that does not read the cache was answered from it".into(),
+                )),
             })
-            .collect())
+            .collect()
     }
 
     async fn task_submit_many(
         &self,
         params: &[TaskInsertParams],
     ) -> Result<Vec<Queued>, StoreError> {
-        if params.is_empty() {
-            return Ok(Vec::new());
-        }
         self.call(|| self.insert_many(params, true)).await
     }
 
