@@ -115,6 +115,18 @@ pub struct AppliedCompletion {
     /// `false` only when the task is known to be no workflow's step: its
     /// end then needs no workflow bookkeeping (no further statements).
     pub maybe_step: bool,
+    /// A limit counted it (it had a concurrency key, or its queue has
+    /// limits): its end may let a task the limit held back be claimed.
+    pub limited: bool,
+}
+
+/// What [`Driver::task_complete_outside_workflows`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompletedOutside {
+    pub applied: Vec<AppliedCompletion>,
+    /// Steps whose end it left undone (their leases held), for
+    /// [`DriverTx::task_complete_many`] with their workflows' bookkeeping.
+    pub steps_left: Vec<TaskId>,
 }
 
 /// A stored task that may stand for a submission not inserted: the same id,
@@ -293,6 +305,17 @@ pub trait Driver: Send + Sync + 'static {
         claim: &TaskClaimParams,
         limited: &[String],
     ) -> Result<Vec<Claimed>, StoreError>;
+
+    /// Applies completions without a transaction of the caller's, where
+    /// that saves the dialect round trips (PostgreSQL: one statement instead
+    /// of BEGIN, statement, COMMIT) — all but a step's end, which is left
+    /// for [`DriverTx::task_complete_many`] with its workflow's bookkeeping
+    /// (a step's retry needs none: applied). `None`: the dialect applies
+    /// none this way; every completion goes through the transaction.
+    async fn task_complete_outside_workflows(
+        &self,
+        completions: &[TaskCompletion],
+    ) -> Result<Option<CompletedOutside>, StoreError>;
 
     /// Inserts what it can (an id already stored, live or finished, or a
     /// cache key among live tasks skips a row; with `from_cache`, so does a

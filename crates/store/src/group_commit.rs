@@ -61,11 +61,13 @@ impl<O> Waiter<O> {
                 .is_ok()
     }
 }
+
 /// How long the request-log writer lets a batch of rows nobody waits for
 /// grow before committing it: many small commits of detached rows cost the
-/// database a transaction each (a third of PostgreSQL's time under 1-event
-/// POSTs; docs/BENCHMARKS.md, "Group commit's thresholds"). Rows someone waits for (`GET /`) never linger.
-const REQUEST_LOG_LINGER: Duration = Duration::from_millis(2);
+/// database a transaction each (docs/BENCHMARKS.md, "Group commit's
+/// thresholds"). A row someone waits for (`GET /`) ends the linger. Rows
+/// not yet committed are lost in a crash: the log promises no client a row.
+const REQUEST_LOG_LINGER: Duration = Duration::from_millis(10);
 
 /// How much of a batch a row is (for when batches may overlap).
 type Weigh<T> = fn(&T) -> usize;
@@ -282,12 +284,20 @@ async fn write_loop<T, O: Clone>(
             break;
         }
         if let Some(linger) = linger {
-            if batch.len() < max_batch && batch.iter().all(|(_, ack)| ack.is_none()) {
-                tokio::time::sleep(linger).await;
+            if batch.iter().all(|(_, ack)| ack.is_none()) {
+                // Gather until the linger ends, the batch is full, or a row
+                // someone waits for arrives (it is not kept waiting).
+                let until = tokio::time::Instant::now() + linger;
                 while batch.len() < max_batch {
-                    match gathering.try_recv() {
-                        Ok(row) => batch.push(row),
-                        Err(_) => break,
+                    match tokio::time::timeout_at(until, gathering.recv()).await {
+                        Ok(Some(row)) => {
+                            let waited_for = row.1.is_some();
+                            batch.push(row);
+                            if waited_for {
+                                break;
+                            }
+                        }
+                        Ok(None) | Err(_) => break,
                     }
                 }
             }
@@ -454,5 +464,42 @@ mod tests {
         assert_eq!(first.await.unwrap().unwrap(), 1);
         drop(writer);
         task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn detached_rows_linger_together_and_a_row_waited_for_ends_the_linger() {
+        let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let b = batches.clone();
+        let write: WriteFn<u32, ()> = Box::new(move |rows| {
+            b.lock().unwrap().push(rows.clone());
+            Box::pin(async move { Ok(vec![(); rows.len()]) })
+        });
+        let linger = Duration::from_millis(10);
+        let (writer, task) = GroupCommit::spawn_with(100, 1, None, Some(linger), write);
+        let started = tokio::time::Instant::now();
+        writer.write_detached(1).await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        writer.write_detached(2).await;
+        // Committed when the linger ends, together.
+        let deadline = started + Duration::from_secs(1);
+        while batches.lock().unwrap().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "never committed");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(started.elapsed() >= linger);
+        // A row waited for, arriving while detached ones linger, is written
+        // with them at once.
+        writer.write_detached(3).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let asked = tokio::time::Instant::now();
+        writer.write(4).await.unwrap();
+        assert!(
+            asked.elapsed() < Duration::from_millis(2),
+            "{:?}",
+            asked.elapsed()
+        );
+        drop(writer);
+        task.await.unwrap();
+        assert_eq!(*batches.lock().unwrap(), vec![vec![1, 2], vec![3, 4]]);
     }
 }

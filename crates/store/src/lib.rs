@@ -31,8 +31,8 @@ pub mod workflow_tx;
 pub use busy_retry::BusyRetry;
 pub use cache_access::CacheAccessRecorder;
 pub use driver::{
-    AppliedCompletion, BulkProgress, BulkRow, Claimed, Driver, DriverTx, HeldKey, LimitedQueue,
-    LiveByQueue, Rescued, StandingTask, Wakeups,
+    AppliedCompletion, BulkProgress, BulkRow, Claimed, CompletedOutside, Driver, DriverTx, HeldKey,
+    LimitedQueue, LiveByQueue, Rescued, StandingTask, Wakeups,
 };
 pub use group_commit::{EventWriter, GroupCommit, RequestLogWriter, TaskInsertWriter};
 pub use hints::lease_end;

@@ -182,10 +182,17 @@ impl Worker {
         // At most one claim in flight, awaited beside the running tasks: a
         // slot that frees meanwhile starts a task in hand at once.
         let mut claiming: Option<ClaimFuture> = None;
-        // Whether to claim again: after any event since the last claim
-        // began, or a full batch (there may be more); not after a claim
-        // that came back short (the queue is empty until a notification).
+        // Whether to claim again: after a wake-up (tasks were queued, or a
+        // task's end freed a slot a limit held one back for), a full batch
+        // (there may be more), or a poll; not because a task ended — the
+        // queue was empty when the last claim came back short, and a claim
+        // for the freed slot would come back empty too.
         let mut claim_due = true;
+        // The next poll, a claim interval after the last claim answered:
+        // the fallback for wake-ups that never come (a lost NOTIFY, a
+        // delayed task coming due). A deadline, not a sleep per turn, so a
+        // busy loop polls too.
+        let mut poll_at = Instant::now() + self.config.poll_interval;
 
         loop {
             let draining = drain_deadline.is_some();
@@ -193,7 +200,6 @@ impl Worker {
                 claiming = self.begin_claim();
                 claim_due = claiming.is_none();
             }
-            let mut claim_answered = false;
             if draining && self.running.is_empty() && claiming.is_none() {
                 break;
             }
@@ -210,7 +216,7 @@ impl Worker {
                 }
                 joined = async { claiming.as_mut().expect("a claim in flight").await }, if claiming.is_some() => {
                     claiming = None;
-                    claim_answered = true;
+                    poll_at = Instant::now() + self.config.poll_interval;
                     let (claimed, asked) = joined.unwrap_or_else(|e| {
                         (Err(weir_core::StoreError::Internal(format!("the claim's task failed: {e}"))), 0)
                     });
@@ -222,6 +228,8 @@ impl Worker {
                         Err(e) => {
                             tracing::warn!(worker = %self.config.worker_id, error = %e, "claim failed");
                             claim_not_before = Instant::now() + self.config.poll_interval;
+                            poll_at = claim_not_before;
+                            claim_due = true;
                         }
                     }
                 }
@@ -237,13 +245,17 @@ impl Worker {
                     self.hand_back(stale).await;
                 }
                 changed = inserted.changed(), if has_room => {
+                    claim_due = true;
                     if changed.is_err() {
                         // The store is gone; fall back to polling only.
                         inserted = self.store.task_inserted();
                         sleep(self.config.poll_interval).await;
                     }
                 }
-                _ = sleep(self.config.poll_interval), if has_room => {}
+                _ = sleep_until(poll_at), if has_room && claiming.is_none() => {
+                    poll_at = Instant::now() + self.config.poll_interval;
+                    claim_due = true;
+                }
                 _ = heartbeat.tick() => {
                     let status = if draining { WorkerStatus::Draining } else { WorkerStatus::Online };
                     self.heartbeat(status).await;
@@ -259,7 +271,6 @@ impl Worker {
                     break;
                 }
             }
-            claim_due |= !claim_answered;
         }
         if let Some(completer) = self.completer.take() {
             completer.finish(self.config.shutdown_grace).await;

@@ -5,8 +5,13 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sqlx::{Executor, Postgres};
 use uuid::Uuid;
-use weir_core::{TaskCompletion, TaskOutcome};
+use weir_core::{StoreError, TaskCompletion, TaskId, TaskOutcome};
+use weir_store::{AppliedCompletion, CompletedOutside};
+
+use super::claim_hint::ClaimHints;
+use super::err;
 
 /// One batch of completions, as the arrays the completion statement unnests.
 #[derive(Default)]
@@ -53,8 +58,64 @@ impl CompletionArrays {
     }
 }
 
-/// Records a batch of outcomes in one statement. Finished tasks move to
-/// `tasks_finished` (and successes with a cache key into `cache`); retries stay
-/// queued with their new `run_at`. Every row is fenced by its lease token.
-/// Returns the ids that were applied.
-pub(super) const COMPLETE_MANY: &str = include_str!("sql/complete_many.sql");
+/// Records a batch of outcomes in one statement (see its header).
+const COMPLETE_MANY: &str = include_str!("sql/complete_many.sql");
+
+/// Runs the completion statement on `exec`. With `steps_too` false a
+/// workflow step's end is left for [`CompletedOutside::steps_left`]: then
+/// the statement needs no transaction around it, as a step's end needs its
+/// workflow's bookkeeping in the same one.
+pub(super) async fn complete_many<'e>(
+    exec: impl Executor<'e, Database = Postgres>,
+    hints: &ClaimHints,
+    completions: &[TaskCompletion],
+    steps_too: bool,
+) -> Result<CompletedOutside, StoreError> {
+    let a = CompletionArrays::new(completions);
+    if a.states.contains(&"queued") {
+        // Retries go back at a later run_at but perhaps a higher priority.
+        hints.forget_all();
+    }
+    let (mut cache_keys, mut cache_ids, mut cache_expiry) = (Vec::new(), Vec::new(), Vec::new());
+    for (key, (id, expires_at)) in a.cache {
+        cache_keys.push(key);
+        cache_ids.push(id);
+        cache_expiry.push(expires_at);
+    }
+    let rows: Vec<(Uuid, String, bool, bool)> = sqlx::query_as(COMPLETE_MANY)
+        .bind(&a.ids)
+        .bind(&a.tokens)
+        .bind(&a.states)
+        .bind(&a.results)
+        .bind(&a.errors)
+        .bind(&a.run_ats)
+        .bind(&a.nows)
+        .bind(cache_keys)
+        .bind(cache_ids)
+        .bind(cache_expiry)
+        .bind(steps_too)
+        .fetch_all(exec)
+        .await
+        .map_err(err)?;
+    let mut done = CompletedOutside {
+        applied: Vec::with_capacity(rows.len()),
+        steps_left: Vec::new(),
+    };
+    for (id, state, step, limited) in rows {
+        let ended = match state.as_str() {
+            "step" => {
+                done.steps_left.push(TaskId(id));
+                continue;
+            }
+            "queued" => None,
+            other => Some(other.parse().map_err(StoreError::Corrupt)?),
+        };
+        done.applied.push(AppliedCompletion {
+            id: TaskId(id),
+            ended,
+            maybe_step: step,
+            limited,
+        });
+    }
+    Ok(done)
+}

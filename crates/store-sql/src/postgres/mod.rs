@@ -40,12 +40,13 @@ use uuid::Uuid;
 use weir_core::{
     AuditEntry, AuditListParams, BulkId, BulkJob, CacheAccessParams, CacheEntryStats,
     LeaderAcquireParams, NewBulk, NewEvent, NodeRequestCount, QueueLimits, RequestLogEntry,
-    RequestLogStats, StoreError, StoredEvent, Task, TaskClaimParams, TaskFilter, TaskId,
-    TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskState,
+    RequestLogStats, StoreError, StoredEvent, Task, TaskClaimParams, TaskCompletion, TaskFilter,
+    TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskState,
     WorkerHeartbeatParams, WorkerInfo, Workflow, WorkflowId, WorkflowListParams,
 };
 use weir_store::{
-    lease_end, BulkRow, Claimed, Driver, DriverTx, LiveByQueue, StandingTask, Wakeups,
+    lease_end, BulkRow, Claimed, CompletedOutside, Driver, DriverTx, LiveByQueue, StandingTask,
+    Wakeups,
 };
 
 use crate::error::{from_sqlx, postgres_cause};
@@ -397,6 +398,20 @@ impl Driver for PostgresDriver {
             rows.extend(self.claim_walk(p, &filter, &hint_key, None, rest).await?);
         }
         decode(rows)
+    }
+
+    async fn task_complete_outside_workflows(
+        &self,
+        completions: &[TaskCompletion],
+    ) -> Result<Option<CompletedOutside>, StoreError> {
+        if self.exec.pooled {
+            // Behind a transaction pooler each statement is wrapped in its
+            // own transaction anyway: nothing to save, and a batch with
+            // steps would take two.
+            return Ok(None);
+        }
+        let done = batch::complete_many(&self.exec, &self.hints, completions, false).await?;
+        Ok(Some(done))
     }
 
     async fn task_insert_rows(

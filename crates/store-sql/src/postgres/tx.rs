@@ -12,8 +12,6 @@ use weir_core::{
 };
 use weir_store::{lease_end, AppliedCompletion, Claimed, DriverTx, HeldKey, LimitedQueue, Rescued};
 
-use super::batch::{CompletionArrays, COMPLETE_MANY};
-
 use super::err;
 use super::rows::{decode, ClaimedRow, TaskRow, FINISHED_TASK_COLUMNS, LIVE_TASK_COLUMNS};
 
@@ -296,43 +294,12 @@ impl DriverTx for PostgresTx {
         &mut self,
         completions: &[TaskCompletion],
     ) -> Result<Vec<AppliedCompletion>, StoreError> {
-        let a = CompletionArrays::new(completions);
-        if a.states.contains(&"queued") {
-            // Retries go back at a later run_at but perhaps a higher priority.
-            self.hints.forget_all();
-        }
-        let (cache_keys, (cache_ids, cache_expiry)): (
-            Vec<String>,
-            (Vec<Uuid>, Vec<DateTime<Utc>>),
-        ) = a.cache.into_iter().unzip();
-        let applied: Vec<(Uuid, String, bool)> = sqlx::query_as(COMPLETE_MANY)
-            .bind(&a.ids)
-            .bind(&a.tokens)
-            .bind(&a.states)
-            .bind(&a.results)
-            .bind(&a.errors)
-            .bind(&a.run_ats)
-            .bind(&a.nows)
-            .bind(cache_keys)
-            .bind(cache_ids)
-            .bind(cache_expiry)
-            .fetch_all(self.exec())
-            .await
-            .map_err(err)?;
-        applied
-            .into_iter()
-            .map(|(id, state, step)| {
-                let ended = match state.as_str() {
-                    "queued" => None,
-                    other => Some(other.parse().map_err(StoreError::Corrupt)?),
-                };
-                Ok(AppliedCompletion {
-                    id: TaskId(id),
-                    ended,
-                    maybe_step: step,
-                })
-            })
-            .collect()
+        let hints = self.hints.clone();
+        Ok(
+            super::batch::complete_many(self.exec(), &hints, completions, true)
+                .await?
+                .applied,
+        )
     }
 
     async fn task_rescue_expired(

@@ -27,12 +27,13 @@ use sqlx::{QueryBuilder, SqlitePool};
 use weir_core::{
     AuditEntry, AuditListParams, BulkId, BulkJob, CacheAccessParams, CacheEntryStats,
     LeaderAcquireParams, NewBulk, NewEvent, NodeRequestCount, QueueLimits, RequestLogEntry,
-    RequestLogStats, StoreError, StoredEvent, Task, TaskClaimParams, TaskFilter, TaskId,
-    TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskState,
+    RequestLogStats, StoreError, StoredEvent, Task, TaskClaimParams, TaskCompletion, TaskFilter,
+    TaskId, TaskInsertParams, TaskLeaseExtendParams, TaskListParams, TaskReleaseParams, TaskState,
     WorkerHeartbeatParams, WorkerInfo, Workflow, WorkflowId, WorkflowListParams,
 };
 use weir_store::{
-    lease_end, BulkRow, Claimed, Driver, DriverTx, LiveByQueue, StandingTask, Wakeups,
+    lease_end, BulkRow, Claimed, CompletedOutside, Driver, DriverTx, LiveByQueue, StandingTask,
+    Wakeups,
 };
 
 use crate::error::{from_sqlx, sqlite_cause};
@@ -166,6 +167,15 @@ impl Driver for SqliteDriver {
         .fetch_one(&self.reader)
         .await
         .map_err(err)
+    }
+
+    async fn task_complete_outside_workflows(
+        &self,
+        _completions: &[TaskCompletion],
+    ) -> Result<Option<CompletedOutside>, StoreError> {
+        // The database is in this process: a transaction costs no round
+        // trips, so every completion takes the transaction's path.
+        Ok(None)
     }
 
     async fn claim_unlimited(

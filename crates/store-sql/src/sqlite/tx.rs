@@ -15,6 +15,14 @@ use weir_store::{lease_end, AppliedCompletion, Claimed, DriverTx, HeldKey, Limit
 use super::rows::{decode, millis, task_id, time, ClaimedRow, TaskRow, TASK_COLUMNS};
 use super::{err, json_list};
 
+/// What a completion returns of the task: whether a limit counted it (a
+/// concurrency key, a queue with limits).
+macro_rules! returning_limited {
+    () => {
+        " RETURNING concurrency_key IS NOT NULL OR queue IN (SELECT name FROM queues WHERE limited)"
+    };
+}
+
 pub(super) struct SqliteTx {
     pub(super) tx: Transaction<'static, Sqlite>,
 }
@@ -258,21 +266,20 @@ impl DriverTx for SqliteTx {
             let done = match &c.outcome {
                 TaskOutcome::Succeeded { result, cache } => {
                     let result = result.to_string();
-                    let done = sqlx::query(
+                    let done: Option<bool> = sqlx::query_scalar(concat!(
                         "UPDATE tasks SET state = 'succeeded', result = ?, error = NULL, \
                              completed_at = ?, lease_expires_at = NULL \
                          WHERE id = ? AND lease_token = ? AND state = 'running'",
-                    )
+                        returning_limited!()
+                    ))
                     .bind(&result)
                     .bind(now)
                     .bind(&id)
                     .bind(c.lease_token)
-                    .execute(&mut *self.tx)
+                    .fetch_optional(&mut *self.tx)
                     .await
-                    .map_err(err)?
-                    .rows_affected()
-                        == 1;
-                    if let (true, Some(cache)) = (done, cache) {
+                    .map_err(err)?;
+                    if let (Some(_), Some(cache)) = (done, cache) {
                         sqlx::query(
                             "INSERT INTO cache (key, value, created_at, expires_at) VALUES (?, ?, ?, ?) \
                              ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
@@ -286,36 +293,39 @@ impl DriverTx for SqliteTx {
                         .await
                         .map_err(err)?;
                     }
-                    done.then_some(Some(TaskState::Succeeded))
+                    done.map(|limited| (Some(TaskState::Succeeded), limited))
                 }
                 TaskOutcome::Failed { error, retry_at } => {
                     let (state, run_at, completed_at, ended) = match retry_at {
                         Some(at) => ("queued", Some(millis(*at)), None, None),
                         None => ("dead", None, Some(now), Some(TaskState::Dead)),
                     };
-                    let done = sqlx::query(include_str!("sql/complete_failed.sql"))
-                        .bind(state)
-                        .bind(error)
-                        .bind(run_at)
-                        .bind(completed_at)
-                        .bind(error)
-                        .bind(c.now.to_rfc3339())
-                        .bind(&id)
-                        .bind(c.lease_token)
-                        .execute(&mut *self.tx)
-                        .await
-                        .map_err(err)?
-                        .rows_affected();
-                    (done == 1).then_some(ended)
+                    let done: Option<bool> = sqlx::query_scalar(concat!(
+                        include_str!("sql/complete_failed.sql"),
+                        returning_limited!()
+                    ))
+                    .bind(state)
+                    .bind(error)
+                    .bind(run_at)
+                    .bind(completed_at)
+                    .bind(error)
+                    .bind(c.now.to_rfc3339())
+                    .bind(&id)
+                    .bind(c.lease_token)
+                    .fetch_optional(&mut *self.tx)
+                    .await
+                    .map_err(err)?;
+                    done.map(|limited| (ended, limited))
                 }
             };
-            if let Some(ended) = done {
+            if let Some((ended, limited)) = done {
                 // Embedded: looking the step up costs no round trip, so the
                 // workflow code does it for every ended task.
                 applied.push(AppliedCompletion {
                     id: c.id,
                     ended,
                     maybe_step: true,
+                    limited,
                 });
             }
         }

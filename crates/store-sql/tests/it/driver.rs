@@ -21,6 +21,7 @@ macro_rules! driver_suite {
             a_transaction_claims_one_key_and_counts_it_running,
             a_dropped_transaction_rolls_back,
             complete_many_returns_only_the_applied_ids,
+            a_completion_says_whether_a_limit_counted_its_task,
             rescue_tells_dead_from_requeued,
             limited_queues_come_with_their_buckets,
             a_task_queued_before_a_draining_claimer_is_claimed_next,
@@ -164,6 +165,76 @@ pub async fn complete_many_returns_only_the_applied_ids(d: Arc<dyn Driver>) {
     // workflow statement follows (SQLite leaves the look to the workflow code).
     if d.name() == "postgres" {
         assert!(!applied[0].maybe_step);
+    }
+}
+
+/// A completion tells the store whether the task's end may free a slot a
+/// limit held another back for (then workers are woken), in and outside a
+/// transaction alike.
+pub async fn a_completion_says_whether_a_limit_counted_its_task(d: Arc<dyn Driver>) {
+    let now = Utc::now();
+    d.queue_save_limits(&QueueLimits {
+        name: "narrow".into(),
+        concurrency: Some(5),
+        rate_per_second: None,
+        burst: None,
+        paused: false,
+    })
+    .await
+    .unwrap();
+    let plain = insert_params(Builtin::Md5, "plain", now);
+    let mut keyed = insert_params(Builtin::Md5, "keyed", now);
+    keyed.concurrency_key = Some("k".into());
+    let mut narrow = insert_params(Builtin::Md5, "narrow", now);
+    narrow.queue = "narrow".into();
+    let plain2 = insert_params(Builtin::Md5, "plain 2", now);
+    d.task_insert_rows(&[&plain, &keyed, &narrow, &plain2], false)
+        .await
+        .unwrap();
+    let c = claim("w", 10, now);
+    let mut tx = d.begin().await.unwrap();
+    let mut got = tx.claim_filtered(&c, None, Some("k"), 1).await.unwrap();
+    got.extend(
+        tx.claim_filtered(&c, Some("narrow"), None, 1)
+            .await
+            .unwrap(),
+    );
+    tx.commit().await.unwrap();
+    got.extend(d.claim_unlimited(&c, &["narrow".into()]).await.unwrap());
+    assert_eq!(got.len(), 4);
+    let done = |id: TaskId| {
+        let t = &got.iter().find(|g| g.task.id == id).expect("claimed").task;
+        success(t, now, None)
+    };
+    let mut tx = d.begin().await.unwrap();
+    let applied = tx
+        .task_complete_many(&[done(plain.id), done(keyed.id), done(narrow.id)])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let limited: std::collections::HashSet<(TaskId, bool)> =
+        applied.iter().map(|a| (a.id, a.limited)).collect();
+    assert_eq!(
+        limited,
+        [(plain.id, false), (keyed.id, true), (narrow.id, true)].into()
+    );
+    // Outside a transaction: PostgreSQL applies it in one statement (no
+    // step among them: none left); SQLite takes the transaction's path.
+    let outside = d
+        .task_complete_outside_workflows(&[done(plain2.id)])
+        .await
+        .unwrap();
+    match d.name() {
+        "postgres" => {
+            let outside = outside.expect("PostgreSQL completes outside a transaction");
+            assert!(outside.steps_left.is_empty());
+            let applied: Vec<(TaskId, bool)> =
+                outside.applied.iter().map(|a| (a.id, a.limited)).collect();
+            assert_eq!(applied, vec![(plain2.id, false)]);
+            let task = d.task_get(plain2.id).await.unwrap().unwrap();
+            assert_eq!(task.state, TaskState::Succeeded);
+        }
+        _ => assert_eq!(outside, None),
     }
 }
 

@@ -50,6 +50,7 @@ macro_rules! conformance_suite {
             a_resent_id_of_a_finished_task_is_not_queued_again,
             a_tasks_tenant_travels_with_it_and_scopes_lists,
             a_chain_runs_step_by_step_and_the_workflow_succeeds,
+            a_batch_of_plain_tasks_and_steps_ends_each_and_moves_the_workflow_on,
             fan_in_waits_for_every_parent_and_receives_their_results,
             parents_ending_at_once_queue_their_child_exactly_once,
             a_dead_step_cancels_its_dependents_and_a_retry_brings_them_back,

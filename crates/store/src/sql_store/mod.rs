@@ -28,7 +28,7 @@ use weir_core::{
     WorkerRegistry,
 };
 
-use crate::driver::{AppliedCompletion, Driver, Wakeups};
+use crate::driver::{AppliedCompletion, CompletedOutside, Driver, Wakeups};
 use crate::hints::{depths_from_rows, lease_end, KeyedTasksHint, LimitedQueues};
 use crate::BusyRetry;
 
@@ -174,6 +174,41 @@ impl SqlStore {
         Ok((applied, queued))
     }
 
+    /// Records completions: all but steps' ends without a transaction
+    /// where the driver can, the steps' ends (or everything) with their
+    /// workflows' bookkeeping in one. Each part is retried through a busy
+    /// database on its own, so a retry of the second never repeats the
+    /// first. (Should the second fail outright, the caller's retry of the
+    /// whole batch finds the first part's tasks ended: reported as leases
+    /// lost, their outcomes already stored.)
+    async fn complete(
+        &self,
+        completions: &[TaskCompletion],
+    ) -> Result<(Vec<AppliedCompletion>, workflow::StepsOutcome), StoreError> {
+        let outside = self
+            .call(|| self.driver().task_complete_outside_workflows(completions))
+            .await?;
+        let Some(CompletedOutside {
+            mut applied,
+            steps_left,
+        }) = outside
+        else {
+            return self.call(|| self.complete_in_tx(completions)).await;
+        };
+        if steps_left.is_empty() {
+            return Ok((applied, workflow::StepsOutcome::default()));
+        }
+        let steps: std::collections::HashSet<TaskId> = steps_left.into_iter().collect();
+        let rest: Vec<TaskCompletion> = completions
+            .iter()
+            .filter(|c| steps.contains(&c.id))
+            .cloned()
+            .collect();
+        let (more, outcome) = self.call(|| self.complete_in_tx(&rest)).await?;
+        applied.extend(more);
+        Ok((applied, outcome))
+    }
+
     /// Why a change to a task did not apply: it is missing, or in another state.
     async fn unchanged(&self, id: TaskId) -> Result<TaskChange, StoreError> {
         Ok(match self.driver().task_get(id).await? {
@@ -262,9 +297,7 @@ impl TaskQueue for SqlStore {
         if completions.is_empty() {
             return Ok(Vec::new());
         }
-        let (applied, steps) = self.call(|| self.complete_in_tx(completions)).await?;
-        let mut applied: std::collections::HashSet<TaskId> =
-            applied.into_iter().map(|a| a.id).collect();
+        let (applied, steps) = self.complete(completions).await?;
         let retried = completions.iter().any(|c| {
             matches!(
                 c.outcome,
@@ -274,10 +307,16 @@ impl TaskQueue for SqlStore {
                 }
             )
         });
-        if retried {
+        // Workers claim when woken, not when a task ends; an end that may
+        // free a slot a limit held a task back for (a concurrency key's, a
+        // limited queue's) wakes them, as a retry does.
+        let freed = applied.iter().any(|a| a.limited && a.ended.is_some());
+        if retried || freed {
             self.wake_workers();
         }
         self.after_steps(steps);
+        let mut applied: std::collections::HashSet<TaskId> =
+            applied.into_iter().map(|a| a.id).collect();
         // A task listed twice in one batch is applied once: the first wins.
         Ok(completions
             .iter()
@@ -424,6 +463,10 @@ impl TaskAdmin for SqlStore {
             })
             .await?;
         self.after_steps(steps);
+        if cancelled.is_some() {
+            // A running task's slot under a limit may be free now.
+            self.wake_workers();
+        }
         match cancelled {
             Some(task) => Ok(TaskChange::Changed(Box::new(task))),
             None => self.unchanged(id).await,
@@ -435,6 +478,8 @@ impl TaskAdmin for SqlStore {
             .await?;
         // This process's claims see the change at once; others within a second.
         self.shared.limited.invalidate();
+        // A limit raised or lifted may let held-back tasks be claimed.
+        self.wake_workers();
         Ok(())
     }
 

@@ -1,9 +1,14 @@
 -- Records a batch of outcomes in one statement. Finished tasks move to
 -- tasks_finished (and successes with a cache key into `cache`); retries stay
 -- queued with their new run_at. Every row is fenced by its lease token.
--- Returns the ids applied, each with its state now ('queued': to be retried)
--- and whether it is a workflow's step (only those need the workflow's
--- bookkeeping, in further statements).
+-- Returns the ids applied, each with its state now ('queued': to be retried),
+-- whether it is a workflow's step (only those need the workflow's
+-- bookkeeping, in further statements), and whether a limit counted it (a
+-- concurrency key, a queue with limits: its end may let another be claimed).
+-- $11 false: a step's end is left undone and returned as 'step' (when its
+-- lease holds), for a transaction that also does its workflow's
+-- bookkeeping; everything else commits with this one statement, outside
+-- any explicit transaction. A step's retry needs no bookkeeping: applied.
 WITH c AS (
     SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[],
                          $6::timestamptz[], $7::timestamptz[])
@@ -13,6 +18,7 @@ finished AS (
     DELETE FROM tasks t USING c
     WHERE t.id = c.id AND t.lease_token = c.token AND t.state = 'running'
       AND c.state IN ('succeeded', 'dead')
+      AND ($11 OR (SELECT true FROM workflow_steps s WHERE s.task_id = t.id) IS NULL)
     RETURNING t.id, t.kind, t.input, c.state, c.result, c.error, t.attempts, t.max_attempts,
               t.priority, t.worker_id, t.created_at, t.run_at, t.started_at, c.now,
               t.queue, t.concurrency_key, t.backoff_base_ms, t.backoff_cap_ms, t.timeout_ms,
@@ -28,7 +34,7 @@ archived AS (
                                 queue, concurrency_key, backoff_base_ms, backoff_cap_ms, timeout_ms,
                                 tenant, errors)
     SELECT * FROM finished
-    RETURNING id, state
+    RETURNING id, state, queue, concurrency_key
 ),
 cached AS (
     INSERT INTO cache (key, value, created_at, expires_at)
@@ -49,6 +55,11 @@ retried AS (
 )
 -- A scalar subquery, not EXISTS (which the planner may turn into a hash of
 -- all of workflow_steps): one primary-key probe per row.
-SELECT a.id, a.state, (SELECT true FROM workflow_steps s WHERE s.task_id = a.id) IS NOT NULL AS step
+SELECT a.id, a.state, $11 AND (SELECT true FROM workflow_steps s WHERE s.task_id = a.id) IS NOT NULL AS step,
+       a.concurrency_key IS NOT NULL OR a.queue IN (SELECT name FROM queues WHERE limited) AS limited
 FROM archived a
-UNION ALL SELECT id, 'queued', false FROM retried
+UNION ALL SELECT id, 'queued', false, false FROM retried
+UNION ALL SELECT c.id, 'step', true, false FROM c JOIN tasks t
+        ON t.id = c.id AND t.lease_token = c.token AND t.state = 'running'
+    WHERE NOT $11 AND c.state IN ('succeeded', 'dead')
+      AND (SELECT true FROM workflow_steps s WHERE s.task_id = c.id) IS NOT NULL

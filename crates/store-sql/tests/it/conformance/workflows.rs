@@ -141,6 +141,87 @@ pub async fn a_chain_runs_step_by_step_and_the_workflow_succeeds(store: Arc<dyn 
     assert_eq!(task.unwrap().state, TaskState::Succeeded);
 }
 
+/// One completion batch holding plain tasks and steps (PostgreSQL records
+/// the plain ones in one statement and the steps in a transaction with
+/// their workflows' bookkeeping): each is applied once, stale ones of
+/// either kind are refused, and the workflow moves on.
+pub async fn a_batch_of_plain_tasks_and_steps_ends_each_and_moves_the_workflow_on(
+    store: Arc<dyn Store>,
+) {
+    let now = Utc::now();
+    let w = insert(
+        &store,
+        workflow(
+            "mixed",
+            &[
+                ("first", &[], C, false),
+                ("side", &[], C, false),
+                ("second", &["first"], C, false),
+            ],
+            now,
+        ),
+    )
+    .await;
+    let plain = store
+        .task_insert(insert_params(Builtin::Md5, "plain", now))
+        .await
+        .unwrap();
+    let stale_plain = store
+        .task_insert(insert_params(Builtin::Md5, "stale plain", now))
+        .await
+        .unwrap();
+    let claimed = store.task_claim(claim("w", 10, now)).await.unwrap();
+    let find = |id: TaskId| claimed.iter().find(|t| t.id == id).expect("claimed");
+    let first = find(step(&w, "first").task_id);
+    let side = find(step(&w, "side").task_id);
+    let stale = |t: &ClaimedTask| {
+        let mut c = super::success(t, now, None);
+        c.lease_token += 1;
+        c
+    };
+    let batch = [
+        super::success(find(plain.id), now, None),
+        stale(find(stale_plain.id)),
+        super::success(first, now, None),
+        stale(side),
+    ];
+    assert_eq!(
+        store.task_complete_many(&batch).await.unwrap(),
+        vec![
+            CompletionOutcome::Applied,
+            CompletionOutcome::LeaseLost,
+            CompletionOutcome::Applied,
+            CompletionOutcome::LeaseLost,
+        ]
+    );
+    let state = |t: Option<Task>| t.expect("task").state;
+    for (id, expected) in [
+        (plain.id, TaskState::Succeeded),
+        (stale_plain.id, TaskState::Running),
+        (side.id, TaskState::Running),
+    ] {
+        assert_eq!(state(store.task_get(id).await.unwrap()), expected);
+    }
+    let claimed = claim_all(&store, &w).await;
+    assert_eq!(
+        ids(&claimed),
+        HashSet::from(["second"]),
+        "the chain moved on"
+    );
+    // The same completion again: the step's lease is spent.
+    assert_eq!(
+        store
+            .task_complete_many(&[super::success(first, now, None)])
+            .await
+            .unwrap(),
+        vec![CompletionOutcome::LeaseLost]
+    );
+    succeed(&store, &claimed[0].1, json!({"done": "second"})).await;
+    assert_eq!(reread(&store, &w).await.status, WorkflowStatus::Running);
+    succeed(&store, side, json!({"done": "side"})).await;
+    assert_eq!(reread(&store, &w).await.status, WorkflowStatus::Succeeded);
+}
+
 pub async fn fan_in_waits_for_every_parent_and_receives_their_results(store: Arc<dyn Store>) {
     let now = Utc::now();
     let w = insert(
