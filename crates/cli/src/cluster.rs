@@ -75,8 +75,7 @@ impl Cluster {
         let mut api_nodes = Vec::new();
         let mut api_tasks = Vec::new();
         for i in 1..=spec.api_nodes {
-            let listener = TcpListener::bind("127.0.0.1:0")
-                .await
+            let listener = crate::listen::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
                 .context("binding an API node")?;
             let addr = listener.local_addr()?;
             let mut config = spec.api.clone();
@@ -116,14 +115,12 @@ impl Cluster {
             .map(|(_, addr)| format!("http://{addr}"))
             .collect();
         let lb = Lb::new(lb_config).map_err(anyhow::Error::msg)?;
-        let listener = TcpListener::bind(spec.listen)
-            .await
+        let listener = crate::listen::bind(spec.listen)
             .with_context(|| format!("binding the load balancer to {}", spec.listen))?;
         let lb_addr = listener.local_addr()?;
         let tls_listener = match spec.tls_listen {
             Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
+                crate::listen::bind(addr)
                     .with_context(|| format!("binding --tls-listen {addr}"))?,
             ),
             None => None,

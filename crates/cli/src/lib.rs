@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod config_file;
+pub mod listen;
 pub mod logging;
 pub mod probes;
 pub mod registration;

@@ -166,7 +166,24 @@ pub struct LbConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
+/// The connect timeout of an attempt after which no backend is left to try:
+/// long enough for the SYNs Linux resends at 1 s and 3 s when a busy
+/// backend's accept queue dropped the first (a burst of new connections),
+/// which a 1 s timeout turned into 502s.
+const LAST_ATTEMPT_CONNECT_TIMEOUT: Duration = Duration::from_millis(3500);
+
 impl LbConfig {
+    /// How long an attempt's connect may take: `connect_timeout`, so a
+    /// backend that does not answer is left quickly for another — but on
+    /// the last attempt (`last`), at least [`LAST_ATTEMPT_CONNECT_TIMEOUT`].
+    pub(crate) fn connect_timeout_for(&self, last: bool) -> Duration {
+        if last {
+            self.connect_timeout.max(LAST_ATTEMPT_CONNECT_TIMEOUT)
+        } else {
+            self.connect_timeout
+        }
+    }
+
     /// The permits of the lb's connection semaphore: `max_connections`,
     /// at least one and at most what `acquire_many` can wait for at once.
     pub(crate) fn connection_permits(&self) -> u32 {

@@ -1,7 +1,6 @@
 //! `weir api`: one API node.
 
 use anyhow::Context;
-use tokio::net::TcpListener;
 
 use crate::cluster::serve_api_node;
 use crate::config::ApiArgs;
@@ -29,9 +28,8 @@ pub async fn run(
         .node_id
         .clone()
         .unwrap_or_else(|| format!("api-{}", std::process::id()));
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
+    let listener =
+        crate::listen::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
     let local = listener.local_addr()?;
     let shutdown = crate::signal::shutdown();
     println!("weir: {node_id} listening on http://{local}");

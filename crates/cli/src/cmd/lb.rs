@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use weir_lb::server::handover::ListenerKind;
@@ -269,14 +269,14 @@ fn listeners(
     let addr = match all.first() {
         Some(l) => l.local_addr()?,
         None => {
-            let first = reuseport_listener(addr)?.into_std()?;
+            let first = crate::listen::bind_shared(addr)?.into_std()?;
             let addr = first.local_addr()?;
             all.push(first);
             addr
         }
     };
     while all.len() < count {
-        all.push(reuseport_listener(addr)?.into_std()?);
+        all.push(crate::listen::bind_shared(addr)?.into_std()?);
     }
     Ok(all)
 }
@@ -380,17 +380,4 @@ async fn reload_on_sighup(lb: std::sync::Arc<weir_lb::Lb>) {
             tracing::error!(error = %e, "reload: rate limits kept");
         }
     }
-}
-
-fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.set_nodelay(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
 }

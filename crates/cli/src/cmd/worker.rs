@@ -40,8 +40,7 @@ pub async fn run(
     });
     let metrics_stop = CancellationToken::new();
     if let Some(addr) = args.metrics_listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
+        let listener = crate::listen::bind(addr)
             .with_context(|| format!("binding the metrics listener {addr}"))?;
         println!(
             "weir: {worker_id} serving metrics on http://{}/metrics",

@@ -127,15 +127,13 @@ struct Outbound<'r, 'q> {
 impl Transport for Relay<'_, '_> {
     type Answer = (TcpStream, ResponseHead);
 
-    async fn send(&mut self, backend: &Backend, _last: bool) -> Result<Self::Answer, Failure> {
-        arm(
-            self.timer,
-            self.out.started,
-            self.out.req.lb.config.upstream_timeout,
-        );
+    async fn send(&mut self, backend: &Backend, last: bool) -> Result<Self::Answer, Failure> {
+        let config = &self.out.req.lb.config;
+        arm(self.timer, self.out.started, config.upstream_timeout);
+        let connect_timeout = config.connect_timeout_for(last);
         tokio::select! {
             biased;
-            sent = self.out.send(backend.authority.as_str()) => sent,
+            sent = self.out.send(backend.authority.as_str(), connect_timeout) => sent,
             () = self.timer.as_mut() => Err(Failure::Timeout),
         }
     }
@@ -166,7 +164,11 @@ impl Outbound<'_, '_> {
     /// Sends the request on a pooled (or fresh) connection and reads the
     /// answer's head into `bufs.upstream`; the head for the client is then in
     /// `bufs.head`.
-    async fn send(&mut self, authority: &str) -> Result<(TcpStream, ResponseHead), Failure> {
+    async fn send(
+        &mut self,
+        authority: &str,
+        connect_timeout: Duration,
+    ) -> Result<(TcpStream, ResponseHead), Failure> {
         let config = &self.req.lb.config;
         let head_len = self.req.head.head_len;
         let body = head_len..head_len + self.body_in_buf;
@@ -176,7 +178,7 @@ impl Outbound<'_, '_> {
             let reused = pooled.is_some();
             let mut upstream = match pooled.take() {
                 Some(stream) => stream,
-                None => upstream::connect_tcp(authority, config.connect_timeout)
+                None => upstream::connect_tcp(authority, connect_timeout)
                     .await
                     .map_err(Failure::Connect)?,
             };

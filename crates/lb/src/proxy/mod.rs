@@ -357,14 +357,15 @@ impl Transport for HyperClient<'_> {
         let config = &self.lb.config;
         let route = upstream::Route::to(backend, self.lb.backend_tls())
             .with_proxy_header(self.proxy_header.as_deref());
+        let connect_timeout = config.connect_timeout_for(last);
         let sending = async {
             if self.upgrade {
-                upstream::send_upgrade(route, upstream, config.connect_timeout)
+                upstream::send_upgrade(route, upstream, connect_timeout)
                     .await
                     .map(|resp| resp.map(Body::new))
             } else {
                 let idle = config.upstream_idle_timeout;
-                upstream::send(route, upstream, config.connect_timeout, idle).await
+                upstream::send(route, upstream, connect_timeout, idle).await
             }
         };
         let sent = tokio::time::timeout(config.upstream_timeout, sending).await;

@@ -199,3 +199,62 @@ async fn a_small_body_with_an_idempotency_key_is_replayed_on_another_backend() {
     assert!(statuses.contains(&502), "{statuses:?}");
     lb.stop().await;
 }
+
+/// A backend whose accept queue is full drops new SYNs; Linux resends them
+/// 1 s and 3 s later. With no other backend to try, the lb waits for those
+/// instead of answering 502 when its 1 s connect timeout ends (a burst of
+/// new connections to a busy API node did exactly that).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_dropped_by_a_full_accept_queue_is_waited_out_on_the_last_backend() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Fill the accept queue (backlog 1 holds two) with connections nobody
+    // accepts yet; a third SYN would be dropped.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let connect = tokio::net::TcpStream::connect(addr);
+        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), connect).await {
+            held.push(s);
+        }
+    }
+    assert!(!held.is_empty(), "the queue took no connection");
+    let lb = TestLb::start_with(vec![format!("http://{addr}")], |c| {
+        // No health check in the way: only the request's own connect.
+        c.health_interval = Duration::from_secs(3600);
+    })
+    .await;
+    // The backend starts accepting 1.5 s on: after the lb's first resent
+    // SYN (dropped too), before its second.
+    let server = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        drop(held);
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = conn
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            });
+        }
+    });
+    let resp = reqwest::get(format!("{}/work", lb.base)).await.unwrap();
+    let status = resp.status();
+    let body = resp.text().await.unwrap();
+    assert_eq!((status.as_u16(), body.as_str()), (200, "ok"));
+    server.abort();
+    lb.stop().await;
+}
