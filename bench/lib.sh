@@ -9,8 +9,12 @@ WORK="$(mktemp -d /tmp/weir-bench.XXXXXX)"
 PIDS=()
 
 cleanup() {
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    # Processes started inside $(…) (e.g. `upstream`) list themselves in
+    # $WORK/pids: a subshell's PIDS never reaches this one.
+    local started=("${PIDS[@]}")
+    [ -f "$WORK/pids" ] && mapfile -t -O "${#started[@]}" started <"$WORK/pids"
+    for pid in "${started[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${started[@]}"; do wait "$pid" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -77,6 +81,7 @@ upstream() {
     local log="$WORK/upstream-$RANDOM.log"
     "$WEIR" bench upstream "$@" >"$log" 2>&1 &
     PIDS+=($!)
+    echo "$!" >>"$WORK/pids"
     for _ in $(seq 1 100); do grep -q listening "$log" && break; sleep 0.05; done
     grep -o 'http://[0-9.:]*' "$log"
 }
