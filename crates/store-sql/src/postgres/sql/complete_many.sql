@@ -10,15 +10,19 @@
 -- bookkeeping; everything else commits with this one statement, outside
 -- any explicit transaction. A step's retry needs no bookkeeping: applied.
 WITH c AS (
-    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[],
-                         $6::timestamptz[], $7::timestamptz[])
-        AS c(id, token, state, result, error, run_at, now)
+    -- `leave`: a step's end this statement leaves (looked up once per row;
+    -- referenced twice, the CTE is computed once).
+    SELECT u.*, NOT $11 AND u.state IN ('succeeded', 'dead')
+                AND (SELECT true FROM workflow_steps s WHERE s.task_id = u.id) IS NOT NULL AS leave
+    FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[],
+                $6::timestamptz[], $7::timestamptz[])
+        AS u(id, token, state, result, error, run_at, now)
 ),
 finished AS (
     DELETE FROM tasks t USING c
     WHERE t.id = c.id AND t.lease_token = c.token AND t.state = 'running'
       AND c.state IN ('succeeded', 'dead')
-      AND ($11 OR (SELECT true FROM workflow_steps s WHERE s.task_id = t.id) IS NULL)
+      AND NOT c.leave
     RETURNING t.id, t.kind, t.input, c.state, c.result, c.error, t.attempts, t.max_attempts,
               t.priority, t.worker_id, t.created_at, t.run_at, t.started_at, c.now,
               t.queue, t.concurrency_key, t.backoff_base_ms, t.backoff_cap_ms, t.timeout_ms,
@@ -61,5 +65,4 @@ FROM archived a
 UNION ALL SELECT id, 'queued', false, false FROM retried
 UNION ALL SELECT c.id, 'step', true, false FROM c JOIN tasks t
         ON t.id = c.id AND t.lease_token = c.token AND t.state = 'running'
-    WHERE NOT $11 AND c.state IN ('succeeded', 'dead')
-      AND (SELECT true FROM workflow_steps s WHERE s.task_id = c.id) IS NOT NULL
+    WHERE c.leave
